@@ -1,0 +1,12 @@
+//! Field protocols and the device simulator.
+//!
+//! # Layout
+//! - [`registers`]: register data types, word orders, decoding (pure).
+//! - [`modbus`]: a guarded Modbus TCP client (timeouts, reconnect after failure).
+//! - [`sim`]: Modbus TCP servers that play concentrators and water-quality loggers, with fault injection.
+//!
+//! **Invariant:** this crate never imports `waterworks-actors` or `waterworks-hmi`. It speaks registers and
+//! bytes; what a register means is configuration (`config/devices/*.toml`).
+
+pub mod modbus;
+pub mod registers;
