@@ -1,1 +1,26 @@
-//! placeholder
+//! The Waterworks domain model and its supervision tree of actors.
+//!
+//! # Layout
+//! - [`model`]: the pure domain model (no I/O, no clock, no tokio or ractor).
+//! - [`store`]: the durable store (redb) and its group-commit writer actor.
+//! - [`supervisor`]: restarting supervisors with backoff and escalation.
+//! - [`hub`]: the live-state hub behind the WebSocket stream.
+//! - [`field`]: one actor per concentrator and per water-quality data logger.
+//! - [`tree`]: builds the whole supervision tree from resolved configuration.
+//! - [`api`]: the handle through which the `hmi` crate sees and commands the system.
+//! - [`event`], [`metrics`], [`clock`]: the event bus, counters, the injected clock.
+//!
+//! **Invariant:** this crate knows no HTTP, JSON-over-HTTP or config file format; `src/` resolves config
+//! into the `*Args`/`*Spec` types here, and `hmi` turns [`api::Handle`] calls into HTTP.
+
+pub mod api;
+pub mod auth;
+pub mod clock;
+pub mod event;
+pub mod field;
+pub mod hub;
+pub mod metrics;
+pub mod model;
+pub mod store;
+pub mod supervisor;
+pub mod tree;

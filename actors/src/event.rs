@@ -1,0 +1,70 @@
+//! Facts broadcast to whoever listens (the live hub now; the alarm engine, notifications and work orders
+//! later). A closed enum: everything that can happen is listed here.
+
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+use crate::model::{DeviceId, LiveEvent, RegionId, Timestamp};
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// A device missed two consecutive cycles (R-A4).
+    CommLost { device: DeviceId, region: RegionId, ts: Timestamp, misses: u32, error: Option<String> },
+    /// Data flows again from a comm-lost device.
+    CommRestored { device: DeviceId, region: RegionId, ts: Timestamp, after_misses: u32 },
+    /// A supervised actor stopped and will be restarted after `delay`.
+    ChildRestarting { supervisor: String, child: String, reason: String, delay: Duration },
+}
+
+impl Event {
+    /// The event as the HMI shows it, if the HMI shows it at all.
+    pub fn to_live(&self, now: Timestamp) -> Option<LiveEvent> {
+        match self {
+            Event::CommLost { device, region, ts, misses, error } => Some(LiveEvent {
+                kind: "comm_lost",
+                device: Some(device.clone()),
+                region: Some(region.clone()),
+                ts: *ts,
+                message: match error {
+                    Some(e) => format!("{misses} consecutive cycles missed: {e}"),
+                    None => format!("{misses} consecutive cycles missed"),
+                },
+            }),
+            Event::CommRestored { device, region, ts, after_misses } => Some(LiveEvent {
+                kind: "comm_restored",
+                device: Some(device.clone()),
+                region: Some(region.clone()),
+                ts: *ts,
+                message: format!("data flows again after {after_misses} missed cycles"),
+            }),
+            Event::ChildRestarting { supervisor, child, reason, delay } => Some(LiveEvent {
+                kind: "actor_restart",
+                device: None,
+                region: None,
+                ts: now,
+                message: format!("{supervisor}/{child} {reason}; restart in {} ms", delay.as_millis()),
+            }),
+        }
+    }
+}
+
+/// The broadcast bus of [`Event`]s. Publishing never blocks; a slow listener loses the oldest events and is
+/// told so by `RecvError::Lagged`.
+#[derive(Clone, Debug)]
+pub struct EventBus {
+    tx: broadcast::Sender<Event>,
+}
+
+impl EventBus {
+    pub fn new(capacity: usize) -> EventBus {
+        EventBus { tx: broadcast::channel(capacity.max(1)).0 }
+    }
+    pub fn publish(&self, event: Event) {
+        // No receiver is not an error: nobody is listening yet.
+        let _ = self.tx.send(event);
+    }
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.tx.subscribe()
+    }
+}

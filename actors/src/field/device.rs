@@ -1,0 +1,443 @@
+//! The field device actor: polls one concentrator or data logger on its cycle (R-A1, R-A2), retries what it
+//! missed within the cycle, commits what it read, keeps the communication status (R-A3, R-A4), and reports
+//! its view to the live hub.
+//!
+//! Timing: a tick is scheduled for the earliest due value with `send_after`, re-armed after each tick (never
+//! `send_interval`, whose ticks pile up in the unbounded mailbox behind a slow poll). A tick polls what is
+//! due; values that failed are retried `retries` times, `retry_delay` apart; then the tick ends, and a tick
+//! with no data at all is a missed cycle. A tick that ran past the next due time starts the next one at once,
+//! so a late cycle is polled, not skipped.
+//!
+//! Failures are data, not `Err`: a timeout is a comm state and maybe an event. The actor returns `Err` only
+//! for what it cannot handle, and then its supervisor restarts it, rebuilding its state from the store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use drivers::modbus::ModbusTcpClient;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::time::Instant;
+
+use super::plan::{decode_reply, plan, Decoded, ReadRequest};
+use super::spec::{DeviceKindSpec, DeviceSpec};
+use crate::clock::SharedClock;
+use crate::event::{Event, EventBus};
+use crate::hub::HubMsg;
+use crate::metrics::Metrics;
+use crate::model::comm::CycleOutcome;
+use crate::model::view::CommView;
+use crate::model::{
+    CommEvent, CommStatus, DeviceKind, DeviceView, MeterReading, MeterView, ParameterView, QualitySample, Timestamp,
+};
+use crate::store::{Op, Store, StoreHandle};
+use crate::supervisor::Slot;
+
+pub enum FieldMsg {
+    /// Start a tick: poll whatever is due.
+    Tick,
+    /// Retry the failed reads of tick number `u64`.
+    Retry(u64),
+    /// The device's current view.
+    View(RpcReplyPort<DeviceView>),
+}
+
+pub struct FieldDevice;
+
+pub struct FieldDeviceArgs {
+    pub spec: Arc<DeviceSpec>,
+    pub store: Store,
+    pub writer: StoreHandle,
+    pub hub: Slot<HubMsg>,
+    pub events: EventBus,
+    pub clock: SharedClock,
+    pub metrics: Arc<Metrics>,
+    /// Refilled with this actor's reference on every (re)start.
+    pub slot: Slot<FieldMsg>,
+}
+
+/// The tick in progress.
+struct Tick {
+    no: u64,
+    started: Instant,
+    requests: Vec<ReadRequest>,
+    /// Indices into `requests` not yet read and committed.
+    pending: Vec<usize>,
+    attempts: u32,
+    read: u32,
+    expected: u32,
+    last_error: Option<String>,
+}
+
+pub struct FieldDeviceState {
+    args: FieldDeviceArgs,
+    client: ModbusTcpClient,
+    comm: CommStatus,
+    view: DeviceView,
+    /// When each value is next due.
+    due: Vec<Instant>,
+    cycles: Vec<Duration>,
+    tick: Option<Tick>,
+    ticks: u64,
+}
+
+/// The view of a device as the store knows it: latest readings or samples, and the last saved comm status.
+/// Used by the device actor on (re)start and by the hub on (re)start, so both agree.
+pub fn initial_view(spec: &DeviceSpec, store: &Store) -> DeviceView {
+    let expected = spec.value_count() as u32;
+    let mut comm = match store.device_status(&spec.id) {
+        Ok(Some(saved)) => saved,
+        Ok(None) => CommStatus::new(spec.path(), expected),
+        Err(e) => {
+            tracing::warn!(message = "Cannot load device status; starting fresh.", device = %spec.id, error = %e);
+            CommStatus::new(spec.path(), expected)
+        }
+    };
+    // What was true of the link before a restart is not known now.
+    comm.link = crate::model::LinkState::Unknown;
+    comm.path = spec.path();
+    comm.cycle_expected = expected;
+    comm.cycle_read = comm.cycle_read.min(expected);
+    let (kind, meters, values) = match &spec.kind {
+        DeviceKindSpec::Concentrator(c) => {
+            let meters = c
+                .meters
+                .iter()
+                .map(|m| {
+                    let mut view = MeterView::empty(m.id.clone());
+                    match store.latest_reading(&m.id) {
+                        Ok(Some((ts, volume, status))) => view.set(volume, ts, status),
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(message = "Cannot load latest reading.", meter = %m.id, error = %e),
+                    }
+                    view
+                })
+                .collect();
+            (DeviceKind::Concentrator, meters, Vec::new())
+        }
+        DeviceKindSpec::Logger(l) => {
+            let values = l
+                .parameters
+                .iter()
+                .map(|p| {
+                    let mut view = ParameterView {
+                        param: p.name.clone(),
+                        value: None,
+                        unit: p.unit.clone(),
+                        low: p.low,
+                        high: p.high,
+                        ts: None,
+                        flags: Vec::new(),
+                    };
+                    match store.latest_sample(&spec.id, &p.name) {
+                        Ok(Some((ts, value, flags))) => view.set(value, ts, flags),
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(message = "Cannot load latest sample.", device = %spec.id, error = %e),
+                    }
+                    view
+                })
+                .collect();
+            (DeviceKind::Logger, Vec::new(), values)
+        }
+    };
+    DeviceView {
+        id: spec.id.clone(),
+        kind,
+        name: spec.name.clone(),
+        region: spec.region.clone(),
+        comm: CommView { status: comm, cycle_ms: spec.shortest_cycle().as_millis() as u64 },
+        meters,
+        values,
+    }
+}
+
+impl FieldDeviceState {
+    fn now(&self) -> Timestamp {
+        self.args.clock.now()
+    }
+
+    fn publish_view(&mut self) {
+        self.view.comm.status = self.comm.clone();
+        if let Some(hub) = self.args.hub.get() {
+            let _ = hub.cast(HubMsg::Device(Box::new(self.view.clone())));
+        }
+    }
+
+    fn publish_comm_event(&self, event: CommEvent, now: Timestamp) {
+        let spec = &self.args.spec;
+        match event {
+            CommEvent::Lost { misses } => {
+                tracing::warn!(message = "Device comm-lost.", device = %spec.id, region = %spec.region, misses, error = self.comm.last_error.as_deref().unwrap_or(""));
+                self.args.events.publish(Event::CommLost {
+                    device: spec.id.clone(),
+                    region: spec.region.clone(),
+                    ts: now,
+                    misses,
+                    error: self.comm.last_error.clone(),
+                });
+            }
+            CommEvent::Restored { after_misses } => {
+                tracing::info!(message = "Device communication restored.", device = %spec.id, region = %spec.region, after_misses);
+                self.args.events.publish(Event::CommRestored {
+                    device: spec.id.clone(),
+                    region: spec.region.clone(),
+                    ts: now,
+                    after_misses,
+                });
+            }
+        }
+    }
+
+    /// Starts a tick over the values that are due now.
+    fn begin_tick(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        let due: Vec<usize> = (0..self.due.len()).filter(|&i| self.due[i] <= now).collect();
+        if due.is_empty() {
+            return None;
+        }
+        for &i in &due {
+            self.due[i] = now + self.cycles[i];
+        }
+        self.ticks += 1;
+        let requests = plan(&self.args.spec, &due);
+        let expected = due.len() as u32;
+        self.comm.begin_cycle(expected);
+        self.tick = Some(Tick {
+            no: self.ticks,
+            started: now,
+            pending: (0..requests.len()).collect(),
+            requests,
+            attempts: 0,
+            read: 0,
+            expected,
+            last_error: None,
+        });
+        Some(self.ticks)
+    }
+
+    /// One pass over the pending requests of the current tick.
+    async fn attempt(&mut self) {
+        let Some(mut tick) = self.tick.take() else { return };
+        tick.attempts += 1;
+        let spec = self.args.spec.clone();
+        let mut decoded: Vec<Decoded> = Vec::new();
+        let mut done: Vec<usize> = Vec::new();
+        for &r in &tick.pending {
+            let req = &tick.requests[r];
+            Metrics::inc(&self.args.metrics.polls);
+            let result = self.client.read_registers(req.function, req.address, req.count).await;
+            let now = self.now();
+            match result {
+                Ok(Ok(words)) => {
+                    self.comm.record_attempt(now, true, None);
+                    done.push(r);
+                    for item in decode_reply(&spec, req, &words) {
+                        match item {
+                            Ok(d) => decoded.push(d),
+                            Err((_, reason)) => {
+                                Metrics::inc(&self.args.metrics.bad_values);
+                                tracing::warn!(message = "Value rejected.", device = %spec.id, error = %reason);
+                                tick.last_error = Some(format!("bad value: {reason}"));
+                            }
+                        }
+                    }
+                }
+                Ok(Err(exception)) => {
+                    // The device answered: the link is up, but this read was refused.
+                    Metrics::inc(&self.args.metrics.poll_failures);
+                    let e = exception.to_string();
+                    tracing::warn!(message = "Poll refused by device.", device = %spec.id, address = req.address, error = %e);
+                    self.comm.record_attempt(now, true, Some(e.clone()));
+                    tick.last_error = Some(e);
+                }
+                Err(err) => {
+                    // No valid reply: the link is down. The rest would cost a timeout each; try them next time.
+                    Metrics::inc(&self.args.metrics.poll_failures);
+                    let e = err.to_string();
+                    tracing::warn!(message = "Poll failed.", device = %spec.id, address = req.address, error = %e);
+                    self.comm.record_attempt(now, false, Some(e.clone()));
+                    tick.last_error = Some(e);
+                    break;
+                }
+            }
+        }
+        if !done.is_empty() {
+            if self.commit(&decoded).await {
+                tick.pending.retain(|r| !done.contains(r));
+                let n = decoded.len() as u32;
+                tick.read += n;
+                if let Some(event) = self.comm.record_values(self.now(), n) {
+                    self.publish_comm_event(event, self.now());
+                }
+            } else {
+                tick.last_error = Some("store unavailable; will retry".to_owned());
+                self.comm.last_error.clone_from(&tick.last_error);
+            }
+        }
+        self.tick = Some(tick);
+        self.publish_view();
+    }
+
+    /// Commits decoded values with the device status, and applies them to the view only once committed.
+    async fn commit(&mut self, decoded: &[Decoded]) -> bool {
+        let spec = self.args.spec.clone();
+        let now = self.now();
+        let mut ops = Vec::with_capacity(decoded.len() + 1);
+        for d in decoded {
+            match (d, &spec.kind) {
+                (Decoded::Meter { index, volume, status }, DeviceKindSpec::Concentrator(c)) => {
+                    ops.push(Op::Reading(MeterReading {
+                        meter: c.meters[*index].id.clone(),
+                        device: spec.id.clone(),
+                        ts: now,
+                        volume: *volume,
+                        status: *status,
+                    }))
+                }
+                (Decoded::Parameter { index, value, flags }, DeviceKindSpec::Logger(l)) => {
+                    let p = &l.parameters[*index];
+                    ops.push(Op::Sample(QualitySample {
+                        device: spec.id.clone(),
+                        parameter: p.name.clone(),
+                        ts: now,
+                        value: *value,
+                        unit: p.unit.clone(),
+                        flags: *flags,
+                    }))
+                }
+                _ => {}
+            }
+        }
+        let mut status = self.comm.clone();
+        let _ = status.record_values(now, decoded.len() as u32);
+        ops.push(Op::DeviceStatus(spec.id.clone(), status));
+        match self.args.writer.submit(ops).await {
+            Ok(_) => {
+                for d in decoded {
+                    match d {
+                        Decoded::Meter { index, volume, status } => self.view.meters[*index].set(*volume, now, *status),
+                        Decoded::Parameter { index, value, flags } => self.view.values[*index].set(*value, now, *flags),
+                    }
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(message = "Readings not committed; keeping them pending.", device = %spec.id, error = %e);
+                false
+            }
+        }
+    }
+
+    /// Ends the tick: counts a miss if it brought no data, saves the status, schedules the next tick.
+    async fn end_tick(&mut self, myself: &ActorRef<FieldMsg>) {
+        if let Some(tick) = self.tick.take() {
+            let outcome = CycleOutcome { read: tick.read, expected: tick.expected, error: tick.last_error.clone() };
+            let before = self.comm.consecutive_misses;
+            if let Some(event) = self.comm.end_cycle(&outcome) {
+                self.publish_comm_event(event, self.now());
+            }
+            if self.comm.consecutive_misses != before {
+                if let Err(e) =
+                    self.args.writer.submit(vec![Op::DeviceStatus(self.args.spec.id.clone(), self.comm.clone())]).await
+                {
+                    tracing::warn!(message = "Device status not saved.", device = %self.args.spec.id, error = %e);
+                }
+            }
+            tracing::debug!(
+                message = "Tick ended.",
+                device = %self.args.spec.id,
+                read = tick.read,
+                expected = tick.expected,
+                attempts = tick.attempts,
+                took_ms = tick.started.elapsed().as_millis() as u64
+            );
+            self.publish_view();
+        }
+        self.schedule_next(myself);
+    }
+
+    fn schedule_next(&self, myself: &ActorRef<FieldMsg>) {
+        let next = self.due.iter().min().copied().unwrap_or_else(|| Instant::now() + Duration::from_secs(900));
+        let delay = next.saturating_duration_since(Instant::now());
+        myself.send_after(delay, || FieldMsg::Tick);
+    }
+
+    /// Runs attempts of the current tick until it is done or a retry is scheduled.
+    async fn drive(&mut self, myself: &ActorRef<FieldMsg>) {
+        self.attempt().await;
+        let Some(tick) = &self.tick else { return };
+        if !tick.pending.is_empty() && tick.attempts <= self.args.spec.retries {
+            let no = tick.no;
+            myself.send_after(self.args.spec.retry_delay, move || FieldMsg::Retry(no));
+        } else {
+            self.end_tick(myself).await;
+        }
+    }
+}
+
+impl Actor for FieldDevice {
+    type Msg = FieldMsg;
+    type State = FieldDeviceState;
+    type Arguments = FieldDeviceArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<FieldMsg>,
+        args: FieldDeviceArgs,
+    ) -> Result<FieldDeviceState, ActorProcessingErr> {
+        let view = initial_view(&args.spec, &args.store);
+        let comm = view.comm.status.clone();
+        let cycles = args.spec.cycles();
+        let now = Instant::now();
+        args.slot.set(myself);
+        Ok(FieldDeviceState {
+            client: ModbusTcpClient::new(args.spec.target.clone()),
+            comm,
+            view,
+            due: vec![now; cycles.len()],
+            cycles,
+            tick: None,
+            ticks: 0,
+            args,
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<FieldMsg>,
+        state: &mut FieldDeviceState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.publish_view();
+        myself.cast(FieldMsg::Tick)?;
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<FieldMsg>,
+        msg: FieldMsg,
+        state: &mut FieldDeviceState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            FieldMsg::Tick => {
+                if state.tick.is_some() {
+                    // A tick is still retrying; it schedules the next one when it ends.
+                    return Ok(());
+                }
+                if state.begin_tick().is_some() {
+                    state.drive(&myself).await;
+                } else {
+                    state.schedule_next(&myself);
+                }
+            }
+            FieldMsg::Retry(no) => {
+                if state.tick.as_ref().is_some_and(|t| t.no == no) {
+                    state.drive(&myself).await;
+                }
+            }
+            FieldMsg::View(reply) => {
+                let _ = reply.send(state.view.clone());
+            }
+        }
+        Ok(())
+    }
+}

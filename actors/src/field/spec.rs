@@ -1,0 +1,118 @@
+//! Resolved device specifications, built by `src/config.rs` from the config file and the device register
+//! maps. Everything here is already validated: ids unique, registers within a Modbus request, cycles > 0.
+
+use std::time::Duration;
+
+use drivers::modbus::TcpTarget;
+use drivers::registers::{DataType, Function, RegisterSpec, WordOrder};
+
+use crate::model::{DeviceId, MeterId, RegionId};
+
+/// One field device.
+#[derive(Clone, Debug)]
+pub struct DeviceSpec {
+    pub id: DeviceId,
+    pub name: String,
+    pub region: RegionId,
+    pub target: TcpTarget,
+    /// Further attempts within one cycle for values that were not read.
+    pub retries: u32,
+    pub retry_delay: Duration,
+    pub kind: DeviceKindSpec,
+}
+
+#[derive(Clone, Debug)]
+pub enum DeviceKindSpec {
+    Concentrator(ConcentratorSpec),
+    Logger(LoggerSpec),
+}
+
+/// A concentrator of remote-read meters (R-A1).
+#[derive(Clone, Debug)]
+pub struct ConcentratorSpec {
+    pub cycle: Duration,
+    pub meters: Vec<MeterSpec>,
+    pub layout: MeterLayout,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MeterSpec {
+    pub id: MeterId,
+    /// Position in the concentrator's meter table.
+    pub slot: u16,
+}
+
+/// A value inside a meter slot's register block.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FieldLayout {
+    pub offset: u16,
+    pub data_type: DataType,
+    pub word_order: WordOrder,
+    pub scale: f64,
+}
+
+impl FieldLayout {
+    /// Registers from the start of the slot to the end of this field.
+    pub fn end(&self) -> u16 {
+        self.offset + self.data_type.register_count()
+    }
+}
+
+/// How a concentrator model lays out its meter table (from `config/devices/*.toml`, R-A9).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MeterLayout {
+    pub function: Function,
+    pub base: u16,
+    pub stride: u16,
+    /// Cumulative volume; engineering value in m³.
+    pub volume: FieldLayout,
+    pub status: Option<FieldLayout>,
+    /// Device status bit number → model flag (`MeterStatus::*`).
+    pub status_bits: Vec<(u8, u16)>,
+    /// Most registers one request may read (Modbus allows 125).
+    pub max_registers: u16,
+}
+
+/// A water-quality data logger (R-A2).
+#[derive(Clone, Debug)]
+pub struct LoggerSpec {
+    pub parameters: Vec<ParameterSpec>,
+}
+
+/// One measured parameter of a logger, with its site limits (R-B3, configurable per site).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParameterSpec {
+    pub name: String,
+    pub register: RegisterSpec,
+    pub unit: String,
+    pub low: Option<f64>,
+    pub high: Option<f64>,
+    pub cycle: Duration,
+}
+
+impl DeviceSpec {
+    /// How many values one full cycle reads (meters or parameters).
+    pub fn value_count(&self) -> usize {
+        match &self.kind {
+            DeviceKindSpec::Concentrator(c) => c.meters.len(),
+            DeviceKindSpec::Logger(l) => l.parameters.len(),
+        }
+    }
+
+    /// The cycle of each value, in value order.
+    pub fn cycles(&self) -> Vec<Duration> {
+        match &self.kind {
+            DeviceKindSpec::Concentrator(c) => vec![c.cycle; c.meters.len()],
+            DeviceKindSpec::Logger(l) => l.parameters.iter().map(|p| p.cycle).collect(),
+        }
+    }
+
+    /// The shortest cycle: the device's cycle as shown.
+    pub fn shortest_cycle(&self) -> Duration {
+        self.cycles().into_iter().min().unwrap_or(Duration::from_secs(900))
+    }
+
+    pub fn path(&self) -> String {
+        format!("tcp {} unit {}", self.target.addr, self.target.unit_id)
+    }
+}

@@ -1,0 +1,16 @@
+//! The pure domain model: identifiers, units, readings, communication status, live views, users.
+//!
+//! **Invariant:** nothing here does I/O, imports tokio or ractor, or reads the clock. Time is passed in as a
+//! [`Timestamp`]; actors turn messages into calls on this model and its results into I/O.
+
+pub mod comm;
+pub mod ids;
+pub mod reading;
+pub mod user;
+pub mod view;
+
+pub use comm::{CommEvent, CommStatus, CycleOutcome, LinkState};
+pub use ids::{DeviceId, MeterId, RegionId};
+pub use reading::{MeterReading, MeterStatus, QualityFlags, QualitySample, Timestamp, Volume};
+pub use user::{Role, UserRecord};
+pub use view::{DeviceKind, DeviceView, LiveEvent, MeterView, ParameterView, RegionView};

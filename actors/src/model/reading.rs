@@ -1,0 +1,214 @@
+//! Readings and samples as they are stored: meter volumes with status bits, water-quality values with flags.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::{DeviceId, MeterId};
+
+/// Milliseconds since the Unix epoch, UTC. The model never reads a clock; callers pass this in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub fn millis(self) -> i64 {
+        self.0
+    }
+    pub fn plus_millis(self, ms: i64) -> Timestamp {
+        Timestamp(self.0.saturating_add(ms))
+    }
+}
+
+/// A cumulative water volume with exactly three decimals of m³ (R-A1), held as whole litres so that it is exact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Volume {
+    litres: i64,
+}
+
+/// Why a decoded number cannot be a meter volume.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum VolumeError {
+    #[error("volume {0} is not a finite number")]
+    NotFinite(f64),
+    #[error("volume {0} m3 is negative")]
+    Negative(f64),
+    #[error("volume {0} m3 is beyond any meter's register")]
+    TooLarge(f64),
+}
+
+impl Volume {
+    /// The largest cumulative volume accepted: 10^12 m³, far beyond any 8-digit meter register.
+    const MAX_M3: f64 = 1e12;
+
+    pub fn from_litres(litres: i64) -> Volume {
+        Volume { litres }
+    }
+
+    /// Rounds a decoded m³ value to the litre (3 decimals, half away from zero).
+    pub fn from_m3(m3: f64) -> Result<Volume, VolumeError> {
+        if !m3.is_finite() {
+            return Err(VolumeError::NotFinite(m3));
+        }
+        if m3 < 0.0 {
+            return Err(VolumeError::Negative(m3));
+        }
+        if m3 > Self::MAX_M3 {
+            return Err(VolumeError::TooLarge(m3));
+        }
+        Ok(Volume { litres: (m3 * 1000.0).round() as i64 })
+    }
+
+    pub fn litres(self) -> i64 {
+        self.litres
+    }
+}
+
+impl fmt::Display for Volume {
+    /// Formats as m³ with exactly three decimals, e.g. `1234.567`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.litres < 0 { "-" } else { "" };
+        let abs = self.litres.unsigned_abs();
+        write!(f, "{sign}{}.{:03}", abs / 1000, abs % 1000)
+    }
+}
+
+/// Status bits of a meter, by meaning (the register bit positions are per device model, R-A1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MeterStatus(pub u16);
+
+impl MeterStatus {
+    pub const VALVE_CLOSED: u16 = 1 << 0;
+    pub const BATTERY_LOW: u16 = 1 << 1;
+    pub const MAGNETIC_TAMPER: u16 = 1 << 2;
+    pub const REVERSE_FLOW: u16 = 1 << 3;
+    pub const METER_FAULT: u16 = 1 << 4;
+
+    /// The status names the model knows, in bit order; config maps device bits onto these.
+    pub const NAMES: [(&'static str, u16); 5] = [
+        ("valve_closed", Self::VALVE_CLOSED),
+        ("battery_low", Self::BATTERY_LOW),
+        ("magnetic_tamper", Self::MAGNETIC_TAMPER),
+        ("reverse_flow", Self::REVERSE_FLOW),
+        ("meter_fault", Self::METER_FAULT),
+    ];
+
+    pub fn flag_for(name: &str) -> Option<u16> {
+        Self::NAMES.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+    }
+
+    /// Translates a raw device status word through a bit map `(device bit, model flag)`.
+    pub fn from_device_word(word: u16, map: &[(u8, u16)]) -> MeterStatus {
+        let mut bits = 0;
+        for &(bit, flag) in map {
+            if bit < 16 && word & (1 << bit) != 0 {
+                bits |= flag;
+            }
+        }
+        MeterStatus(bits)
+    }
+
+    pub fn names(self) -> Vec<&'static str> {
+        Self::NAMES.iter().filter(|(_, f)| self.0 & f != 0).map(|(n, _)| *n).collect()
+    }
+}
+
+/// One meter reading as committed to the store.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MeterReading {
+    pub meter: MeterId,
+    pub device: DeviceId,
+    pub ts: Timestamp,
+    pub volume: Volume,
+    pub status: MeterStatus,
+}
+
+/// Quality flags of a water-quality sample.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct QualityFlags(pub u8);
+
+impl QualityFlags {
+    pub const BELOW_LOW: u8 = 1 << 0;
+    pub const ABOVE_HIGH: u8 = 1 << 1;
+
+    /// Compares a value with its limits (both inclusive bounds of the acceptable range).
+    pub fn against_limits(value: f64, low: Option<f64>, high: Option<f64>) -> QualityFlags {
+        let mut bits = 0;
+        if low.is_some_and(|l| value < l) {
+            bits |= Self::BELOW_LOW;
+        }
+        if high.is_some_and(|h| value > h) {
+            bits |= Self::ABOVE_HIGH;
+        }
+        QualityFlags(bits)
+    }
+
+    pub fn names(self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.0 & Self::BELOW_LOW != 0 {
+            v.push("low");
+        }
+        if self.0 & Self::ABOVE_HIGH != 0 {
+            v.push("high");
+        }
+        v
+    }
+}
+
+/// One water-quality sample as committed to the store.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QualitySample {
+    pub device: DeviceId,
+    pub parameter: String,
+    pub ts: Timestamp,
+    pub value: f64,
+    pub unit: String,
+    pub flags: QualityFlags,
+}
+
+impl QualitySample {
+    /// The store key of this sample's series: `device/parameter`.
+    pub fn series(&self) -> String {
+        series_key(&self.device, &self.parameter)
+    }
+}
+
+/// The series key of a logger parameter.
+pub fn series_key(device: &DeviceId, parameter: &str) -> String {
+    format!("{device}/{parameter}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volume_keeps_three_decimals_exactly() {
+        assert_eq!(Volume::from_m3(123.456).unwrap().to_string(), "123.456");
+        assert_eq!(Volume::from_m3(0.0005).unwrap().to_string(), "0.001");
+        assert_eq!(Volume::from_m3(7.0).unwrap().to_string(), "7.000");
+        assert_eq!(Volume::from_litres(-1500).to_string(), "-1.500");
+        assert!(matches!(Volume::from_m3(-0.1), Err(VolumeError::Negative(_))));
+        assert!(matches!(Volume::from_m3(f64::NAN), Err(VolumeError::NotFinite(_))));
+        assert!(matches!(Volume::from_m3(1e13), Err(VolumeError::TooLarge(_))));
+    }
+
+    #[test]
+    fn device_status_bits_map_to_model_flags() {
+        let map = [(7, MeterStatus::VALVE_CLOSED), (5, MeterStatus::BATTERY_LOW)];
+        let s = MeterStatus::from_device_word(0b1010_0000, &map);
+        assert_eq!(s.names(), vec!["valve_closed", "battery_low"]);
+        assert_eq!(MeterStatus::from_device_word(0, &map).names(), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn quality_flags_against_limits() {
+        // GB 5749-2022: free chlorine at the plant outlet 0.3..=2.0 mg/L.
+        assert_eq!(QualityFlags::against_limits(0.25, Some(0.3), Some(2.0)).names(), vec!["low"]);
+        assert_eq!(QualityFlags::against_limits(0.3, Some(0.3), Some(2.0)).names(), Vec::<&str>::new());
+        assert_eq!(QualityFlags::against_limits(1.2, None, Some(1.0)).names(), vec!["high"]);
+    }
+}

@@ -1,0 +1,69 @@
+//! Users and roles (R-G4, R-F12). Password hashing itself happens in the auth service; the model only holds
+//! the PHC string.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::reading::Timestamp;
+
+/// What a user may do. Admin alone grants roles (R-F12).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    Operator,
+    Manager,
+    Crew,
+    Billing,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [Role::Admin, Role::Operator, Role::Manager, Role::Crew, Role::Billing];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Manager => "manager",
+            Role::Crew => "crew",
+            Role::Billing => "billing",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown role {s:?}; expected admin, operator, manager, crew or billing"))
+    }
+}
+
+/// A stored user account.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub username: String,
+    pub role: Role,
+    /// Argon2id PHC string; never leaves the server.
+    pub password_hash: String,
+    pub created: Timestamp,
+    pub created_by: String,
+    pub disabled: bool,
+}
+
+/// Whether a username is acceptable: 1–64 characters of letters, digits, `.`, `_`, `-`.
+pub fn valid_username(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().count() <= 64
+        && name.chars().all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}

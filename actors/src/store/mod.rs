@@ -1,0 +1,448 @@
+//! The durable store (redb, DESIGN.md §1): meter readings, water-quality samples, device status, users, audit.
+//!
+//! Reads go straight to the database from any thread (MVCC readers). Writes go only through the single
+//! [`writer`] actor, which commits in groups and acknowledges after the commit returns (durable on return,
+//! redb `Durability::Immediate`). Nothing outside this module knows table layouts.
+//!
+//! Schema version 1 tables:
+//! - `meta`: `&str -> u64` (`schema_version`);
+//! - `readings`: `(meter, ts_ms) -> (litres, status)`; a reading of the same meter and time overwrites
+//!   itself, so a repeated write is idempotent;
+//! - `samples`: `(device/parameter, ts_ms) -> (value, flags, unit)`;
+//! - `device_status`: `device -> JSON CommStatus`;
+//! - `users`: `username -> JSON UserRecord`;
+//! - `audit`: `sequence -> JSON AuditEntry`.
+
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{
+    CommStatus, DeviceId, MeterId, MeterReading, MeterStatus, QualityFlags, QualitySample, Timestamp, UserRecord,
+    Volume,
+};
+
+pub use writer::{StoreHandle, StoreWriter, StoreWriterArgs, StoreWriterMsg};
+
+/// The schema this program writes. A store with a newer version is refused; older versions are migrated.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// The database file inside the data directory.
+pub const DB_FILE: &str = "waterworks.redb";
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const READINGS: TableDefinition<(&str, i64), (i64, u16)> = TableDefinition::new("readings");
+const SAMPLES: TableDefinition<(&str, i64), (f64, u8, &str)> = TableDefinition::new("samples");
+const DEVICE_STATUS: TableDefinition<&str, &[u8]> = TableDefinition::new("device_status");
+const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+
+/// Why the store failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create data directory {path}: {reason}")]
+    CreateDir { path: PathBuf, reason: String },
+    #[error("store {path} is locked by another running process (is another waterworks using this --data-dir?)")]
+    Locked { path: PathBuf },
+    #[error("store {path} cannot be opened: {reason}")]
+    Open { path: PathBuf, reason: String },
+    #[error("store {path} has schema version {found}, newer than this program's {supported}; upgrade waterworks")]
+    SchemaTooNew { path: PathBuf, found: u64, supported: u64 },
+    #[error("storage error: {0}")]
+    Io(String),
+    #[error("store writer is not running")]
+    Unavailable,
+    #[error("cannot encode record: {0}")]
+    Encode(String),
+}
+
+impl From<redb::Error> for StoreError {
+    fn from(e: redb::Error) -> Self {
+        StoreError::Io(e.to_string())
+    }
+}
+
+macro_rules! io_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self { StoreError::Io(e.to_string()) }
+        }
+    )*};
+}
+io_from!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
+
+/// One audited action (R-G4, R-F7): who did what to what, when, and how it ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub ts: Timestamp,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+    pub ok: bool,
+}
+
+/// One write operation; a batch of them commits atomically.
+#[derive(Clone, Debug)]
+pub enum Op {
+    Reading(MeterReading),
+    Sample(QualitySample),
+    DeviceStatus(DeviceId, CommStatus),
+    User(UserRecord),
+    Audit(AuditEntry),
+}
+
+/// A stored meter reading, as read back.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StoredReading {
+    pub meter: MeterId,
+    pub ts: Timestamp,
+    pub volume_m3: String,
+    pub status: Vec<&'static str>,
+}
+
+/// A stored water-quality sample, as read back.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StoredSample {
+    pub parameter: String,
+    pub ts: Timestamp,
+    pub value: f64,
+    pub unit: String,
+    pub flags: Vec<&'static str>,
+}
+
+/// The durable store. Cheap to clone; all clones share one database.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`, checks its schema version and that every table opens.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::CreateDir { path: dir.to_path_buf(), reason: e.to_string() })?;
+        let path = dir.join(DB_FILE);
+        let db = match Database::create(&path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::Locked { path }),
+            Err(e) => return Err(StoreError::Open { path, reason: e.to_string() }),
+        };
+        let store = Store { db: Arc::new(db), path };
+        store.init_schema()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn init_schema(&self) -> Result<(), StoreError> {
+        let open_err = |e: String| StoreError::Open { path: self.path.clone(), reason: e };
+        let txn = self.db.begin_write().map_err(|e| open_err(e.to_string()))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| open_err(e.to_string()))?;
+            let found = meta.get("schema_version").map_err(|e| open_err(e.to_string()))?.map(|v| v.value());
+            match found {
+                Some(v) if v > SCHEMA_VERSION => {
+                    return Err(StoreError::SchemaTooNew {
+                        path: self.path.clone(),
+                        found: v,
+                        supported: SCHEMA_VERSION,
+                    })
+                }
+                // Version 1 is the first; later versions migrate here, step by step.
+                Some(_) => {}
+                None => {
+                    meta.insert("schema_version", SCHEMA_VERSION).map_err(|e| open_err(e.to_string()))?;
+                }
+            }
+            // Opening every table checks that each one's stored types match ours.
+            txn.open_table(READINGS).map_err(|e| open_err(e.to_string()))?;
+            txn.open_table(SAMPLES).map_err(|e| open_err(e.to_string()))?;
+            txn.open_table(DEVICE_STATUS).map_err(|e| open_err(e.to_string()))?;
+            txn.open_table(USERS).map_err(|e| open_err(e.to_string()))?;
+            txn.open_table(AUDIT).map_err(|e| open_err(e.to_string()))?;
+        }
+        txn.commit().map_err(|e| open_err(e.to_string()))?;
+        Ok(())
+    }
+
+    pub fn schema_version(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta.get("schema_version")?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    /// Applies a batch in one durable transaction. Only the writer thread calls this.
+    pub(crate) fn apply(&self, ops: &[Op]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut readings = txn.open_table(READINGS)?;
+            let mut samples = txn.open_table(SAMPLES)?;
+            let mut status = txn.open_table(DEVICE_STATUS)?;
+            let mut users = txn.open_table(USERS)?;
+            let mut audit = txn.open_table(AUDIT)?;
+            let mut next_audit = audit.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+            for op in ops {
+                match op {
+                    Op::Reading(r) => {
+                        readings.insert((r.meter.as_str(), r.ts.0), (r.volume.litres(), r.status.0))?;
+                    }
+                    Op::Sample(s) => {
+                        samples.insert((s.series().as_str(), s.ts.0), (s.value, s.flags.0, s.unit.as_str()))?;
+                    }
+                    Op::DeviceStatus(id, st) => {
+                        let json = serde_json::to_vec(st).map_err(|e| StoreError::Encode(e.to_string()))?;
+                        status.insert(id.as_str(), json.as_slice())?;
+                    }
+                    Op::User(u) => {
+                        let json = serde_json::to_vec(u).map_err(|e| StoreError::Encode(e.to_string()))?;
+                        users.insert(u.username.as_str(), json.as_slice())?;
+                    }
+                    Op::Audit(a) => {
+                        let json = serde_json::to_vec(a).map_err(|e| StoreError::Encode(e.to_string()))?;
+                        audit.insert(next_audit, json.as_slice())?;
+                        next_audit += 1;
+                    }
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The latest reading of a meter.
+    pub fn latest_reading(&self, meter: &MeterId) -> Result<Option<(Timestamp, Volume, MeterStatus)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(READINGS)?;
+        let mut range = t.range((meter.as_str(), i64::MIN)..=(meter.as_str(), i64::MAX))?;
+        Ok(match range.next_back() {
+            Some(entry) => {
+                let (k, v) = entry?;
+                let (litres, status) = v.value();
+                Some((Timestamp(k.value().1), Volume::from_litres(litres), MeterStatus(status)))
+            }
+            None => None,
+        })
+    }
+
+    /// The latest sample of a logger parameter.
+    pub fn latest_sample(
+        &self,
+        device: &DeviceId,
+        parameter: &str,
+    ) -> Result<Option<(Timestamp, f64, QualityFlags)>, StoreError> {
+        let series = crate::model::reading::series_key(device, parameter);
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(SAMPLES)?;
+        let mut range = t.range((series.as_str(), i64::MIN)..=(series.as_str(), i64::MAX))?;
+        Ok(match range.next_back() {
+            Some(entry) => {
+                let (k, v) = entry?;
+                let (value, flags, _unit) = v.value();
+                Some((Timestamp(k.value().1), value, QualityFlags(flags)))
+            }
+            None => None,
+        })
+    }
+
+    /// Readings of one meter with `from <= ts <= to`, oldest first, at most `limit`.
+    pub fn meter_readings(
+        &self,
+        meter: &MeterId,
+        from: Timestamp,
+        to: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<StoredReading>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(READINGS)?;
+        let mut out = Vec::new();
+        if from > to {
+            return Ok(out);
+        }
+        for entry in t.range((meter.as_str(), from.0)..=(meter.as_str(), to.0))?.take(limit) {
+            let (k, v) = entry?;
+            let (litres, status) = v.value();
+            out.push(StoredReading {
+                meter: meter.clone(),
+                ts: Timestamp(k.value().1),
+                volume_m3: Volume::from_litres(litres).to_string(),
+                status: MeterStatus(status).names(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Samples of one logger parameter with `from <= ts <= to`, oldest first, at most `limit`.
+    pub fn samples(
+        &self,
+        device: &DeviceId,
+        parameter: &str,
+        from: Timestamp,
+        to: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<StoredSample>, StoreError> {
+        let series = crate::model::reading::series_key(device, parameter);
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(SAMPLES)?;
+        let mut out = Vec::new();
+        if from > to {
+            return Ok(out);
+        }
+        for entry in t.range((series.as_str(), from.0)..=(series.as_str(), to.0))?.take(limit) {
+            let (k, v) = entry?;
+            let (value, flags, unit) = v.value();
+            out.push(StoredSample {
+                parameter: parameter.to_owned(),
+                ts: Timestamp(k.value().1),
+                value,
+                unit: unit.to_owned(),
+                flags: QualityFlags(flags).names(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Total number of stored meter readings (for tests and the start-up log).
+    pub fn reading_count(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(READINGS)?.len()?)
+    }
+
+    pub fn device_status(&self, device: &DeviceId) -> Result<Option<CommStatus>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(DEVICE_STATUS)?;
+        match t.get(device.as_str())? {
+            Some(v) => serde_json::from_slice(v.value())
+                .map(Some)
+                .map_err(|e| StoreError::Io(format!("device status of {device}: {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    pub fn user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(USERS)?;
+        match t.get(username)? {
+            Some(v) => {
+                serde_json::from_slice(v.value()).map(Some).map_err(|e| StoreError::Io(format!("user {username}: {e}")))
+            }
+            None => Ok(None),
+        }
+    }
+
+    pub fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(USERS)?;
+        let mut out = Vec::new();
+        for entry in t.iter()? {
+            let (_, v) = entry?;
+            out.push(serde_json::from_slice(v.value()).map_err(|e| StoreError::Io(format!("user record: {e}")))?);
+        }
+        Ok(out)
+    }
+
+    /// The newest `limit` audit entries, newest first.
+    pub fn audit_entries(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(AUDIT)?;
+        let mut out = Vec::new();
+        for entry in t.iter()?.rev().take(limit) {
+            let (_, v) = entry?;
+            out.push(serde_json::from_slice(v.value()).map_err(|e| StoreError::Io(format!("audit entry: {e}")))?);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(meter: &str, ts: i64, litres: i64) -> Op {
+        Op::Reading(MeterReading {
+            meter: MeterId::new(meter),
+            device: DeviceId::new("c1"),
+            ts: Timestamp(ts),
+            volume: Volume::from_litres(litres),
+            status: MeterStatus(MeterStatus::BATTERY_LOW),
+        })
+    }
+
+    #[test]
+    fn readings_round_trip_and_range_by_time() {
+        let dir = tempdir();
+        let store = Store::open(&dir).unwrap();
+        store
+            .apply(&[
+                reading("m1", 10, 1_000),
+                reading("m1", 20, 1_250),
+                reading("m2", 15, 9),
+                reading("m1", 30, 1_300),
+            ])
+            .unwrap();
+        let got = store.meter_readings(&MeterId::new("m1"), Timestamp(10), Timestamp(20), 100).unwrap();
+        assert_eq!(got.iter().map(|r| r.volume_m3.as_str()).collect::<Vec<_>>(), vec!["1.000", "1.250"]);
+        assert_eq!(got[0].status, vec!["battery_low"]);
+        let latest = store.latest_reading(&MeterId::new("m1")).unwrap().unwrap();
+        assert_eq!((latest.0, latest.1.litres()), (Timestamp(30), 1_300));
+        assert_eq!(store.latest_reading(&MeterId::new("m0")).unwrap(), None);
+        // A repeated write of the same meter and time is idempotent.
+        store.apply(&[reading("m1", 30, 1_300)]).unwrap();
+        assert_eq!(store.reading_count().unwrap(), 4);
+    }
+
+    #[test]
+    fn reopen_keeps_data_and_schema_version() {
+        let dir = tempdir();
+        {
+            let store = Store::open(&dir).unwrap();
+            store.apply(&[reading("m1", 1, 5)]).unwrap();
+        }
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(store.reading_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_store_is_refused_as_locked() {
+        let dir = tempdir();
+        let _first = Store::open(&dir).unwrap();
+        let err = Store::open(&dir).unwrap_err();
+        assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+        assert!(err.to_string().contains("locked by another running process"));
+    }
+
+    #[test]
+    fn a_garbage_file_is_refused_with_its_path() {
+        let dir = tempdir();
+        std::fs::write(dir.join(DB_FILE), vec![0x5Au8; 4096]).unwrap();
+        let err = Store::open(&dir).unwrap_err();
+        assert!(err.to_string().contains(DB_FILE), "{err}");
+    }
+
+    pub(crate) fn tempdir() -> PathBuf {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ww-store-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}

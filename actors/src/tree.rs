@@ -1,0 +1,172 @@
+//! Builds the supervision tree from resolved configuration:
+//!
+//! ```text
+//! root (Supervisor)
+//! ├─ store-writer (StoreWriter)
+//! ├─ live-hub (LiveHub)
+//! └─ region:<id> (Supervisor), one per region
+//!    └─ <device id> (FieldDevice), one per concentrator and data logger
+//! ```
+//!
+//! Children start in that order. Each child's start closure refills the [`Slot`] through which the others
+//! reach it, so a restarted store writer or hub is found again at once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ractor::{Actor, ActorRef, SpawnErr};
+use tokio::task::JoinHandle;
+
+use crate::api::Handle;
+use crate::clock::SharedClock;
+use crate::event::EventBus;
+use crate::field::{initial_view, DeviceSpec, FieldDevice, FieldDeviceArgs, FieldMsg};
+use crate::hub::{HubArgs, HubMsg, LiveHub};
+use crate::metrics::Metrics;
+use crate::model::{DeviceId, RegionId, RegionView};
+use crate::store::{Store, StoreHandle, StoreWriter, StoreWriterArgs, StoreWriterMsg};
+use crate::supervisor::{ChildSpec, RestartPolicy, Slot, Supervisor, SupervisorArgs, SupervisorMsg};
+
+/// A region and its devices.
+#[derive(Clone, Debug)]
+pub struct RegionSpec {
+    pub id: RegionId,
+    pub name: String,
+    pub devices: Vec<Arc<DeviceSpec>>,
+}
+
+/// Everything the tree needs, resolved from configuration.
+#[derive(Clone, Debug)]
+pub struct TreeSpec {
+    pub regions: Vec<RegionSpec>,
+    pub policy: RestartPolicy,
+    pub max_batch_ops: usize,
+    pub live_replay: usize,
+    pub live_channel: usize,
+}
+
+/// The running tree.
+pub struct Tree {
+    pub root: ActorRef<SupervisorMsg>,
+    pub join: JoinHandle<()>,
+    pub handle: Handle,
+}
+
+/// Starts the whole tree. Returns once the root and (in order) all its children have started.
+pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Arc<Metrics>) -> Result<Tree, SpawnErr> {
+    let events = EventBus::new(1024);
+    let writer_slot: Slot<StoreWriterMsg> = Slot::default();
+    let hub_slot: Slot<HubMsg> = Slot::default();
+    let writer = StoreHandle::new(writer_slot.clone(), metrics.clone());
+    let regions: Vec<RegionView> =
+        spec.regions.iter().map(|r| RegionView { id: r.id.clone(), name: r.name.clone() }).collect();
+    let all_devices: Vec<Arc<DeviceSpec>> = spec.regions.iter().flat_map(|r| r.devices.iter().cloned()).collect();
+
+    let mut children = Vec::new();
+    {
+        let (store, metrics, slot, max) = (store.clone(), metrics.clone(), writer_slot.clone(), spec.max_batch_ops);
+        children.push(ChildSpec::new("store-writer", move |sup| {
+            let args = StoreWriterArgs { store: store.clone(), metrics: metrics.clone(), max_batch_ops: max };
+            let slot = slot.clone();
+            async move {
+                let (actor, _) = Actor::spawn_linked(None, StoreWriter, args, sup).await?;
+                slot.set(actor.clone());
+                Ok(actor.get_cell())
+            }
+        }));
+    }
+    {
+        let (store, devices, events, clock, slot) =
+            (store.clone(), all_devices.clone(), events.clone(), clock.clone(), hub_slot.clone());
+        let (regions, replay, channel) = (regions.clone(), spec.live_replay, spec.live_channel);
+        children.push(ChildSpec::new("live-hub", move |sup| {
+            let (store, devices) = (store.clone(), devices.clone());
+            let args = HubArgs {
+                regions: regions.clone(),
+                load: Arc::new(move || devices.iter().map(|d| initial_view(d, &store)).collect()),
+                events: events.clone(),
+                clock: clock.clone(),
+                replay,
+                channel,
+            };
+            let slot = slot.clone();
+            async move {
+                let (actor, _) = Actor::spawn_linked(None, LiveHub, args, sup).await?;
+                slot.set(actor.clone());
+                Ok(actor.get_cell())
+            }
+        }));
+    }
+    let mut device_slots: HashMap<DeviceId, Slot<FieldMsg>> = HashMap::new();
+    let mut region_slots: Vec<(RegionId, Slot<SupervisorMsg>)> = Vec::new();
+    for region in &spec.regions {
+        let mut device_children = Vec::new();
+        for device in &region.devices {
+            let slot: Slot<FieldMsg> = Slot::default();
+            device_slots.insert(device.id.clone(), slot.clone());
+            let (device, store, writer, hub, events, clock, metrics) = (
+                device.clone(),
+                store.clone(),
+                writer.clone(),
+                hub_slot.clone(),
+                events.clone(),
+                clock.clone(),
+                metrics.clone(),
+            );
+            device_children.push(ChildSpec::new(device.id.to_string(), move |sup| {
+                let args = FieldDeviceArgs {
+                    spec: device.clone(),
+                    store: store.clone(),
+                    writer: writer.clone(),
+                    hub: hub.clone(),
+                    events: events.clone(),
+                    clock: clock.clone(),
+                    metrics: metrics.clone(),
+                    slot: slot.clone(),
+                };
+                async move { Actor::spawn_linked(None, FieldDevice, args, sup).await.map(|(a, _)| a.get_cell()) }
+            }));
+        }
+        let region_slot: Slot<SupervisorMsg> = Slot::default();
+        region_slots.push((region.id.clone(), region_slot.clone()));
+        let (name, policy, events, metrics) =
+            (format!("region:{}", region.id), spec.policy, events.clone(), metrics.clone());
+        children.push(ChildSpec::new(name.clone(), move |sup| {
+            let args = SupervisorArgs {
+                name: name.clone(),
+                children: device_children.clone(),
+                policy,
+                events: events.clone(),
+                metrics: metrics.clone(),
+            };
+            let slot = region_slot.clone();
+            async move {
+                let (actor, _) = Actor::spawn_linked(None, Supervisor, args, sup).await?;
+                slot.set(actor.clone());
+                Ok(actor.get_cell())
+            }
+        }));
+    }
+    let root_args = SupervisorArgs {
+        name: "root".into(),
+        children,
+        policy: spec.policy,
+        events: events.clone(),
+        metrics: metrics.clone(),
+    };
+    let (root, join) = Actor::spawn(None, Supervisor, root_args).await?;
+    let handle = Handle::new(crate::api::HandleParts {
+        store,
+        writer,
+        hub: hub_slot,
+        devices: all_devices,
+        device_slots,
+        regions,
+        region_supervisors: region_slots,
+        root: root.clone(),
+        events,
+        clock,
+        metrics,
+    });
+    Ok(Tree { root, join, handle })
+}
