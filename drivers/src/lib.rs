@@ -10,3 +10,4 @@
 
 pub mod modbus;
 pub mod registers;
+pub mod sim;

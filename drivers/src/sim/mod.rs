@@ -1,0 +1,220 @@
+//! The field-device simulator: our own Modbus TCP servers that play meter concentrators and water-quality
+//! loggers, with faults injected on demand.
+//!
+//! # Layout
+//! - `spec`: what to simulate ([`SimSpec`], [`SimDeviceSpec`], layouts) and the checks run before any bind.
+//! - `fault`: [`Fault`] and the `--fault` flag syntax ([`parse_fault_flag`]).
+//! - `meters`, `logger`: the pure models (volumes from a seeded daily profile; quality values with drift).
+//! - `device`: one device's shared state and the answer to a request PDU.
+//! - `mbap`, `server`: hand-written Modbus TCP framing, and the listener and connection tasks applying faults.
+//!
+//! Time: simulated time is the wall time at [`Simulator::start`] plus the elapsed time × [`SimSpec::speed`];
+//! the daily profile uses China Standard Time (UTC+8).
+//!
+//! **Invariant:** one device's fault never affects another device: each device has its own listener task
+//! and each connection its own task. A malformed request closes only its own connection.
+//!
+//! This module deliberately does not read configuration files, does not speak any protocol but Modbus TCP,
+//! and is not meant to face a network.
+
+mod device;
+mod fault;
+mod logger;
+mod mbap;
+mod meters;
+mod rng;
+mod server;
+mod spec;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub use fault::{parse_fault_flag, Fault};
+pub use spec::{ConcentratorLayout, FieldSpec, SimDeviceSpec, SimKind, SimParameter, SimSpec};
+
+use device::{Device, Model};
+use logger::Logger;
+use meters::Concentrator;
+use rng::{fnv1a, hash2};
+
+/// Why the simulator could not start or do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("invalid simulator spec: {0}")]
+    InvalidSpec(String),
+    #[error("invalid simulated device {device}: {reason}")]
+    InvalidDevice { device: String, reason: String },
+    #[error("simulated device {device} cannot listen on {addr}: {source}")]
+    Bind { device: String, addr: SocketAddr, source: std::io::Error },
+    #[error("no simulated device {0:?}")]
+    UnknownDevice(String),
+    #[error("invalid fault for device {device}: {reason}")]
+    InvalidFault { device: String, reason: String },
+    #[error("bad fault flag {flag:?}: {reason}")]
+    FaultFlag { flag: String, reason: String },
+}
+
+/// Simulated time: the wall clock at start, then elapsed monotonic time × speed. Copy, so every task has one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SimClock {
+    /// Unix seconds at start.
+    origin_unix: f64,
+    origin: tokio::time::Instant,
+    speed: f64,
+}
+
+impl SimClock {
+    fn start(speed: f64) -> Self {
+        // A wall clock before 1970 is a broken host; simulated time then starts at the epoch.
+        let origin_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        SimClock { origin_unix, origin: tokio::time::Instant::now(), speed }
+    }
+
+    /// Simulated Unix seconds now.
+    pub(crate) fn now(&self) -> f64 {
+        self.origin_unix + self.origin.elapsed().as_secs_f64() * self.speed
+    }
+}
+
+/// What the tasks share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    clock: SimClock,
+    /// In spec order.
+    devices: Vec<Arc<Device>>,
+}
+
+impl Shared {
+    fn device(&self, id: &str) -> Option<&Arc<Device>> {
+        self.devices.iter().find(|d| d.id == id)
+    }
+
+    fn set_fault(&self, id: &str, fault: Fault) -> Result<(), SimError> {
+        let device = self.device(id).ok_or_else(|| SimError::UnknownDevice(id.to_owned()))?;
+        device.set_fault(fault.clone()).map_err(|reason| SimError::InvalidFault { device: id.to_owned(), reason })?;
+        tracing::info!(message = "fault set", device = %id, fault = ?fault);
+        Ok(())
+    }
+}
+
+/// A running set of simulated devices. Dropping it stops them too; [`Simulator::shutdown`] also waits.
+#[derive(Debug)]
+pub struct Simulator {
+    shared: Arc<Shared>,
+    /// One task per device; each owns its connections.
+    listeners: Vec<JoinHandle<()>>,
+}
+
+impl Simulator {
+    /// Checks the spec, binds every device's listener, then starts serving. Nothing is bound if the spec is
+    /// invalid, and a bind failure (naming the device and address) releases the listeners already bound.
+    pub async fn start(spec: SimSpec) -> Result<Simulator, SimError> {
+        spec::check_spec(&spec).map_err(SimError::InvalidSpec)?;
+        for device in &spec.devices {
+            let invalid = |reason: String| SimError::InvalidDevice { device: device.id.clone(), reason };
+            spec::check_kind(&device.kind).map_err(invalid)?;
+            let parameters: Vec<&str> = match &device.kind {
+                SimKind::Logger(parameters) => parameters.iter().map(|p| p.name.as_str()).collect(),
+                SimKind::Concentrator(_) => Vec::new(),
+            };
+            device.fault.check_for(&parameters).map_err(invalid)?;
+        }
+        let mut listeners = Vec::with_capacity(spec.devices.len());
+        for device in &spec.devices {
+            let bind_error = |source| SimError::Bind { device: device.id.clone(), addr: device.listen, source };
+            let listener = TcpListener::bind(device.listen).await.map_err(bind_error)?;
+            let addr = listener.local_addr().map_err(bind_error)?;
+            listeners.push((listener, addr));
+        }
+
+        let clock = SimClock::start(spec.speed);
+        let mut devices = Vec::with_capacity(spec.devices.len());
+        for (device, (_, addr)) in spec.devices.into_iter().zip(&listeners) {
+            let seed = hash2(spec.seed, fnv1a(device.id.as_bytes()));
+            let model = match device.kind {
+                SimKind::Concentrator(layout) => Model::Concentrator(Concentrator::new(layout, seed, clock.now())),
+                SimKind::Logger(parameters) => Model::Logger(Logger::new(parameters, seed)),
+            };
+            // The fault was checked against this device's parameters above.
+            devices.push(Arc::new(Device::new(device.id, *addr, device.unit_id, model, device.fault)));
+        }
+
+        let shared = Arc::new(Shared { clock, devices });
+        let listeners = listeners
+            .into_iter()
+            .zip(&shared.devices)
+            .map(|((listener, addr), device)| {
+                tracing::info!(
+                    message = "simulated device listening",
+                    device = %device.id,
+                    addr = %addr,
+                    kind = device.kind
+                );
+                tokio::spawn(server::run_listener(listener, Arc::clone(device), clock))
+            })
+            .collect();
+        Ok(Simulator { shared, listeners })
+    }
+
+    /// The address a device actually listens on (the real port when the spec said port 0).
+    pub fn addr(&self, id: &str) -> Option<SocketAddr> {
+        self.shared.device(id).map(|d| d.addr)
+    }
+
+    /// Device ids in spec order.
+    pub fn device_ids(&self) -> Vec<String> {
+        self.shared.devices.iter().map(|d| d.id.clone()).collect()
+    }
+
+    /// Replaces a device's fault; it applies from the next request, also on open connections.
+    pub fn set_fault(&self, id: &str, fault: Fault) -> Result<(), SimError> {
+        self.shared.set_fault(id, fault)
+    }
+
+    pub fn fault(&self, id: &str) -> Option<Fault> {
+        self.shared.device(id).map(|d| d.fault())
+    }
+
+    /// Well-framed requests a device has received so far, whatever its fault did with them.
+    pub fn requests(&self, id: &str) -> Option<u64> {
+        self.shared.device(id).map(|d| d.requests())
+    }
+
+    /// Connections a device closed because the peer sent something that was not a Modbus TCP request.
+    pub fn malformed(&self, id: &str) -> Option<u64> {
+        self.shared.device(id).map(|d| d.malformed())
+    }
+
+    /// The simulator's current truth for a concentrator's meter, m³; `None` for an unknown device or slot,
+    /// or a device that is not a concentrator.
+    pub fn meter_volume(&self, id: &str, slot: u16) -> Option<f64> {
+        self.shared.device(id)?.meter_volume(slot, self.shared.clock.now())
+    }
+
+    /// The value a logger last served for a parameter, as the client decodes it; `None` for an unknown device
+    /// or parameter, or before the parameter was first read.
+    pub fn parameter_value(&self, id: &str, name: &str) -> Option<f64> {
+        self.shared.device(id)?.parameter_value(name)
+    }
+
+    /// Stops every listener and connection, and waits until they are gone.
+    pub async fn shutdown(mut self) {
+        for task in std::mem::take(&mut self.listeners) {
+            // A listener never ends by itself; aborting it drops its connections with it.
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        for task in &self.listeners {
+            task.abort();
+        }
+    }
+}
