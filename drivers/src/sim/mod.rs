@@ -1,5 +1,5 @@
 //! The field-device simulator: our own Modbus TCP servers that play meter concentrators and water-quality
-//! loggers, with faults injected on demand.
+//! loggers, with faults injected on demand, and a small HTTP control API to inject them.
 //!
 //! # Layout
 //! - `spec`: what to simulate ([`SimSpec`], [`SimDeviceSpec`], layouts) and the checks run before any bind.
@@ -7,6 +7,7 @@
 //! - `meters`, `logger`: the pure models (volumes from a seeded daily profile; quality values with drift).
 //! - `device`: one device's shared state and the answer to a request PDU.
 //! - `mbap`, `server`: hand-written Modbus TCP framing, and the listener and connection tasks applying faults.
+//! - `control`: the HTTP control API (`GET /devices`, `PUT /devices/{id}/fault`, …).
 //!
 //! Time: simulated time is the wall time at [`Simulator::start`] plus the elapsed time × [`SimSpec::speed`];
 //! the daily profile uses China Standard Time (UTC+8).
@@ -15,8 +16,9 @@
 //! and each connection its own task. A malformed request closes only its own connection.
 //!
 //! This module deliberately does not read configuration files, does not speak any protocol but Modbus TCP,
-//! and is not meant to face a network.
+//! and is not meant to face a network: the control API has no authentication and only listens on loopback.
 
+mod control;
 mod device;
 mod fault;
 mod logger;
@@ -27,10 +29,11 @@ mod server;
 mod spec;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use fault::{parse_fault_flag, Fault};
@@ -41,6 +44,9 @@ use logger::Logger;
 use meters::Concentrator;
 use rng::{fnv1a, hash2};
 
+/// How long [`Simulator::shutdown`] lets the control API finish open HTTP exchanges before cutting them.
+const CONTROL_GRACE: Duration = Duration::from_secs(1);
+
 /// Why the simulator could not start or do what it was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -50,6 +56,10 @@ pub enum SimError {
     InvalidDevice { device: String, reason: String },
     #[error("simulated device {device} cannot listen on {addr}: {source}")]
     Bind { device: String, addr: SocketAddr, source: std::io::Error },
+    #[error("simulator control api cannot listen on {addr}: {source}")]
+    ControlBind { addr: SocketAddr, source: std::io::Error },
+    #[error("simulator control api only listens on loopback, not on {0}")]
+    ControlNotLoopback(SocketAddr),
     #[error("no simulated device {0:?}")]
     UnknownDevice(String),
     #[error("invalid fault for device {device}: {reason}")]
@@ -80,7 +90,7 @@ impl SimClock {
     }
 }
 
-/// What the tasks share.
+/// What the tasks and the control API share.
 #[derive(Debug)]
 pub(crate) struct Shared {
     clock: SimClock,
@@ -107,6 +117,10 @@ pub struct Simulator {
     shared: Arc<Shared>,
     /// One task per device; each owns its connections.
     listeners: Vec<JoinHandle<()>>,
+    /// Control API tasks started by [`Simulator::serve_control`].
+    control: Mutex<Vec<JoinHandle<()>>>,
+    /// Tells the control API to stop accepting and finish its exchanges.
+    stop: watch::Sender<bool>,
 }
 
 impl Simulator {
@@ -157,7 +171,8 @@ impl Simulator {
                 tokio::spawn(server::run_listener(listener, Arc::clone(device), clock))
             })
             .collect();
-        Ok(Simulator { shared, listeners })
+        let (stop, _) = watch::channel(false);
+        Ok(Simulator { shared, listeners, control: Mutex::new(Vec::new()), stop })
     }
 
     /// The address a device actually listens on (the real port when the spec said port 0).
@@ -201,19 +216,56 @@ impl Simulator {
         self.shared.device(id)?.parameter_value(name)
     }
 
-    /// Stops every listener and connection, and waits until they are gone.
+    /// Starts the HTTP control API on `listen` (loopback only; port 0 picks a port) and returns its address.
+    pub async fn serve_control(&self, listen: SocketAddr) -> Result<SocketAddr, SimError> {
+        if !listen.ip().is_loopback() {
+            return Err(SimError::ControlNotLoopback(listen));
+        }
+        let bind_error = |source| SimError::ControlBind { addr: listen, source };
+        let listener = TcpListener::bind(listen).await.map_err(bind_error)?;
+        let addr = listener.local_addr().map_err(bind_error)?;
+        let router = control::router(Arc::clone(&self.shared));
+        let mut stop = self.stop.subscribe();
+        let task = tokio::spawn(async move {
+            let stopped = async move {
+                // An error means the simulator is gone, which is a reason to stop as well.
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            };
+            if let Err(error) = axum::serve(listener, router).with_graceful_shutdown(stopped).await {
+                tracing::warn!(message = "control api stopped", error = %error);
+            }
+        });
+        self.control.lock().unwrap_or_else(PoisonError::into_inner).push(task);
+        tracing::info!(message = "simulator control api listening", addr = %addr);
+        Ok(addr)
+    }
+
+    /// Stops every listener, connection and the control API, and waits until they are gone.
     pub async fn shutdown(mut self) {
+        self.stop.send_replace(true);
         for task in std::mem::take(&mut self.listeners) {
             // A listener never ends by itself; aborting it drops its connections with it.
             task.abort();
             let _ = task.await;
+        }
+        let control = std::mem::take(&mut *self.control.lock().unwrap_or_else(PoisonError::into_inner));
+        for mut task in control {
+            // The control API gets a moment to finish its exchanges, then is cut off.
+            if tokio::time::timeout(CONTROL_GRACE, &mut task).await.is_err() {
+                task.abort();
+                let _ = task.await;
+            }
         }
     }
 }
 
 impl Drop for Simulator {
     fn drop(&mut self) {
+        self.stop.send_replace(true);
         for task in &self.listeners {
+            task.abort();
+        }
+        for task in self.control.lock().unwrap_or_else(PoisonError::into_inner).iter() {
             task.abort();
         }
     }
