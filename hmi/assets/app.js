@@ -1,0 +1,1316 @@
+/*
+ * Waterworks control-room HMI (level-1 overview with per-device detail).
+ *
+ * What it does: asks /api/me who is logged in, opens the /ws live stream, keeps the
+ * last snapshot plus deltas in memory and renders one panel per region with one card
+ * per device. A delta touches only its own card, its region header and the summary.
+ *
+ * What it deliberately does not do: it holds no credentials (the session cookie is
+ * HttpOnly), sends no commands, and never builds HTML from strings: every piece of
+ * server text goes through textContent or setAttribute, so nothing from the wire can
+ * become markup.
+ *
+ * Colour follows ISA-101: normal is grey, colour only for what is abnormal
+ * (comm lost red, stale/partial collection amber, out-of-limit quality flashing red).
+ */
+'use strict';
+
+(function () {
+  // ---------------------------------------------------------------------------
+  // Dictionary. Every visible string lives here; {name} placeholders are filled by t().
+  // ---------------------------------------------------------------------------
+  const I18N = {
+    zh: {
+      title: '智慧水务监控',
+      skip_to_regions: '跳到设备总览',
+      language: '语言',
+      summary: '概况',
+      conn_live: '实时',
+      conn_connecting: '连接中',
+      conn_reconnecting: '重新连接中',
+      conn_resync: '重新同步中',
+      last_update: '最后更新',
+      user: '用户',
+      logout: '退出登录',
+      sum_devices: '设备总数',
+      sum_comm_lost: '通信中断',
+      sum_wq_out: '水质超限',
+      sum_collection: '采集异常',
+      sum_regions: '区域数',
+      waiting: '等待数据…',
+      no_devices: '暂无设备',
+      unassigned_region: '未分配区域',
+      region_collection: '采集进度',
+      region_no_concentrators: '无集中器',
+      region_comm_lost: '通信中断 {n}',
+      kind_concentrator: '集中器',
+      kind_logger: '数据采集仪',
+      comm_lost_badge: '通信中断',
+      status_normal: '正常',
+      status_comm_lost: '通信中断',
+      status_link_down: '链路断开',
+      status_misses: '连续漏采 {n} 次',
+      status_incomplete: '采集未完成',
+      status_stale: '数据陈旧',
+      status_label: '状态：{s}',
+      cycle_progress: '本周期采集',
+      last_success: '最近成功',
+      last_attempt: '最近尝试',
+      misses: '连续漏采',
+      link: '链路',
+      link_up: '正常',
+      link_down: '断开',
+      link_unknown: '未知',
+      path: '通道',
+      last_error: '最近错误',
+      meters_toggle: '表计（{n}）',
+      meters_table: '{name} 的表计读数',
+      col_meter: '表号',
+      col_volume: '累计水量 (m³)',
+      col_time: '读数时间',
+      col_status: '状态',
+      col_param: '参数',
+      col_value: '数值',
+      col_limits: '限值',
+      col_position: '位置',
+      no_meters: '无表计',
+      no_values: '无监测参数',
+      breach_low: '低于下限 {v}',
+      breach_high: '超过上限 {v}',
+      not_sampled: '未采样',
+      stale_values: '数据已过期',
+      events: '事件',
+      no_events: '暂无事件',
+      ev_comm_lost: '通信中断',
+      ev_comm_restored: '通信恢复',
+      age_now: '刚刚',
+      age_s: '{n} 秒前',
+      age_min: '{n} 分钟前',
+      age_h: '{n} 小时前',
+      age_d: '{n} 天前',
+      params: {
+        free_chlorine: '游离氯',
+        turbidity: '浑浊度',
+        ph: 'pH',
+        dissolved_oxygen: '溶解氧',
+        ammonia: '氨(以N计)',
+        lead: '铅',
+        cadmium: '镉',
+        arsenic: '砷',
+        mercury: '汞',
+        chromium6: '六价铬',
+        temperature: '水温',
+        conductivity: '电导率',
+      },
+      meter_status: {
+        valve_closed: '阀门关',
+        battery_low: '电池欠压',
+        magnetic_tamper: '磁干扰',
+        reverse_flow: '倒流',
+        meter_fault: '表故障',
+      },
+      roles: {
+        admin: '管理员',
+        operator: '值班员',
+        viewer: '只读',
+      },
+    },
+    en: {
+      title: 'Waterworks SCADA',
+      skip_to_regions: 'Skip to the device overview',
+      language: 'Language',
+      summary: 'Summary',
+      conn_live: 'Live',
+      conn_connecting: 'Connecting',
+      conn_reconnecting: 'Reconnecting',
+      conn_resync: 'Resynchronising',
+      last_update: 'Last update',
+      user: 'User',
+      logout: 'Log out',
+      sum_devices: 'Devices',
+      sum_comm_lost: 'Comm lost',
+      sum_wq_out: 'Quality out of limits',
+      sum_collection: 'Collection issues',
+      sum_regions: 'Regions',
+      waiting: 'Waiting for data…',
+      no_devices: 'No devices',
+      unassigned_region: 'Unassigned region',
+      region_collection: 'Collection',
+      region_no_concentrators: 'no concentrators',
+      region_comm_lost: 'Comm lost {n}',
+      kind_concentrator: 'Concentrator',
+      kind_logger: 'Data logger',
+      comm_lost_badge: 'COMM LOST',
+      status_normal: 'Normal',
+      status_comm_lost: 'Comm lost',
+      status_link_down: 'Link down',
+      status_misses: 'Missed cycles: {n}',
+      status_incomplete: 'Cycle incomplete',
+      status_stale: 'Stale data',
+      status_label: 'Status: {s}',
+      cycle_progress: 'This cycle',
+      last_success: 'Last success',
+      last_attempt: 'Last attempt',
+      misses: 'Consecutive misses',
+      link: 'Link',
+      link_up: 'up',
+      link_down: 'down',
+      link_unknown: 'unknown',
+      path: 'Path',
+      last_error: 'Last error',
+      meters_toggle: 'Meters ({n})',
+      meters_table: 'Meter readings of {name}',
+      col_meter: 'Meter',
+      col_volume: 'Volume (m³)',
+      col_time: 'Reading time',
+      col_status: 'Status',
+      col_param: 'Parameter',
+      col_value: 'Value',
+      col_limits: 'Limits',
+      col_position: 'Position',
+      no_meters: 'No meters',
+      no_values: 'No parameters',
+      breach_low: 'Below low limit {v}',
+      breach_high: 'Above high limit {v}',
+      not_sampled: 'not sampled',
+      stale_values: 'Values are stale',
+      events: 'Events',
+      no_events: 'No events',
+      ev_comm_lost: 'Comm lost',
+      ev_comm_restored: 'Comm restored',
+      age_now: 'just now',
+      age_s: '{n} s ago',
+      age_min: '{n} min ago',
+      age_h: '{n} h ago',
+      age_d: '{n} d ago',
+      params: {
+        free_chlorine: 'Free chlorine',
+        turbidity: 'Turbidity',
+        ph: 'pH',
+        dissolved_oxygen: 'Dissolved oxygen',
+        ammonia: 'Ammonia (as N)',
+        lead: 'Lead',
+        cadmium: 'Cadmium',
+        arsenic: 'Arsenic',
+        mercury: 'Mercury',
+        chromium6: 'Chromium(VI)',
+        temperature: 'Water temperature',
+        conductivity: 'Conductivity',
+      },
+      meter_status: {
+        valve_closed: 'valve closed',
+        battery_low: 'battery low',
+        magnetic_tamper: 'magnetic tamper',
+        reverse_flow: 'reverse flow',
+        meter_fault: 'meter fault',
+      },
+      roles: {
+        admin: 'Administrator',
+        operator: 'Operator',
+        viewer: 'Viewer',
+      },
+    },
+  };
+
+  const LANG_KEY = 'waterworks.lang';
+  const MAX_EVENTS = 100;
+  const BACKOFF_MIN_MS = 500;
+  const BACKOFF_MAX_MS = 10000;
+  // A connection that stays open this long counts as healthy and resets the backoff,
+  // so a server that accepts and immediately drops us cannot make us spin at 0.5 s.
+  const STABLE_CONN_MS = 5000;
+  // A device is "stale" (amber) when its last success is older than this many cycles.
+  const STALE_CYCLES = 2;
+  const STALE_GRACE_MS = 5000;
+
+  let lang = loadLang();
+
+  function loadLang() {
+    try {
+      const saved = localStorage.getItem(LANG_KEY);
+      if (saved === 'zh' || saved === 'en') return saved;
+    } catch (_) {
+      // Storage may be disabled; the default language is fine.
+    }
+    return 'zh';
+  }
+
+  function t(key, vars) {
+    let s = I18N[lang][key];
+    if (s === undefined) s = I18N.en[key];
+    if (s === undefined) s = key;
+    if (vars) {
+      s = s.replace(/\{(\w+)\}/g, (m, name) => (name in vars ? String(vars[name]) : m));
+    }
+    return s;
+  }
+
+  function lookup(table, name) {
+    const own = I18N[lang][table];
+    if (own && Object.prototype.hasOwnProperty.call(own, name)) return own[name];
+    return String(name);
+  }
+
+  const paramLabel = (p) => lookup('params', p);
+  const roleLabel = (r) => lookup('roles', r);
+
+  // ---------------------------------------------------------------------------
+  // Small DOM helpers. Strings are only ever set as text nodes or attribute values.
+  // ---------------------------------------------------------------------------
+  function h(tag, props, children) {
+    const e = document.createElement(tag);
+    if (props) {
+      for (const key of Object.keys(props)) {
+        const v = props[key];
+        if (v === null || v === undefined || v === false) continue;
+        if (key === 'class') e.className = v;
+        else if (key === 'text') e.textContent = v;
+        else e.setAttribute(key, v === true ? '' : String(v));
+      }
+    }
+    if (children) {
+      for (const c of children) if (c !== null && c !== undefined) e.append(c);
+    }
+    return e;
+  }
+
+  function setText(e, s) {
+    s = s === null || s === undefined ? '' : String(s);
+    if (e.textContent !== s) e.textContent = s;
+  }
+
+  function setAttr(e, name, value) {
+    if (value === null || value === undefined) {
+      if (e.hasAttribute(name)) e.removeAttribute(name);
+      return;
+    }
+    value = String(value);
+    if (e.getAttribute(name) !== value) e.setAttribute(name, value);
+  }
+
+  const byId = (id) => document.getElementById(id);
+
+  let uidCounter = 0;
+  const uid = (prefix) => prefix + '-' + ++uidCounter;
+
+  // ---------------------------------------------------------------------------
+  // Formatting.
+  // ---------------------------------------------------------------------------
+  const pad2 = (n) => String(n).padStart(2, '0');
+
+  function toNumber(v) {
+    if (v === null || v === undefined || v === '') return null;
+    const n = typeof v === 'number' ? v : Number(v);
+    return Number.isFinite(n) ? n : null;
+  }
+
+  function fmtTime(ms) {
+    const n = toNumber(ms);
+    if (n === null) return '—';
+    const d = new Date(n);
+    if (Number.isNaN(d.getTime())) return '—';
+    return (
+      d.getFullYear() + '-' + pad2(d.getMonth() + 1) + '-' + pad2(d.getDate()) + ' ' +
+      pad2(d.getHours()) + ':' + pad2(d.getMinutes()) + ':' + pad2(d.getSeconds())
+    );
+  }
+
+  function fmtAge(ms, now) {
+    const n = toNumber(ms);
+    if (n === null) return '';
+    const s = Math.floor((now - n) / 1000);
+    if (s < 5) return t('age_now'); // Also covers small clock skew into the future.
+    if (s < 60) return t('age_s', { n: s });
+    const m = Math.floor(s / 60);
+    if (m < 60) return t('age_min', { n: m });
+    const hr = Math.floor(m / 60);
+    if (hr < 48) return t('age_h', { n: hr });
+    return t('age_d', { n: Math.floor(hr / 24) });
+  }
+
+  // Three significant digits, never rounding away integer digits: 0.52 -> "0.520",
+  // 7.21 -> "7.21", 18.5 -> "18.5", 450 -> "450", 0.0002 -> "0.000200".
+  function fmtValue(v) {
+    const n = toNumber(v);
+    if (n === null) return '—';
+    if (n === 0) return '0';
+    const magnitude = Math.floor(Math.log10(Math.abs(n)));
+    const decimals = Math.min(6, Math.max(0, 2 - magnitude));
+    return n.toFixed(decimals);
+  }
+
+  // Limits read better without padding zeros: 0.3, 2, 6.5.
+  function fmtLimit(v) {
+    const n = toNumber(v);
+    if (n === null) return '';
+    return String(Number(fmtValue(n)));
+  }
+
+  function fmtLimits(low, high) {
+    const lo = toNumber(low);
+    const hi = toNumber(high);
+    if (lo !== null && hi !== null) return fmtLimit(lo) + ' – ' + fmtLimit(hi);
+    if (hi !== null) return '≤ ' + fmtLimit(hi);
+    if (lo !== null) return '≥ ' + fmtLimit(lo);
+    return '—';
+  }
+
+  // ---------------------------------------------------------------------------
+  // Domain judgements (pure functions of the device and the clock).
+  // ---------------------------------------------------------------------------
+  const asArray = (v) => (Array.isArray(v) ? v : []);
+
+  // Which limit a parameter breaks, if any. A value outside [low, high] counts even
+  // when the server sent no flag; a server flag counts even when the value is null.
+  function breachOf(p) {
+    const flags = asArray(p.flags);
+    const v = toNumber(p.value);
+    const low = toNumber(p.low);
+    const high = toNumber(p.high);
+    if (flags.includes('low') || (v !== null && low !== null && v < low)) return 'low';
+    if (flags.includes('high') || (v !== null && high !== null && v > high)) return 'high';
+    return null;
+  }
+
+  function commOf(d) {
+    return d && d.comm && typeof d.comm === 'object' ? d.comm : {};
+  }
+
+  // level: "lost" (red), "warn" (amber) or "ok" (grey); reasons: dictionary keys + vars.
+  function deviceStatus(d, now) {
+    const c = commOf(d);
+    if (c.comm_lost) return { level: 'lost', reasons: [['status_comm_lost']] };
+    const reasons = [];
+    if (c.link === 'down') reasons.push(['status_link_down']);
+    const misses = toNumber(c.consecutive_misses) || 0;
+    if (misses > 0) reasons.push(['status_misses', { n: misses }]);
+    const read = toNumber(c.cycle_read);
+    const expected = toNumber(c.cycle_expected);
+    if (read !== null && expected !== null && read < expected) reasons.push(['status_incomplete']);
+    const last = toNumber(c.last_success);
+    const cycle = toNumber(c.cycle_ms);
+    if (last !== null && cycle !== null && cycle > 0 && now - last > STALE_CYCLES * cycle + STALE_GRACE_MS) {
+      reasons.push(['status_stale']);
+    }
+    return { level: reasons.length ? 'warn' : 'ok', reasons: reasons };
+  }
+
+  function statusText(st) {
+    if (st.level === 'ok') return t('status_normal');
+    return st.reasons.map((r) => t(r[0], r[1])).join(' · ');
+  }
+
+  // Where the analog indicator's scale starts and ends, given the limits. The normal
+  // band sits in the middle so that an excursion on either side is visible.
+  function analogScale(low, high) {
+    let lo;
+    let hi;
+    if (low !== null && high !== null) {
+      const span = high - low || Math.abs(high) || 1;
+      lo = low - span * 0.25;
+      hi = high + span * 0.25;
+      if (low >= 0 && lo < 0) lo = 0;
+    } else if (high !== null) {
+      lo = Math.min(0, high);
+      hi = high > 0 ? high * 1.5 : high + 1;
+    } else if (low !== null) {
+      lo = Math.min(0, low);
+      hi = low > 0 ? low * 2 : low + 1;
+    } else {
+      return null;
+    }
+    if (!(hi > lo)) hi = lo + 1;
+    return { lo: lo, hi: hi };
+  }
+
+  // ---------------------------------------------------------------------------
+  // State.
+  // ---------------------------------------------------------------------------
+  const state = {
+    epoch: null, // string from the last snapshot
+    seq: null, // last applied sequence number
+    regions: [], // [{id, name}] in snapshot order
+    devices: new Map(), // id -> device JSON
+    order: [], // device ids in snapshot order (new ids appended)
+    events: [], // newest first, at most MAX_EVENTS
+    lastUpdate: null, // client time of the last applied message
+    user: null,
+    connState: 'connecting', // connecting | live | reconnecting
+    resyncing: false,
+  };
+
+  const expanded = new Set(); // device ids whose meter table is open
+  const deviceViews = new Map(); // id -> view (see createDeviceView)
+  const regionViews = new Map(); // region id -> view (see createRegionView)
+  const UNASSIGNED = '\u0000unassigned';
+
+  // ---------------------------------------------------------------------------
+  // Region panels.
+  // ---------------------------------------------------------------------------
+  function regionName(id) {
+    if (id === UNASSIGNED) return t('unassigned_region');
+    const r = state.regions.find((x) => x.id === id);
+    return r && r.name ? r.name : String(id);
+  }
+
+  function createRegionView(id) {
+    const titleId = uid('region');
+    const v = {};
+    v.name = h('h2', { class: 'region-name', id: titleId });
+    v.barFill = h('span', { class: 'bar-fill' });
+    v.bar = h('span', { class: 'region-progress bar', role: 'progressbar', 'aria-valuemin': 0 }, [v.barFill]);
+    v.barText = h('span', { class: 'region-progress-text num' });
+    v.barLabel = h('span', { class: 'region-progress-label' });
+    v.lost = h('span', { class: 'region-lost' });
+    v.cards = h('div', { class: 'cards' });
+    v.root = h('section', { class: 'region', 'data-region': id === UNASSIGNED ? '' : id, 'aria-labelledby': titleId }, [
+      h('header', { class: 'region-head' }, [
+        v.name,
+        h('span', { class: 'region-collection' }, [v.barLabel, v.bar, v.barText]),
+        v.lost,
+      ]),
+      v.cards,
+    ]);
+    v.id = id;
+    return v;
+  }
+
+  function ensureRegionView(id) {
+    let v = regionViews.get(id);
+    if (!v) {
+      v = createRegionView(id);
+      regionViews.set(id, v);
+      byId('regions').append(v.root);
+      updateRegionView(id);
+    }
+    return v;
+  }
+
+  function regionKeyOf(d) {
+    const id = d && d.region != null ? String(d.region) : '';
+    return state.regions.some((r) => r.id === id) ? id : UNASSIGNED;
+  }
+
+  function updateRegionView(id) {
+    const v = regionViews.get(id);
+    if (!v) return;
+    let read = 0;
+    let expected = 0;
+    let concentrators = 0;
+    let lost = 0;
+    for (const d of state.devices.values()) {
+      if (regionKeyOf(d) !== id) continue;
+      const c = commOf(d);
+      if (c.comm_lost) lost++;
+      if (d.kind === 'concentrator') {
+        concentrators++;
+        read += toNumber(c.cycle_read) || 0;
+        expected += toNumber(c.cycle_expected) || 0;
+      }
+    }
+    setText(v.name, regionName(id));
+    setText(v.barLabel, t('region_collection'));
+    if (concentrators === 0) {
+      v.bar.hidden = true;
+      setText(v.barText, t('region_no_concentrators'));
+    } else {
+      v.bar.hidden = false;
+      const pct = expected > 0 ? Math.min(100, (read / expected) * 100) : 0;
+      v.barFill.style.width = pct.toFixed(1) + '%';
+      setAttr(v.bar, 'aria-valuemax', expected);
+      setAttr(v.bar, 'aria-valuenow', read);
+      setAttr(v.bar, 'aria-label', t('region_collection'));
+      v.bar.classList.toggle('incomplete', read < expected);
+      setText(v.barText, read + ' / ' + expected + (expected > 0 ? ' (' + Math.floor(pct) + '%)' : ''));
+    }
+    setText(v.lost, t('region_comm_lost', { n: lost }));
+    v.lost.classList.toggle('alarm', lost > 0);
+    v.root.classList.toggle('has-lost', lost > 0);
+  }
+
+  // ---------------------------------------------------------------------------
+  // Device cards. A view is built once per device and then updated in place, so a
+  // delta costs one card and keeps focus and scroll position where they were.
+  // ---------------------------------------------------------------------------
+  function kv(labelKey, valueEl, extraClass) {
+    const dt = h('dt', { 'data-key': labelKey });
+    const dd = h('dd', null, [valueEl]);
+    const wrap = h('div', { class: 'kv' + (extraClass ? ' ' + extraClass : '') }, [dt, dd]);
+    return { wrap: wrap, dt: dt, dd: dd };
+  }
+
+  function timeWithAge(cls) {
+    const time = h('time', { class: 'ts' });
+    const age = h('span', { class: 'age' + (cls ? ' ' + cls : '') });
+    return { root: h('span', { class: 'when' }, [time, ' ', age]), time: time, age: age };
+  }
+
+  function setTimeWithAge(tw, ms, now) {
+    const n = toNumber(ms);
+    setText(tw.time, fmtTime(n));
+    setAttr(tw.time, 'datetime', n === null ? null : new Date(n).toISOString());
+    setAttr(tw.age, 'data-ts', n);
+    setText(tw.age, n === null ? '' : fmtAge(n, now));
+  }
+
+  function createDeviceView(d) {
+    const isConc = d.kind === 'concentrator';
+    const nameId = uid('dev');
+    const v = { id: d.id, isConc: isConc, meterRows: new Map(), paramRows: new Map() };
+
+    v.light = h('span', { class: 'light', role: 'img' });
+    v.name = h('h3', { class: 'dev-name', id: nameId });
+    v.idEl = h('span', { class: 'dev-id' });
+    v.kindEl = h('span', { class: 'dev-kind' });
+    v.statusEl = h('span', { class: 'dev-status' });
+    v.badge = h('span', { class: 'lost-badge', hidden: true });
+    const head = h('header', { class: 'card-head' }, [
+      v.light,
+      h('div', { class: 'dev-title' }, [v.name, h('span', { class: 'dev-sub' }, [v.kindEl, ' · ', v.idEl])]),
+      v.statusEl,
+      v.badge,
+    ]);
+
+    // Communication facts, common to both kinds.
+    v.lastSuccess = timeWithAge();
+    v.missesEl = h('span', { class: 'num' });
+    v.linkEl = h('span');
+    v.pathEl = h('span', { class: 'path' });
+    v.errorEl = h('span', { class: 'error-text' });
+    v.kvSuccess = kv('last_success', v.lastSuccess.root);
+    v.kvMisses = kv('misses', v.missesEl);
+    v.kvLink = kv('link', h('span', null, [v.linkEl, ' · ', v.pathEl]));
+    v.kvError = kv('last_error', v.errorEl, 'kv-error');
+    v.kvs = [v.kvSuccess, v.kvMisses, v.kvLink, v.kvError];
+
+    // Cycle progress: the `.progress` hook is reserved for concentrators; loggers get
+    // the same bar under another class so that tests counting `.progress` stay exact.
+    v.progressFill = h('span', { class: 'bar-fill' });
+    v.progress = h('span', {
+      class: (isConc ? 'progress' : 'cycle-bar') + ' bar',
+      role: 'progressbar',
+      'aria-valuemin': 0,
+    }, [v.progressFill]);
+    v.progressText = h('span', { class: 'progress-text num' });
+    v.kvCycle = kv('cycle_progress', h('span', { class: 'progress-wrap' }, [v.progress, v.progressText]), 'kv-cycle');
+
+    const facts = h('dl', { class: 'facts' }, [v.kvCycle.wrap].concat(v.kvs.map((x) => x.wrap)));
+    const body = [head, facts];
+
+    if (isConc) {
+      const sectionId = uid('meters');
+      v.toggle = h('button', {
+        type: 'button',
+        class: 'meters-toggle',
+        'aria-expanded': 'false',
+        'aria-controls': sectionId,
+      });
+      v.toggle.addEventListener('click', () => toggleMeters(d.id));
+      v.meterHead = {
+        id: h('th', { scope: 'col' }),
+        volume: h('th', { scope: 'col', class: 'num' }),
+        time: h('th', { scope: 'col' }),
+        status: h('th', { scope: 'col' }),
+      };
+      v.meterBody = h('tbody');
+      v.meterCaption = h('caption', { class: 'visually-hidden' });
+      v.noMeters = h('p', { class: 'placeholder', hidden: true });
+      v.meterTable = h('table', { class: 'meter-table' }, [
+        v.meterCaption,
+        h('thead', null, [h('tr', null, [v.meterHead.id, v.meterHead.volume, v.meterHead.time, v.meterHead.status])]),
+        v.meterBody,
+      ]);
+      // Rows exist even while the section is hidden, so they can be read without a click.
+      v.meters = h('div', { class: 'meters', id: sectionId, hidden: true, tabindex: 0 }, [v.noMeters, v.meterTable]);
+      body.push(h('div', { class: 'meters-bar' }, [v.toggle]), v.meters);
+    } else {
+      v.valHead = {
+        param: h('th', { scope: 'col' }),
+        value: h('th', { scope: 'col', class: 'num' }),
+        limits: h('th', { scope: 'col', class: 'num' }),
+        position: h('th', { scope: 'col' }),
+        time: h('th', { scope: 'col' }),
+      };
+      v.valBody = h('tbody');
+      v.noValues = h('p', { class: 'placeholder', hidden: true });
+      v.staleNote = h('p', { class: 'stale-note', hidden: true });
+      v.valTable = h('table', { class: 'value-table' }, [
+        h('thead', null, [h('tr', null, [v.valHead.param, v.valHead.value, v.valHead.limits, v.valHead.position, v.valHead.time])]),
+        v.valBody,
+      ]);
+      body.push(h('div', { class: 'values' }, [v.staleNote, v.noValues, v.valTable]));
+    }
+
+    v.root = h('article', {
+      class: 'card ' + (isConc ? 'conc' : 'logger'),
+      'data-device': d.id,
+      'data-comm-lost': 'false',
+      'aria-labelledby': nameId,
+    }, body);
+    return v;
+  }
+
+  function updateDeviceView(v, d, now) {
+    const c = commOf(d);
+    const lost = !!c.comm_lost;
+    const st = deviceStatus(d, now);
+
+    v.root.dataset.commLost = lost ? 'true' : 'false';
+    v.root.classList.toggle('comm-lost', lost);
+    v.root.classList.toggle('warn', st.level === 'warn');
+    v.root.classList.toggle('expanded', !!v.isConc && expanded.has(v.id));
+
+    setText(v.name, d.name || d.id);
+    setText(v.idEl, d.id);
+    setText(v.kindEl, d.kind === 'concentrator' ? t('kind_concentrator') : d.kind === 'logger' ? t('kind_logger') : String(d.kind || ''));
+    applyStatus(v, st);
+    setText(v.badge, t('comm_lost_badge'));
+    v.badge.hidden = !lost;
+
+    // Facts.
+    for (const x of v.kvs.concat([v.kvCycle])) setText(x.dt, t(x.dt.dataset.key));
+    setTimeWithAge(v.lastSuccess, c.last_success, now);
+    const misses = toNumber(c.consecutive_misses) || 0;
+    setText(v.missesEl, misses);
+    v.missesEl.classList.toggle('warn-text', misses > 0 && !lost);
+    const link = c.link === 'up' || c.link === 'down' ? c.link : 'unknown';
+    setText(v.linkEl, t('link_' + link));
+    v.linkEl.classList.toggle('warn-text', link === 'down' && !lost);
+    setText(v.pathEl, c.path || '—');
+    const err = c.last_error;
+    v.kvError.wrap.hidden = err === null || err === undefined || err === '';
+    setText(v.errorEl, err || '');
+
+    const read = toNumber(c.cycle_read);
+    const expectedN = toNumber(c.cycle_expected);
+    const readN = read === null ? 0 : read;
+    const exp = expectedN === null ? 0 : expectedN;
+    setAttr(v.progress, 'data-read', readN);
+    setAttr(v.progress, 'data-expected', exp);
+    setAttr(v.progress, 'aria-valuenow', readN);
+    setAttr(v.progress, 'aria-valuemax', exp);
+    setAttr(v.progress, 'aria-label', t('cycle_progress'));
+    v.progress.classList.toggle('incomplete', readN < exp);
+    v.progressFill.style.width = (exp > 0 ? Math.min(100, (readN / exp) * 100) : 0).toFixed(1) + '%';
+    setText(v.progressText, readN + ' / ' + exp);
+    // A logger without a cycle count has nothing to show here.
+    v.kvCycle.wrap.hidden = !v.isConc && expectedN === null;
+
+    if (v.isConc) updateMeters(v, d, now);
+    else updateValues(v, d, now, lost);
+  }
+
+  function applyStatus(v, st) {
+    const text = statusText(st);
+    v.light.className = 'light light-' + st.level;
+    setAttr(v.light, 'aria-label', t('status_label', { s: text }));
+    setAttr(v.light, 'title', text);
+    // Report by exception: the text appears only when something is wrong.
+    setText(v.statusEl, st.level === 'ok' ? '' : text);
+    v.statusEl.className = 'dev-status' + (st.level === 'warn' ? ' warn-text' : st.level === 'lost' ? ' lost-text' : '');
+    v.statusLevel = st.level;
+  }
+
+  // Keeps the children of `parent` in the order of `rows` with the fewest moves.
+  function reorder(parent, rows) {
+    let cursor = parent.firstChild;
+    for (const row of rows) {
+      if (row === cursor) cursor = cursor.nextSibling;
+      else parent.insertBefore(row, cursor);
+    }
+    while (cursor) {
+      const next = cursor.nextSibling;
+      cursor.remove();
+      cursor = next;
+    }
+  }
+
+  function updateMeters(v, d, now) {
+    const meters = asArray(d.meters);
+    const open = expanded.has(v.id);
+    setText(v.toggle, t('meters_toggle', { n: meters.length }));
+    setAttr(v.toggle, 'aria-expanded', open ? 'true' : 'false');
+    v.meters.hidden = !open;
+    setText(v.meterCaption, t('meters_table', { name: d.name || d.id }));
+    setAttr(v.meters, 'aria-label', t('meters_table', { name: d.name || d.id }));
+    setText(v.meterHead.id, t('col_meter'));
+    setText(v.meterHead.volume, t('col_volume'));
+    setText(v.meterHead.time, t('col_time'));
+    setText(v.meterHead.status, t('col_status'));
+    v.noMeters.hidden = meters.length > 0;
+    v.meterTable.hidden = meters.length === 0;
+    setText(v.noMeters, t('no_meters'));
+
+    const seen = new Set();
+    const rows = [];
+    for (const m of meters) {
+      if (!m || m.id === null || m.id === undefined) continue;
+      const id = String(m.id);
+      if (seen.has(id)) continue; // A duplicate id would make the hook ambiguous.
+      seen.add(id);
+      let r = v.meterRows.get(id);
+      if (!r) {
+        r = {
+          id: h('th', { scope: 'row', class: 'meter-id', text: id }),
+          volume: h('td', { class: 'volume num' }),
+          when: timeWithAge('m-age'),
+          tags: h('td', { class: 'tags' }),
+          tagKey: null,
+        };
+        r.row = h('tr', { 'data-meter': id }, [r.id, r.volume, h('td', { class: 'meter-time' }, [r.when.root]), r.tags]);
+        v.meterRows.set(id, r);
+      }
+      // Volumes are decimal strings (rust_decimal); they are shown as sent, never via float.
+      setText(r.volume, m.volume_m3 === null || m.volume_m3 === undefined ? '—' : String(m.volume_m3));
+      setTimeWithAge(r.when, m.ts, now);
+      const status = asArray(m.status).map(String);
+      const key = lang + '|' + status.join('|');
+      if (r.tagKey !== key) {
+        r.tagKey = key;
+        r.tags.replaceChildren(...status.map(meterTag));
+      }
+      rows.push(r.row);
+    }
+    for (const id of Array.from(v.meterRows.keys())) if (!seen.has(id)) v.meterRows.delete(id);
+    reorder(v.meterBody, rows);
+  }
+
+  function meterTag(name) {
+    const known = Object.prototype.hasOwnProperty.call(I18N.en.meter_status, name);
+    return h('span', { class: 'tag' + (known ? ' tag-warn' : ''), 'data-status': name, text: lookup('meter_status', name) });
+  }
+
+  function updateValues(v, d, now, lost) {
+    const values = asArray(d.values);
+    setText(v.valHead.param, t('col_param'));
+    setText(v.valHead.value, t('col_value'));
+    setText(v.valHead.limits, t('col_limits'));
+    setText(v.valHead.position, t('col_position'));
+    setText(v.valHead.time, t('col_time'));
+    v.noValues.hidden = values.length > 0;
+    v.valTable.hidden = values.length === 0;
+    setText(v.noValues, t('no_values'));
+    v.staleNote.hidden = !lost;
+    setText(v.staleNote, t('stale_values'));
+
+    const seen = new Set();
+    const rows = [];
+    for (const p of values) {
+      if (!p || p.param === null || p.param === undefined) continue;
+      const param = String(p.param);
+      if (seen.has(param)) continue;
+      seen.add(param);
+      let r = v.paramRows.get(param);
+      if (!r) {
+        r = {
+          label: h('th', { scope: 'row', class: 'param' }),
+          value: h('span', { class: 'value num' }),
+          unit: h('span', { class: 'unit' }),
+          breach: h('span', { class: 'breach' }),
+          flags: h('span', { class: 'flags' }),
+          limits: h('td', { class: 'limits num' }),
+          band: h('span', { class: 'analog-band' }),
+          marker: h('span', { class: 'analog-marker' }),
+          when: timeWithAge(),
+          flagKey: null,
+        };
+        r.analog = h('span', { class: 'analog', 'aria-hidden': 'true' }, [r.band, r.marker]);
+        r.row = h('tr', { 'data-param': param }, [
+          r.label,
+          h('td', { class: 'val-cell' }, [h('span', { class: 'val-line' }, [r.value, ' ', r.unit]), r.breach, r.flags]),
+          r.limits,
+          h('td', { class: 'analog-cell' }, [r.analog]),
+          h('td', { class: 'val-time' }, [r.when.root]),
+        ]);
+        v.paramRows.set(param, r);
+      }
+      const value = toNumber(p.value);
+      const low = toNumber(p.low);
+      const high = toNumber(p.high);
+      const breach = breachOf(p);
+      setText(r.label, paramLabel(param));
+      setText(r.value, fmtValue(value));
+      setAttr(r.value, 'title', value === null ? t('not_sampled') : null);
+      setText(r.unit, p.unit || '');
+      setText(r.limits, fmtLimits(low, high));
+      setText(r.breach, breach === 'low' ? t('breach_low', { v: fmtLimit(low) || '' }) : breach === 'high' ? t('breach_high', { v: fmtLimit(high) || '' }) : '');
+      r.breach.hidden = !breach;
+      r.row.classList.toggle('out-of-limit', !!breach);
+      setAttr(r.row, 'data-breach', breach);
+
+      const otherFlags = asArray(p.flags).map(String).filter((f) => f !== 'low' && f !== 'high');
+      const fk = otherFlags.join('|');
+      if (r.flagKey !== fk) {
+        r.flagKey = fk;
+        r.flags.replaceChildren(...otherFlags.map((f) => h('span', { class: 'tag tag-warn', text: f })));
+      }
+
+      drawAnalog(r, value, low, high, breach);
+      setTimeWithAge(r.when, p.ts, now);
+      rows.push(r.row);
+    }
+    for (const id of Array.from(v.paramRows.keys())) if (!seen.has(id)) v.paramRows.delete(id);
+    reorder(v.valBody, rows);
+  }
+
+  function drawAnalog(r, value, low, high, breach) {
+    const scale = analogScale(low, high);
+    r.analog.hidden = scale === null;
+    if (!scale) return;
+    const pos = (x) => Math.max(0, Math.min(100, ((x - scale.lo) / (scale.hi - scale.lo)) * 100));
+    const a = pos(low === null ? scale.lo : low);
+    const b = pos(high === null ? scale.hi : high);
+    r.band.style.left = a.toFixed(1) + '%';
+    r.band.style.width = Math.max(0, b - a).toFixed(1) + '%';
+    r.marker.hidden = value === null;
+    if (value !== null) {
+      r.marker.style.left = pos(value).toFixed(1) + '%';
+      r.marker.classList.toggle('off-scale', value < scale.lo || value > scale.hi);
+    }
+    r.marker.classList.toggle('abnormal', !!breach);
+  }
+
+  function toggleMeters(id) {
+    if (expanded.has(id)) expanded.delete(id);
+    else expanded.add(id);
+    const v = deviceViews.get(id);
+    const d = state.devices.get(id);
+    if (!v || !d) return;
+    const open = expanded.has(id);
+    v.root.classList.toggle('expanded', open);
+    v.meters.hidden = !open;
+    setAttr(v.toggle, 'aria-expanded', open ? 'true' : 'false');
+    if (open) refreshAges(v.meters.querySelectorAll('.age'), Date.now());
+  }
+
+  // ---------------------------------------------------------------------------
+  // Summary strip.
+  // ---------------------------------------------------------------------------
+  function updateSummary() {
+    const now = Date.now();
+    let lost = 0;
+    let outOfLimit = 0;
+    let warn = 0;
+    for (const d of state.devices.values()) {
+      const st = deviceStatus(d, now);
+      if (st.level === 'lost') lost++;
+      else if (st.level === 'warn') warn++;
+      for (const p of asArray(d.values)) if (p && breachOf(p)) outOfLimit++;
+    }
+    setText(byId('sum-devices'), state.devices.size);
+    setText(byId('sum-lost'), lost);
+    setText(byId('sum-wq'), outOfLimit);
+    setText(byId('sum-warn'), warn);
+    setText(byId('sum-regions'), state.regions.length);
+    byId('tile-lost').classList.toggle('alarm', lost > 0);
+    byId('tile-wq').classList.toggle('alarm', outOfLimit > 0);
+    byId('tile-warn').classList.toggle('warn', warn > 0);
+  }
+
+  // ---------------------------------------------------------------------------
+  // Applying messages.
+  // ---------------------------------------------------------------------------
+  function renderAll() {
+    const now = Date.now();
+    const container = byId('regions');
+    deviceViews.clear();
+    regionViews.clear();
+    container.replaceChildren();
+    for (const r of state.regions) ensureRegionView(r.id);
+    for (const id of state.order) {
+      const d = state.devices.get(id);
+      if (!d) continue;
+      const v = createDeviceView(d);
+      deviceViews.set(id, v);
+      updateDeviceView(v, d, now);
+      const rv = ensureRegionView(regionKeyOf(d));
+      rv.cards.append(v.root);
+      v.regionKey = rv.id;
+    }
+    for (const id of regionViews.keys()) updateRegionView(id);
+    if (state.regions.length === 0 && state.devices.size === 0) {
+      container.append(h('p', { class: 'placeholder', text: state.epoch === null ? t('waiting') : t('no_devices') }));
+    }
+    updateSummary();
+  }
+
+  function validDevice(d) {
+    return d && typeof d === 'object' && d.id !== null && d.id !== undefined && String(d.id) !== '';
+  }
+
+  function applySnapshot(msg) {
+    state.epoch = msg.epoch === null || msg.epoch === undefined ? '' : String(msg.epoch);
+    // A snapshot starts the count afresh (a new epoch may restart it lower); the caller
+    // records the snapshot's own seq right after this.
+    state.seq = null;
+    delete document.body.dataset.seq;
+    state.regions = asArray(msg.regions)
+      .filter((r) => r && r.id !== null && r.id !== undefined)
+      .map((r) => ({ id: String(r.id), name: r.name === null || r.name === undefined ? String(r.id) : String(r.name) }));
+    state.devices = new Map();
+    state.order = [];
+    for (const d of asArray(msg.devices)) {
+      if (!validDevice(d)) continue;
+      const id = String(d.id);
+      if (!state.devices.has(id)) state.order.push(id);
+      state.devices.set(id, Object.assign({}, d, { id: id }));
+    }
+    for (const id of Array.from(expanded)) if (!state.devices.has(id)) expanded.delete(id);
+    state.resyncing = false;
+    renderAll();
+  }
+
+  function applyDelta(raw) {
+    if (!validDevice(raw)) return;
+    if (state.epoch === null) return; // A delta before any snapshot has nothing to apply to.
+    const d = Object.assign({}, raw, { id: String(raw.id) });
+    const id = d.id;
+    const previous = state.devices.get(id);
+    if (!previous) state.order.push(id);
+    state.devices.set(id, d);
+
+    let v = deviceViews.get(id);
+    const kindChanged = v && v.isConc !== (d.kind === 'concentrator');
+    if (!v || kindChanged) {
+      const fresh = createDeviceView(d);
+      if (v) {
+        v.root.replaceWith(fresh.root);
+        fresh.regionKey = v.regionKey;
+      }
+      v = fresh;
+      deviceViews.set(id, v);
+    }
+    updateDeviceView(v, d, Date.now());
+
+    const newKey = regionKeyOf(d);
+    const oldKey = v.regionKey;
+    if (oldKey !== newKey || !v.root.isConnected) {
+      // Drop the "no devices" placeholder the first time a device arrives.
+      const container = byId('regions');
+      for (const p of container.querySelectorAll(':scope > .placeholder')) p.remove();
+      ensureRegionView(newKey).cards.append(v.root);
+      v.regionKey = newKey;
+    }
+    updateRegionView(newKey);
+    if (oldKey && oldKey !== newKey) updateRegionView(oldKey);
+    updateSummary();
+  }
+
+  function eventView(ev) {
+    const kind = String(ev.kind || '');
+    const label = kind === 'comm_lost' ? t('ev_comm_lost') : kind === 'comm_restored' ? t('ev_comm_restored') : kind;
+    const devId = ev.device === null || ev.device === undefined ? '' : String(ev.device);
+    const dev = state.devices.get(devId);
+    const devName = dev && dev.name ? dev.name : devId;
+    const regId = ev.region === null || ev.region === undefined ? '' : String(ev.region);
+    const reg = state.regions.find((r) => r.id === regId);
+    const regText = reg ? reg.name : regId;
+    const ts = toNumber(ev.ts);
+    const time = h('time', { class: 'ev-time ts', datetime: ts === null ? null : new Date(ts).toISOString(), text: fmtTime(ts) });
+    const age = h('span', { class: 'age', 'data-ts': ts, text: fmtAge(ts, Date.now()) });
+    return h('li', { class: 'event ev-' + kind.replace(/[^a-z0-9_-]/gi, '_'), 'data-kind': kind }, [
+      h('div', { class: 'ev-line' }, [time, ' ', age]),
+      h('div', { class: 'ev-line' }, [
+        h('span', { class: 'ev-kind', text: label }),
+        ' ',
+        h('span', { class: 'ev-device', text: devName }),
+        regText ? h('span', { class: 'ev-region', text: regText }) : null,
+      ]),
+      ev.message ? h('div', { class: 'ev-message', text: String(ev.message) }) : null,
+    ]);
+  }
+
+  function addEvent(ev) {
+    if (!ev || typeof ev !== 'object') return;
+    state.events.unshift(ev);
+    if (state.events.length > MAX_EVENTS) state.events.length = MAX_EVENTS;
+    const list = byId('events');
+    list.prepend(eventView(ev));
+    while (list.children.length > MAX_EVENTS) list.lastElementChild.remove();
+    byId('events-empty').hidden = true;
+  }
+
+  function renderEvents() {
+    const list = byId('events');
+    list.setAttribute('aria-busy', 'true');
+    list.replaceChildren(...state.events.map(eventView));
+    list.removeAttribute('aria-busy');
+    byId('events-empty').hidden = state.events.length > 0;
+  }
+
+  function handleMessage(data) {
+    let msg;
+    try {
+      msg = JSON.parse(data);
+    } catch (_) {
+      console.warn('waterworks: ignoring a frame that is not JSON');
+      return;
+    }
+    if (!msg || typeof msg !== 'object') return;
+    const seq = typeof msg.seq === 'number' && Number.isFinite(msg.seq) ? msg.seq : null;
+    switch (msg.type) {
+      case 'snapshot':
+        applySnapshot(msg);
+        break;
+      case 'delta':
+        // A replayed message we already hold is skipped; a delta carries the whole device,
+        // so a gap needs no repair.
+        if (seq !== null && state.seq !== null && seq <= state.seq) return;
+        applyDelta(msg.device);
+        break;
+      case 'event':
+        if (seq !== null && state.seq !== null && seq <= state.seq) return;
+        addEvent(msg.event);
+        break;
+      case 'resync':
+        // The server dropped messages for us; a snapshot follows on this socket.
+        state.resyncing = true;
+        renderConn();
+        return;
+      default:
+        return;
+    }
+    if (seq !== null) {
+      state.seq = seq;
+      document.body.dataset.seq = String(seq);
+    }
+    state.lastUpdate = Date.now();
+    renderLastUpdate();
+    if (msg.type === 'snapshot') renderConn();
+  }
+
+  // ---------------------------------------------------------------------------
+  // Connection: one socket, capped exponential backoff, resume from epoch + seq.
+  // ---------------------------------------------------------------------------
+  const conn = { ws: null, attempt: 0, timer: null, leaving: false };
+
+  function wsUrl() {
+    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    let url = proto + '//' + location.host + '/ws';
+    if (state.epoch !== null && state.seq !== null) {
+      url += '?since=' + encodeURIComponent(state.seq) + '&epoch=' + encodeURIComponent(state.epoch);
+    }
+    return url;
+  }
+
+  function connect() {
+    conn.timer = null;
+    if (conn.leaving) return;
+    let ws;
+    try {
+      ws = new WebSocket(wsUrl());
+    } catch (_) {
+      scheduleReconnect();
+      return;
+    }
+    conn.ws = ws;
+    let openedAt = null;
+    let gotMessage = false;
+    ws.onopen = () => {
+      openedAt = Date.now();
+      state.connState = 'live';
+      renderConn();
+    };
+    ws.onmessage = (ev) => {
+      gotMessage = true;
+      if (typeof ev.data === 'string') handleMessage(ev.data);
+    };
+    ws.onerror = () => {
+      // A close event always follows; it does the work.
+    };
+    ws.onclose = () => {
+      if (conn.ws !== ws) return;
+      conn.ws = null;
+      if (conn.leaving) return;
+      if (openedAt !== null && (gotMessage || Date.now() - openedAt >= STABLE_CONN_MS)) conn.attempt = 0;
+      state.connState = 'reconnecting';
+      state.resyncing = false;
+      renderConn();
+      // The handshake cannot tell us why it failed; /api/me can. An expired session
+      // goes to the login page instead of retrying forever.
+      checkSession().then((ok) => {
+        if (ok !== false) scheduleReconnect();
+      });
+    };
+  }
+
+  function scheduleReconnect() {
+    if (conn.leaving || conn.timer !== null) return;
+    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * Math.pow(2, conn.attempt));
+    // A little jitter so that a wall of screens does not reconnect in lockstep.
+    const delay = Math.min(BACKOFF_MAX_MS, Math.round(base * (0.8 + Math.random() * 0.4)));
+    conn.attempt = Math.min(conn.attempt + 1, 10);
+    conn.timer = setTimeout(connect, delay);
+  }
+
+  // Resolves true when logged in, false when not (and leaves for /login), null when unknown.
+  function checkSession() {
+    return fetch('/api/me', { credentials: 'same-origin', cache: 'no-store', headers: { Accept: 'application/json' } })
+      .then((res) => {
+        if (res.status === 401) {
+          goToLogin();
+          return false;
+        }
+        return res.ok ? res.json().then(showUser, () => true).then(() => true) : null;
+      })
+      .catch(() => null);
+  }
+
+  function goToLogin() {
+    conn.leaving = true;
+    if (conn.timer !== null) clearTimeout(conn.timer);
+    location.href = '/login';
+  }
+
+  function renderConn() {
+    const el = byId('conn');
+    const s = state.connState;
+    el.dataset.state = s === 'live' ? 'live' : 'reconnecting';
+    el.classList.toggle('resync', s === 'live' && state.resyncing);
+    const key = s === 'live' ? (state.resyncing ? 'conn_resync' : 'conn_live') : s === 'connecting' ? 'conn_connecting' : 'conn_reconnecting';
+    const text = el.querySelector('.conn-text');
+    text.dataset.i18n = key;
+    setText(text, t(key));
+  }
+
+  function renderLastUpdate() {
+    const now = Date.now();
+    const n = state.lastUpdate;
+    const time = byId('last-update');
+    setText(time, fmtTime(n));
+    setAttr(time, 'datetime', n === null ? null : new Date(n).toISOString());
+    const age = byId('last-update-age');
+    setAttr(age, 'data-ts', n);
+    setText(age, n === null ? '' : fmtAge(n, now));
+  }
+
+  // ---------------------------------------------------------------------------
+  // Clock-driven refresh: relative ages and staleness change without any message.
+  // ---------------------------------------------------------------------------
+  function refreshAges(nodes, now) {
+    for (const e of nodes) {
+      const ts = e.getAttribute('data-ts');
+      setText(e, ts === null ? '' : fmtAge(Number(ts), now));
+    }
+  }
+
+  let tick = 0;
+  function onTick() {
+    const now = Date.now();
+    // Meter ages only where a table is open: closed tables may hold thousands of rows.
+    refreshAges(document.querySelectorAll('.age:not(.m-age)'), now);
+    for (const id of expanded) {
+      const v = deviceViews.get(id);
+      if (v && v.meters) refreshAges(v.meters.querySelectorAll('.m-age'), now);
+    }
+    tick++;
+    if (tick % 5 === 0) {
+      // Staleness depends on the clock: re-judge status lights every 5 s.
+      let changed = false;
+      for (const [id, v] of deviceViews) {
+        const d = state.devices.get(id);
+        if (!d) continue;
+        const st = deviceStatus(d, now);
+        if (st.level !== v.statusLevel || st.level === 'warn') {
+          applyStatus(v, st);
+          v.root.classList.toggle('warn', st.level === 'warn');
+          changed = true;
+        }
+      }
+      if (changed) updateSummary();
+    }
+  }
+
+  // ---------------------------------------------------------------------------
+  // Header: user, language, logout.
+  // ---------------------------------------------------------------------------
+  function showUser(me) {
+    if (!me || typeof me !== 'object') return;
+    state.user = { username: String(me.username || ''), role: String(me.role || '') };
+    renderUser();
+  }
+
+  function renderUser() {
+    if (!state.user) return;
+    setText(byId('user-name'), state.user.username || '—');
+    setText(byId('user-role'), state.user.role ? roleLabel(state.user.role) : '');
+  }
+
+  function applyStaticLabels() {
+    document.documentElement.lang = lang === 'zh' ? 'zh-CN' : 'en';
+    document.title = t('title');
+    for (const e of document.querySelectorAll('[data-i18n]')) setText(e, t(e.dataset.i18n));
+    for (const e of document.querySelectorAll('[data-i18n-label]')) e.setAttribute('aria-label', t(e.dataset.i18nLabel));
+    for (const b of document.querySelectorAll('.lang-switch button')) {
+      b.setAttribute('aria-pressed', b.dataset.lang === lang ? 'true' : 'false');
+    }
+  }
+
+  function setLang(next) {
+    if (next !== 'zh' && next !== 'en') return;
+    lang = next;
+    try {
+      localStorage.setItem(LANG_KEY, next);
+    } catch (_) {
+      // Not remembered, but still switched.
+    }
+    applyStaticLabels();
+    renderConn();
+    renderLastUpdate();
+    renderUser();
+    renderAll();
+    renderEvents();
+  }
+
+  function logout() {
+    conn.leaving = true;
+    if (conn.timer !== null) clearTimeout(conn.timer);
+    if (conn.ws) {
+      const ws = conn.ws;
+      conn.ws = null;
+      ws.close(1000);
+    }
+    const go = () => {
+      location.href = '/login';
+    };
+    fetch('/api/logout', {
+      method: 'POST',
+      credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+      body: '{}',
+    }).then(go, go);
+  }
+
+  function start() {
+    applyStaticLabels();
+    renderConn();
+    renderLastUpdate();
+    for (const b of document.querySelectorAll('.lang-switch button')) {
+      b.addEventListener('click', () => setLang(b.dataset.lang));
+    }
+    byId('logout').addEventListener('click', logout);
+    // Back online after a network outage: no need to wait out the backoff.
+    window.addEventListener('online', () => {
+      if (conn.timer !== null && !conn.ws) {
+        clearTimeout(conn.timer);
+        conn.timer = null;
+        connect();
+      }
+    });
+    setInterval(onTick, 1000);
+
+    fetch('/api/me', { credentials: 'same-origin', cache: 'no-store', headers: { Accept: 'application/json' } })
+      .then((res) => {
+        if (res.status === 401) {
+          goToLogin();
+          return;
+        }
+        if (res.ok) return res.json().then(showUser, () => undefined).then(connect);
+        connect();
+      })
+      .catch(() => connect());
+  }
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
+  else start();
+})();
