@@ -1,1 +1,231 @@
-fn main() {}
+//! `waterworks`: the command line. Thin on purpose: parse arguments, load and validate configuration,
+//! then hand over to [`waterworks::app`]. Every failure ends as one clear paragraph and a non-zero exit,
+//! never a panic trace (R-A5).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use waterworks::app::{self, RunOptions};
+use waterworks::config;
+
+#[derive(Parser)]
+#[command(name = "waterworks", version, about = "Supervisory control and business server for water utilities")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the embedded demo village when no --config is given).
+    Run {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// HTTP listen address, overriding server.listen.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Data directory, overriding server.data_dir.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Check a configuration: exit 0, or print every problem and exit 2.
+    Validate {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run only the field simulator for the configured devices, at their configured addresses.
+    Simulate {
+        #[arg(long)]
+        config: PathBuf,
+        /// Inject a fault: ID=silent | ID=delay:MS | ID=exception:CODE | ID=garbage | ID=disconnect |
+        /// ID=value:PARAM=X (several comma-separated). Repeatable.
+        #[arg(long = "fault")]
+        faults: Vec<String>,
+        /// Serve the fault-injection HTTP API here (loopback only), e.g. 127.0.0.1:9090.
+        #[arg(long)]
+        control: Option<SocketAddr>,
+        /// Simulated time speed-up (overrides [simulator] speed).
+        #[arg(long)]
+        speed: Option<f64>,
+    },
+}
+
+fn say(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
+fn fail(text: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "error: {}", text.trim_end());
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_modbus=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // A panic anywhere is logged as one line through tracing, not printed as a trace to the user.
+    std::panic::set_hook(Box::new(|info| {
+        let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        let payload = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".to_owned());
+        tracing::error!(message = "Panic caught; the supervisor will restart the actor.", error = %payload, location = %location);
+    }));
+}
+
+fn load_config(path: Option<&PathBuf>) -> Result<config::Config, ExitCode> {
+    let loaded = match path {
+        Some(p) => config::load(p),
+        None => config::demo(),
+    };
+    loaded.map_err(|e| {
+        fail(&e.to_string());
+        ExitCode::from(2)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            fail(&format!("cannot start the async runtime: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Run { config: None, listen: None, data_dir: None }) {
+            Command::Validate { config } => match load_config(Some(&config)) {
+                Ok(c) => {
+                    let devices: usize = c.tree.regions.iter().map(|r| r.devices.len()).sum();
+                    say(&format!("{}: ok ({} regions, {devices} devices)", config.display(), c.tree.regions.len()));
+                    ExitCode::SUCCESS
+                }
+                Err(code) => code,
+            },
+            Command::Run { config, listen, data_dir } => run(config, listen, data_dir).await,
+            Command::Simulate { config, faults, control, speed } => simulate(config, faults, control, speed).await,
+        }
+    })
+}
+
+async fn run(config: Option<PathBuf>, listen: Option<SocketAddr>, data_dir: Option<PathBuf>) -> ExitCode {
+    let cfg = match load_config(config.as_ref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let admin_password = std::env::var("WATERWORKS_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty());
+    let opts = RunOptions { listen, data_dir, admin_password, clock: None };
+    let mut app = match app::start(cfg, opts).await {
+        Ok(app) => app,
+        Err(e) => {
+            fail(&format!("{e:#}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    say(&format!("Waterworks is running. HMI: http://{}/  (data in {})", app.addr, app.data_dir.display()));
+    if let Some(pw) = &app.generated_admin_password {
+        say(&format!("First start: created user \"admin\" with password {pw}  (shown once; set WATERWORKS_ADMIN_PASSWORD to choose it)"));
+    }
+    let result = tokio::select! {
+        r = app.wait() => r,
+        _ = shutdown_signal() => Ok(()),
+    };
+    tracing::info!(message = "Shutting down.");
+    app.shutdown().await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            fail(&format!("{e:#}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn simulate(config: PathBuf, faults: Vec<String>, control: Option<SocketAddr>, speed: Option<f64>) -> ExitCode {
+    let cfg = match load_config(Some(&config)) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let settings = cfg.simulator.clone().unwrap_or(config::SimulatorSettings { speed: 1.0, seed: 1 });
+    let mut spec = match waterworks::sim::spec_from_config(&cfg, speed.unwrap_or(settings.speed), settings.seed, None) {
+        Ok(s) => s,
+        Err(e) => {
+            fail(&e);
+            return ExitCode::from(2);
+        }
+    };
+    for flag in &faults {
+        match drivers::sim::parse_fault_flag(flag) {
+            Ok((id, fault)) => match spec.devices.iter_mut().find(|d| d.id == id) {
+                Some(d) => d.fault = fault,
+                None => {
+                    fail(&format!("--fault {flag}: no device {id:?} in {}", config.display()));
+                    return ExitCode::from(2);
+                }
+            },
+            Err(e) => {
+                fail(&format!("--fault {flag}: {e}"));
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let sim = match drivers::sim::Simulator::start(spec).await {
+        Ok(s) => s,
+        Err(e) => {
+            fail(&format!("cannot start the simulator: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    for id in sim.device_ids() {
+        if let Some(addr) = sim.addr(&id) {
+            say(&format!("simulating {id} on {addr}"));
+        }
+    }
+    if let Some(listen) = control {
+        if !listen.ip().is_loopback() {
+            fail(&format!("--control {listen}: the fault-injection API listens on loopback only"));
+            return ExitCode::from(2);
+        }
+        match sim.serve_control(listen).await {
+            Ok(addr) => say(&format!("fault-injection API on http://{addr}/devices")),
+            Err(e) => {
+                fail(&format!("cannot serve the fault-injection API: {e}"));
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    shutdown_signal().await;
+    sim.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

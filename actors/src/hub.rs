@@ -58,6 +58,8 @@ pub struct Subscription {
     /// A snapshot, or the replayed frames after the resume point (possibly none).
     pub initial: Vec<LiveFrame>,
     pub resumed: bool,
+    /// The sequence the client is at once it has the initial frames.
+    pub upto: u64,
     pub rx: broadcast::Receiver<LiveFrame>,
 }
 
@@ -214,11 +216,10 @@ impl Actor for LiveHub {
             HubMsg::Subscribe(resume, reply) => {
                 let rx = state.tx.subscribe();
                 let replayed = resume.filter(|r| r.epoch == state.epoch).and_then(|r| state.replay_after(r.seq));
+                let (epoch, upto) = (state.epoch.clone(), state.seq);
                 let sub = match replayed {
-                    Some(frames) => Subscription { epoch: state.epoch.clone(), initial: frames, resumed: true, rx },
-                    None => {
-                        Subscription { epoch: state.epoch.clone(), initial: vec![state.snapshot()], resumed: false, rx }
-                    }
+                    Some(frames) => Subscription { epoch, initial: frames, resumed: true, upto, rx },
+                    None => Subscription { epoch, initial: vec![state.snapshot()], resumed: false, upto, rx },
                 };
                 let _ = reply.send(sub);
             }

@@ -112,7 +112,9 @@
       roles: {
         admin: '管理员',
         operator: '值班员',
-        viewer: '只读',
+        manager: '管理人员',
+        crew: '维修班组',
+        billing: '营业收费',
       },
     },
     en: {
@@ -207,7 +209,9 @@
       roles: {
         admin: 'Administrator',
         operator: 'Operator',
-        viewer: 'Viewer',
+        manager: 'Manager',
+        crew: 'Repair crew',
+        billing: 'Billing',
       },
     },
   };

@@ -1,0 +1,77 @@
+//! The one error type of the HTTP layer. Every error leaves as JSON `{"error": "...", "code": "..."}` with a
+//! proper status; internals are logged, never sent.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use actors::api::ApiError;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AppError {
+    Unauthenticated,
+    Forbidden(String),
+    NotFound(String),
+    BadRequest(String),
+    Conflict(String),
+    InvalidCredentials,
+    Throttled { retry_after_s: u64 },
+    MethodNotAllowed,
+    Unavailable(String),
+    Internal,
+}
+
+impl AppError {
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        match self {
+            AppError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated", "log in first".into()),
+            AppError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone()),
+            AppError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
+            AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m.clone()),
+            AppError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone()),
+            AppError::InvalidCredentials => {
+                (StatusCode::UNAUTHORIZED, "invalid_credentials", "invalid username or password".into())
+            }
+            AppError::Throttled { retry_after_s } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "throttled",
+                format!("too many failed logins; try again in {retry_after_s} s"),
+            ),
+            AppError::MethodNotAllowed => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this path".into())
+            }
+            AppError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m.clone()),
+            AppError::Internal => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log".into())
+            }
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = self.parts();
+        let mut response = (status, Json(json!({ "error": message, "code": code }))).into_response();
+        if let AppError::Throttled { retry_after_s } = self {
+            if let Ok(v) = HeaderValue::from_str(&retry_after_s.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        response
+    }
+}
+
+impl From<ApiError> for AppError {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::NotFound(m) => AppError::NotFound(m),
+            ApiError::BadRequest(m) => AppError::BadRequest(m),
+            ApiError::Conflict(m) => AppError::Conflict(m),
+            ApiError::InvalidCredentials => AppError::InvalidCredentials,
+            ApiError::Forbidden(m) => AppError::Forbidden(m),
+            ApiError::Unavailable(what) => AppError::Unavailable(format!("{what} is unavailable, try again")),
+            ApiError::Internal => AppError::Internal,
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! Prometheus text exposition of [`actors::metrics::Metrics`].
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use actors::metrics::Metrics;
+
+pub fn render(m: &Metrics) -> String {
+    let mut out = String::new();
+    let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 11] = [
+        ("waterworks_polls_total", "Modbus read requests sent to field devices.", &m.polls),
+        (
+            "waterworks_poll_failures_total",
+            "Read requests without a valid reply or refused by the device.",
+            &m.poll_failures,
+        ),
+        (
+            "waterworks_bad_values_total",
+            "Values rejected while decoding (NaN, negative volume, short reply).",
+            &m.bad_values,
+        ),
+        ("waterworks_readings_stored_total", "Meter readings committed to the store.", &m.readings_stored),
+        ("waterworks_samples_stored_total", "Water-quality samples committed to the store.", &m.samples_stored),
+        ("waterworks_commits_total", "Store transactions committed.", &m.commits),
+        ("waterworks_commit_failures_total", "Store transactions that failed.", &m.commit_failures),
+        ("waterworks_ws_resyncs_total", "WebSocket clients that fell behind and were resynchronised.", &m.ws_resyncs),
+        ("waterworks_actor_restarts_total", "Actor restarts by supervisors.", &m.actor_restarts),
+        ("waterworks_login_failures_total", "Failed logins.", &m.login_failures),
+        ("waterworks_bad_requests_total", "Requests refused as malformed or unauthenticated.", &m.bad_requests),
+    ];
+    for (name, help, c) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.load(Ordering::Relaxed));
+    }
+    let _ = writeln!(
+        out,
+        "# HELP waterworks_ws_clients Connected WebSocket clients.\n# TYPE waterworks_ws_clients gauge\nwaterworks_ws_clients {}",
+        m.ws_clients.load(Ordering::Relaxed)
+    );
+    let (buckets, count, sum_us) = m.commit_latency.snapshot();
+    let name = "waterworks_commit_latency_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time from submitting a write to its acknowledgement after commit.\n# TYPE {name} histogram"
+    );
+    for (le_us, c) in buckets {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {c}", le_us as f64 / 1e6);
+    }
+    let _ =
+        writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {}\n{name}_count {count}", sum_us as f64 / 1e6);
+    out
+}

@@ -1,0 +1,98 @@
+//! The OpenAPI 3.1 document of the HTTP API, served at `/api/openapi.json`. Hand-written: the API is small,
+//! and a test checks that every path listed here refuses unauthenticated requests.
+
+use serde_json::{json, Value};
+
+fn error_response(description: &str) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
+}
+
+fn op(summary: &str, roles: &str) -> Value {
+    json!({
+        "summary": summary,
+        "description": format!("Roles: {roles}."),
+        "responses": {
+            "200": { "description": "OK" },
+            "401": error_response("Not logged in"),
+            "403": error_response("Role not allowed")
+        }
+    })
+}
+
+/// The paths that require authentication, with their methods (used by tests too).
+pub const AUTHENTICATED: &[(&str, &str)] = &[
+    ("GET", "/"),
+    ("GET", "/assets/app.js"),
+    ("GET", "/assets/app.css"),
+    ("GET", "/ws"),
+    ("GET", "/metrics"),
+    ("GET", "/api/openapi.json"),
+    ("GET", "/api/me"),
+    ("POST", "/api/logout"),
+    ("GET", "/api/devices"),
+    ("GET", "/api/devices/{id}"),
+    ("GET", "/api/readings"),
+    ("GET", "/api/users"),
+    ("POST", "/api/users"),
+    ("GET", "/api/audit"),
+    ("GET", "/api/system/supervision"),
+];
+
+pub fn document() -> Value {
+    let view = "admin, operator, manager, crew";
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "Waterworks API", "version": env!("CARGO_PKG_VERSION"),
+                  "description": "Supervisory control and business server for water utilities. Every path except /healthz, /login and POST /api/login needs a session cookie (from POST /api/login) or HTTP Basic credentials." },
+        "security": [ { "session": [] }, { "basic": [] } ],
+        "paths": {
+            "/healthz": { "get": { "summary": "Liveness of store, writer and hub", "security": [], "responses": { "200": { "description": "healthy" }, "503": { "description": "unhealthy" } } } },
+            "/api/login": { "post": {
+                "summary": "Open a session", "security": [],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                    "type": "object", "additionalProperties": false, "required": ["username", "password"],
+                    "properties": { "username": { "type": "string" }, "password": { "type": "string" } } } } } },
+                "responses": { "200": { "description": "Session cookie set" }, "400": error_response("Malformed body"),
+                               "401": error_response("Invalid credentials"), "429": error_response("Too many failures") } } },
+            "/api/logout": { "post": op("Close the session", "any") },
+            "/api/me": { "get": op("The logged-in user", "any") },
+            "/api/devices": { "get": op("Regions and the latest view of every device", view) },
+            "/api/devices/{id}": { "get": {
+                "summary": "The latest view of one device", "description": format!("Roles: {view}."),
+                "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "responses": { "200": { "description": "OK" }, "401": error_response("Not logged in"), "404": error_response("No such device") } } },
+            "/api/readings": { "get": {
+                "summary": "Stored readings of a concentrator or meter, or samples of a logger",
+                "description": format!("Roles: {view}. Times are milliseconds since the Unix epoch, UTC."),
+                "parameters": [
+                    { "name": "device", "in": "query", "required": true, "schema": { "type": "string" } },
+                    { "name": "from", "in": "query", "schema": { "type": "integer" }, "description": "default: 24 h before `to`" },
+                    { "name": "to", "in": "query", "schema": { "type": "integer" }, "description": "default: now" },
+                    { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 10000 } } ],
+                "responses": { "200": { "description": "OK" }, "400": error_response("Bad query"), "401": error_response("Not logged in"), "404": error_response("No such device") } } },
+            "/api/users": {
+                "get": op("List accounts", "admin"),
+                "post": {
+                    "summary": "Create an account", "description": "Roles: admin.",
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                        "type": "object", "additionalProperties": false, "required": ["username", "password", "role"],
+                        "properties": { "username": { "type": "string" }, "password": { "type": "string", "minLength": 10 },
+                                        "role": { "enum": ["admin", "operator", "manager", "crew", "billing"] } } } } } },
+                    "responses": { "201": { "description": "Created" }, "400": error_response("Bad body"), "401": error_response("Not logged in"),
+                                   "403": error_response("Not an admin"), "409": error_response("Exists") } } },
+            "/api/audit": { "get": op("The audit journal, newest first", "admin") },
+            "/api/system/supervision": { "get": op("The supervision tree and restart counts", "admin, operator") },
+            "/api/openapi.json": { "get": op("This document", "any") },
+            "/metrics": { "get": op("Prometheus metrics", "admin, operator") },
+            "/ws": { "get": op("Live stream (WebSocket): snapshot, then deltas with rising seq; ?since=SEQ&epoch=E resumes", view) }
+        },
+        "components": {
+            "securitySchemes": {
+                "session": { "type": "apiKey", "in": "cookie", "name": crate::session::COOKIE },
+                "basic": { "type": "http", "scheme": "basic" }
+            },
+            "schemas": { "Error": { "type": "object", "required": ["error", "code"],
+                                    "properties": { "error": { "type": "string" }, "code": { "type": "string" } } } }
+        }
+    })
+}

@@ -1,0 +1,221 @@
+//! JSON API handlers: login and logout, devices, readings, users, audit, supervision, health, metrics.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use actors::api::UserInfo;
+use actors::metrics::Metrics;
+use actors::model::{Role, Timestamp};
+
+use crate::error::AppError;
+use crate::session::{AuthUser, ClientIp, COOKIE};
+use crate::AppState;
+
+/// Roles that may watch the live state of the field (the HMI).
+pub const VIEW_ROLES: &[Role] = &[Role::Admin, Role::Operator, Role::Manager, Role::Crew];
+/// Roles that may see the supervision tree and metrics.
+pub const OPS_ROLES: &[Role] = &[Role::Admin, Role::Operator];
+
+/// Most rows one readings query returns.
+const MAX_LIMIT: usize = 10_000;
+
+/// Maps a JSON extraction failure to a counted 400.
+pub fn bad_json(state: &AppState, e: JsonRejection) -> AppError {
+    Metrics::inc(&state.handle.metrics().bad_requests);
+    AppError::BadRequest(format!("bad JSON body: {}", e.body_text()))
+}
+
+fn bad_query(state: &AppState, e: QueryRejection) -> AppError {
+    Metrics::inc(&state.handle.metrics().bad_requests);
+    AppError::BadRequest(format!("bad query: {}", e.body_text()))
+}
+
+/// Checks credentials with throttling, logging, counting and auditing; shared by login and Basic auth.
+pub async fn check_login(
+    state: &AppState,
+    username: &str,
+    password: &str,
+    ip: Option<IpAddr>,
+) -> Result<UserInfo, AppError> {
+    if let Some(retry_after_s) = state.throttle.check(username, ip) {
+        tracing::warn!(message = "Login refused while throttled.", username, client = ?ip, retry_after_s);
+        return Err(AppError::Throttled { retry_after_s });
+    }
+    match state.handle.login(username, password).await {
+        Ok(user) => {
+            state.throttle.succeeded(username);
+            Ok(user)
+        }
+        Err(actors::api::ApiError::InvalidCredentials) => {
+            let failures = state.throttle.failed(username, ip);
+            Metrics::inc(&state.handle.metrics().login_failures);
+            tracing::warn!(message = "Login failed.", username, client = ?ip, failures);
+            let detail = format!("from {}", ip.map_or("unknown".to_owned(), |i| i.to_string()));
+            if let Err(e) = state.handle.audit(username, "login.failure", username, &detail, false).await {
+                tracing::warn!(message = "Audit of a failed login not stored.", error = %e);
+            }
+            // Slow every failure down a little more, so guessing costs time even before the lockout.
+            tokio::time::sleep(Duration::from_millis(100 * u64::from(failures.min(20)))).await;
+            Err(AppError::InvalidCredentials)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    username: String,
+    password: String,
+}
+
+fn session_cookie(state: &AppState, value: &str, max_age_s: u64) -> HeaderValue {
+    let secure = if state.config.secure_cookies { "; Secure" } else { "" };
+    let cookie = format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}");
+    HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static("ww_session=; Path=/"))
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    body: Result<Json<LoginBody>, JsonRejection>,
+) -> Result<Response, AppError> {
+    let Json(body) = body.map_err(|e| bad_json(&state, e))?;
+    let user = check_login(&state, &body.username, &body.password, ip).await?;
+    let token = state.sessions.create(&user.username);
+    tracing::info!(message = "Login.", username = %user.username, role = %user.role, client = ?ip);
+    if let Err(e) = state.handle.audit(&user.username, "login", &user.username, "session opened", true).await {
+        tracing::warn!(message = "Audit of a login not stored.", error = %e);
+    }
+    let mut response = Json(json!({ "user": user })).into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(&state, &token, state.config.session_idle.as_secs()));
+    Ok(response)
+}
+
+pub async fn logout(State(state): State<AppState>, user: AuthUser) -> Result<Response, AppError> {
+    if let Some(token) = &user.token {
+        state.sessions.remove(token);
+    }
+    let _ = state.handle.audit(&user.user.username, "logout", &user.user.username, "session closed", true).await;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response.headers_mut().insert(header::SET_COOKIE, session_cookie(&state, "", 0));
+    Ok(response)
+}
+
+pub async fn me(user: AuthUser) -> Json<UserInfo> {
+    Json(user.user)
+}
+
+pub async fn devices(State(state): State<AppState>, user: AuthUser) -> Result<Response, AppError> {
+    user.require(VIEW_ROLES)?;
+    let devices = state.handle.devices().await?;
+    Ok(Json(json!({ "regions": state.handle.regions(), "devices": devices })).into_response())
+}
+
+pub async fn device(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    user.require(VIEW_ROLES)?;
+    Ok(Json(state.handle.device(&id).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadingsQuery {
+    device: String,
+    /// Milliseconds since the epoch (UTC); default 24 h before `to`.
+    from: Option<i64>,
+    /// Milliseconds since the epoch (UTC); default now.
+    to: Option<i64>,
+    limit: Option<usize>,
+}
+
+pub async fn readings(
+    State(state): State<AppState>,
+    user: AuthUser,
+    query: Result<Query<ReadingsQuery>, QueryRejection>,
+) -> Result<Response, AppError> {
+    user.require(VIEW_ROLES)?;
+    let Query(q) = query.map_err(|e| bad_query(&state, e))?;
+    let to = Timestamp(q.to.unwrap_or_else(|| state.handle.clock().now().0));
+    let from = Timestamp(q.from.unwrap_or(to.0.saturating_sub(24 * 3600 * 1000)));
+    let limit = q.limit.unwrap_or(1000).clamp(1, MAX_LIMIT);
+    Ok(Json(state.handle.history(&q.device, from, to, limit).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    username: String,
+    password: String,
+    role: String,
+}
+
+pub async fn users(State(state): State<AppState>, user: AuthUser) -> Result<Response, AppError> {
+    user.require(&[Role::Admin])?;
+    Ok(Json(state.handle.users()?).into_response())
+}
+
+pub async fn create_user(
+    State(state): State<AppState>,
+    user: AuthUser,
+    body: Result<Json<NewUser>, JsonRejection>,
+) -> Result<Response, AppError> {
+    user.require(&[Role::Admin])?;
+    let Json(body) = body.map_err(|e| bad_json(&state, e))?;
+    let role: Role = body.role.parse().map_err(AppError::BadRequest)?;
+    let created = state.handle.create_user(&user.user, &body.username, &body.password, role).await?;
+    tracing::info!(message = "User created.", by = %user.user.username, username = %created.username, role = %created.role);
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    limit: Option<usize>,
+}
+
+pub async fn audit(
+    State(state): State<AppState>,
+    user: AuthUser,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Response, AppError> {
+    user.require(&[Role::Admin])?;
+    let Query(q) = query.map_err(|e| bad_query(&state, e))?;
+    Ok(Json(state.handle.audit_log(q.limit.unwrap_or(200).clamp(1, 5000))?).into_response())
+}
+
+pub async fn supervision(State(state): State<AppState>, user: AuthUser) -> Result<Response, AppError> {
+    user.require(OPS_ROLES)?;
+    Ok(Json(state.handle.supervision().await).into_response())
+}
+
+/// Liveness for load balancers and systemd: no authentication, no secrets.
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    let health = state.handle.health().await;
+    let status = if health.ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(health)).into_response()
+}
+
+pub async fn metrics(State(state): State<AppState>, user: AuthUser) -> Result<Response, AppError> {
+    user.require(OPS_ROLES)?;
+    let body = crate::metrics::render(state.handle.metrics());
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response())
+}
+
+pub async fn openapi(user: AuthUser) -> Result<Response, AppError> {
+    let _ = user;
+    Ok(Json(crate::openapi::document()).into_response())
+}

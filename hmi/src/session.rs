@@ -1,0 +1,293 @@
+//! Sessions, login throttling and the authenticated-user extractor (R-G4).
+//!
+//! A session is a random 256-bit token in an HttpOnly, SameSite=Strict cookie, held in memory with an idle
+//! timeout (a restart logs everybody out; that is deliberate: no session secret is ever written to disk).
+//! Scripts and Prometheus may instead send HTTP Basic credentials, checked like a login and throttled alike.
+//! Every request re-reads the user's account, so a disabled account or a changed role takes effect at once.
+//!
+//! Failed logins are counted per username and per client address: after `FREE_FAILURES` in the window each
+//! further attempt is refused with 429 until a delay that doubles per failure has passed; every failure is
+//! logged, counted and audited.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+
+use actors::api::UserInfo;
+use actors::metrics::Metrics;
+use actors::model::Role;
+
+use crate::error::AppError;
+use crate::AppState;
+
+pub const COOKIE: &str = "ww_session";
+
+/// Failures allowed within the window before attempts are delayed.
+const FREE_FAILURES: u32 = 3;
+const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+const MAX_LOCKOUT: Duration = Duration::from_secs(300);
+
+struct Session {
+    username: String,
+    last_seen: Instant,
+}
+
+/// The in-memory session table.
+pub struct Sessions {
+    table: Mutex<HashMap<String, Session>>,
+    idle_timeout: Duration,
+}
+
+impl Sessions {
+    pub fn new(idle_timeout: Duration) -> Sessions {
+        Sessions { table: Mutex::new(HashMap::new()), idle_timeout }
+    }
+
+    pub fn create(&self, username: &str) -> String {
+        let token = actors::auth::random_token(32);
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        table.retain(|_, s| now.duration_since(s.last_seen) < self.idle_timeout);
+        table.insert(token.clone(), Session { username: username.to_owned(), last_seen: now });
+        token
+    }
+
+    /// The username of a live session, refreshing its idle timer.
+    pub fn touch(&self, token: &str) -> Option<String> {
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        match table.get_mut(token) {
+            Some(s) if now.duration_since(s.last_seen) < self.idle_timeout => {
+                s.last_seen = now;
+                Some(s.username.clone())
+            }
+            Some(_) => {
+                table.remove(token);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Whether a session is still valid, without refreshing it (long-lived WebSockets check this).
+    pub fn is_live(&self, token: &str) -> bool {
+        let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        table.get(token).is_some_and(|s| s.last_seen.elapsed() < self.idle_timeout)
+    }
+
+    pub fn remove(&self, token: &str) {
+        self.table.lock().unwrap_or_else(|p| p.into_inner()).remove(token);
+    }
+}
+
+#[derive(Default)]
+struct Failures {
+    count: u32,
+    first: Option<Instant>,
+    last: Option<Instant>,
+}
+
+/// Failed-login bookkeeping per username and per client address.
+#[derive(Default)]
+pub struct Throttle {
+    by_key: Mutex<HashMap<String, Failures>>,
+}
+
+impl Throttle {
+    fn keys(username: &str, ip: Option<IpAddr>) -> Vec<String> {
+        let mut keys = vec![format!("user:{username}")];
+        if let Some(ip) = ip {
+            keys.push(format!("ip:{ip}"));
+        }
+        keys
+    }
+
+    /// If attempts for this user or address are currently refused, for how many more seconds.
+    pub fn check(&self, username: &str, ip: Option<IpAddr>) -> Option<u64> {
+        let table = self.by_key.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        Self::keys(username, ip)
+            .iter()
+            .filter_map(|k| table.get(k))
+            .filter_map(|f| {
+                if f.count < FREE_FAILURES || f.first.is_some_and(|t| now.duration_since(t) > FAILURE_WINDOW) {
+                    return None;
+                }
+                let lockout = Duration::from_secs(1u64 << (f.count - FREE_FAILURES).min(12)).min(MAX_LOCKOUT);
+                let until = f.last? + lockout;
+                (until > now).then(|| until.duration_since(now).as_secs().max(1))
+            })
+            .max()
+    }
+
+    pub fn failed(&self, username: &str, ip: Option<IpAddr>) -> u32 {
+        let mut table = self.by_key.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        table.retain(|_, f| f.first.is_some_and(|t| now.duration_since(t) <= FAILURE_WINDOW));
+        let mut worst = 0;
+        for k in Self::keys(username, ip) {
+            let f = table.entry(k).or_default();
+            f.first.get_or_insert(now);
+            f.last = Some(now);
+            f.count += 1;
+            worst = worst.max(f.count);
+        }
+        worst
+    }
+
+    pub fn succeeded(&self, username: &str) {
+        self.by_key.lock().unwrap_or_else(|p| p.into_inner()).remove(&format!("user:{username}"));
+    }
+}
+
+/// The client address, when the server was started with connect info.
+pub fn client_ip(parts: &Parts) -> Option<IpAddr> {
+    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+}
+
+/// The client's address as an extractor (absent when the server runs without connect info).
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(client_ip(parts)))
+    }
+}
+
+/// The session token from the cookie header, if any.
+pub fn session_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_owned())
+}
+
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let encoded = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?;
+    let decoded = base64_decode(encoded.trim())?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (u, p) = text.split_once(':')?;
+    Some((u.to_owned(), p.to_owned()))
+}
+
+/// Standard base64 decoding (RFC 4648), enough for Basic credentials.
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    fn val(c: u8) -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        })
+    }
+    let s = s.trim_end_matches('=').as_bytes();
+    if s.len() % 4 == 1 || s.len() > 4096 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    for chunk in s.chunks(4) {
+        let mut acc = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            acc |= val(c)? << (18 - 6 * i);
+        }
+        let bytes = acc.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    Some(out)
+}
+
+/// An authenticated user. Extracting it refuses the request with 401 when there is no valid session.
+#[derive(Clone, Debug)]
+pub struct AuthUser {
+    pub user: UserInfo,
+    /// The session token, when authenticated by cookie.
+    pub token: Option<String>,
+}
+
+impl AuthUser {
+    /// Refuses with 403 unless the user has one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<(), AppError> {
+        if roles.contains(&self.user.role) {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(format!("role {} may not do this", self.user.role)))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(token) = session_token(&parts.headers) {
+            if let Some(username) = state.sessions.touch(&token) {
+                return match state.handle.user(&username)? {
+                    Some(user) => Ok(AuthUser { user, token: Some(token) }),
+                    None => {
+                        state.sessions.remove(&token);
+                        Err(AppError::Unauthenticated)
+                    }
+                };
+            }
+        }
+        if let Some((username, password)) = basic_credentials(&parts.headers) {
+            let ip = client_ip(parts);
+            let user = crate::routes::check_login(state, &username, &password, ip).await?;
+            return Ok(AuthUser { user, token: None });
+        }
+        Metrics::inc(&state.handle.metrics().bad_requests);
+        Err(AppError::Unauthenticated)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_decodes_basic_credentials() {
+        assert_eq!(base64_decode("YWRtaW46c2VjcmV0").unwrap(), b"admin:secret");
+        assert_eq!(base64_decode("YQ==").unwrap(), b"a");
+        assert!(base64_decode("!!!").is_none());
+    }
+
+    #[test]
+    fn throttle_refuses_after_free_failures_and_forgets_on_success() {
+        let t = Throttle::default();
+        let ip = Some("10.0.0.1".parse().unwrap());
+        for _ in 0..FREE_FAILURES {
+            assert_eq!(t.check("ops", ip), None);
+            t.failed("ops", ip);
+        }
+        assert!(t.check("ops", ip).is_some());
+        // The same address trying another name is refused too.
+        assert!(t.check("other", ip).is_some());
+        t.succeeded("ops");
+        assert!(t.check("ops", None).is_none());
+    }
+
+    #[test]
+    fn sessions_expire_when_idle() {
+        let s = Sessions::new(Duration::from_millis(0));
+        let token = s.create("ops");
+        assert_eq!(s.touch(&token), None);
+        let s = Sessions::new(Duration::from_secs(60));
+        let token = s.create("ops");
+        assert_eq!(s.touch(&token).as_deref(), Some("ops"));
+        s.remove(&token);
+        assert!(!s.is_live(&token));
+    }
+}

@@ -1,0 +1,172 @@
+//! The live stream at `/ws` (issue 2 §8, DESIGN.md §6): a snapshot (or the missed frames when resuming with
+//! `?since=SEQ&epoch=E`), then deltas and events with rising sequence numbers.
+//!
+//! A client that falls behind the hub's broadcast gets `{"type":"resync"}` and a fresh snapshot on the same
+//! socket, never a silent gap; frames it already has through the snapshot are skipped. A client that stops
+//! reading is dropped after a send timeout, so it can never hold memory without bound. When the hub is
+//! restarted the session resubscribes (a new epoch means a snapshot). A session whose login expired or was
+//! closed is disconnected at the next check.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap};
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+
+use actors::hub::{LiveFrame, Resume, Wire};
+use actors::metrics::Metrics;
+
+use crate::error::AppError;
+use crate::routes::VIEW_ROLES;
+use crate::session::AuthUser;
+use crate::AppState;
+
+/// A send that takes longer than this means the client stopped reading.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+const PING_EVERY: Duration = Duration::from_secs(20);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WsQuery {
+    since: Option<u64>,
+    epoch: Option<String>,
+}
+
+/// Refuses cross-site WebSocket handshakes: a browser always sends `Origin`, and it must name this host.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true; // not a browser (scripts, tests)
+    };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    origin.split_once("://").is_some_and(|(_, rest)| rest == host)
+}
+
+pub async fn upgrade(
+    State(state): State<AppState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    query: Result<Query<WsQuery>, QueryRejection>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, AppError> {
+    user.require(VIEW_ROLES)?;
+    if !same_origin(&headers) {
+        Metrics::inc(&state.handle.metrics().bad_requests);
+        return Err(AppError::Forbidden("cross-origin WebSocket refused".into()));
+    }
+    let Query(q) = query.map_err(|e| AppError::BadRequest(format!("bad query: {}", e.body_text())))?;
+    let resume = match (q.since, q.epoch) {
+        (Some(seq), Some(epoch)) => Some(Resume { epoch, seq }),
+        _ => None,
+    };
+    Ok(ws.max_message_size(64 * 1024).on_upgrade(move |socket| session(socket, state, user, resume)))
+}
+
+/// Counts a connected client for as long as it lives.
+struct ClientGauge<'a>(&'a Metrics);
+
+impl Drop for ClientGauge<'_> {
+    fn drop(&mut self) {
+        self.0.ws_clients.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn send(sink: &mut futures_util::stream::SplitSink<WebSocket, Message>, json: &str) -> bool {
+    let msg = Message::Text(Utf8Bytes::from(json));
+    matches!(tokio::time::timeout(SEND_TIMEOUT, sink.send(msg)).await, Ok(Ok(())))
+}
+
+async fn session(socket: WebSocket, state: AppState, user: AuthUser, mut resume: Option<Resume>) {
+    let metrics = state.handle.metrics();
+    metrics.ws_clients.fetch_add(1, Ordering::Relaxed);
+    let _gauge = ClientGauge(metrics);
+    let username = user.user.username.clone();
+    tracing::info!(message = "Live stream opened.", username = %username, resume = resume.is_some());
+    let (mut sink, mut stream) = socket.split();
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    'subscription: loop {
+        let sub = match state.handle.subscribe(resume.take()).await {
+            Ok(sub) => sub,
+            Err(e) => {
+                tracing::warn!(message = "Live stream cannot subscribe.", username = %username, error = %e);
+                let _ = sink
+                    .send(Message::Close(Some(CloseFrame {
+                        code: 1011,
+                        reason: Utf8Bytes::from_static("live hub unavailable"),
+                    })))
+                    .await;
+                return;
+            }
+        };
+        let epoch = sub.epoch.clone();
+        for frame in &sub.initial {
+            if !send(&mut sink, &frame.json).await {
+                return;
+            }
+        }
+        let mut last_seq = sub.upto;
+        let mut rx = sub.rx;
+        loop {
+            tokio::select! {
+                frame = rx.recv() => match frame {
+                    Ok(LiveFrame { seq, json }) => {
+                        if seq <= last_seq {
+                            continue;
+                        }
+                        if !send(&mut sink, &json).await {
+                            tracing::info!(message = "Live stream client too slow or gone; dropped.", username = %username);
+                            return;
+                        }
+                        last_seq = seq;
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        Metrics::inc(&metrics.ws_resyncs);
+                        tracing::info!(message = "Live stream client fell behind; resync.", username = %username, missed);
+                        if !send(&mut sink, &Wire::Resync { reason: "lagged" }.to_json()).await {
+                            return;
+                        }
+                        match state.handle.snapshot().await {
+                            Ok(snap) => {
+                                if !send(&mut sink, &snap.json).await {
+                                    return;
+                                }
+                                last_seq = snap.seq;
+                            }
+                            Err(_) => continue 'subscription,
+                        }
+                    }
+                    Err(RecvError::Closed) => {
+                        // The hub restarted. Resume (a new epoch gets a snapshot).
+                        let _ = send(&mut sink, &Wire::Resync { reason: "hub_restarted" }.to_json()).await;
+                        resume = Some(Resume { epoch: epoch.clone(), seq: last_seq });
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue 'subscription;
+                    }
+                },
+                incoming = stream.next() => match incoming {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break 'subscription,
+                    // The stream is one-way; anything else from the client is ignored.
+                    Some(Ok(_)) => {}
+                },
+                _ = ping.tick() => {
+                    if let Some(token) = &user.token {
+                        if !state.sessions.is_live(token) {
+                            let _ = sink.send(Message::Close(Some(CloseFrame { code: 4401, reason: Utf8Bytes::from_static("session ended") }))).await;
+                            break 'subscription;
+                        }
+                    }
+                    if tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Ping(Default::default()))).await.is_err() {
+                        break 'subscription;
+                    }
+                }
+            }
+        }
+    }
+    tracing::info!(message = "Live stream closed.", username = %username);
+}

@@ -1,0 +1,133 @@
+//! Start-up and shutdown of a running server, in an order that fails early and clearly (R-A5):
+//! validated config → store opened and checked → HTTP port bound → simulator (demo) → supervision tree →
+//! first admin → serve. Each failure is one paragraph naming the file, key or path and the reason.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use actors::api::Handle;
+use actors::clock::{SharedClock, SystemClock};
+use actors::metrics::Metrics;
+use actors::store::Store;
+use drivers::sim::Simulator;
+
+use crate::config::Config;
+
+/// Overrides from the command line.
+#[derive(Clone, Default)]
+pub struct RunOptions {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    /// The first admin's password (from `WATERWORKS_ADMIN_PASSWORD`); generated when absent.
+    pub admin_password: Option<String>,
+    pub clock: Option<SharedClock>,
+}
+
+/// A running server.
+pub struct App {
+    pub addr: SocketAddr,
+    pub handle: Handle,
+    /// The in-process simulator, when the configuration enables it (the demo, tests).
+    pub sim: Option<Simulator>,
+    /// Set when no account existed and a password was generated for `admin`: show it once.
+    pub generated_admin_password: Option<String>,
+    pub data_dir: PathBuf,
+    root: ractor::ActorRef<actors::supervisor::SupervisorMsg>,
+    root_join: JoinHandle<()>,
+    server: JoinHandle<std::io::Result<()>>,
+    stop_server: oneshot::Sender<()>,
+}
+
+/// Starts everything. The config must already be validated.
+pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> {
+    let data_dir = opts.data_dir.clone().unwrap_or_else(|| config.server.data_dir.clone());
+    let store = Store::open(&data_dir).map_err(|e| anyhow!("cannot start: {e}"))?;
+    let listen = opts.listen.unwrap_or(config.server.listen);
+    let listener = TcpListener::bind(listen).await.map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+            " (another program, or another waterworks, is using it; choose another with --listen or server.listen)"
+        } else {
+            ""
+        };
+        anyhow!("cannot listen on {listen}: {e}{hint}")
+    })?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+
+    let sim = match config.simulator.clone() {
+        Some(settings) => {
+            let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+            let spec = crate::sim::spec_from_config(&config, settings.speed, settings.seed, Some(loopback))
+                .map_err(|e| anyhow!("cannot simulate: {e}"))?;
+            let sim = Simulator::start(spec).await.map_err(|e| anyhow!("cannot start the simulator: {e}"))?;
+            crate::sim::point_at(&mut config, &sim);
+            Some(sim)
+        }
+        None => None,
+    };
+
+    let clock: SharedClock = opts.clock.clone().unwrap_or_else(|| Arc::new(SystemClock));
+    let metrics = Arc::new(Metrics::default());
+    let tree = actors::tree::start(config.tree.clone(), store.clone(), clock, metrics)
+        .await
+        .map_err(|e| anyhow!("cannot start the supervision tree: {e}"))?;
+    let generated_admin_password = tree
+        .handle
+        .ensure_first_admin(opts.admin_password.clone())
+        .await
+        .map_err(|e| anyhow!("cannot create the first admin: {e}"))?;
+
+    let hmi_config =
+        hmi::HmiConfig { secure_cookies: config.server.secure_cookies, session_idle: config.server.session_idle };
+    let router = hmi::router(tree.handle.clone(), hmi_config);
+    let (stop_server, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    tracing::info!(message = "Waterworks running.", %addr, config = %config.source, data_dir = %data_dir.display(), simulated = sim.is_some());
+    Ok(App {
+        addr,
+        handle: tree.handle,
+        sim,
+        generated_admin_password,
+        data_dir,
+        root: tree.root,
+        root_join: tree.join,
+        server,
+        stop_server,
+    })
+}
+
+impl App {
+    /// Waits until the supervision tree dies (escalation past the root) or the HTTP server fails.
+    pub async fn wait(&mut self) -> anyhow::Result<()> {
+        tokio::select! {
+            _ = &mut self.root_join => Err(anyhow!("the supervision tree stopped: restart intensity exceeded at the root; see the log above")),
+            r = &mut self.server => match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(anyhow!("the HTTP server failed: {e}")),
+                Err(e) => Err(anyhow!("the HTTP server task ended: {e}")),
+            },
+        }
+    }
+
+    /// Stops serving, stops the tree (the store writer finishes its batch), stops the simulator.
+    pub async fn shutdown(self) {
+        let _ = self.stop_server.send(());
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.server).await;
+        self.root.stop(Some("shutdown".into()));
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.root_join).await;
+        if let Some(sim) = self.sim {
+            sim.shutdown().await;
+        }
+    }
+}

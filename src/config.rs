@@ -1,0 +1,1048 @@
+//! Configuration in two stages: raw TOML (serde, unknown keys rejected) → a validated [`Config`] holding the
+//! resolved specs the actors take. Every problem is collected with the file and key it concerns, so
+//! `waterworks validate` reports all of them at once (R-A5). Nothing here opens a socket.
+//!
+//! Device models (`config/devices/*.toml`, R-A9) are built in from the repository's `config/devices/` and
+//! may be added to or overridden by a `devices_dir` next to the config file.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use actors::field::{
+    ConcentratorSpec, DeviceKindSpec, DeviceSpec, FieldLayout, LoggerSpec, MeterLayout, MeterSpec, ParameterSpec,
+};
+use actors::model::{DeviceId, MeterId, MeterStatus, RegionId};
+use actors::supervisor::RestartPolicy;
+use actors::tree::{RegionSpec, TreeSpec};
+use drivers::modbus::TcpTarget;
+use drivers::registers::{DataType, Function, RegisterSpec, WordOrder};
+
+/// The embedded demo village.
+pub const DEMO_TOML: &str = include_str!("../config/demo.toml");
+
+/// Device models shipped with the program: (file name, contents).
+pub const BUILTIN_MODELS: &[(&str, &str)] = &[
+    ("ww-concentrator-v1.toml", include_str!("../config/devices/ww-concentrator-v1.toml")),
+    ("hx-c200.toml", include_str!("../config/devices/hx-c200.toml")),
+    ("ww-wq-logger-v1.toml", include_str!("../config/devices/ww-wq-logger-v1.toml")),
+];
+
+/// One problem in the configuration: where, and what is wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub file: String,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.file, self.key, self.message)
+        }
+    }
+}
+
+/// All problems found; displayed one per line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigErrors(pub Vec<Problem>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "the configuration has {} problem{}:", self.0.len(), if self.0.len() == 1 { "" } else { "s" })?;
+        for p in &self.0 {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+// ---------------------------------------------------------------------------------------------------------
+// Raw form: exactly what the file says.
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    supervision: RawSupervision,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    live: RawLive,
+    simulator: Option<RawSimulator>,
+    #[serde(default)]
+    defaults: RawDefaults,
+    #[serde(default)]
+    region: Vec<RawRegion>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    secure_cookies: Option<bool>,
+    session_idle: Option<String>,
+    devices_dir: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSupervision {
+    base_backoff: Option<String>,
+    max_backoff: Option<String>,
+    stable_after: Option<String>,
+    max_restarts: Option<usize>,
+    window: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    max_batch_ops: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLive {
+    replay: Option<usize>,
+    channel: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSimulator {
+    #[serde(default)]
+    enabled: bool,
+    speed: Option<f64>,
+    seed: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    timeout: Option<String>,
+    retries: Option<u32>,
+    retry_delay: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegion {
+    id: String,
+    name: Option<String>,
+    #[serde(default)]
+    concentrator: Vec<RawConcentrator>,
+    #[serde(default)]
+    logger: Vec<RawLogger>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConcentrator {
+    id: String,
+    name: Option<String>,
+    address: String,
+    unit_id: Option<i64>,
+    model: String,
+    cycle: Option<String>,
+    timeout: Option<String>,
+    retries: Option<u32>,
+    retry_delay: Option<String>,
+    meters: RawMeters,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawMeters {
+    Series { prefix: String, first: u32, count: u32, width: Option<usize> },
+    List(Vec<RawMeter>),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawMeter {
+    Id(String),
+    Slot { id: String, slot: u16 },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogger {
+    id: String,
+    name: Option<String>,
+    site: Option<String>,
+    address: String,
+    unit_id: Option<i64>,
+    model: String,
+    timeout: Option<String>,
+    retries: Option<u32>,
+    retry_delay: Option<String>,
+    parameters: Vec<RawParameter>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawParameter {
+    name: String,
+    cycle: Option<String>,
+    low: Option<f64>,
+    high: Option<f64>,
+}
+
+// Device model files.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    model: String,
+    kind: String,
+    description: Option<String>,
+    meters: Option<RawMeterBlock>,
+    parameters: Option<BTreeMap<String, RawRegister>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMeterBlock {
+    function: i64,
+    base: u16,
+    stride: u16,
+    max_registers: Option<u16>,
+    volume: RawField,
+    status: Option<RawField>,
+    #[serde(default)]
+    status_bits: BTreeMap<String, u8>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawField {
+    offset: u16,
+    #[serde(rename = "type")]
+    data_type: String,
+    order: Option<String>,
+    scale: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegister {
+    function: i64,
+    address: u16,
+    #[serde(rename = "type")]
+    data_type: String,
+    order: Option<String>,
+    scale: Option<f64>,
+    unit: String,
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Resolved form.
+
+/// A validated device model.
+#[derive(Clone, Debug)]
+pub enum DeviceModel {
+    Concentrator(MeterLayout),
+    Logger(BTreeMap<String, (RegisterSpec, String)>),
+}
+
+/// In-process simulation of the configured devices (the demo).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimulatorSettings {
+    pub speed: f64,
+    pub seed: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub secure_cookies: bool,
+    pub session_idle: Duration,
+}
+
+/// The whole validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where it came from (a path, or "embedded demo").
+    pub source: String,
+    pub server: ServerConfig,
+    pub tree: TreeSpec,
+    pub simulator: Option<SimulatorSettings>,
+    /// The device models in use, by name (the simulator plays them).
+    pub models: HashMap<String, DeviceModel>,
+    /// Each device's model name.
+    pub device_models: HashMap<DeviceId, String>,
+}
+
+/// Parses a duration such as `500ms`, `30s`, `15m`, `2h`, `1d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 =
+        num.parse().map_err(|_| format!("{text:?} is not a duration like \"500ms\", \"30s\", \"15m\", \"2h\""))?;
+    let secs = match unit.trim() {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        "d" => value * 86400.0,
+        _ => return Err(format!("{text:?} has no unit; use ms, s, m, h or d")),
+    };
+    if !secs.is_finite() || secs <= 0.0 || secs > 366.0 * 86400.0 {
+        return Err(format!("{text:?} must be more than 0 and at most a year"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Default sampling cycle of a water-quality parameter (R-A2).
+fn default_parameter_cycle(name: &str) -> Duration {
+    match name {
+        "ph" | "dissolved_oxygen" => Duration::from_secs(2 * 3600),
+        "ammonia" | "lead" | "cadmium" | "arsenic" | "mercury" | "chromium6" | "iron" | "manganese" => {
+            Duration::from_secs(4 * 3600)
+        }
+        // Free chlorine and turbidity have their own configured cycles (R-A2); this is the default.
+        _ => Duration::from_secs(15 * 60),
+    }
+}
+
+/// Default limits (low, high) per GB 5749-2022, plant outlet (DOMAIN.md §1); sites override.
+fn default_limits(name: &str) -> (Option<f64>, Option<f64>) {
+    match name {
+        "free_chlorine" => (Some(0.3), Some(2.0)),
+        "turbidity" => (None, Some(1.0)),
+        "ph" => (Some(6.5), Some(8.5)),
+        "ammonia" => (None, Some(0.5)),
+        "lead" => (None, Some(0.01)),
+        "cadmium" => (None, Some(0.005)),
+        "arsenic" => (None, Some(0.01)),
+        "mercury" => (None, Some(0.001)),
+        "chromium6" => (None, Some(0.05)),
+        "iron" => (None, Some(0.3)),
+        "manganese" => (None, Some(0.1)),
+        _ => (None, None),
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Collects problems while resolving.
+struct Check {
+    file: String,
+    problems: Vec<Problem>,
+}
+
+impl Check {
+    fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem { file: self.file.clone(), key: key.into(), message: message.into() });
+    }
+
+    fn duration(&mut self, key: &str, value: Option<&String>, default: Duration) -> Duration {
+        match value {
+            None => default,
+            Some(v) => parse_duration(v).unwrap_or_else(|e| {
+                self.add(key, e);
+                default
+            }),
+        }
+    }
+}
+
+/// Reads a TOML file into `T`, with the parser's message (which names the key and line) on failure.
+fn parse_toml<T: for<'de> Deserialize<'de>>(file: &str, text: &str) -> Result<T, Problem> {
+    toml::from_str(text).map_err(|e| Problem {
+        file: file.to_owned(),
+        key: String::new(),
+        message: e.to_string().trim_end().replace('\n', "\n      "),
+    })
+}
+
+fn resolve_field(check: &mut Check, key: &str, raw: &RawField) -> Option<FieldLayout> {
+    let data_type: Result<DataType, _> = raw.data_type.parse();
+    let order: Result<WordOrder, _> = raw.order.as_deref().unwrap_or("ABCD").parse();
+    let scale = raw.scale.unwrap_or(1.0);
+    if !scale.is_finite() || scale == 0.0 {
+        check.add(format!("{key}.scale"), "must be a finite number other than 0");
+    }
+    match (data_type, order) {
+        (Ok(data_type), Ok(word_order)) => Some(FieldLayout { offset: raw.offset, data_type, word_order, scale }),
+        (dt, wo) => {
+            if let Err(e) = dt {
+                check.add(format!("{key}.type"), e.to_string());
+            }
+            if let Err(e) = wo {
+                check.add(format!("{key}.order"), e.to_string());
+            }
+            None
+        }
+    }
+}
+
+fn resolve_model(check: &mut Check, raw: RawModel) -> Option<(String, DeviceModel)> {
+    let _ = raw.description;
+    match raw.kind.as_str() {
+        "concentrator" => {
+            if raw.parameters.is_some() {
+                check.add("parameters", "a concentrator model has [meters], not [parameters]");
+            }
+            let Some(m) = raw.meters else {
+                check.add("meters", "a concentrator model needs a [meters] table");
+                return None;
+            };
+            let function = Function::try_from(m.function).map_err(|e| check.add("meters.function", e.to_string())).ok();
+            let volume = resolve_field(check, "meters.volume", &m.volume);
+            let status = match &m.status {
+                Some(s) => resolve_field(check, "meters.status", s).map(Some),
+                None => Some(None),
+            };
+            let max_registers = m.max_registers.unwrap_or(120);
+            if max_registers == 0 || max_registers > 125 {
+                check.add("meters.max_registers", "must be 1..=125 (the Modbus limit for one read)");
+            }
+            if m.stride == 0 {
+                check.add("meters.stride", "must be at least 1");
+            }
+            let mut status_bits = Vec::new();
+            for (name, bit) in &m.status_bits {
+                match MeterStatus::flag_for(name) {
+                    Some(flag) if *bit < 16 => status_bits.push((*bit, flag)),
+                    Some(_) => check.add(format!("meters.status_bits.{name}"), "bit must be 0..=15"),
+                    None => check.add(
+                        format!("meters.status_bits.{name}"),
+                        "unknown status; expected valve_closed, battery_low, magnetic_tamper, reverse_flow or meter_fault",
+                    ),
+                }
+            }
+            if !m.status_bits.is_empty() && m.status.is_none() {
+                check.add("meters.status_bits", "status bits need a meters.status field");
+            }
+            let (function, volume, status) = (function?, volume?, status?);
+            let extent = status.map_or(volume.end(), |s| s.end().max(volume.end()));
+            if extent > m.stride {
+                check.add(
+                    "meters.stride",
+                    format!("the fields need {extent} registers but a slot has only {}", m.stride),
+                );
+            }
+            if extent > max_registers {
+                check.add("meters.max_registers", "smaller than one meter slot");
+            }
+            if let Some(s) = status {
+                if s.data_type != DataType::U16 {
+                    check.add("meters.status.type", "a status word must be u16");
+                }
+            }
+            Some((
+                raw.model,
+                DeviceModel::Concentrator(MeterLayout {
+                    function,
+                    base: m.base,
+                    stride: m.stride,
+                    volume,
+                    status,
+                    status_bits,
+                    max_registers,
+                }),
+            ))
+        }
+        "logger" => {
+            if raw.meters.is_some() {
+                check.add("meters", "a logger model has [parameters], not [meters]");
+            }
+            let Some(params) = raw.parameters.filter(|p| !p.is_empty()) else {
+                check.add("parameters", "a logger model needs at least one [parameters.NAME] table");
+                return None;
+            };
+            let mut out = BTreeMap::new();
+            for (name, r) in params {
+                let key = format!("parameters.{name}");
+                let function = Function::try_from(r.function)
+                    .map_err(|e| check.add(format!("{key}.function"), e.to_string()))
+                    .ok();
+                let field = resolve_field(
+                    check,
+                    &key,
+                    &RawField { offset: 0, data_type: r.data_type, order: r.order, scale: r.scale },
+                );
+                if let (Some(function), Some(f)) = (function, field) {
+                    if u32::from(r.address) + u32::from(f.data_type.register_count()) > 65536 {
+                        check.add(format!("{key}.address"), "the value runs past register 65535");
+                    }
+                    out.insert(
+                        name,
+                        (
+                            RegisterSpec {
+                                function,
+                                address: r.address,
+                                data_type: f.data_type,
+                                word_order: f.word_order,
+                                scale: f.scale,
+                            },
+                            r.unit,
+                        ),
+                    );
+                }
+            }
+            Some((raw.model, DeviceModel::Logger(out)))
+        }
+        other => {
+            check.add("kind", format!("unknown kind {other:?}; expected \"concentrator\" or \"logger\""));
+            None
+        }
+    }
+}
+
+/// Loads the built-in models, then every `*.toml` in `dir` (if given and present).
+fn load_models(dir: Option<&Path>, problems: &mut Vec<Problem>) -> HashMap<String, DeviceModel> {
+    let mut files: Vec<(String, String)> =
+        BUILTIN_MODELS.iter().map(|(n, t)| (format!("(built in) devices/{n}"), (*t).to_owned())).collect();
+    if let Some(dir) = dir {
+        match std::fs::read_dir(dir) {
+            Ok(entries) => {
+                let mut paths: Vec<PathBuf> = entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                    .collect();
+                paths.sort();
+                for p in paths {
+                    match std::fs::read_to_string(&p) {
+                        Ok(text) => files.push((p.display().to_string(), text)),
+                        Err(e) => problems.push(Problem {
+                            file: p.display().to_string(),
+                            key: String::new(),
+                            message: format!("cannot read: {e}"),
+                        }),
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => problems.push(Problem {
+                file: dir.display().to_string(),
+                key: String::new(),
+                message: format!("cannot read directory: {e}"),
+            }),
+        }
+    }
+    let mut models = HashMap::new();
+    for (file, text) in files {
+        match parse_toml::<RawModel>(&file, &text) {
+            Ok(raw) => {
+                let mut check = Check { file: file.clone(), problems: Vec::new() };
+                if let Some((name, model)) = resolve_model(&mut check, raw) {
+                    if check.problems.is_empty() {
+                        models.insert(name, model);
+                    }
+                }
+                problems.extend(check.problems);
+            }
+            Err(p) => problems.push(p),
+        }
+    }
+    models
+}
+
+/// The address of a device: `host:port` with a port.
+fn check_address(check: &mut Check, key: &str, address: &str) {
+    match address.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+        _ => check.add(key, format!("{address:?} is not host:port")),
+    }
+}
+
+/// Parses and validates configuration text. `file` names it in messages; `base_dir` resolves `devices_dir`.
+pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, ConfigErrors> {
+    let raw: RawConfig = parse_toml(file, text).map_err(|p| ConfigErrors(vec![p]))?;
+    let mut check = Check { file: file.to_owned(), problems: Vec::new() };
+
+    let devices_dir = raw.server.devices_dir.as_ref().map(|d| match base_dir {
+        Some(b) if d.is_relative() => b.join(d),
+        _ => d.clone(),
+    });
+    let models = load_models(devices_dir.as_deref(), &mut check.problems);
+
+    let listen = raw.server.listen.as_deref().unwrap_or("127.0.0.1:8080");
+    let listen = listen.parse::<SocketAddr>().unwrap_or_else(|_| {
+        check.add("server.listen", format!("{listen:?} is not an IP address and port, e.g. \"0.0.0.0:8080\""));
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    });
+    let server = ServerConfig {
+        listen,
+        data_dir: raw.server.data_dir.clone().unwrap_or_else(|| PathBuf::from("/var/lib/waterworks")),
+        secure_cookies: raw.server.secure_cookies.unwrap_or(false),
+        session_idle: check.duration(
+            "server.session_idle",
+            raw.server.session_idle.as_ref(),
+            Duration::from_secs(8 * 3600),
+        ),
+    };
+
+    let d = RestartPolicy::default();
+    let s = &raw.supervision;
+    let policy = RestartPolicy {
+        base_backoff: check.duration("supervision.base_backoff", s.base_backoff.as_ref(), d.base_backoff),
+        max_backoff: check.duration("supervision.max_backoff", s.max_backoff.as_ref(), d.max_backoff),
+        stable_after: check.duration("supervision.stable_after", s.stable_after.as_ref(), d.stable_after),
+        max_restarts: s.max_restarts.unwrap_or(d.max_restarts),
+        window: check.duration("supervision.window", s.window.as_ref(), d.window),
+    };
+    if policy.max_backoff < policy.base_backoff {
+        check.add("supervision.max_backoff", "must not be shorter than base_backoff");
+    }
+
+    let simulator = match raw.simulator {
+        Some(sim) if sim.enabled => {
+            let speed = sim.speed.unwrap_or(1.0);
+            if !(speed.is_finite() && speed > 0.0 && speed <= 1e6) {
+                check.add("simulator.speed", "must be more than 0 and at most 1000000");
+            }
+            Some(SimulatorSettings { speed, seed: sim.seed.unwrap_or(1) })
+        }
+        _ => None,
+    };
+
+    let default_timeout = check.duration("defaults.timeout", raw.defaults.timeout.as_ref(), Duration::from_secs(3));
+    let default_retries = raw.defaults.retries.unwrap_or(2);
+    let default_retry_delay =
+        check.duration("defaults.retry_delay", raw.defaults.retry_delay.as_ref(), Duration::from_secs(30));
+
+    let mut region_ids = HashSet::new();
+    let mut device_ids = HashSet::new();
+    let mut meter_ids: HashMap<String, String> = HashMap::new();
+    let mut device_models = HashMap::new();
+    let mut regions = Vec::new();
+    if raw.region.is_empty() {
+        check.add("region", "no [[region]] configured: there is nothing to supervise");
+    }
+    for (ri, r) in raw.region.iter().enumerate() {
+        let rkey = format!("region[{ri}] ({})", r.id);
+        if !valid_id(&r.id) {
+            check.add(format!("{rkey}.id"), "ids are 1-64 letters, digits, '-', '_' or '.'");
+        }
+        if !region_ids.insert(r.id.clone()) {
+            check.add(format!("{rkey}.id"), format!("region id {:?} is used twice", r.id));
+        }
+        let mut devices = Vec::new();
+        let mut common = |check: &mut Check,
+                          key: &str,
+                          id: &str,
+                          address: &str,
+                          unit_id: Option<i64>,
+                          model: &str,
+                          timeout: Option<&String>,
+                          retries: Option<u32>,
+                          retry_delay: Option<&String>|
+         -> (TcpTarget, u32, Duration) {
+            if !valid_id(id) {
+                check.add(format!("{key}.id"), "ids are 1-64 letters, digits, '-', '_' or '.'");
+            }
+            if !device_ids.insert(id.to_owned()) {
+                check.add(format!("{key}.id"), format!("device id {id:?} is used twice"));
+            }
+            check_address(check, &format!("{key}.address"), address);
+            let unit_id = unit_id.unwrap_or(1);
+            if !(0..=247).contains(&unit_id) {
+                check.add(format!("{key}.unit_id"), format!("{unit_id} is not a Modbus unit id (0-247)"));
+            }
+            device_models.insert(DeviceId::new(id), model.to_owned());
+            let target = TcpTarget {
+                addr: address.to_owned(),
+                unit_id: unit_id.clamp(0, 247) as u8,
+                timeout: check.duration(&format!("{key}.timeout"), timeout, default_timeout),
+            };
+            let retry_delay = check.duration(&format!("{key}.retry_delay"), retry_delay, default_retry_delay);
+            (target, retries.unwrap_or(default_retries), retry_delay)
+        };
+        for (ci, c) in r.concentrator.iter().enumerate() {
+            let key = format!("{rkey}.concentrator[{ci}] ({})", c.id);
+            let (target, retries, retry_delay) = common(
+                &mut check,
+                &key,
+                &c.id,
+                &c.address,
+                c.unit_id,
+                &c.model,
+                c.timeout.as_ref(),
+                c.retries,
+                c.retry_delay.as_ref(),
+            );
+            let cycle = check.duration(&format!("{key}.cycle"), c.cycle.as_ref(), Duration::from_secs(15 * 60));
+            let layout = match models.get(&c.model) {
+                Some(DeviceModel::Concentrator(l)) => Some(l.clone()),
+                Some(DeviceModel::Logger(_)) => {
+                    check.add(format!("{key}.model"), format!("model {:?} is a logger, not a concentrator", c.model));
+                    None
+                }
+                None => {
+                    check
+                        .add(format!("{key}.model"), format!("unknown model {:?}; known: {}", c.model, known(&models)));
+                    None
+                }
+            };
+            let meters: Vec<MeterSpec> = match &c.meters {
+                RawMeters::Series { prefix, first, count, width } => {
+                    let width = width.unwrap_or(4);
+                    if *count == 0 || *count > 65_535 {
+                        check.add(format!("{key}.meters.count"), "must be 1..=65535");
+                    }
+                    (0..(*count).min(65_535))
+                        .map(|i| MeterSpec {
+                            id: MeterId::new(format!("{prefix}{:0width$}", first + i)),
+                            slot: i as u16,
+                        })
+                        .collect()
+                }
+                RawMeters::List(list) => {
+                    if list.is_empty() {
+                        check.add(format!("{key}.meters"), "lists no meter");
+                    }
+                    list.iter()
+                        .enumerate()
+                        .map(|(i, m)| match m {
+                            RawMeter::Id(id) => MeterSpec { id: MeterId::new(id.clone()), slot: i as u16 },
+                            RawMeter::Slot { id, slot } => MeterSpec { id: MeterId::new(id.clone()), slot: *slot },
+                        })
+                        .collect()
+                }
+            };
+            let mut slots = HashSet::new();
+            for m in &meters {
+                if !valid_id(m.id.as_str()) {
+                    check.add(
+                        format!("{key}.meters"),
+                        format!("meter id {:?}: ids are 1-64 letters, digits, '-', '_' or '.'", m.id.as_str()),
+                    );
+                }
+                if let Some(other) = meter_ids.insert(m.id.to_string(), c.id.clone()) {
+                    check.add(
+                        format!("{key}.meters"),
+                        format!("meter {:?} is also configured on {other:?}", m.id.as_str()),
+                    );
+                }
+                if !slots.insert(m.slot) {
+                    check.add(format!("{key}.meters"), format!("slot {} is used twice", m.slot));
+                }
+                if let Some(l) = &layout {
+                    if u32::from(l.base) + (u32::from(m.slot) + 1) * u32::from(l.stride) > 65536 {
+                        check.add(
+                            format!("{key}.meters"),
+                            format!("meter {:?} (slot {}) lies past register 65535", m.id.as_str(), m.slot),
+                        );
+                    }
+                }
+            }
+            if let Some(layout) = layout {
+                devices.push(Arc::new(DeviceSpec {
+                    id: DeviceId::new(c.id.clone()),
+                    name: c.name.clone().unwrap_or_else(|| c.id.clone()),
+                    region: RegionId::new(r.id.clone()),
+                    target,
+                    retries,
+                    retry_delay,
+                    kind: DeviceKindSpec::Concentrator(ConcentratorSpec { cycle, meters, layout }),
+                }));
+            }
+        }
+        for (li, l) in r.logger.iter().enumerate() {
+            let key = format!("{rkey}.logger[{li}] ({})", l.id);
+            let (target, retries, retry_delay) = common(
+                &mut check,
+                &key,
+                &l.id,
+                &l.address,
+                l.unit_id,
+                &l.model,
+                l.timeout.as_ref(),
+                l.retries,
+                l.retry_delay.as_ref(),
+            );
+            let registers = match models.get(&l.model) {
+                Some(DeviceModel::Logger(p)) => Some(p.clone()),
+                Some(DeviceModel::Concentrator(_)) => {
+                    check.add(format!("{key}.model"), format!("model {:?} is a concentrator, not a logger", l.model));
+                    None
+                }
+                None => {
+                    check
+                        .add(format!("{key}.model"), format!("unknown model {:?}; known: {}", l.model, known(&models)));
+                    None
+                }
+            };
+            if l.parameters.is_empty() {
+                check.add(format!("{key}.parameters"), "lists no parameter");
+            }
+            let mut names = HashSet::new();
+            let mut parameters = Vec::new();
+            for (pi, p) in l.parameters.iter().enumerate() {
+                let pkey = format!("{key}.parameters[{pi}] ({})", p.name);
+                if !names.insert(p.name.clone()) {
+                    check.add(&pkey, "parameter listed twice");
+                }
+                let cycle =
+                    check.duration(&format!("{pkey}.cycle"), p.cycle.as_ref(), default_parameter_cycle(&p.name));
+                let (dlow, dhigh) = default_limits(&p.name);
+                let (low, high) = (p.low.or(dlow), p.high.or(dhigh));
+                if let (Some(lo), Some(hi)) = (low, high) {
+                    if lo >= hi {
+                        check.add(&pkey, format!("low ({lo}) must be below high ({hi})"));
+                    }
+                }
+                if low.is_some_and(|v| !v.is_finite()) || high.is_some_and(|v| !v.is_finite()) {
+                    check.add(&pkey, "limits must be finite numbers");
+                }
+                if let Some(regs) = &registers {
+                    match regs.get(&p.name) {
+                        Some((register, unit)) => parameters.push(ParameterSpec {
+                            name: p.name.clone(),
+                            register: *register,
+                            unit: unit.clone(),
+                            low,
+                            high,
+                            cycle,
+                        }),
+                        None => check.add(
+                            format!("{pkey}.name"),
+                            format!(
+                                "model {:?} has no parameter {:?}; it has: {}",
+                                l.model,
+                                p.name,
+                                regs.keys().cloned().collect::<Vec<_>>().join(", ")
+                            ),
+                        ),
+                    }
+                }
+            }
+            let _ = &l.site;
+            if registers.is_some() {
+                let name = match (&l.name, &l.site) {
+                    (Some(n), _) => n.clone(),
+                    (None, Some(s)) => s.clone(),
+                    (None, None) => l.id.clone(),
+                };
+                devices.push(Arc::new(DeviceSpec {
+                    id: DeviceId::new(l.id.clone()),
+                    name,
+                    region: RegionId::new(r.id.clone()),
+                    target,
+                    retries,
+                    retry_delay,
+                    kind: DeviceKindSpec::Logger(LoggerSpec { parameters }),
+                }));
+            }
+        }
+        regions.push(RegionSpec {
+            id: RegionId::new(r.id.clone()),
+            name: r.name.clone().unwrap_or_else(|| r.id.clone()),
+            devices,
+        });
+    }
+
+    if simulator.is_none() {
+        for region in &regions {
+            for d in &region.devices {
+                if d.target.addr.ends_with(":0") {
+                    check.add(
+                        format!("device {}.address", d.id),
+                        "port 0 is only allowed with [simulator] enabled = true",
+                    );
+                }
+            }
+        }
+    }
+
+    if !check.problems.is_empty() {
+        return Err(ConfigErrors(check.problems));
+    }
+    let max_batch_ops = raw.store.max_batch_ops.unwrap_or(50_000).max(1);
+    let tree = TreeSpec {
+        regions,
+        policy,
+        max_batch_ops,
+        live_replay: raw.live.replay.unwrap_or(4096).max(1),
+        live_channel: raw.live.channel.unwrap_or(1024).max(1),
+    };
+    Ok(Config { source: file.to_owned(), server, tree, simulator, models, device_models })
+}
+
+fn known(models: &HashMap<String, DeviceModel>) -> String {
+    let mut names: Vec<&str> = models.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    names.join(", ")
+}
+
+/// Loads and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![Problem { file: file.clone(), key: String::new(), message: format!("cannot read: {e}") }])
+    })?;
+    parse(&file, &text, path.parent())
+}
+
+/// The embedded demo village.
+pub fn demo() -> Result<Config, ConfigErrors> {
+    parse("embedded demo.toml", DEMO_TOML, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        match parse("test.toml", text, None) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    fn check(text: &str, expect: &[&str]) {
+        let got = problems(text);
+        for e in expect {
+            assert!(got.iter().any(|g| g.contains(e)), "expected a problem containing {e:?}, got {got:#?}");
+        }
+    }
+
+    const MINIMAL: &str = r#"
+[[region]]
+id = "r1"
+[[region.concentrator]]
+id = "c1"
+address = "10.0.0.5:502"
+model = "ww-concentrator-v1"
+meters = ["M1", "M2"]
+"#;
+
+    #[test]
+    fn demo_and_example_are_valid() {
+        let demo = demo().unwrap();
+        assert!(demo.simulator.is_some());
+        assert_eq!(demo.tree.regions.len(), 2);
+        let example = parse("example.toml", include_str!("../config/example.toml"), None).unwrap();
+        let c = &example.tree.regions[0].devices[0];
+        assert_eq!(c.shortest_cycle(), Duration::from_secs(900));
+        let logger = &example.tree.regions[0].devices[1];
+        let DeviceKindSpec::Logger(l) = &logger.kind else { panic!("logger") };
+        let ph = l.parameters.iter().find(|p| p.name == "ph").unwrap();
+        // R-A2 defaults and GB 5749-2022 limits.
+        assert_eq!(ph.cycle, Duration::from_secs(7200));
+        assert_eq!((ph.low, ph.high), (Some(6.5), Some(8.5)));
+        let ammonia = l.parameters.iter().find(|p| p.name == "ammonia").unwrap();
+        assert_eq!(ammonia.cycle, Duration::from_secs(4 * 3600));
+    }
+
+    #[test]
+    fn minimal_config_gets_r_a1_defaults() {
+        let c = parse("t", MINIMAL, None).unwrap();
+        let d = &c.tree.regions[0].devices[0];
+        assert_eq!(d.shortest_cycle(), Duration::from_secs(15 * 60));
+        assert_eq!(d.target.unit_id, 1);
+        assert_eq!(d.target.timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_naming_the_key() {
+        check(&format!("{MINIMAL}\nfoo = 1\n"), &["unknown field `foo`"]);
+        check(&MINIMAL.replace("model =", "modle = \"x\"\nmodel ="), &["unknown field `modle`"]);
+        check("[server]\nlisten = \"127.0.0.1:1\"\nport = 3\n", &["unknown field `port`"]);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let text = r#"
+[server]
+listen = "localhost"
+[defaults]
+timeout = "3 parsecs"
+[[region]]
+id = "r1"
+[[region.concentrator]]
+id = "c1"
+address = "nohostport"
+unit_id = 300
+model = "nope"
+cycle = "0s"
+meters = ["M1", "M1"]
+[[region.concentrator]]
+id = "c1"
+address = "h:1"
+model = "ww-wq-logger-v1"
+meters = ["M1"]
+[[region.logger]]
+id = "w1"
+address = "h:2"
+model = "ww-wq-logger-v1"
+parameters = [{ name = "chlorine" }, { name = "ph", low = 9, high = 8 }]
+"#;
+        check(
+            text,
+            &[
+                "test.toml: server.listen: \"localhost\" is not an IP address and port",
+                "defaults.timeout: \"3 parsecs\" has no unit",
+                "region[0] (r1).concentrator[0] (c1).address: \"nohostport\" is not host:port",
+                "concentrator[0] (c1).unit_id: 300 is not a Modbus unit id",
+                "concentrator[0] (c1).model: unknown model \"nope\"; known: hx-c200, ww-concentrator-v1, ww-wq-logger-v1",
+                "concentrator[0] (c1).cycle: \"0s\" must be more than 0",
+                "concentrator[0] (c1).meters: meter \"M1\" is also configured on \"c1\"",
+                "concentrator[1] (c1).id: device id \"c1\" is used twice",
+                "concentrator[1] (c1).model: model \"ww-wq-logger-v1\" is a logger, not a concentrator",
+                "logger[0] (w1).parameters[0] (chlorine).name: model \"ww-wq-logger-v1\" has no parameter \"chlorine\"",
+                "logger[0] (w1).parameters[1] (ph): low (9) must be below high (8)",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_broken_device_model_is_reported_with_its_file_and_key() {
+        let dir = std::env::temp_dir().join(format!("ww-models-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("bad.toml"),
+            "model = \"bad\"\nkind = \"concentrator\"\n[meters]\nfunction = 6\nbase = 0\nstride = 1\nvolume = { offset = 0, type = \"float\", order = \"XYZW\" }\n",
+        )
+        .unwrap();
+        let text = format!("[server]\ndevices_dir = \"{}\"\n{MINIMAL}", dir.display());
+        check(
+            &text,
+            &[
+                "bad.toml: meters.function: unknown read function \"6\"",
+                "bad.toml: meters.volume.type: unknown data type \"float\"",
+                "bad.toml: meters.volume.order: unknown word order \"XYZW\"",
+            ],
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_toml_syntax_error_names_the_line() {
+        let got = problems("[server\nlisten = 1");
+        assert!(got[0].contains("test.toml") && got[0].contains("line 1"), "{got:?}");
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("15").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("10y").is_err());
+    }
+}
