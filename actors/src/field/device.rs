@@ -221,6 +221,7 @@ impl FieldDeviceState {
         let spec = self.args.spec.clone();
         let mut decoded: Vec<Decoded> = Vec::new();
         let mut done: Vec<usize> = Vec::new();
+        let mut restored = None;
         for &r in &tick.pending {
             let req = &tick.requests[r];
             Metrics::inc(&self.args.metrics.polls);
@@ -265,9 +266,7 @@ impl FieldDeviceState {
                 tick.pending.retain(|r| !done.contains(r));
                 let n = decoded.len() as u32;
                 tick.read += n;
-                if let Some(event) = self.comm.record_values(self.now(), n) {
-                    self.publish_comm_event(event, self.now());
-                }
+                restored = self.comm.record_values(self.now(), n);
             } else {
                 tick.last_error = Some("store unavailable; will retry".to_owned());
                 self.comm.last_error.clone_from(&tick.last_error);
@@ -275,6 +274,9 @@ impl FieldDeviceState {
         }
         self.tick = Some(tick);
         self.publish_view();
+        if let Some(event) = restored {
+            self.publish_comm_event(event, self.now());
+        }
     }
 
     /// Commits decoded values with the device status, and applies them to the view only once committed.
@@ -332,7 +334,10 @@ impl FieldDeviceState {
         if let Some(tick) = self.tick.take() {
             let outcome = CycleOutcome { read: tick.read, expected: tick.expected, error: tick.last_error.clone() };
             let before = self.comm.consecutive_misses;
-            if let Some(event) = self.comm.end_cycle(&outcome) {
+            let event = self.comm.end_cycle(&outcome);
+            // The view first, then the event: whoever reacts to the event finds the view already current.
+            self.publish_view();
+            if let Some(event) = event {
                 self.publish_comm_event(event, self.now());
             }
             if self.comm.consecutive_misses != before {
@@ -350,7 +355,6 @@ impl FieldDeviceState {
                 attempts = tick.attempts,
                 took_ms = tick.started.elapsed().as_millis() as u64
             );
-            self.publish_view();
         }
         self.schedule_next(myself);
     }

@@ -1,0 +1,268 @@
+//! Test support: a whole server in-process on port 0 against its in-process simulator (also on port 0), a
+//! minimal HTTP/1.1 client, a WebSocket client and `eventually`, so tests await events instead of sleeping.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+use waterworks::app::{self, App, RunOptions};
+
+pub const ADMIN_PASSWORD: &str = "test-admin-password";
+
+/// A fresh, empty directory under the system temp dir.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir =
+        std::env::temp_dir().join(format!("ww-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// A small village with short cycles: 300 ms concentrator cycles, 250 ms request timeouts, no retries, so
+/// that two missed cycles take well under two seconds.
+pub const VILLAGE: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+
+[simulator]
+enabled = true
+speed = 600.0
+seed = 42
+
+[supervision]
+base_backoff = "20ms"
+max_backoff = "200ms"
+
+[defaults]
+timeout = "250ms"
+retries = 0
+retry_delay = "50ms"
+
+[[region]]
+id = "east"
+name = "东村"
+
+[[region.concentrator]]
+id = "east-c1"
+name = "东村1号集中器"
+address = "127.0.0.1:0"
+model = "ww-concentrator-v1"
+cycle = "300ms"
+meters = { prefix = "E1-", first = 1, count = 12 }
+
+[[region.concentrator]]
+id = "east-c2"
+address = "127.0.0.1:0"
+model = "hx-c200"
+cycle = "300ms"
+meters = { prefix = "E2-", first = 1, count = 8 }
+
+[[region.logger]]
+id = "east-wq"
+name = "东村水厂"
+address = "127.0.0.1:0"
+model = "ww-wq-logger-v1"
+parameters = [
+  { name = "free_chlorine", cycle = "300ms" },
+  { name = "turbidity", cycle = "300ms" },
+  { name = "ph", cycle = "600ms" },
+]
+
+[[region]]
+id = "west"
+name = "西村"
+
+[[region.concentrator]]
+id = "west-c1"
+address = "127.0.0.1:0"
+model = "ww-concentrator-v1"
+cycle = "300ms"
+meters = { prefix = "W1-", first = 1, count = 5 }
+"#;
+
+pub struct TestServer {
+    pub app: App,
+    pub base: String,
+    pub dir: PathBuf,
+}
+
+/// Starts a whole server in-process from config text, with its store in a fresh directory.
+pub async fn start(config_text: &str) -> TestServer {
+    start_in(config_text, temp_dir("server")).await
+}
+
+pub async fn start_in(config_text: &str, dir: PathBuf) -> TestServer {
+    let config = waterworks::config::parse("test.toml", config_text, None).expect("valid test config");
+    let opts = RunOptions {
+        data_dir: Some(dir.clone()),
+        admin_password: Some(ADMIN_PASSWORD.into()),
+        ..RunOptions::default()
+    };
+    let app = app::start(config, opts).await.expect("server starts");
+    let base = format!("http://{}", app.addr);
+    TestServer { app, base, dir }
+}
+
+impl TestServer {
+    pub fn sim(&self) -> &drivers::sim::Simulator {
+        self.app.sim.as_ref().expect("simulator enabled")
+    }
+
+    /// Logs in and returns the cookie header value.
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let body = serde_json::json!({ "username": username, "password": password }).to_string();
+        let r = http(&self.base, "POST", "/api/login", &[("content-type", "application/json")], &body).await;
+        assert_eq!(r.status, 200, "login as {username}: {}", r.body);
+        let set_cookie = r.header("set-cookie").expect("session cookie");
+        set_cookie.split(';').next().unwrap().to_owned()
+    }
+
+    pub async fn admin(&self) -> String {
+        self.login("admin", ADMIN_PASSWORD).await
+    }
+
+    pub async fn get(&self, path: &str, cookie: &str) -> Response {
+        http(&self.base, "GET", path, &[("cookie", cookie)], "").await
+    }
+
+    pub async fn ws(&self, cookie: &str, query: &str) -> WsClient {
+        WsClient::connect(&format!("ws://{}/ws{query}", self.app.addr), cookie).await
+    }
+}
+
+/// An HTTP response as text.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// A minimal HTTP/1.1 client (Connection: close; chunked bodies decoded), enough for tests.
+pub async fn http(base: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Response {
+    let host = base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(host).await.expect("connect");
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    stream.write_all(req.as_bytes()).await.expect("send");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").expect("http head");
+    let mut lines = head.lines();
+    let status: u16 = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked { dechunk(rest) } else { rest.to_owned() };
+    Response { status, headers, body }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+/// A WebSocket client of the live stream.
+pub struct WsClient {
+    stream: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
+}
+
+impl WsClient {
+    pub async fn connect(url: &str, cookie: &str) -> WsClient {
+        let mut request = url.into_client_request().expect("ws request");
+        request.headers_mut().insert("cookie", cookie.parse().expect("cookie header"));
+        let (stream, _) = tokio_tungstenite::connect_async(request).await.expect("ws connect");
+        WsClient { stream }
+    }
+
+    /// The next JSON message (pings and pongs skipped).
+    pub async fn next(&mut self) -> Value {
+        use futures_util::StreamExt;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(20), self.stream.next())
+                .await
+                .expect("a live message in time")
+            {
+                Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).expect("JSON message"),
+                Some(Ok(Message::Close(c))) => panic!("socket closed: {c:?}"),
+                Some(Ok(_)) => continue,
+                other => panic!("socket failed: {other:?}"),
+            }
+        }
+    }
+
+    /// Reads messages until one satisfies `pred`, within `within`.
+    pub async fn until(&mut self, within: Duration, mut pred: impl FnMut(&Value) -> bool) -> Value {
+        tokio::time::timeout(within, async {
+            loop {
+                let m = self.next().await;
+                if pred(&m) {
+                    return m;
+                }
+            }
+        })
+        .await
+        .expect("the awaited live message arrived in time")
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.stream.close(None).await;
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics naming `what` after `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A device's JSON view from `/api/devices`.
+pub async fn device(server: &TestServer, cookie: &str, id: &str) -> Value {
+    let r = server.get(&format!("/api/devices/{id}"), cookie).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+}
