@@ -1,0 +1,132 @@
+//! The real binary's contract (DESIGN.md "outside contract", R-A5): `validate` exits 0 or prints every
+//! problem with file and key and exits 2; a bad config, a port in use, a locked or corrupt store each end as
+//! one clear paragraph and a non-zero exit, never a panic trace.
+
+mod support;
+
+use std::process::{Command, Output};
+
+use support::*;
+
+fn waterworks(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_waterworks")).args(args).env("RUST_LOG", "warn").output().expect("run waterworks")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+fn assert_clean_failure(o: &Output, code: i32, expect: &[&str]) {
+    let (out, err) = text(o);
+    assert_eq!(o.status.code(), Some(code), "stdout: {out}\nstderr: {err}");
+    for e in expect {
+        assert!(err.contains(e), "stderr lacks {e:?}:\n{err}");
+    }
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE") && !err.contains("stack backtrace"), "{err}");
+}
+
+fn write_config(dir: &std::path::Path, text: &str) -> String {
+    let path = dir.join("waterworks.toml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn validate_accepts_the_shipped_configs() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    for file in ["config/example.toml", "config/demo.toml"] {
+        let o = waterworks(&["validate", "--config", &format!("{root}/{file}")]);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{file}: {out}{err}");
+        assert!(out.contains(": ok ("), "{out}");
+    }
+}
+
+#[test]
+fn validate_names_every_problem_with_file_and_key_and_exits_2() {
+    let dir = temp_dir("cli-validate");
+    let path = write_config(
+        &dir,
+        &VILLAGE
+            .replace("cycle = \"300ms\"\nmeters = { prefix = \"W1-\"", "cycle = \"fast\"\nmeters = { prefix = \"W1-\"")
+            .replace("[simulator]\nenabled = true", "[simulator]\nenabled = true\nturbo = 1"),
+    );
+    let o = waterworks(&["validate", "--config", &path]);
+    assert_clean_failure(&o, 2, &[&path, "unknown field `turbo`"]);
+    let path = write_config(
+        &dir,
+        &VILLAGE
+            .replace("cycle = \"300ms\"\nmeters = { prefix = \"W1-\"", "cycle = \"fast\"\nmeters = { prefix = \"W1-\"")
+            .replace("model = \"hx-c200\"", "model = \"hx-c999\""),
+    );
+    let o = waterworks(&["validate", "--config", &path]);
+    assert_clean_failure(
+        &o,
+        2,
+        &[
+            "the configuration has 2 problems",
+            &format!("{path}: region[0] (east).concentrator[1] (east-c2).model: unknown model \"hx-c999\""),
+            &format!("{path}: region[1] (west).concentrator[0] (west-c1).cycle: \"fast\" is not a duration"),
+        ],
+    );
+    let o = waterworks(&["validate", "--config", "/nonexistent/waterworks.toml"]);
+    assert_clean_failure(&o, 2, &["/nonexistent/waterworks.toml: cannot read"]);
+    // `run` refuses the same config before opening anything.
+    let o = waterworks(&["run", "--config", &path, "--data-dir", &dir.join("data").display().to_string()]);
+    assert_clean_failure(&o, 2, &["unknown model \"hx-c999\""]);
+    assert!(!dir.join("data").exists(), "nothing was created for an invalid config");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_in_use_a_locked_store_and_a_corrupt_store_are_clear_errors() {
+    let dir = temp_dir("cli-run");
+    let path = write_config(&dir, VILLAGE);
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap().to_string();
+    let data = dir.join("data").display().to_string();
+    let o = waterworks(&["run", "--config", &path, "--data-dir", &data, "--listen", &busy_addr]);
+    assert_clean_failure(&o, 1, &[&format!("cannot listen on {busy_addr}"), "in use"]);
+
+    // A store held by a running server is refused, naming the file.
+    let server = start_in(VILLAGE, dir.join("held")).await;
+    let held = dir.join("held").display().to_string();
+    let o = waterworks(&["run", "--config", &path, "--data-dir", &held, "--listen", "127.0.0.1:0"]);
+    assert_clean_failure(&o, 1, &["waterworks.redb", "locked by another running process"]);
+    server.app.shutdown().await;
+
+    // A file that is not a store at all.
+    let corrupt = dir.join("corrupt");
+    std::fs::create_dir_all(&corrupt).unwrap();
+    std::fs::write(corrupt.join("waterworks.redb"), vec![0x42u8; 8192]).unwrap();
+    let o = waterworks(&[
+        "run",
+        "--config",
+        &path,
+        "--data-dir",
+        &corrupt.display().to_string(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert_clean_failure(&o, 1, &["cannot start: store", "waterworks.redb", "cannot be opened"]);
+    // An unusable data directory.
+    let o = waterworks(&[
+        "run",
+        "--config",
+        &path,
+        "--data-dir",
+        "/proc/waterworks-cannot-be-here",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert_clean_failure(&o, 1, &["cannot create data directory /proc/waterworks-cannot-be-here"]);
+}
+
+#[test]
+fn simulate_rejects_a_bad_fault_flag_naming_it() {
+    let dir = temp_dir("cli-sim");
+    let path = write_config(&dir, &VILLAGE.replace("127.0.0.1:0", "127.0.0.1:1"));
+    let o = waterworks(&["simulate", "--config", &path, "--fault", "east-c1=explode"]);
+    assert_clean_failure(&o, 2, &["--fault east-c1=explode"]);
+    let o = waterworks(&["simulate", "--config", &path, "--fault", "nosuch=silent"]);
+    assert_clean_failure(&o, 2, &["no device \"nosuch\""]);
+}
