@@ -99,6 +99,10 @@ async fn a_silent_device_is_comm_lost_after_two_cycles_and_recovers() {
     assert_eq!((event["event"]["device"].as_str(), event["event"]["region"].as_str()), (Some("east-c2"), Some("east")));
     let view = device(&server, &cookie, "east-c2").await;
     assert_eq!(view["comm"]["comm_lost"], true);
+    // The region shows it too (R-A3).
+    let all = server.get("/api/devices", &cookie).await.json();
+    let east = all["regions"].as_array().unwrap().iter().find(|r| r["id"] == "east").unwrap().clone();
+    assert_eq!((east["devices"].as_u64(), east["comm_lost"].as_u64()), (Some(3), Some(1)), "{east}");
     assert!(view["comm"]["consecutive_misses"].as_u64().unwrap() >= 2);
     assert!(view["comm"]["last_error"].as_str().unwrap().contains("no reply"), "{view}");
     // The other devices kept their cycle meanwhile.

@@ -56,7 +56,7 @@ pub fn document() -> Value {
                                "401": error_response("Invalid credentials"), "429": error_response("Too many failures") } } },
             "/api/logout": { "post": op("Close the session", "any") },
             "/api/me": { "get": op("The logged-in user", "any") },
-            "/api/devices": { "get": op("Regions and the latest view of every device", view) },
+            "/api/devices": { "get": op("Regions with their collection progress and comm status (R-A3), and the latest view of every device", view) },
             "/api/devices/{id}": { "get": {
                 "summary": "The latest view of one device", "description": format!("Roles: {view}."),
                 "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } } ],

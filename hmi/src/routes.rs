@@ -119,7 +119,8 @@ pub async fn me(user: AuthUser) -> Json<UserInfo> {
 pub async fn devices(State(state): State<AppState>, user: AuthUser) -> Result<Response, AppError> {
     user.require(VIEW_ROLES)?;
     let devices = state.handle.devices().await?;
-    Ok(Json(json!({ "regions": state.handle.regions(), "devices": devices })).into_response())
+    let regions = actors::model::region_status(state.handle.regions(), &devices);
+    Ok(Json(json!({ "regions": regions, "devices": devices })).into_response())
 }
 
 pub async fn device(

@@ -13,4 +13,4 @@ pub use comm::{CommEvent, CommStatus, CycleOutcome, LinkState};
 pub use ids::{DeviceId, MeterId, RegionId};
 pub use reading::{MeterReading, MeterStatus, QualityFlags, QualitySample, Timestamp, Volume};
 pub use user::{Role, UserRecord};
-pub use view::{DeviceKind, DeviceView, LiveEvent, MeterView, ParameterView, RegionView};
+pub use view::{region_status, DeviceKind, DeviceView, LiveEvent, MeterView, ParameterView, RegionStatus, RegionView};

@@ -92,3 +92,95 @@ pub struct LiveEvent {
     pub ts: Timestamp,
     pub message: String,
 }
+
+/// Collection progress and communication status of one region (R-A3): what duty staff see per village.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RegionStatus {
+    pub id: RegionId,
+    pub name: String,
+    pub devices: usize,
+    pub comm_lost: usize,
+    pub link_down: usize,
+    /// Values read in the devices' current cycles, of those expected.
+    pub cycle_read: u32,
+    pub cycle_expected: u32,
+    /// The most recent success of any device in the region.
+    pub last_success: Option<Timestamp>,
+}
+
+/// Sums device status per region, in region order. Devices of an unknown region are not counted.
+pub fn region_status(regions: &[RegionView], devices: &[DeviceView]) -> Vec<RegionStatus> {
+    regions
+        .iter()
+        .map(|r| {
+            let mine = devices.iter().filter(|d| d.region == r.id);
+            let mut s = RegionStatus {
+                id: r.id.clone(),
+                name: r.name.clone(),
+                devices: 0,
+                comm_lost: 0,
+                link_down: 0,
+                cycle_read: 0,
+                cycle_expected: 0,
+                last_success: None,
+            };
+            for d in mine {
+                let c = &d.comm.status;
+                s.devices += 1;
+                s.comm_lost += usize::from(c.comm_lost);
+                s.link_down += usize::from(c.link == super::comm::LinkState::Down);
+                s.cycle_read += c.cycle_read.min(c.cycle_expected);
+                s.cycle_expected += c.cycle_expected;
+                s.last_success = s.last_success.max(c.last_success);
+            }
+            s
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::comm::{CommStatus, LinkState};
+
+    fn device(id: &str, region: &str, read: u32, expected: u32, lost: bool, success: Option<i64>) -> DeviceView {
+        let mut status = CommStatus::new("tcp x".into(), expected);
+        status.cycle_read = read;
+        status.comm_lost = lost;
+        status.link = if lost { LinkState::Down } else { LinkState::Up };
+        status.last_success = success.map(Timestamp);
+        DeviceView {
+            id: DeviceId::new(id),
+            kind: DeviceKind::Concentrator,
+            name: id.into(),
+            region: RegionId::new(region),
+            comm: CommView { status, cycle_ms: 1000 },
+            meters: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn regions_sum_their_devices() {
+        let regions = [
+            RegionView { id: RegionId::new("e"), name: "东村".into() },
+            RegionView { id: RegionId::new("w"), name: "西村".into() },
+        ];
+        let devices = [
+            device("a", "e", 40, 40, false, Some(10)),
+            device("b", "e", 0, 36, true, Some(5)),
+            device("c", "w", 3, 5, false, None),
+            device("x", "nowhere", 1, 1, false, Some(99)),
+        ];
+        let s = region_status(&regions, &devices);
+        assert_eq!(
+            (s[0].devices, s[0].comm_lost, s[0].link_down, s[0].cycle_read, s[0].cycle_expected),
+            (2, 1, 1, 40, 76)
+        );
+        assert_eq!(s[0].last_success, Some(Timestamp(10)));
+        assert_eq!(
+            (s[1].devices, s[1].comm_lost, s[1].cycle_read, s[1].cycle_expected, s[1].last_success),
+            (1, 0, 3, 5, None)
+        );
+    }
+}
