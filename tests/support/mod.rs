@@ -15,6 +15,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use waterworks::app::{self, App, RunOptions};
 
+pub mod browser;
+
 pub const ADMIN_PASSWORD: &str = "test-admin-password";
 
 /// A fresh, empty directory under the system temp dir.
