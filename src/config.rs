@@ -136,6 +136,8 @@ struct RawDefaults {
     timeout: Option<String>,
     retries: Option<u32>,
     retry_delay: Option<String>,
+    failover_after: Option<u32>,
+    probe_every: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -153,6 +155,11 @@ struct RawRegion {
 #[serde(deny_unknown_fields)]
 struct RawConcentrator {
     id: String,
+    /// Backup paths (R-A8), tried in order after the primary `address`.
+    #[serde(default)]
+    backup: Vec<String>,
+    failover_after: Option<u32>,
+    probe_every: Option<u32>,
     name: Option<String>,
     address: String,
     unit_id: Option<i64>,
@@ -182,6 +189,11 @@ enum RawMeter {
 #[serde(deny_unknown_fields)]
 struct RawLogger {
     id: String,
+    /// Backup paths (R-A8), tried in order after the primary `address`.
+    #[serde(default)]
+    backup: Vec<String>,
+    failover_after: Option<u32>,
+    probe_every: Option<u32>,
     name: Option<String>,
     site: Option<String>,
     address: String,
@@ -559,6 +571,30 @@ fn load_models(dir: Option<&Path>, problems: &mut Vec<Problem>) -> HashMap<Strin
     models
 }
 
+/// What every device entry has in common, as written.
+struct RawDeviceCommon<'a> {
+    id: &'a str,
+    address: &'a str,
+    backup: &'a [String],
+    unit_id: Option<i64>,
+    model: &'a str,
+    timeout: Option<&'a String>,
+    retries: Option<u32>,
+    retry_delay: Option<&'a String>,
+    failover_after: Option<u32>,
+    probe_every: Option<u32>,
+}
+
+/// The resolved communication settings of a device.
+struct Link {
+    target: TcpTarget,
+    backups: Vec<TcpTarget>,
+    failover_after: u32,
+    probe_every: u32,
+    retries: u32,
+    retry_delay: Duration,
+}
+
 /// The address of a device: `host:port` with a port.
 fn check_address(check: &mut Check, key: &str, address: &str) {
     match address.rsplit_once(':') {
@@ -622,6 +658,14 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
     let default_retries = raw.defaults.retries.unwrap_or(2);
     let default_retry_delay =
         check.duration("defaults.retry_delay", raw.defaults.retry_delay.as_ref(), Duration::from_secs(30));
+    let default_failover_after = raw.defaults.failover_after.unwrap_or(3);
+    let default_probe_every = raw.defaults.probe_every.unwrap_or(5);
+    if default_failover_after == 0 {
+        check.add("defaults.failover_after", "must be at least 1");
+    }
+    if default_probe_every == 0 {
+        check.add("defaults.probe_every", "must be at least 1");
+    }
 
     let mut region_ids = HashSet::new();
     let mut device_ids = HashSet::new();
@@ -640,16 +684,19 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
             check.add(format!("{rkey}.id"), format!("region id {:?} is used twice", r.id));
         }
         let mut devices = Vec::new();
-        let mut common = |check: &mut Check,
-                          key: &str,
-                          id: &str,
-                          address: &str,
-                          unit_id: Option<i64>,
-                          model: &str,
-                          timeout: Option<&String>,
-                          retries: Option<u32>,
-                          retry_delay: Option<&String>|
-         -> (TcpTarget, u32, Duration) {
+        let mut common = |check: &mut Check, key: &str, d: RawDeviceCommon<'_>| -> Link {
+            let RawDeviceCommon {
+                id,
+                address,
+                backup,
+                unit_id,
+                model,
+                timeout,
+                retries,
+                retry_delay,
+                failover_after,
+                probe_every,
+            } = d;
             if !valid_id(id) {
                 check.add(format!("{key}.id"), "ids are 1-64 letters, digits, '-', '_' or '.'");
             }
@@ -662,26 +709,51 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
                 check.add(format!("{key}.unit_id"), format!("{unit_id} is not a Modbus unit id (0-247)"));
             }
             device_models.insert(DeviceId::new(id), model.to_owned());
-            let target = TcpTarget {
-                addr: address.to_owned(),
-                unit_id: unit_id.clamp(0, 247) as u8,
-                timeout: check.duration(&format!("{key}.timeout"), timeout, default_timeout),
-            };
+            let timeout = check.duration(&format!("{key}.timeout"), timeout, default_timeout);
+            let target = TcpTarget { addr: address.to_owned(), unit_id: unit_id.clamp(0, 247) as u8, timeout };
+            let mut backups = Vec::new();
+            for (i, b) in backup.iter().enumerate() {
+                check_address(check, &format!("{key}.backup[{i}]"), b);
+                if b == address || backup[..i].contains(b) {
+                    check.add(format!("{key}.backup[{i}]"), format!("{b:?} is already a path of this device"));
+                }
+                backups.push(TcpTarget { addr: b.clone(), ..target.clone() });
+            }
+            let failover_after = failover_after.unwrap_or(default_failover_after);
+            let probe_every = probe_every.unwrap_or(default_probe_every);
+            if failover_after == 0 {
+                check.add(format!("{key}.failover_after"), "must be at least 1");
+            }
+            if probe_every == 0 {
+                check.add(format!("{key}.probe_every"), "must be at least 1");
+            }
             let retry_delay = check.duration(&format!("{key}.retry_delay"), retry_delay, default_retry_delay);
-            (target, retries.unwrap_or(default_retries), retry_delay)
+            Link {
+                target,
+                backups,
+                failover_after,
+                probe_every,
+                retries: retries.unwrap_or(default_retries),
+                retry_delay,
+            }
         };
         for (ci, c) in r.concentrator.iter().enumerate() {
             let key = format!("{rkey}.concentrator[{ci}] ({})", c.id);
-            let (target, retries, retry_delay) = common(
+            let link = common(
                 &mut check,
                 &key,
-                &c.id,
-                &c.address,
-                c.unit_id,
-                &c.model,
-                c.timeout.as_ref(),
-                c.retries,
-                c.retry_delay.as_ref(),
+                RawDeviceCommon {
+                    id: &c.id,
+                    address: &c.address,
+                    backup: &c.backup,
+                    unit_id: c.unit_id,
+                    model: &c.model,
+                    timeout: c.timeout.as_ref(),
+                    retries: c.retries,
+                    retry_delay: c.retry_delay.as_ref(),
+                    failover_after: c.failover_after,
+                    probe_every: c.probe_every,
+                },
             );
             let cycle = check.duration(&format!("{key}.cycle"), c.cycle.as_ref(), Duration::from_secs(15 * 60));
             let layout = match models.get(&c.model) {
@@ -753,25 +825,33 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
                     id: DeviceId::new(c.id.clone()),
                     name: c.name.clone().unwrap_or_else(|| c.id.clone()),
                     region: RegionId::new(r.id.clone()),
-                    target,
-                    retries,
-                    retry_delay,
+                    target: link.target,
+                    backups: link.backups,
+                    failover_after: link.failover_after,
+                    probe_every: link.probe_every,
+                    retries: link.retries,
+                    retry_delay: link.retry_delay,
                     kind: DeviceKindSpec::Concentrator(ConcentratorSpec { cycle, meters, layout }),
                 }));
             }
         }
         for (li, l) in r.logger.iter().enumerate() {
             let key = format!("{rkey}.logger[{li}] ({})", l.id);
-            let (target, retries, retry_delay) = common(
+            let link = common(
                 &mut check,
                 &key,
-                &l.id,
-                &l.address,
-                l.unit_id,
-                &l.model,
-                l.timeout.as_ref(),
-                l.retries,
-                l.retry_delay.as_ref(),
+                RawDeviceCommon {
+                    id: &l.id,
+                    address: &l.address,
+                    backup: &l.backup,
+                    unit_id: l.unit_id,
+                    model: &l.model,
+                    timeout: l.timeout.as_ref(),
+                    retries: l.retries,
+                    retry_delay: l.retry_delay.as_ref(),
+                    failover_after: l.failover_after,
+                    probe_every: l.probe_every,
+                },
             );
             let registers = match models.get(&l.model) {
                 Some(DeviceModel::Logger(p)) => Some(p.clone()),
@@ -840,9 +920,12 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
                     id: DeviceId::new(l.id.clone()),
                     name,
                     region: RegionId::new(r.id.clone()),
-                    target,
-                    retries,
-                    retry_delay,
+                    target: link.target,
+                    backups: link.backups,
+                    failover_after: link.failover_after,
+                    probe_every: link.probe_every,
+                    retries: link.retries,
+                    retry_delay: link.retry_delay,
                     kind: DeviceKindSpec::Logger(LoggerSpec { parameters }),
                 }));
             }

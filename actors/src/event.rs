@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
-use crate::model::{DeviceId, LiveEvent, RegionId, Timestamp};
+use crate::model::{DeviceId, LiveEvent, RegionId, SwitchReason, Timestamp};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
@@ -13,6 +13,8 @@ pub enum Event {
     CommLost { device: DeviceId, region: RegionId, ts: Timestamp, misses: u32, error: Option<String> },
     /// Data flows again from a comm-lost device.
     CommRestored { device: DeviceId, region: RegionId, ts: Timestamp, after_misses: u32 },
+    /// A device moved to another communication path (R-A8).
+    PathSwitched { device: DeviceId, region: RegionId, ts: Timestamp, from: String, to: String, reason: SwitchReason },
     /// A supervised actor stopped and will be restarted after `delay`.
     ChildRestarting { supervisor: String, child: String, reason: String, delay: Duration },
 }
@@ -37,6 +39,16 @@ impl Event {
                 region: Some(region.clone()),
                 ts: *ts,
                 message: format!("data flows again after {after_misses} missed cycles"),
+            }),
+            Event::PathSwitched { device, region, ts, from, to, reason } => Some(LiveEvent {
+                kind: "path_switched",
+                device: Some(device.clone()),
+                region: Some(region.clone()),
+                ts: *ts,
+                message: match reason {
+                    SwitchReason::Failover => format!("{from} failed; now on {to}"),
+                    SwitchReason::PrimaryRecovered => format!("primary answers again; back from {from} to {to}"),
+                },
             }),
             Event::ChildRestarting { supervisor, child, reason, delay } => Some(LiveEvent {
                 kind: "actor_restart",

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
@@ -267,4 +268,63 @@ pub async fn device(server: &TestServer, cookie: &str, id: &str) -> Value {
     let r = server.get(&format!("/api/devices/{id}"), cookie).await;
     assert_eq!(r.status, 200, "{}", r.body);
     r.json()
+}
+
+/// A TCP forwarder standing for one communication path to a device (a 4G gateway, a second RS-485 gateway).
+/// When down, it drops every forwarded connection and holds new ones open without answering, as a dead
+/// link does: clients see timeouts, not refusals.
+pub struct Proxy {
+    pub addr: std::net::SocketAddr,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    live: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(target: std::net::SocketAddr) -> Proxy {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::{Arc, Mutex};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().unwrap();
+        let down = Arc::new(AtomicBool::new(false));
+        let live: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let (d, l) = (down.clone(), live.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let task = if d.load(Ordering::SeqCst) {
+                    tokio::spawn(async move {
+                        let mut sink = [0u8; 512];
+                        while matches!(inbound.read(&mut sink).await, Ok(n) if n > 0) {}
+                    })
+                } else {
+                    tokio::spawn(async move {
+                        if let Ok(mut outbound) = TcpStream::connect(target).await {
+                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    })
+                };
+                l.lock().unwrap().push(task);
+            }
+        });
+        Proxy { addr, down, live, accept }
+    }
+
+    /// Takes the path down (dropping its connections) or brings it back.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+        if down {
+            for t in self.live.lock().unwrap().drain(..) {
+                t.abort();
+            }
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        for t in self.live.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
 }

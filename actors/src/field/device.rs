@@ -27,7 +27,8 @@ use crate::metrics::Metrics;
 use crate::model::comm::CycleOutcome;
 use crate::model::view::CommView;
 use crate::model::{
-    CommEvent, CommStatus, DeviceKind, DeviceView, MeterReading, MeterView, ParameterView, QualitySample, Timestamp,
+    CommEvent, CommStatus, DeviceKind, DeviceView, LinkSelector, MeterReading, MeterView, ParameterView, PathSwitch,
+    QualitySample, Timestamp,
 };
 use crate::store::{Op, Store, StoreHandle};
 use crate::supervisor::Slot;
@@ -70,7 +71,9 @@ struct Tick {
 
 pub struct FieldDeviceState {
     args: FieldDeviceArgs,
-    client: ModbusTcpClient,
+    /// One client per path, primary first; only the path in use (and a probe) connects.
+    clients: Vec<ModbusTcpClient>,
+    link: LinkSelector,
     comm: CommStatus,
     view: DeviceView,
     /// When each value is next due.
@@ -94,7 +97,7 @@ pub fn initial_view(spec: &DeviceSpec, store: &Store) -> DeviceView {
     };
     // What was true of the link before a restart is not known now.
     comm.link = crate::model::LinkState::Unknown;
-    comm.path = spec.path();
+    comm.path = spec.path_name(0);
     comm.cycle_expected = expected;
     comm.cycle_read = comm.cycle_read.min(expected);
     let (kind, meters, values) = match &spec.kind {
@@ -214,9 +217,12 @@ impl FieldDeviceState {
         Some(self.ticks)
     }
 
-    /// One pass over the pending requests of the current tick.
-    async fn attempt(&mut self) {
-        let Some(mut tick) = self.tick.take() else { return };
+    /// One pass over the pending requests of the current tick, on the path in use. Returns whether that
+    /// path gave any valid reply (data or a device exception).
+    async fn attempt(&mut self) -> bool {
+        let Some(mut tick) = self.tick.take() else { return false };
+        let mut answered = false;
+        let path = self.link.active();
         tick.attempts += 1;
         let spec = self.args.spec.clone();
         let mut decoded: Vec<Decoded> = Vec::new();
@@ -225,10 +231,11 @@ impl FieldDeviceState {
         for &r in &tick.pending {
             let req = &tick.requests[r];
             Metrics::inc(&self.args.metrics.polls);
-            let result = self.client.read_registers(req.function, req.address, req.count).await;
+            let result = self.clients[path].read_registers(req.function, req.address, req.count).await;
             let now = self.now();
             match result {
                 Ok(Ok(words)) => {
+                    answered = true;
                     self.comm.record_attempt(now, true, None);
                     done.push(r);
                     for item in decode_reply(&spec, req, &words) {
@@ -244,6 +251,7 @@ impl FieldDeviceState {
                 }
                 Ok(Err(exception)) => {
                     // The device answered: the link is up, but this read was refused.
+                    answered = true;
                     Metrics::inc(&self.args.metrics.poll_failures);
                     let e = exception.to_string();
                     tracing::warn!(message = "Poll refused by device.", device = %spec.id, address = req.address, error = %e);
@@ -276,6 +284,40 @@ impl FieldDeviceState {
         self.publish_view();
         if let Some(event) = restored {
             self.publish_comm_event(event, self.now());
+        }
+        answered
+    }
+
+    /// Applies a path switch: the old path's connection is dropped, status and view show the new one, and
+    /// the switch is published.
+    fn switch_path(&mut self, switch: PathSwitch) {
+        let spec = self.args.spec.clone();
+        self.clients[switch.from].disconnect();
+        let (from, to) = (spec.path_name(switch.from), spec.path_name(switch.to));
+        self.comm.path.clone_from(&to);
+        tracing::warn!(message = "Communication path switched.", device = %spec.id, from = %from, to = %to, reason = ?switch.reason);
+        self.publish_view();
+        self.args.events.publish(Event::PathSwitched {
+            device: spec.id.clone(),
+            region: spec.region.clone(),
+            ts: self.now(),
+            from,
+            to,
+            reason: switch.reason,
+        });
+    }
+
+    /// While on a backup: one request on the primary; if it answers, go back to it.
+    async fn probe_primary(&mut self) {
+        let Some(req) = self.tick.as_ref().and_then(|t| t.requests.first().cloned()) else { return };
+        Metrics::inc(&self.args.metrics.polls);
+        let answered = self.clients[0].read_registers(req.function, req.address, req.count).await.is_ok();
+        if answered {
+            if let Some(switch) = self.link.primary_answered() {
+                self.switch_path(switch);
+            }
+        } else {
+            tracing::debug!(message = "Primary path still down.", device = %self.args.spec.id);
         }
     }
 
@@ -365,9 +407,17 @@ impl FieldDeviceState {
         myself.send_after(delay, || FieldMsg::Tick);
     }
 
-    /// Runs attempts of the current tick until it is done or a retry is scheduled.
+    /// Runs attempts of the current tick until it is done or a retry is scheduled. A failed attempt counts
+    /// against the path in use; when that makes the device switch paths, the new path is tried at once.
     async fn drive(&mut self, myself: &ActorRef<FieldMsg>) {
-        self.attempt().await;
+        if self.attempt().await {
+            self.link.succeeded();
+        } else if let Some(switch) = self.link.failed() {
+            self.switch_path(switch);
+            if self.attempt().await {
+                self.link.succeeded();
+            }
+        }
         let Some(tick) = &self.tick else { return };
         if !tick.pending.is_empty() && tick.attempts <= self.args.spec.retries {
             let no = tick.no;
@@ -394,7 +444,8 @@ impl Actor for FieldDevice {
         let now = Instant::now();
         args.slot.set(myself);
         Ok(FieldDeviceState {
-            client: ModbusTcpClient::new(args.spec.target.clone()),
+            clients: args.spec.paths().cloned().map(ModbusTcpClient::new).collect(),
+            link: LinkSelector::new(args.spec.paths().count(), args.spec.failover_after, args.spec.probe_every),
             comm,
             view,
             due: vec![now; cycles.len()],
@@ -428,6 +479,9 @@ impl Actor for FieldDevice {
                     return Ok(());
                 }
                 if state.begin_tick().is_some() {
+                    if state.link.should_probe() {
+                        state.probe_primary().await;
+                    }
                     state.drive(&myself).await;
                 } else {
                     state.schedule_next(&myself);

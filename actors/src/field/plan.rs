@@ -148,6 +148,9 @@ mod tests {
             name: "c1".into(),
             region: RegionId::new("r"),
             target: TcpTarget { addr: "127.0.0.1:1".into(), unit_id: 1, timeout: Duration::from_secs(1) },
+            backups: Vec::new(),
+            failover_after: 3,
+            probe_every: 5,
             retries: 0,
             retry_delay: Duration::from_secs(1),
             kind: DeviceKindSpec::Concentrator(ConcentratorSpec {

@@ -14,7 +14,14 @@ pub struct DeviceSpec {
     pub id: DeviceId,
     pub name: String,
     pub region: RegionId,
+    /// The primary communication path.
     pub target: TcpTarget,
+    /// Backup paths, tried in order when the path in use fails (R-A8).
+    pub backups: Vec<TcpTarget>,
+    /// Failed attempts in a row on the path in use before moving to the next path.
+    pub failover_after: u32,
+    /// While on a backup, probe the primary every this many cycles.
+    pub probe_every: u32,
     /// Further attempts within one cycle for values that were not read.
     pub retries: u32,
     pub retry_delay: Duration,
@@ -112,7 +119,19 @@ impl DeviceSpec {
         self.cycles().into_iter().min().unwrap_or(Duration::from_secs(900))
     }
 
+    /// Every path, primary first.
+    pub fn paths(&self) -> impl Iterator<Item = &TcpTarget> {
+        std::iter::once(&self.target).chain(self.backups.iter())
+    }
+
+    /// How path `i` is shown: `primary tcp 10.0.0.5:502 unit 1`, `backup 1 tcp …`.
+    pub fn path_name(&self, i: usize) -> String {
+        let t = self.paths().nth(i).unwrap_or(&self.target);
+        let role = if i == 0 { "primary".to_owned() } else { format!("backup {i}") };
+        format!("{role} tcp {} unit {}", t.addr, t.unit_id)
+    }
+
     pub fn path(&self) -> String {
-        format!("tcp {} unit {}", self.target.addr, self.target.unit_id)
+        self.path_name(0)
     }
 }

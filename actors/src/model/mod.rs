@@ -5,12 +5,14 @@
 
 pub mod comm;
 pub mod ids;
+pub mod link;
 pub mod reading;
 pub mod user;
 pub mod view;
 
 pub use comm::{CommEvent, CommStatus, CycleOutcome, LinkState};
 pub use ids::{DeviceId, MeterId, RegionId};
+pub use link::{LinkSelector, PathSwitch, SwitchReason};
 pub use reading::{MeterReading, MeterStatus, QualityFlags, QualitySample, Timestamp, Volume};
 pub use user::{Role, UserRecord};
 pub use view::{region_status, DeviceKind, DeviceView, LiveEvent, MeterView, ParameterView, RegionStatus, RegionView};
