@@ -20,6 +20,7 @@ use actors::field::{
 use actors::model::{DeviceId, MeterId, MeterStatus, RegionId};
 use actors::supervisor::RestartPolicy;
 use actors::tree::{RegionSpec, TreeSpec};
+use actors::valve::{RegisterValve, ValveSpec};
 use drivers::modbus::TcpTarget;
 use drivers::registers::{DataType, Function, RegisterSpec, WordOrder};
 
@@ -31,6 +32,7 @@ pub const BUILTIN_MODELS: &[(&str, &str)] = &[
     ("ww-concentrator-v1.toml", include_str!("../config/devices/ww-concentrator-v1.toml")),
     ("hx-c200.toml", include_str!("../config/devices/hx-c200.toml")),
     ("ww-wq-logger-v1.toml", include_str!("../config/devices/ww-wq-logger-v1.toml")),
+    ("ww-valve-v1.toml", include_str!("../config/devices/ww-valve-v1.toml")),
 ];
 
 /// One problem in the configuration: where, and what is wrong.
@@ -128,6 +130,8 @@ struct RawSimulator {
     enabled: bool,
     speed: Option<f64>,
     seed: Option<u64>,
+    /// Wall-clock time a simulated valve takes to travel.
+    valve_travel: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -149,6 +153,23 @@ struct RawRegion {
     concentrator: Vec<RawConcentrator>,
     #[serde(default)]
     logger: Vec<RawLogger>,
+    #[serde(default)]
+    valve: Vec<RawValve>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawValve {
+    id: String,
+    name: Option<String>,
+    address: String,
+    unit_id: Option<i64>,
+    model: String,
+    timeout: Option<String>,
+    /// How often the position is read outside commands.
+    poll: Option<String>,
+    confirm_timeout: Option<String>,
+    confirm_poll: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -224,6 +245,33 @@ struct RawModel {
     description: Option<String>,
     meters: Option<RawMeterBlock>,
     parameters: Option<BTreeMap<String, RawRegister>>,
+    valve: Option<RawValveInterface>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawValveInterface {
+    command: RawValveCommand,
+    status: RawValveStatus,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawValveCommand {
+    address: u16,
+    open: u16,
+    close: u16,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawValveStatus {
+    function: i64,
+    address: u16,
+    closed: u16,
+    open: u16,
+    moving: u16,
+    fault: u16,
 }
 
 #[derive(Deserialize)]
@@ -269,6 +317,7 @@ struct RawRegister {
 pub enum DeviceModel {
     Concentrator(MeterLayout),
     Logger(BTreeMap<String, (RegisterSpec, String)>),
+    Valve(RegisterValve),
 }
 
 /// In-process simulation of the configured devices (the demo).
@@ -276,6 +325,8 @@ pub enum DeviceModel {
 pub struct SimulatorSettings {
     pub speed: f64,
     pub seed: u64,
+    /// Wall-clock travel time of simulated valves.
+    pub valve_travel: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -514,8 +565,41 @@ fn resolve_model(check: &mut Check, raw: RawModel) -> Option<(String, DeviceMode
             }
             Some((raw.model, DeviceModel::Logger(out)))
         }
+        "valve" => {
+            let Some(v) = raw.valve else {
+                check.add("valve", "a valve model needs a [valve] table");
+                return None;
+            };
+            let status_function = Function::try_from(v.status.function)
+                .map_err(|e| check.add("valve.status.function", e.to_string()))
+                .ok()?;
+            if v.command.open == v.command.close {
+                check.add("valve.command", "open and close values must differ");
+            }
+            let codes = [v.status.closed, v.status.open, v.status.moving, v.status.fault];
+            if (0..codes.len()).any(|i| codes[i + 1..].contains(&codes[i])) {
+                check.add("valve.status", "closed, open, moving and fault codes must all differ");
+            }
+            if status_function == Function::Holding && v.status.address == v.command.address {
+                check.add("valve.status.address", "the status register cannot be the command register");
+            }
+            Some((
+                raw.model,
+                DeviceModel::Valve(RegisterValve {
+                    command_address: v.command.address,
+                    open_value: v.command.open,
+                    close_value: v.command.close,
+                    status_function,
+                    status_address: v.status.address,
+                    closed_code: v.status.closed,
+                    open_code: v.status.open,
+                    moving_code: v.status.moving,
+                    fault_code: v.status.fault,
+                }),
+            ))
+        }
         other => {
-            check.add("kind", format!("unknown kind {other:?}; expected \"concentrator\" or \"logger\""));
+            check.add("kind", format!("unknown kind {other:?}; expected \"concentrator\", \"logger\" or \"valve\""));
             None
         }
     }
@@ -649,7 +733,9 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
             if !(speed.is_finite() && speed > 0.0 && speed <= 1e6) {
                 check.add("simulator.speed", "must be more than 0 and at most 1000000");
             }
-            Some(SimulatorSettings { speed, seed: sim.seed.unwrap_or(1) })
+            let valve_travel =
+                check.duration("simulator.valve_travel", sim.valve_travel.as_ref(), Duration::from_secs(3));
+            Some(SimulatorSettings { speed, seed: sim.seed.unwrap_or(1), valve_travel })
         }
         _ => None,
     };
@@ -758,8 +844,8 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
             let cycle = check.duration(&format!("{key}.cycle"), c.cycle.as_ref(), Duration::from_secs(15 * 60));
             let layout = match models.get(&c.model) {
                 Some(DeviceModel::Concentrator(l)) => Some(l.clone()),
-                Some(DeviceModel::Logger(_)) => {
-                    check.add(format!("{key}.model"), format!("model {:?} is a logger, not a concentrator", c.model));
+                Some(DeviceModel::Logger(_) | DeviceModel::Valve(_)) => {
+                    check.add(format!("{key}.model"), format!("model {:?} is not a concentrator", c.model));
                     None
                 }
                 None => {
@@ -855,8 +941,8 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
             );
             let registers = match models.get(&l.model) {
                 Some(DeviceModel::Logger(p)) => Some(p.clone()),
-                Some(DeviceModel::Concentrator(_)) => {
-                    check.add(format!("{key}.model"), format!("model {:?} is a concentrator, not a logger", l.model));
+                Some(DeviceModel::Concentrator(_) | DeviceModel::Valve(_)) => {
+                    check.add(format!("{key}.model"), format!("model {:?} is not a logger", l.model));
                     None
                 }
                 None => {
@@ -930,10 +1016,52 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
                 }));
             }
         }
+        let mut valves = Vec::new();
+        for (vi, v) in r.valve.iter().enumerate() {
+            let key = format!("{rkey}.valve[{vi}] ({})", v.id);
+            if !valid_id(&v.id) {
+                check.add(format!("{key}.id"), "ids are 1-64 letters, digits, '-', '_' or '.'");
+            }
+            if !device_ids.insert(v.id.clone()) {
+                check.add(format!("{key}.id"), format!("device id {:?} is used twice", v.id));
+            }
+            check_address(&mut check, &format!("{key}.address"), &v.address);
+            let unit_id = v.unit_id.unwrap_or(1);
+            if !(0..=247).contains(&unit_id) {
+                check.add(format!("{key}.unit_id"), format!("{unit_id} is not a Modbus unit id (0-247)"));
+            }
+            device_models.insert(DeviceId::new(v.id.clone()), v.model.clone());
+            let timeout = check.duration(&format!("{key}.timeout"), v.timeout.as_ref(), default_timeout);
+            let poll = check.duration(&format!("{key}.poll"), v.poll.as_ref(), Duration::from_secs(60));
+            let confirm_timeout =
+                check.duration(&format!("{key}.confirm_timeout"), v.confirm_timeout.as_ref(), Duration::from_secs(60));
+            let confirm_poll =
+                check.duration(&format!("{key}.confirm_poll"), v.confirm_poll.as_ref(), Duration::from_secs(2));
+            if confirm_poll > confirm_timeout {
+                check.add(format!("{key}.confirm_poll"), "must not be longer than confirm_timeout");
+            }
+            match models.get(&v.model) {
+                Some(DeviceModel::Valve(interface)) => valves.push(Arc::new(ValveSpec {
+                    id: DeviceId::new(v.id.clone()),
+                    name: v.name.clone().unwrap_or_else(|| v.id.clone()),
+                    region: RegionId::new(r.id.clone()),
+                    target: TcpTarget { addr: v.address.clone(), unit_id: unit_id.clamp(0, 247) as u8, timeout },
+                    interface: interface.clone(),
+                    poll,
+                    confirm_timeout,
+                    confirm_poll,
+                })),
+                Some(_) => check.add(format!("{key}.model"), format!("model {:?} is not a valve", v.model)),
+                None => {
+                    check.add(format!("{key}.model"), format!("unknown model {:?}; known: {}", v.model, known(&models)))
+                }
+            }
+        }
         regions.push(RegionSpec {
             id: RegionId::new(r.id.clone()),
             name: r.name.clone().unwrap_or_else(|| r.id.clone()),
             devices,
+            valves,
         });
     }
 
@@ -1080,11 +1208,11 @@ parameters = [{ name = "chlorine" }, { name = "ph", low = 9, high = 8 }]
                 "defaults.timeout: \"3 parsecs\" has no unit",
                 "region[0] (r1).concentrator[0] (c1).address: \"nohostport\" is not host:port",
                 "concentrator[0] (c1).unit_id: 300 is not a Modbus unit id",
-                "concentrator[0] (c1).model: unknown model \"nope\"; known: hx-c200, ww-concentrator-v1, ww-wq-logger-v1",
+                "concentrator[0] (c1).model: unknown model \"nope\"; known: hx-c200, ww-concentrator-v1, ww-valve-v1, ww-wq-logger-v1",
                 "concentrator[0] (c1).cycle: \"0s\" must be more than 0",
                 "concentrator[0] (c1).meters: meter \"M1\" is also configured on \"c1\"",
                 "concentrator[1] (c1).id: device id \"c1\" is used twice",
-                "concentrator[1] (c1).model: model \"ww-wq-logger-v1\" is a logger, not a concentrator",
+                "concentrator[1] (c1).model: model \"ww-wq-logger-v1\" is not a concentrator",
                 "logger[0] (w1).parameters[0] (chlorine).name: model \"ww-wq-logger-v1\" has no parameter \"chlorine\"",
                 "logger[0] (w1).parameters[1] (ph): low (9) must be below high (8)",
             ],

@@ -156,7 +156,11 @@ async fn simulate(config: PathBuf, faults: Vec<String>, control: Option<SocketAd
         Ok(c) => c,
         Err(code) => return code,
     };
-    let settings = cfg.simulator.clone().unwrap_or(config::SimulatorSettings { speed: 1.0, seed: 1 });
+    let settings = cfg.simulator.clone().unwrap_or(config::SimulatorSettings {
+        speed: 1.0,
+        seed: 1,
+        valve_travel: std::time::Duration::from_secs(3),
+    });
     let mut spec = match waterworks::sim::spec_from_config(&cfg, speed.unwrap_or(settings.speed), settings.seed, None) {
         Ok(s) => s,
         Err(e) => {

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use actors::field::{DeviceKindSpec, FieldLayout};
 use actors::model::MeterStatus;
-use drivers::sim::{ConcentratorLayout, Fault, FieldSpec, SimDeviceSpec, SimKind, SimParameter, SimSpec};
+use drivers::sim::{ConcentratorLayout, Fault, FieldSpec, SimDeviceSpec, SimKind, SimParameter, SimSpec, ValveLayout};
 
 use crate::config::Config;
 
@@ -21,6 +21,7 @@ pub fn spec_from_config(
     seed: u64,
     listen_override: Option<SocketAddr>,
 ) -> Result<SimSpec, String> {
+    let valve_travel = config.simulator.as_ref().map_or(std::time::Duration::from_secs(3), |s| s.valve_travel);
     let mut devices = Vec::new();
     for region in &config.tree.regions {
         for d in &region.devices {
@@ -66,6 +67,38 @@ pub fn spec_from_config(
                 fault: Fault::default(),
             });
         }
+        for v in &region.valves {
+            let listen = match listen_override {
+                Some(a) => a,
+                None => v.target.addr.parse::<SocketAddr>().map_err(|_| {
+                    format!(
+                        "valve {}: address {:?} must be an IP address and port to be simulated",
+                        v.id, v.target.addr
+                    )
+                })?,
+            };
+            let i = &v.interface;
+            let layout = ValveLayout {
+                command_address: i.command_address,
+                open_value: i.open_value,
+                close_value: i.close_value,
+                status_function: i.status_function,
+                status_address: i.status_address,
+                closed_code: i.closed_code,
+                open_code: i.open_code,
+                moving_code: i.moving_code,
+                fault_code: i.fault_code,
+                travel_s: valve_travel.as_secs_f64() * speed,
+                initially_open: true,
+            };
+            devices.push(SimDeviceSpec {
+                id: v.id.to_string(),
+                listen,
+                unit_id: v.target.unit_id,
+                kind: SimKind::Valve(layout),
+                fault: Fault::default(),
+            });
+        }
     }
     Ok(SimSpec { devices, speed, seed })
 }
@@ -76,6 +109,11 @@ pub fn point_at(config: &mut Config, sim: &drivers::sim::Simulator) {
         for d in &mut region.devices {
             if let Some(addr) = sim.addr(d.id.as_str()) {
                 std::sync::Arc::make_mut(d).target.addr = addr.to_string();
+            }
+        }
+        for v in &mut region.valves {
+            if let Some(addr) = sim.addr(v.id.as_str()) {
+                std::sync::Arc::make_mut(v).target.addr = addr.to_string();
             }
         }
     }

@@ -17,9 +17,11 @@ use crate::field::{DeviceKindSpec, DeviceSpec, FieldMsg};
 use crate::hub::{HubMsg, LiveFrame, Resume, Subscription};
 use crate::metrics::Metrics;
 use crate::model::user::valid_username;
+use crate::model::{CommandRecord, ValveAction};
 use crate::model::{DeviceId, DeviceView, MeterId, RegionId, RegionView, Role, Timestamp, UserRecord};
 use crate::store::{AuditEntry, Op, Store, StoreError, StoreHandle, StoredReading, StoredSample};
 use crate::supervisor::{ChildInfo, Slot, SupervisorMsg};
+use crate::valve::{ValveMsg, ValveSpec};
 
 /// How long an API call waits for an actor before reporting it unavailable.
 const ACTOR_TIMEOUT: Duration = Duration::from_secs(5);
@@ -98,6 +100,8 @@ pub(crate) struct HandleParts {
     pub hub: Slot<HubMsg>,
     pub devices: Vec<Arc<DeviceSpec>>,
     pub device_slots: HashMap<DeviceId, Slot<FieldMsg>>,
+    pub valves: Vec<Arc<ValveSpec>>,
+    pub valve_slots: HashMap<DeviceId, Slot<ValveMsg>>,
     pub regions: Vec<RegionView>,
     pub region_supervisors: Vec<(RegionId, Slot<SupervisorMsg>)>,
     pub root: ActorRef<SupervisorMsg>,
@@ -263,6 +267,51 @@ impl Handle {
             .ok_or_else(|| ApiError::NotFound(format!("no device {id:?}")))?;
         ractor::call_t!(actor, FieldMsg::View, ACTOR_TIMEOUT.as_millis() as u64)
             .map_err(|_| ApiError::Unavailable(format!("device {id}")))
+    }
+
+    // ----- valves -----
+
+    /// Commands a valve (R-A7): the one entry point for operators and billing. Waits until the valve
+    /// confirmed, refused, or timed out (commands to one valve queue behind each other). `requested_by` is a
+    /// username or a system actor such as `billing`; `reason` is required. Both are audited with the result.
+    pub async fn command_valve(
+        &self,
+        id: &str,
+        action: ValveAction,
+        reason: &str,
+        requested_by: &str,
+    ) -> Result<CommandRecord, ApiError> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(ApiError::BadRequest("a valve command needs a reason".into()));
+        }
+        if reason.chars().count() > 500 {
+            return Err(ApiError::BadRequest("the reason is longer than 500 characters".into()));
+        }
+        let spec = self
+            .inner
+            .parts
+            .valves
+            .iter()
+            .find(|v| v.id.as_str() == id)
+            .ok_or_else(|| ApiError::NotFound(format!("no valve {id:?}")))?;
+        let actor = self
+            .inner
+            .parts
+            .valve_slots
+            .get(id)
+            .and_then(|s| s.get())
+            .ok_or_else(|| ApiError::Unavailable(format!("valve {id}")))?;
+        // Long enough for a few queued commands, each bounded by its confirmation timeout.
+        let wait =
+            spec.confirm_timeout.saturating_mul(4) + spec.target.timeout.saturating_mul(8) + Duration::from_secs(5);
+        let (reason, requested_by) = (reason.to_owned(), requested_by.to_owned());
+        ractor::call_t!(
+            actor,
+            |reply| ValveMsg::Command { action, reason, requested_by, reply },
+            wait.as_millis() as u64
+        )
+        .map_err(|_| ApiError::Unavailable(format!("valve {id}")))
     }
 
     // ----- users and audit -----

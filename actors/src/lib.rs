@@ -6,6 +6,7 @@
 //! - [`supervisor`]: restarting supervisors with backoff and escalation.
 //! - [`hub`]: the live-state hub behind the WebSocket stream.
 //! - [`field`]: one actor per concentrator and per water-quality data logger.
+//! - [`valve`]: one actor per remote valve: commands with read-back confirmation, audited.
 //! - [`tree`]: builds the whole supervision tree from resolved configuration.
 //! - [`api`]: the handle through which the `hmi` crate sees and commands the system.
 //! - [`event`], [`metrics`], [`clock`]: the event bus, counters, the injected clock.
@@ -24,3 +25,4 @@ pub mod model;
 pub mod store;
 pub mod supervisor;
 pub mod tree;
+pub mod valve;

@@ -5,7 +5,8 @@
 //! ├─ store-writer (StoreWriter)
 //! ├─ live-hub (LiveHub)
 //! └─ region:<id> (Supervisor), one per region
-//!    └─ <device id> (FieldDevice), one per concentrator and data logger
+//!    ├─ <device id> (FieldDevice), one per concentrator and data logger
+//!    └─ <valve id> (ValveActor), one per remote valve
 //! ```
 //!
 //! Children start in that order. Each child's start closure refills the [`Slot`] through which the others
@@ -26,6 +27,7 @@ use crate::metrics::Metrics;
 use crate::model::{DeviceId, RegionId, RegionView};
 use crate::store::{Store, StoreHandle, StoreWriter, StoreWriterArgs, StoreWriterMsg};
 use crate::supervisor::{ChildSpec, RestartPolicy, Slot, Supervisor, SupervisorArgs, SupervisorMsg};
+use crate::valve::{self, ValveActor, ValveArgs, ValveMsg, ValveSpec};
 
 /// A region and its devices.
 #[derive(Clone, Debug)]
@@ -33,6 +35,7 @@ pub struct RegionSpec {
     pub id: RegionId,
     pub name: String,
     pub devices: Vec<Arc<DeviceSpec>>,
+    pub valves: Vec<Arc<ValveSpec>>,
 }
 
 /// Everything the tree needs, resolved from configuration.
@@ -61,6 +64,7 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
     let regions: Vec<RegionView> =
         spec.regions.iter().map(|r| RegionView { id: r.id.clone(), name: r.name.clone() }).collect();
     let all_devices: Vec<Arc<DeviceSpec>> = spec.regions.iter().flat_map(|r| r.devices.iter().cloned()).collect();
+    let all_valves: Vec<Arc<ValveSpec>> = spec.regions.iter().flat_map(|r| r.valves.iter().cloned()).collect();
 
     let mut children = Vec::new();
     {
@@ -79,11 +83,18 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
         let (store, devices, events, clock, slot) =
             (store.clone(), all_devices.clone(), events.clone(), clock.clone(), hub_slot.clone());
         let (regions, replay, channel) = (regions.clone(), spec.live_replay, spec.live_channel);
+        let valves = all_valves.clone();
         children.push(ChildSpec::new("live-hub", move |sup| {
-            let (store, devices) = (store.clone(), devices.clone());
+            let (store, devices, valves) = (store.clone(), devices.clone(), valves.clone());
             let args = HubArgs {
                 regions: regions.clone(),
-                load: Arc::new(move || devices.iter().map(|d| initial_view(d, &store)).collect()),
+                load: Arc::new(move || {
+                    devices
+                        .iter()
+                        .map(|d| initial_view(d, &store))
+                        .chain(valves.iter().map(|v| valve::initial_view(v)))
+                        .collect()
+                }),
                 events: events.clone(),
                 clock: clock.clone(),
                 replay,
@@ -98,6 +109,7 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
         }));
     }
     let mut device_slots: HashMap<DeviceId, Slot<FieldMsg>> = HashMap::new();
+    let mut valve_slots: HashMap<DeviceId, Slot<ValveMsg>> = HashMap::new();
     let mut region_slots: Vec<(RegionId, Slot<SupervisorMsg>)> = Vec::new();
     for region in &spec.regions {
         let mut device_children = Vec::new();
@@ -125,6 +137,23 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
                     slot: slot.clone(),
                 };
                 async move { Actor::spawn_linked(None, FieldDevice, args, sup).await.map(|(a, _)| a.get_cell()) }
+            }));
+        }
+        for v in &region.valves {
+            let slot: Slot<ValveMsg> = Slot::default();
+            valve_slots.insert(v.id.clone(), slot.clone());
+            let (v, writer, hub, clock, metrics) =
+                (v.clone(), writer.clone(), hub_slot.clone(), clock.clone(), metrics.clone());
+            device_children.push(ChildSpec::new(v.id.to_string(), move |sup| {
+                let args = ValveArgs {
+                    spec: v.clone(),
+                    writer: writer.clone(),
+                    hub: hub.clone(),
+                    clock: clock.clone(),
+                    metrics: metrics.clone(),
+                    slot: slot.clone(),
+                };
+                async move { Actor::spawn_linked(None, ValveActor, args, sup).await.map(|(a, _)| a.get_cell()) }
             }));
         }
         let region_slot: Slot<SupervisorMsg> = Slot::default();
@@ -161,6 +190,8 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
         hub: hub_slot,
         devices: all_devices,
         device_slots,
+        valves: all_valves,
+        valve_slots,
         regions,
         region_supervisors: region_slots,
         root: root.clone(),

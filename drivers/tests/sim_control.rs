@@ -64,7 +64,7 @@ async fn list_show_set_and_clear_faults_over_http() {
         list[0],
         json!({
             "id": "c1", "addr": c1_addr, "kind": "concentrator", "unit_id": 1, "requests": 0, "malformed": 0,
-            "fault": {"silent": false, "delay_ms": 0, "exception": null, "garbage": false, "disconnect": false, "values": {}}
+            "fault": {"silent": false, "delay_ms": 0, "exception": null, "garbage": false, "disconnect": false, "values": {}, "stuck": false}
         })
     );
     assert_eq!(list[1]["kind"], "logger");

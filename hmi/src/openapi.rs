@@ -32,6 +32,7 @@ pub const AUTHENTICATED: &[(&str, &str)] = &[
     ("GET", "/api/devices"),
     ("GET", "/api/devices/{id}"),
     ("GET", "/api/readings"),
+    ("POST", "/api/valves/{id}/command"),
     ("GET", "/api/users"),
     ("POST", "/api/users"),
     ("GET", "/api/audit"),
@@ -70,6 +71,15 @@ pub fn document() -> Value {
                     { "name": "to", "in": "query", "schema": { "type": "integer" }, "description": "default: now" },
                     { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 10000 } } ],
                 "responses": { "200": { "description": "OK" }, "400": error_response("Bad query"), "401": error_response("Not logged in"), "404": error_response("No such device") } } },
+            "/api/valves/{id}/command": { "post": {
+                "summary": "Open or close a remote valve and wait for read-back confirmation (audited)",
+                "description": "Roles: admin, operator. Commands to one valve run one at a time. The response is the command record; `result` is confirmed, already_in_position or failed (with `reason`).",
+                "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                    "type": "object", "additionalProperties": false, "required": ["action", "reason"],
+                    "properties": { "action": { "enum": ["open", "close"] }, "reason": { "type": "string", "minLength": 1, "maxLength": 500 } } } } } },
+                "responses": { "200": { "description": "The command record" }, "400": error_response("Bad body or no reason"),
+                               "401": error_response("Not logged in"), "403": error_response("Role not allowed"), "404": error_response("No such valve") } } },
             "/api/users": {
                 "get": op("List accounts", "admin"),
                 "post": {

@@ -156,6 +156,31 @@ pub async fn readings(
     Ok(Json(state.handle.history(&q.device, from, to, limit).await?).into_response())
 }
 
+/// Roles that may command valves (R-A7).
+pub const VALVE_ROLES: &[Role] = &[Role::Admin, Role::Operator];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValveCommandBody {
+    action: String,
+    reason: String,
+}
+
+/// Opens or closes a valve and waits for the read-back. 200 with the command record whatever the result;
+/// `result` says `confirmed`, `already_in_position` or `failed` (with the reason).
+pub async fn command_valve(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    body: Result<Json<ValveCommandBody>, JsonRejection>,
+) -> Result<Response, AppError> {
+    user.require(VALVE_ROLES)?;
+    let Json(body) = body.map_err(|e| bad_json(&state, e))?;
+    let action = body.action.parse().map_err(AppError::BadRequest)?;
+    let record = state.handle.command_valve(&id, action, &body.reason, &user.user.username).await?;
+    Ok(Json(record).into_response())
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {

@@ -150,6 +150,7 @@ pub fn initial_view(spec: &DeviceSpec, store: &Store) -> DeviceView {
         comm: CommView { status: comm, cycle_ms: spec.shortest_cycle().as_millis() as u64 },
         meters,
         values,
+        valve: None,
     }
 }
 

@@ -8,6 +8,7 @@ pub mod ids;
 pub mod link;
 pub mod reading;
 pub mod user;
+pub mod valve;
 pub mod view;
 
 pub use comm::{CommEvent, CommStatus, CycleOutcome, LinkState};
@@ -15,4 +16,5 @@ pub use ids::{DeviceId, MeterId, RegionId};
 pub use link::{LinkSelector, PathSwitch, SwitchReason};
 pub use reading::{MeterReading, MeterStatus, QualityFlags, QualitySample, Timestamp, Volume};
 pub use user::{Role, UserRecord};
+pub use valve::{CommandRecord, CommandResult, Reported, ValveAction, ValveState};
 pub use view::{region_status, DeviceKind, DeviceView, LiveEvent, MeterView, ParameterView, RegionStatus, RegionView};

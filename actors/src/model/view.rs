@@ -12,6 +12,7 @@ use super::reading::{MeterStatus, QualityFlags, Timestamp, Volume};
 pub enum DeviceKind {
     Concentrator,
     Logger,
+    Valve,
 }
 
 /// A region as listed in a snapshot.
@@ -73,6 +74,9 @@ pub struct DeviceView {
     pub comm: CommView,
     pub meters: Vec<MeterView>,
     pub values: Vec<ParameterView>,
+    /// Present for valves only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valve: Option<crate::valve::ValveView>,
 }
 
 /// Communication status with the cycle length, as shown.
@@ -157,6 +161,7 @@ mod tests {
             comm: CommView { status, cycle_ms: 1000 },
             meters: Vec::new(),
             values: Vec::new(),
+            valve: None,
         }
     }
 

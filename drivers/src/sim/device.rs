@@ -15,6 +15,7 @@ use crate::registers::Function;
 use super::fault::Fault;
 use super::logger::Logger;
 use super::meters::Concentrator;
+use super::valve::Valve;
 
 /// Modbus exception codes the simulator answers with on its own.
 pub(crate) const ILLEGAL_FUNCTION: u8 = 0x01;
@@ -32,6 +33,7 @@ const MAX_WRITE: u16 = 123;
 pub(crate) enum Model {
     Concentrator(Concentrator),
     Logger(Logger),
+    Valve(Valve),
 }
 
 /// A device's registers: its model plus what clients have written.
@@ -69,6 +71,7 @@ impl Device {
         let kind = match model {
             Model::Concentrator(_) => "concentrator",
             Model::Logger(_) => "logger",
+            Model::Valve(_) => "valve",
         };
         Device {
             id,
@@ -92,7 +95,7 @@ impl Device {
             let registers = lock(&self.registers);
             let names: Vec<&str> = match &registers.model {
                 Model::Logger(logger) => logger.names().collect(),
-                Model::Concentrator(_) => Vec::new(),
+                Model::Concentrator(_) | Model::Valve(_) => Vec::new(),
             };
             fault.check_for(&names)?;
         }
@@ -120,7 +123,7 @@ impl Device {
     pub(crate) fn meter_volume(&self, slot: u16, t: f64) -> Option<f64> {
         match &mut lock(&self.registers).model {
             Model::Concentrator(c) => c.volume(slot, t),
-            Model::Logger(_) => None,
+            Model::Logger(_) | Model::Valve(_) => None,
         }
     }
 
@@ -128,13 +131,29 @@ impl Device {
     pub(crate) fn parameter_value(&self, name: &str) -> Option<f64> {
         match &lock(&self.registers).model {
             Model::Logger(logger) => logger.last_served(name),
-            Model::Concentrator(_) => None,
+            Model::Concentrator(_) | Model::Valve(_) => None,
+        }
+    }
+
+    /// A valve's position now: `Some(true)` open, `Some(false)` closed, `None` moving or not a valve.
+    pub(crate) fn valve_open(&self, t: f64) -> Option<bool> {
+        match &mut lock(&self.registers).model {
+            Model::Valve(v) => v.is_open(t),
+            _ => None,
+        }
+    }
+
+    /// Commands a valve has accepted.
+    pub(crate) fn valve_commands(&self) -> Option<u64> {
+        match &lock(&self.registers).model {
+            Model::Valve(v) => Some(v.commands()),
+            _ => None,
         }
     }
 
     /// Answers one request PDU (function code first) at simulated time `t`, with `forced` logger values.
-    pub(crate) fn answer(&self, pdu: &[u8], t: f64, forced: &BTreeMap<String, f64>) -> Vec<u8> {
-        lock(&self.registers).answer(pdu, t, forced)
+    pub(crate) fn answer(&self, pdu: &[u8], t: f64, fault: &Fault) -> Vec<u8> {
+        lock(&self.registers).answer(pdu, t, fault)
     }
 }
 
@@ -154,7 +173,8 @@ fn in_address_space(address: u16, count: u16) -> bool {
 
 impl Registers {
     /// Answers one request PDU; see the module doc for the exceptions.
-    fn answer(&mut self, pdu: &[u8], t: f64, forced: &BTreeMap<String, f64>) -> Vec<u8> {
+    fn answer(&mut self, pdu: &[u8], t: f64, fault: &Fault) -> Vec<u8> {
+        let forced = &fault.values;
         let Some((&function, data)) = pdu.split_first() else {
             // The framing layer never passes an empty PDU; answer something harmless if it ever does.
             return exception_pdu(0, ILLEGAL_FUNCTION);
@@ -162,7 +182,7 @@ impl Registers {
         let result = match function {
             3 | 4 => self.read(function, data, t, forced),
             5 => self.write_coil(data),
-            6 => self.write_register(data),
+            6 => self.write_register(data, t, fault.stuck),
             16 => self.write_registers(data),
             _ => Err(ILLEGAL_FUNCTION),
         };
@@ -192,6 +212,7 @@ impl Registers {
         match &mut self.model {
             Model::Concentrator(c) => c.fill(function, address, &mut words, t),
             Model::Logger(l) => l.fill(function, address, &mut words, t, forced),
+            Model::Valve(v) => v.fill(function, address, &mut words, t),
         }
         if function == Function::Holding {
             for (&a, &value) in self.holding.range(address..=address.saturating_add(count - 1)) {
@@ -221,10 +242,15 @@ impl Registers {
         Ok(data.to_vec())
     }
 
-    /// Function 6: the reply echoes the request.
-    fn write_register(&mut self, data: &[u8]) -> Result<Vec<u8>, u8> {
+    /// Function 6: the reply echoes the request. A valve's command register moves the valve instead.
+    fn write_register(&mut self, data: &[u8], t: f64, stuck: bool) -> Result<Vec<u8>, u8> {
         if data.len() != 4 {
             return Err(ILLEGAL_DATA_VALUE);
+        }
+        if let Model::Valve(v) = &mut self.model {
+            if let Some(result) = v.write(be16(data, 0), be16(data, 2), t, stuck) {
+                return result.map(|()| data.to_vec());
+            }
         }
         self.holding.insert(be16(data, 0), be16(data, 2));
         Ok(data.to_vec())
@@ -278,13 +304,13 @@ mod tests {
 
     /// Sends `request` and compares the reply PDU with `expect`.
     fn check(device: &Device, request: &[u8], expect: &[u8]) {
-        assert_eq!(device.answer(request, T0, &BTreeMap::new()), expect, "request {request:02X?}");
+        assert_eq!(device.answer(request, T0, &Fault::default()), expect, "request {request:02X?}");
     }
 
     #[test]
     fn reads_answer_in_the_map_and_refuse_outside() {
         let d = logger_device();
-        let reply = d.answer(&[4, 0, 10, 0, 1], T0, &BTreeMap::new());
+        let reply = d.answer(&[4, 0, 10, 0, 1], T0, &Fault::default());
         assert_eq!(&reply[..2], &[4, 2]);
         let ph = f64::from(i16::from_be_bytes([reply[2], reply[3]])) * 0.01;
         assert!((ph - 7.2).abs() < 0.2, "{ph}");

@@ -27,6 +27,8 @@ pub struct Fault {
     pub disconnect: bool,
     /// Force a logger parameter to a value (e.g. out of range), by parameter name.
     pub values: BTreeMap<String, f64>,
+    /// A valve accepts commands but never moves.
+    pub stuck: bool,
 }
 
 impl Fault {
@@ -49,7 +51,8 @@ impl Fault {
 }
 
 /// Parses one `--fault` flag of `waterworks simulate`: `ID=FAULT[,FAULT…]` where a fault is `silent`,
-/// `delay:MS`, `exception:CODE`, `garbage`, `disconnect` or `value:PARAMETER=NUMBER`.
+/// `delay:MS`, `exception:CODE`, `garbage`, `disconnect`, `stuck` (a valve that never moves) or
+/// `value:PARAMETER=NUMBER`.
 ///
 /// Examples: `"w1=silent"`, `"w1=delay:200,garbage"`, `"q1=value:free_chlorine=0.1"`, `"w2=exception:0x0B"`.
 pub fn parse_fault_flag(flag: &str) -> Result<(String, Fault), SimError> {
@@ -94,7 +97,11 @@ fn parse_part(part: &str, fault: &mut Fault, delay_given: &mut bool) -> Result<(
             fault.disconnect = true;
             Ok(())
         }
-        ("silent" | "garbage" | "disconnect", Some(_)) => Err(format!("{name} takes no argument")),
+        ("stuck", None) => {
+            fault.stuck = true;
+            Ok(())
+        }
+        ("silent" | "garbage" | "disconnect" | "stuck", Some(_)) => Err(format!("{name} takes no argument")),
         ("delay", Some(ms)) => {
             if *delay_given {
                 return Err("delay is given twice".to_owned());
@@ -137,7 +144,7 @@ fn parse_part(part: &str, fault: &mut Fault, delay_given: &mut bool) -> Result<(
             Ok(())
         }
         ("delay" | "exception" | "value", None) => Err(format!("{name} needs an argument after ':'")),
-        _ => Err("unknown fault; expected silent, delay:MS, exception:CODE, garbage, disconnect or \
+        _ => Err("unknown fault; expected silent, delay:MS, exception:CODE, garbage, disconnect, stuck or \
                   value:PARAMETER=NUMBER"
             .to_owned()),
     }
@@ -166,6 +173,7 @@ mod tests {
         assert_eq!(ok("w1=exception:0x0B").1, Fault { exception: Some(11), ..Fault::default() });
         assert_eq!(ok("w1=garbage").1, Fault { garbage: true, ..Fault::default() });
         assert_eq!(ok("w1=disconnect").1, Fault { disconnect: true, ..Fault::default() });
+        assert_eq!(ok("v1=stuck").1, Fault { stuck: true, ..Fault::default() });
         let (id, fault) = ok("q-1=value:free_chlorine=0.1");
         assert_eq!(id, "q-1");
         assert_eq!(fault.values.get("free_chlorine"), Some(&0.1));

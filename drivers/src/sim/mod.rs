@@ -27,6 +27,7 @@ mod meters;
 mod rng;
 mod server;
 mod spec;
+mod valve;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -37,7 +38,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use fault::{parse_fault_flag, Fault};
-pub use spec::{ConcentratorLayout, FieldSpec, SimDeviceSpec, SimKind, SimParameter, SimSpec};
+pub use spec::{ConcentratorLayout, FieldSpec, SimDeviceSpec, SimKind, SimParameter, SimSpec, ValveLayout};
 
 use device::{Device, Model};
 use logger::Logger;
@@ -133,7 +134,7 @@ impl Simulator {
             spec::check_kind(&device.kind).map_err(invalid)?;
             let parameters: Vec<&str> = match &device.kind {
                 SimKind::Logger(parameters) => parameters.iter().map(|p| p.name.as_str()).collect(),
-                SimKind::Concentrator(_) => Vec::new(),
+                SimKind::Concentrator(_) | SimKind::Valve(_) => Vec::new(),
             };
             device.fault.check_for(&parameters).map_err(invalid)?;
         }
@@ -152,6 +153,7 @@ impl Simulator {
             let model = match device.kind {
                 SimKind::Concentrator(layout) => Model::Concentrator(Concentrator::new(layout, seed, clock.now())),
                 SimKind::Logger(parameters) => Model::Logger(Logger::new(parameters, seed)),
+                SimKind::Valve(layout) => Model::Valve(valve::Valve::new(layout)),
             };
             // The fault was checked against this device's parameters above.
             devices.push(Arc::new(Device::new(device.id, *addr, device.unit_id, model, device.fault)));
@@ -208,6 +210,18 @@ impl Simulator {
     /// or a device that is not a concentrator.
     pub fn meter_volume(&self, id: &str, slot: u16) -> Option<f64> {
         self.shared.device(id)?.meter_volume(slot, self.shared.clock.now())
+    }
+
+    /// A simulated valve's position now: `Some(true)` open, `Some(false)` closed, `None` while moving (or
+    /// not a valve).
+    pub fn valve_open(&self, id: &str) -> Option<bool> {
+        let t = self.shared.clock.now();
+        self.shared.device(id).and_then(|d| d.valve_open(t))
+    }
+
+    /// Commands a simulated valve has accepted.
+    pub fn valve_commands(&self, id: &str) -> Option<u64> {
+        self.shared.device(id).and_then(|d| d.valve_commands())
     }
 
     /// The value a logger last served for a parameter, as the client decodes it; `None` for an unknown device

@@ -101,7 +101,7 @@ fn respond(device: &Device, request: &Request, fault: &Fault, t: f64) -> Vec<u8>
     let pdu = match fault.exception {
         Some(code) => exception_pdu(function, code),
         None if !addressed_to_us => exception_pdu(function, GATEWAY_TARGET_FAILED),
-        None => device.answer(&request.pdu, t, &fault.values),
+        None => device.answer(&request.pdu, t, fault),
     };
     mbap::reply(request.transaction_id, request.unit_id, &pdu)
 }

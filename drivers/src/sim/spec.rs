@@ -41,6 +41,27 @@ pub enum SimKind {
     Concentrator(ConcentratorLayout),
     /// A water-quality logger: one register value per named parameter.
     Logger(Vec<SimParameter>),
+    /// A remote valve driven through a command register, read back through a status register.
+    Valve(ValveLayout),
+}
+
+/// The register interface of a remote valve.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ValveLayout {
+    /// Holding register written with function 6 to command the valve.
+    pub command_address: u16,
+    pub open_value: u16,
+    pub close_value: u16,
+    /// Where the valve reports its position.
+    pub status_function: Function,
+    pub status_address: u16,
+    pub closed_code: u16,
+    pub open_code: u16,
+    pub moving_code: u16,
+    pub fault_code: u16,
+    /// Simulated seconds from a command to the new end position.
+    pub travel_s: f64,
+    pub initially_open: bool,
 }
 
 /// The register layout of a concentrator: slot `i` occupies `stride` registers starting at `base + i * stride`.
@@ -127,7 +148,25 @@ pub(crate) fn check_kind(kind: &SimKind) -> Result<(), String> {
     match kind {
         SimKind::Concentrator(layout) => check_concentrator(layout),
         SimKind::Logger(parameters) => check_logger(parameters),
+        SimKind::Valve(layout) => check_valve(layout),
     }
+}
+
+fn check_valve(layout: &ValveLayout) -> Result<(), String> {
+    if layout.open_value == layout.close_value {
+        return Err("open and close command values must differ".to_owned());
+    }
+    let codes = [layout.closed_code, layout.open_code, layout.moving_code, layout.fault_code];
+    if (0..codes.len()).any(|i| codes[i + 1..].contains(&codes[i])) {
+        return Err("valve status codes must all differ".to_owned());
+    }
+    if !(layout.travel_s.is_finite() && layout.travel_s >= 0.0) {
+        return Err(format!("travel time must be a finite number of seconds, got {}", layout.travel_s));
+    }
+    if layout.status_function == Function::Holding && layout.status_address == layout.command_address {
+        return Err("the status register cannot be the command register".to_owned());
+    }
+    Ok(())
 }
 
 fn check_concentrator(layout: &ConcentratorLayout) -> Result<(), String> {

@@ -1,0 +1,390 @@
+//! One actor per remote valve (R-A7, the design card). It polls the valve's position on its cycle, and
+//! executes commands one at a time (the mailbox serialises them): write, then read back every
+//! `confirm_poll` until the valve reports the commanded position (confirmed) or `confirm_timeout` passes
+//! (fault). A command for the position the valve already has writes nothing (idempotent). Every command is
+//! audited twice: when it is requested (who, when, why) and when it ends (result), each durably.
+//!
+//! One entry point serves everyone: `ValveMsg::Command` through `api::Handle::command_valve`, used by an
+//! operator on the HMI and, later, by billing for arrears shut-off and restore.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use drivers::modbus::{ModbusTcpClient, TcpTarget};
+use drivers::registers::Function;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::Serialize;
+
+use crate::clock::SharedClock;
+use crate::hub::HubMsg;
+use crate::metrics::Metrics;
+use crate::model::comm::CycleOutcome;
+use crate::model::valve::{self, Progress, Start};
+use crate::model::view::CommView;
+use crate::model::{
+    CommStatus, CommandRecord, CommandResult, DeviceId, DeviceKind, DeviceView, RegionId, Reported, Timestamp,
+    ValveAction, ValveState,
+};
+use crate::store::{AuditEntry, Op, StoreHandle};
+use crate::supervisor::Slot;
+
+/// How a valve model is driven over Modbus: a command register and a status register.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RegisterValve {
+    pub command_address: u16,
+    pub open_value: u16,
+    pub close_value: u16,
+    pub status_function: Function,
+    pub status_address: u16,
+    pub closed_code: u16,
+    pub open_code: u16,
+    pub moving_code: u16,
+    pub fault_code: u16,
+}
+
+impl RegisterValve {
+    fn decode(&self, code: u16) -> Reported {
+        if code == self.open_code {
+            Reported::Open
+        } else if code == self.closed_code {
+            Reported::Closed
+        } else if code == self.moving_code {
+            Reported::Moving
+        } else if code == self.fault_code {
+            Reported::Fault
+        } else {
+            Reported::Other(code)
+        }
+    }
+}
+
+/// One remote valve, resolved from configuration.
+#[derive(Clone, Debug)]
+pub struct ValveSpec {
+    pub id: DeviceId,
+    pub name: String,
+    pub region: RegionId,
+    pub target: TcpTarget,
+    pub interface: RegisterValve,
+    /// How often the position is read outside commands.
+    pub poll: Duration,
+    pub confirm_timeout: Duration,
+    pub confirm_poll: Duration,
+}
+
+impl ValveSpec {
+    pub fn path(&self) -> String {
+        format!("primary tcp {} unit {}", self.target.addr, self.target.unit_id)
+    }
+}
+
+/// What the HMI shows of a valve beyond its comm status.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ValveView {
+    pub state: ValveState,
+    pub last_command: Option<CommandRecord>,
+}
+
+pub enum ValveMsg {
+    Poll,
+    Command { action: ValveAction, reason: String, requested_by: String, reply: RpcReplyPort<CommandRecord> },
+    View(RpcReplyPort<DeviceView>),
+}
+
+pub struct ValveActor;
+
+pub struct ValveArgs {
+    pub spec: Arc<ValveSpec>,
+    pub writer: StoreHandle,
+    pub hub: Slot<HubMsg>,
+    pub clock: SharedClock,
+    pub metrics: Arc<Metrics>,
+    pub slot: Slot<ValveMsg>,
+}
+
+pub struct ValveActorState {
+    args: ValveArgs,
+    client: ModbusTcpClient,
+    reported: Option<Reported>,
+    state: ValveState,
+    comm: CommStatus,
+    last_command: Option<CommandRecord>,
+    /// The action of a command that was not confirmed: the valve stays in fault until it reports that
+    /// action's position or another command succeeds.
+    unconfirmed: Option<ValveAction>,
+}
+
+/// The view of a valve before anything is known of it.
+pub fn initial_view(spec: &ValveSpec) -> DeviceView {
+    DeviceView {
+        id: spec.id.clone(),
+        kind: DeviceKind::Valve,
+        name: spec.name.clone(),
+        region: spec.region.clone(),
+        comm: CommView { status: CommStatus::new(spec.path(), 1), cycle_ms: spec.poll.as_millis() as u64 },
+        meters: Vec::new(),
+        values: Vec::new(),
+        valve: Some(ValveView { state: ValveState::Unknown, last_command: None }),
+    }
+}
+
+impl ValveActorState {
+    fn now(&self) -> Timestamp {
+        self.args.clock.now()
+    }
+
+    fn view(&self) -> DeviceView {
+        let mut view = initial_view(&self.args.spec);
+        view.comm.status = self.comm.clone();
+        view.valve = Some(ValveView { state: self.state, last_command: self.last_command.clone() });
+        view
+    }
+
+    fn publish(&self) {
+        if let Some(hub) = self.args.hub.get() {
+            let _ = hub.cast(HubMsg::Device(Box::new(self.view())));
+        }
+    }
+
+    /// Reads the position once; updates comm status and what the valve last reported.
+    async fn read(&mut self) -> Result<Reported, String> {
+        let i = &self.args.spec.interface;
+        Metrics::inc(&self.args.metrics.polls);
+        let result = self.client.read_registers(i.status_function, i.status_address, 1).await;
+        let now = self.now();
+        match result {
+            Ok(Ok(words)) => {
+                self.comm.record_attempt(now, true, None);
+                self.comm.begin_cycle(1);
+                let _ = self.comm.record_values(now, 1);
+                let reported = i.decode(words[0]);
+                self.reported = Some(reported);
+                Ok(reported)
+            }
+            Ok(Err(exception)) => {
+                Metrics::inc(&self.args.metrics.poll_failures);
+                self.comm.record_attempt(now, true, Some(exception.to_string()));
+                Err(exception.to_string())
+            }
+            Err(e) => {
+                Metrics::inc(&self.args.metrics.poll_failures);
+                self.comm.record_attempt(now, false, Some(e.to_string()));
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// Audits durably. Builds the entry first so no borrow of `self` lives across the commit.
+    fn audit(
+        &self,
+        action: String,
+        by: &str,
+        detail: String,
+        ok: bool,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let entry = AuditEntry {
+            ts: self.now(),
+            actor: by.to_owned(),
+            action,
+            target: self.args.spec.id.to_string(),
+            detail,
+            ok,
+        };
+        let (writer, valve) = (self.args.writer.clone(), self.args.spec.id.clone());
+        async move {
+            if let Err(e) = writer.submit(vec![Op::Audit(entry)]).await {
+                tracing::error!(message = "Valve audit entry not stored.", valve = %valve, error = %e);
+            }
+        }
+    }
+
+    async fn command(&mut self, action: ValveAction, reason: String, requested_by: String) -> CommandRecord {
+        let spec = self.args.spec.clone();
+        let requested_at = self.now();
+        tracing::info!(message = "Valve command.", valve = %spec.id, action = %action, by = %requested_by, reason = %reason);
+        self.audit(format!("valve.{action}.requested"), &requested_by, format!("reason: {reason}"), true).await;
+
+        let result = match self.read().await {
+            Err(e) => CommandResult::Failed { reason: format!("valve unreachable before the command: {e}") },
+            Ok(current) => match valve::start(Some(current), action) {
+                Start::AlreadyThere => {
+                    self.state = action.target();
+                    CommandResult::AlreadyInPosition
+                }
+                Start::Write { travelling } => self.write_and_confirm(action, travelling).await,
+            },
+        };
+        let record = CommandRecord {
+            action,
+            requested_by: requested_by.clone(),
+            reason: reason.clone(),
+            requested_at,
+            finished_at: self.now(),
+            result: result.clone(),
+            state: self.state,
+        };
+        let took_ms = record.finished_at.0 - requested_at.0;
+        let detail = match &result {
+            CommandResult::Confirmed => format!("confirmed {} after {took_ms} ms; reason: {reason}", self.state_name()),
+            CommandResult::AlreadyInPosition => {
+                format!("already {}; nothing written; reason: {reason}", self.state_name())
+            }
+            CommandResult::Failed { reason: why } => format!("failed after {took_ms} ms: {why}; reason: {reason}"),
+        };
+        self.unconfirmed = match (&result, self.state) {
+            (CommandResult::Failed { .. }, ValveState::Fault) => Some(action),
+            (CommandResult::Failed { .. }, _) => self.unconfirmed,
+            _ => None,
+        };
+        if !result.ok() {
+            tracing::warn!(message = "Valve command failed.", valve = %spec.id, action = %action, error = %detail);
+        }
+        self.audit(format!("valve.{action}"), &requested_by, detail, result.ok()).await;
+        self.last_command = Some(record.clone());
+        self.publish();
+        record
+    }
+
+    fn state_name(&self) -> &'static str {
+        match self.state {
+            ValveState::Open => "open",
+            ValveState::Closed => "closed",
+            ValveState::Opening => "opening",
+            ValveState::Closing => "closing",
+            ValveState::Fault => "in fault",
+            ValveState::Unknown => "unknown",
+        }
+    }
+
+    async fn write_and_confirm(&mut self, action: ValveAction, travelling: ValveState) -> CommandResult {
+        let spec = self.args.spec.clone();
+        let i = &spec.interface;
+        let value = match action {
+            ValveAction::Open => i.open_value,
+            ValveAction::Close => i.close_value,
+        };
+        match self.client.write_register(i.command_address, value).await {
+            Ok(Ok(())) => {}
+            Ok(Err(exception)) => {
+                return CommandResult::Failed { reason: format!("the valve refused the command: {exception}") }
+            }
+            Err(e) => return CommandResult::Failed { reason: format!("the command could not be sent: {e}") },
+        }
+        self.state = travelling;
+        self.publish();
+        let deadline = tokio::time::Instant::now() + spec.confirm_timeout;
+        let mut last = None;
+        loop {
+            tokio::time::sleep(spec.confirm_poll.min(deadline.saturating_duration_since(tokio::time::Instant::now())))
+                .await;
+            match self.read().await {
+                Ok(reported) => {
+                    last = Some(reported);
+                    match valve::read_back(action, reported) {
+                        Progress::Confirmed => {
+                            self.state = action.target();
+                            return CommandResult::Confirmed;
+                        }
+                        Progress::Faulted => {
+                            self.state = ValveState::Fault;
+                            return CommandResult::Failed { reason: "the valve reports a fault".into() };
+                        }
+                        Progress::Waiting => {}
+                    }
+                }
+                Err(e) => tracing::warn!(message = "Valve read-back failed.", valve = %spec.id, error = %e),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                self.state = ValveState::Fault;
+                let seen = match last {
+                    Some(Reported::Open) => "open".to_owned(),
+                    Some(Reported::Closed) => "closed".to_owned(),
+                    Some(Reported::Moving) => "moving".to_owned(),
+                    Some(Reported::Fault) => "fault".to_owned(),
+                    Some(Reported::Other(c)) => format!("code {c}"),
+                    None => "nothing".to_owned(),
+                };
+                return CommandResult::Failed {
+                    reason: format!("not confirmed within {:?} (last read back: {seen})", spec.confirm_timeout),
+                };
+            }
+        }
+    }
+
+    async fn poll(&mut self) {
+        self.comm.begin_cycle(1);
+        let result = self.read().await;
+        let outcome = match &result {
+            Ok(reported) => {
+                // After a command that was not confirmed the valve stays in fault until it reports the
+                // commanded position (it got there late) or another command succeeds.
+                match self.unconfirmed {
+                    Some(action) if reported.as_state() == action.target() => {
+                        self.unconfirmed = None;
+                        self.state = action.target();
+                    }
+                    Some(_) => self.state = ValveState::Fault,
+                    None => self.state = reported.as_state(),
+                }
+                CycleOutcome { read: 1, expected: 1, error: None }
+            }
+            Err(e) => CycleOutcome { read: 0, expected: 1, error: Some(e.clone()) },
+        };
+        let _ = self.comm.end_cycle(&outcome);
+        self.publish();
+    }
+}
+
+impl Actor for ValveActor {
+    type Msg = ValveMsg;
+    type State = ValveActorState;
+    type Arguments = ValveArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<ValveMsg>,
+        args: ValveArgs,
+    ) -> Result<ValveActorState, ActorProcessingErr> {
+        args.slot.set(myself);
+        Ok(ValveActorState {
+            client: ModbusTcpClient::new(args.spec.target.clone()),
+            reported: None,
+            state: ValveState::Unknown,
+            comm: CommStatus::new(args.spec.path(), 1),
+            last_command: None,
+            unconfirmed: None,
+            args,
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<ValveMsg>,
+        _state: &mut ValveActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        myself.cast(ValveMsg::Poll)?;
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<ValveMsg>,
+        msg: ValveMsg,
+        state: &mut ValveActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ValveMsg::Poll => {
+                state.poll().await;
+                myself.send_after(state.args.spec.poll, || ValveMsg::Poll);
+            }
+            ValveMsg::Command { action, reason, requested_by, reply } => {
+                let record = state.command(action, reason, requested_by).await;
+                let _ = reply.send(record);
+            }
+            ValveMsg::View(reply) => {
+                let _ = reply.send(state.view());
+            }
+        }
+        Ok(())
+    }
+}

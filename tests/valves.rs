@@ -1,0 +1,177 @@
+//! Remote valves (R-A7, issue 3 §5): a command writes, then reads back until confirmed or timed out (then
+//! fault); commands to one valve are serialised and idempotent; every command is audited (who, when, why,
+//! result); only operators and admins command; the live stream shows the valve's state.
+
+mod support;
+
+use std::time::Duration;
+
+use drivers::sim::Fault;
+use serde_json::{json, Value};
+use support::*;
+
+fn village_with_valve() -> String {
+    VILLAGE.replace("seed = 42", "seed = 42\nvalve_travel = \"150ms\"")
+        + r#"
+[[region.valve]]
+id = "west-v1"
+name = "西村总阀"
+address = "127.0.0.1:0"
+model = "ww-valve-v1"
+poll = "200ms"
+timeout = "250ms"
+confirm_timeout = "1s"
+confirm_poll = "40ms"
+"#
+}
+
+async fn command(server: &TestServer, cookie: &str, valve: &str, action: &str, reason: &str) -> Response {
+    let body = json!({ "action": action, "reason": reason }).to_string();
+    http(
+        &server.base,
+        "POST",
+        &format!("/api/valves/{valve}/command"),
+        &[("content-type", "application/json"), ("cookie", cookie)],
+        &body,
+    )
+    .await
+}
+
+async fn create_user(server: &TestServer, admin: &str, name: &str, role: &str) -> String {
+    let body = json!({ "username": name, "password": "a long enough password", "role": role }).to_string();
+    let r = http(&server.base, "POST", "/api/users", &[("content-type", "application/json"), ("cookie", admin)], &body)
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    server.login(name, "a long enough password").await
+}
+
+fn audit_for(audit: &Value, action: &str) -> Vec<Value> {
+    audit.as_array().unwrap().iter().filter(|e| e["action"] == action && e["target"] == "west-v1").cloned().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_closes_and_opens_a_valve_with_read_back_and_audit() {
+    let server = start(&village_with_valve()).await;
+    let admin = server.admin().await;
+    let operator = create_user(&server, &admin, "duty1", "operator").await;
+    let mut ws = server.ws(&operator, "").await;
+    ws.until(Duration::from_secs(10), |m| {
+        m["type"] == "delta" && m["device"]["id"] == "west-v1" && m["device"]["valve"]["state"] == "open"
+    })
+    .await;
+
+    let r = command(&server, &operator, "west-v1", "close", "burst main on Xicun road").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let record = r.json();
+    assert_eq!((record["result"].as_str(), record["state"].as_str()), (Some("confirmed"), Some("closed")), "{record}");
+    assert_eq!((record["requested_by"].as_str(), record["action"].as_str()), (Some("duty1"), Some("close")));
+    assert_eq!(server.sim().valve_open("west-v1"), Some(false), "the simulated valve really closed");
+    // The live stream went through closing to closed.
+    ws.until(Duration::from_secs(10), |m| {
+        m["type"] == "delta" && m["device"]["id"] == "west-v1" && m["device"]["valve"]["state"] == "closing"
+    })
+    .await;
+    ws.until(Duration::from_secs(10), |m| {
+        m["type"] == "delta" && m["device"]["id"] == "west-v1" && m["device"]["valve"]["state"] == "closed"
+    })
+    .await;
+
+    // Idempotent: closing a closed valve writes nothing.
+    let writes = server.sim().valve_commands("west-v1").unwrap();
+    let again = command(&server, &operator, "west-v1", "close", "double click").await.json();
+    assert_eq!(again["result"], "already_in_position", "{again}");
+    assert_eq!(server.sim().valve_commands("west-v1"), Some(writes));
+
+    let reopened = command(&server, &operator, "west-v1", "open", "repair done").await.json();
+    assert_eq!((reopened["result"].as_str(), reopened["state"].as_str()), (Some("confirmed"), Some("open")));
+
+    // Every command is audited when requested and with its result: who, when, why, result.
+    let audit = server.get("/api/audit?limit=100", &admin).await.json();
+    let requested = audit_for(&audit, "valve.close.requested");
+    assert_eq!(requested.len(), 2, "{audit}");
+    assert!(requested.iter().all(|e| e["actor"] == "duty1" && e["ts"].is_i64()));
+    let closes = audit_for(&audit, "valve.close");
+    assert_eq!(closes.len(), 2);
+    assert!(
+        closes.iter().any(|e| e["ok"] == true
+            && e["detail"].as_str().unwrap().contains("confirmed closed")
+            && e["detail"].as_str().unwrap().contains("burst main")),
+        "{closes:?}"
+    );
+    assert!(
+        closes.iter().any(|e| e["detail"].as_str().unwrap().contains("already closed; nothing written")),
+        "{closes:?}"
+    );
+    server.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valve_that_never_confirms_ends_in_fault_with_an_audit_entry() {
+    let server = start(&village_with_valve()).await;
+    let admin = server.admin().await;
+    eventually(Duration::from_secs(10), "valve polled", || async {
+        let v = server.app.handle.device("west-v1").await.ok()?;
+        (v.valve?.state == actors::model::ValveState::Open).then_some(())
+    })
+    .await;
+    server.sim().set_fault("west-v1", Fault { stuck: true, ..Fault::default() }).unwrap();
+    let record = command(&server, &admin, "west-v1", "close", "arrears shut-off test").await.json();
+    assert_eq!((record["result"].as_str(), record["state"].as_str()), (Some("failed"), Some("fault")), "{record}");
+    assert!(record["reason"].as_str().unwrap().contains("not confirmed within 1s (last read back: open)"), "{record}");
+    // The fault is latched: polls that read the stuck valve "open" do not clear it.
+    let polls = server.sim().requests("west-v1").unwrap();
+    eventually(Duration::from_secs(5), "two more polls", || async {
+        (server.sim().requests("west-v1")? > polls + 2).then_some(())
+    })
+    .await;
+    let view = device(&server, &admin, "west-v1").await;
+    assert_eq!(view["valve"]["state"], "fault");
+    assert_eq!(view["valve"]["last_command"]["result"], "failed");
+    let audit = server.get("/api/audit?limit=100", &admin).await.json();
+    let failed = audit_for(&audit, "valve.close");
+    assert_eq!(failed.len(), 1, "{audit}");
+    assert_eq!((failed[0]["ok"].as_bool(), failed[0]["actor"].as_str()), (Some(false), Some("admin")));
+    assert!(failed[0]["detail"].as_str().unwrap().contains("not confirmed"), "{failed:?}");
+
+    // Freed, the next command works and clears the fault.
+    server.sim().set_fault("west-v1", Fault::default()).unwrap();
+    let record = command(&server, &admin, "west-v1", "close", "retry after freeing the spindle").await.json();
+    assert_eq!((record["result"].as_str(), record["state"].as_str()), (Some("confirmed"), Some("closed")), "{record}");
+    server.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_to_one_valve_run_one_at_a_time_and_roles_and_input_are_checked() {
+    let server = start(&village_with_valve()).await;
+    let admin = server.admin().await;
+    let crew = create_user(&server, &admin, "crew1", "crew").await;
+    eventually(Duration::from_secs(10), "valve polled", || async {
+        server.app.handle.device("west-v1").await.ok()?.valve.filter(|v| v.state == actors::model::ValveState::Open)
+    })
+    .await;
+
+    let (a, b) = tokio::join!(
+        command(&server, &admin, "west-v1", "close", "first"),
+        command(&server, &admin, "west-v1", "open", "second")
+    );
+    let (a, b) = (a.json(), b.json());
+    assert_eq!((a["result"].as_str(), b["result"].as_str()), (Some("confirmed"), Some("confirmed")), "{a} {b}");
+    // Serialised: one finished before the other started.
+    let (first, second) = if a["requested_at"].as_i64() <= b["requested_at"].as_i64() { (&a, &b) } else { (&b, &a) };
+    assert!(first["finished_at"].as_i64() <= second["requested_at"].as_i64(), "overlapping commands: {a} {b}");
+
+    assert_eq!(command(&server, &crew, "west-v1", "close", "not my job").await.status, 403);
+    assert_eq!(command(&server, &admin, "west-v1", "close", "   ").await.status, 400);
+    assert_eq!(command(&server, &admin, "west-v1", "explode", "why").await.status, 400);
+    assert_eq!(command(&server, &admin, "nosuch", "close", "why").await.status, 404);
+    let r = http(
+        &server.base,
+        "POST",
+        "/api/valves/west-v1/command",
+        &[("content-type", "application/json")],
+        r#"{"action":"close","reason":"x"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    server.app.shutdown().await;
+}
