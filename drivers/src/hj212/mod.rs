@@ -1,10 +1,12 @@
 //! HJ 212-2017 (污染物在线监控（监测）系统数据传输标准), the protocol Chinese water-quality stations use to push
-//! their data to a monitoring centre over TCP: the frame codec and the stream framer.
+//! their data to a monitoring centre over TCP: a frame codec and a listener for the centre's side.
 //!
 //! # Layout
 //! - `codec`: [`Packet`], [`decode`], [`encode`], [`crc16`], the data reply ([`data_response`]) and the
 //!   helpers that read factor values and data flags out of the `CP` part. Pure: no I/O, no clock.
 //! - `framing`: [`LineFramer`], which cuts a TCP byte stream into CR LF-terminated frames with a bounded buffer.
+//! - `listener`: [`Hj212Listener`], a TCP server that decodes frames, hands packets to the caller through a
+//!   bounded channel and sends the data reply only after the caller has acknowledged the packet.
 //!
 //! # The two directions
 //! Stations connect to us and push: uploads (`CN=2011` real-time, `2051` minute, `2061` hour data) flow in,
@@ -19,6 +21,7 @@
 
 mod codec;
 mod framing;
+mod listener;
 
 use std::net::SocketAddr;
 
@@ -27,6 +30,7 @@ pub use codec::{
     MAX_DATA_LEN, MAX_FRAME_LEN, STANDARD_MAX_DATA_LEN,
 };
 pub use framing::LineFramer;
+pub use listener::{Ack, Hj212Listener, ListenerConfig, ListenerStats, Received, Rejection};
 
 /// Everything that can go wrong with HJ 212: a frame that does not decode, a packet that cannot be encoded, a
 /// station that fails the password check, a bad configuration.
