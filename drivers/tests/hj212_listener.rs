@@ -1,4 +1,4 @@
-//! The HJ 212 listener against raw sockets: delivery, replies only after the
+//! The HJ 212 listener against a simulated station and against raw sockets: delivery, replies only after the
 //! caller commits, rejection of bad frames with the connection surviving, split and coalesced frames, the
 //! bounded buffer, passwords, connection limits and shutdown.
 
@@ -12,7 +12,9 @@ use hj212_support::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use waterworks_drivers::hj212::{decode, Hj212Error, Hj212Listener, ListenerConfig, MAX_FRAME_LEN};
+use waterworks_drivers::hj212::{
+    decode, factor, Hj212Error, Hj212Listener, ListenerConfig, SimStation, StationSpec, MAX_FRAME_LEN,
+};
 
 fn config() -> ListenerConfig {
     ListenerConfig::new(any_port())
@@ -20,6 +22,50 @@ fn config() -> ListenerConfig {
 
 async fn connect(listener: &Hj212Listener) -> TcpStream {
     TcpStream::connect(listener.local_addr()).await.expect("connects to the listener")
+}
+
+#[tokio::test]
+async fn station_uploads_are_delivered_and_answered_only_after_commit() {
+    let (listener, mut rx) = start_listener(config(), 8).await;
+    let mut spec = StationSpec::new(listener.local_addr(), "ST-0001");
+    spec.interval = Duration::from_millis(10);
+    let station = SimStation::start(spec).await.expect("station starts");
+    let mut station_stats = station.subscribe();
+
+    for (n, cn) in ["2011", "2051", "2061"].into_iter().enumerate() {
+        let received = recv(&mut rx).await;
+        let p = &received.packet;
+        assert_eq!((p.cn.as_str(), p.st.as_str(), p.mn.as_str()), (cn, "21", "ST-0001"));
+        assert_eq!(p.pw.as_deref(), Some("123456"));
+        assert_eq!(p.flag, Some(5), "2017 version, reply requested");
+        assert!(received.ack.wants_reply());
+        assert!(received.raw_len > 100);
+        assert!(p.cp.data_time.is_some());
+        let ph = p.cp.reading(factor::PH).expect("pH sent");
+        assert!(ph.is_normal());
+        let nh3 = p.cp.reading(factor::AMMONIA_NITROGEN).expect("NH3-N sent");
+        if cn == "2011" {
+            assert!(ph.rtd.is_some_and(|v| (7.1..=7.3).contains(&v)), "{ph:?}");
+            assert!(nh3.rtd.is_some_and(|v| (0.1..=0.14).contains(&v)), "{nh3:?}");
+        } else {
+            let (avg, min, max) = (ph.avg.expect("avg"), ph.min.expect("min"), ph.max.expect("max"));
+            assert!(min <= avg && avg <= max, "{ph:?}");
+            assert!((7.1..=7.3).contains(&avg), "{ph:?}");
+        }
+        assert_eq!(p.cp.readings().len(), 6, "the six default factors");
+
+        // The station waits for its reply, and the reply waits for us.
+        assert_eq!(station.acked(), n as u64);
+        assert_eq!(listener.replied(), n as u64);
+        received.ack.commit();
+        until(&mut station_stats, "the station has its reply", |s| s.acked == n as u64 + 1).await;
+    }
+    let stats = listener.stats();
+    assert_eq!((stats.accepted, stats.replied, stats.rejected), (3, 3, 0));
+    let s = station.stats();
+    assert_eq!((s.connects, s.bad_replies, s.unanswered), (1, 0, 0));
+    station.shutdown().await;
+    listener.shutdown().await;
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! HJ 212-2017 (污染物在线监控（监测）系统数据传输标准), the protocol Chinese water-quality stations use to push
-//! their data to a monitoring centre over TCP: a frame codec and a listener for the centre's side.
+//! their data to a monitoring centre over TCP: a frame codec, a listener for the centre's side, and a simulated
+//! station.
 //!
 //! # Layout
 //! - `codec`: [`Packet`], [`decode`], [`encode`], [`crc16`], the data reply ([`data_response`]) and the
@@ -7,6 +8,7 @@
 //! - `framing`: [`LineFramer`], which cuts a TCP byte stream into CR LF-terminated frames with a bounded buffer.
 //! - `listener`: [`Hj212Listener`], a TCP server that decodes frames, hands packets to the caller through a
 //!   bounded channel and sends the data reply only after the caller has acknowledged the packet.
+//! - `sim`: [`SimStation`], a station that pushes real-time, minute and hour data to a listener, with faults.
 //!
 //! # The two directions
 //! Stations connect to us and push: uploads (`CN=2011` real-time, `2051` minute, `2061` hour data) flow in,
@@ -22,6 +24,7 @@
 mod codec;
 mod framing;
 mod listener;
+pub mod sim;
 
 use std::net::SocketAddr;
 
@@ -31,6 +34,7 @@ pub use codec::{
 };
 pub use framing::LineFramer;
 pub use listener::{Ack, Hj212Listener, ListenerConfig, ListenerStats, Received, Rejection};
+pub use sim::{FactorSpec, SimStation, StationFault, StationSpec, StationStats};
 
 /// Everything that can go wrong with HJ 212: a frame that does not decode, a packet that cannot be encoded, a
 /// station that fails the password check, a bad configuration.
