@@ -2,12 +2,14 @@
 //!
 //! # Layout
 //! - [`registers`]: register data types, word orders, decoding (pure).
+//! - [`cjt188`]: CJ/T 188 household water meters: frame codec, a guarded master, a simulated gateway.
 //! - [`modbus`]: a guarded Modbus TCP client (timeouts, reconnect after failure).
 //! - [`sim`]: Modbus TCP servers that play concentrators and water-quality loggers, with fault injection.
 //!
 //! **Invariant:** this crate never imports `waterworks-actors` or `waterworks-hmi`. It speaks registers and
 //! bytes; what a register means is configuration (`config/devices/*.toml`).
 
+pub mod cjt188;
 pub mod modbus;
 pub mod registers;
 pub mod sim;
