@@ -1,5 +1,6 @@
 //! CJ/T 188 (户用计量仪表数据传输技术条件), the household-meter protocol of Chinese water meters: the frame
-//! codec, 901F metering data and A017 valve control, and a master over any byte stream.
+//! codec, 901F metering data and A017 valve control, a master over any byte stream, and a simulated
+//! transparent gateway with meters behind it.
 //!
 //! # Layout
 //! - [`frame`]: [`Address`], [`MeterType`], [`Control`], [`Frame`], [`encode`] and the incremental [`decode`].
@@ -7,6 +8,7 @@
 //!   901F metering data ([`MeteringData`], [`Volume`]), A017 valve control, request builders.
 //! - [`client`]: [`Cjt188Client`] over any `AsyncRead + AsyncWrite` stream and [`Cjt188TcpClient`], which
 //!   reconnects after any failure.
+//! - [`sim`]: [`sim::Cjt188Sim`], a TCP transparent gateway playing N valve meters, with faults.
 //!
 //! Facts come from DOMAIN.md §2 (open-source implementations; the standard's text was not read). Where
 //! vendors disagree (DI byte order, status bits), the choice is a per-model setting, not code.
@@ -19,6 +21,7 @@
 pub mod client;
 pub mod frame;
 pub mod payload;
+pub mod sim;
 
 pub use client::{AbnormalReply, Cjt188Client, Cjt188Error, Cjt188Result, Cjt188TcpClient, Cjt188TcpTarget};
 pub use frame::{decode, encode, junk_len, Address, AddressError, Control, Frame, FrameError, MeterType};
