@@ -14,9 +14,10 @@
 //! vendors disagree (DI byte order, status bits), the choice is a per-model setting, not code.
 //!
 //! **Invariant:** `frame` and `payload` are pure and never panic, whatever bytes they are given; the
-//! decoder is mutation-tested (`tests/cjt188_codec.rs`). This module deliberately
-//! does not implement the 2018 edition's SM4 security, history or freeze DIs, price tables, or address
-//! writing; it speaks the two requests a SCADA server needs: read the meter, move the valve.
+//! decoder is fuzzed (`fuzz/`, target `cjt188_decode`) and mutation-tested (`tests/cjt188_codec.rs`).
+//! This module deliberately does not implement the 2018 edition's SM4 security, history or freeze DIs,
+//! price tables, or address writing; it speaks the two requests a SCADA server needs: read the meter,
+//! move the valve.
 
 pub mod client;
 pub mod frame;
