@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`registers`]: register data types, word orders, decoding (pure).
+//! - [`cjt188`]: CJ/T 188 household water meters: frame codec, a guarded master, a simulated gateway.
 //! - [`modbus`]: a guarded Modbus TCP client (timeouts, reconnect after failure).
 //! - [`hj212`]: HJ 212-2017 water-quality stations: frame codec, a listener for stations to push to, a simulated
 //!   station.
@@ -10,6 +11,7 @@
 //! **Invariant:** this crate never imports `waterworks-actors` or `waterworks-hmi`. It speaks registers and
 //! bytes; what a register means is configuration (`config/devices/*.toml`).
 
+pub mod cjt188;
 pub mod hj212;
 pub mod modbus;
 pub mod registers;
