@@ -38,6 +38,10 @@ pub struct App {
     /// Set when no account existed and a password was generated for `admin`: show it once.
     pub generated_admin_password: Option<String>,
     pub data_dir: PathBuf,
+    /// Where HJ 212 stations connect, when stations are configured.
+    pub hj212_addr: Option<SocketAddr>,
+    /// Simulated HJ 212 stations pushing to this server (the demo).
+    pub stations: Vec<drivers::hj212::SimStation>,
     root: ractor::ActorRef<actors::supervisor::SupervisorMsg>,
     root_join: JoinHandle<()>,
     server: JoinHandle<std::io::Result<()>>,
@@ -76,6 +80,19 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
     let tree = actors::tree::start(config.tree.clone(), store.clone(), clock, metrics)
         .await
         .map_err(|e| anyhow!("cannot start the supervision tree: {e}"))?;
+    let hj212_addr = tree.hj212_addr;
+    let mut stations = Vec::new();
+    if let (Some(settings), Some(addr)) = (&config.simulator, hj212_addr) {
+        let server = if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr };
+        for spec in crate::sim::stations_from_config(&config, server, settings.seed) {
+            let mn = spec.mn.clone();
+            stations.push(
+                drivers::hj212::SimStation::start(spec)
+                    .await
+                    .map_err(|e| anyhow!("cannot simulate HJ 212 station {mn}: {e}"))?,
+            );
+        }
+    }
     let generated_admin_password = tree
         .handle
         .ensure_first_admin(opts.admin_password.clone())
@@ -100,6 +117,8 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
         sim,
         generated_admin_password,
         data_dir,
+        hj212_addr,
+        stations,
         root: tree.root,
         root_join: tree.join,
         server,
@@ -126,6 +145,9 @@ impl App {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.server).await;
         self.root.stop(Some("shutdown".into()));
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.root_join).await;
+        for station in self.stations {
+            station.shutdown().await;
+        }
         if let Some(sim) = self.sim {
             sim.shutdown().await;
         }

@@ -18,6 +18,7 @@ use actors::field::{
     ConcentratorSpec, DeviceKindSpec, DeviceSpec, FieldLayout, LoggerSpec, MeterLayout, MeterSpec, ParameterSpec,
 };
 use actors::model::{DeviceId, MeterId, MeterStatus, RegionId};
+use actors::station::{StationParameter, StationSpec};
 use actors::supervisor::RestartPolicy;
 use actors::tree::{RegionSpec, TreeSpec};
 use actors::valve::{RegisterValve, ValveSpec};
@@ -86,8 +87,40 @@ struct RawConfig {
     simulator: Option<RawSimulator>,
     #[serde(default)]
     defaults: RawDefaults,
+    hj212: Option<RawHj212>,
     #[serde(default)]
     region: Vec<RawRegion>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHj212 {
+    listen: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStation {
+    id: String,
+    name: Option<String>,
+    /// The station's MN (device unique code).
+    mn: String,
+    password: Option<String>,
+    /// The station uploads at least this often.
+    interval: Option<String>,
+    /// The station's clock: "+08:00" (default, China), "Z", "-05:30".
+    utc_offset: Option<String>,
+    factors: Vec<RawFactor>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFactor {
+    factor: String,
+    name: Option<String>,
+    unit: Option<String>,
+    low: Option<f64>,
+    high: Option<f64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -155,6 +188,8 @@ struct RawRegion {
     logger: Vec<RawLogger>,
     #[serde(default)]
     valve: Vec<RawValve>,
+    #[serde(default)]
+    station: Vec<RawStation>,
 }
 
 #[derive(Deserialize)]
@@ -400,6 +435,45 @@ fn default_limits(name: &str) -> (Option<f64>, Option<f64>) {
         "manganese" => (None, Some(0.1)),
         _ => (None, None),
     }
+}
+
+/// The parameter name and unit of common HJ 212 water factor codes (DOMAIN.md §2.7).
+fn known_factor(code: &str) -> Option<(&'static str, &'static str)> {
+    Some(match code {
+        "w01001" => ("ph", "pH"),
+        "w01003" => ("turbidity", "NTU"),
+        "w01009" => ("dissolved_oxygen", "mg/L"),
+        "w01010" => ("temperature", "°C"),
+        "w01014" => ("conductivity", "µS/cm"),
+        "w21003" => ("ammonia", "mg/L"),
+        "w20120" => ("lead", "mg/L"),
+        "w20115" => ("cadmium", "mg/L"),
+        "w20119" => ("arsenic", "mg/L"),
+        "w20111" => ("mercury", "mg/L"),
+        "w20117" => ("chromium6", "mg/L"),
+        "w20124" => ("manganese", "mg/L"),
+        "w20125" => ("iron", "mg/L"),
+        _ => return None,
+    })
+}
+
+/// `+08:00`, `Z`, `-05:30` → minutes east of UTC.
+fn parse_utc_offset(text: &str) -> Result<i32, String> {
+    if text == "Z" {
+        return Ok(0);
+    }
+    let bad = || format!("{text:?} is not a UTC offset like \"+08:00\" or \"Z\"");
+    let (sign, rest) = match text.as_bytes().first() {
+        Some(b'+') => (1, &text[1..]),
+        Some(b'-') => (-1, &text[1..]),
+        _ => return Err(bad()),
+    };
+    let (h, m) = rest.split_once(':').ok_or_else(bad)?;
+    let (h, m): (i32, i32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if h > 14 || m > 59 {
+        return Err(bad());
+    }
+    Ok(sign * (h * 60 + m))
 }
 
 fn valid_id(id: &str) -> bool {
@@ -757,6 +831,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
     let mut device_ids = HashSet::new();
     let mut meter_ids: HashMap<String, String> = HashMap::new();
     let mut device_models = HashMap::new();
+    let mut station_mns = HashSet::new();
     let mut regions = Vec::new();
     if raw.region.is_empty() {
         check.add("region", "no [[region]] configured: there is nothing to supervise");
@@ -1016,6 +1091,64 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
                 }));
             }
         }
+        let mut stations = Vec::new();
+        for (si, st) in r.station.iter().enumerate() {
+            let key = format!("{rkey}.station[{si}] ({})", st.id);
+            if !valid_id(&st.id) {
+                check.add(format!("{key}.id"), "ids are 1-64 letters, digits, '-', '_' or '.'");
+            }
+            if !device_ids.insert(st.id.clone()) {
+                check.add(format!("{key}.id"), format!("device id {:?} is used twice", st.id));
+            }
+            if st.mn.is_empty() || st.mn.len() > 64 || !st.mn.chars().all(|c| c.is_ascii_alphanumeric()) {
+                check.add(format!("{key}.mn"), "an MN is 1-64 letters and digits");
+            }
+            if !station_mns.insert(st.mn.clone()) {
+                check.add(format!("{key}.mn"), format!("MN {:?} is used by two stations", st.mn));
+            }
+            let interval = check.duration(&format!("{key}.interval"), st.interval.as_ref(), Duration::from_secs(60));
+            let utc_offset_minutes =
+                parse_utc_offset(st.utc_offset.as_deref().unwrap_or("+08:00")).unwrap_or_else(|e| {
+                    check.add(format!("{key}.utc_offset"), e);
+                    480
+                });
+            if st.factors.is_empty() {
+                check.add(format!("{key}.factors"), "lists no factor");
+            }
+            let mut parameters = Vec::new();
+            for (fi, f) in st.factors.iter().enumerate() {
+                let fkey = format!("{key}.factors[{fi}] ({})", f.factor);
+                let known = known_factor(&f.factor);
+                let (Some(name), Some(unit)) = (
+                    f.name.clone().or(known.map(|k| k.0.to_owned())),
+                    f.unit.clone().or(known.map(|k| k.1.to_owned())),
+                ) else {
+                    check.add(&fkey, "unknown factor code: give it a name and a unit");
+                    continue;
+                };
+                if parameters.iter().any(|p: &StationParameter| p.name == name || p.factor == f.factor) {
+                    check.add(&fkey, "factor or parameter listed twice");
+                }
+                let (dlow, dhigh) = default_limits(&name);
+                let (low, high) = (f.low.or(dlow), f.high.or(dhigh));
+                if let (Some(lo), Some(hi)) = (low, high) {
+                    if lo >= hi {
+                        check.add(&fkey, format!("low ({lo}) must be below high ({hi})"));
+                    }
+                }
+                parameters.push(StationParameter { factor: f.factor.clone(), name, unit, low, high });
+            }
+            stations.push(Arc::new(StationSpec {
+                id: DeviceId::new(st.id.clone()),
+                name: st.name.clone().unwrap_or_else(|| st.id.clone()),
+                region: RegionId::new(r.id.clone()),
+                mn: st.mn.clone(),
+                password: st.password.clone(),
+                interval,
+                parameters,
+                utc_offset_minutes,
+            }));
+        }
         let mut valves = Vec::new();
         for (vi, v) in r.valve.iter().enumerate() {
             let key = format!("{rkey}.valve[{vi}] ({})", v.id);
@@ -1062,6 +1195,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
             name: r.name.clone().unwrap_or_else(|| r.id.clone()),
             devices,
             valves,
+            stations,
         });
     }
 
@@ -1078,6 +1212,26 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
         }
     }
 
+    let hj212_listen = match &raw.hj212 {
+        Some(h) => match h.listen.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                check.add(
+                    "hj212.listen",
+                    format!("{:?} is not an IP address and port, e.g. \"0.0.0.0:9212\"", h.listen),
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    if station_mns.is_empty() != hj212_listen.is_none() {
+        if hj212_listen.is_none() {
+            check.add("hj212", "stations are configured but [hj212] listen is missing");
+        } else {
+            check.add("hj212", "[hj212] is configured but no [[region.station]] uses it");
+        }
+    }
     if !check.problems.is_empty() {
         return Err(ConfigErrors(check.problems));
     }
@@ -1088,6 +1242,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
         max_batch_ops,
         live_replay: raw.live.replay.unwrap_or(4096).max(1),
         live_channel: raw.live.channel.unwrap_or(1024).max(1),
+        hj212_listen,
     };
     Ok(Config { source: file.to_owned(), server, tree, simulator, models, device_models })
 }

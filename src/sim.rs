@@ -118,3 +118,32 @@ pub fn point_at(config: &mut Config, sim: &drivers::sim::Simulator) {
         }
     }
 }
+
+/// Simulated HJ 212 stations for the configured stations, pushing real-time data to `server` twice per
+/// configured interval, with values near each factor's nominal value.
+pub fn stations_from_config(config: &Config, server: SocketAddr, seed: u64) -> Vec<drivers::hj212::StationSpec> {
+    use drivers::hj212::sim::default_factors;
+    use drivers::hj212::{cn, FactorSpec, StationSpec};
+    let nominal = |code: &str| -> FactorSpec {
+        default_factors().into_iter().find(|f| f.code == code).unwrap_or_else(|| match code {
+            "w20120" | "w20119" => FactorSpec::new(code, 0.003, 0.001, 4),
+            "w20115" | "w20111" => FactorSpec::new(code, 0.0005, 0.0002, 5),
+            "w20117" => FactorSpec::new(code, 0.01, 0.002, 4),
+            _ => FactorSpec::new(code, 1.0, 0.05, 3),
+        })
+    };
+    let mut out = Vec::new();
+    for (i, region) in config.tree.regions.iter().enumerate() {
+        for (j, st) in region.stations.iter().enumerate() {
+            let mut spec = StationSpec::new(server, &st.mn);
+            spec.pw = st.password.clone().unwrap_or_default();
+            spec.factors = st.parameters.iter().map(|p| nominal(&p.factor)).collect();
+            spec.uploads = vec![cn::REALTIME_DATA.to_owned()];
+            spec.interval = st.interval / 2;
+            spec.reconnect_delay = std::time::Duration::from_millis(200);
+            spec.seed = seed ^ ((i as u64) << 32 | j as u64);
+            out.push(spec);
+        }
+    }
+    out
+}

@@ -101,6 +101,7 @@ pub(crate) struct HandleParts {
     pub devices: Vec<Arc<DeviceSpec>>,
     pub device_slots: HashMap<DeviceId, Slot<FieldMsg>>,
     pub valves: Vec<Arc<ValveSpec>>,
+    pub stations: Vec<Arc<crate::station::StationSpec>>,
     pub valve_slots: HashMap<DeviceId, Slot<ValveMsg>>,
     pub regions: Vec<RegionView>,
     pub region_supervisors: Vec<(RegionId, Slot<SupervisorMsg>)>,
@@ -184,6 +185,22 @@ impl Handle {
                 DeviceKindSpec::Logger(_) => Vec::new(),
             };
             (Some(d.clone()), meters)
+        } else if let Some(st) = self.inner.parts.stations.iter().find(|s| s.id.as_str() == id) {
+            // A station's real-time series and its minute, hour and day averages.
+            let (st, store, id) = (st.clone(), self.inner.parts.store.clone(), id.to_owned());
+            let fetch = move || -> Result<History, StoreError> {
+                let mut samples = Vec::new();
+                for p in &st.parameters {
+                    for suffix in ["", ":avg_1m", ":avg_1h", ":avg_1d"] {
+                        samples.extend(store.samples(&st.id, &format!("{}{suffix}", p.name), from, to, limit + 1)?);
+                    }
+                }
+                samples.sort_by(|a, b| (a.ts, &a.parameter).cmp(&(b.ts, &b.parameter)));
+                let truncated = samples.len() > limit;
+                samples.truncate(limit);
+                Ok(History { device: id, from, to, readings: Vec::new(), samples, truncated })
+            };
+            return tokio::task::spawn_blocking(fetch).await.map_err(|_| ApiError::Internal)?.map_err(ApiError::from);
         } else if self.inner.meter_owner.contains_key(id) {
             (None, vec![MeterId::new(id)])
         } else {

@@ -6,6 +6,7 @@
 //! - [`supervisor`]: restarting supervisors with backoff and escalation.
 //! - [`hub`]: the live-state hub behind the WebSocket stream.
 //! - [`field`]: one actor per concentrator and per water-quality data logger.
+//! - [`station`]: HJ 212 water-quality stations that push data, and the listener that routes them.
 //! - [`valve`]: one actor per remote valve: commands with read-back confirmation, audited.
 //! - [`tree`]: builds the whole supervision tree from resolved configuration.
 //! - [`api`]: the handle through which the `hmi` crate sees and commands the system.
@@ -22,6 +23,7 @@ pub mod field;
 pub mod hub;
 pub mod metrics;
 pub mod model;
+pub mod station;
 pub mod store;
 pub mod supervisor;
 pub mod tree;

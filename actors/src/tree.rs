@@ -6,7 +6,9 @@
 //! ├─ live-hub (LiveHub)
 //! └─ region:<id> (Supervisor), one per region
 //!    ├─ <device id> (FieldDevice), one per concentrator and data logger
+//!    ├─ <station id> (StationActor), one per HJ 212 water-quality station
 //!    └─ <valve id> (ValveActor), one per remote valve
+//! └─ hj212-gateway (Hj212Gateway), when stations are configured: the listener, routing by MN
 //! ```
 //!
 //! Children start in that order. Each child's start closure refills the [`Slot`] through which the others
@@ -25,6 +27,7 @@ use crate::field::{initial_view, DeviceSpec, FieldDevice, FieldDeviceArgs, Field
 use crate::hub::{HubArgs, HubMsg, LiveHub};
 use crate::metrics::Metrics;
 use crate::model::{DeviceId, RegionId, RegionView};
+use crate::station::{self, GatewayArgs, Hj212Gateway, StationActor, StationArgs, StationMsg, StationSpec};
 use crate::store::{Store, StoreHandle, StoreWriter, StoreWriterArgs, StoreWriterMsg};
 use crate::supervisor::{ChildSpec, RestartPolicy, Slot, Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::valve::{self, ValveActor, ValveArgs, ValveMsg, ValveSpec};
@@ -36,6 +39,8 @@ pub struct RegionSpec {
     pub name: String,
     pub devices: Vec<Arc<DeviceSpec>>,
     pub valves: Vec<Arc<ValveSpec>>,
+    /// Water-quality stations that push HJ 212 to the listener.
+    pub stations: Vec<Arc<StationSpec>>,
 }
 
 /// Everything the tree needs, resolved from configuration.
@@ -46,6 +51,8 @@ pub struct TreeSpec {
     pub max_batch_ops: usize,
     pub live_replay: usize,
     pub live_channel: usize,
+    /// Where HJ 212 stations connect; required when any station is configured.
+    pub hj212_listen: Option<std::net::SocketAddr>,
 }
 
 /// The running tree.
@@ -53,6 +60,8 @@ pub struct Tree {
     pub root: ActorRef<SupervisorMsg>,
     pub join: JoinHandle<()>,
     pub handle: Handle,
+    /// The HJ 212 listener's bound address, once it listens.
+    pub hj212_addr: Option<std::net::SocketAddr>,
 }
 
 /// Starts the whole tree. Returns once the root and (in order) all its children have started.
@@ -65,6 +74,9 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
         spec.regions.iter().map(|r| RegionView { id: r.id.clone(), name: r.name.clone() }).collect();
     let all_devices: Vec<Arc<DeviceSpec>> = spec.regions.iter().flat_map(|r| r.devices.iter().cloned()).collect();
     let all_valves: Vec<Arc<ValveSpec>> = spec.regions.iter().flat_map(|r| r.valves.iter().cloned()).collect();
+    let all_stations: Vec<Arc<StationSpec>> = spec.regions.iter().flat_map(|r| r.stations.iter().cloned()).collect();
+    let station_slots: Vec<(Arc<StationSpec>, Slot<StationMsg>)> =
+        all_stations.iter().map(|s| (s.clone(), Slot::default())).collect();
 
     let mut children = Vec::new();
     {
@@ -84,14 +96,16 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
             (store.clone(), all_devices.clone(), events.clone(), clock.clone(), hub_slot.clone());
         let (regions, replay, channel) = (regions.clone(), spec.live_replay, spec.live_channel);
         let valves = all_valves.clone();
+        let stations = all_stations.clone();
         children.push(ChildSpec::new("live-hub", move |sup| {
-            let (store, devices, valves) = (store.clone(), devices.clone(), valves.clone());
+            let (store, devices, valves, stations) = (store.clone(), devices.clone(), valves.clone(), stations.clone());
             let args = HubArgs {
                 regions: regions.clone(),
                 load: Arc::new(move || {
                     devices
                         .iter()
                         .map(|d| initial_view(d, &store))
+                        .chain(stations.iter().map(|s| station::initial_view(s, &store)))
                         .chain(valves.iter().map(|v| valve::initial_view(v)))
                         .collect()
                 }),
@@ -156,6 +170,32 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
                 async move { Actor::spawn_linked(None, ValveActor, args, sup).await.map(|(a, _)| a.get_cell()) }
             }));
         }
+        for st in &region.stations {
+            let slot =
+                station_slots.iter().find(|(s, _)| s.id == st.id).map(|(_, slot)| slot.clone()).unwrap_or_default();
+            let (st, store, writer, hub, events, clock, metrics) = (
+                st.clone(),
+                store.clone(),
+                writer.clone(),
+                hub_slot.clone(),
+                events.clone(),
+                clock.clone(),
+                metrics.clone(),
+            );
+            device_children.push(ChildSpec::new(st.id.to_string(), move |sup| {
+                let args = StationArgs {
+                    spec: st.clone(),
+                    store: store.clone(),
+                    writer: writer.clone(),
+                    hub: hub.clone(),
+                    events: events.clone(),
+                    clock: clock.clone(),
+                    metrics: metrics.clone(),
+                    slot: slot.clone(),
+                };
+                async move { Actor::spawn_linked(None, StationActor, args, sup).await.map(|(a, _)| a.get_cell()) }
+            }));
+        }
         let region_slot: Slot<SupervisorMsg> = Slot::default();
         region_slots.push((region.id.clone(), region_slot.clone()));
         let (name, policy, events, metrics) =
@@ -176,6 +216,16 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
             }
         }));
     }
+    let hj212_bound: Arc<std::sync::Mutex<Option<std::net::SocketAddr>>> = Arc::default();
+    if !all_stations.is_empty() {
+        let listen = spec.hj212_listen.unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 9212)));
+        let (stations, bound, metrics) = (station_slots.clone(), hj212_bound.clone(), metrics.clone());
+        children.push(ChildSpec::new("hj212-gateway", move |sup| {
+            let args =
+                GatewayArgs { listen, stations: stations.clone(), bound: bound.clone(), metrics: metrics.clone() };
+            async move { Actor::spawn_linked(None, Hj212Gateway, args, sup).await.map(|(a, _)| a.get_cell()) }
+        }));
+    }
     let root_args = SupervisorArgs {
         name: "root".into(),
         children,
@@ -184,6 +234,10 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
         metrics: metrics.clone(),
     };
     let (root, join) = Actor::spawn(None, Supervisor, root_args).await?;
+    // `spawn` returns after the root's `pre_start`; its children start in `post_start`, before it handles any
+    // message. So a reply to this call means the store writer, the hub and every region are up.
+    ractor::call!(root, SupervisorMsg::Children)
+        .map_err(|e| SpawnErr::StartupFailed(format!("the root supervisor did not start: {e}").into()))?;
     let handle = Handle::new(crate::api::HandleParts {
         store,
         writer,
@@ -191,6 +245,7 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
         devices: all_devices,
         device_slots,
         valves: all_valves,
+        stations: all_stations,
         valve_slots,
         regions,
         region_supervisors: region_slots,
@@ -199,5 +254,6 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
         clock,
         metrics,
     });
-    Ok(Tree { root, join, handle })
+    let hj212_addr = *hj212_bound.lock().unwrap_or_else(|p| p.into_inner());
+    Ok(Tree { root, join, handle, hj212_addr })
 }

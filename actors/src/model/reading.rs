@@ -133,6 +133,8 @@ pub struct QualityFlags(pub u8);
 impl QualityFlags {
     pub const BELOW_LOW: u8 = 1 << 0;
     pub const ABOVE_HIGH: u8 = 1 << 1;
+    /// The device itself flagged the value as not normal (maintenance, calibration, fault…): not trusted (R-A6).
+    pub const DEVICE_FLAGGED: u8 = 1 << 2;
 
     /// Compares a value with its limits (both inclusive bounds of the acceptable range).
     pub fn against_limits(value: f64, low: Option<f64>, high: Option<f64>) -> QualityFlags {
@@ -153,6 +155,9 @@ impl QualityFlags {
         }
         if self.0 & Self::ABOVE_HIGH != 0 {
             v.push("high");
+        }
+        if self.0 & Self::DEVICE_FLAGGED != 0 {
+            v.push("device_flag");
         }
         v
     }
