@@ -117,7 +117,8 @@ async fn a_valve_that_never_confirms_ends_in_fault_with_an_audit_entry() {
     server.sim().set_fault("west-v1", Fault { stuck: true, ..Fault::default() }).unwrap();
     let record = command(&server, &admin, "west-v1", "close", "arrears shut-off test").await.json();
     assert_eq!((record["result"].as_str(), record["state"].as_str()), (Some("failed"), Some("fault")), "{record}");
-    assert!(record["reason"].as_str().unwrap().contains("not confirmed within 1s (last read back: open)"), "{record}");
+    assert!(record["error"].as_str().unwrap().contains("not confirmed within 1s (last read back: open)"), "{record}");
+    assert_eq!(record["reason"], "arrears shut-off test", "the operator's reason is kept beside the error");
     // The fault is latched: polls that read the stuck valve "open" do not clear it.
     let polls = server.sim().requests("west-v1").unwrap();
     eventually(Duration::from_secs(5), "two more polls", || async {

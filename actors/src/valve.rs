@@ -205,7 +205,7 @@ impl ValveActorState {
         self.audit(format!("valve.{action}.requested"), &requested_by, format!("reason: {reason}"), true).await;
 
         let result = match self.read().await {
-            Err(e) => CommandResult::Failed { reason: format!("valve unreachable before the command: {e}") },
+            Err(e) => CommandResult::Failed { error: format!("valve unreachable before the command: {e}") },
             Ok(current) => match valve::start(Some(current), action) {
                 Start::AlreadyThere => {
                     self.state = action.target();
@@ -229,7 +229,7 @@ impl ValveActorState {
             CommandResult::AlreadyInPosition => {
                 format!("already {}; nothing written; reason: {reason}", self.state_name())
             }
-            CommandResult::Failed { reason: why } => format!("failed after {took_ms} ms: {why}; reason: {reason}"),
+            CommandResult::Failed { error: why } => format!("failed after {took_ms} ms: {why}; reason: {reason}"),
         };
         self.unconfirmed = match (&result, self.state) {
             (CommandResult::Failed { .. }, ValveState::Fault) => Some(action),
@@ -266,9 +266,9 @@ impl ValveActorState {
         match self.client.write_register(i.command_address, value).await {
             Ok(Ok(())) => {}
             Ok(Err(exception)) => {
-                return CommandResult::Failed { reason: format!("the valve refused the command: {exception}") }
+                return CommandResult::Failed { error: format!("the valve refused the command: {exception}") }
             }
-            Err(e) => return CommandResult::Failed { reason: format!("the command could not be sent: {e}") },
+            Err(e) => return CommandResult::Failed { error: format!("the command could not be sent: {e}") },
         }
         self.state = travelling;
         self.publish();
@@ -287,7 +287,7 @@ impl ValveActorState {
                         }
                         Progress::Faulted => {
                             self.state = ValveState::Fault;
-                            return CommandResult::Failed { reason: "the valve reports a fault".into() };
+                            return CommandResult::Failed { error: "the valve reports a fault".into() };
                         }
                         Progress::Waiting => {}
                     }
@@ -305,7 +305,7 @@ impl ValveActorState {
                     None => "nothing".to_owned(),
                 };
                 return CommandResult::Failed {
-                    reason: format!("not confirmed within {:?} (last read back: {seen})", spec.confirm_timeout),
+                    error: format!("not confirmed within {:?} (last read back: {seen})", spec.confirm_timeout),
                 };
             }
         }

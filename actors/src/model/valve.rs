@@ -138,8 +138,9 @@ pub enum CommandResult {
     Confirmed,
     /// Already in the commanded position; nothing was written.
     AlreadyInPosition,
-    /// Not confirmed: the reason (timeout, device fault, no connection, write refused).
-    Failed { reason: String },
+    /// Not confirmed: why (timeout, device fault, no connection, write refused). Named `error` so that it never
+    /// collides with the operator's `reason` when the result is flattened into a record.
+    Failed { error: String },
 }
 
 impl CommandResult {
