@@ -42,6 +42,8 @@ pub struct App {
     pub hj212_addr: Option<SocketAddr>,
     /// Simulated HJ 212 stations pushing to this server (the demo).
     pub stations: Vec<drivers::hj212::SimStation>,
+    /// Simulated CJ/T 188 gateways, by device id (the demo).
+    pub cjt188_sims: Vec<(String, drivers::cjt188::sim::Cjt188Sim)>,
     root: ractor::ActorRef<actors::supervisor::SupervisorMsg>,
     root_join: JoinHandle<()>,
     server: JoinHandle<std::io::Result<()>>,
@@ -63,6 +65,7 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
     })?;
     let addr = listener.local_addr().context("reading the bound address")?;
 
+    let mut cjt188_sims = Vec::new();
     let sim = match config.simulator.clone() {
         Some(settings) => {
             let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -70,6 +73,11 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
                 .map_err(|e| anyhow!("cannot simulate: {e}"))?;
             let sim = Simulator::start(spec).await.map_err(|e| anyhow!("cannot start the simulator: {e}"))?;
             crate::sim::point_at(&mut config, &sim);
+            let gateways = crate::sim::start_cjt188(&config, settings.seed, Some(loopback))
+                .await
+                .map_err(|e| anyhow!("cannot simulate: {e}"))?;
+            crate::sim::point_cjt188_at(&mut config, &gateways);
+            cjt188_sims = gateways;
             Some(sim)
         }
         None => None,
@@ -119,6 +127,7 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
         data_dir,
         hj212_addr,
         stations,
+        cjt188_sims,
         root: tree.root,
         root_join: tree.join,
         server,
@@ -147,6 +156,9 @@ impl App {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.root_join).await;
         for station in self.stations {
             station.shutdown().await;
+        }
+        for (_, gateway) in self.cjt188_sims {
+            gateway.shutdown().await;
         }
         if let Some(sim) = self.sim {
             sim.shutdown().await;

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use actors::cjt188::{Cjt188Meter, Cjt188Spec};
 use actors::field::{
     ConcentratorSpec, DeviceKindSpec, DeviceSpec, FieldLayout, LoggerSpec, MeterLayout, MeterSpec, ParameterSpec,
 };
@@ -190,6 +191,34 @@ struct RawRegion {
     valve: Vec<RawValve>,
     #[serde(default)]
     station: Vec<RawStation>,
+    #[serde(default)]
+    cjt188: Vec<RawCjt188>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCjt188 {
+    id: String,
+    name: Option<String>,
+    /// host:port of the transparent gateway (serial-to-TCP or 4G DTU).
+    address: String,
+    /// "2004" (default) or "2018".
+    edition: Option<String>,
+    /// DI byte order in requests: "big" (90 1F) or "little" (1F 90); the edition's default otherwise.
+    di_order: Option<String>,
+    /// Wake-up FE bytes before each request.
+    preamble: Option<usize>,
+    timeout: Option<String>,
+    cycle: Option<String>,
+    meters: Vec<RawCjt188Meter>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCjt188Meter {
+    id: String,
+    /// 14 BCD digits, written A6..A0 as on the meter's label.
+    address: String,
 }
 
 #[derive(Deserialize)]
@@ -1091,6 +1120,79 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
                 }));
             }
         }
+        let mut gateways = Vec::new();
+        for (gi, g) in r.cjt188.iter().enumerate() {
+            let key = format!("{rkey}.cjt188[{gi}] ({})", g.id);
+            if !valid_id(&g.id) {
+                check.add(format!("{key}.id"), "ids are 1-64 letters, digits, '-', '_' or '.'");
+            }
+            if !device_ids.insert(g.id.clone()) {
+                check.add(format!("{key}.id"), format!("device id {:?} is used twice", g.id));
+            }
+            check_address(&mut check, &format!("{key}.address"), &g.address);
+            let mut model = match g.edition.as_deref().unwrap_or("2004") {
+                "2004" => drivers::cjt188::Cjt188Model::edition_2004(),
+                "2018" => drivers::cjt188::Cjt188Model::edition_2018(),
+                other => {
+                    check.add(
+                        format!("{key}.edition"),
+                        format!("{other:?} is not a CJ/T 188 edition; expected \"2004\" or \"2018\""),
+                    );
+                    drivers::cjt188::Cjt188Model::edition_2004()
+                }
+            };
+            match g.di_order.as_deref() {
+                None => {}
+                Some("big") => model.di_order = drivers::cjt188::DiOrder::BigEndian,
+                Some("little") => model.di_order = drivers::cjt188::DiOrder::LittleEndian,
+                Some(other) => check.add(
+                    format!("{key}.di_order"),
+                    format!("{other:?}: expected \"big\" (90 1F) or \"little\" (1F 90)"),
+                ),
+            }
+            if let Some(p) = g.preamble {
+                model.preamble = p;
+            }
+            if let Err(e) = model.check() {
+                check.add(format!("{key}.preamble"), e);
+            }
+            let timeout = check.duration(&format!("{key}.timeout"), g.timeout.as_ref(), default_timeout);
+            let cycle = check.duration(&format!("{key}.cycle"), g.cycle.as_ref(), Duration::from_secs(15 * 60));
+            if g.meters.is_empty() {
+                check.add(format!("{key}.meters"), "lists no meter");
+            }
+            let mut meters = Vec::new();
+            let mut addresses = HashSet::new();
+            for (mi, m) in g.meters.iter().enumerate() {
+                let mkey = format!("{key}.meters[{mi}] ({})", m.id);
+                if !valid_id(&m.id) {
+                    check.add(&mkey, "meter ids are 1-64 letters, digits, '-', '_' or '.'");
+                }
+                if let Some(other) = meter_ids.insert(m.id.clone(), g.id.clone()) {
+                    check.add(&mkey, format!("meter {:?} is also configured on {other:?}", m.id));
+                }
+                match m.address.parse::<drivers::cjt188::Address>() {
+                    Ok(a) if a.is_bcd() => {
+                        if !addresses.insert(m.address.clone()) {
+                            check.add(format!("{mkey}.address"), "address used twice on this gateway");
+                        }
+                        meters.push(Cjt188Meter { id: MeterId::new(m.id.clone()), address: a });
+                    }
+                    _ => check.add(format!("{mkey}.address"), format!("{:?} is not 14 decimal digits", m.address)),
+                }
+            }
+            device_models.insert(DeviceId::new(g.id.clone()), "cjt188".to_owned());
+            gateways.push(Arc::new(Cjt188Spec {
+                id: DeviceId::new(g.id.clone()),
+                name: g.name.clone().unwrap_or_else(|| g.id.clone()),
+                region: RegionId::new(r.id.clone()),
+                addr: g.address.clone(),
+                timeout,
+                model,
+                cycle,
+                meters,
+            }));
+        }
         let mut stations = Vec::new();
         for (si, st) in r.station.iter().enumerate() {
             let key = format!("{rkey}.station[{si}] ({})", st.id);
@@ -1196,6 +1298,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
             devices,
             valves,
             stations,
+            cjt188: gateways,
         });
     }
 

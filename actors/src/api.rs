@@ -102,6 +102,7 @@ pub(crate) struct HandleParts {
     pub device_slots: HashMap<DeviceId, Slot<FieldMsg>>,
     pub valves: Vec<Arc<ValveSpec>>,
     pub stations: Vec<Arc<crate::station::StationSpec>>,
+    pub gateways: Vec<Arc<crate::cjt188::Cjt188Spec>>,
     pub valve_slots: HashMap<DeviceId, Slot<ValveMsg>>,
     pub regions: Vec<RegionView>,
     pub region_supervisors: Vec<(RegionId, Slot<SupervisorMsg>)>,
@@ -114,8 +115,10 @@ pub(crate) struct HandleParts {
 struct Inner {
     parts: HandleParts,
     by_id: HashMap<DeviceId, Arc<DeviceSpec>>,
-    /// Meter id → the concentrator that reads it.
+    /// Meter id → the concentrator or gateway that reads it.
     meter_owner: HashMap<MeterId, DeviceId>,
+    /// Concentrator or gateway → its meters.
+    meters_of: HashMap<DeviceId, Vec<MeterId>>,
 }
 
 /// Cheap to clone.
@@ -127,15 +130,17 @@ pub struct Handle {
 impl Handle {
     pub(crate) fn new(parts: HandleParts) -> Handle {
         let by_id = parts.devices.iter().map(|d| (d.id.clone(), d.clone())).collect();
-        let mut meter_owner = HashMap::new();
+        let mut meters_of: HashMap<DeviceId, Vec<MeterId>> = HashMap::new();
         for d in &parts.devices {
             if let DeviceKindSpec::Concentrator(c) = &d.kind {
-                for m in &c.meters {
-                    meter_owner.insert(m.id.clone(), d.id.clone());
-                }
+                meters_of.insert(d.id.clone(), c.meters.iter().map(|m| m.id.clone()).collect());
             }
         }
-        Handle { inner: Arc::new(Inner { parts, by_id, meter_owner }) }
+        for g in &parts.gateways {
+            meters_of.insert(g.id.clone(), g.meters.iter().map(|m| m.id.clone()).collect());
+        }
+        let meter_owner = meters_of.iter().flat_map(|(d, ms)| ms.iter().map(move |m| (m.clone(), d.clone()))).collect();
+        Handle { inner: Arc::new(Inner { parts, by_id, meter_owner, meters_of }) }
     }
 
     fn hub(&self) -> Result<ActorRef<HubMsg>, ApiError> {
@@ -179,12 +184,12 @@ impl Handle {
             return Err(ApiError::BadRequest("`from` is after `to`".into()));
         }
         let store = self.inner.parts.store.clone();
-        let (device, meters): (Option<Arc<DeviceSpec>>, Vec<MeterId>) = if let Some(d) = self.inner.by_id.get(id) {
-            let meters = match &d.kind {
-                DeviceKindSpec::Concentrator(c) => c.meters.iter().map(|m| m.id.clone()).collect(),
-                DeviceKindSpec::Logger(_) => Vec::new(),
-            };
-            (Some(d.clone()), meters)
+        let (device, meters): (Option<Arc<DeviceSpec>>, Vec<MeterId>) = if let Some(meters) =
+            self.inner.meters_of.get(id)
+        {
+            (None, meters.clone())
+        } else if let Some(d) = self.inner.by_id.get(id) {
+            (Some(d.clone()), Vec::new())
         } else if let Some(st) = self.inner.parts.stations.iter().find(|s| s.id.as_str() == id) {
             // A station's real-time series and its minute, hour and day averages.
             let (st, store, id) = (st.clone(), self.inner.parts.store.clone(), id.to_owned());

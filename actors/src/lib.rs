@@ -6,6 +6,7 @@
 //! - [`supervisor`]: restarting supervisors with backoff and escalation.
 //! - [`hub`]: the live-state hub behind the WebSocket stream.
 //! - [`field`]: one actor per concentrator and per water-quality data logger.
+//! - [`cjt188`]: CJ/T 188 meters behind a transparent gateway, one actor per gateway.
 //! - [`station`]: HJ 212 water-quality stations that push data, and the listener that routes them.
 //! - [`valve`]: one actor per remote valve: commands with read-back confirmation, audited.
 //! - [`tree`]: builds the whole supervision tree from resolved configuration.
@@ -17,6 +18,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod cjt188;
 pub mod clock;
 pub mod event;
 pub mod field;

@@ -21,6 +21,7 @@ use ractor::{Actor, ActorRef, SpawnErr};
 use tokio::task::JoinHandle;
 
 use crate::api::Handle;
+use crate::cjt188::{self, Cjt188Args, Cjt188Device, Cjt188Spec};
 use crate::clock::SharedClock;
 use crate::event::EventBus;
 use crate::field::{initial_view, DeviceSpec, FieldDevice, FieldDeviceArgs, FieldMsg};
@@ -41,6 +42,8 @@ pub struct RegionSpec {
     pub valves: Vec<Arc<ValveSpec>>,
     /// Water-quality stations that push HJ 212 to the listener.
     pub stations: Vec<Arc<StationSpec>>,
+    /// CJ/T 188 gateways and their meters.
+    pub cjt188: Vec<Arc<Cjt188Spec>>,
 }
 
 /// Everything the tree needs, resolved from configuration.
@@ -74,6 +77,7 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
         spec.regions.iter().map(|r| RegionView { id: r.id.clone(), name: r.name.clone() }).collect();
     let all_devices: Vec<Arc<DeviceSpec>> = spec.regions.iter().flat_map(|r| r.devices.iter().cloned()).collect();
     let all_valves: Vec<Arc<ValveSpec>> = spec.regions.iter().flat_map(|r| r.valves.iter().cloned()).collect();
+    let all_gateways: Vec<Arc<Cjt188Spec>> = spec.regions.iter().flat_map(|r| r.cjt188.iter().cloned()).collect();
     let all_stations: Vec<Arc<StationSpec>> = spec.regions.iter().flat_map(|r| r.stations.iter().cloned()).collect();
     let station_slots: Vec<(Arc<StationSpec>, Slot<StationMsg>)> =
         all_stations.iter().map(|s| (s.clone(), Slot::default())).collect();
@@ -97,14 +101,17 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
         let (regions, replay, channel) = (regions.clone(), spec.live_replay, spec.live_channel);
         let valves = all_valves.clone();
         let stations = all_stations.clone();
+        let gateways = all_gateways.clone();
         children.push(ChildSpec::new("live-hub", move |sup| {
-            let (store, devices, valves, stations) = (store.clone(), devices.clone(), valves.clone(), stations.clone());
+            let (store, devices, valves, stations, gateways) =
+                (store.clone(), devices.clone(), valves.clone(), stations.clone(), gateways.clone());
             let args = HubArgs {
                 regions: regions.clone(),
                 load: Arc::new(move || {
                     devices
                         .iter()
                         .map(|d| initial_view(d, &store))
+                        .chain(gateways.iter().map(|g| cjt188::initial_view(g, &store)))
                         .chain(stations.iter().map(|s| station::initial_view(s, &store)))
                         .chain(valves.iter().map(|v| valve::initial_view(v)))
                         .collect()
@@ -168,6 +175,30 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
                     slot: slot.clone(),
                 };
                 async move { Actor::spawn_linked(None, ValveActor, args, sup).await.map(|(a, _)| a.get_cell()) }
+            }));
+        }
+        for g in &region.cjt188 {
+            let (g, store, writer, hub, events, clock, metrics) = (
+                g.clone(),
+                store.clone(),
+                writer.clone(),
+                hub_slot.clone(),
+                events.clone(),
+                clock.clone(),
+                metrics.clone(),
+            );
+            device_children.push(ChildSpec::new(g.id.to_string(), move |sup| {
+                let args = Cjt188Args {
+                    spec: g.clone(),
+                    store: store.clone(),
+                    writer: writer.clone(),
+                    hub: hub.clone(),
+                    events: events.clone(),
+                    clock: clock.clone(),
+                    metrics: metrics.clone(),
+                    slot: Slot::default(),
+                };
+                async move { Actor::spawn_linked(None, Cjt188Device, args, sup).await.map(|(a, _)| a.get_cell()) }
             }));
         }
         for st in &region.stations {
@@ -246,6 +277,7 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
         device_slots,
         valves: all_valves,
         stations: all_stations,
+        gateways: all_gateways,
         valve_slots,
         regions,
         region_supervisors: region_slots,

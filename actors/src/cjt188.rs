@@ -1,0 +1,308 @@
+//! CJ/T 188 meters behind a transparent gateway (issue 3 §3): one actor per gateway, like a concentrator
+//! (the design card). Each cycle it reads every meter's metering data (DI 901F) over its one connection,
+//! commits the readings with the gateway's status, and only then shows them. A garbled or foreign reply
+//! fails that meter only; the connection is replaced (the driver's contract) and the next meter goes on. A
+//! meter that does not answer costs its own timeout. Two cycles with no meter answering make the gateway
+//! comm-lost, as for Modbus concentrators (R-A4).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use drivers::cjt188::{Address, Cjt188Model, Cjt188TcpClient, Cjt188TcpTarget, MeteringData};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use crate::clock::SharedClock;
+use crate::event::{Event, EventBus};
+use crate::hub::HubMsg;
+use crate::metrics::Metrics;
+use crate::model::comm::CycleOutcome;
+use crate::model::view::CommView;
+use crate::model::{
+    CommEvent, CommStatus, DeviceId, DeviceKind, DeviceView, MeterId, MeterReading, MeterStatus, MeterView, RegionId,
+    Timestamp, Volume,
+};
+use crate::store::{Op, Store, StoreHandle};
+use crate::supervisor::Slot;
+
+/// One CJ/T 188 meter on a gateway.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cjt188Meter {
+    pub id: MeterId,
+    pub address: Address,
+}
+
+/// A CJ/T 188 gateway and its meters, resolved from configuration.
+#[derive(Clone, Debug)]
+pub struct Cjt188Spec {
+    pub id: DeviceId,
+    pub name: String,
+    pub region: RegionId,
+    pub addr: String,
+    pub timeout: Duration,
+    pub model: Cjt188Model,
+    pub cycle: Duration,
+    pub meters: Vec<Cjt188Meter>,
+}
+
+impl Cjt188Spec {
+    fn path(&self) -> String {
+        format!("primary cjt188 {}", self.addr)
+    }
+}
+
+pub enum Cjt188Msg {
+    Cycle,
+    View(RpcReplyPort<DeviceView>),
+}
+
+pub struct Cjt188Device;
+
+pub struct Cjt188Args {
+    pub spec: Arc<Cjt188Spec>,
+    pub store: Store,
+    pub writer: StoreHandle,
+    pub hub: Slot<HubMsg>,
+    pub events: EventBus,
+    pub clock: SharedClock,
+    pub metrics: Arc<Metrics>,
+    pub slot: Slot<Cjt188Msg>,
+}
+
+pub struct Cjt188State {
+    args: Cjt188Args,
+    client: Cjt188TcpClient,
+    comm: CommStatus,
+    meters: Vec<MeterView>,
+}
+
+/// Model status flags from a CJ/T 188 status word.
+fn status_of(data: &MeteringData) -> MeterStatus {
+    let s = &data.status;
+    let mut bits = 0;
+    if matches!(s.valve, drivers::cjt188::ValveState::Closed) {
+        bits |= MeterStatus::VALVE_CLOSED;
+    }
+    if s.battery_low {
+        bits |= MeterStatus::BATTERY_LOW;
+    }
+    if s.magnetic_tamper {
+        bits |= MeterStatus::MAGNETIC_TAMPER;
+    }
+    if s.meter_fault || matches!(s.valve, drivers::cjt188::ValveState::Abnormal) {
+        bits |= MeterStatus::METER_FAULT;
+    }
+    MeterStatus(bits)
+}
+
+/// The view of a gateway as the store knows it.
+pub fn initial_view(spec: &Cjt188Spec, store: &Store) -> DeviceView {
+    let meters = spec
+        .meters
+        .iter()
+        .map(|m| {
+            let mut v = MeterView::empty(m.id.clone());
+            if let Ok(Some((ts, volume, status))) = store.latest_reading(&m.id) {
+                v.set(volume, ts, status);
+            }
+            v
+        })
+        .collect();
+    let mut comm = store
+        .device_status(&spec.id)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| CommStatus::new(spec.path(), spec.meters.len() as u32));
+    comm.link = crate::model::LinkState::Unknown;
+    comm.path = spec.path();
+    DeviceView {
+        id: spec.id.clone(),
+        kind: DeviceKind::Concentrator,
+        name: spec.name.clone(),
+        region: spec.region.clone(),
+        comm: CommView { status: comm, cycle_ms: spec.cycle.as_millis() as u64 },
+        meters,
+        values: Vec::new(),
+        valve: None,
+    }
+}
+
+impl Cjt188State {
+    fn now(&self) -> Timestamp {
+        self.args.clock.now()
+    }
+
+    fn view(&self) -> DeviceView {
+        let spec = &self.args.spec;
+        DeviceView {
+            id: spec.id.clone(),
+            kind: DeviceKind::Concentrator,
+            name: spec.name.clone(),
+            region: spec.region.clone(),
+            comm: CommView { status: self.comm.clone(), cycle_ms: spec.cycle.as_millis() as u64 },
+            meters: self.meters.clone(),
+            values: Vec::new(),
+            valve: None,
+        }
+    }
+
+    fn publish(&self) {
+        if let Some(hub) = self.args.hub.get() {
+            let _ = hub.cast(HubMsg::Device(Box::new(self.view())));
+        }
+    }
+
+    fn publish_comm(&self, event: CommEvent) {
+        let spec = &self.args.spec;
+        let ts = self.now();
+        match event {
+            CommEvent::Lost { misses } => {
+                tracing::warn!(message = "CJ/T 188 gateway comm-lost.", device = %spec.id, misses);
+                self.args.events.publish(Event::CommLost {
+                    device: spec.id.clone(),
+                    region: spec.region.clone(),
+                    ts,
+                    misses,
+                    error: self.comm.last_error.clone(),
+                });
+            }
+            CommEvent::Restored { after_misses } => {
+                self.args.events.publish(Event::CommRestored {
+                    device: spec.id.clone(),
+                    region: spec.region.clone(),
+                    ts,
+                    after_misses,
+                });
+            }
+        }
+    }
+
+    async fn cycle(&mut self) {
+        let spec = self.args.spec.clone();
+        self.comm.begin_cycle(spec.meters.len() as u32);
+        let mut read: Vec<(usize, Volume, MeterStatus)> = Vec::new();
+        let mut last_error = None;
+        for (i, m) in spec.meters.iter().enumerate() {
+            Metrics::inc(&self.args.metrics.polls);
+            let result = self.client.read_meter(&m.address).await;
+            let now = self.now();
+            match result {
+                Ok(Ok(data)) => {
+                    self.comm.record_attempt(now, true, None);
+                    // The driver gives millilitres; volumes are kept to the litre (3 decimals of m³).
+                    match Volume::from_m3(data.current.volume.cubic_metres()) {
+                        Ok(v) => read.push((i, v, status_of(&data))),
+                        Err(e) => {
+                            Metrics::inc(&self.args.metrics.bad_values);
+                            last_error = Some(format!("meter {}: {e}", m.id));
+                        }
+                    }
+                }
+                Ok(Err(abnormal)) => {
+                    Metrics::inc(&self.args.metrics.poll_failures);
+                    let e = format!("meter {} answered abnormally (control {:02X})", m.id, abnormal.control.0);
+                    tracing::warn!(message = "CJ/T 188 meter refused.", device = %spec.id, meter = %m.id, error = %e);
+                    self.comm.record_attempt(now, true, Some(e.clone()));
+                    last_error = Some(e);
+                }
+                Err(e) => {
+                    // The driver replaced its connection; the next meter gets a fresh one.
+                    Metrics::inc(&self.args.metrics.poll_failures);
+                    let e = format!("meter {}: {e}", m.id);
+                    tracing::warn!(message = "CJ/T 188 read failed.", device = %spec.id, meter = %m.id, error = %e);
+                    self.comm.record_attempt(now, false, Some(e.clone()));
+                    last_error = Some(e);
+                }
+            }
+        }
+        let now = self.now();
+        if !read.is_empty() {
+            let mut ops: Vec<Op> = read
+                .iter()
+                .map(|(i, volume, status)| {
+                    Op::Reading(MeterReading {
+                        meter: spec.meters[*i].id.clone(),
+                        device: spec.id.clone(),
+                        ts: now,
+                        volume: *volume,
+                        status: *status,
+                    })
+                })
+                .collect();
+            let mut status = self.comm.clone();
+            let _ = status.record_values(now, read.len() as u32);
+            ops.push(Op::DeviceStatus(spec.id.clone(), status));
+            match self.args.writer.submit(ops).await {
+                Ok(_) => {
+                    for (i, volume, status) in &read {
+                        self.meters[*i].set(*volume, now, *status);
+                    }
+                    if let Some(event) = self.comm.record_values(now, read.len() as u32) {
+                        self.publish();
+                        self.publish_comm(event);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(message = "CJ/T 188 readings not committed.", device = %spec.id, error = %e);
+                    last_error = Some("store unavailable".into());
+                    read.clear();
+                }
+            }
+        }
+        if last_error.is_some() {
+            self.comm.last_error.clone_from(&last_error);
+        }
+        let outcome = CycleOutcome { read: read.len() as u32, expected: spec.meters.len() as u32, error: last_error };
+        let event = self.comm.end_cycle(&outcome);
+        self.publish();
+        if let Some(event) = event {
+            self.publish_comm(event);
+        }
+    }
+}
+
+impl Actor for Cjt188Device {
+    type Msg = Cjt188Msg;
+    type State = Cjt188State;
+    type Arguments = Cjt188Args;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Cjt188Msg>,
+        args: Cjt188Args,
+    ) -> Result<Cjt188State, ActorProcessingErr> {
+        let view = initial_view(&args.spec, &args.store);
+        let target = Cjt188TcpTarget {
+            addr: args.spec.addr.clone(),
+            timeout: args.spec.timeout,
+            model: args.spec.model,
+        };
+        args.slot.set(myself);
+        Ok(Cjt188State { client: Cjt188TcpClient::new(target), comm: view.comm.status, meters: view.meters, args })
+    }
+
+    async fn post_start(&self, myself: ActorRef<Cjt188Msg>, state: &mut Cjt188State) -> Result<(), ActorProcessingErr> {
+        state.publish();
+        myself.cast(Cjt188Msg::Cycle)?;
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Cjt188Msg>,
+        msg: Cjt188Msg,
+        state: &mut Cjt188State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            Cjt188Msg::Cycle => {
+                let started = tokio::time::Instant::now();
+                state.cycle().await;
+                let next = state.args.spec.cycle.saturating_sub(started.elapsed());
+                myself.send_after(next, || Cjt188Msg::Cycle);
+            }
+            Cjt188Msg::View(reply) => {
+                let _ = reply.send(state.view());
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,78 @@
+//! CJ/T 188 meters behind a transparent gateway (issue 3 §3): readings reach the store and the live view; a
+//! garbled reply fails only that meter and the next read of it succeeds; the other meters keep their cycle.
+
+mod support;
+
+use std::time::Duration;
+
+use drivers::cjt188::sim::Fault;
+use drivers::cjt188::Address;
+use support::*;
+
+fn village_with_gateway() -> String {
+    VILLAGE.to_owned()
+        + r#"
+[[region.cjt188]]
+id = "east-g1"
+name = "东村CJ/T 188网关"
+address = "127.0.0.1:0"
+edition = "2004"
+cycle = "300ms"
+timeout = "250ms"
+meters = [
+  { id = "CJ-1", address = "00000000000001" },
+  { id = "CJ-2", address = "00000000000002" },
+  { id = "CJ-3", address = "00000000000003" },
+]
+"#
+}
+
+fn gateway(server: &TestServer) -> &drivers::cjt188::sim::Cjt188Sim {
+    &server.app.cjt188_sims.iter().find(|(id, _)| id == "east-g1").expect("simulated gateway").1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meters_are_read_and_a_garbled_reply_fails_only_that_meter() {
+    let server = start(&village_with_gateway()).await;
+    let cookie = server.admin().await;
+    let view = eventually(Duration::from_secs(10), "all three meters read", || async {
+        let v = device(&server, &cookie, "east-g1").await;
+        v["meters"].as_array()?.iter().all(|m| m["volume_m3"].is_string()).then_some(v)
+    })
+    .await;
+    assert_eq!(view["comm"]["path"], format!("primary cjt188 {}", gateway(&server).addr()));
+    let truth = gateway(&server).volume(&"00000000000001".parse::<Address>().unwrap()).unwrap().cubic_metres();
+    let shown: f64 = view["meters"][0]["volume_m3"].as_str().unwrap().parse().unwrap();
+    assert!((truth - shown).abs() < 0.05, "shown {shown}, meter has {truth}");
+    let stored = server.get("/api/readings?device=east-g1&from=0", &cookie).await.json();
+    assert!(stored["readings"].as_array().unwrap().iter().any(|r| r["meter"] == "CJ-3"), "{stored}");
+
+    // CJ-2 starts answering garbage: only it fails; CJ-1 and CJ-3 are still read every cycle.
+    let cj2: Address = "00000000000002".parse().unwrap();
+    gateway(&server).set_fault(&cj2, Fault { garbage: true, ..Fault::default() }).unwrap();
+    let partial = eventually(Duration::from_secs(10), "a cycle with CJ-2 failing", || async {
+        let v = device(&server, &cookie, "east-g1").await;
+        (v["comm"]["cycle_read"] == 2 && v["comm"]["last_error"].as_str()?.contains("CJ-2")).then_some(v)
+    })
+    .await;
+    assert_eq!(partial["comm"]["comm_lost"], false, "a partial cycle is not a miss: {partial}");
+    let ts_before = |v: &serde_json::Value, i: usize| v["meters"][i]["ts"].as_i64().unwrap();
+    let later = eventually(Duration::from_secs(10), "CJ-1 and CJ-3 read again", || async {
+        let v = device(&server, &cookie, "east-g1").await;
+        (ts_before(&v, 0) > ts_before(&partial, 0) && ts_before(&v, 2) > ts_before(&partial, 2)).then_some(v)
+    })
+    .await;
+    assert_eq!(later["meters"][1]["ts"], partial["meters"][1]["ts"], "CJ-2 was not updated while garbled");
+
+    // The next good reply from CJ-2 is read.
+    gateway(&server).set_fault(&cj2, Fault::default()).unwrap();
+    eventually(Duration::from_secs(10), "CJ-2 read again", || async {
+        let v = device(&server, &cookie, "east-g1").await;
+        (v["meters"][1]["ts"].as_i64()? > later["meters"][1]["ts"].as_i64()? && v["comm"]["cycle_read"] == 3)
+            .then_some(())
+    })
+    .await;
+    let metrics = server.get("/metrics", &cookie).await.body;
+    assert!(!metrics.contains("waterworks_poll_failures_total 0\n"), "the garbled replies were counted");
+    server.app.shutdown().await;
+}
