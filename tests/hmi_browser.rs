@@ -1,19 +1,23 @@
 //! The HMI in a real headless Chromium, driven over the DevTools protocol against the whole server and its
 //! simulator: without a session the page lands on the login form; a user signs in; the overview shows live
 //! values that keep changing; a silent device is flagged comm-lost on its card and recovers; an out-of-limit
-//! water-quality value is flagged; the language switch turns the labels English. It leaves a screenshot in
+//! water-quality value is flagged; the language switch turns the labels English. A second scenario commands a
+//! remote valve through the confirmation dialog (confirmed, refused, lost, stuck in fault), shows a device on
+//! its backup path, and checks that a crew member sees the valve without buttons. Both leave screenshots in
 //! `target/` for a human to look at.
 //!
 //! It reads the page only through its stable hooks (`data-device`, `data-comm-lost`, `data-param`,
-//! `data-meter`, `.progress`, `#conn[data-state]`, `body[data-seq]`), never through layout or styling.
+//! `data-meter`, `.progress`, `#conn[data-state]`, `body[data-seq]`, `data-valve-state`, `data-action`,
+//! `data-command`, `data-last-result`, `#valve-dialog`), never through layout (one styling check aside: the
+//! flashing of a valve fault).
 
 mod support;
 
 use std::path::PathBuf;
 
 use drivers::sim::Fault;
-use serde_json::Value;
-use support::browser::{js_string, Browser};
+use serde_json::{json, Value};
+use support::browser::{base64_encode, js_string, Browser};
 use support::*;
 
 /// `document.querySelector(selector)` as JavaScript.
@@ -204,6 +208,369 @@ async fn the_hmi_shows_live_values_and_a_flagged_comm_lost_device() {
 
     // 8. A picture for a human, then no page errors along the way.
     browser.screenshot(&target_dir().join("hmi-screenshot.png")).await;
+    assert_eq!(browser.page_errors(), Vec::<String>::new(), "uncaught exceptions or console errors in the page");
+    server.app.shutdown().await;
+}
+
+/// The west region's concentrator `west-c2` (added by [`village_with_valve`]) as a simulator of its own, so
+/// that its backup path has something to reach.
+const BACKUP_SHAPE: &str = r#"
+[[region]]
+id = "west"
+name = "西村"
+
+[[region.concentrator]]
+id = "west-c2"
+address = "127.0.0.1:1"
+model = "ww-concentrator-v1"
+cycle = "300ms"
+meters = { prefix = "W2-", first = 1, count = 4 }
+"#;
+
+/// The test village plus, in the west region, a remote valve quick enough for a test (the simulated valve
+/// travels in 150 ms; a command reads it back every 40 ms for at most 1 s), and a concentrator `west-c2`
+/// whose backup path is `backup`: silence its primary and it moves there after one failure.
+fn village_with_valve(backup: &str) -> String {
+    VILLAGE.replace("seed = 42", "seed = 42\nvalve_travel = \"150ms\"")
+        + &format!(
+            r#"
+[[region.valve]]
+id = "west-v1"
+name = "西村总阀"
+address = "127.0.0.1:0"
+model = "ww-valve-v1"
+poll = "200ms"
+timeout = "250ms"
+confirm_timeout = "1s"
+confirm_poll = "40ms"
+
+[[region.concentrator]]
+id = "west-c2"
+address = "127.0.0.1:0"
+backup = ["{backup}"]
+failover_after = 1
+probe_every = 1000
+model = "ww-concentrator-v1"
+cycle = "300ms"
+meters = {{ prefix = "W2-", first = 1, count = 4 }}
+"#
+        )
+}
+
+/// Signs `username` in through the login form and waits for the overview with a live connection and its
+/// first snapshot applied.
+async fn sign_in(browser: &Browser, server: &TestServer, username: &str, password: &str) {
+    browser.navigate(&format!("{}/login", server.base)).await;
+    browser
+        .wait_for("the login form", "!!document.querySelector('#login-form')", "location.href", |v| {
+            v.as_bool()?.then_some(())
+        })
+        .await;
+    browser.type_into("#username", username).await;
+    browser.type_into("#password", password).await;
+    browser.click("#submit").await;
+    browser
+        .wait_for(
+            &format!("the overview, live, for {username}"),
+            "[location.pathname, document.querySelector('#conn')?.dataset.state ?? null, \
+             document.querySelector('#user-name')?.textContent ?? null, document.body.dataset.seq ?? null]",
+            "location.href + '\\nerror: ' + (document.querySelector('#error')?.textContent ?? '')",
+            |v| (v[0] == "/" && v[1] == "live" && v[2] == username && v[3].is_string()).then_some(()),
+        )
+        .await;
+}
+
+/// What valve card `id` shows, as JavaScript: state, buttons (`true` when disabled, `null` when absent), this
+/// page's command in flight or its error, the last command, the path.
+fn valve(id: &str) -> String {
+    format!(
+        "(c => c && {{ state: c.dataset.valveState ?? null, command: c.dataset.command ?? null, \
+         result: c.dataset.lastResult ?? null, stateText: c.querySelector('.valve-state-text').textContent, \
+         open: c.querySelector('[data-action=\"open\"]')?.disabled ?? null, \
+         close: c.querySelector('[data-action=\"close\"]')?.disabled ?? null, \
+         buttons: c.querySelectorAll('[data-action], button.valve-btn').length, \
+         feedback: (f => f.checkVisibility() ? f.textContent : null)(c.querySelector('.valve-feedback')), \
+         feedbackError: c.querySelector('.valve-feedback').classList.contains('cmd-error'), \
+         summary: c.querySelector('.cmd-summary').textContent, \
+         resultText: (r => r.checkVisibility() ? r.textContent : null)(c.querySelector('.cmd-result')), \
+         resultRed: c.querySelector('.cmd-result').classList.contains('cmd-failed'), \
+         reason: (r => r.checkVisibility() ? r.textContent : null)(c.querySelector('.cmd-reason')), \
+         failure: (r => r.checkVisibility() ? r.textContent : null)(c.querySelector('.cmd-failure')), \
+         flashing: getComputedStyle(c.querySelector('.valve-state')).animationName, \
+         path: c.querySelector('.path').textContent, \
+         lost: c.dataset.commLost }})({})",
+        card(id)
+    )
+}
+
+/// What the confirmation dialog shows, as JavaScript.
+const DIALOG: &str = "(d => ({ open: d.open, valve: d.dataset.valve ?? null, action: d.dataset.action ?? null, \
+     title: d.querySelector('#vd-title').textContent, name: d.querySelector('#vd-valve-name').textContent, \
+     id: d.querySelector('#vd-valve-id').textContent, actionText: d.querySelector('#vd-action').textContent, \
+     confirm: d.querySelector('#vd-confirm').disabled, confirmText: d.querySelector('#vd-confirm').textContent, \
+     focus: document.activeElement?.id ?? null }))(document.querySelector('#valve-dialog'))";
+
+/// Clicks `action` on valve card `id`, gives the reason in the confirmation dialog and confirms.
+async fn command_valve(browser: &Browser, id: &str, action: &str, reason: &str) {
+    browser.click(&format!("[data-device=\"{id}\"] [data-action=\"{action}\"]")).await;
+    browser
+        .wait_for(
+            &format!("the dialog to {action} {id}"),
+            DIALOG,
+            "document.querySelector('#valve-dialog').outerHTML",
+            |v| (v["open"] == true && v["valve"] == id && v["action"] == action).then_some(()),
+        )
+        .await;
+    browser.type_into("#vd-reason", reason).await;
+    browser.click("#vd-confirm").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_commands_a_valve_through_a_confirmation_and_a_crew_member_only_watches() {
+    // The backup path of west-c2: a simulator of its own.
+    let shape = waterworks::config::parse("shape.toml", BACKUP_SHAPE, None).expect("backup shape");
+    let spec = waterworks::sim::spec_from_config(&shape, 600.0, 7, Some("127.0.0.1:0".parse().unwrap())).unwrap();
+    let backup = drivers::sim::Simulator::start(spec).await.expect("backup simulator");
+    let backup_addr = backup.addr("west-c2").expect("backup address");
+
+    let browser = Browser::launch().await;
+    let server = start(&village_with_valve(&backup_addr.to_string())).await;
+    let admin = server.admin().await;
+    let body = json!({ "username": "crew1", "password": "a long enough password", "role": "crew" }).to_string();
+    let r =
+        http(&server.base, "POST", "/api/users", &[("content-type", "application/json"), ("cookie", &admin)], &body)
+            .await;
+    assert_eq!(r.status, 201, "creating the crew user: {}", r.body);
+
+    sign_in(&browser, &server, "admin", ADMIN_PASSWORD).await;
+    // The primary path of west-c2 goes silent: after one failure the device moves to its backup. Only now,
+    // with the page live: events are not part of the snapshot, so an earlier switch would not be listed.
+    server.sim().set_fault("west-c2", Fault { silent: true, ..Fault::default() }).unwrap();
+
+    // 1. The valve card: open, so Open is disabled and Close is not; no command yet; its path is the primary.
+    let first: Value = browser
+        .wait_for("west-v1 shown open", &valve("west-v1"), &card_html("west-v1"), |v| {
+            (v["state"] == "open").then(|| v.clone())
+        })
+        .await;
+    let html = browser.eval(&card_html("west-v1")).await.unwrap();
+    assert_eq!(
+        (&first["stateText"], &first["open"], &first["close"], &first["command"], &first["result"]),
+        (&json!("全开"), &json!(true), &json!(false), &json!("none"), &Value::Null),
+        "{html}"
+    );
+    assert_eq!((&first["summary"], &first["lost"]), (&json!("无"), &json!("false")), "{html}");
+    assert!(first["path"].as_str().unwrap().starts_with("primary tcp 127.0.0.1:"), "{html}");
+    let writes = server.sim().valve_commands("west-v1").expect("a simulated valve");
+
+    // 2. A device on its backup path says so in amber, and the switch is in the event list.
+    let path = format!(
+        "(p => p && [p.textContent, p.classList.contains('path-backup'), getComputedStyle(p).backgroundColor])\
+         ({}?.querySelector('.path'))",
+        card("west-c2")
+    );
+    let on_backup: Value = browser
+        .wait_for("west-c2 on its backup path", &path, &card_html("west-c2"), |v| {
+            (v[0].as_str()?.starts_with("backup 1 tcp") && v[1] == true).then(|| v.clone())
+        })
+        .await;
+    assert_eq!(on_backup[2], "rgb(242, 169, 0)", "the backup path is amber: {on_backup}");
+    let switched = "(e => e && [e.querySelector('.ev-kind').textContent, e.querySelector('.ev-device').textContent, \
+                    getComputedStyle(e.querySelector('.ev-kind')).backgroundColor])\
+                    (document.querySelector('#events [data-kind=\"path_switched\"]'))";
+    let event: Value = browser
+        .wait_for("the path switch in the event list", switched, "document.querySelector('#events').outerHTML", |v| {
+            (!v.is_null()).then(|| v.clone())
+        })
+        .await;
+    assert_eq!(event, json!(["通信链路切换", "west-c2", "rgb(242, 169, 0)"]));
+
+    // 3. Close asks for confirmation first, naming the valve and the action, with the focus on the reason;
+    //    Confirm waits for a reason (blanks are none); Esc cancels, back to the button, nothing sent.
+    browser.click("[data-device=\"west-v1\"] [data-action=\"close\"]").await;
+    let dialog: Value = browser
+        .wait_for("the confirmation dialog", DIALOG, "document.querySelector('#valve-dialog').outerHTML", |v| {
+            (v["open"] == true).then(|| v.clone())
+        })
+        .await;
+    assert_eq!(
+        dialog,
+        json!({ "open": true, "valve": "west-v1", "action": "close", "title": "确认关闭阀门", "name": "西村总阀",
+                "id": "west-v1", "actionText": "关闭", "confirm": true, "confirmText": "确认关闭", "focus": "vd-reason" })
+    );
+    browser.type_into("#vd-reason", "   ").await;
+    let blank = browser.eval(DIALOG).await.unwrap();
+    assert_eq!((&blank["open"], &blank["confirm"]), (&json!(true), &json!(true)), "a blank reason: {blank}");
+    browser.type_into("#vd-reason", "西村路主管爆管").await;
+    assert_eq!(browser.eval(DIALOG).await.unwrap()["confirm"], false, "a reason enables Confirm");
+    browser.screenshot(&target_dir().join("hmi-valves-dialog.png")).await;
+    browser.press_key("Escape", "Escape", 27).await;
+    browser
+        .wait_for(
+            "Esc to close the dialog, focus back on Close",
+            "[document.querySelector('#valve-dialog').open, document.activeElement?.dataset.action ?? null]",
+            "document.querySelector('#valve-dialog').outerHTML",
+            |v| (v[0] == false && v[1] == "close").then_some(()),
+        )
+        .await;
+
+    // 4. Failures of the request itself, made at the network layer: while the request is held the card says
+    //    the command is in progress and both buttons are off; a 403 and a lost connection are explained.
+    browser.page("Fetch.enable", json!({ "patterns": [{ "urlPattern": "*/api/valves/*" }] })).await.unwrap();
+    command_valve(&browser, "west-v1", "close", "forbidden, as faked").await;
+    let paused = browser.take_event("Fetch.requestPaused").await;
+    let request = &paused["params"]["request"];
+    assert_eq!(request["method"], "POST");
+    assert!(request["url"].as_str().unwrap().ends_with("/api/valves/west-v1/command"), "{request}");
+    let sent: Value = serde_json::from_str(request["postData"].as_str().expect("a body")).unwrap();
+    assert_eq!(sent, json!({ "action": "close", "reason": "forbidden, as faked" }));
+    let pending = browser.eval(&valve("west-v1")).await.unwrap();
+    let html = browser.eval(&card_html("west-v1")).await.unwrap();
+    assert_eq!(
+        (&pending["command"], &pending["open"], &pending["close"]),
+        (&json!("pending"), &json!(true), &json!(true))
+    );
+    assert!(pending["feedback"].as_str().is_some_and(|f| f.starts_with("命令执行中…")), "{html}");
+    browser
+        .wait_for(
+            "the focus on the progress line after Confirm",
+            "document.activeElement?.classList.contains('valve-feedback') ?? false",
+            "document.activeElement?.outerHTML ?? 'nothing focused'",
+            |v| v.as_bool()?.then_some(()),
+        )
+        .await;
+    let refusal = json!({ "error": "role crew may not do this", "code": "forbidden" }).to_string();
+    browser
+        .page(
+            "Fetch.fulfillRequest",
+            json!({ "requestId": paused["params"]["requestId"], "responseCode": 403,
+                    "responseHeaders": [{ "name": "Content-Type", "value": "application/json" }],
+                    "body": base64_encode(refusal.as_bytes()) }),
+        )
+        .await
+        .unwrap();
+    let refused: Value = browser
+        .wait_for("the 403 explained on the card", &valve("west-v1"), &card_html("west-v1"), |v| {
+            (v["command"] == "error").then(|| v.clone())
+        })
+        .await;
+    assert!(refused["feedback"].as_str().is_some_and(|f| f.contains("无权操作阀门")), "{refused}");
+    assert_eq!((&refused["feedbackError"], &refused["close"]), (&json!(true), &json!(false)), "{refused}");
+
+    command_valve(&browser, "west-v1", "close", "the network fails").await;
+    let paused = browser.take_event("Fetch.requestPaused").await;
+    browser
+        .page(
+            "Fetch.failRequest",
+            json!({ "requestId": paused["params"]["requestId"], "errorReason": "InternetDisconnected" }),
+        )
+        .await
+        .unwrap();
+    let lost: Value = browser
+        .wait_for("the network failure explained", &valve("west-v1"), &card_html("west-v1"), |v| {
+            (v["command"] == "error" && v["feedback"].as_str()?.contains("网络错误")).then(|| v.clone())
+        })
+        .await;
+    assert_eq!(lost["close"], false, "{lost}");
+    browser.page("Fetch.disable", json!({})).await.unwrap();
+    assert_eq!(server.sim().valve_commands("west-v1"), Some(writes), "nothing reached the valve so far");
+
+    // 5. For real: Close, with a reason, confirmed by read-back.
+    let reason = "西村路主管爆管，关阀抢修";
+    command_valve(&browser, "west-v1", "close", reason).await;
+    let closed: Value = browser
+        .wait_for("west-v1 closed and confirmed", &valve("west-v1"), &card_html("west-v1"), |v| {
+            (v["state"] == "closed" && v["result"] == "confirmed" && v["command"] == "done").then(|| v.clone())
+        })
+        .await;
+    let html = browser.eval(&card_html("west-v1")).await.unwrap();
+    assert_eq!(
+        (&closed["stateText"], &closed["summary"], &closed["resultText"], &closed["reason"], &closed["failure"]),
+        (&json!("全关"), &json!("关闭 · admin"), &json!("已确认"), &json!(reason), &Value::Null),
+        "{html}"
+    );
+    assert_eq!(
+        (&closed["open"], &closed["close"], &closed["feedback"]),
+        (&json!(false), &json!(true), &Value::Null),
+        "{html}"
+    );
+    assert_eq!(server.sim().valve_open("west-v1"), Some(false), "the simulated valve really closed");
+
+    // ... and audited with its reason, once: the refused, lost and cancelled attempts never reached the server.
+    let audit = server.get("/api/audit?limit=200", &admin).await.json();
+    let entries = |action: &str| -> Vec<Value> {
+        let all = audit.as_array().expect("an audit list");
+        all.iter().filter(|e| e["action"] == action && e["target"] == "west-v1").cloned().collect()
+    };
+    let requested = entries("valve.close.requested");
+    assert_eq!(requested.len(), 1, "{audit}");
+    let done = entries("valve.close");
+    assert_eq!(done.len(), 1, "{audit}");
+    assert_eq!((&done[0]["actor"], &done[0]["ok"]), (&json!("admin"), &json!(true)), "{done:?}");
+    let detail = done[0]["detail"].as_str().unwrap();
+    assert!(detail.contains("confirmed closed") && detail.contains(reason), "{detail}");
+
+    // 6. A stuck valve: Open is never confirmed, the card shows the fault flashing red and why it failed.
+    server.sim().set_fault("west-v1", Fault { stuck: true, ..Fault::default() }).unwrap();
+    let reason = "抢修完毕，恢复供水";
+    command_valve(&browser, "west-v1", "open", reason).await;
+    let fault: Value = browser
+        .wait_for("west-v1 in fault after a failed Open", &valve("west-v1"), &card_html("west-v1"), |v| {
+            (v["state"] == "fault" && v["result"] == "failed" && v["command"] == "done").then(|| v.clone())
+        })
+        .await;
+    let html = browser.eval(&card_html("west-v1")).await.unwrap();
+    assert_eq!(
+        (&fault["stateText"], &fault["summary"], &fault["resultText"], &fault["resultRed"], &fault["reason"]),
+        (&json!("故障"), &json!("打开 · admin"), &json!("失败"), &json!(true), &json!(reason)),
+        "{html}"
+    );
+    assert!(
+        fault["failure"].as_str().is_some_and(|f| f.contains("not confirmed within 1s (last read back: closed)")),
+        "{html}"
+    );
+    assert_eq!(
+        (&fault["flashing"], &fault["open"], &fault["close"]),
+        (&json!("wq-flash"), &json!(false), &json!(false))
+    );
+    browser.screenshot(&target_dir().join("hmi-valves.png")).await;
+    browser.screenshot_element("[data-device=\"west-v1\"]", &target_dir().join("hmi-valves-card.png")).await;
+
+    // 7. In English.
+    browser.click(".lang-switch button[data-lang=\"en\"]").await;
+    let english: Value = browser
+        .wait_for("the valve card in English", &valve("west-v1"), &card_html("west-v1"), |v| {
+            (v["stateText"] == "FAULT").then(|| v.clone())
+        })
+        .await;
+    assert_eq!((&english["summary"], &english["resultText"]), (&json!("Open · admin"), &json!("Failed")), "{english}");
+    let labels = format!(
+        "[...{}.querySelectorAll('[data-action]')].map(b => b.textContent)\
+         .concat([document.querySelector('#events [data-kind=\"path_switched\"] .ev-kind').textContent])",
+        card("west-v1")
+    );
+    assert_eq!(browser.eval(&labels).await.unwrap(), json!(["Open", "Close", "Path switched"]));
+    assert_eq!(browser.page_errors(), Vec::<String>::new(), "uncaught exceptions or console errors in the page");
+
+    // 8. A crew member sees the valve, its fault and its last command, but has no buttons to press.
+    browser.click("#logout").await;
+    browser
+        .wait_for("the login page after logout", "location.pathname", "location.href", |v| {
+            (v == "/login").then_some(())
+        })
+        .await;
+    sign_in(&browser, &server, "crew1", "a long enough password").await;
+    let watched: Value = browser
+        .wait_for("west-v1 for the crew", &valve("west-v1"), &card_html("west-v1"), |v| {
+            (v["state"] == "fault").then(|| v.clone())
+        })
+        .await;
+    let html = browser.eval(&card_html("west-v1")).await.unwrap();
+    assert_eq!(
+        (&watched["buttons"], &watched["open"], &watched["close"], &watched["result"]),
+        (&json!(0), &Value::Null, &Value::Null, &json!("failed")),
+        "{html}"
+    );
     assert_eq!(browser.page_errors(), Vec::<String>::new(), "uncaught exceptions or console errors in the page");
     server.app.shutdown().await;
 }

@@ -5,13 +5,18 @@
  * last snapshot plus deltas in memory and renders one panel per region with one card
  * per device. A delta touches only its own card, its region header and the summary.
  *
+ * Commands: the one thing it sends is a valve command (open/close), and only for roles
+ * that may command (admin, operator), only after a confirmation dialog with a reason.
+ * The request waits for the valve's read-back (up to its confirm timeout, a minute in
+ * production); meanwhile the card says so and the rest of the page keeps working.
+ *
  * What it deliberately does not do: it holds no credentials (the session cookie is
- * HttpOnly), sends no commands, and never builds HTML from strings: every piece of
- * server text goes through textContent or setAttribute, so nothing from the wire can
- * become markup.
+ * HttpOnly) and never builds HTML from strings: every piece of server text goes
+ * through textContent or setAttribute, so nothing from the wire can become markup.
  *
  * Colour follows ISA-101: normal is grey, colour only for what is abnormal
- * (comm lost red, stale/partial collection amber, out-of-limit quality flashing red).
+ * (comm lost red, stale/partial collection amber, out-of-limit quality flashing red,
+ * valve travelling amber, valve fault flashing red, backup communication path amber).
  */
 'use strict';
 
@@ -45,6 +50,50 @@
       region_comm_lost: '通信中断 {n}',
       kind_concentrator: '集中器',
       kind_logger: '数据采集仪',
+      kind_valve: '阀门',
+      valve_position: '阀位',
+      valve_state: {
+        open: '全开',
+        closed: '全关',
+        opening: '正在打开',
+        closing: '正在关闭',
+        fault: '故障',
+        unknown: '状态未知',
+      },
+      valve_action: {
+        open: '打开',
+        close: '关闭',
+      },
+      valve_result: {
+        confirmed: '已确认',
+        already_in_position: '已在该位置（未下发）',
+        failed: '失败',
+      },
+      valve_controls: '{name} 的操作',
+      btn_label: '{action} {name}',
+      last_command: '最近命令',
+      no_command: '无',
+      cmd_result: '结果',
+      cmd_reason: '原因',
+      cmd_failure: '失败原因',
+      cmd_reason_unknown: '（服务器未提供）',
+      cmd_in_progress: '命令执行中…',
+      cmd_in_progress_detail: '{action}，等待阀门回读确认，已 {n} 秒',
+      err_forbidden: '无权操作阀门：只有管理员和值班员可以下发命令。',
+      err_bad_request: '命令被拒绝：{msg}',
+      err_not_found: '服务器上没有这个阀门：{msg}',
+      err_session: '登录已过期，请重新登录。命令未下发。',
+      err_network: '网络错误：命令结果未知。请先查看阀门状态再操作。',
+      err_server: '服务器错误（HTTP {status}）：{msg}',
+      dlg_title: '确认{action}阀门',
+      dlg_valve: '阀门',
+      dlg_action: '操作',
+      dlg_state: '当前状态',
+      dlg_reason: '原因（必填）',
+      dlg_count: '{n} / {max}',
+      dlg_note: '确认后命令立即下发，服务器等待阀门回读确认（最长约一分钟）。',
+      dlg_confirm: '确认{action}',
+      dlg_cancel: '取消',
       comm_lost_badge: '通信中断',
       status_normal: '正常',
       status_comm_lost: '通信中断',
@@ -83,6 +132,9 @@
       no_events: '暂无事件',
       ev_comm_lost: '通信中断',
       ev_comm_restored: '通信恢复',
+      ev_path_switched: '通信链路切换',
+      ev_actor_restart: '进程重启',
+      path_backup: '正在使用备用通道',
       age_now: '刚刚',
       age_s: '{n} 秒前',
       age_min: '{n} 分钟前',
@@ -142,6 +194,50 @@
       region_comm_lost: 'Comm lost {n}',
       kind_concentrator: 'Concentrator',
       kind_logger: 'Data logger',
+      kind_valve: 'Valve',
+      valve_position: 'Position',
+      valve_state: {
+        open: 'Open',
+        closed: 'Closed',
+        opening: 'Opening',
+        closing: 'Closing',
+        fault: 'FAULT',
+        unknown: 'Unknown',
+      },
+      valve_action: {
+        open: 'Open',
+        close: 'Close',
+      },
+      valve_result: {
+        confirmed: 'Confirmed',
+        already_in_position: 'Already in position (nothing sent)',
+        failed: 'Failed',
+      },
+      valve_controls: 'Commands for {name}',
+      btn_label: '{action} {name}',
+      last_command: 'Last command',
+      no_command: 'none',
+      cmd_result: 'Result',
+      cmd_reason: 'Reason',
+      cmd_failure: 'Failure',
+      cmd_reason_unknown: '(not sent by the server)',
+      cmd_in_progress: 'Command in progress…',
+      cmd_in_progress_detail: '{action}: waiting for the valve to confirm, {n} s so far',
+      err_forbidden: 'Not allowed: only administrators and operators may command valves.',
+      err_bad_request: 'Command rejected: {msg}',
+      err_not_found: 'The server has no such valve: {msg}',
+      err_session: 'Your session has expired; please log in again. Nothing was sent.',
+      err_network: 'Network error: the outcome is unknown. Check the valve state before trying again.',
+      err_server: 'Server error (HTTP {status}): {msg}',
+      dlg_title: 'Confirm valve command: {action}',
+      dlg_valve: 'Valve',
+      dlg_action: 'Action',
+      dlg_state: 'Current state',
+      dlg_reason: 'Reason (required)',
+      dlg_count: '{n} / {max}',
+      dlg_note: 'The command is sent at once; the server then waits for the valve to confirm its position (up to about a minute).',
+      dlg_confirm: '{action} valve',
+      dlg_cancel: 'Cancel',
       comm_lost_badge: 'COMM LOST',
       status_normal: 'Normal',
       status_comm_lost: 'Comm lost',
@@ -180,6 +276,9 @@
       no_events: 'No events',
       ev_comm_lost: 'Comm lost',
       ev_comm_restored: 'Comm restored',
+      ev_path_switched: 'Path switched',
+      ev_actor_restart: 'Actor restarted',
+      path_backup: 'On a backup path',
       age_now: 'just now',
       age_s: '{n} s ago',
       age_min: '{n} min ago',
@@ -226,6 +325,11 @@
   // A device is "stale" (amber) when its last success is older than this many cycles.
   const STALE_CYCLES = 2;
   const STALE_GRACE_MS = 5000;
+  // Roles that may command valves (the server checks too; this only hides the buttons).
+  const COMMAND_ROLES = ['admin', 'operator'];
+  // The longest reason the server takes, in characters.
+  const REASON_MAX = 500;
+  const VALVE_STATES = ['open', 'closed', 'opening', 'closing', 'fault', 'unknown'];
 
   let lang = loadLang();
 
@@ -257,6 +361,9 @@
 
   const paramLabel = (p) => lookup('params', p);
   const roleLabel = (r) => lookup('roles', r);
+  const valveStateLabel = (s) => lookup('valve_state', s);
+  const valveActionLabel = (a) => lookup('valve_action', a);
+  const valveResultLabel = (r) => lookup('valve_result', r);
 
   // ---------------------------------------------------------------------------
   // Small DOM helpers. Strings are only ever set as text nodes or attribute values.
@@ -380,6 +487,26 @@
     return d && d.comm && typeof d.comm === 'object' ? d.comm : {};
   }
 
+  // The card layout of a device. Anything that is neither a concentrator nor a valve
+  // is shown like a logger (a values table), as before valves existed.
+  function cardKindOf(d) {
+    if (d.kind === 'concentrator') return 'conc';
+    if (d.kind === 'valve') return 'valve';
+    return 'logger';
+  }
+
+  function valveOf(d) {
+    return d && d.valve && typeof d.valve === 'object' ? d.valve : {};
+  }
+
+  function valveStateOf(d) {
+    const s = String(valveOf(d).state || 'unknown');
+    return VALVE_STATES.includes(s) ? s : 'unknown';
+  }
+
+  // Paths are "primary …" or "backup N …"; a backup in use is worth a glance.
+  const isBackupPath = (path) => typeof path === 'string' && path.startsWith('backup');
+
   // level: "lost" (red), "warn" (amber) or "ok" (grey); reasons: dictionary keys + vars.
   function deviceStatus(d, now) {
     const c = commOf(d);
@@ -447,6 +574,17 @@
   const deviceViews = new Map(); // id -> view (see createDeviceView)
   const regionViews = new Map(); // region id -> view (see createRegionView)
   const UNASSIGNED = '\u0000unassigned';
+
+  // Valve commands of this page, by valve id: {phase: 'pending'|'done'|'error', action,
+  // reason, since (client ms), record (the server's reply), message ([key, vars])}.
+  // Kept outside the views so that a re-render (language switch, snapshot) keeps them.
+  const valveOps = new Map();
+  // The operator's reason of commands sent from this page, by "valve|requested_at": the
+  // server's record of a failed command does not carry it (see commandTexts).
+  const sentReasons = new Map();
+  const SENT_REASONS_MAX = 200;
+  // The confirmation dialog's subject while it is open.
+  const dialog = { id: null, action: null, opener: null };
 
   // ---------------------------------------------------------------------------
   // Region panels.
@@ -558,9 +696,10 @@
   }
 
   function createDeviceView(d) {
-    const isConc = d.kind === 'concentrator';
+    const kind = cardKindOf(d);
+    const isConc = kind === 'conc';
     const nameId = uid('dev');
-    const v = { id: d.id, isConc: isConc, meterRows: new Map(), paramRows: new Map() };
+    const v = { id: d.id, kindClass: kind, isConc: isConc, meterRows: new Map(), paramRows: new Map() };
 
     v.light = h('span', { class: 'light', role: 'img' });
     v.name = h('h3', { class: 'dev-name', id: nameId });
@@ -599,7 +738,9 @@
     v.kvCycle = kv('cycle_progress', h('span', { class: 'progress-wrap' }, [v.progress, v.progressText]), 'kv-cycle');
 
     const facts = h('dl', { class: 'facts' }, [v.kvCycle.wrap].concat(v.kvs.map((x) => x.wrap)));
-    const body = [head, facts];
+    const body = [head];
+    if (kind === 'valve') body.push(...createValveParts(v));
+    body.push(facts);
 
     if (isConc) {
       const sectionId = uid('meters');
@@ -627,7 +768,7 @@
       // Rows exist even while the section is hidden, so they can be read without a click.
       v.meters = h('div', { class: 'meters', id: sectionId, hidden: true, tabindex: 0 }, [v.noMeters, v.meterTable]);
       body.push(h('div', { class: 'meters-bar' }, [v.toggle]), v.meters);
-    } else {
+    } else if (kind === 'logger') {
       v.valHead = {
         param: h('th', { scope: 'col' }),
         value: h('th', { scope: 'col', class: 'num' }),
@@ -646,7 +787,7 @@
     }
 
     v.root = h('article', {
-      class: 'card ' + (isConc ? 'conc' : 'logger'),
+      class: 'card ' + kind,
       'data-device': d.id,
       'data-comm-lost': 'false',
       'aria-labelledby': nameId,
@@ -666,7 +807,8 @@
 
     setText(v.name, d.name || d.id);
     setText(v.idEl, d.id);
-    setText(v.kindEl, d.kind === 'concentrator' ? t('kind_concentrator') : d.kind === 'logger' ? t('kind_logger') : String(d.kind || ''));
+    const kindKey = { concentrator: 'kind_concentrator', logger: 'kind_logger', valve: 'kind_valve' }[d.kind];
+    setText(v.kindEl, kindKey ? t(kindKey) : String(d.kind || ''));
     applyStatus(v, st);
     setText(v.badge, t('comm_lost_badge'));
     v.badge.hidden = !lost;
@@ -681,6 +823,9 @@
     setText(v.linkEl, t('link_' + link));
     v.linkEl.classList.toggle('warn-text', link === 'down' && !lost);
     setText(v.pathEl, c.path || '—');
+    const backup = isBackupPath(c.path);
+    v.pathEl.classList.toggle('path-backup', backup);
+    setAttr(v.pathEl, 'title', backup ? t('path_backup') : null);
     const err = c.last_error;
     v.kvError.wrap.hidden = err === null || err === undefined || err === '';
     setText(v.errorEl, err || '');
@@ -697,10 +842,11 @@
     v.progress.classList.toggle('incomplete', readN < exp);
     v.progressFill.style.width = (exp > 0 ? Math.min(100, (readN / exp) * 100) : 0).toFixed(1) + '%';
     setText(v.progressText, readN + ' / ' + exp);
-    // A logger without a cycle count has nothing to show here.
-    v.kvCycle.wrap.hidden = !v.isConc && expectedN === null;
+    // A logger without a cycle count has nothing to show here, nor a valve (one read).
+    v.kvCycle.wrap.hidden = v.kindClass === 'valve' || (!v.isConc && expectedN === null);
 
     if (v.isConc) updateMeters(v, d, now);
+    else if (v.kindClass === 'valve') updateValve(v, d, now);
     else updateValues(v, d, now, lost);
   }
 
@@ -888,6 +1034,354 @@
   }
 
   // ---------------------------------------------------------------------------
+  // Valves: position, last command, and (for roles that may) Open / Close with a
+  // confirmation dialog. The position is grey at its end positions, amber while
+  // travelling or unknown, red and gently flashing on fault.
+  // ---------------------------------------------------------------------------
+  const SVG_NS = 'http://www.w3.org/2000/svg';
+
+  function svgEl(tag, attrs) {
+    const e = document.createElementNS(SVG_NS, tag);
+    for (const key of Object.keys(attrs)) e.setAttribute(key, String(attrs[key]));
+    return e;
+  }
+
+  // The ISA valve symbol, two triangles point to point on a pipe under an actuator
+  // stem. CSS fills it by state: hollow open, solid closed, amber travelling, red fault.
+  function valveSymbol() {
+    const svg = svgEl('svg', { class: 'valve-symbol', viewBox: '0 0 48 30', 'aria-hidden': 'true', focusable: 'false' });
+    svg.append(
+      svgEl('line', { class: 'vs-pipe', x1: 0, y1: 20, x2: 8, y2: 20 }),
+      svgEl('line', { class: 'vs-pipe', x1: 40, y1: 20, x2: 48, y2: 20 }),
+      svgEl('line', { class: 'vs-stem', x1: 24, y1: 20, x2: 24, y2: 5 }),
+      svgEl('line', { class: 'vs-stem', x1: 17, y1: 5, x2: 31, y2: 5 }),
+      svgEl('polygon', { class: 'vs-body', points: '8,11 24,20 40,11 40,29 24,20 8,29' })
+    );
+    return svg;
+  }
+
+  function createValveParts(v) {
+    v.valveStateText = h('span', { class: 'valve-state-text' });
+    v.valvePosLabel = h('span', { class: 'valve-pos-label' });
+    v.valveState = h('div', { class: 'valve-state' }, [
+      valveSymbol(),
+      h('span', { class: 'valve-state-words' }, [v.valvePosLabel, v.valveStateText]),
+    ]);
+    v.controlsSlot = h('div', { class: 'valve-controls-slot' });
+    // Says what this page is waiting for, or why its request failed. Focused after a
+    // confirmation, so that a screen reader lands where the outcome will appear. The
+    // live region itself always exists: one that appears with its text is not announced.
+    v.feedbackTitle = h('span', { class: 'cmd-progress-title' });
+    // The ticking seconds stay out of the live region, or it would be read out every second.
+    v.feedbackDetail = h('span', { class: 'cmd-progress-detail', 'aria-hidden': 'true' });
+    v.feedbackBar = h('span', { class: 'cmd-progress-bar', 'aria-hidden': 'true' });
+    v.feedback = h('div', { class: 'valve-feedback', tabindex: -1, hidden: true }, [
+      v.feedbackTitle,
+      ' ',
+      v.feedbackDetail,
+      v.feedbackBar,
+    ]);
+
+    v.cmdSummary = h('span', { class: 'cmd-summary' });
+    v.cmdWhen = timeWithAge();
+    v.cmdResult = h('span', { class: 'cmd-result' });
+    v.cmdReason = h('span', { class: 'cmd-reason' });
+    v.cmdFailure = h('span', { class: 'cmd-failure' });
+    v.kvCommand = kv('last_command', h('span', null, [v.cmdSummary, ' ', v.cmdWhen.root]), 'kv-command');
+    v.kvResult = kv('cmd_result', v.cmdResult, 'kv-result');
+    v.kvFailure = kv('cmd_failure', v.cmdFailure, 'kv-failure');
+    v.kvReason = kv('cmd_reason', v.cmdReason, 'kv-reason');
+    v.cmdKvs = [v.kvCommand, v.kvResult, v.kvFailure, v.kvReason];
+    return [
+      h('div', { class: 'valve-main' }, [v.valveState, v.controlsSlot]),
+      h('div', { class: 'valve-live', role: 'status' }, [v.feedback]),
+      h('dl', { class: 'facts cmd-facts' }, v.cmdKvs.map((x) => x.wrap)),
+    ];
+  }
+
+  const canCommand = () => !!state.user && COMMAND_ROLES.includes(state.user.role);
+
+  // Buttons exist only for roles that may command; other roles get none at all.
+  function syncValveControls(v) {
+    const want = canCommand();
+    if (want && !v.controls) {
+      const open = h('button', { type: 'button', class: 'valve-btn', 'data-action': 'open' });
+      const close = h('button', { type: 'button', class: 'valve-btn', 'data-action': 'close' });
+      open.addEventListener('click', () => openValveDialog(v.id, 'open', open));
+      close.addEventListener('click', () => openValveDialog(v.id, 'close', close));
+      v.btnOpen = open;
+      v.btnClose = close;
+      v.controls = h('div', { class: 'valve-controls', role: 'group' }, [open, close]);
+      v.controlsSlot.append(v.controls);
+    } else if (!want && v.controls) {
+      v.controls.remove();
+      v.controls = v.btnOpen = v.btnClose = null;
+    }
+  }
+
+  // The record to show: the newer of the server's last command and this page's reply.
+  function newerRecord(a, b) {
+    const ok = (r) => r && typeof r === 'object';
+    if (!ok(a)) return ok(b) ? b : null;
+    if (!ok(b)) return a;
+    const at = (r) => toNumber(r.finished_at) ?? toNumber(r.requested_at) ?? 0;
+    return at(b) > at(a) ? b : a;
+  }
+
+  // The operator's reason and the failure text of a command record. The server
+  // flattens the result into the record, so a failed command's JSON holds two "reason"
+  // keys, the operator's then the failure's, and JSON.parse keeps the last: `reason` is
+  // the failure text then, and the operator's reason is known only if this page sent
+  // the command. A record with a separate `failure` key is read as meant.
+  function commandTexts(id, rec) {
+    const reason = typeof rec.reason === 'string' ? rec.reason : null;
+    if (rec.result !== 'failed') return { operator: reason, failure: null };
+    if (typeof rec.failure === 'string') return { operator: reason, failure: rec.failure };
+    const sent = sentReasons.get(id + '|' + rec.requested_at);
+    return { operator: sent === undefined ? null : sent, failure: reason };
+  }
+
+  function updateValve(v, d, now) {
+    const id = v.id;
+    const st = valveStateOf(d);
+    const op = valveOps.get(id);
+    const pending = !!op && op.phase === 'pending';
+    const name = d.name || id;
+
+    v.root.dataset.valveState = st;
+    v.valveState.dataset.state = st;
+    setText(v.valvePosLabel, t('valve_position'));
+    setText(v.valveStateText, valveStateLabel(st));
+
+    syncValveControls(v);
+    if (v.controls) {
+      const travelling = st === 'opening' || st === 'closing';
+      setAttr(v.controls, 'aria-label', t('valve_controls', { name: name }));
+      for (const [btn, action, end] of [[v.btnOpen, 'open', 'open'], [v.btnClose, 'close', 'closed']]) {
+        const label = valveActionLabel(action);
+        setText(btn, label);
+        setAttr(btn, 'aria-label', t('btn_label', { action: label, name: name }));
+        const disabled = pending || travelling || st === end;
+        if (btn.disabled !== disabled) btn.disabled = disabled;
+      }
+    }
+
+    // This page's request: in flight, or failed before the valve could answer.
+    v.root.dataset.command = op ? op.phase : 'none';
+    v.feedback.hidden = !op || op.phase === 'done';
+    v.feedback.className = 'valve-feedback' + (op && op.phase === 'error' ? ' cmd-error' : op && pending ? ' cmd-pending' : '');
+    v.feedbackBar.hidden = !pending;
+    if (pending) {
+      setText(v.feedbackTitle, t('cmd_in_progress'));
+      const n = Math.max(0, Math.floor((now - op.since) / 1000));
+      setText(v.feedbackDetail, t('cmd_in_progress_detail', { action: valveActionLabel(op.action), n: n }));
+    } else if (op && op.phase === 'error') {
+      setText(v.feedbackTitle, t(op.message[0], op.message[1]));
+      setText(v.feedbackDetail, '');
+    }
+
+    // The last command, as the server recorded it.
+    for (const x of v.cmdKvs) setText(x.dt, t(x.dt.dataset.key));
+    const rec = newerRecord(valveOf(d).last_command, op && op.record);
+    const result = rec ? String(rec.result || '') : '';
+    setAttr(v.root, 'data-last-result', rec ? result : null);
+    v.kvResult.wrap.hidden = !rec;
+    v.kvReason.wrap.hidden = !rec;
+    v.kvFailure.wrap.hidden = !rec || result !== 'failed';
+    v.cmdWhen.root.hidden = !rec;
+    if (!rec) {
+      setText(v.cmdSummary, t('no_command'));
+      setTimeWithAge(v.cmdWhen, null, now);
+      return;
+    }
+    const texts = commandTexts(id, rec);
+    setText(v.cmdSummary, valveActionLabel(String(rec.action || '')) + ' · ' + (rec.requested_by || '—'));
+    setTimeWithAge(v.cmdWhen, rec.requested_at, now);
+    setText(v.cmdResult, valveResultLabel(result));
+    v.cmdResult.className = 'cmd-result' + (result === 'failed' ? ' cmd-failed' : '');
+    setText(v.cmdFailure, texts.failure || '—');
+    setText(v.cmdReason, texts.operator === null ? t('cmd_reason_unknown') : texts.operator);
+    v.cmdReason.classList.toggle('unknown', texts.operator === null);
+  }
+
+  function refreshValve(id) {
+    const v = deviceViews.get(id);
+    const d = state.devices.get(id);
+    if (v && d && v.kindClass === 'valve') updateValve(v, d, Date.now());
+  }
+
+  function refreshAllValves() {
+    const now = Date.now();
+    for (const [id, v] of deviceViews) {
+      const d = state.devices.get(id);
+      if (d && v.kindClass === 'valve') updateValve(v, d, now);
+    }
+  }
+
+  // Confirmation dialog: names the valve and the action; nothing is sent without a
+  // reason and an explicit Confirm. Esc, Cancel and the backdrop's inertness all mean no.
+  function openValveDialog(id, action, opener) {
+    const dlg = byId('valve-dialog');
+    if (!dlg || dlg.open || !canCommand() || !state.devices.has(id)) return;
+    const op = valveOps.get(id);
+    if (op && op.phase === 'pending') return;
+    dialog.id = id;
+    dialog.action = action;
+    dialog.opener = opener || null;
+    const reason = byId('vd-reason');
+    reason.value = '';
+    dlg.returnValue = '';
+    renderValveDialog();
+    dlg.showModal();
+    reason.focus();
+  }
+
+  function renderValveDialog() {
+    if (dialog.id === null) return;
+    const dlg = byId('valve-dialog');
+    const d = state.devices.get(dialog.id) || { id: dialog.id };
+    const action = valveActionLabel(dialog.action);
+    dlg.dataset.valve = dialog.id;
+    dlg.dataset.action = dialog.action;
+    setText(byId('vd-title'), t('dlg_title', { action: action }));
+    setText(byId('vd-valve-name'), d.name || d.id);
+    setText(byId('vd-valve-id'), d.id);
+    setText(byId('vd-action'), action);
+    const st = valveStateOf(d);
+    const stateEl = byId('vd-state');
+    stateEl.dataset.state = st;
+    setText(stateEl, valveStateLabel(st));
+    setText(byId('vd-confirm'), t('dlg_confirm', { action: action }));
+    updateDialogReason();
+  }
+
+  function updateDialogReason() {
+    const reason = byId('vd-reason');
+    setText(byId('vd-count'), t('dlg_count', { n: reason.value.length, max: REASON_MAX }));
+    byId('vd-confirm').disabled = reason.value.trim() === '';
+  }
+
+  function closeValveDialog(result) {
+    const dlg = byId('valve-dialog');
+    if (dlg.open) dlg.close(result);
+  }
+
+  function onDialogClosed() {
+    const dlg = byId('valve-dialog');
+    const id = dialog.id;
+    const opener = dialog.opener;
+    dialog.id = dialog.action = dialog.opener = null;
+    byId('vd-reason').value = '';
+    if (id === null) return;
+    // Back where the user was; after a confirmation that button is disabled, so the
+    // card's progress line takes the focus instead.
+    const v = deviceViews.get(id);
+    if (dlg.returnValue === 'confirm') {
+      if (v) v.feedback.focus();
+    } else if (opener && opener.isConnected && !opener.disabled) {
+      opener.focus();
+    } else if (v && v.controls) {
+      const btn = v.controls.querySelector('button:not([disabled])');
+      if (btn) btn.focus();
+    }
+  }
+
+  // Keeps Tab inside the dialog (showModal makes the page inert, but Tab would still
+  // leave for the browser's own controls).
+  function trapFocus(e) {
+    const dlg = byId('valve-dialog');
+    if (e.isComposing) return; // Esc while composing (pinyin) only ends the composition.
+    if (e.key === 'Escape') {
+      e.preventDefault();
+      closeValveDialog('cancel');
+      return;
+    }
+    if (e.key !== 'Tab') return;
+    const items = Array.from(dlg.querySelectorAll('textarea, button')).filter((x) => !x.disabled);
+    if (items.length === 0) return;
+    const first = items[0];
+    const last = items[items.length - 1];
+    if (e.shiftKey && (document.activeElement === first || !dlg.contains(document.activeElement))) {
+      e.preventDefault();
+      last.focus();
+    } else if (!e.shiftKey && (document.activeElement === last || !dlg.contains(document.activeElement))) {
+      e.preventDefault();
+      first.focus();
+    }
+  }
+
+  function setupValveDialog() {
+    const dlg = byId('valve-dialog');
+    if (!dlg) return;
+    const reason = byId('vd-reason');
+    reason.maxLength = REASON_MAX;
+    reason.addEventListener('input', updateDialogReason);
+    byId('vd-cancel').addEventListener('click', () => closeValveDialog('cancel'));
+    dlg.addEventListener('keydown', trapFocus);
+    dlg.addEventListener('close', onDialogClosed);
+    byId('valve-form').addEventListener('submit', (e) => {
+      e.preventDefault();
+      const text = reason.value.trim();
+      if (dialog.id === null || text === '' || !canCommand()) return;
+      const id = dialog.id;
+      const action = dialog.action;
+      // The op exists before the dialog closes, so the focus lands on a visible line.
+      sendValveCommand(id, action, text);
+      closeValveDialog('confirm');
+    });
+  }
+
+  function sendValveCommand(id, action, reason) {
+    const current = valveOps.get(id);
+    if (current && current.phase === 'pending') return;
+    const op = { phase: 'pending', action: action, reason: reason, since: Date.now(), record: null, message: null };
+    valveOps.set(id, op);
+    refreshValve(id);
+    fetch('/api/valves/' + encodeURIComponent(id) + '/command', {
+      method: 'POST',
+      credentials: 'same-origin',
+      cache: 'no-store',
+      headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+      body: JSON.stringify({ action: action, reason: reason }),
+    })
+      .then((res) => res.text().then((text) => ({ status: res.status, text: text })))
+      .then(
+        (reply) => finishCommand(id, op, reply.status, reply.text),
+        () => {
+          op.phase = 'error';
+          op.message = ['err_network'];
+          if (valveOps.get(id) === op) refreshValve(id);
+        }
+      );
+  }
+
+  function finishCommand(id, op, status, text) {
+    let body = null;
+    try {
+      body = JSON.parse(text);
+    } catch (_) {
+      // Not JSON (a proxy's error page, say): the status still says what happened.
+    }
+    const msg = body && typeof body.error === 'string' ? body.error : String(text || '').slice(0, 200) || 'HTTP ' + status;
+    if (status === 200 && body && typeof body === 'object' && typeof body.result === 'string') {
+      op.phase = 'done';
+      op.record = body;
+      sentReasons.set(id + '|' + body.requested_at, op.reason);
+      while (sentReasons.size > SENT_REASONS_MAX) sentReasons.delete(sentReasons.keys().next().value);
+    } else {
+      op.phase = 'error';
+      if (status === 401) op.message = ['err_session'];
+      else if (status === 403) op.message = ['err_forbidden'];
+      else if (status === 400) op.message = ['err_bad_request', { msg: msg }];
+      else if (status === 404) op.message = ['err_not_found', { msg: msg }];
+      else op.message = ['err_server', { status: status, msg: msg }];
+    }
+    if (valveOps.get(id) === op) refreshValve(id);
+    // An expired session goes to the login page (after the message had a moment).
+    if (status === 401) setTimeout(checkSession, 1500);
+  }
+
+  // ---------------------------------------------------------------------------
   // Summary strip.
   // ---------------------------------------------------------------------------
   function updateSummary() {
@@ -974,7 +1468,7 @@
     state.devices.set(id, d);
 
     let v = deviceViews.get(id);
-    const kindChanged = v && v.isConc !== (d.kind === 'concentrator');
+    const kindChanged = v && v.kindClass !== cardKindOf(d);
     if (!v || kindChanged) {
       const fresh = createDeviceView(d);
       if (v) {
@@ -998,11 +1492,18 @@
     updateRegionView(newKey);
     if (oldKey && oldKey !== newKey) updateRegionView(oldKey);
     updateSummary();
+    if (dialog.id === id) renderValveDialog();
   }
 
   function eventView(ev) {
     const kind = String(ev.kind || '');
-    const label = kind === 'comm_lost' ? t('ev_comm_lost') : kind === 'comm_restored' ? t('ev_comm_restored') : kind;
+    const labelKey = {
+      comm_lost: 'ev_comm_lost',
+      comm_restored: 'ev_comm_restored',
+      path_switched: 'ev_path_switched',
+      actor_restart: 'ev_actor_restart',
+    }[kind];
+    const label = labelKey ? t(labelKey) : kind;
     const devId = ev.device === null || ev.device === undefined ? '' : String(ev.device);
     const dev = state.devices.get(devId);
     const devName = dev && dev.name ? dev.name : devId;
@@ -1207,6 +1708,8 @@
       const v = deviceViews.get(id);
       if (v && v.meters) refreshAges(v.meters.querySelectorAll('.m-age'), now);
     }
+    // Elapsed time of commands in flight.
+    for (const [id, op] of valveOps) if (op.phase === 'pending') refreshValve(id);
     tick++;
     if (tick % 5 === 0) {
       // Staleness depends on the clock: re-judge status lights every 5 s.
@@ -1232,6 +1735,8 @@
     if (!me || typeof me !== 'object') return;
     state.user = { username: String(me.username || ''), role: String(me.role || '') };
     renderUser();
+    // The role decides whether valve cards have buttons.
+    refreshAllValves();
   }
 
   function renderUser() {
@@ -1264,6 +1769,7 @@
     renderUser();
     renderAll();
     renderEvents();
+    renderValveDialog();
   }
 
   function logout() {
@@ -1293,6 +1799,7 @@
       b.addEventListener('click', () => setLang(b.dataset.lang));
     }
     byId('logout').addEventListener('click', logout);
+    setupValveDialog();
     // Back online after a network outage: no need to wait out the backoff.
     window.addEventListener('online', () => {
       if (conn.timer !== null && !conn.ws) {

@@ -3,7 +3,8 @@
 //! there, with every wait bounded by [`WAIT`].
 //!
 //! It deliberately is not a general CDP library: one browser, one page, replies matched to requests by id,
-//! and events only kept for later inspection (uncaught page errors). The browser process group is killed
+//! and events kept for later inspection (uncaught page errors) or taken by a test that awaits one (a request
+//! paused by `Fetch` interception). The browser process group is killed
 //! and its profile deleted on drop, so a failing test leaves nothing behind.
 
 use std::collections::{HashMap, VecDeque};
@@ -290,6 +291,34 @@ impl Browser {
         self.page("Input.insertText", json!({ "text": text })).await.unwrap_or_else(|e| self.fail(&e));
     }
 
+    /// Presses and releases one key (a DOM `key` name with its `code` and Windows key code, e.g. `"Escape"`,
+    /// `"Escape"`, 27) in whatever has the focus.
+    pub async fn press_key(&self, key: &str, code: &str, key_code: u32) {
+        for kind in ["rawKeyDown", "keyUp"] {
+            let event = json!({ "type": kind, "key": key, "code": code, "windowsVirtualKeyCode": key_code });
+            self.page("Input.dispatchKeyEvent", event).await.unwrap_or_else(|e| self.fail(&e));
+        }
+    }
+
+    /// Waits (within [`WAIT`]) for an event `method` of the page and takes it out of the kept events.
+    pub async fn take_event(&self, method: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            {
+                let mut events = self.shared.events.lock().unwrap();
+                let found =
+                    events.iter().position(|e| e["method"] == method && e["sessionId"] == self.session.as_str());
+                if let Some(i) = found {
+                    return events.remove(i);
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                self.fail(&format!("no {method} event within {WAIT:?}"));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// Saves a PNG of the whole page (not just the viewport) to `path`.
     pub async fn screenshot(&self, path: &Path) {
         let metrics = self.page("Page.getLayoutMetrics", json!({})).await.unwrap_or_else(|e| self.fail(&e));
@@ -301,6 +330,22 @@ impl Browser {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).expect("screenshot directory");
         }
+        std::fs::write(path, png).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    }
+
+    /// Saves a PNG of the element `selector` alone, twice its size (a close-up for a human), to `path`.
+    pub async fn screenshot_element(&self, selector: &str, path: &Path) {
+        let find = format!(
+            "(e => e && (r => [r.left + window.scrollX, r.top + window.scrollY, r.width, r.height])\
+             (e.getBoundingClientRect()))(document.querySelector({}))",
+            js_string(selector)
+        );
+        let rect = self.eval(&find).await.unwrap_or_else(|e| self.fail(&e));
+        let clip = json!({ "x": rect[0], "y": rect[1], "width": rect[2], "height": rect[3], "scale": 2 });
+        assert!(clip["width"].as_f64().is_some_and(|w| w > 0.0), "no {selector} to take a picture of: {rect}");
+        let params = json!({ "format": "png", "captureBeyondViewport": true, "clip": clip });
+        let shot = self.page("Page.captureScreenshot", params).await.unwrap_or_else(|e| self.fail(&e));
+        let png = base64_decode(shot["data"].as_str().expect("screenshot data")).expect("base64 screenshot");
         std::fs::write(path, png).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
     }
 
@@ -380,6 +425,23 @@ async fn read_messages(
 /// `s` as a JavaScript string literal (JSON's string syntax is a subset of JavaScript's).
 pub fn js_string(s: &str) -> String {
     Value::from(s).to_string()
+}
+
+/// Encodes standard base64 (padded), as CDP takes binary data.
+pub fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let word = chunk.iter().enumerate().fold(0u32, |w, (i, &b)| w | (u32::from(b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((word >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// Decodes standard base64 (with or without padding), as CDP sends binary data.
