@@ -271,11 +271,8 @@ impl Actor for Cjt188Device {
         args: Cjt188Args,
     ) -> Result<Cjt188State, ActorProcessingErr> {
         let view = initial_view(&args.spec, &args.store);
-        let target = Cjt188TcpTarget {
-            addr: args.spec.addr.clone(),
-            timeout: args.spec.timeout,
-            model: args.spec.model,
-        };
+        let target =
+            Cjt188TcpTarget { addr: args.spec.addr.clone(), timeout: args.spec.timeout, model: args.spec.model };
         args.slot.set(myself);
         Ok(Cjt188State { client: Cjt188TcpClient::new(target), comm: view.comm.status, meters: view.meters, args })
     }

@@ -579,10 +579,6 @@
   // reason, since (client ms), record (the server's reply), message ([key, vars])}.
   // Kept outside the views so that a re-render (language switch, snapshot) keeps them.
   const valveOps = new Map();
-  // The operator's reason of commands sent from this page, by "valve|requested_at": the
-  // server's record of a failed command does not carry it (see commandTexts).
-  const sentReasons = new Map();
-  const SENT_REASONS_MAX = 200;
   // The confirmation dialog's subject while it is open.
   const dialog = { id: null, action: null, opener: null };
 
@@ -1128,17 +1124,12 @@
     return at(b) > at(a) ? b : a;
   }
 
-  // The operator's reason and the failure text of a command record. The server
-  // flattens the result into the record, so a failed command's JSON holds two "reason"
-  // keys, the operator's then the failure's, and JSON.parse keeps the last: `reason` is
-  // the failure text then, and the operator's reason is known only if this page sent
-  // the command. A record with a separate `failure` key is read as meant.
+  // The operator's reason and the failure text of a command record: the server sends the
+  // operator's `reason` and, for a failed command, the failure text as `error`.
   function commandTexts(id, rec) {
     const reason = typeof rec.reason === 'string' ? rec.reason : null;
-    if (rec.result !== 'failed') return { operator: reason, failure: null };
-    if (typeof rec.failure === 'string') return { operator: reason, failure: rec.failure };
-    const sent = sentReasons.get(id + '|' + rec.requested_at);
-    return { operator: sent === undefined ? null : sent, failure: reason };
+    const failure = rec.result === 'failed' && typeof rec.error === 'string' ? rec.error : null;
+    return { operator: reason, failure: failure };
   }
 
   function updateValve(v, d, now) {
@@ -1366,8 +1357,6 @@
     if (status === 200 && body && typeof body === 'object' && typeof body.result === 'string') {
       op.phase = 'done';
       op.record = body;
-      sentReasons.set(id + '|' + body.requested_at, op.reason);
-      while (sentReasons.size > SENT_REASONS_MAX) sentReasons.delete(sentReasons.keys().next().value);
     } else {
       op.phase = 'error';
       if (status === 401) op.message = ['err_session'];
