@@ -11,9 +11,7 @@ use std::time::Duration;
 use drivers::cjt188::{Address, Cjt188Model, Cjt188TcpClient, Cjt188TcpTarget, MeteringData};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-use crate::clock::SharedClock;
-use crate::event::{Event, EventBus};
-use crate::hub::HubMsg;
+use crate::context::DeviceContext;
 use crate::metrics::Metrics;
 use crate::model::comm::CycleOutcome;
 use crate::model::view::CommView;
@@ -21,7 +19,7 @@ use crate::model::{
     CommEvent, CommStatus, DeviceId, DeviceKind, DeviceView, MeterId, MeterReading, MeterStatus, MeterView, RegionId,
     Timestamp, Volume,
 };
-use crate::store::{Op, Store, StoreHandle};
+use crate::store::{Op, Store};
 use crate::supervisor::Slot;
 
 /// One CJ/T 188 meter on a gateway.
@@ -55,16 +53,12 @@ pub enum Cjt188Msg {
     View(RpcReplyPort<DeviceView>),
 }
 
+#[derive(Clone, Copy)]
 pub struct Cjt188Device;
 
 pub struct Cjt188Args {
     pub spec: Arc<Cjt188Spec>,
-    pub store: Store,
-    pub writer: StoreHandle,
-    pub hub: Slot<HubMsg>,
-    pub events: EventBus,
-    pub clock: SharedClock,
-    pub metrics: Arc<Metrics>,
+    pub ctx: DeviceContext,
     pub slot: Slot<Cjt188Msg>,
 }
 
@@ -128,7 +122,7 @@ pub fn initial_view(spec: &Cjt188Spec, store: &Store) -> DeviceView {
 
 impl Cjt188State {
     fn now(&self) -> Timestamp {
-        self.args.clock.now()
+        self.args.ctx.clock.now()
     }
 
     fn view(&self) -> DeviceView {
@@ -146,34 +140,12 @@ impl Cjt188State {
     }
 
     fn publish(&self) {
-        if let Some(hub) = self.args.hub.get() {
-            let _ = hub.cast(HubMsg::Device(Box::new(self.view())));
-        }
+        self.args.ctx.publish(self.view());
     }
 
     fn publish_comm(&self, event: CommEvent) {
         let spec = &self.args.spec;
-        let ts = self.now();
-        match event {
-            CommEvent::Lost { misses } => {
-                tracing::warn!(message = "CJ/T 188 gateway comm-lost.", device = %spec.id, misses);
-                self.args.events.publish(Event::CommLost {
-                    device: spec.id.clone(),
-                    region: spec.region.clone(),
-                    ts,
-                    misses,
-                    error: self.comm.last_error.clone(),
-                });
-            }
-            CommEvent::Restored { after_misses } => {
-                self.args.events.publish(Event::CommRestored {
-                    device: spec.id.clone(),
-                    region: spec.region.clone(),
-                    ts,
-                    after_misses,
-                });
-            }
-        }
+        self.args.ctx.events.comm(event, &spec.id, &spec.region, self.now(), self.comm.last_error.clone());
     }
 
     async fn cycle(&mut self) {
@@ -182,7 +154,7 @@ impl Cjt188State {
         let mut read: Vec<(usize, Volume, MeterStatus)> = Vec::new();
         let mut last_error = None;
         for (i, m) in spec.meters.iter().enumerate() {
-            Metrics::inc(&self.args.metrics.polls);
+            Metrics::inc(&self.args.ctx.metrics.polls);
             let result = self.client.read_meter(&m.address).await;
             let now = self.now();
             match result {
@@ -192,13 +164,13 @@ impl Cjt188State {
                     match Volume::from_m3(data.current.volume.cubic_metres()) {
                         Ok(v) => read.push((i, v, status_of(&data))),
                         Err(e) => {
-                            Metrics::inc(&self.args.metrics.bad_values);
+                            Metrics::inc(&self.args.ctx.metrics.bad_values);
                             last_error = Some(format!("meter {}: {e}", m.id));
                         }
                     }
                 }
                 Ok(Err(abnormal)) => {
-                    Metrics::inc(&self.args.metrics.poll_failures);
+                    Metrics::inc(&self.args.ctx.metrics.poll_failures);
                     let e = format!("meter {} answered abnormally (control {:02X})", m.id, abnormal.control.0);
                     tracing::warn!(message = "CJ/T 188 meter refused.", device = %spec.id, meter = %m.id, error = %e);
                     self.comm.record_attempt(now, true, Some(e.clone()));
@@ -206,7 +178,7 @@ impl Cjt188State {
                 }
                 Err(e) => {
                     // The driver replaced its connection; the next meter gets a fresh one.
-                    Metrics::inc(&self.args.metrics.poll_failures);
+                    Metrics::inc(&self.args.ctx.metrics.poll_failures);
                     let e = format!("meter {}: {e}", m.id);
                     tracing::warn!(message = "CJ/T 188 read failed.", device = %spec.id, meter = %m.id, error = %e);
                     self.comm.record_attempt(now, false, Some(e.clone()));
@@ -231,7 +203,7 @@ impl Cjt188State {
             let mut status = self.comm.clone();
             let _ = status.record_values(now, read.len() as u32);
             ops.push(Op::DeviceStatus(spec.id.clone(), status));
-            match self.args.writer.submit(ops).await {
+            match self.args.ctx.writer.submit(ops).await {
                 Ok(_) => {
                     for (i, volume, status) in &read {
                         self.meters[*i].set(*volume, now, *status);
@@ -270,7 +242,7 @@ impl Actor for Cjt188Device {
         myself: ActorRef<Cjt188Msg>,
         args: Cjt188Args,
     ) -> Result<Cjt188State, ActorProcessingErr> {
-        let view = initial_view(&args.spec, &args.store);
+        let view = initial_view(&args.spec, &args.ctx.store);
         let target =
             Cjt188TcpTarget { addr: args.spec.addr.clone(), timeout: args.spec.timeout, model: args.spec.model };
         args.slot.set(myself);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
-use crate::model::{DeviceId, LiveEvent, RegionId, SwitchReason, Timestamp};
+use crate::model::{CommEvent, DeviceId, LiveEvent, RegionId, SwitchReason, Timestamp};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
@@ -78,5 +78,19 @@ impl EventBus {
     }
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.subscribe()
+    }
+
+    /// Logs and publishes a device's change of comm-lost state (R-A4).
+    pub fn comm(&self, event: CommEvent, device: &DeviceId, region: &RegionId, ts: Timestamp, error: Option<String>) {
+        match event {
+            CommEvent::Lost { misses } => {
+                tracing::warn!(message = "Device comm-lost.", device = %device, region = %region, misses, error = error.as_deref().unwrap_or(""));
+                self.publish(Event::CommLost { device: device.clone(), region: region.clone(), ts, misses, error });
+            }
+            CommEvent::Restored { after_misses } => {
+                tracing::info!(message = "Device communication restored.", device = %device, region = %region, after_misses);
+                self.publish(Event::CommRestored { device: device.clone(), region: region.clone(), ts, after_misses });
+            }
+        }
     }
 }

@@ -20,6 +20,7 @@ pub mod api;
 pub mod auth;
 pub mod cjt188;
 pub mod clock;
+pub mod context;
 pub mod event;
 pub mod field;
 pub mod hub;

@@ -18,9 +18,7 @@ use drivers::hj212::{cn, Hj212Listener, ListenerConfig, Received};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::mpsc;
 
-use crate::clock::SharedClock;
-use crate::event::{Event, EventBus};
-use crate::hub::HubMsg;
+use crate::context::DeviceContext;
 use crate::metrics::Metrics;
 use crate::model::comm::CycleOutcome;
 use crate::model::view::CommView;
@@ -28,7 +26,7 @@ use crate::model::{
     CommEvent, CommStatus, DeviceId, DeviceKind, DeviceView, ParameterView, QualityFlags, QualitySample, RegionId,
     Timestamp,
 };
-use crate::store::{Op, Store, StoreHandle};
+use crate::store::{Op, Store};
 use crate::supervisor::Slot;
 
 /// One measured factor of a station.
@@ -71,16 +69,12 @@ pub enum StationMsg {
     Watchdog(u64),
 }
 
+#[derive(Clone, Copy)]
 pub struct StationActor;
 
 pub struct StationArgs {
     pub spec: Arc<StationSpec>,
-    pub store: Store,
-    pub writer: StoreHandle,
-    pub hub: Slot<HubMsg>,
-    pub events: EventBus,
-    pub clock: SharedClock,
-    pub metrics: Arc<Metrics>,
+    pub ctx: DeviceContext,
     pub slot: Slot<StationMsg>,
 }
 
@@ -170,7 +164,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 
 impl StationState {
     fn now(&self) -> Timestamp {
-        self.args.clock.now()
+        self.args.ctx.clock.now()
     }
 
     fn view(&self) -> DeviceView {
@@ -181,35 +175,12 @@ impl StationState {
     }
 
     fn publish(&self) {
-        if let Some(hub) = self.args.hub.get() {
-            let _ = hub.cast(HubMsg::Device(Box::new(self.view())));
-        }
+        self.args.ctx.publish(self.view());
     }
 
     fn publish_comm(&self, event: CommEvent) {
         let spec = &self.args.spec;
-        let now = self.now();
-        match event {
-            CommEvent::Lost { misses } => {
-                tracing::warn!(message = "Station comm-lost.", station = %spec.id, region = %spec.region, misses);
-                self.args.events.publish(Event::CommLost {
-                    device: spec.id.clone(),
-                    region: spec.region.clone(),
-                    ts: now,
-                    misses,
-                    error: Some("no upload".into()),
-                });
-            }
-            CommEvent::Restored { after_misses } => {
-                tracing::info!(message = "Station uploads again.", station = %spec.id, after_misses);
-                self.args.events.publish(Event::CommRestored {
-                    device: spec.id.clone(),
-                    region: spec.region.clone(),
-                    ts: now,
-                    after_misses,
-                });
-            }
-        }
+        self.args.ctx.events.comm(event, &spec.id, &spec.region, self.now(), Some("no upload".into()));
     }
 
     async fn packet(&mut self, received: Received) {
@@ -262,7 +233,7 @@ impl StationState {
         let _ = status.record_values(now, ops.len() as u32);
         ops.push(Op::DeviceStatus(spec.id.clone(), status));
         let n = ops.len() as u32 - 1;
-        match self.args.writer.submit(ops).await {
+        match self.args.ctx.writer.submit(ops).await {
             Ok(_) => {
                 // Committed: now the listener may answer the station.
                 ack.commit();
@@ -341,7 +312,7 @@ impl Actor for StationActor {
         myself: ActorRef<StationMsg>,
         args: StationArgs,
     ) -> Result<StationState, ActorProcessingErr> {
-        let view = initial_view(&args.spec, &args.store);
+        let view = initial_view(&args.spec, &args.ctx.store);
         args.slot.set(myself);
         Ok(StationState { comm: view.comm.status, values: view.values, fresh: 0, interval_no: 0, args })
     }

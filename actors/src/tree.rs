@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use crate::api::Handle;
 use crate::cjt188::{self, Cjt188Args, Cjt188Device, Cjt188Spec};
 use crate::clock::SharedClock;
+use crate::context::DeviceContext;
 use crate::event::EventBus;
 use crate::field::{initial_view, DeviceSpec, FieldDevice, FieldDeviceArgs, FieldMsg};
 use crate::hub::{HubArgs, HubMsg, LiveHub};
@@ -65,6 +66,18 @@ pub struct Tree {
     pub handle: Handle,
     /// The HJ 212 listener's bound address, once it listens.
     pub hj212_addr: Option<std::net::SocketAddr>,
+}
+
+/// A child whose actor is started with arguments rebuilt by `make` on every (re)start.
+fn child<A, F>(name: impl Into<String>, actor: A, make: F) -> ChildSpec
+where
+    A: Actor + Copy,
+    F: Fn() -> A::Arguments + Send + Sync + 'static,
+{
+    ChildSpec::new(name, move |sup| {
+        let args = make();
+        async move { Actor::spawn_linked(None, actor, args, sup).await.map(|(a, _)| a.get_cell()) }
+    })
 }
 
 /// Starts the whole tree. Returns once the root and (in order) all its children have started.
@@ -129,6 +142,14 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
             }
         }));
     }
+    let ctx = DeviceContext {
+        store: store.clone(),
+        writer: writer.clone(),
+        hub: hub_slot.clone(),
+        events: events.clone(),
+        clock: clock.clone(),
+        metrics: metrics.clone(),
+    };
     let mut device_slots: HashMap<DeviceId, Slot<FieldMsg>> = HashMap::new();
     let mut valve_slots: HashMap<DeviceId, Slot<ValveMsg>> = HashMap::new();
     let mut region_slots: Vec<(RegionId, Slot<SupervisorMsg>)> = Vec::new();
@@ -137,94 +158,39 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
         for device in &region.devices {
             let slot: Slot<FieldMsg> = Slot::default();
             device_slots.insert(device.id.clone(), slot.clone());
-            let (device, store, writer, hub, events, clock, metrics) = (
-                device.clone(),
-                store.clone(),
-                writer.clone(),
-                hub_slot.clone(),
-                events.clone(),
-                clock.clone(),
-                metrics.clone(),
-            );
-            device_children.push(ChildSpec::new(device.id.to_string(), move |sup| {
-                let args = FieldDeviceArgs {
-                    spec: device.clone(),
-                    store: store.clone(),
-                    writer: writer.clone(),
-                    hub: hub.clone(),
-                    events: events.clone(),
-                    clock: clock.clone(),
-                    metrics: metrics.clone(),
-                    slot: slot.clone(),
-                };
-                async move { Actor::spawn_linked(None, FieldDevice, args, sup).await.map(|(a, _)| a.get_cell()) }
-            }));
-        }
-        for v in &region.valves {
-            let slot: Slot<ValveMsg> = Slot::default();
-            valve_slots.insert(v.id.clone(), slot.clone());
-            let (v, writer, hub, clock, metrics) =
-                (v.clone(), writer.clone(), hub_slot.clone(), clock.clone(), metrics.clone());
-            device_children.push(ChildSpec::new(v.id.to_string(), move |sup| {
-                let args = ValveArgs {
-                    spec: v.clone(),
-                    writer: writer.clone(),
-                    hub: hub.clone(),
-                    clock: clock.clone(),
-                    metrics: metrics.clone(),
-                    slot: slot.clone(),
-                };
-                async move { Actor::spawn_linked(None, ValveActor, args, sup).await.map(|(a, _)| a.get_cell()) }
+            let (spec, ctx) = (device.clone(), ctx.clone());
+            device_children.push(child(device.id.to_string(), FieldDevice, move || FieldDeviceArgs {
+                spec: spec.clone(),
+                ctx: ctx.clone(),
+                slot: slot.clone(),
             }));
         }
         for g in &region.cjt188 {
-            let (g, store, writer, hub, events, clock, metrics) = (
-                g.clone(),
-                store.clone(),
-                writer.clone(),
-                hub_slot.clone(),
-                events.clone(),
-                clock.clone(),
-                metrics.clone(),
-            );
-            device_children.push(ChildSpec::new(g.id.to_string(), move |sup| {
-                let args = Cjt188Args {
-                    spec: g.clone(),
-                    store: store.clone(),
-                    writer: writer.clone(),
-                    hub: hub.clone(),
-                    events: events.clone(),
-                    clock: clock.clone(),
-                    metrics: metrics.clone(),
-                    slot: Slot::default(),
-                };
-                async move { Actor::spawn_linked(None, Cjt188Device, args, sup).await.map(|(a, _)| a.get_cell()) }
+            let (spec, ctx) = (g.clone(), ctx.clone());
+            device_children.push(child(g.id.to_string(), Cjt188Device, move || Cjt188Args {
+                spec: spec.clone(),
+                ctx: ctx.clone(),
+                slot: Slot::default(),
             }));
         }
         for st in &region.stations {
             let slot =
                 station_slots.iter().find(|(s, _)| s.id == st.id).map(|(_, slot)| slot.clone()).unwrap_or_default();
-            let (st, store, writer, hub, events, clock, metrics) = (
-                st.clone(),
-                store.clone(),
-                writer.clone(),
-                hub_slot.clone(),
-                events.clone(),
-                clock.clone(),
-                metrics.clone(),
-            );
-            device_children.push(ChildSpec::new(st.id.to_string(), move |sup| {
-                let args = StationArgs {
-                    spec: st.clone(),
-                    store: store.clone(),
-                    writer: writer.clone(),
-                    hub: hub.clone(),
-                    events: events.clone(),
-                    clock: clock.clone(),
-                    metrics: metrics.clone(),
-                    slot: slot.clone(),
-                };
-                async move { Actor::spawn_linked(None, StationActor, args, sup).await.map(|(a, _)| a.get_cell()) }
+            let (spec, ctx) = (st.clone(), ctx.clone());
+            device_children.push(child(st.id.to_string(), StationActor, move || StationArgs {
+                spec: spec.clone(),
+                ctx: ctx.clone(),
+                slot: slot.clone(),
+            }));
+        }
+        for v in &region.valves {
+            let slot: Slot<ValveMsg> = Slot::default();
+            valve_slots.insert(v.id.clone(), slot.clone());
+            let (spec, ctx) = (v.clone(), ctx.clone());
+            device_children.push(child(v.id.to_string(), ValveActor, move || ValveArgs {
+                spec: spec.clone(),
+                ctx: ctx.clone(),
+                slot: slot.clone(),
             }));
         }
         let region_slot: Slot<SupervisorMsg> = Slot::default();

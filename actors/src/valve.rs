@@ -15,8 +15,7 @@ use drivers::registers::Function;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 
-use crate::clock::SharedClock;
-use crate::hub::HubMsg;
+use crate::context::DeviceContext;
 use crate::metrics::Metrics;
 use crate::model::comm::CycleOutcome;
 use crate::model::valve::{self, Progress, Start};
@@ -25,7 +24,7 @@ use crate::model::{
     CommStatus, CommandRecord, CommandResult, DeviceId, DeviceKind, DeviceView, RegionId, Reported, Timestamp,
     ValveAction, ValveState,
 };
-use crate::store::{AuditEntry, Op, StoreHandle};
+use crate::store::{AuditEntry, Op};
 use crate::supervisor::Slot;
 
 /// How a valve model is driven over Modbus: a command register and a status register.
@@ -91,14 +90,12 @@ pub enum ValveMsg {
     View(RpcReplyPort<DeviceView>),
 }
 
+#[derive(Clone, Copy)]
 pub struct ValveActor;
 
 pub struct ValveArgs {
     pub spec: Arc<ValveSpec>,
-    pub writer: StoreHandle,
-    pub hub: Slot<HubMsg>,
-    pub clock: SharedClock,
-    pub metrics: Arc<Metrics>,
+    pub ctx: DeviceContext,
     pub slot: Slot<ValveMsg>,
 }
 
@@ -130,7 +127,7 @@ pub fn initial_view(spec: &ValveSpec) -> DeviceView {
 
 impl ValveActorState {
     fn now(&self) -> Timestamp {
-        self.args.clock.now()
+        self.args.ctx.clock.now()
     }
 
     fn view(&self) -> DeviceView {
@@ -141,15 +138,13 @@ impl ValveActorState {
     }
 
     fn publish(&self) {
-        if let Some(hub) = self.args.hub.get() {
-            let _ = hub.cast(HubMsg::Device(Box::new(self.view())));
-        }
+        self.args.ctx.publish(self.view());
     }
 
     /// Reads the position once; updates comm status and what the valve last reported.
     async fn read(&mut self) -> Result<Reported, String> {
         let i = &self.args.spec.interface;
-        Metrics::inc(&self.args.metrics.polls);
+        Metrics::inc(&self.args.ctx.metrics.polls);
         let result = self.client.read_registers(i.status_function, i.status_address, 1).await;
         let now = self.now();
         match result {
@@ -162,12 +157,12 @@ impl ValveActorState {
                 Ok(reported)
             }
             Ok(Err(exception)) => {
-                Metrics::inc(&self.args.metrics.poll_failures);
+                Metrics::inc(&self.args.ctx.metrics.poll_failures);
                 self.comm.record_attempt(now, true, Some(exception.to_string()));
                 Err(exception.to_string())
             }
             Err(e) => {
-                Metrics::inc(&self.args.metrics.poll_failures);
+                Metrics::inc(&self.args.ctx.metrics.poll_failures);
                 self.comm.record_attempt(now, false, Some(e.to_string()));
                 Err(e.to_string())
             }
@@ -190,7 +185,7 @@ impl ValveActorState {
             detail,
             ok,
         };
-        let (writer, valve) = (self.args.writer.clone(), self.args.spec.id.clone());
+        let (writer, valve) = (self.args.ctx.writer.clone(), self.args.spec.id.clone());
         async move {
             if let Err(e) = writer.submit(vec![Op::Audit(entry)]).await {
                 tracing::error!(message = "Valve audit entry not stored.", valve = %valve, error = %e);

@@ -20,9 +20,8 @@ use tokio::time::Instant;
 
 use super::plan::{decode_reply, plan, Decoded, ReadRequest};
 use super::spec::{DeviceKindSpec, DeviceSpec};
-use crate::clock::SharedClock;
-use crate::event::{Event, EventBus};
-use crate::hub::HubMsg;
+use crate::context::DeviceContext;
+use crate::event::Event;
 use crate::metrics::Metrics;
 use crate::model::comm::CycleOutcome;
 use crate::model::view::CommView;
@@ -30,7 +29,7 @@ use crate::model::{
     CommEvent, CommStatus, DeviceKind, DeviceView, LinkSelector, MeterReading, MeterView, ParameterView, PathSwitch,
     QualitySample, Timestamp,
 };
-use crate::store::{Op, Store, StoreHandle};
+use crate::store::{Op, Store};
 use crate::supervisor::Slot;
 
 pub enum FieldMsg {
@@ -42,16 +41,12 @@ pub enum FieldMsg {
     View(RpcReplyPort<DeviceView>),
 }
 
+#[derive(Clone, Copy)]
 pub struct FieldDevice;
 
 pub struct FieldDeviceArgs {
     pub spec: Arc<DeviceSpec>,
-    pub store: Store,
-    pub writer: StoreHandle,
-    pub hub: Slot<HubMsg>,
-    pub events: EventBus,
-    pub clock: SharedClock,
-    pub metrics: Arc<Metrics>,
+    pub ctx: DeviceContext,
     /// Refilled with this actor's reference on every (re)start.
     pub slot: Slot<FieldMsg>,
 }
@@ -156,39 +151,17 @@ pub fn initial_view(spec: &DeviceSpec, store: &Store) -> DeviceView {
 
 impl FieldDeviceState {
     fn now(&self) -> Timestamp {
-        self.args.clock.now()
+        self.args.ctx.clock.now()
     }
 
     fn publish_view(&mut self) {
         self.view.comm.status = self.comm.clone();
-        if let Some(hub) = self.args.hub.get() {
-            let _ = hub.cast(HubMsg::Device(Box::new(self.view.clone())));
-        }
+        self.args.ctx.publish(self.view.clone());
     }
 
     fn publish_comm_event(&self, event: CommEvent, now: Timestamp) {
         let spec = &self.args.spec;
-        match event {
-            CommEvent::Lost { misses } => {
-                tracing::warn!(message = "Device comm-lost.", device = %spec.id, region = %spec.region, misses, error = self.comm.last_error.as_deref().unwrap_or(""));
-                self.args.events.publish(Event::CommLost {
-                    device: spec.id.clone(),
-                    region: spec.region.clone(),
-                    ts: now,
-                    misses,
-                    error: self.comm.last_error.clone(),
-                });
-            }
-            CommEvent::Restored { after_misses } => {
-                tracing::info!(message = "Device communication restored.", device = %spec.id, region = %spec.region, after_misses);
-                self.args.events.publish(Event::CommRestored {
-                    device: spec.id.clone(),
-                    region: spec.region.clone(),
-                    ts: now,
-                    after_misses,
-                });
-            }
-        }
+        self.args.ctx.events.comm(event, &spec.id, &spec.region, now, self.comm.last_error.clone());
     }
 
     /// Starts a tick over the values that are due now.
@@ -231,7 +204,7 @@ impl FieldDeviceState {
         let mut restored = None;
         for &r in &tick.pending {
             let req = &tick.requests[r];
-            Metrics::inc(&self.args.metrics.polls);
+            Metrics::inc(&self.args.ctx.metrics.polls);
             let result = self.clients[path].read_registers(req.function, req.address, req.count).await;
             let now = self.now();
             match result {
@@ -243,7 +216,7 @@ impl FieldDeviceState {
                         match item {
                             Ok(d) => decoded.push(d),
                             Err((_, reason)) => {
-                                Metrics::inc(&self.args.metrics.bad_values);
+                                Metrics::inc(&self.args.ctx.metrics.bad_values);
                                 tracing::warn!(message = "Value rejected.", device = %spec.id, error = %reason);
                                 tick.last_error = Some(format!("bad value: {reason}"));
                             }
@@ -253,7 +226,7 @@ impl FieldDeviceState {
                 Ok(Err(exception)) => {
                     // The device answered: the link is up, but this read was refused.
                     answered = true;
-                    Metrics::inc(&self.args.metrics.poll_failures);
+                    Metrics::inc(&self.args.ctx.metrics.poll_failures);
                     let e = exception.to_string();
                     tracing::warn!(message = "Poll refused by device.", device = %spec.id, address = req.address, error = %e);
                     self.comm.record_attempt(now, true, Some(e.clone()));
@@ -261,7 +234,7 @@ impl FieldDeviceState {
                 }
                 Err(err) => {
                     // No valid reply: the link is down. The rest would cost a timeout each; try them next time.
-                    Metrics::inc(&self.args.metrics.poll_failures);
+                    Metrics::inc(&self.args.ctx.metrics.poll_failures);
                     let e = err.to_string();
                     tracing::warn!(message = "Poll failed.", device = %spec.id, address = req.address, error = %e);
                     self.comm.record_attempt(now, false, Some(e.clone()));
@@ -298,7 +271,7 @@ impl FieldDeviceState {
         self.comm.path.clone_from(&to);
         tracing::warn!(message = "Communication path switched.", device = %spec.id, from = %from, to = %to, reason = ?switch.reason);
         self.publish_view();
-        self.args.events.publish(Event::PathSwitched {
+        self.args.ctx.events.publish(Event::PathSwitched {
             device: spec.id.clone(),
             region: spec.region.clone(),
             ts: self.now(),
@@ -311,7 +284,7 @@ impl FieldDeviceState {
     /// While on a backup: one request on the primary; if it answers, go back to it.
     async fn probe_primary(&mut self) {
         let Some(req) = self.tick.as_ref().and_then(|t| t.requests.first().cloned()) else { return };
-        Metrics::inc(&self.args.metrics.polls);
+        Metrics::inc(&self.args.ctx.metrics.polls);
         let answered = self.clients[0].read_registers(req.function, req.address, req.count).await.is_ok();
         if answered {
             if let Some(switch) = self.link.primary_answered() {
@@ -355,7 +328,7 @@ impl FieldDeviceState {
         let mut status = self.comm.clone();
         let _ = status.record_values(now, decoded.len() as u32);
         ops.push(Op::DeviceStatus(spec.id.clone(), status));
-        match self.args.writer.submit(ops).await {
+        match self.args.ctx.writer.submit(ops).await {
             Ok(_) => {
                 for d in decoded {
                     match d {
@@ -384,8 +357,12 @@ impl FieldDeviceState {
                 self.publish_comm_event(event, self.now());
             }
             if self.comm.consecutive_misses != before {
-                if let Err(e) =
-                    self.args.writer.submit(vec![Op::DeviceStatus(self.args.spec.id.clone(), self.comm.clone())]).await
+                if let Err(e) = self
+                    .args
+                    .ctx
+                    .writer
+                    .submit(vec![Op::DeviceStatus(self.args.spec.id.clone(), self.comm.clone())])
+                    .await
                 {
                     tracing::warn!(message = "Device status not saved.", device = %self.args.spec.id, error = %e);
                 }
@@ -439,7 +416,7 @@ impl Actor for FieldDevice {
         myself: ActorRef<FieldMsg>,
         args: FieldDeviceArgs,
     ) -> Result<FieldDeviceState, ActorProcessingErr> {
-        let view = initial_view(&args.spec, &args.store);
+        let view = initial_view(&args.spec, &args.ctx.store);
         let comm = view.comm.status.clone();
         let cycles = args.spec.cycles();
         let now = Instant::now();

@@ -1,0 +1,30 @@
+//! What every device actor shares: the store (reads), the writer (commits), the live hub, the event bus, the
+//! clock and the counters. Cheap to clone; the tree hands a clone to each actor's arguments.
+
+use std::sync::Arc;
+
+use crate::clock::SharedClock;
+use crate::event::EventBus;
+use crate::hub::HubMsg;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreHandle};
+use crate::supervisor::Slot;
+
+#[derive(Clone)]
+pub struct DeviceContext {
+    pub store: Store,
+    pub writer: StoreHandle,
+    pub hub: Slot<HubMsg>,
+    pub events: EventBus,
+    pub clock: SharedClock,
+    pub metrics: Arc<Metrics>,
+}
+
+impl DeviceContext {
+    /// Sends a device's new view to the live hub (dropped while the hub restarts; it reloads from the store).
+    pub fn publish(&self, view: crate::model::DeviceView) {
+        if let Some(hub) = self.hub.get() {
+            let _ = hub.cast(HubMsg::Device(Box::new(view)));
+        }
+    }
+}
