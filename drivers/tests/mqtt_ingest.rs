@@ -127,3 +127,28 @@ async fn start_refuses_bad_settings_before_connecting() {
     let err = waterworks_drivers::mqtt::MqttIngest::start(settings, tx).expect_err("an empty client id is refused");
     assert!(err.to_string().contains("client_id"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_pauses_and_resumes() {
+    let broker = Broker::start().await;
+    let spec = sim_spec(broker.port(), "sim-pause", 2, 20, Duration::from_millis(10));
+    let (ingest, rx) = start_ingest(broker.port(), "ingest-pause", &spec.layout).await;
+    let mut committer = Committer::spawn(rx);
+    let sim = start_sim(spec.clone());
+    let mut sim_stats = sim.subscribe();
+    until(&mut sim_stats, "a few messages are out", |s| s.published >= 4).await;
+    sim.pause();
+    // The message being published when the pause came may still go out; then nothing for ten intervals. (Only
+    // the absence of an event is checked here, so this one wait has to be a fixed time.)
+    let at_pause = sim.published();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let paused = sim.stats();
+    assert!(paused.paused);
+    assert!(paused.published <= at_pause + 1, "published {} while paused", paused.published - at_pause);
+    assert!(paused.rounds < 20);
+
+    sim.resume();
+    committer.until_committed(&expected_keys(&spec)).await;
+    assert_eq!(sim.published(), 40);
+    ingest.shutdown().await;
+}

@@ -390,7 +390,8 @@ impl MqttIngest {
     }
 
     /// Stops the client: sends the acknowledgements already given, disconnects (the broker keeps the session),
-    /// and waits for the task to end. Messages delivered and not acknowledged come again on the next start.
+    /// waits until the broker has closed the connection, so it has read every acknowledgement, and until the
+    /// task has ended. Messages delivered and not acknowledged come again on the next start.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -571,6 +572,11 @@ impl Worker {
     }
 
     /// Lets queued acknowledgements out, then disconnects, within [`DISCONNECT_GRACE`].
+    ///
+    /// A PUBACK written to the socket is not yet a PUBACK the broker has processed: a broker reads a connection
+    /// packet by packet, and when a new connection takes over the client id (a restarted server) or the broker
+    /// stops, what it has not read yet is dropped, and the messages come again. So this waits until the broker
+    /// closes the connection in answer to the DISCONNECT, which it does after everything sent before it.
     async fn disconnect(&self, eventloop: &mut EventLoop) {
         self.acks.drain();
         if !*self.connected.borrow() || self.acks.client.try_disconnect().is_err() {
@@ -581,8 +587,10 @@ impl Worker {
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Outgoing(Outgoing::PubAck(_))) => self.acks.stats.send_modify(|s| s.acked += 1),
-                    Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => return,
+                    // Messages still arriving are not handed over; the broker delivers them again next time.
                     Ok(_) => {}
+                    // The broker closed the connection (after the DISCONNECT), or it broke: either way, done.
+                    Err(_) => return,
                 }
             }
         })
