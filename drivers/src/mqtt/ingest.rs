@@ -253,7 +253,8 @@ pub struct IngestStats {
     pub redelivered: u64,
     /// Messages that gave no readings (bad payload, or a topic no filter matches).
     pub malformed: u64,
-    /// PUBACKs sent to the broker.
+    /// PUBACKs written to the connection. One the broker had not read when the connection broke is lost, and
+    /// its message delivered again: a duplicate, never a loss.
     pub acked: u64,
     /// Acknowledgements not sent because their message came on a connection that has since broken (the broker
     /// delivers such a message again).
