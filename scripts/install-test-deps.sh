@@ -1,16 +1,15 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs beyond the Rust toolchain: Debian's Chromium, which
-# tests/hmi_browser.rs drives headless. Idempotent: it does nothing when Chromium is already there,
-# and refreshes the package lists only when the package cannot be found without it.
+# Installs what the test suite needs beyond the Rust toolchain, from Debian's packages:
+# - chromium, which tests/hmi_browser.rs drives headless;
+# - mosquitto, the MQTT broker that drivers/tests/mqtt_*.rs start (each test runs its own broker process on a
+#   free port; the package's system service is not started, and not needed).
+# Idempotent: it does nothing for a program that is already there, and refreshes the package lists only when a
+# package cannot be found without it.
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
 CHROMIUM=/usr/bin/chromium
-
-if [[ -x "$CHROMIUM" ]]; then
-    echo "install-test-deps: $CHROMIUM is already installed, nothing to do"
-    exit 0
-fi
+MOSQUITTO=/usr/sbin/mosquitto
 
 if [[ "$(id -u)" -eq 0 ]]; then
     SUDO=()
@@ -18,17 +17,62 @@ else
     SUDO=(sudo)
 fi
 
-# A fresh machine may have no package lists at all; update them only then (or when they lack chromium).
-if ! apt-cache show chromium >/dev/null 2>&1; then
-    echo "install-test-deps: the package lists do not know chromium, running apt-get update"
-    "${SUDO[@]}" apt-get update -q
-fi
+# A fresh machine may have no package lists at all; update them only then (or when they lack the package).
+ensure_known() {
+    local package=$1
+    if ! apt-cache show "$package" >/dev/null 2>&1; then
+        echo "install-test-deps: the package lists do not know $package, running apt-get update"
+        "${SUDO[@]}" apt-get update -q
+    fi
+}
 
-echo "install-test-deps: installing the Debian package chromium"
-"${SUDO[@]}" apt-get install -y -q chromium
+install_chromium() {
+    if [[ -x "$CHROMIUM" ]]; then
+        echo "install-test-deps: $CHROMIUM is already installed, nothing to do"
+        return
+    fi
+    ensure_known chromium
+    echo "install-test-deps: installing the Debian package chromium"
+    "${SUDO[@]}" apt-get install -y -q chromium
+    if [[ ! -x "$CHROMIUM" ]]; then
+        echo "install-test-deps: chromium was installed but $CHROMIUM is missing" >&2
+        exit 1
+    fi
+    echo "install-test-deps: installed $("$CHROMIUM" --version 2>/dev/null)"
+}
 
-if [[ ! -x "$CHROMIUM" ]]; then
-    echo "install-test-deps: chromium was installed but $CHROMIUM is missing" >&2
-    exit 1
-fi
-echo "install-test-deps: installed $("$CHROMIUM" --version 2>/dev/null)"
+# The tests need only the broker binary. The package would start a system-wide broker on port 1883; a
+# policy-rc.d that forbids service starts keeps it from doing so (an existing one is left as it is).
+install_mosquitto() {
+    if [[ -x "$MOSQUITTO" ]]; then
+        echo "install-test-deps: $MOSQUITTO is already installed, nothing to do"
+        return
+    fi
+    ensure_known mosquitto
+    local policy=/usr/sbin/policy-rc.d
+    local own_policy=no
+    if [[ ! -e "$policy" ]]; then
+        printf '#!/bin/sh\n# Written by install-test-deps.sh while it installs packages: start no services.\nexit 101\n' |
+            "${SUDO[@]}" tee "$policy" >/dev/null
+        "${SUDO[@]}" chmod 755 "$policy"
+        own_policy=yes
+    fi
+    echo "install-test-deps: installing the Debian package mosquitto (its service is not started)"
+    local status=0
+    "${SUDO[@]}" apt-get install -y -q --no-install-recommends mosquitto || status=$?
+    if [[ "$own_policy" == yes ]]; then
+        "${SUDO[@]}" rm -f "$policy"
+    fi
+    if [[ "$status" -ne 0 ]]; then
+        echo "install-test-deps: apt-get install mosquitto failed" >&2
+        exit "$status"
+    fi
+    if [[ ! -x "$MOSQUITTO" ]]; then
+        echo "install-test-deps: mosquitto was installed but $MOSQUITTO is missing" >&2
+        exit 1
+    fi
+    echo "install-test-deps: installed $("$MOSQUITTO" -h 2>/dev/null | head -n 1)"
+}
+
+install_chromium
+install_mosquitto

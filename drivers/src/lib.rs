@@ -4,15 +4,18 @@
 //! - [`registers`]: register data types, word orders, decoding (pure).
 //! - [`cjt188`]: CJ/T 188 household water meters: frame codec, a guarded master, a simulated gateway.
 //! - [`modbus`]: a guarded Modbus TCP client (timeouts, reconnect after failure).
+//! - [`mqtt`]: MQTT ingestion of meter readings: payload mappings from configuration, a subscribing client that
+//!   acknowledges only committed messages, simulated MQTT meters.
 //! - [`hj212`]: HJ 212-2017 water-quality stations: frame codec, a listener for stations to push to, a simulated
 //!   station.
 //! - [`sim`]: Modbus TCP servers that play concentrators and water-quality loggers, with fault injection.
 //!
-//! **Invariant:** this crate never imports `waterworks-actors` or `waterworks-hmi`. It speaks registers and
+//! **Invariant:** this crate never imports `waterworks-actors` or `waterworks-hmi`. It speaks registers, topics and
 //! bytes; what a register means is configuration (`config/devices/*.toml`).
 
 pub mod cjt188;
 pub mod hj212;
 pub mod modbus;
+pub mod mqtt;
 pub mod registers;
 pub mod sim;

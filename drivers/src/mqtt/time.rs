@@ -1,0 +1,185 @@
+//! A small, strict RFC 3339 timestamp parser that returns milliseconds since the Unix epoch, UTC.
+//!
+//! Accepted: `YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)`, with `t` and `z` also in lower case as RFC 3339
+//! §5.6 allows. Everything else is refused with a reason: a missing offset ("local time" is ambiguous), a space
+//! in place of `T`, a day that does not exist (`2023-02-29`), a leap second (`:60`, which cannot be placed on a
+//! millisecond time line), a year before 1970. Digits after the milliseconds are truncated, not rounded, so a
+//! timestamp never moves into the next millisecond.
+//!
+//! This module reads no clock and allocates only for error messages.
+
+/// Milliseconds in a day.
+const DAY_MS: i64 = 86_400_000;
+
+/// Parses an RFC 3339 timestamp into milliseconds since 1970-01-01T00:00:00Z.
+pub fn rfc3339_to_ms(text: &str) -> Result<i64, String> {
+    let b = text.as_bytes();
+    // Up to the seconds, every timestamp has the same 19 bytes.
+    if b.len() < 19 {
+        return Err(format!("{text:?} is not an RFC 3339 timestamp (too short)"));
+    }
+    let year = digits(b, 0, 4, text, "year")?;
+    expect(b, 4, b'-', text)?;
+    let month = digits(b, 5, 2, text, "month")?;
+    expect(b, 7, b'-', text)?;
+    let day = digits(b, 8, 2, text, "day")?;
+    match b.get(10) {
+        Some(b'T' | b't') => {}
+        Some(b' ') => return Err(format!("{text:?}: a space in place of 'T' is not accepted")),
+        _ => return Err(format!("{text:?}: expected 'T' after the date")),
+    }
+    let hour = digits(b, 11, 2, text, "hour")?;
+    expect(b, 13, b':', text)?;
+    let minute = digits(b, 14, 2, text, "minute")?;
+    expect(b, 16, b':', text)?;
+    let second = digits(b, 17, 2, text, "second")?;
+
+    let mut pos = 19;
+    let mut millis = 0i64;
+    if b.get(pos) == Some(&b'.') {
+        pos += 1;
+        let start = pos;
+        while let Some(&d) = b.get(pos).filter(|d| d.is_ascii_digit()) {
+            if pos - start < 3 {
+                millis = millis * 10 + i64::from(d - b'0');
+            }
+            pos += 1;
+        }
+        if pos == start {
+            return Err(format!("{text:?}: a '.' must be followed by fraction digits"));
+        }
+        // Fewer than three digits: scale up (`.5` is 500 ms).
+        for _ in (pos - start)..3 {
+            millis *= 10;
+        }
+    }
+
+    let offset_minutes = match b.get(pos) {
+        Some(b'Z' | b'z') if pos + 1 == b.len() => 0,
+        Some(&sign @ (b'+' | b'-')) if pos + 6 == b.len() => {
+            let oh = digits(b, pos + 1, 2, text, "offset hour")?;
+            expect(b, pos + 3, b':', text)?;
+            let om = digits(b, pos + 4, 2, text, "offset minute")?;
+            if oh > 23 || om > 59 {
+                return Err(format!("{text:?}: offset {oh:02}:{om:02} is out of range"));
+            }
+            let total = oh * 60 + om;
+            if sign == b'-' {
+                -total
+            } else {
+                total
+            }
+        }
+        None => return Err(format!("{text:?}: the UTC offset is missing (add 'Z' or '+08:00')")),
+        _ => return Err(format!("{text:?}: expected 'Z' or an offset like '+08:00' after the time")),
+    };
+
+    if !(1..=12).contains(&month) {
+        return Err(format!("{text:?}: month {month} is out of range"));
+    }
+    if day < 1 || day > days_in_month(year, month) {
+        return Err(format!("{text:?}: {year:04}-{month:02} has no day {day}"));
+    }
+    if hour > 23 || minute > 59 {
+        return Err(format!("{text:?}: time {hour:02}:{minute:02} is out of range"));
+    }
+    if second == 60 {
+        return Err(format!("{text:?}: leap seconds are not supported"));
+    }
+    if second > 59 {
+        return Err(format!("{text:?}: second {second} is out of range"));
+    }
+    let local = days_from_civil(year, month, day) * DAY_MS + ((hour * 60 + minute) * 60 + second) * 1000 + millis;
+    let utc = local - offset_minutes * 60_000;
+    if utc < 0 {
+        return Err(format!("{text:?} is before 1970-01-01T00:00:00Z"));
+    }
+    Ok(utc)
+}
+
+/// Reads `len` ASCII digits at `at` as a number.
+fn digits(b: &[u8], at: usize, len: usize, text: &str, what: &str) -> Result<i64, String> {
+    let field = b.get(at..at + len).filter(|f| f.iter().all(u8::is_ascii_digit));
+    match field {
+        Some(f) => Ok(f.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0'))),
+        None => Err(format!("{text:?}: expected {len} digits of {what} at position {at}")),
+    }
+}
+
+fn expect(b: &[u8], at: usize, want: u8, text: &str) -> Result<(), String> {
+    if b.get(at) == Some(&want) {
+        Ok(())
+    } else {
+        Err(format!("{text:?}: expected '{}' at position {at}", char::from(want)))
+    }
+}
+
+fn is_leap(year: i64) -> bool {
+    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (the well-known "days from civil" algorithm: years
+/// counted from March, so the leap day is the last day of a year, in 400-year eras of 146 097 days).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let month_from_march = (month + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// Writes milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ` (for the simulator; `ms` ≥ 0).
+pub(crate) fn ms_to_rfc3339(ms: i64) -> String {
+    let days = ms.div_euclid(DAY_MS);
+    let in_day = ms.rem_euclid(DAY_MS);
+    let (year, month, day) = civil_from_days(days);
+    let (h, m, s, milli) = (in_day / 3_600_000, in_day / 60_000 % 60, in_day / 1000 % 60, in_day % 1000);
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
+}
+
+/// The inverse of [`days_from_civil`].
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_days_match_known_dates() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(days_from_civil(2024, 2, 29), 19_782);
+        assert_eq!(days_from_civil(9999, 12, 31), 2_932_896);
+    }
+
+    #[test]
+    fn formatting_round_trips_through_the_parser() {
+        for ms in [0, 951_782_400_123, 1_709_164_800_000, 1_735_689_599_999, 253_402_300_799_999] {
+            let text = ms_to_rfc3339(ms);
+            assert_eq!(rfc3339_to_ms(&text), Ok(ms), "{text}");
+        }
+        assert_eq!(ms_to_rfc3339(1_709_164_800_000), "2024-02-29T00:00:00.000Z");
+    }
+}
