@@ -19,11 +19,13 @@ use actors::field::{
     ConcentratorSpec, DeviceKindSpec, DeviceSpec, FieldLayout, LoggerSpec, MeterLayout, MeterSpec, ParameterSpec,
 };
 use actors::model::{DeviceId, MeterId, MeterStatus, RegionId};
+use actors::mqtt::MqttGroupSpec;
 use actors::station::{StationParameter, StationSpec};
 use actors::supervisor::RestartPolicy;
 use actors::tree::{RegionSpec, TreeSpec};
 use actors::valve::{RegisterValve, ValveSpec};
 use drivers::modbus::TcpTarget;
+use drivers::mqtt::{FieldPath, MeterSource, MqttSettings, PayloadMapping, StatusSpec};
 use drivers::registers::{DataType, Function, RegisterSpec, WordOrder};
 
 /// The embedded demo village.
@@ -89,8 +91,60 @@ struct RawConfig {
     #[serde(default)]
     defaults: RawDefaults,
     hj212: Option<RawHj212>,
+    mqtt: Option<RawMqtt>,
     #[serde(default)]
     region: Vec<RawRegion>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMqtt {
+    host: String,
+    port: Option<u16>,
+    /// Stable across restarts: the broker keeps the persistent session under it.
+    client_id: String,
+    username: Option<String>,
+    password: Option<String>,
+    keep_alive: Option<String>,
+    max_backoff: Option<String>,
+    #[serde(default)]
+    topics: Vec<RawMqttTopic>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMqttTopic {
+    filter: String,
+    /// The meter id is this topic level (0-based) ...
+    meter_topic_level: Option<usize>,
+    /// ... or this JSON pointer in the payload.
+    meter: Option<String>,
+    /// JSON pointer to an array of readings (a concentrator's message); absent: one reading per message.
+    readings: Option<String>,
+    volume: String,
+    scale: Option<f64>,
+    unit: Option<String>,
+    time: String,
+    time_format: String,
+    status: Option<RawMqttStatus>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMqttStatus {
+    path: String,
+    bits: Option<BTreeMap<String, u8>>,
+    names: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMqttGroup {
+    id: String,
+    name: Option<String>,
+    /// Some meter of the group publishes at least this often.
+    interval: Option<String>,
+    meters: RawMeters,
 }
 
 #[derive(Deserialize)]
@@ -193,6 +247,8 @@ struct RawRegion {
     station: Vec<RawStation>,
     #[serde(default)]
     cjt188: Vec<RawCjt188>,
+    #[serde(default)]
+    mqtt: Vec<RawMqttGroup>,
 }
 
 #[derive(Deserialize)]
@@ -464,6 +520,67 @@ fn default_limits(name: &str) -> (Option<f64>, Option<f64>) {
         "manganese" => (None, Some(0.1)),
         _ => (None, None),
     }
+}
+
+/// A JSON pointer from the config, or a problem naming its key.
+fn field_path(check: &mut Check, key: &str, field: &str, text: &str) -> FieldPath {
+    FieldPath::parse(text).unwrap_or_else(|e| {
+        check.add(format!("{key}.{field}"), e);
+        FieldPath::parse("/").unwrap_or_else(|_| unreachable!("\"/\" is a valid pointer"))
+    })
+}
+
+/// The broker settings and topic mappings (R-A9: a new vendor's payload is configuration).
+fn resolve_mqtt(check: &mut Check, m: &RawMqtt) -> MqttSettings {
+    let mut settings = MqttSettings::new(m.host.clone(), m.port.unwrap_or(1883), m.client_id.clone());
+    settings.username.clone_from(&m.username);
+    settings.password.clone_from(&m.password);
+    settings.keep_alive = check.duration("mqtt.keep_alive", m.keep_alive.as_ref(), settings.keep_alive);
+    settings.max_backoff = check.duration("mqtt.max_backoff", m.max_backoff.as_ref(), settings.max_backoff);
+    for (i, t) in m.topics.iter().enumerate() {
+        let key = format!("mqtt.topics[{i}]");
+        let meter = match (t.meter_topic_level, &t.meter) {
+            (Some(level), None) => MeterSource::TopicLevel(level),
+            (None, Some(p)) => MeterSource::Field(field_path(check, &key, "meter", p)),
+            _ => {
+                check.add(format!("{key}.meter"), "give exactly one of meter_topic_level or meter");
+                MeterSource::TopicLevel(0)
+            }
+        };
+        let volume = field_path(check, &key, "volume", &t.volume);
+        let time = field_path(check, &key, "time", &t.time);
+        let readings = t.readings.as_ref().map(|r| field_path(check, &key, "readings", r));
+        let unit = t.unit.as_ref().map(|u| field_path(check, &key, "unit", u));
+        let status = t.status.as_ref().map(|st| {
+            let p = field_path(check, &key, "status.path", &st.path);
+            match (&st.bits, &st.names) {
+                (Some(bits), None) => {
+                    StatusSpec::Bits { path: p, bits: bits.iter().map(|(n, b)| (*b, n.clone())).collect() }
+                }
+                (None, Some(names)) => {
+                    StatusSpec::Names { path: p, names: names.iter().map(|(v, o)| (v.clone(), o.clone())).collect() }
+                }
+                _ => {
+                    check.add(format!("{key}.status"), "give exactly one of bits or names");
+                    StatusSpec::Names { path: p, names: Vec::new() }
+                }
+            }
+        });
+        let time_format = t.time_format.parse().unwrap_or_else(|e: String| {
+            check.add(format!("{key}.time_format"), e);
+            drivers::mqtt::TimeFormat::EpochMs
+        });
+        let mut mapping = PayloadMapping::single(meter, volume, time, time_format);
+        mapping.readings = readings;
+        mapping.unit = unit;
+        mapping.status = status;
+        mapping.scale = t.scale.unwrap_or(1.0);
+        settings.topics.push((t.filter.clone(), mapping));
+    }
+    for (k, reason) in settings.problems() {
+        check.add(format!("mqtt.{k}"), reason);
+    }
+    settings
 }
 
 /// The parameter name and unit of common HJ 212 water factor codes (DOMAIN.md §2.7).
@@ -1120,6 +1237,49 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
                 }));
             }
         }
+        let mut groups = Vec::new();
+        for (gi, g) in r.mqtt.iter().enumerate() {
+            let key = format!("{rkey}.mqtt[{gi}] ({})", g.id);
+            if !valid_id(&g.id) {
+                check.add(format!("{key}.id"), "ids are 1-64 letters, digits, '-', '_' or '.'");
+            }
+            if !device_ids.insert(g.id.clone()) {
+                check.add(format!("{key}.id"), format!("device id {:?} is used twice", g.id));
+            }
+            let interval =
+                check.duration(&format!("{key}.interval"), g.interval.as_ref(), Duration::from_secs(15 * 60));
+            let meters: Vec<MeterId> = match &g.meters {
+                RawMeters::Series { prefix, first, count, width } => {
+                    let width = width.unwrap_or(4);
+                    (0..(*count).min(65_535)).map(|i| MeterId::new(format!("{prefix}{:0width$}", first + i))).collect()
+                }
+                RawMeters::List(list) => list
+                    .iter()
+                    .map(|m| match m {
+                        RawMeter::Id(id) | RawMeter::Slot { id, .. } => MeterId::new(id.clone()),
+                    })
+                    .collect(),
+            };
+            if meters.is_empty() {
+                check.add(format!("{key}.meters"), "lists no meter");
+            }
+            for m in &meters {
+                if let Some(other) = meter_ids.insert(m.to_string(), g.id.clone()) {
+                    check.add(
+                        format!("{key}.meters"),
+                        format!("meter {:?} is also configured on {other:?}", m.as_str()),
+                    );
+                }
+            }
+            device_models.insert(DeviceId::new(g.id.clone()), "mqtt".to_owned());
+            groups.push(Arc::new(MqttGroupSpec {
+                id: DeviceId::new(g.id.clone()),
+                name: g.name.clone().unwrap_or_else(|| g.id.clone()),
+                region: RegionId::new(r.id.clone()),
+                meters,
+                interval,
+            }));
+        }
         let mut gateways = Vec::new();
         for (gi, g) in r.cjt188.iter().enumerate() {
             let key = format!("{rkey}.cjt188[{gi}] ({})", g.id);
@@ -1299,6 +1459,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
             valves,
             stations,
             cjt188: gateways,
+            mqtt: groups,
         });
     }
 
@@ -1335,6 +1496,11 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
             check.add("hj212", "[hj212] is configured but no [[region.station]] uses it");
         }
     }
+    let mqtt = raw.mqtt.as_ref().map(|m| resolve_mqtt(&mut check, m));
+    let any_group = raw.region.iter().any(|r| !r.mqtt.is_empty());
+    if any_group && mqtt.is_none() {
+        check.add("mqtt", "MQTT meter groups are configured but [mqtt] (the broker) is missing");
+    }
     if !check.problems.is_empty() {
         return Err(ConfigErrors(check.problems));
     }
@@ -1346,6 +1512,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
         live_replay: raw.live.replay.unwrap_or(4096).max(1),
         live_channel: raw.live.channel.unwrap_or(1024).max(1),
         hj212_listen,
+        mqtt,
     };
     Ok(Config { source: file.to_owned(), server, tree, simulator, models, device_models })
 }

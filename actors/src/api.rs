@@ -103,6 +103,7 @@ pub(crate) struct HandleParts {
     pub valves: Vec<Arc<ValveSpec>>,
     pub stations: Vec<Arc<crate::station::StationSpec>>,
     pub gateways: Vec<Arc<crate::cjt188::Cjt188Spec>>,
+    pub groups: Vec<Arc<crate::mqtt::MqttGroupSpec>>,
     pub valve_slots: HashMap<DeviceId, Slot<ValveMsg>>,
     pub regions: Vec<RegionView>,
     pub region_supervisors: Vec<(RegionId, Slot<SupervisorMsg>)>,
@@ -138,6 +139,9 @@ impl Handle {
         }
         for g in &parts.gateways {
             meters_of.insert(g.id.clone(), g.meters.iter().map(|m| m.id.clone()).collect());
+        }
+        for g in &parts.groups {
+            meters_of.insert(g.id.clone(), g.meters.clone());
         }
         let meter_owner = meters_of.iter().flat_map(|(d, ms)| ms.iter().map(move |m| (m.clone(), d.clone()))).collect();
         Handle { inner: Arc::new(Inner { parts, by_id, meter_owner, meters_of }) }

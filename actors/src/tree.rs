@@ -29,6 +29,9 @@ use crate::field::{initial_view, DeviceSpec, FieldDevice, FieldDeviceArgs, Field
 use crate::hub::{HubArgs, HubMsg, LiveHub};
 use crate::metrics::Metrics;
 use crate::model::{DeviceId, RegionId, RegionView};
+use crate::mqtt::{
+    self as mqtt_group, MqttGateway, MqttGatewayArgs, MqttGroup, MqttGroupArgs, MqttGroupMsg, MqttGroupSpec,
+};
 use crate::station::{self, GatewayArgs, Hj212Gateway, StationActor, StationArgs, StationMsg, StationSpec};
 use crate::store::{Store, StoreHandle, StoreWriter, StoreWriterArgs, StoreWriterMsg};
 use crate::supervisor::{ChildSpec, RestartPolicy, Slot, Supervisor, SupervisorArgs, SupervisorMsg};
@@ -45,6 +48,8 @@ pub struct RegionSpec {
     pub stations: Vec<Arc<StationSpec>>,
     /// CJ/T 188 gateways and their meters.
     pub cjt188: Vec<Arc<Cjt188Spec>>,
+    /// Groups of meters that publish over MQTT.
+    pub mqtt: Vec<Arc<MqttGroupSpec>>,
 }
 
 /// Everything the tree needs, resolved from configuration.
@@ -57,6 +62,8 @@ pub struct TreeSpec {
     pub live_channel: usize,
     /// Where HJ 212 stations connect; required when any station is configured.
     pub hj212_listen: Option<std::net::SocketAddr>,
+    /// The MQTT broker and topic mappings; required when any MQTT group is configured.
+    pub mqtt: Option<drivers::mqtt::MqttSettings>,
 }
 
 /// The running tree.
@@ -90,6 +97,9 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
         spec.regions.iter().map(|r| RegionView { id: r.id.clone(), name: r.name.clone() }).collect();
     let all_devices: Vec<Arc<DeviceSpec>> = spec.regions.iter().flat_map(|r| r.devices.iter().cloned()).collect();
     let all_valves: Vec<Arc<ValveSpec>> = spec.regions.iter().flat_map(|r| r.valves.iter().cloned()).collect();
+    let all_groups: Vec<Arc<MqttGroupSpec>> = spec.regions.iter().flat_map(|r| r.mqtt.iter().cloned()).collect();
+    let group_slots: Vec<(Arc<MqttGroupSpec>, Slot<MqttGroupMsg>)> =
+        all_groups.iter().map(|g| (g.clone(), Slot::default())).collect();
     let all_gateways: Vec<Arc<Cjt188Spec>> = spec.regions.iter().flat_map(|r| r.cjt188.iter().cloned()).collect();
     let all_stations: Vec<Arc<StationSpec>> = spec.regions.iter().flat_map(|r| r.stations.iter().cloned()).collect();
     let station_slots: Vec<(Arc<StationSpec>, Slot<StationMsg>)> =
@@ -115,9 +125,10 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
         let valves = all_valves.clone();
         let stations = all_stations.clone();
         let gateways = all_gateways.clone();
+        let groups = all_groups.clone();
         children.push(ChildSpec::new("live-hub", move |sup| {
-            let (store, devices, valves, stations, gateways) =
-                (store.clone(), devices.clone(), valves.clone(), stations.clone(), gateways.clone());
+            let (store, devices, valves, stations, gateways, groups) =
+                (store.clone(), devices.clone(), valves.clone(), stations.clone(), gateways.clone(), groups.clone());
             let args = HubArgs {
                 regions: regions.clone(),
                 load: Arc::new(move || {
@@ -125,6 +136,7 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
                         .iter()
                         .map(|d| initial_view(d, &store))
                         .chain(gateways.iter().map(|g| cjt188::initial_view(g, &store)))
+                        .chain(groups.iter().map(|g| mqtt_group::initial_view(g, &store)))
                         .chain(stations.iter().map(|s| station::initial_view(s, &store)))
                         .chain(valves.iter().map(|v| valve::initial_view(v)))
                         .collect()
@@ -171,6 +183,15 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
                 spec: spec.clone(),
                 ctx: ctx.clone(),
                 slot: Slot::default(),
+            }));
+        }
+        for g in &region.mqtt {
+            let slot = group_slots.iter().find(|(s, _)| s.id == g.id).map(|(_, slot)| slot.clone()).unwrap_or_default();
+            let (spec, ctx) = (g.clone(), ctx.clone());
+            device_children.push(child(g.id.to_string(), MqttGroup, move || MqttGroupArgs {
+                spec: spec.clone(),
+                ctx: ctx.clone(),
+                slot: slot.clone(),
             }));
         }
         for st in &region.stations {
@@ -223,6 +244,14 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
             async move { Actor::spawn_linked(None, Hj212Gateway, args, sup).await.map(|(a, _)| a.get_cell()) }
         }));
     }
+    if let (false, Some(settings)) = (all_groups.is_empty(), spec.mqtt.clone()) {
+        let (groups, metrics) = (group_slots.clone(), metrics.clone());
+        children.push(child("mqtt-gateway", MqttGateway, move || MqttGatewayArgs {
+            settings: settings.clone(),
+            groups: groups.clone(),
+            metrics: metrics.clone(),
+        }));
+    }
     let root_args = SupervisorArgs {
         name: "root".into(),
         children,
@@ -244,6 +273,7 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
         valves: all_valves,
         stations: all_stations,
         gateways: all_gateways,
+        groups: all_groups,
         valve_slots,
         regions,
         region_supervisors: region_slots,

@@ -1,0 +1,312 @@
+//! Meters that publish over MQTT (issue 3 §2): one `MqttGroup` actor per configured group of meters (an
+//! NB-IoT fleet or an MQTT concentrator, like a concentrator actor), and one `MqttGateway` that owns the
+//! broker connection and routes each message to the group of its meters.
+//!
+//! A message is acknowledged to the broker (PUBACK) only after its readings are committed, so a crash between
+//! receipt and commit makes the broker redeliver instead of losing it; a redelivered reading has the same
+//! (meter, time) key in the store and counts once. A malformed payload is counted and logged with its topic by
+//! the driver, acknowledged (so the broker does not redeliver poison forever), and changes nothing. A group
+//! that receives nothing for `interval` misses a cycle; two in a row make it comm-lost (R-A4).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use drivers::mqtt::{AckHandle, MappedReading, MqttIngest, MqttSettings};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::mpsc;
+
+use crate::context::DeviceContext;
+use crate::metrics::Metrics;
+use crate::model::comm::CycleOutcome;
+use crate::model::view::CommView;
+use crate::model::{
+    CommStatus, DeviceId, DeviceKind, DeviceView, MeterId, MeterReading, MeterStatus, MeterView, RegionId, Timestamp,
+    Volume,
+};
+use crate::store::{Op, Store};
+use crate::supervisor::Slot;
+
+/// A group of meters publishing over MQTT, resolved from configuration.
+#[derive(Clone, Debug)]
+pub struct MqttGroupSpec {
+    pub id: DeviceId,
+    pub name: String,
+    pub region: RegionId,
+    pub meters: Vec<MeterId>,
+    /// Some meter of the group publishes at least this often.
+    pub interval: Duration,
+}
+
+pub enum MqttGroupMsg {
+    Readings(Vec<MappedReading>, AckHandle),
+    Watchdog(u64),
+}
+
+#[derive(Clone, Copy)]
+pub struct MqttGroup;
+
+pub struct MqttGroupArgs {
+    pub spec: Arc<MqttGroupSpec>,
+    pub ctx: DeviceContext,
+    pub slot: Slot<MqttGroupMsg>,
+}
+
+pub struct MqttGroupState {
+    args: MqttGroupArgs,
+    comm: CommStatus,
+    meters: Vec<MeterView>,
+    index: HashMap<MeterId, usize>,
+    fresh: u32,
+    interval_no: u64,
+}
+
+/// The view of a group as the store knows it.
+pub fn initial_view(spec: &MqttGroupSpec, store: &Store) -> DeviceView {
+    let meters = spec
+        .meters
+        .iter()
+        .map(|m| {
+            let mut v = MeterView::empty(m.clone());
+            if let Ok(Some((ts, volume, status))) = store.latest_reading(m) {
+                v.set(volume, ts, status);
+            }
+            v
+        })
+        .collect();
+    let mut comm = store
+        .device_status(&spec.id)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| CommStatus::new("mqtt".into(), spec.meters.len() as u32));
+    comm.link = crate::model::LinkState::Unknown;
+    comm.path = "mqtt".into();
+    DeviceView {
+        id: spec.id.clone(),
+        kind: DeviceKind::Concentrator,
+        name: spec.name.clone(),
+        region: spec.region.clone(),
+        comm: CommView { status: comm, cycle_ms: spec.interval.as_millis() as u64 },
+        meters,
+        values: Vec::new(),
+        valve: None,
+    }
+}
+
+fn status_from_names(names: &[String]) -> MeterStatus {
+    MeterStatus(names.iter().filter_map(|n| MeterStatus::flag_for(n)).fold(0, |a, f| a | f))
+}
+
+impl MqttGroupState {
+    fn now(&self) -> Timestamp {
+        self.args.ctx.clock.now()
+    }
+
+    fn view(&self) -> DeviceView {
+        let spec = &self.args.spec;
+        DeviceView {
+            id: spec.id.clone(),
+            kind: DeviceKind::Concentrator,
+            name: spec.name.clone(),
+            region: spec.region.clone(),
+            comm: CommView { status: self.comm.clone(), cycle_ms: spec.interval.as_millis() as u64 },
+            meters: self.meters.clone(),
+            values: Vec::new(),
+            valve: None,
+        }
+    }
+
+    async fn readings(&mut self, readings: Vec<MappedReading>, ack: AckHandle) {
+        let spec = self.args.spec.clone();
+        let mut accepted = Vec::new();
+        for r in readings {
+            let Some(&i) = self.index.get(r.meter.as_str()) else {
+                Metrics::inc(&self.args.ctx.metrics.bad_values);
+                tracing::warn!(message = "MQTT reading for a meter not in this group dropped.", group = %spec.id, meter = %r.meter);
+                continue;
+            };
+            match Volume::from_m3(r.volume_m3) {
+                Ok(volume) => accepted.push((i, Timestamp(r.ts_ms), volume, status_from_names(&r.status))),
+                Err(e) => {
+                    Metrics::inc(&self.args.ctx.metrics.bad_values);
+                    tracing::warn!(message = "MQTT reading rejected.", group = %spec.id, meter = %r.meter, error = %e);
+                }
+            }
+        }
+        let now = self.now();
+        let mut ops: Vec<Op> = accepted
+            .iter()
+            .map(|(i, ts, volume, status)| {
+                Op::Reading(MeterReading {
+                    meter: spec.meters[*i].clone(),
+                    device: spec.id.clone(),
+                    ts: *ts,
+                    volume: *volume,
+                    status: *status,
+                })
+            })
+            .collect();
+        let mut status = self.comm.clone();
+        status.record_attempt(now, true, None);
+        let _ = status.record_values(now, accepted.len() as u32);
+        ops.push(Op::DeviceStatus(spec.id.clone(), status));
+        match self.args.ctx.writer.submit(ops).await {
+            Ok(_) => {
+                // Committed: now the broker may forget the message.
+                ack.ack();
+                self.comm.record_attempt(now, true, None);
+                if let Some(event) = self.comm.record_values(now, accepted.len() as u32) {
+                    self.args.ctx.events.comm(event, &spec.id, &spec.region, now, None);
+                }
+                for (i, ts, volume, status) in accepted {
+                    // A late (older) reading is stored but does not replace a newer one on screen.
+                    if self.meters[i].ts.is_none_or(|shown| shown <= ts) {
+                        self.meters[i].set(volume, ts, status);
+                    }
+                }
+                self.fresh += 1;
+                self.args.ctx.publish(self.view());
+            }
+            Err(e) => {
+                // Not acknowledged: the broker redelivers after the next reconnect.
+                tracing::warn!(message = "MQTT readings not committed; not acknowledged.", group = %spec.id, error = %e);
+                drop(ack);
+            }
+        }
+    }
+
+    fn watchdog(&mut self, myself: &ActorRef<MqttGroupMsg>, no: u64) {
+        if no != self.interval_no {
+            return;
+        }
+        let outcome = CycleOutcome {
+            read: self.fresh,
+            expected: 1,
+            error: (self.fresh == 0).then(|| "no message in the interval".to_owned()),
+        };
+        if self.fresh == 0 {
+            self.comm.link = crate::model::LinkState::Down;
+        }
+        let before = self.comm.consecutive_misses;
+        let event = self.comm.end_cycle(&outcome);
+        if event.is_some() || self.comm.consecutive_misses != before {
+            self.args.ctx.publish(self.view());
+        }
+        if let Some(event) = event {
+            let spec = &self.args.spec;
+            self.args.ctx.events.comm(event, &spec.id, &spec.region, self.now(), outcome.error.clone());
+        }
+        self.fresh = 0;
+        self.interval_no += 1;
+        let next = self.interval_no;
+        myself.send_after(self.args.spec.interval, move || MqttGroupMsg::Watchdog(next));
+    }
+}
+
+impl Actor for MqttGroup {
+    type Msg = MqttGroupMsg;
+    type State = MqttGroupState;
+    type Arguments = MqttGroupArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<MqttGroupMsg>,
+        args: MqttGroupArgs,
+    ) -> Result<MqttGroupState, ActorProcessingErr> {
+        let view = initial_view(&args.spec, &args.ctx.store);
+        let index = args.spec.meters.iter().enumerate().map(|(i, m)| (m.clone(), i)).collect();
+        args.slot.set(myself);
+        Ok(MqttGroupState { comm: view.comm.status, meters: view.meters, index, fresh: 0, interval_no: 0, args })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<MqttGroupMsg>,
+        state: &mut MqttGroupState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.args.ctx.publish(state.view());
+        myself.send_after(state.args.spec.interval, || MqttGroupMsg::Watchdog(0));
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<MqttGroupMsg>,
+        msg: MqttGroupMsg,
+        state: &mut MqttGroupState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            MqttGroupMsg::Readings(readings, ack) => state.readings(readings, ack).await,
+            MqttGroupMsg::Watchdog(no) => state.watchdog(&myself, no),
+        }
+        Ok(())
+    }
+}
+
+/// Owns the broker connection and routes messages by meter to their group.
+#[derive(Clone, Copy)]
+pub struct MqttGateway;
+
+pub struct MqttGatewayArgs {
+    pub settings: MqttSettings,
+    pub groups: Vec<(Arc<MqttGroupSpec>, Slot<MqttGroupMsg>)>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub struct MqttGatewayState {
+    ingest: Option<MqttIngest>,
+    router: tokio::task::JoinHandle<()>,
+}
+
+impl Actor for MqttGateway {
+    type Msg = ();
+    type State = MqttGatewayState;
+    type Arguments = MqttGatewayArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<()>,
+        args: MqttGatewayArgs,
+    ) -> Result<MqttGatewayState, ActorProcessingErr> {
+        let (tx, mut rx) = mpsc::channel(256);
+        let ingest = MqttIngest::start(args.settings, tx).map_err(|e| format!("cannot start MQTT ingestion: {e}"))?;
+        let owner: HashMap<MeterId, Slot<MqttGroupMsg>> =
+            args.groups.iter().flat_map(|(g, slot)| g.meters.iter().map(move |m| (m.clone(), slot.clone()))).collect();
+        let metrics = args.metrics.clone();
+        let router = tokio::spawn(async move {
+            while let Some(incoming) = rx.recv().await {
+                let readings = match incoming.readings {
+                    Ok(r) => r,
+                    Err(_) => {
+                        // Counted and logged with its topic by the driver; acknowledged so it is not redelivered.
+                        Metrics::inc(&metrics.bad_requests);
+                        incoming.ack.ack();
+                        continue;
+                    }
+                };
+                let group = readings.iter().find_map(|r| owner.get(r.meter.as_str())).and_then(|s| s.get());
+                match group {
+                    Some(g) => {
+                        if g.cast(MqttGroupMsg::Readings(readings, incoming.ack)).is_err() {
+                            tracing::warn!(message = "MQTT group actor unavailable; message not acknowledged.", topic = %incoming.topic);
+                        }
+                    }
+                    None => {
+                        Metrics::inc(&metrics.bad_values);
+                        tracing::warn!(message = "MQTT message for unknown meters dropped.", topic = %incoming.topic, meters = readings.len());
+                        incoming.ack.ack();
+                    }
+                }
+            }
+        });
+        Ok(MqttGatewayState { ingest: Some(ingest), router })
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<()>, state: &mut MqttGatewayState) -> Result<(), ActorProcessingErr> {
+        state.router.abort();
+        if let Some(ingest) = state.ingest.take() {
+            ingest.shutdown().await;
+        }
+        Ok(())
+    }
+}
