@@ -185,8 +185,9 @@ impl Store {
         Ok(meta.get("schema_version")?.map(|v| v.value()).unwrap_or(0))
     }
 
-    /// Applies a batch in one durable transaction. Only the writer thread calls this.
-    pub(crate) fn apply(&self, ops: &[Op]) -> Result<(), StoreError> {
+    /// Applies a batch in one durable transaction. Only the writer thread calls this. It takes the operations by
+    /// reference, so the writer can pass the submissions it holds without copying them.
+    pub(crate) fn apply<'a>(&self, ops: impl IntoIterator<Item = &'a Op>) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
         {
             let mut readings = txn.open_table(READINGS)?;

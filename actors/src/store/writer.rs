@@ -96,14 +96,12 @@ impl Actor for StoreWriter {
         let metrics = args.metrics.clone();
         std::thread::Builder::new().name("store-committer".into()).spawn(move || {
             while let Ok(batch) = rx.recv() {
-                let ops: Vec<&Op> = batch.iter().flat_map(|(ops, _)| ops.iter()).collect();
-                let n = ops.len();
-                let owned: Vec<Op> = ops.into_iter().cloned().collect();
-                let result = store.apply(&owned);
+                let n = batch.iter().map(|(ops, _)| ops.len()).sum();
+                let result = store.apply(batch.iter().flat_map(|(ops, _)| ops));
                 match &result {
                     Ok(()) => {
                         Metrics::inc(&metrics.commits);
-                        let (r, s) = owned.iter().fold((0, 0), |(r, s), op| match op {
+                        let (r, s) = batch.iter().flat_map(|(ops, _)| ops).fold((0, 0), |(r, s), op| match op {
                             Op::Reading(_) => (r + 1, s),
                             Op::Sample(_) => (r, s + 1),
                             _ => (r, s),
