@@ -81,16 +81,45 @@ pub(crate) fn request_length(bytes: &[u8]) -> Length {
     }
 }
 
-/// The first complete frame with a good CRC in `bytes`, as `(start, length)`, trying every start offset so
-/// that noise before a frame (a byte from a transceiver switching direction, the tail of an earlier frame) does
-/// not hide it.
-pub(crate) fn find_frame(bytes: &[u8], length: fn(&[u8]) -> Length) -> Option<(usize, usize)> {
-    (0..bytes.len()).find_map(|start| match length(&bytes[start..]) {
-        Length::Known(len) if len <= MAX_FRAME && start + len <= bytes.len() => {
-            crc_ok(&bytes[start..start + len]).then_some((start, len))
+/// What [`scan`] found in received bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scan {
+    /// A complete frame with a good CRC at `bytes[start..start + len]`.
+    Found { start: usize, len: usize },
+    /// No frame yet. The first `noise` bytes cannot start one (the frame they would start is complete with a bad
+    /// CRC, too long, or of an unknown function), and can be dropped; the rest may still become a frame.
+    Pending { noise: usize },
+}
+
+/// Looks for the first complete frame with a good CRC in `bytes`, trying every start offset, so that noise before
+/// a frame (a byte from a transceiver switching direction, the tail of an earlier frame) never hides it, and a
+/// frame delayed in the middle is still found when its last byte comes.
+pub(crate) fn scan(bytes: &[u8], length: fn(&[u8]) -> Length) -> Scan {
+    let mut first_possible = None;
+    for start in 0..bytes.len() {
+        match length(&bytes[start..]) {
+            Length::Known(len) if len > MAX_FRAME => {}
+            Length::Known(len) if start + len <= bytes.len() => {
+                if crc_ok(&bytes[start..start + len]) {
+                    return Scan::Found { start, len };
+                }
+            }
+            Length::Unknown => {}
+            Length::Known(_) | Length::NeedMore => {
+                first_possible.get_or_insert(start);
+            }
         }
-        _ => None,
-    })
+    }
+    Scan::Pending { noise: first_possible.unwrap_or(bytes.len()) }
+}
+
+/// The first complete frame with a good CRC in `bytes`, as `(start, length)`.
+#[cfg(test)]
+pub(crate) fn find_frame(bytes: &[u8], length: fn(&[u8]) -> Length) -> Option<(usize, usize)> {
+    match scan(bytes, length) {
+        Scan::Found { start, len } => Some((start, len)),
+        Scan::Pending { .. } => None,
+    }
 }
 
 #[cfg(test)]
@@ -134,5 +163,9 @@ mod tests {
         assert_eq!(find_frame(&bad, reply_length), None, "bad crc");
         let request = encode(7, &[0x10, 0, 5, 0, 1, 2, 0xAB, 0xCD]);
         assert_eq!(find_frame(&request, request_length), Some((0, 11)));
+        // An unknown function and an overlong byte count cannot start a frame; the partial reply after them can.
+        let mut pending = vec![7, 0x2B, 7, 3, 0xFF];
+        pending.extend_from_slice(&reply[..4]);
+        assert_eq!(scan(&pending, reply_length), Scan::Pending { noise: 5 });
     }
 }

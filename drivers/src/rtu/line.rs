@@ -18,14 +18,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{sleep_until, timeout_at, Instant};
 use tokio_serial::{ClearBuffer, FlowControl, SerialPort, SerialStream};
 
-use super::frame::{self, MAX_FRAME};
+use super::frame::{self, Scan, MAX_FRAME};
 use super::settings::{DataBits, LineSettings, Parity, StopBits};
 use crate::modbus::{Exception, ModbusError, ModbusResult};
 use crate::registers::Function;
 
-/// The shortest gap between received bytes that ends a frame, whatever the baud rate. t3.5 is the protocol's
-/// gap, but bytes reach a program in chunks: USB serial adapters hold them up to their latency timer (16 ms by
-/// default on FTDI chips) and the scheduler adds its own delay, so a shorter gap would cut frames in two.
+/// The silence required before a request after noise, whatever the baud rate: t3.5 is the protocol's gap, but
+/// bytes reach a program in chunks (USB serial adapters hold them up to their latency timer, 16 ms by default on
+/// FTDI chips, and the scheduler adds its own delay), so a babbling slave may look silent for less than this
+/// while it is still sending.
 const FRAME_GAP_FLOOR: Duration = Duration::from_millis(20);
 /// After this many exchanges in a row without a single byte received, the port is reopened: the whole line has
 /// gone silent, which is how a wedged USB adapter looks, and reopening costs nothing on a line that answers
@@ -145,7 +146,7 @@ impl RtuLine {
         self.settings.timeout
     }
 
-    /// The gap after which bytes that do not form a frame are dropped as noise.
+    /// The silence required before a request after noise.
     fn frame_gap(&self) -> Duration {
         self.settings.silence().max(FRAME_GAP_FLOOR)
     }
@@ -317,17 +318,26 @@ impl RtuLine {
     }
 
     /// Takes complete, CRC-valid frames out of the buffer, front to back, until `decide` returns a value for
-    /// one. Noise before a frame is dropped; frames for which `decide` returns `None` are counted as stale.
+    /// one. Frames for which `decide` returns `None` are counted as stale; bytes that cannot start a frame are
+    /// dropped as noise; bytes that may still become one stay.
     fn take_frames<T>(&mut self, mut decide: impl FnMut(&[u8]) -> Option<T>) -> Option<T> {
-        while let Some((start, len)) = frame::find_frame(&self.buf, frame::reply_length) {
-            let frame: Vec<u8> = self.buf.drain(..start + len).skip(start).collect();
-            self.discard(start);
-            if let Some(found) = decide(&frame) {
-                return Some(found);
+        loop {
+            match frame::scan(&self.buf, frame::reply_length) {
+                Scan::Found { start, len } => {
+                    let frame: Vec<u8> = self.buf.drain(..start + len).skip(start).collect();
+                    self.discard(start);
+                    if let Some(found) = decide(&frame) {
+                        return Some(found);
+                    }
+                    self.counters.stale_frames += 1;
+                }
+                Scan::Pending { noise } => {
+                    self.buf.drain(..noise);
+                    self.discard(noise);
+                    return None;
+                }
             }
-            self.counters.stale_frames += 1;
         }
-        None
     }
 
     /// Listens until `until` for the late reply `unit` still owes, and drops it (and anything else heard).
@@ -424,18 +434,16 @@ impl RtuLine {
                 self.discard(rest);
                 return Ok(answer);
             }
-            let gap_end = self.last_rx.filter(|_| !self.buf.is_empty()).map(|last| last + self.frame_gap());
-            let wake = gap_end.map_or(deadline, |g| g.min(deadline));
-            if !self.read_some(wake).await? {
-                // Bytes that stopped short of a frame are noise; a reply may still follow before the deadline.
-                let noise = self.buf.len();
-                self.buf.clear();
-                self.discard(noise);
-                if Instant::now() >= deadline {
-                    break;
-                }
+            // No gap ends a frame here: a reply stalled halfway (a busy USB adapter or scheduler) is still
+            // taken when its last byte comes, and noise never hides a frame behind it (see `frame::scan`).
+            if !self.read_some(deadline).await? {
+                break;
             }
         }
+        // Whatever is left never became a frame.
+        let rest = self.buf.len();
+        self.buf.clear();
+        self.discard(rest);
         if let Some(why) = mismatch {
             return Err(ModbusError::BadReply(why));
         }

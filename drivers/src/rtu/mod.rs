@@ -25,7 +25,9 @@
 //!   between is discarded.
 //! - **Only a matching frame is an answer**: CRC right, the addressed unit, the request's function code (or its
 //!   exception), and the right length (as many registers as asked; a write's echo of address and value). Noise
-//!   before a frame is skipped; a frame from another unit is dropped and counted as stale.
+//!   before a frame is skipped, a reply that stalls halfway (a busy adapter or scheduler) is still taken when its
+//!   last byte comes, and a frame from another unit is dropped and counted as stale. Bytes that never become a
+//!   valid reply make the request fail with `BadReply` at its deadline, not sooner.
 //! - **A late reply is never taken for the answer to a later request.** After a request to unit U goes
 //!   unanswered (timeout, or bytes that were no valid reply), U's next request first listens until U's late
 //!   reply has been heard and dropped, or until a late-reply window as long as `timeout` has passed. A reply
