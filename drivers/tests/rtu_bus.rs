@@ -34,7 +34,7 @@ async fn a_dead_slave_costs_only_its_timeout_and_every_live_slave_is_read_every_
     let live = exchange_time(&settings, REQUEST, REPLY);
     let dead = settings.wire_time(REQUEST) + TIMEOUT;
     let least = live * u32::from(SLAVES - 1) + dead;
-    let slack = exchange_slack(&settings);
+    let slack = exchange_slack();
     let most = least + slack * u32::from(SLAVES);
 
     // Opening the port is not part of a cycle.

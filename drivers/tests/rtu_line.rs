@@ -6,7 +6,7 @@ mod rtu_support;
 
 use std::time::Duration;
 
-use rtu_support::{client, concentrator, logger, read_ph, start_line, TIMER_LATENESS};
+use rtu_support::{client, concentrator, exchange_slack, logger, read_ph, start_line};
 use tokio::time::Instant;
 use waterworks_drivers::modbus::{Exception, ModbusError};
 use waterworks_drivers::registers::{decode, DataType, Function, WordOrder};
@@ -91,9 +91,9 @@ async fn an_absent_unit_costs_its_timeout_and_nothing_else() {
     let outcome = line.read_registers(42, Function::Holding, 0, 2).await;
     let cost = started.elapsed();
     assert!(matches!(outcome, Err(ModbusError::Timeout(t)) if t == TIMEOUT), "{outcome:?}");
-    // The silence before the request, the request on the wire, then the timeout; one timer tick per wait.
+    // The silence before the request, the request on the wire, then the timeout.
     let least = settings.wire_time(8) + TIMEOUT;
-    let most = settings.silence() + least + 2 * TIMER_LATENESS + settings.char_time();
+    let most = settings.silence() + least + exchange_slack();
     assert!(cost >= least && cost <= most, "an absent unit cost {cost:?}, expected {least:?} to {most:?}");
 
     // Another unit does not wait for unit 42's late reply.

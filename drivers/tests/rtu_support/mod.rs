@@ -17,10 +17,13 @@ use waterworks_drivers::sim::{ConcentratorLayout, FieldSpec, SimKind, SimParamet
 /// and a parked runtime sleeps in whole milliseconds, so a wait can end up to two ticks after its deadline.
 pub const TIMER_LATENESS: Duration = Duration::from_millis(2);
 
+/// How late a task may run after the event that wakes it (bytes arriving) on a busy 2-core machine.
+pub const WAKE_LATENESS: Duration = Duration::from_millis(2);
+
 /// How much later than the wire allows one exchange may end: two timed waits (the client's silence before its
-/// request, the simulator's pacing of the reply's last byte) plus one character time for scheduling.
-pub fn exchange_slack(settings: &LineSettings) -> Duration {
-    2 * TIMER_LATENESS + settings.char_time()
+/// request, and the simulator's pacing of the reply's last byte or the client's deadline) and one wake-up.
+pub fn exchange_slack() -> Duration {
+    2 * TIMER_LATENESS + WAKE_LATENESS
 }
 
 /// Per meter slot: a u32 volume in litres (ABCD) and a status word, stride 4, function 3.
