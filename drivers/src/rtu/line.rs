@@ -494,3 +494,33 @@ fn judge(frame: &[u8], unit: u8, function: u8, expect: &Expect) -> Verdict {
 fn not_open() -> ModbusError {
     ModbusError::Transport("the port is not open".to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn exchanges_can_run_on_any_runtime_thread() {
+        let settings = LineSettings::new("/dev/null", 9600, "8E1", Duration::from_millis(100)).expect("valid");
+        let mut line = RtuLine::new(settings);
+        is_send(&line.read_registers(1, Function::Holding, 0, 1));
+        is_send(&line.write_register(1, 0, 1));
+        is_send(&line.write_coil(1, 0, true));
+    }
+
+    #[test]
+    fn only_matching_frames_answer() {
+        let read = Expect::Registers(2);
+        let reply = [7, 3, 4, 0, 1, 0, 2, 0, 0];
+        assert!(matches!(judge(&reply, 7, 3, &read), Verdict::Answer(Ok(data)) if data == [0, 1, 0, 2]));
+        assert!(matches!(judge(&reply, 8, 3, &read), Verdict::Foreign(7)));
+        assert!(matches!(judge(&reply, 7, 4, &read), Verdict::Mismatch(_)));
+        assert!(matches!(judge(&reply, 7, 3, &Expect::Registers(3)), Verdict::Mismatch(_)));
+        assert!(matches!(judge(&[7, 0x83, 2, 0, 0], 7, 3, &read), Verdict::Answer(Err(Exception(2)))));
+        let echo = Expect::Echo([0, 5, 0x12, 0x34]);
+        assert!(matches!(judge(&[7, 6, 0, 5, 0x12, 0x34, 0, 0], 7, 6, &echo), Verdict::Answer(Ok(_))));
+        assert!(matches!(judge(&[7, 6, 0, 5, 0x12, 0x35, 0, 0], 7, 6, &echo), Verdict::Mismatch(_)));
+    }
+}

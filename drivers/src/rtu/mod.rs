@@ -16,7 +16,9 @@
 //!
 //! # What [`RtuLine`] guarantees
 //! - **One exchange at a time.** It is `&mut self` and owned by one task: the half-duplex bus never carries two
-//!   requests at once.
+//!   requests at once. Several device actors on one line can share it as `Arc<tokio::sync::Mutex<RtuLine>>`
+//!   (tokio's mutex is fair, so each gets its turn in order, and a dead slave holds the line for its own
+//!   timeout only), or talk to one task that owns it.
 //! - **Every request has a deadline**: the request's own wire time plus `timeout` after it was written. A dead
 //!   slave costs its exchange slot (t3.5, its request, its timeout) and nothing else; the other slaves' requests
 //!   are not delayed by it.

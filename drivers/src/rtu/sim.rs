@@ -7,8 +7,8 @@
 //! which an RTU slave recognises the end of a frame) plus any injected delay; the reply is written byte by byte,
 //! each byte no earlier than the moment its last stop bit would have left a real transmitter; and replies never
 //! overlap on the line. A character is 1 start bit + data bits + parity bit + stop bits (10 bits for 8N1, 11 for
-//! 8E1). Timers are only as fine as tokio's (1 ms), so bytes are late by up to a millisecond, never early:
-//! measured rates are at or below what a real line would allow.
+//! 8E1). Timers are only as fine as tokio's (1 ms wheel, rounded up), so a byte may come a millisecond or two
+//! late, never early: measured rates are at or below what a real line would allow.
 //!
 //! **How a client finds the line:** [`RtuSimulator::path`] is the pty's slave side (`/dev/pts/N`, from
 //! `tokio_serial::SerialStream::pair()`), which a client opens like any serial port. The simulator keeps its own
