@@ -4,8 +4,10 @@
 //! - [`registers`]: register data types, word orders, decoding (pure).
 //! - [`cjt188`]: CJ/T 188 household water meters: frame codec, a guarded master, a simulated gateway.
 //! - [`modbus`]: a guarded Modbus TCP client (timeouts, reconnect after failure).
-//! - [`mqtt`]: MQTT ingestion of meter readings: payload mappings from configuration, a subscribing client that
 //!   acknowledges only committed messages, simulated MQTT meters.
+//!   simulated line of several slaves on a pty, paced to the baud rate.
+//! - [`mqtt`]: MQTT ingestion of meter readings: payload mappings from configuration, a subscribing client that
+//! - [`rtu`]: Modbus RTU over serial lines: one half-duplex line at a time, t3.5 silences, late-reply guard; and a
 //! - [`hj212`]: HJ 212-2017 water-quality stations: frame codec, a listener for stations to push to, a simulated
 //!   station.
 //! - [`sim`]: Modbus TCP servers that play concentrators and water-quality loggers, with fault injection.
@@ -18,4 +20,5 @@ pub mod hj212;
 pub mod modbus;
 pub mod mqtt;
 pub mod registers;
+pub mod rtu;
 pub mod sim;

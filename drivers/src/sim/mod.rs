@@ -19,7 +19,7 @@
 //! and is not meant to face a network: the control API has no authentication and only listens on loopback.
 
 mod control;
-mod device;
+pub(crate) mod device;
 mod fault;
 mod logger;
 mod mbap;
@@ -79,7 +79,7 @@ pub(crate) struct SimClock {
 }
 
 impl SimClock {
-    fn start(speed: f64) -> Self {
+    pub(crate) fn start(speed: f64) -> Self {
         // A wall clock before 1970 is a broken host; simulated time then starts at the epoch.
         let origin_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
         SimClock { origin_unix, origin: tokio::time::Instant::now(), speed }
@@ -88,6 +88,27 @@ impl SimClock {
     /// Simulated Unix seconds now.
     pub(crate) fn now(&self) -> f64 {
         self.origin_unix + self.origin.elapsed().as_secs_f64() * self.speed
+    }
+}
+
+/// Checks a device's layout, and that `fault` fits it (forced values must name its logger parameters).
+pub(crate) fn check_device(kind: &SimKind, fault: &Fault) -> Result<(), String> {
+    spec::check_kind(kind)?;
+    let parameters: Vec<&str> = match kind {
+        SimKind::Logger(parameters) => parameters.iter().map(|p| p.name.as_str()).collect(),
+        SimKind::Concentrator(_) | SimKind::Valve(_) => Vec::new(),
+    };
+    fault.check_for(&parameters)
+}
+
+/// The register model of a device `id` of `kind`, seeded from the simulation seed and the id, so the same seed
+/// gives the same meters whatever the transport (Modbus TCP here, RTU in `crate::rtu::sim`).
+pub(crate) fn new_model(kind: SimKind, seed: u64, id: &str, clock: &SimClock) -> Model {
+    let seed = hash2(seed, fnv1a(id.as_bytes()));
+    match kind {
+        SimKind::Concentrator(layout) => Model::Concentrator(Concentrator::new(layout, seed, clock.now())),
+        SimKind::Logger(parameters) => Model::Logger(Logger::new(parameters, seed)),
+        SimKind::Valve(layout) => Model::Valve(valve::Valve::new(layout)),
     }
 }
 
@@ -131,12 +152,7 @@ impl Simulator {
         spec::check_spec(&spec).map_err(SimError::InvalidSpec)?;
         for device in &spec.devices {
             let invalid = |reason: String| SimError::InvalidDevice { device: device.id.clone(), reason };
-            spec::check_kind(&device.kind).map_err(invalid)?;
-            let parameters: Vec<&str> = match &device.kind {
-                SimKind::Logger(parameters) => parameters.iter().map(|p| p.name.as_str()).collect(),
-                SimKind::Concentrator(_) | SimKind::Valve(_) => Vec::new(),
-            };
-            device.fault.check_for(&parameters).map_err(invalid)?;
+            check_device(&device.kind, &device.fault).map_err(invalid)?;
         }
         let mut listeners = Vec::with_capacity(spec.devices.len());
         for device in &spec.devices {
@@ -149,12 +165,7 @@ impl Simulator {
         let clock = SimClock::start(spec.speed);
         let mut devices = Vec::with_capacity(spec.devices.len());
         for (device, (_, addr)) in spec.devices.into_iter().zip(&listeners) {
-            let seed = hash2(spec.seed, fnv1a(device.id.as_bytes()));
-            let model = match device.kind {
-                SimKind::Concentrator(layout) => Model::Concentrator(Concentrator::new(layout, seed, clock.now())),
-                SimKind::Logger(parameters) => Model::Logger(Logger::new(parameters, seed)),
-                SimKind::Valve(layout) => Model::Valve(valve::Valve::new(layout)),
-            };
+            let model = new_model(device.kind, spec.seed, &device.id, &clock);
             // The fault was checked against this device's parameters above.
             devices.push(Arc::new(Device::new(device.id, *addr, device.unit_id, model, device.fault)));
         }
