@@ -42,6 +42,8 @@ pub struct App {
     pub hj212_addr: Option<SocketAddr>,
     /// Simulated HJ 212 stations pushing to this server (the demo).
     pub stations: Vec<drivers::hj212::SimStation>,
+    /// Simulated RS-485 lines, by line id (the demo).
+    pub rtu_sims: Vec<(String, drivers::rtu::sim::RtuSimulator)>,
     /// Simulated CJ/T 188 gateways, by device id (the demo).
     pub cjt188_sims: Vec<(String, drivers::cjt188::sim::Cjt188Sim)>,
     root: ractor::ActorRef<actors::supervisor::SupervisorMsg>,
@@ -66,6 +68,7 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
     let addr = listener.local_addr().context("reading the bound address")?;
 
     let mut cjt188_sims = Vec::new();
+    let mut rtu_sims = Vec::new();
     let sim = match config.simulator.clone() {
         Some(settings) => {
             let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -78,6 +81,11 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
                 .map_err(|e| anyhow!("cannot simulate: {e}"))?;
             crate::sim::point_cjt188_at(&mut config, &gateways);
             cjt188_sims = gateways;
+            let lines = crate::sim::start_rtu(&config, settings.speed, settings.seed)
+                .await
+                .map_err(|e| anyhow!("cannot simulate: {e}"))?;
+            crate::sim::point_lines_at(&mut config, &lines);
+            rtu_sims = lines;
             Some(sim)
         }
         None => None,
@@ -128,6 +136,7 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
         hj212_addr,
         stations,
         cjt188_sims,
+        rtu_sims,
         root: tree.root,
         root_join: tree.join,
         server,
@@ -156,6 +165,9 @@ impl App {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.root_join).await;
         for station in self.stations {
             station.shutdown().await;
+        }
+        for (_, line) in self.rtu_sims {
+            line.shutdown().await;
         }
         for (_, gateway) in self.cjt188_sims {
             gateway.shutdown().await;

@@ -93,7 +93,21 @@ struct RawConfig {
     hj212: Option<RawHj212>,
     mqtt: Option<RawMqtt>,
     #[serde(default)]
+    line: Vec<RawLine>,
+    #[serde(default)]
     region: Vec<RawRegion>,
+}
+
+/// An RS-485 serial line shared by Modbus RTU slaves; devices use it with `address = "rtu:<id>"`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLine {
+    id: String,
+    path: String,
+    baud: Option<u32>,
+    /// Data bits, parity, stop bits: "8N1", "8E1", "8O1", "8N2".
+    format: Option<String>,
+    timeout: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -899,8 +913,11 @@ struct Link {
     retry_delay: Duration,
 }
 
-/// The address of a device: `host:port` with a port.
+/// The address of a device: `host:port` with a port, or `rtu:<line id>` (checked against the lines later).
 fn check_address(check: &mut Check, key: &str, address: &str) {
+    if address.starts_with(actors::field::spec::RTU_PREFIX) {
+        return;
+    }
     match address.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
         _ => check.add(key, format!("{address:?} is not host:port")),
@@ -1466,7 +1483,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
     if simulator.is_none() {
         for region in &regions {
             for d in &region.devices {
-                if d.target.addr.ends_with(":0") {
+                if d.paths().any(|t| t.addr.ends_with(":0")) {
                     check.add(
                         format!("device {}.address", d.id),
                         "port 0 is only allowed with [simulator] enabled = true",
@@ -1476,6 +1493,41 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
         }
     }
 
+    let mut lines = Vec::new();
+    let mut line_ids = HashSet::new();
+    for (li, l) in raw.line.iter().enumerate() {
+        let key = format!("line[{li}] ({})", l.id);
+        if !valid_id(&l.id) {
+            check.add(format!("{key}.id"), "ids are 1-64 letters, digits, '-', '_' or '.'");
+        }
+        if !line_ids.insert(l.id.clone()) {
+            check.add(format!("{key}.id"), "line id used twice");
+        }
+        let timeout = check.duration(&format!("{key}.timeout"), l.timeout.as_ref(), Duration::from_millis(500));
+        match drivers::rtu::LineSettings::new(
+            l.path.clone(),
+            l.baud.unwrap_or(9600),
+            l.format.as_deref().unwrap_or("8N1"),
+            timeout,
+        ) {
+            Ok(settings) => lines.push((l.id.clone(), settings)),
+            Err(e) => check.add(&key, e.to_string()),
+        }
+    }
+    for region in &regions {
+        for d in &region.devices {
+            for (i, t) in d.paths().enumerate() {
+                if let Some(line) = actors::field::spec::rtu_line(t) {
+                    if !line_ids.contains(line) {
+                        check.add(format!("device {} path {i}", d.id), format!("\"rtu:{line}\" names no [[line]]"));
+                    }
+                    if t.unit_id == 0 || t.unit_id > 247 {
+                        check.add(format!("device {}.unit_id", d.id), "an RTU slave needs a unit id of 1-247");
+                    }
+                }
+            }
+        }
+    }
     let hj212_listen = match &raw.hj212 {
         Some(h) => match h.listen.parse::<SocketAddr>() {
             Ok(a) => Some(a),
@@ -1513,6 +1565,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
         live_channel: raw.live.channel.unwrap_or(1024).max(1),
         hj212_listen,
         mqtt,
+        lines,
     };
     Ok(Config { source: file.to_owned(), server, tree, simulator, models, device_models })
 }

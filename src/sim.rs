@@ -25,6 +25,9 @@ pub fn spec_from_config(
     let mut devices = Vec::new();
     for region in &config.tree.regions {
         for d in &region.devices {
+            if actors::field::spec::rtu_line(&d.target).is_some() {
+                continue; // played by the line's RTU simulator
+            }
             let listen = match listen_override {
                 Some(a) => a,
                 None => d.target.addr.parse::<SocketAddr>().map_err(|_| {
@@ -34,31 +37,7 @@ pub fn spec_from_config(
                     )
                 })?,
             };
-            let kind = match &d.kind {
-                DeviceKindSpec::Concentrator(c) => {
-                    let l = &c.layout;
-                    let meters = c.meters.iter().map(|m| m.slot).max().map_or(0, |s| s.saturating_add(1));
-                    let status_bits = l
-                        .status_bits
-                        .iter()
-                        .filter_map(|(bit, flag)| {
-                            MeterStatus::NAMES.iter().find(|(_, f)| f == flag).map(|(n, _)| ((*n).to_owned(), *bit))
-                        })
-                        .collect();
-                    SimKind::Concentrator(ConcentratorLayout {
-                        meters,
-                        function: l.function,
-                        base: l.base,
-                        stride: l.stride,
-                        volume: field(&l.volume),
-                        status: l.status.as_ref().map(field),
-                        status_bits,
-                    })
-                }
-                DeviceKindSpec::Logger(l) => SimKind::Logger(
-                    l.parameters.iter().map(|p| SimParameter { name: p.name.clone(), spec: p.register }).collect(),
-                ),
-            };
+            let kind = sim_kind(d);
             devices.push(SimDeviceSpec {
                 id: d.id.to_string(),
                 listen,
@@ -101,6 +80,35 @@ pub fn spec_from_config(
         }
     }
     Ok(SimSpec { devices, speed, seed })
+}
+
+/// What the simulator plays for a Modbus device: the register layout of its model.
+fn sim_kind(d: &actors::field::DeviceSpec) -> SimKind {
+    match &d.kind {
+        DeviceKindSpec::Concentrator(c) => {
+            let l = &c.layout;
+            let meters = c.meters.iter().map(|m| m.slot).max().map_or(0, |s| s.saturating_add(1));
+            let status_bits = l
+                .status_bits
+                .iter()
+                .filter_map(|(bit, flag)| {
+                    MeterStatus::NAMES.iter().find(|(_, f)| f == flag).map(|(n, _)| ((*n).to_owned(), *bit))
+                })
+                .collect();
+            SimKind::Concentrator(ConcentratorLayout {
+                meters,
+                function: l.function,
+                base: l.base,
+                stride: l.stride,
+                volume: field(&l.volume),
+                status: l.status.as_ref().map(field),
+                status_bits,
+            })
+        }
+        DeviceKindSpec::Logger(l) => SimKind::Logger(
+            l.parameters.iter().map(|p| SimParameter { name: p.name.clone(), spec: p.register }).collect(),
+        ),
+    }
 }
 
 /// Points every device of the configuration at the address the simulator bound for it.
@@ -194,6 +202,48 @@ pub fn point_cjt188_at(config: &mut Config, sims: &[(String, drivers::cjt188::si
             if let Some((_, sim)) = sims.iter().find(|(id, _)| id == g.id.as_str()) {
                 std::sync::Arc::make_mut(g).addr = sim.addr().to_string();
             }
+        }
+    }
+}
+
+/// Simulated RS-485 lines for the configured ones: each plays, paced to its baud rate, every device that has a
+/// path on it (as an RTU slave with the device's unit id).
+pub async fn start_rtu(
+    config: &Config,
+    speed: f64,
+    seed: u64,
+) -> Result<Vec<(String, drivers::rtu::sim::RtuSimulator)>, String> {
+    use drivers::rtu::sim::{RtuSimSpec, RtuSimulator, RtuSlaveSpec, SlaveFault};
+    let mut out = Vec::new();
+    for (id, settings) in &config.tree.lines {
+        let mut slaves = Vec::new();
+        for region in &config.tree.regions {
+            for d in &region.devices {
+                if let Some(t) = d.paths().find(|t| actors::field::spec::rtu_line(t) == Some(id.as_str())) {
+                    slaves.push(RtuSlaveSpec {
+                        id: d.id.to_string(),
+                        unit_id: t.unit_id,
+                        kind: sim_kind(d),
+                        fault: SlaveFault::default(),
+                    });
+                }
+            }
+        }
+        if slaves.is_empty() {
+            continue;
+        }
+        let spec = RtuSimSpec { baud: settings.baud, format: settings.format(), slaves, speed, seed };
+        let sim = RtuSimulator::start(spec).map_err(|e| format!("line {id}: {e}"))?;
+        out.push((id.clone(), sim));
+    }
+    Ok(out)
+}
+
+/// Points every simulated line at its simulator's pseudo-terminal.
+pub fn point_lines_at(config: &mut Config, sims: &[(String, drivers::rtu::sim::RtuSimulator)]) {
+    for (id, settings) in &mut config.tree.lines {
+        if let Some((_, sim)) = sims.iter().find(|(l, _)| l == id) {
+            settings.path = sim.path().to_owned();
         }
     }
 }

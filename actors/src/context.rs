@@ -18,6 +18,8 @@ pub struct DeviceContext {
     pub events: EventBus,
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
+    /// The RS-485 lines, by id.
+    pub buses: Arc<std::collections::HashMap<String, Slot<crate::rtu_bus::RtuBusMsg>>>,
 }
 
 impl DeviceContext {

@@ -8,6 +8,7 @@
 //! - [`field`]: one actor per concentrator and per water-quality data logger.
 //! - [`cjt188`]: CJ/T 188 meters behind a transparent gateway, one actor per gateway.
 //! - [`mqtt`]: meters that publish over MQTT: one actor per meter group, and the broker connection.
+//! - [`rtu_bus`]: one actor per RS-485 serial line, serialising every device's requests on it.
 //! - [`station`]: HJ 212 water-quality stations that push data, and the listener that routes them.
 //! - [`valve`]: one actor per remote valve: commands with read-back confirmation, audited.
 //! - [`tree`]: builds the whole supervision tree from resolved configuration.
@@ -28,6 +29,7 @@ pub mod hub;
 pub mod metrics;
 pub mod model;
 pub mod mqtt;
+pub mod rtu_bus;
 pub mod station;
 pub mod store;
 pub mod supervisor;

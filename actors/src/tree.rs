@@ -4,6 +4,7 @@
 //! root (Supervisor)
 //! ├─ store-writer (StoreWriter)
 //! ├─ live-hub (LiveHub)
+//! ├─ line:<id> (RtuBus), one per RS-485 serial line
 //! └─ region:<id> (Supervisor), one per region
 //!    ├─ <device id> (FieldDevice), one per concentrator and data logger
 //!    ├─ <station id> (StationActor), one per HJ 212 water-quality station
@@ -32,6 +33,7 @@ use crate::model::{DeviceId, RegionId, RegionView};
 use crate::mqtt::{
     self as mqtt_group, MqttGateway, MqttGatewayArgs, MqttGroup, MqttGroupArgs, MqttGroupMsg, MqttGroupSpec,
 };
+use crate::rtu_bus::{RtuBus, RtuBusArgs, RtuBusMsg};
 use crate::station::{self, GatewayArgs, Hj212Gateway, StationActor, StationArgs, StationMsg, StationSpec};
 use crate::store::{Store, StoreHandle, StoreWriter, StoreWriterArgs, StoreWriterMsg};
 use crate::supervisor::{ChildSpec, RestartPolicy, Slot, Supervisor, SupervisorArgs, SupervisorMsg};
@@ -64,6 +66,8 @@ pub struct TreeSpec {
     pub hj212_listen: Option<std::net::SocketAddr>,
     /// The MQTT broker and topic mappings; required when any MQTT group is configured.
     pub mqtt: Option<drivers::mqtt::MqttSettings>,
+    /// RS-485 serial lines, by id.
+    pub lines: Vec<(String, drivers::rtu::LineSettings)>,
 }
 
 /// The running tree.
@@ -154,7 +158,21 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
             }
         }));
     }
+    // One bus actor per serial line, started before the regions whose devices use them.
+    let mut buses = HashMap::new();
+    for (id, settings) in &spec.lines {
+        let slot: Slot<RtuBusMsg> = Slot::default();
+        buses.insert(id.clone(), slot.clone());
+        let (id, settings, metrics) = (id.clone(), settings.clone(), metrics.clone());
+        children.push(child(format!("line:{id}"), RtuBus, move || RtuBusArgs {
+            id: id.clone(),
+            settings: settings.clone(),
+            slot: slot.clone(),
+            metrics: metrics.clone(),
+        }));
+    }
     let ctx = DeviceContext {
+        buses: Arc::new(buses),
         store: store.clone(),
         writer: writer.clone(),
         hub: hub_slot.clone(),

@@ -105,7 +105,9 @@ pub async fn start(config_text: &str) -> TestServer {
 
 pub async fn start_in(config_text: &str, dir: PathBuf) -> TestServer {
     let config = waterworks::config::parse("test.toml", config_text, None).expect("valid test config");
+    // Always port 0: tests run in parallel.
     let opts = RunOptions {
+        listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
         data_dir: Some(dir.clone()),
         admin_password: Some(ADMIN_PASSWORD.into()),
         ..RunOptions::default()

@@ -8,6 +8,15 @@ use drivers::registers::{DataType, Function, RegisterSpec, WordOrder};
 
 use crate::model::{DeviceId, MeterId, RegionId};
 
+/// A path whose address is `rtu:<line id>` goes over that RS-485 line (through its bus actor) instead of TCP.
+pub const RTU_PREFIX: &str = "rtu:";
+
+/// The serial line of a path, if it is an RTU path. (Paths share the target type: the unit id and timeout
+/// mean the same on both transports; only the address differs.)
+pub fn rtu_line(target: &TcpTarget) -> Option<&str> {
+    target.addr.strip_prefix(RTU_PREFIX)
+}
+
 /// One field device.
 #[derive(Clone, Debug)]
 pub struct DeviceSpec {
@@ -124,11 +133,14 @@ impl DeviceSpec {
         std::iter::once(&self.target).chain(self.backups.iter())
     }
 
-    /// How path `i` is shown: `primary tcp 10.0.0.5:502 unit 1`, `backup 1 tcp …`.
+    /// How path `i` is shown: `primary tcp 10.0.0.5:502 unit 1`, `backup 1 rtu rs485-1 unit 7`.
     pub fn path_name(&self, i: usize) -> String {
         let t = self.paths().nth(i).unwrap_or(&self.target);
         let role = if i == 0 { "primary".to_owned() } else { format!("backup {i}") };
-        format!("{role} tcp {} unit {}", t.addr, t.unit_id)
+        match rtu_line(t) {
+            Some(line) => format!("{role} rtu {line} unit {}", t.unit_id),
+            None => format!("{role} tcp {} unit {}", t.addr, t.unit_id),
+        }
     }
 
     pub fn path(&self) -> String {

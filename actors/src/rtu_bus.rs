@@ -1,0 +1,94 @@
+//! One actor per RS-485 serial line (issue 3 §1): the bus is half duplex, so every request of every device
+//! on the line goes through this actor's mailbox, one at a time, in arrival order. The line driver keeps the
+//! inter-frame silence, bounds each request by the line's timeout and recovers the port after errors; a
+//! dead slave therefore costs only its own timeout and never stalls the others for longer than that.
+//!
+//! A device actor reaches its line through a [`Slot`]; if the bus actor is being restarted, a request fails
+//! like a transport error and the device retries on its next attempt.
+
+use drivers::modbus::{ModbusError, ModbusResult};
+use drivers::registers::Function;
+use drivers::rtu::{LineSettings, RtuLine};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use crate::metrics::Metrics;
+use crate::supervisor::Slot;
+
+pub enum RtuBusMsg {
+    Read { unit: u8, function: Function, address: u16, count: u16, reply: RpcReplyPort<ModbusResult<Vec<u16>>> },
+}
+
+#[derive(Clone, Copy)]
+pub struct RtuBus;
+
+pub struct RtuBusArgs {
+    pub id: String,
+    pub settings: LineSettings,
+    pub slot: Slot<RtuBusMsg>,
+    pub metrics: std::sync::Arc<Metrics>,
+}
+
+pub struct RtuBusState {
+    id: String,
+    line: RtuLine,
+}
+
+impl Actor for RtuBus {
+    type Msg = RtuBusMsg;
+    type State = RtuBusState;
+    type Arguments = RtuBusArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<RtuBusMsg>,
+        args: RtuBusArgs,
+    ) -> Result<RtuBusState, ActorProcessingErr> {
+        args.slot.set(myself);
+        tracing::info!(message = "Serial line ready.", line = %args.id, path = %args.settings.path, baud = args.settings.baud);
+        Ok(RtuBusState { id: args.id, line: RtuLine::new(args.settings) })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<RtuBusMsg>,
+        msg: RtuBusMsg,
+        state: &mut RtuBusState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RtuBusMsg::Read { unit, function, address, count, reply } => {
+                // A caller that gave up (its own timeout) no longer needs the line.
+                if reply.is_closed() {
+                    return Ok(());
+                }
+                let result = state.line.read_registers(unit, function, address, count).await;
+                if let Err(e) = &result {
+                    tracing::debug!(message = "Serial request failed.", line = %state.id, unit, error = %e);
+                }
+                let _ = reply.send(result);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads through a line's bus actor; waits as long as the queue ahead needs, bounded by `wait`.
+pub async fn read(
+    bus: &Slot<RtuBusMsg>,
+    unit: u8,
+    function: Function,
+    address: u16,
+    count: u16,
+    wait: std::time::Duration,
+) -> ModbusResult<Vec<u16>> {
+    let Some(actor) = bus.get() else {
+        return Err(ModbusError::Transport("serial line actor not running".into()));
+    };
+    match ractor::call_t!(
+        actor,
+        |reply| RtuBusMsg::Read { unit, function, address, count, reply },
+        wait.as_millis() as u64
+    ) {
+        Ok(result) => result,
+        Err(_) => Err(ModbusError::Timeout(wait)),
+    }
+}
