@@ -42,6 +42,9 @@ pub struct App {
     pub hj212_addr: Option<SocketAddr>,
     /// Simulated HJ 212 stations pushing to this server (the demo).
     pub stations: Vec<drivers::hj212::SimStation>,
+    /// The demo's own MQTT broker process (killed on drop) and its simulated MQTT meters.
+    pub demo_broker: Option<tokio::process::Child>,
+    pub mqtt_sims: Vec<drivers::mqtt::SimMeters>,
     /// Simulated RS-485 lines, by line id (the demo).
     pub rtu_sims: Vec<(String, drivers::rtu::sim::RtuSimulator)>,
     /// Simulated CJ/T 188 gateways, by device id (the demo).
@@ -91,6 +94,22 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
         None => None,
     };
 
+    // The demo's MQTT meters need a broker: with [mqtt] port = 0, start Mosquitto if it is installed.
+    let mut demo_broker = None;
+    if let (Some(_), Some(mqtt)) = (&config.simulator, config.tree.mqtt.as_mut()) {
+        if mqtt.port == 0 {
+            match crate::sim::start_broker(&data_dir).await {
+                Ok((child, port)) => {
+                    mqtt.port = port;
+                    demo_broker = Some(child);
+                }
+                Err(e) => {
+                    tracing::warn!(message = "No MQTT broker for the demo's MQTT meters; they will show comm-lost.", error = %e)
+                }
+            }
+        }
+    }
+
     let clock: SharedClock = opts.clock.clone().unwrap_or_else(|| Arc::new(SystemClock));
     let metrics = Arc::new(Metrics::default());
     let tree = actors::tree::start(config.tree.clone(), store.clone(), clock, metrics)
@@ -107,6 +126,24 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
                     .await
                     .map_err(|e| anyhow!("cannot simulate HJ 212 station {mn}: {e}"))?,
             );
+        }
+    }
+    let mut mqtt_sims = Vec::new();
+    if let (Some(settings), Some(mqtt), Some(_)) = (&config.simulator, &config.tree.mqtt, &demo_broker) {
+        for group in config.tree.regions.iter().flat_map(|r| r.mqtt.iter()) {
+            let meters = group.meters.iter().map(|m| m.to_string()).collect();
+            let layout = drivers::mqtt::SimLayout::PerMeter { topic: "water/{meter}/reading".into() };
+            let mut spec = drivers::mqtt::SimMetersSpec::new(
+                mqtt.host.clone(),
+                mqtt.port,
+                format!("demo-{}", group.id),
+                meters,
+                layout,
+            );
+            spec.interval = group.interval / 2;
+            spec.seed = settings.seed;
+            mqtt_sims
+                .push(drivers::mqtt::SimMeters::start(spec).map_err(|e| anyhow!("cannot simulate MQTT meters: {e}"))?);
         }
     }
     let generated_admin_password = tree
@@ -137,6 +174,8 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
         stations,
         cjt188_sims,
         rtu_sims,
+        demo_broker,
+        mqtt_sims,
         root: tree.root,
         root_join: tree.join,
         server,
@@ -165,6 +204,12 @@ impl App {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.root_join).await;
         for station in self.stations {
             station.shutdown().await;
+        }
+        for sim in self.mqtt_sims {
+            sim.shutdown().await;
+        }
+        if let Some(mut broker) = self.demo_broker {
+            let _ = broker.kill().await;
         }
         for (_, line) in self.rtu_sims {
             line.shutdown().await;

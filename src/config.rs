@@ -545,7 +545,7 @@ fn field_path(check: &mut Check, key: &str, field: &str, text: &str) -> FieldPat
 }
 
 /// The broker settings and topic mappings (R-A9: a new vendor's payload is configuration).
-fn resolve_mqtt(check: &mut Check, m: &RawMqtt) -> MqttSettings {
+fn resolve_mqtt(check: &mut Check, m: &RawMqtt, simulated: bool) -> MqttSettings {
     let mut settings = MqttSettings::new(m.host.clone(), m.port.unwrap_or(1883), m.client_id.clone());
     settings.username.clone_from(&m.username);
     settings.password.clone_from(&m.password);
@@ -592,6 +592,10 @@ fn resolve_mqtt(check: &mut Check, m: &RawMqtt) -> MqttSettings {
         settings.topics.push((t.filter.clone(), mapping));
     }
     for (k, reason) in settings.problems() {
+        // Port 0 asks the demo to start a broker of its own (only with the simulator).
+        if k == "port" && settings.port == 0 && simulated {
+            continue;
+        }
         check.add(format!("mqtt.{k}"), reason);
     }
     settings
@@ -1548,7 +1552,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
             check.add("hj212", "[hj212] is configured but no [[region.station]] uses it");
         }
     }
-    let mqtt = raw.mqtt.as_ref().map(|m| resolve_mqtt(&mut check, m));
+    let mqtt = raw.mqtt.as_ref().map(|m| resolve_mqtt(&mut check, m, simulator.is_some()));
     let any_group = raw.region.iter().any(|r| !r.mqtt.is_empty());
     if any_group && mqtt.is_none() {
         check.add("mqtt", "MQTT meter groups are configured but [mqtt] (the broker) is missing");

@@ -247,3 +247,39 @@ pub fn point_lines_at(config: &mut Config, sims: &[(String, drivers::rtu::sim::R
         }
     }
 }
+
+/// Starts a Mosquitto broker for the demo, on a free loopback port, with its persistence in the data
+/// directory. Fails (with the reason) when Mosquitto is not installed.
+pub async fn start_broker(data_dir: &std::path::Path) -> Result<(tokio::process::Child, u16), String> {
+    let binary = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].into_iter().find(|p| std::path::Path::new(p).exists());
+    let Some(binary) = binary else {
+        return Err("mosquitto is not installed (apt-get install mosquitto)".into());
+    };
+    let dir = data_dir.join("mosquitto");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let port =
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+    let config = format!(
+        "user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nlog_dest file {}/mosquitto.log\n",
+        dir.display(),
+        dir.display()
+    );
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(&conf, config).map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
+    let child = tokio::process::Command::new(binary)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start {binary}: {e}"))?;
+    // Ready when it accepts connections.
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Ok((child, port));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Err(format!("mosquitto did not accept connections on port {port}"))
+}

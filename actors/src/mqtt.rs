@@ -57,6 +57,8 @@ pub struct MqttGroupState {
     comm: CommStatus,
     meters: Vec<MeterView>,
     index: HashMap<MeterId, usize>,
+    /// Meters heard from in the current interval: the group's collection progress.
+    reported: std::collections::HashSet<usize>,
     fresh: u32,
     interval_no: u64,
 }
@@ -159,12 +161,14 @@ impl MqttGroupState {
                     self.args.ctx.events.comm(event, &spec.id, &spec.region, now, None);
                 }
                 for (i, ts, volume, status) in accepted {
+                    self.reported.insert(i);
                     // A late (older) reading is stored but does not replace a newer one on screen.
                     if self.meters[i].ts.is_none_or(|shown| shown <= ts) {
                         self.meters[i].set(volume, ts, status);
                     }
                 }
                 self.fresh += 1;
+                self.comm.cycle_read = self.reported.len() as u32;
                 self.args.ctx.publish(self.view());
             }
             Err(e) => {
@@ -197,6 +201,8 @@ impl MqttGroupState {
             self.args.ctx.events.comm(event, &spec.id, &spec.region, self.now(), outcome.error.clone());
         }
         self.fresh = 0;
+        self.reported.clear();
+        self.comm.begin_cycle(self.args.spec.meters.len() as u32);
         self.interval_no += 1;
         let next = self.interval_no;
         myself.send_after(self.args.spec.interval, move || MqttGroupMsg::Watchdog(next));
@@ -216,7 +222,17 @@ impl Actor for MqttGroup {
         let view = initial_view(&args.spec, &args.ctx.store);
         let index = args.spec.meters.iter().enumerate().map(|(i, m)| (m.clone(), i)).collect();
         args.slot.set(myself);
-        Ok(MqttGroupState { comm: view.comm.status, meters: view.meters, index, fresh: 0, interval_no: 0, args })
+        let mut comm = view.comm.status;
+        comm.begin_cycle(args.spec.meters.len() as u32);
+        Ok(MqttGroupState {
+            comm,
+            meters: view.meters,
+            index,
+            reported: Default::default(),
+            fresh: 0,
+            interval_no: 0,
+            args,
+        })
     }
 
     async fn post_start(
