@@ -23,7 +23,7 @@ use actors::mqtt::MqttGroupSpec;
 use actors::station::{StationParameter, StationSpec};
 use actors::supervisor::RestartPolicy;
 use actors::tree::{RegionSpec, TreeSpec};
-use actors::valve::{RegisterValve, ValveSpec};
+use actors::valve::{RegisterValve, ValveInterface, ValveSpec};
 use drivers::modbus::TcpTarget;
 use drivers::mqtt::{FieldPath, MeterSource, MqttSettings, PayloadMapping, StatusSpec};
 use drivers::registers::{DataType, Function, RegisterSpec, WordOrder};
@@ -296,9 +296,12 @@ struct RawCjt188Meter {
 struct RawValve {
     id: String,
     name: Option<String>,
-    address: String,
+    /// A Modbus valve: its address and model ...
+    address: Option<String>,
     unit_id: Option<i64>,
-    model: String,
+    model: Option<String>,
+    /// ... or a CJ/T 188 valve meter behind a configured gateway.
+    cjt188: Option<RawValveCjt188>,
     timeout: Option<String>,
     /// How often the position is read outside commands.
     poll: Option<String>,
@@ -380,6 +383,15 @@ struct RawModel {
     meters: Option<RawMeterBlock>,
     parameters: Option<BTreeMap<String, RawRegister>>,
     valve: Option<RawValveInterface>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawValveCjt188 {
+    /// The id of a `[[region.cjt188]]` gateway.
+    gateway: String,
+    /// The meter's 14-digit address.
+    address: String,
 }
 
 #[derive(Deserialize)]
@@ -1441,12 +1453,10 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
             if !device_ids.insert(v.id.clone()) {
                 check.add(format!("{key}.id"), format!("device id {:?} is used twice", v.id));
             }
-            check_address(&mut check, &format!("{key}.address"), &v.address);
             let unit_id = v.unit_id.unwrap_or(1);
             if !(0..=247).contains(&unit_id) {
                 check.add(format!("{key}.unit_id"), format!("{unit_id} is not a Modbus unit id (0-247)"));
             }
-            device_models.insert(DeviceId::new(v.id.clone()), v.model.clone());
             let timeout = check.duration(&format!("{key}.timeout"), v.timeout.as_ref(), default_timeout);
             let poll = check.duration(&format!("{key}.poll"), v.poll.as_ref(), Duration::from_secs(60));
             let confirm_timeout =
@@ -1456,21 +1466,67 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
             if confirm_poll > confirm_timeout {
                 check.add(format!("{key}.confirm_poll"), "must not be longer than confirm_timeout");
             }
-            match models.get(&v.model) {
-                Some(DeviceModel::Valve(interface)) => valves.push(Arc::new(ValveSpec {
+            let interface = match (&v.address, &v.model, &v.cjt188) {
+                (Some(address), Some(model), None) => {
+                    check_address(&mut check, &format!("{key}.address"), address);
+                    device_models.insert(DeviceId::new(v.id.clone()), model.clone());
+                    match models.get(model) {
+                        Some(DeviceModel::Valve(interface)) => Some(ValveInterface::Register(interface.clone())),
+                        Some(_) => {
+                            check.add(format!("{key}.model"), format!("model {model:?} is not a valve"));
+                            None
+                        }
+                        None => {
+                            check.add(
+                                format!("{key}.model"),
+                                format!("unknown model {model:?}; known: {}", known(&models)),
+                            );
+                            None
+                        }
+                    }
+                }
+                (None, None, Some(c)) => {
+                    let gateway = r.cjt188.iter().find(|g| g.id == c.gateway);
+                    match (gateway, c.address.parse::<drivers::cjt188::Address>()) {
+                        (None, _) => {
+                            check.add(
+                                format!("{key}.cjt188.gateway"),
+                                format!("no [[region.cjt188]] {:?} in this region", c.gateway),
+                            );
+                            None
+                        }
+                        (Some(g), Ok(a)) if g.meters.iter().any(|m| m.address == c.address) => {
+                            Some(ValveInterface::Cjt188 { gateway: DeviceId::new(g.id.clone()), address: a })
+                        }
+                        (Some(_), _) => {
+                            check.add(
+                                format!("{key}.cjt188.address"),
+                                format!("{:?} is not a meter of gateway {:?}", c.address, c.gateway),
+                            );
+                            None
+                        }
+                    }
+                }
+                _ => {
+                    check.add(&key, "give either address and model (a Modbus valve) or cjt188 = { gateway, address }");
+                    None
+                }
+            };
+            if let Some(interface) = interface {
+                valves.push(Arc::new(ValveSpec {
                     id: DeviceId::new(v.id.clone()),
                     name: v.name.clone().unwrap_or_else(|| v.id.clone()),
                     region: RegionId::new(r.id.clone()),
-                    target: TcpTarget { addr: v.address.clone(), unit_id: unit_id.clamp(0, 247) as u8, timeout },
-                    interface: interface.clone(),
+                    target: TcpTarget {
+                        addr: v.address.clone().unwrap_or_default(),
+                        unit_id: unit_id.clamp(0, 247) as u8,
+                        timeout,
+                    },
+                    interface,
                     poll,
                     confirm_timeout,
                     confirm_poll,
-                })),
-                Some(_) => check.add(format!("{key}.model"), format!("model {:?} is not a valve", v.model)),
-                None => {
-                    check.add(format!("{key}.model"), format!("unknown model {:?}; known: {}", v.model, known(&models)))
-                }
+                }));
             }
         }
         regions.push(RegionSpec {

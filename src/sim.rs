@@ -47,6 +47,9 @@ pub fn spec_from_config(
             });
         }
         for v in &region.valves {
+            let actors::valve::ValveInterface::Register(i) = &v.interface else {
+                continue; // a CJ/T 188 valve meter is played by its gateway's simulator
+            };
             let listen = match listen_override {
                 Some(a) => a,
                 None => v.target.addr.parse::<SocketAddr>().map_err(|_| {
@@ -56,7 +59,6 @@ pub fn spec_from_config(
                     )
                 })?,
             };
-            let i = &v.interface;
             let layout = ValveLayout {
                 command_address: i.command_address,
                 open_value: i.open_value,

@@ -76,3 +76,71 @@ async fn meters_are_read_and_a_garbled_reply_fails_only_that_meter() {
     assert!(!metrics.contains("waterworks_poll_failures_total 0\n"), "the garbled replies were counted");
     server.app.shutdown().await;
 }
+
+fn village_with_valve_meter() -> String {
+    village_with_gateway()
+        + r#"
+[[region.valve]]
+id = "east-cj1-valve"
+name = "CJ-1 表阀"
+cjt188 = { gateway = "east-g1", address = "00000000000001" }
+poll = "300ms"
+timeout = "250ms"
+confirm_timeout = "1s"
+confirm_poll = "50ms"
+"#
+}
+
+/// A valve on a CJ/T 188 meter (A017): commanded through its gateway's actor, confirmed by read-back of the
+/// meter's status; a valve that never moves ends in fault (issue 3 §5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cjt188_valve_meter_is_commanded_through_its_gateway() {
+    let server = start(&village_with_valve_meter()).await;
+    let cookie = server.admin().await;
+    let view = eventually(Duration::from_secs(10), "the valve read", || async {
+        let v = device(&server, &cookie, "east-cj1-valve").await;
+        (v["valve"]["state"] == "open").then_some(v)
+    })
+    .await;
+    assert_eq!(view["comm"]["path"], "cjt188 via east-g1 meter 00000000000001");
+    let cj1: Address = "00000000000001".parse().unwrap();
+    let command = |action: &'static str| {
+        let body = serde_json::json!({ "action": action, "reason": "arrears shut-off" }).to_string();
+        let cookie = cookie.clone();
+        let base = server.base.clone();
+        async move {
+            http(
+                &base,
+                "POST",
+                "/api/valves/east-cj1-valve/command",
+                &[("content-type", "application/json"), ("cookie", cookie.as_str())],
+                &body,
+            )
+            .await
+            .json()
+        }
+    };
+    let closed = command("close").await;
+    assert_eq!((closed["result"].as_str(), closed["state"].as_str()), (Some("confirmed"), Some("closed")), "{closed}");
+    assert_eq!(gateway(&server).valve_open(&cj1), Some(false), "the simulated meter's valve really closed");
+    // The meter reading shows the closed valve too.
+    eventually(Duration::from_secs(10), "meter status shows the valve closed", || async {
+        let v = device(&server, &cookie, "east-g1").await;
+        v["meters"][0]["status"].as_array()?.iter().any(|s| s == "valve_closed").then_some(())
+    })
+    .await;
+
+    gateway(&server).set_stuck(&cj1, true).unwrap();
+    let failed = command("open").await;
+    assert_eq!((failed["result"].as_str(), failed["state"].as_str()), (Some("failed"), Some("fault")), "{failed}");
+    let audit = server.get("/api/audit?limit=50", &cookie).await.json();
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "valve.open" && e["ok"] == false && e["target"] == "east-cj1-valve"),
+        "{audit}"
+    );
+    server.app.shutdown().await;
+}

@@ -51,6 +51,17 @@ impl Cjt188Spec {
 pub enum Cjt188Msg {
     Cycle,
     View(RpcReplyPort<DeviceView>),
+    /// The valve position of one meter, from its metering data's status (for a valve actor).
+    ReadValve {
+        address: Address,
+        reply: RpcReplyPort<Result<drivers::cjt188::ValveState, String>>,
+    },
+    /// Opens or closes one meter's valve (A017); answers with the state the meter reports.
+    SetValve {
+        address: Address,
+        open: bool,
+        reply: RpcReplyPort<Result<drivers::cjt188::ValveState, String>>,
+    },
 }
 
 #[derive(Clone, Copy)]
@@ -270,6 +281,23 @@ impl Actor for Cjt188Device {
             }
             Cjt188Msg::View(reply) => {
                 let _ = reply.send(state.view());
+            }
+            Cjt188Msg::ReadValve { address, reply } => {
+                let result = match state.client.read_meter(&address).await {
+                    Ok(Ok(data)) => Ok(data.status.valve),
+                    Ok(Err(abnormal)) => Err(format!("abnormal reply (control {:02X})", abnormal.control.0)),
+                    Err(e) => Err(e.to_string()),
+                };
+                let _ = reply.send(result);
+            }
+            Cjt188Msg::SetValve { address, open, reply } => {
+                Metrics::inc(&state.args.ctx.metrics.polls);
+                let result = match state.client.set_valve(&address, open).await {
+                    Ok(Ok(valve)) => Ok(valve),
+                    Ok(Err(abnormal)) => Err(format!("abnormal reply (control {:02X})", abnormal.control.0)),
+                    Err(e) => Err(e.to_string()),
+                };
+                let _ = reply.send(result);
             }
         }
         Ok(())

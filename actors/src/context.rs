@@ -18,6 +18,8 @@ pub struct DeviceContext {
     pub events: EventBus,
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
+    /// The CJ/T 188 gateways' actors, by device id (valves on their meters go through them).
+    pub gateways: Arc<std::collections::HashMap<String, Slot<crate::cjt188::Cjt188Msg>>>,
     /// The RS-485 lines, by id.
     pub buses: Arc<std::collections::HashMap<String, Slot<crate::rtu_bus::RtuBusMsg>>>,
 }

@@ -171,7 +171,10 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
             metrics: metrics.clone(),
         }));
     }
+    let gateway_slots: HashMap<String, Slot<crate::cjt188::Cjt188Msg>> =
+        all_gateways.iter().map(|g| (g.id.to_string(), Slot::default())).collect();
     let ctx = DeviceContext {
+        gateways: Arc::new(gateway_slots.clone()),
         buses: Arc::new(buses),
         store: store.clone(),
         writer: writer.clone(),
@@ -197,10 +200,11 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
         }
         for g in &region.cjt188 {
             let (spec, ctx) = (g.clone(), ctx.clone());
+            let slot = gateway_slots.get(g.id.as_str()).cloned().unwrap_or_default();
             device_children.push(child(g.id.to_string(), Cjt188Device, move || Cjt188Args {
                 spec: spec.clone(),
                 ctx: ctx.clone(),
-                slot: Slot::default(),
+                slot: slot.clone(),
             }));
         }
         for g in &region.mqtt {

@@ -57,6 +57,16 @@ impl RegisterValve {
     }
 }
 
+/// How a valve is reached.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ValveInterface {
+    /// A Modbus valve at the spec's `target`, driven through registers.
+    Register(RegisterValve),
+    /// A CJ/T 188 valve meter behind a gateway: commands (A017) and read-back (901F status) go through the
+    /// gateway's actor, which owns the connection.
+    Cjt188 { gateway: DeviceId, address: drivers::cjt188::Address },
+}
+
 /// One remote valve, resolved from configuration.
 #[derive(Clone, Debug)]
 pub struct ValveSpec {
@@ -64,7 +74,7 @@ pub struct ValveSpec {
     pub name: String,
     pub region: RegionId,
     pub target: TcpTarget,
-    pub interface: RegisterValve,
+    pub interface: ValveInterface,
     /// How often the position is read outside commands.
     pub poll: Duration,
     pub confirm_timeout: Duration,
@@ -73,7 +83,10 @@ pub struct ValveSpec {
 
 impl ValveSpec {
     pub fn path(&self) -> String {
-        format!("primary tcp {} unit {}", self.target.addr, self.target.unit_id)
+        match &self.interface {
+            ValveInterface::Register(_) => format!("primary tcp {} unit {}", self.target.addr, self.target.unit_id),
+            ValveInterface::Cjt188 { gateway, address } => format!("cjt188 via {gateway} meter {address}"),
+        }
     }
 }
 
@@ -99,9 +112,89 @@ pub struct ValveArgs {
     pub slot: Slot<ValveMsg>,
 }
 
+/// Why a valve could not be read or commanded.
+enum LinkError {
+    /// The device answered, but refused (an exception or abnormal reply).
+    Refused(String),
+    /// No valid answer.
+    Unreachable(String),
+}
+
+/// The valve's connection.
+enum ValveLink {
+    Register(ModbusTcpClient, RegisterValve),
+    Cjt188 { gateway: Slot<crate::cjt188::Cjt188Msg>, address: drivers::cjt188::Address, wait: Duration },
+}
+
+impl ValveLink {
+    async fn read(&mut self) -> Result<Reported, LinkError> {
+        match self {
+            ValveLink::Register(client, i) => match client.read_registers(i.status_function, i.status_address, 1).await
+            {
+                Ok(Ok(words)) => Ok(i.decode(words[0])),
+                Ok(Err(exception)) => Err(LinkError::Refused(exception.to_string())),
+                Err(e) => Err(LinkError::Unreachable(e.to_string())),
+            },
+            ValveLink::Cjt188 { gateway, address, wait } => {
+                let address = *address;
+                match gateway.get() {
+                    None => Err(LinkError::Unreachable("the gateway actor is not running".into())),
+                    Some(g) => match ractor::call_t!(
+                        g,
+                        |reply| crate::cjt188::Cjt188Msg::ReadValve { address, reply },
+                        wait.as_millis() as u64
+                    ) {
+                        Ok(Ok(state)) => Ok(reported_of(state)),
+                        Ok(Err(e)) => Err(LinkError::Unreachable(e)),
+                        Err(_) => Err(LinkError::Unreachable("no answer from the gateway actor".into())),
+                    },
+                }
+            }
+        }
+    }
+
+    async fn command(&mut self, action: ValveAction) -> Result<(), LinkError> {
+        let open = action == ValveAction::Open;
+        match self {
+            ValveLink::Register(client, i) => {
+                let value = if open { i.open_value } else { i.close_value };
+                match client.write_register(i.command_address, value).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(exception)) => Err(LinkError::Refused(exception.to_string())),
+                    Err(e) => Err(LinkError::Unreachable(e.to_string())),
+                }
+            }
+            ValveLink::Cjt188 { gateway, address, wait } => {
+                let address = *address;
+                match gateway.get() {
+                    None => Err(LinkError::Unreachable("the gateway actor is not running".into())),
+                    Some(g) => match ractor::call_t!(
+                        g,
+                        |reply| crate::cjt188::Cjt188Msg::SetValve { address, open, reply },
+                        wait.as_millis() as u64
+                    ) {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err(e)) => Err(LinkError::Refused(e)),
+                        Err(_) => Err(LinkError::Unreachable("no answer from the gateway actor".into())),
+                    },
+                }
+            }
+        }
+    }
+}
+
+fn reported_of(state: drivers::cjt188::ValveState) -> Reported {
+    match state {
+        drivers::cjt188::ValveState::Open => Reported::Open,
+        drivers::cjt188::ValveState::Closed => Reported::Closed,
+        drivers::cjt188::ValveState::Abnormal => Reported::Fault,
+        drivers::cjt188::ValveState::Other(c) => Reported::Other(c),
+    }
+}
+
 pub struct ValveActorState {
     args: ValveArgs,
-    client: ModbusTcpClient,
+    link: ValveLink,
     reported: Option<Reported>,
     state: ValveState,
     comm: CommStatus,
@@ -143,28 +236,26 @@ impl ValveActorState {
 
     /// Reads the position once; updates comm status and what the valve last reported.
     async fn read(&mut self) -> Result<Reported, String> {
-        let i = &self.args.spec.interface;
         Metrics::inc(&self.args.ctx.metrics.polls);
-        let result = self.client.read_registers(i.status_function, i.status_address, 1).await;
+        let result = self.link.read().await;
         let now = self.now();
         match result {
-            Ok(Ok(words)) => {
+            Ok(reported) => {
                 self.comm.record_attempt(now, true, None);
                 self.comm.begin_cycle(1);
                 let _ = self.comm.record_values(now, 1);
-                let reported = i.decode(words[0]);
                 self.reported = Some(reported);
                 Ok(reported)
             }
-            Ok(Err(exception)) => {
+            Err(LinkError::Refused(e)) => {
                 Metrics::inc(&self.args.ctx.metrics.poll_failures);
-                self.comm.record_attempt(now, true, Some(exception.to_string()));
-                Err(exception.to_string())
+                self.comm.record_attempt(now, true, Some(e.clone()));
+                Err(e)
             }
-            Err(e) => {
+            Err(LinkError::Unreachable(e)) => {
                 Metrics::inc(&self.args.ctx.metrics.poll_failures);
-                self.comm.record_attempt(now, false, Some(e.to_string()));
-                Err(e.to_string())
+                self.comm.record_attempt(now, false, Some(e.clone()));
+                Err(e)
             }
         }
     }
@@ -253,17 +344,14 @@ impl ValveActorState {
 
     async fn write_and_confirm(&mut self, action: ValveAction, travelling: ValveState) -> CommandResult {
         let spec = self.args.spec.clone();
-        let i = &spec.interface;
-        let value = match action {
-            ValveAction::Open => i.open_value,
-            ValveAction::Close => i.close_value,
-        };
-        match self.client.write_register(i.command_address, value).await {
-            Ok(Ok(())) => {}
-            Ok(Err(exception)) => {
-                return CommandResult::Failed { error: format!("the valve refused the command: {exception}") }
+        match self.link.command(action).await {
+            Ok(()) => {}
+            Err(LinkError::Refused(e)) => {
+                return CommandResult::Failed { error: format!("the valve refused the command: {e}") }
             }
-            Err(e) => return CommandResult::Failed { error: format!("the command could not be sent: {e}") },
+            Err(LinkError::Unreachable(e)) => {
+                return CommandResult::Failed { error: format!("the command could not be sent: {e}") }
+            }
         }
         self.state = travelling;
         self.publish();
@@ -342,7 +430,17 @@ impl Actor for ValveActor {
     ) -> Result<ValveActorState, ActorProcessingErr> {
         args.slot.set(myself);
         Ok(ValveActorState {
-            client: ModbusTcpClient::new(args.spec.target.clone()),
+            link: match &args.spec.interface {
+                ValveInterface::Register(i) => {
+                    ValveLink::Register(ModbusTcpClient::new(args.spec.target.clone()), i.clone())
+                }
+                ValveInterface::Cjt188 { gateway, address } => ValveLink::Cjt188 {
+                    gateway: args.ctx.gateways.get(gateway.as_str()).cloned().unwrap_or_default(),
+                    address: *address,
+                    // The gateway may be in the middle of a cycle over all its meters.
+                    wait: args.spec.target.timeout.saturating_mul(64),
+                },
+            },
             reported: None,
             state: ValveState::Unknown,
             comm: CommStatus::new(args.spec.path(), 1),
