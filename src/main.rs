@@ -37,7 +37,8 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Run only the field simulator for the configured devices, at their configured addresses.
+    /// Run only the field simulator for the configured devices at their configured addresses: Modbus TCP
+    /// devices, CJ/T 188 gateways, RS-485 lines (on pseudo-terminals), HJ 212 stations and MQTT meters.
     Simulate {
         #[arg(long)]
         config: PathBuf,
@@ -195,6 +196,64 @@ async fn simulate(config: PathBuf, faults: Vec<String>, control: Option<SocketAd
             say(&format!("simulating {id} on {addr}"));
         }
     }
+    // The other kinds of device, from the same configuration.
+    let seed = settings.seed;
+    let gateways = match waterworks::sim::start_cjt188(&cfg, seed, None).await {
+        Ok(g) => g,
+        Err(e) => {
+            fail(&format!("cannot simulate: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    for (id, g) in &gateways {
+        say(&format!("simulating CJ/T 188 gateway {id} on {}", g.addr()));
+    }
+    let lines = match waterworks::sim::start_rtu(&cfg, speed.unwrap_or(settings.speed), seed).await {
+        Ok(l) => l,
+        Err(e) => {
+            fail(&format!("cannot simulate: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    for (id, l) in &lines {
+        say(&format!("simulating RS-485 line {id} on {} (point the server's [[line]] path at it)", l.path()));
+    }
+    let mut stations = Vec::new();
+    if let Some(listen) = cfg.tree.hj212_listen {
+        let server = if listen.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], listen.port())) } else { listen };
+        for spec in waterworks::sim::stations_from_config(&cfg, server, seed) {
+            let mn = spec.mn.clone();
+            match drivers::hj212::SimStation::start(spec).await {
+                Ok(s) => {
+                    say(&format!("simulating HJ 212 station {mn}, pushing to {server}"));
+                    stations.push(s);
+                }
+                Err(e) => {
+                    fail(&format!("cannot simulate HJ 212 station {mn}: {e}"));
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    }
+    let mut meters = Vec::new();
+    if let Some(mqtt) = &cfg.tree.mqtt {
+        for group in cfg.tree.regions.iter().flat_map(|r| r.mqtt.iter()) {
+            let ids = group.meters.iter().map(|m| m.to_string()).collect();
+            let layout = drivers::mqtt::SimLayout::PerMeter { topic: "water/{meter}/reading".into() };
+            let mut spec = drivers::mqtt::SimMetersSpec::new(mqtt.host.clone(), mqtt.port, format!("sim-{}", group.id), ids, layout);
+            spec.interval = group.interval / 2;
+            match drivers::mqtt::SimMeters::start(spec) {
+                Ok(m) => {
+                    say(&format!("simulating MQTT meters of {} on water/{{meter}}/reading at {}:{}", group.id, mqtt.host, mqtt.port));
+                    meters.push(m);
+                }
+                Err(e) => {
+                    fail(&format!("cannot simulate MQTT meters: {e}"));
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    }
     if let Some(listen) = control {
         if !listen.ip().is_loopback() {
             fail(&format!("--control {listen}: the fault-injection API listens on loopback only"));
@@ -209,6 +268,18 @@ async fn simulate(config: PathBuf, faults: Vec<String>, control: Option<SocketAd
         }
     }
     shutdown_signal().await;
+    for m in meters {
+        m.shutdown().await;
+    }
+    for s in stations {
+        s.shutdown().await;
+    }
+    for (_, l) in lines {
+        l.shutdown().await;
+    }
+    for (_, g) in gateways {
+        g.shutdown().await;
+    }
     sim.shutdown().await;
     ExitCode::SUCCESS
 }
