@@ -220,7 +220,8 @@ async fn simulate(config: PathBuf, faults: Vec<String>, control: Option<SocketAd
     }
     let mut stations = Vec::new();
     if let Some(listen) = cfg.tree.hj212_listen {
-        let server = if listen.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], listen.port())) } else { listen };
+        let server =
+            if listen.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], listen.port())) } else { listen };
         for spec in waterworks::sim::stations_from_config(&cfg, server, seed) {
             let mn = spec.mn.clone();
             match drivers::hj212::SimStation::start(spec).await {
@@ -240,11 +241,20 @@ async fn simulate(config: PathBuf, faults: Vec<String>, control: Option<SocketAd
         for group in cfg.tree.regions.iter().flat_map(|r| r.mqtt.iter()) {
             let ids = group.meters.iter().map(|m| m.to_string()).collect();
             let layout = drivers::mqtt::SimLayout::PerMeter { topic: "water/{meter}/reading".into() };
-            let mut spec = drivers::mqtt::SimMetersSpec::new(mqtt.host.clone(), mqtt.port, format!("sim-{}", group.id), ids, layout);
+            let mut spec = drivers::mqtt::SimMetersSpec::new(
+                mqtt.host.clone(),
+                mqtt.port,
+                format!("sim-{}", group.id),
+                ids,
+                layout,
+            );
             spec.interval = group.interval / 2;
             match drivers::mqtt::SimMeters::start(spec) {
                 Ok(m) => {
-                    say(&format!("simulating MQTT meters of {} on water/{{meter}}/reading at {}:{}", group.id, mqtt.host, mqtt.port));
+                    say(&format!(
+                        "simulating MQTT meters of {} on water/{{meter}}/reading at {}:{}",
+                        group.id, mqtt.host, mqtt.port
+                    ));
                     meters.push(m);
                 }
                 Err(e) => {
