@@ -652,6 +652,16 @@ fn parse_utc_offset(text: &str) -> Result<i32, String> {
     Ok(sign * (h * 60 + m))
 }
 
+/// Checks a device id: well formed, and not used by another device of any kind.
+fn check_device_id(check: &mut Check, device_ids: &mut HashSet<String>, key: &str, id: &str) {
+    if !valid_id(id) {
+        check.add(format!("{key}.id"), "ids are 1-64 letters, digits, '-', '_' or '.'");
+    }
+    if !device_ids.insert(id.to_owned()) {
+        check.add(format!("{key}.id"), format!("device id {id:?} is used twice"));
+    }
+}
+
 fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
@@ -1037,12 +1047,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
                 failover_after,
                 probe_every,
             } = d;
-            if !valid_id(id) {
-                check.add(format!("{key}.id"), "ids are 1-64 letters, digits, '-', '_' or '.'");
-            }
-            if !device_ids.insert(id.to_owned()) {
-                check.add(format!("{key}.id"), format!("device id {id:?} is used twice"));
-            }
+            check_device_id(check, &mut device_ids, key, id);
             check_address(check, &format!("{key}.address"), address);
             let unit_id = unit_id.unwrap_or(1);
             if !(0..=247).contains(&unit_id) {
@@ -1273,12 +1278,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
         let mut groups = Vec::new();
         for (gi, g) in r.mqtt.iter().enumerate() {
             let key = format!("{rkey}.mqtt[{gi}] ({})", g.id);
-            if !valid_id(&g.id) {
-                check.add(format!("{key}.id"), "ids are 1-64 letters, digits, '-', '_' or '.'");
-            }
-            if !device_ids.insert(g.id.clone()) {
-                check.add(format!("{key}.id"), format!("device id {:?} is used twice", g.id));
-            }
+            check_device_id(&mut check, &mut device_ids, &key, &g.id);
             let interval =
                 check.duration(&format!("{key}.interval"), g.interval.as_ref(), Duration::from_secs(15 * 60));
             let meters: Vec<MeterId> = match &g.meters {
@@ -1316,12 +1316,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
         let mut gateways = Vec::new();
         for (gi, g) in r.cjt188.iter().enumerate() {
             let key = format!("{rkey}.cjt188[{gi}] ({})", g.id);
-            if !valid_id(&g.id) {
-                check.add(format!("{key}.id"), "ids are 1-64 letters, digits, '-', '_' or '.'");
-            }
-            if !device_ids.insert(g.id.clone()) {
-                check.add(format!("{key}.id"), format!("device id {:?} is used twice", g.id));
-            }
+            check_device_id(&mut check, &mut device_ids, &key, &g.id);
             check_address(&mut check, &format!("{key}.address"), &g.address);
             let mut model = match g.edition.as_deref().unwrap_or("2004") {
                 "2004" => drivers::cjt188::Cjt188Model::edition_2004(),
@@ -1389,12 +1384,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
         let mut stations = Vec::new();
         for (si, st) in r.station.iter().enumerate() {
             let key = format!("{rkey}.station[{si}] ({})", st.id);
-            if !valid_id(&st.id) {
-                check.add(format!("{key}.id"), "ids are 1-64 letters, digits, '-', '_' or '.'");
-            }
-            if !device_ids.insert(st.id.clone()) {
-                check.add(format!("{key}.id"), format!("device id {:?} is used twice", st.id));
-            }
+            check_device_id(&mut check, &mut device_ids, &key, &st.id);
             if st.mn.is_empty() || st.mn.len() > 64 || !st.mn.chars().all(|c| c.is_ascii_alphanumeric()) {
                 check.add(format!("{key}.mn"), "an MN is 1-64 letters and digits");
             }
@@ -1447,12 +1437,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
         let mut valves = Vec::new();
         for (vi, v) in r.valve.iter().enumerate() {
             let key = format!("{rkey}.valve[{vi}] ({})", v.id);
-            if !valid_id(&v.id) {
-                check.add(format!("{key}.id"), "ids are 1-64 letters, digits, '-', '_' or '.'");
-            }
-            if !device_ids.insert(v.id.clone()) {
-                check.add(format!("{key}.id"), format!("device id {:?} is used twice", v.id));
-            }
+            check_device_id(&mut check, &mut device_ids, &key, &v.id);
             let unit_id = v.unit_id.unwrap_or(1);
             if !(0..=247).contains(&unit_id) {
                 check.add(format!("{key}.unit_id"), format!("{unit_id} is not a Modbus unit id (0-247)"));
