@@ -37,6 +37,7 @@ pub const BUILTIN_MODELS: &[(&str, &str)] = &[
     ("hx-c200.toml", include_str!("../config/devices/hx-c200.toml")),
     ("ww-wq-logger-v1.toml", include_str!("../config/devices/ww-wq-logger-v1.toml")),
     ("ww-valve-v1.toml", include_str!("../config/devices/ww-valve-v1.toml")),
+    ("ww-valve-coil-v1.toml", include_str!("../config/devices/ww-valve-coil-v1.toml")),
 ];
 
 /// One problem in the configuration: where, and what is wrong.
@@ -404,9 +405,12 @@ struct RawValveInterface {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawValveCommand {
-    address: u16,
-    open: u16,
-    close: u16,
+    /// A holding register written (function 6) with `open` or `close` ...
+    address: Option<u16>,
+    open: Option<u16>,
+    close: Option<u16>,
+    /// ... or a coil (function 5): on = open, off = close.
+    coil: Option<u16>,
 }
 
 #[derive(Deserialize)]
@@ -833,22 +837,33 @@ fn resolve_model(check: &mut Check, raw: RawModel) -> Option<(String, DeviceMode
             let status_function = Function::try_from(v.status.function)
                 .map_err(|e| check.add("valve.status.function", e.to_string()))
                 .ok()?;
-            if v.command.open == v.command.close {
-                check.add("valve.command", "open and close values must differ");
-            }
+            let (command_coil, command_address, open_value, close_value) = match (&v.command, v.command.coil) {
+                (RawValveCommand { address: Some(a), open: Some(o), close: Some(c), coil: None }, _) => {
+                    if o == c {
+                        check.add("valve.command", "open and close values must differ");
+                    }
+                    (false, *a, *o, *c)
+                }
+                (RawValveCommand { address: None, open: None, close: None, .. }, Some(coil)) => (true, coil, 1, 0),
+                _ => {
+                    check.add("valve.command", "give either address, open and close (a register) or coil");
+                    (false, 0, 1, 2)
+                }
+            };
             let codes = [v.status.closed, v.status.open, v.status.moving, v.status.fault];
             if (0..codes.len()).any(|i| codes[i + 1..].contains(&codes[i])) {
                 check.add("valve.status", "closed, open, moving and fault codes must all differ");
             }
-            if status_function == Function::Holding && v.status.address == v.command.address {
+            if !command_coil && status_function == Function::Holding && v.status.address == command_address {
                 check.add("valve.status.address", "the status register cannot be the command register");
             }
             Some((
                 raw.model,
                 DeviceModel::Valve(RegisterValve {
-                    command_address: v.command.address,
-                    open_value: v.command.open,
-                    close_value: v.command.close,
+                    command_coil,
+                    command_address,
+                    open_value,
+                    close_value,
                     status_function,
                     status_address: v.status.address,
                     closed_code: v.status.closed,
@@ -1731,7 +1746,7 @@ parameters = [{ name = "chlorine" }, { name = "ph", low = 9, high = 8 }]
                 "defaults.timeout: \"3 parsecs\" has no unit",
                 "region[0] (r1).concentrator[0] (c1).address: \"nohostport\" is not host:port",
                 "concentrator[0] (c1).unit_id: 300 is not a Modbus unit id",
-                "concentrator[0] (c1).model: unknown model \"nope\"; known: hx-c200, ww-concentrator-v1, ww-valve-v1, ww-wq-logger-v1",
+                "concentrator[0] (c1).model: unknown model \"nope\"; known: hx-c200, ww-concentrator-v1, ww-valve-coil-v1, ww-valve-v1, ww-wq-logger-v1",
                 "concentrator[0] (c1).cycle: \"0s\" must be more than 0",
                 "concentrator[0] (c1).meters: meter \"M1\" is also configured on \"c1\"",
                 "concentrator[1] (c1).id: device id \"c1\" is used twice",

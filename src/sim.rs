@@ -60,6 +60,7 @@ pub fn spec_from_config(
                 })?,
             };
             let layout = ValveLayout {
+                command_coil: i.command_coil,
                 command_address: i.command_address,
                 open_value: i.open_value,
                 close_value: i.close_value,

@@ -180,3 +180,32 @@ async fn commands_to_one_valve_run_one_at_a_time_and_roles_and_input_are_checked
     assert_eq!(r.status, 401);
     server.app.shutdown().await;
 }
+
+/// A valve commanded through a coil (function 5) and read back from a register (issue 3 §5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coil_valve_is_commanded_and_confirmed() {
+    let config = village_with_valve()
+        + r#"
+[[region.valve]]
+id = "west-v2"
+address = "127.0.0.1:0"
+model = "ww-valve-coil-v1"
+poll = "200ms"
+timeout = "250ms"
+confirm_timeout = "1s"
+confirm_poll = "40ms"
+"#;
+    let server = start(&config).await;
+    let admin = server.admin().await;
+    eventually(Duration::from_secs(10), "valve polled", || async {
+        server.app.handle.device("west-v2").await.ok()?.valve.filter(|v| v.state == actors::model::ValveState::Open)
+    })
+    .await;
+    let closed = command(&server, &admin, "west-v2", "close", "coil test").await.json();
+    assert_eq!((closed["result"].as_str(), closed["state"].as_str()), (Some("confirmed"), Some("closed")), "{closed}");
+    assert_eq!(server.sim().valve_open("west-v2"), Some(false));
+    let opened = command(&server, &admin, "west-v2", "open", "coil test").await.json();
+    assert_eq!((opened["result"].as_str(), opened["state"].as_str()), (Some("confirmed"), Some("open")), "{opened}");
+    assert_eq!(server.sim().valve_commands("west-v2"), Some(2));
+    server.app.shutdown().await;
+}

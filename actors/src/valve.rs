@@ -30,6 +30,9 @@ use crate::supervisor::Slot;
 /// How a valve model is driven over Modbus: a command register and a status register.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RegisterValve {
+    /// The command is a coil (function 5: on = open, off = close) at `command_address` instead of a holding
+    /// register written with `open_value` / `close_value` (function 6).
+    pub command_coil: bool,
     pub command_address: u16,
     pub open_value: u16,
     pub close_value: u16,
@@ -158,7 +161,12 @@ impl ValveLink {
         match self {
             ValveLink::Register(client, i) => {
                 let value = if open { i.open_value } else { i.close_value };
-                match client.write_register(i.command_address, value).await {
+                let written = if i.command_coil {
+                    client.write_coil(i.command_address, open).await
+                } else {
+                    client.write_register(i.command_address, value).await
+                };
+                match written {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(exception)) => Err(LinkError::Refused(exception.to_string())),
                     Err(e) => Err(LinkError::Unreachable(e.to_string())),

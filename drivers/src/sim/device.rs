@@ -181,7 +181,7 @@ impl Registers {
         };
         let result = match function {
             3 | 4 => self.read(function, data, t, forced),
-            5 => self.write_coil(data),
+            5 => self.write_coil(data, t, fault.stuck),
             6 => self.write_register(data, t, fault.stuck),
             16 => self.write_registers(data),
             _ => Err(ILLEGAL_FUNCTION),
@@ -229,7 +229,7 @@ impl Registers {
     }
 
     /// Function 5: the value must be 0xFF00 (on) or 0x0000 (off); the reply echoes the request.
-    fn write_coil(&mut self, data: &[u8]) -> Result<Vec<u8>, u8> {
+    fn write_coil(&mut self, data: &[u8], t: f64, stuck: bool) -> Result<Vec<u8>, u8> {
         if data.len() != 4 {
             return Err(ILLEGAL_DATA_VALUE);
         }
@@ -238,6 +238,11 @@ impl Registers {
             0x0000 => false,
             _ => return Err(ILLEGAL_DATA_VALUE),
         };
+        if let Model::Valve(v) = &mut self.model {
+            if let Some(result) = v.write_coil(be16(data, 0), on, t, stuck) {
+                return result.map(|()| data.to_vec());
+            }
+        }
         self.coils.insert(be16(data, 0), on);
         Ok(data.to_vec())
     }

@@ -48,7 +48,9 @@ pub enum SimKind {
 /// The register interface of a remote valve.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ValveLayout {
-    /// Holding register written with function 6 to command the valve.
+    /// Commands arrive as a coil (function 5: on = open, off = close) instead of a register write.
+    pub command_coil: bool,
+    /// Holding register written with function 6 (or the coil, see `command_coil`) to command the valve.
     pub command_address: u16,
     pub open_value: u16,
     pub close_value: u16,
@@ -153,7 +155,7 @@ pub(crate) fn check_kind(kind: &SimKind) -> Result<(), String> {
 }
 
 fn check_valve(layout: &ValveLayout) -> Result<(), String> {
-    if layout.open_value == layout.close_value {
+    if !layout.command_coil && layout.open_value == layout.close_value {
         return Err("open and close command values must differ".to_owned());
     }
     let codes = [layout.closed_code, layout.open_code, layout.moving_code, layout.fault_code];

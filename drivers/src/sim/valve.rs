@@ -42,9 +42,10 @@ impl Valve {
         }
     }
 
-    /// Whether this write lands on the command register; handles it if so. `Err` is a Modbus exception.
+    /// Whether this register write lands on the command register; handles it if so. `Err` is a Modbus
+    /// exception.
     pub(crate) fn write(&mut self, address: u16, value: u16, t: f64, stuck: bool) -> Option<Result<(), u8>> {
-        if address != self.layout.command_address {
+        if self.layout.command_coil || address != self.layout.command_address {
             return None;
         }
         let to_open = if value == self.layout.open_value {
@@ -54,6 +55,18 @@ impl Valve {
         } else {
             return Some(Err(super::device::ILLEGAL_DATA_VALUE));
         };
+        Some(self.command(to_open, t, stuck))
+    }
+
+    /// Whether this coil write is the valve's command coil (on = open); handles it if so.
+    pub(crate) fn write_coil(&mut self, address: u16, on: bool, t: f64, stuck: bool) -> Option<Result<(), u8>> {
+        if !self.layout.command_coil || address != self.layout.command_address {
+            return None;
+        }
+        Some(self.command(on, t, stuck))
+    }
+
+    fn command(&mut self, to_open: bool, t: f64, stuck: bool) -> Result<(), u8> {
         self.commands += 1;
         self.settle(t);
         if !stuck {
@@ -62,7 +75,7 @@ impl Valve {
                 self.position = Position::Moving { to_open, until: t + self.layout.travel_s };
             }
         }
-        Some(Ok(()))
+        Ok(())
     }
 
     /// Fills the status register if it is asked for; other words stay as they are.
@@ -114,6 +127,7 @@ mod tests {
 
     fn layout() -> ValveLayout {
         ValveLayout {
+            command_coil: false,
             command_address: 0,
             open_value: 1,
             close_value: 2,
