@@ -1116,18 +1116,10 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
                 },
             );
             let cycle = check.duration(&format!("{key}.cycle"), c.cycle.as_ref(), Duration::from_secs(15 * 60));
-            let layout = match models.get(&c.model) {
-                Some(DeviceModel::Concentrator(l)) => Some(l.clone()),
-                Some(DeviceModel::Logger(_) | DeviceModel::Valve(_)) => {
-                    check.add(format!("{key}.model"), format!("model {:?} is not a concentrator", c.model));
-                    None
-                }
-                None => {
-                    check
-                        .add(format!("{key}.model"), format!("unknown model {:?}; known: {}", c.model, known(&models)));
-                    None
-                }
-            };
+            let layout = model_of(&mut check, &key, &models, &c.model, "a concentrator", |m| match m {
+                DeviceModel::Concentrator(l) => Some(l.clone()),
+                _ => None,
+            });
             let meters: Vec<MeterSpec> = match &c.meters {
                 RawMeters::Series { prefix, first, count, width } => {
                     let width = width.unwrap_or(4);
@@ -1213,18 +1205,10 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
                     probe_every: l.probe_every,
                 },
             );
-            let registers = match models.get(&l.model) {
-                Some(DeviceModel::Logger(p)) => Some(p.clone()),
-                Some(DeviceModel::Concentrator(_) | DeviceModel::Valve(_)) => {
-                    check.add(format!("{key}.model"), format!("model {:?} is not a logger", l.model));
-                    None
-                }
-                None => {
-                    check
-                        .add(format!("{key}.model"), format!("unknown model {:?}; known: {}", l.model, known(&models)));
-                    None
-                }
-            };
+            let registers = model_of(&mut check, &key, &models, &l.model, "a logger", |m| match m {
+                DeviceModel::Logger(p) => Some(p.clone()),
+                _ => None,
+            });
             if l.parameters.is_empty() {
                 check.add(format!("{key}.parameters"), "lists no parameter");
             }
@@ -1628,6 +1612,30 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
         lines,
     };
     Ok(Config { source: file.to_owned(), server, tree, simulator, models, device_models })
+}
+
+/// The device model `name` as the kind `want` (extracted by `pick`), or a problem naming the key.
+fn model_of<T>(
+    check: &mut Check,
+    key: &str,
+    models: &HashMap<String, DeviceModel>,
+    name: &str,
+    want: &str,
+    pick: impl Fn(&DeviceModel) -> Option<T>,
+) -> Option<T> {
+    match models.get(name) {
+        Some(m) => {
+            let picked = pick(m);
+            if picked.is_none() {
+                check.add(format!("{key}.model"), format!("model {name:?} is not {want}"));
+            }
+            picked
+        }
+        None => {
+            check.add(format!("{key}.model"), format!("unknown model {name:?}; known: {}", known(models)));
+            None
+        }
+    }
 }
 
 fn known(models: &HashMap<String, DeviceModel>) -> String {
