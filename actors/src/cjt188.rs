@@ -101,24 +101,8 @@ fn status_of(data: &MeteringData) -> MeterStatus {
 
 /// The view of a gateway as the store knows it.
 pub fn initial_view(spec: &Cjt188Spec, store: &Store) -> DeviceView {
-    let meters = spec
-        .meters
-        .iter()
-        .map(|m| {
-            let mut v = MeterView::empty(m.id.clone());
-            if let Ok(Some((ts, volume, status))) = store.latest_reading(&m.id) {
-                v.set(volume, ts, status);
-            }
-            v
-        })
-        .collect();
-    let mut comm = store
-        .device_status(&spec.id)
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| CommStatus::new(spec.path(), spec.meters.len() as u32));
-    comm.link = crate::model::LinkState::Unknown;
-    comm.path = spec.path();
+    let meters = crate::restore::meters(store, spec.meters.iter().map(|m| &m.id));
+    let comm = crate::restore::comm(store, &spec.id, spec.path(), spec.meters.len() as u32);
     DeviceView {
         id: spec.id.clone(),
         kind: DeviceKind::Concentrator,

@@ -29,6 +29,7 @@ pub mod hub;
 pub mod metrics;
 pub mod model;
 pub mod mqtt;
+pub mod restore;
 pub mod rtu_bus;
 pub mod station;
 pub mod store;

@@ -65,24 +65,8 @@ pub struct MqttGroupState {
 
 /// The view of a group as the store knows it.
 pub fn initial_view(spec: &MqttGroupSpec, store: &Store) -> DeviceView {
-    let meters = spec
-        .meters
-        .iter()
-        .map(|m| {
-            let mut v = MeterView::empty(m.clone());
-            if let Ok(Some((ts, volume, status))) = store.latest_reading(m) {
-                v.set(volume, ts, status);
-            }
-            v
-        })
-        .collect();
-    let mut comm = store
-        .device_status(&spec.id)
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| CommStatus::new("mqtt".into(), spec.meters.len() as u32));
-    comm.link = crate::model::LinkState::Unknown;
-    comm.path = "mqtt".into();
+    let meters = crate::restore::meters(store, &spec.meters);
+    let comm = crate::restore::comm(store, &spec.id, "mqtt".into(), spec.meters.len() as u32);
     DeviceView {
         id: spec.id.clone(),
         kind: DeviceKind::Concentrator,

@@ -92,29 +92,9 @@ pub fn initial_view(spec: &StationSpec, store: &Store) -> DeviceView {
     let values = spec
         .parameters
         .iter()
-        .map(|p| {
-            let mut v = ParameterView {
-                param: p.name.clone(),
-                value: None,
-                unit: p.unit.clone(),
-                low: p.low,
-                high: p.high,
-                ts: None,
-                flags: Vec::new(),
-            };
-            if let Ok(Some((ts, value, flags))) = store.latest_sample(&spec.id, &p.name) {
-                v.set(value, ts, flags);
-            }
-            v
-        })
+        .map(|p| crate::restore::parameter(store, &spec.id, &p.name, &p.unit, p.low, p.high))
         .collect();
-    let mut comm = store
-        .device_status(&spec.id)
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| CommStatus::new(spec.path(), spec.parameters.len() as u32));
-    comm.link = crate::model::LinkState::Unknown;
-    comm.path = spec.path();
+    let comm = crate::restore::comm(store, &spec.id, spec.path(), spec.parameters.len() as u32);
     DeviceView {
         id: spec.id.clone(),
         kind: DeviceKind::Logger,

@@ -29,8 +29,7 @@ use crate::metrics::Metrics;
 use crate::model::comm::CycleOutcome;
 use crate::model::view::CommView;
 use crate::model::{
-    CommEvent, CommStatus, DeviceKind, DeviceView, LinkSelector, MeterReading, MeterView, ParameterView, PathSwitch,
-    QualitySample, Timestamp,
+    CommEvent, CommStatus, DeviceKind, DeviceView, LinkSelector, MeterReading, PathSwitch, QualitySample, Timestamp,
 };
 use crate::store::{Op, Store};
 use crate::supervisor::Slot;
@@ -108,61 +107,19 @@ pub struct FieldDeviceState {
 /// The view of a device as the store knows it: latest readings or samples, and the last saved comm status.
 /// Used by the device actor on (re)start and by the hub on (re)start, so both agree.
 pub fn initial_view(spec: &DeviceSpec, store: &Store) -> DeviceView {
-    let expected = spec.value_count() as u32;
-    let mut comm = match store.device_status(&spec.id) {
-        Ok(Some(saved)) => saved,
-        Ok(None) => CommStatus::new(spec.path(), expected),
-        Err(e) => {
-            tracing::warn!(message = "Cannot load device status; starting fresh.", device = %spec.id, error = %e);
-            CommStatus::new(spec.path(), expected)
-        }
-    };
-    // What was true of the link before a restart is not known now.
-    comm.link = crate::model::LinkState::Unknown;
-    comm.path = spec.path_name(0);
-    comm.cycle_expected = expected;
-    comm.cycle_read = comm.cycle_read.min(expected);
+    let comm = crate::restore::comm(store, &spec.id, spec.path_name(0), spec.value_count() as u32);
     let (kind, meters, values) = match &spec.kind {
         DeviceKindSpec::Concentrator(c) => {
-            let meters = c
-                .meters
-                .iter()
-                .map(|m| {
-                    let mut view = MeterView::empty(m.id.clone());
-                    match store.latest_reading(&m.id) {
-                        Ok(Some((ts, volume, status))) => view.set(volume, ts, status),
-                        Ok(None) => {}
-                        Err(e) => tracing::warn!(message = "Cannot load latest reading.", meter = %m.id, error = %e),
-                    }
-                    view
-                })
-                .collect();
-            (DeviceKind::Concentrator, meters, Vec::new())
+            (DeviceKind::Concentrator, crate::restore::meters(store, c.meters.iter().map(|m| &m.id)), Vec::new())
         }
-        DeviceKindSpec::Logger(l) => {
-            let values = l
-                .parameters
+        DeviceKindSpec::Logger(l) => (
+            DeviceKind::Logger,
+            Vec::new(),
+            l.parameters
                 .iter()
-                .map(|p| {
-                    let mut view = ParameterView {
-                        param: p.name.clone(),
-                        value: None,
-                        unit: p.unit.clone(),
-                        low: p.low,
-                        high: p.high,
-                        ts: None,
-                        flags: Vec::new(),
-                    };
-                    match store.latest_sample(&spec.id, &p.name) {
-                        Ok(Some((ts, value, flags))) => view.set(value, ts, flags),
-                        Ok(None) => {}
-                        Err(e) => tracing::warn!(message = "Cannot load latest sample.", device = %spec.id, error = %e),
-                    }
-                    view
-                })
-                .collect();
-            (DeviceKind::Logger, Vec::new(), values)
-        }
+                .map(|p| crate::restore::parameter(store, &spec.id, &p.name, &p.unit, p.low, p.high))
+                .collect(),
+        ),
     };
     DeviceView {
         id: spec.id.clone(),

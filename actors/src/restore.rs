@@ -1,0 +1,67 @@
+//! Rebuilding a device's live state from the store after a (re)start, the same way for every kind of device
+//! actor and for the live hub, so that both show the same thing. A store error is logged and the device starts
+//! fresh for that part: a restart never fails on history.
+
+use crate::model::{CommStatus, DeviceId, LinkState, MeterId, MeterView, ParameterView};
+use crate::store::Store;
+
+/// The last saved comm status of a device, or a fresh one. The link state before a restart is not known now;
+/// the path and the values expected per cycle are today's configuration.
+pub fn comm(store: &Store, device: &DeviceId, path: String, expected: u32) -> CommStatus {
+    let mut comm = match store.device_status(device) {
+        Ok(Some(saved)) => saved,
+        Ok(None) => CommStatus::new(path.clone(), expected),
+        Err(e) => {
+            tracing::warn!(message = "Cannot load device status; starting fresh.", device = %device, error = %e);
+            CommStatus::new(path.clone(), expected)
+        }
+    };
+    comm.link = LinkState::Unknown;
+    comm.path = path;
+    comm.cycle_expected = expected;
+    comm.cycle_read = comm.cycle_read.min(expected);
+    comm
+}
+
+/// A view per meter with its latest stored reading.
+pub fn meters<'a>(store: &Store, ids: impl IntoIterator<Item = &'a MeterId>) -> Vec<MeterView> {
+    ids.into_iter()
+        .map(|id| {
+            let mut view = MeterView::empty(id.clone());
+            match store.latest_reading(id) {
+                Ok(Some((ts, volume, status))) => view.set(volume, ts, status),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(message = "Cannot load latest reading.", meter = %id, error = %e),
+            }
+            view
+        })
+        .collect()
+}
+
+/// A water-quality parameter's view with its latest stored sample.
+pub fn parameter(
+    store: &Store,
+    device: &DeviceId,
+    name: &str,
+    unit: &str,
+    low: Option<f64>,
+    high: Option<f64>,
+) -> ParameterView {
+    let mut view = ParameterView {
+        param: name.to_owned(),
+        value: None,
+        unit: unit.to_owned(),
+        low,
+        high,
+        ts: None,
+        flags: Vec::new(),
+    };
+    match store.latest_sample(device, name) {
+        Ok(Some((ts, value, flags))) => view.set(value, ts, flags),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(message = "Cannot load latest sample.", device = %device, parameter = name, error = %e)
+        }
+    }
+    view
+}
