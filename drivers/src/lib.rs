@@ -4,6 +4,7 @@
 //! - [`registers`]: register data types, word orders, decoding (pure).
 //! - [`cjt188`]: CJ/T 188 household water meters: frame codec, a guarded master, a simulated gateway.
 //! - [`modbus`]: a guarded Modbus TCP client (timeouts, reconnect after failure).
+//! - [`net`]: connecting to a device over TCP within a time limit, for every protocol client.
 //!   acknowledges only committed messages, simulated MQTT meters.
 //!   simulated line of several slaves on a pty, paced to the baud rate.
 //! - [`mqtt`]: MQTT ingestion of meter readings: payload mappings from configuration, a subscribing client that
@@ -19,6 +20,7 @@ pub mod cjt188;
 pub mod hj212;
 pub mod modbus;
 pub mod mqtt;
+pub mod net;
 pub mod registers;
 pub mod rtu;
 pub mod sim;

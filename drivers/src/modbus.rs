@@ -13,10 +13,8 @@
 //! ever costs its own actor its own timeout.
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::net::lookup_host;
 use tokio::time::timeout;
 use tokio_modbus::client::{Context, Reader, Writer};
 use tokio_modbus::prelude::SlaveContext;
@@ -115,30 +113,18 @@ impl ModbusTcpClient {
     }
 
     async fn connect(&mut self) -> Result<&mut Context, ModbusError> {
-        if self.ctx.is_none() {
-            let limit = self.target.timeout;
-            let addr = self.target.addr.clone();
-            let connect_err = |reason: String| ModbusError::Connect { addr: addr.clone(), reason };
-            let stream = timeout(limit, async {
-                let addrs: Vec<SocketAddr> = lookup_host(&addr).await?.collect();
-                let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "address resolved to nothing");
-                for a in addrs {
-                    match tokio::net::TcpStream::connect(a).await {
-                        Ok(s) => return Ok(s),
-                        Err(e) => last = e,
-                    }
-                }
-                Err(last)
-            })
-            .await
-            .map_err(|_| connect_err(format!("no connection within {limit:?}")))?
-            .map_err(|e| connect_err(e.to_string()))?;
-            // Small request/reply exchanges: do not let Nagle hold a request back.
-            let _ = stream.set_nodelay(true);
-            self.ctx = Some(tokio_modbus::client::tcp::attach_slave(stream, Slave(self.target.unit_id)));
-            self.connects += 1;
-        }
-        Ok(self.ctx.as_mut().expect("connected above"))
+        let ctx = match self.ctx.take() {
+            Some(ctx) => ctx,
+            None => {
+                let addr = &self.target.addr;
+                let stream = crate::net::connect(addr, self.target.timeout)
+                    .await
+                    .map_err(|reason| ModbusError::Connect { addr: addr.clone(), reason })?;
+                self.connects += 1;
+                tokio_modbus::client::tcp::attach_slave(stream, Slave(self.target.unit_id))
+            }
+        };
+        Ok(self.ctx.insert(ctx))
     }
 
     /// Runs one request under the timeout; poisons the connection on anything but a valid reply.

@@ -18,12 +18,11 @@
 //! device actor that owns the client.
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{lookup_host, TcpStream};
-use tokio::time::{timeout, timeout_at, Instant};
+use tokio::net::TcpStream;
+use tokio::time::{timeout_at, Instant};
 
 use super::frame::{decode, encode, junk_len, Address, Control, Frame, FrameError};
 use super::payload::{
@@ -340,26 +339,11 @@ impl Cjt188TcpClient {
 
     async fn connect(&mut self) -> Result<&mut Cjt188Client<TcpStream>, Cjt188Error> {
         if self.client.is_none() {
-            let limit = self.target.timeout;
-            let addr = self.target.addr.clone();
-            let connect_err = |reason: String| Cjt188Error::Connect { addr: addr.clone(), reason };
-            let stream = timeout(limit, async {
-                let addrs: Vec<SocketAddr> = lookup_host(&addr).await?.collect();
-                let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "address resolved to nothing");
-                for a in addrs {
-                    match TcpStream::connect(a).await {
-                        Ok(s) => return Ok(s),
-                        Err(e) => last = e,
-                    }
-                }
-                Err(last)
-            })
-            .await
-            .map_err(|_| connect_err(format!("no connection within {limit:?}")))?
-            .map_err(|e| connect_err(e.to_string()))?;
-            // Small request/reply exchanges: do not let Nagle hold a request back.
-            let _ = stream.set_nodelay(true);
-            let mut client = Cjt188Client::new(stream, self.target.model, limit);
+            let addr = &self.target.addr;
+            let stream = crate::net::connect(addr, self.target.timeout)
+                .await
+                .map_err(|reason| Cjt188Error::Connect { addr: addr.clone(), reason })?;
+            let mut client = Cjt188Client::new(stream, self.target.model, self.target.timeout);
             client.set_next_serial(self.serial);
             self.connects += 1;
             self.client = Some(client);
