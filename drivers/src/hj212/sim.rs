@@ -15,6 +15,7 @@
 //! station resends up to its configured count), packets are never split, and commands from the centre are
 //! ignored.
 
+use crate::sim::rng::SplitMix64 as Rng;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -455,7 +456,7 @@ fn build_packet(spec: &StationSpec, cn: &str, rng: &mut Rng, forced: &BTreeMap<S
 
 /// One reading of `f`: nominal plus uniform noise, clamped at zero where negative makes no sense.
 fn sample(f: &FactorSpec, rng: &mut Rng) -> f64 {
-    let x = f.nominal + f.noise * (2.0 * rng.unit() - 1.0);
+    let x = f.nominal + f.noise * (2.0 * rng.next_f64() - 1.0);
     if f.non_negative {
         x.max(0.0)
     } else {
@@ -537,39 +538,6 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
-/// xorshift64* (Vigna): small, fast, and plenty for noise on a chart. Not for anything secret.
-#[derive(Debug, Clone)]
-struct Rng {
-    state: u64,
-}
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        // Scramble the seed so that nearby seeds start far apart; the state must never be zero.
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Rng { state: (z ^ (z >> 31)).max(1) }
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.state ^= self.state >> 12;
-        self.state ^= self.state << 25;
-        self.state ^= self.state >> 27;
-        self.state.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `[0, 1)`.
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in `0..n` (`n` > 0), with negligible bias for the small `n` used here.
-    fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -591,17 +559,6 @@ mod tests {
         let b = clock.next(1_709_222_400_123);
         assert_eq!(a, "20240301000000123");
         assert_eq!(b, "20240301000000124");
-    }
-
-    #[test]
-    fn the_generator_is_deterministic_and_spreads() {
-        let mut a = Rng::new(7);
-        let mut b = Rng::new(7);
-        let xs: Vec<f64> = (0..1000).map(|_| a.unit()).collect();
-        assert!(xs.iter().zip((0..1000).map(|_| b.unit())).all(|(x, y)| *x == y));
-        assert!(xs.iter().all(|x| (0.0..1.0).contains(x)));
-        let mean = xs.iter().sum::<f64>() / 1000.0;
-        assert!((mean - 0.5).abs() < 0.05, "mean {mean}");
     }
 
     #[test]

@@ -24,7 +24,7 @@ mod fault;
 mod logger;
 mod mbap;
 mod meters;
-mod rng;
+pub(crate) mod rng;
 mod server;
 mod spec;
 mod valve;
