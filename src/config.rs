@@ -271,8 +271,10 @@ struct RawRegion {
 struct RawCjt188 {
     id: String,
     name: Option<String>,
-    /// host:port of the transparent gateway (serial-to-TCP or 4G DTU).
-    address: String,
+    /// host:port of the transparent gateway (serial-to-TCP or 4G DTU) ...
+    address: Option<String>,
+    /// ... or the id of a `[[line]]` the meters hang on directly (this gateway then owns that line).
+    line: Option<String>,
     /// "2004" (default) or "2018".
     edition: Option<String>,
     /// DI byte order in requests: "big" (90 1F) or "little" (1F 90); the edition's default otherwise.
@@ -1036,6 +1038,29 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
     let mut meter_ids: HashMap<String, String> = HashMap::new();
     let mut device_models = HashMap::new();
     let mut station_mns = HashSet::new();
+    let mut lines = Vec::new();
+    let mut line_ids = HashSet::new();
+    for (li, l) in raw.line.iter().enumerate() {
+        let key = format!("line[{li}] ({})", l.id);
+        if !valid_id(&l.id) {
+            check.add(format!("{key}.id"), "ids are 1-64 letters, digits, '-', '_' or '.'");
+        }
+        if !line_ids.insert(l.id.clone()) {
+            check.add(format!("{key}.id"), "line id used twice");
+        }
+        let timeout = check.duration(&format!("{key}.timeout"), l.timeout.as_ref(), Duration::from_millis(500));
+        match drivers::rtu::LineSettings::new(
+            l.path.clone(),
+            l.baud.unwrap_or(9600),
+            l.format.as_deref().unwrap_or("8N1"),
+            timeout,
+        ) {
+            Ok(settings) => lines.push((l.id.clone(), settings)),
+            Err(e) => check.add(&key, e.to_string()),
+        }
+    }
+    // Lines owned by a CJ/T 188 gateway, with its id: no other device may use them.
+    let mut cjt188_lines: HashMap<String, String> = HashMap::new();
     let mut regions = Vec::new();
     if raw.region.is_empty() {
         check.add("region", "no [[region]] configured: there is nothing to supervise");
@@ -1316,7 +1341,37 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
         for (gi, g) in r.cjt188.iter().enumerate() {
             let key = format!("{rkey}.cjt188[{gi}] ({})", g.id);
             check_device_id(&mut check, &mut device_ids, &key, &g.id);
-            check_address(&mut check, &format!("{key}.address"), &g.address);
+            let link = match (&g.address, &g.line) {
+                (Some(address), None) => {
+                    check_address(&mut check, &format!("{key}.address"), address);
+                    if address.starts_with(actors::field::spec::RTU_PREFIX) {
+                        check.add(format!("{key}.address"), "a CJ/T 188 line is given as line = \"<line id>\"");
+                    }
+                    Some(drivers::cjt188::Cjt188Link::Tcp(address.clone()))
+                }
+                (None, Some(line)) => match lines.iter().find(|(id, _)| id == line) {
+                    Some((_, settings)) => {
+                        if let Some(other) = cjt188_lines.insert(line.clone(), g.id.clone()) {
+                            check.add(
+                                format!("{key}.line"),
+                                format!("line {line:?} is already owned by CJ/T 188 gateway {other:?}"),
+                            );
+                        }
+                        Some(drivers::cjt188::Cjt188Link::Serial(settings.clone()))
+                    }
+                    None => {
+                        check.add(format!("{key}.line"), format!("{line:?} names no [[line]]"));
+                        None
+                    }
+                },
+                _ => {
+                    check.add(
+                        &key,
+                        "give either address = \"host:port\" (a transparent gateway) or line = \"<line id>\"",
+                    );
+                    None
+                }
+            };
             let mut model = match g.edition.as_deref().unwrap_or("2004") {
                 "2004" => drivers::cjt188::Cjt188Model::edition_2004(),
                 "2018" => drivers::cjt188::Cjt188Model::edition_2018(),
@@ -1369,11 +1424,13 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
                 }
             }
             device_models.insert(DeviceId::new(g.id.clone()), "cjt188".to_owned());
+            let Some(link) = link else { continue };
             gateways.push(Arc::new(Cjt188Spec {
                 id: DeviceId::new(g.id.clone()),
                 name: g.name.clone().unwrap_or_else(|| g.id.clone()),
                 region: RegionId::new(r.id.clone()),
-                addr: g.address.clone(),
+                link,
+                line: g.line.clone(),
                 timeout,
                 model,
                 cycle,
@@ -1537,33 +1594,20 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
         }
     }
 
-    let mut lines = Vec::new();
-    let mut line_ids = HashSet::new();
-    for (li, l) in raw.line.iter().enumerate() {
-        let key = format!("line[{li}] ({})", l.id);
-        if !valid_id(&l.id) {
-            check.add(format!("{key}.id"), "ids are 1-64 letters, digits, '-', '_' or '.'");
-        }
-        if !line_ids.insert(l.id.clone()) {
-            check.add(format!("{key}.id"), "line id used twice");
-        }
-        let timeout = check.duration(&format!("{key}.timeout"), l.timeout.as_ref(), Duration::from_millis(500));
-        match drivers::rtu::LineSettings::new(
-            l.path.clone(),
-            l.baud.unwrap_or(9600),
-            l.format.as_deref().unwrap_or("8N1"),
-            timeout,
-        ) {
-            Ok(settings) => lines.push((l.id.clone(), settings)),
-            Err(e) => check.add(&key, e.to_string()),
-        }
-    }
     for region in &regions {
         for d in &region.devices {
             for (i, t) in d.paths().enumerate() {
                 if let Some(line) = actors::field::spec::rtu_line(t) {
                     if !line_ids.contains(line) {
                         check.add(format!("device {} path {i}", d.id), format!("\"rtu:{line}\" names no [[line]]"));
+                    }
+                    if let Some(gateway) = cjt188_lines.get(line) {
+                        check.add(
+                            format!("device {} path {i}", d.id),
+                            format!(
+                                "line {line:?} is owned by CJ/T 188 gateway {gateway:?}; Modbus RTU cannot share it"
+                            ),
+                        );
                     }
                     if t.unit_id == 0 || t.unit_id > 247 {
                         check.add(format!("device {}.unit_id", d.id), "an RTU slave needs a unit id of 1-247");
@@ -1694,8 +1738,12 @@ meters = ["M1", "M2"]
         let example = parse("example.toml", include_str!("../config/example.toml"), None).unwrap();
         let c = &example.tree.regions[0].devices[0];
         assert_eq!(c.shortest_cycle(), Duration::from_secs(900));
-        let logger = &example.tree.regions[0].devices[1];
+        let logger = example.tree.regions[0].devices.iter().find(|d| d.id.as_str() == "qs-wq01").unwrap();
         let DeviceKindSpec::Logger(l) = &logger.kind else { panic!("logger") };
+        // Every kind of device and link is in the annotated example.
+        let r = &example.tree.regions[0];
+        assert_eq!((r.cjt188.len(), r.valves.len(), r.stations.len(), r.mqtt.len()), (2, 2, 1, 1));
+        assert_eq!(example.tree.lines.len(), 2);
         let ph = l.parameters.iter().find(|p| p.name == "ph").unwrap();
         // R-A2 defaults and GB 5749-2022 limits.
         assert_eq!(ph.cycle, Duration::from_secs(7200));
@@ -1711,6 +1759,37 @@ meters = ["M1", "M2"]
         assert_eq!(d.shortest_cycle(), Duration::from_secs(15 * 60));
         assert_eq!(d.target.unit_id, 1);
         assert_eq!(d.target.timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn a_cjt188_gateway_owns_its_serial_line_alone() {
+        let line = "[[line]]\nid = \"mbus-1\"\npath = \"/dev/ttyUSB1\"\nbaud = 2400\nformat = \"8E1\"\n";
+        let gateway = |link: &str| {
+            format!(
+                "[[region.cjt188]]\nid = \"g1\"\n{link}\nmeters = [{{ id = \"CJ-1\", address = \"00000000000001\" }}]\n"
+            )
+        };
+        let ok = format!("{line}{MINIMAL}{}", gateway("line = \"mbus-1\""));
+        let c = parse("t", &ok, None).unwrap_or_else(|e| panic!("{e}"));
+        let g = &c.tree.regions[0].cjt188[0];
+        let drivers::cjt188::Cjt188Link::Serial(settings) = &g.link else { panic!("a serial link: {:?}", g.link) };
+        assert_eq!(
+            (settings.path.as_str(), settings.baud, settings.format().to_string()),
+            ("/dev/ttyUSB1", 2400, "8E1".into())
+        );
+        check(
+            &format!("{MINIMAL}{}", gateway("line = \"mbus-9\"")),
+            &["cjt188[0] (g1).line: \"mbus-9\" names no [[line]]"],
+        );
+        check(
+            &format!("{line}{MINIMAL}{}", gateway("line = \"mbus-1\"\naddress = \"10.0.0.9:4001\"")),
+            &["give either address"],
+        );
+        check(&format!("{MINIMAL}{}", gateway("")), &["give either address"]);
+        let two = ok.clone() + &gateway("line = \"mbus-1\"").replace("\"g1\"", "\"g2\"").replace("CJ-1", "CJ-2");
+        check(&two, &["line \"mbus-1\" is already owned by CJ/T 188 gateway \"g1\""]);
+        let shared = ok.replace("address = \"10.0.0.5:502\"", "address = \"rtu:mbus-1\"");
+        check(&shared, &["owned by CJ/T 188 gateway \"g1\"; Modbus RTU cannot share it"]);
     }
 
     #[test]

@@ -206,7 +206,13 @@ async fn simulate(config: PathBuf, faults: Vec<String>, control: Option<SocketAd
         }
     };
     for (id, g) in &gateways {
-        say(&format!("simulating CJ/T 188 gateway {id} on {}", g.addr()));
+        match (g.addr(), g.path()) {
+            (Some(addr), _) => say(&format!("simulating CJ/T 188 gateway {id} on {addr}")),
+            (None, Some(path)) => say(&format!(
+                "simulating CJ/T 188 meters of {id} on the serial line {path} (point the server's [[line]] path at it)"
+            )),
+            (None, None) => {}
+        }
     }
     let lines = match waterworks::sim::start_rtu(&cfg, speed.unwrap_or(settings.speed), seed).await {
         Ok(l) => l,

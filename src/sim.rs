@@ -166,16 +166,17 @@ pub async fn start_cjt188(
     seed: u64,
     listen_override: Option<SocketAddr>,
 ) -> Result<Vec<(String, drivers::cjt188::sim::Cjt188Sim)>, String> {
-    use drivers::cjt188::sim::{Cjt188Sim, GatewaySpec, SimMeterSpec};
-    use drivers::cjt188::Volume as CjtVolume;
+    use drivers::cjt188::sim::{Cjt188Sim, GatewaySpec, SimLink, SimMeterSpec};
+    use drivers::cjt188::{Cjt188Link, Volume as CjtVolume};
     let mut out = Vec::new();
     for region in &config.tree.regions {
         for g in &region.cjt188 {
-            let listen = match listen_override {
-                Some(a) => a,
-                None => g.addr.parse::<SocketAddr>().map_err(|_| {
-                    format!("cjt188 {}: address {:?} must be an IP address and port to be simulated", g.id, g.addr)
-                })?,
+            let link = match (&g.link, listen_override) {
+                (Cjt188Link::Serial(settings), _) => SimLink::Serial { baud: settings.baud, format: settings.format() },
+                (Cjt188Link::Tcp(_), Some(listen)) => SimLink::Tcp(listen),
+                (Cjt188Link::Tcp(addr), None) => SimLink::Tcp(addr.parse::<SocketAddr>().map_err(|_| {
+                    format!("cjt188 {}: address {addr:?} must be an IP address and port to be simulated", g.id)
+                })?),
             };
             let meters = g
                 .meters
@@ -190,7 +191,7 @@ pub async fn start_cjt188(
                     spec
                 })
                 .collect();
-            let spec = GatewaySpec { listen, preamble: g.model.preamble, st_bits: g.model.st_bits, meters };
+            let spec = GatewaySpec { link, preamble: g.model.preamble, st_bits: g.model.st_bits, meters };
             let sim = Cjt188Sim::start(spec).await.map_err(|e| format!("cjt188 {}: {e}", g.id))?;
             out.push((g.id.to_string(), sim));
         }
@@ -198,12 +199,17 @@ pub async fn start_cjt188(
     Ok(out)
 }
 
-/// Points every CJ/T 188 gateway at its simulator.
+/// Points every CJ/T 188 gateway at its simulator: its TCP address, or its line's pseudo-terminal.
 pub fn point_cjt188_at(config: &mut Config, sims: &[(String, drivers::cjt188::sim::Cjt188Sim)]) {
+    use drivers::cjt188::Cjt188Link;
     for region in &mut config.tree.regions {
         for g in &mut region.cjt188 {
             if let Some((_, sim)) = sims.iter().find(|(id, _)| id == g.id.as_str()) {
-                std::sync::Arc::make_mut(g).addr = sim.addr().to_string();
+                match (&mut std::sync::Arc::make_mut(g).link, sim.addr(), sim.path()) {
+                    (Cjt188Link::Tcp(addr), Some(at), _) => *addr = at.to_string(),
+                    (Cjt188Link::Serial(settings), _, Some(path)) => path.clone_into(&mut settings.path),
+                    _ => {}
+                }
             }
         }
     }

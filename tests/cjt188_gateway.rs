@@ -1,5 +1,6 @@
-//! CJ/T 188 meters behind a transparent gateway (issue 3 §3): readings reach the store and the live view; a
-//! garbled reply fails only that meter and the next read of it succeeds; the other meters keep their cycle.
+//! CJ/T 188 meters behind a transparent gateway and on a serial line (issue 3 §3): readings reach the store and
+//! the live view; a garbled reply fails only that meter and the next read of it succeeds; the other meters keep
+//! their cycle; valves on meters are commanded through the gateway's actor.
 
 mod support;
 
@@ -40,7 +41,8 @@ async fn meters_are_read_and_a_garbled_reply_fails_only_that_meter() {
         v["meters"].as_array()?.iter().all(|m| m["volume_m3"].is_string()).then_some(v)
     })
     .await;
-    assert_eq!(view["comm"]["path"], format!("primary cjt188 {}", gateway(&server).addr()));
+    let addr = gateway(&server).addr().expect("a tcp gateway");
+    assert_eq!(view["comm"]["path"], format!("primary cjt188 {addr}"));
     let truth = gateway(&server).volume(&"00000000000001".parse::<Address>().unwrap()).unwrap().cubic_metres();
     let shown: f64 = view["meters"][0]["volume_m3"].as_str().unwrap().parse().unwrap();
     assert!((truth - shown).abs() < 0.05, "shown {shown}, meter has {truth}");
@@ -142,5 +144,98 @@ async fn a_cjt188_valve_meter_is_commanded_through_its_gateway() {
             .any(|e| e["action"] == "valve.open" && e["ok"] == false && e["target"] == "east-cj1-valve"),
         "{audit}"
     );
+    server.app.shutdown().await;
+}
+
+fn village_with_serial_line() -> String {
+    VILLAGE.to_owned()
+        + r#"
+[[line]]
+id = "mbus-1"
+path = "/dev/ttyUSB7"
+baud = 2400
+format = "8E1"
+timeout = "300ms"
+
+[[region.cjt188]]
+id = "east-m1"
+name = "东村表线 (RS-485, CJ/T 188)"
+line = "mbus-1"
+edition = "2004"
+cycle = "1500ms"
+timeout = "300ms"
+meters = [
+  { id = "CJS-1", address = "00000000000011" },
+  { id = "CJS-2", address = "00000000000012" },
+  { id = "CJS-3", address = "00000000000013" },
+]
+
+[[region.valve]]
+id = "east-cjs1-valve"
+name = "CJS-1 表阀"
+cjt188 = { gateway = "east-m1", address = "00000000000011" }
+poll = "1s"
+timeout = "2s"
+confirm_timeout = "5s"
+confirm_poll = "300ms"
+"#
+}
+
+/// The same over a serial line the gateway actor owns (a pty paced to 2400 8E1): the meters are read, a dead
+/// meter costs only its own timeout while the others keep their cycle, and a valve on the line is commanded
+/// between the meter reads, which the one actor serialises.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meters_on_a_serial_line_are_read_and_a_dead_one_fails_alone() {
+    let server = start(&village_with_serial_line()).await;
+    let cookie = server.admin().await;
+    let line = &server.app.cjt188_sims.iter().find(|(id, _)| id == "east-m1").expect("simulated line").1;
+    let path = line.path().expect("a serial line");
+    let view = eventually(Duration::from_secs(15), "all three meters read", || async {
+        let v = device(&server, &cookie, "east-m1").await;
+        v["meters"].as_array()?.iter().all(|m| m["volume_m3"].is_string()).then_some(v)
+    })
+    .await;
+    assert_eq!(view["comm"]["path"], format!("primary cjt188 line mbus-1 ({path})"));
+    let supervision = server.get("/api/system/supervision", &cookie).await.body;
+    assert!(supervision.contains("\"east-m1\""), "the gateway actor is supervised: {supervision}");
+    assert!(!supervision.contains("line:mbus-1"), "no Modbus bus actor competes for the line: {supervision}");
+
+    // CJS-2 goes silent: it fails alone; CJS-1 and CJS-3 are read every cycle.
+    let cjs2: Address = "00000000000012".parse().unwrap();
+    line.set_fault(&cjs2, Fault { silent: true, ..Fault::default() }).unwrap();
+    let partial = eventually(Duration::from_secs(15), "a cycle with CJS-2 failing", || async {
+        let v = device(&server, &cookie, "east-m1").await;
+        (v["comm"]["cycle_read"] == 2 && v["comm"]["last_error"].as_str()?.contains("CJS-2")).then_some(v)
+    })
+    .await;
+    assert_eq!(partial["comm"]["comm_lost"], false, "{partial}");
+    let ts = |v: &serde_json::Value, i: usize| v["meters"][i]["ts"].as_i64().unwrap_or(0);
+    let later = eventually(Duration::from_secs(15), "CJS-1 and CJS-3 read again", || async {
+        let v = device(&server, &cookie, "east-m1").await;
+        (ts(&v, 0) > ts(&partial, 0) && ts(&v, 2) > ts(&partial, 2)).then_some(v)
+    })
+    .await;
+    assert_eq!(later["meters"][1]["ts"], partial["meters"][1]["ts"], "CJS-2 was not updated while silent");
+
+    // A valve command on the same line goes between the reads.
+    let body = serde_json::json!({ "action": "close", "reason": "leak on the service pipe" }).to_string();
+    let closed = http(
+        &server.base,
+        "POST",
+        "/api/valves/east-cjs1-valve/command",
+        &[("content-type", "application/json"), ("cookie", cookie.as_str())],
+        &body,
+    )
+    .await
+    .json();
+    assert_eq!((closed["result"].as_str(), closed["state"].as_str()), (Some("confirmed"), Some("closed")), "{closed}");
+    assert_eq!(line.valve_open(&"00000000000011".parse().unwrap()), Some(false));
+
+    line.set_fault(&cjs2, Fault::default()).unwrap();
+    eventually(Duration::from_secs(15), "CJS-2 read again", || async {
+        let v = device(&server, &cookie, "east-m1").await;
+        (ts(&v, 1) > ts(&later, 1) && v["comm"]["cycle_read"] == 3).then_some(())
+    })
+    .await;
     server.app.shutdown().await;
 }

@@ -1,14 +1,16 @@
-//! CJ/T 188 meters behind a transparent gateway (issue 3 §3): one actor per gateway, like a concentrator
-//! (the design card). Each cycle it reads every meter's metering data (DI 901F) over its one connection,
-//! commits the readings with the gateway's status, and only then shows them. A garbled or foreign reply
-//! fails that meter only; the connection is replaced (the driver's contract) and the next meter goes on. A
-//! meter that does not answer costs its own timeout. Two cycles with no meter answering make the gateway
-//! comm-lost, as for Modbus concentrators (R-A4).
+//! CJ/T 188 meters behind a transparent gateway or on a serial line (issue 3 §3): one actor per gateway or
+//! line, like a concentrator (the design card). The actor is the only user of its link, so every request on a
+//! half-duplex line is serialised by its mailbox (valve commands included: valve actors go through it).
+//!
+//! Each cycle it reads every meter's metering data (DI 901F), commits the readings with the gateway's status,
+//! and only then shows them. A garbled or foreign reply fails that meter only; the driver recovers (a new TCP
+//! connection, or the same serial port) and the next meter goes on. A meter that does not answer costs its own
+//! timeout. Two cycles with no meter answering make the gateway comm-lost, as for Modbus concentrators (R-A4).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use drivers::cjt188::{Address, Cjt188Model, Cjt188TcpClient, Cjt188TcpTarget, MeteringData};
+use drivers::cjt188::{Address, Cjt188Link, Cjt188Master, Cjt188Model, Cjt188Target, MeteringData};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::context::DeviceContext;
@@ -35,7 +37,10 @@ pub struct Cjt188Spec {
     pub id: DeviceId,
     pub name: String,
     pub region: RegionId,
-    pub addr: String,
+    /// A transparent gateway over TCP, or a serial line this actor owns alone.
+    pub link: Cjt188Link,
+    /// The `[[line]]` id when `link` is serial, to name the path.
+    pub line: Option<String>,
     pub timeout: Duration,
     pub model: Cjt188Model,
     pub cycle: Duration,
@@ -44,7 +49,11 @@ pub struct Cjt188Spec {
 
 impl Cjt188Spec {
     fn path(&self) -> String {
-        format!("primary cjt188 {}", self.addr)
+        match (&self.link, &self.line) {
+            (Cjt188Link::Tcp(addr), _) => format!("primary cjt188 {addr}"),
+            (Cjt188Link::Serial(s), Some(line)) => format!("primary cjt188 line {line} ({})", s.path),
+            (Cjt188Link::Serial(s), None) => format!("primary cjt188 serial {}", s.path),
+        }
     }
 }
 
@@ -75,7 +84,7 @@ pub struct Cjt188Args {
 
 pub struct Cjt188State {
     args: Cjt188Args,
-    client: Cjt188TcpClient,
+    client: Cjt188Master,
     comm: CommStatus,
     meters: Vec<MeterView>,
 }
@@ -172,7 +181,7 @@ impl Cjt188State {
                     last_error = Some(e);
                 }
                 Err(e) => {
-                    // The driver replaced its connection; the next meter gets a fresh one.
+                    // The driver has recovered its link; the next meter goes on.
                     Metrics::inc(&self.args.ctx.metrics.poll_failures);
                     let e = format!("meter {}: {e}", m.id);
                     tracing::warn!(message = "CJ/T 188 read failed.", device = %spec.id, meter = %m.id, error = %e);
@@ -238,10 +247,9 @@ impl Actor for Cjt188Device {
         args: Cjt188Args,
     ) -> Result<Cjt188State, ActorProcessingErr> {
         let view = initial_view(&args.spec, &args.ctx.store);
-        let target =
-            Cjt188TcpTarget { addr: args.spec.addr.clone(), timeout: args.spec.timeout, model: args.spec.model };
+        let target = Cjt188Target { link: args.spec.link.clone(), timeout: args.spec.timeout, model: args.spec.model };
         args.slot.set(myself);
-        Ok(Cjt188State { client: Cjt188TcpClient::new(target), comm: view.comm.status, meters: view.meters, args })
+        Ok(Cjt188State { client: Cjt188Master::new(target), comm: view.comm.status, meters: view.meters, args })
     }
 
     async fn post_start(&self, myself: ActorRef<Cjt188Msg>, state: &mut Cjt188State) -> Result<(), ActorProcessingErr> {

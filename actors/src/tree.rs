@@ -158,9 +158,13 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
             }
         }));
     }
-    // One bus actor per serial line, started before the regions whose devices use them.
+    // One bus actor per Modbus serial line, started before the regions whose devices use them. A line owned by a
+    // CJ/T 188 gateway is driven by that gateway's actor alone.
     let mut buses = HashMap::new();
     for (id, settings) in &spec.lines {
+        if all_gateways.iter().any(|g| g.line.as_deref() == Some(id.as_str())) {
+            continue;
+        }
         let slot: Slot<RtuBusMsg> = Slot::default();
         buses.insert(id.clone(), slot.clone());
         let (id, settings, metrics) = (id.clone(), settings.clone(), metrics.clone());

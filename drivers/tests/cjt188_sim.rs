@@ -1,4 +1,4 @@
-//! The CJ/T 188 TCP client against the simulated transparent gateway: readings that rise with time, valves
+//! The CJ/T 188 master against the simulated transparent gateway (TCP) and serial line (pty): readings that rise with time, valves
 //! that move (or are stuck), and every fault the gateway can show, each seen as the failure the client is
 //! built to handle, followed by a request that succeeds.
 //!
@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use waterworks_drivers::cjt188::sim::{Cjt188Sim, Fault, GatewaySpec, SimMeterSpec};
+use waterworks_drivers::cjt188::sim::{Cjt188Sim, Fault, GatewaySpec, SimLink, SimMeterSpec};
 use waterworks_drivers::cjt188::{
-    Address, Cjt188Error, Cjt188Model, Cjt188TcpClient, Cjt188TcpTarget, Control, DiOrder, FrameError, StBits,
+    Address, Cjt188Error, Cjt188Link, Cjt188Master, Cjt188Model, Cjt188Target, Control, DiOrder, FrameError, StBits,
     ValveState, Volume, VolumeUnit,
 };
+use waterworks_drivers::rtu::{CharFormat, LineSettings};
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -41,13 +42,22 @@ fn two_meters() -> Vec<SimMeterSpec> {
 }
 
 async fn gateway(meters: Vec<SimMeterSpec>, preamble: usize) -> Cjt188Sim {
-    let spec = GatewaySpec { listen: SocketAddr::from(([127, 0, 0, 1], 0)), preamble, st_bits: StBits::KINGDA, meters };
+    let spec = GatewaySpec {
+        link: SimLink::Tcp(SocketAddr::from(([127, 0, 0, 1], 0))),
+        preamble,
+        st_bits: StBits::KINGDA,
+        meters,
+    };
     Cjt188Sim::start(spec).await.unwrap_or_else(|e| panic!("gateway did not start: {e}"))
 }
 
-fn client(sim: &Cjt188Sim, model: Cjt188Model) -> Cjt188TcpClient {
+fn client(sim: &Cjt188Sim, model: Cjt188Model) -> Cjt188Master {
     let model = Cjt188Model { st_bits: StBits::KINGDA, ..model };
-    Cjt188TcpClient::new(Cjt188TcpTarget { addr: sim.addr().to_string(), timeout: TIMEOUT, model })
+    Cjt188Master::new(Cjt188Target { link: Cjt188Link::Tcp(tcp_addr(sim).to_string()), timeout: TIMEOUT, model })
+}
+
+fn tcp_addr(sim: &Cjt188Sim) -> SocketAddr {
+    sim.addr().unwrap_or_else(|| panic!("a tcp gateway has an address"))
 }
 
 fn set_fault(sim: &Cjt188Sim, meter: Address, fault: Fault) {
@@ -55,7 +65,7 @@ fn set_fault(sim: &Cjt188Sim, meter: Address, fault: Fault) {
 }
 
 /// Reads a meter and returns its current volume in ml, failing the test on anything but a normal reply.
-async fn volume(c: &mut Cjt188TcpClient, meter: Address) -> u64 {
+async fn volume(c: &mut Cjt188Master, meter: Address) -> u64 {
     match c.read_meter(&meter).await {
         Ok(Ok(data)) => data.current.volume.millilitres(),
         other => panic!("reading {meter}: {other:?}"),
@@ -257,7 +267,7 @@ async fn malformed_bytes_close_only_their_own_connection() {
     let mut c = client(&sim, Cjt188Model::default());
     assert!(matches!(c.read_meter(&a()).await, Ok(Ok(_))));
 
-    let mut raw = TcpStream::connect(sim.addr()).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut raw = TcpStream::connect(tcp_addr(&sim)).await.unwrap_or_else(|e| panic!("{e}"));
     // 68 then a length byte of 0xFF: no frame can follow.
     let _ = raw.write_all(&[0xFE, 0x68, 0x10, 1, 2, 3, 4, 5, 6, 7, 0x01, 0xFF]).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -276,9 +286,107 @@ async fn a_gateway_that_is_not_there_is_a_connect_error() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
     drop(listener);
-    let target = Cjt188TcpTarget { addr: addr.to_string(), timeout: TIMEOUT, model: Cjt188Model::default() };
-    let mut c = Cjt188TcpClient::new(target);
+    let target =
+        Cjt188Target { link: Cjt188Link::Tcp(addr.to_string()), timeout: TIMEOUT, model: Cjt188Model::default() };
+    let mut c = Cjt188Master::new(target);
     let got = c.read_meter(&a()).await;
     assert!(matches!(&got, Err(Cjt188Error::Connect { addr: at, .. }) if *at == addr.to_string()), "{got:?}");
+    assert_eq!(c.connects(), 0);
+}
+
+// Over a serial line: the simulated meters on a pty, every exchange paced to 2400 8E1 (the usual CJ/T 188 line).
+// Real time, not paused: the pty is real I/O, and a paused clock would jump ahead while it waits. Only lower
+// bounds on time are asserted, and upper bounds with a wide margin, so a slow machine cannot fail them.
+
+const SERIAL_TIMEOUT: Duration = Duration::from_millis(300);
+
+async fn serial_line(meters: Vec<SimMeterSpec>) -> (Cjt188Sim, Cjt188Master) {
+    let format: CharFormat = "8E1".parse().unwrap_or_else(|e| panic!("{e}"));
+    let spec =
+        GatewaySpec { link: SimLink::Serial { baud: 2400, format }, preamble: 2, st_bits: StBits::KINGDA, meters };
+    let sim = Cjt188Sim::start(spec).await.unwrap_or_else(|e| panic!("line did not start: {e}"));
+    let path = sim.path().unwrap_or_else(|| panic!("a serial line has a path"));
+    let settings = LineSettings::new(path, 2400, "8E1", SERIAL_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    let model = Cjt188Model { st_bits: StBits::KINGDA, preamble: 2, ..Cjt188Model::edition_2004() };
+    let master = Cjt188Master::new(Cjt188Target { link: Cjt188Link::Serial(settings), timeout: SERIAL_TIMEOUT, model });
+    (sim, master)
+}
+
+#[tokio::test]
+async fn over_a_serial_line_meters_are_read_at_the_pace_of_the_wire() {
+    let (sim, mut c) = serial_line(two_meters()).await;
+    let started = std::time::Instant::now();
+    let before = sim.volume(&a()).map(Volume::millilitres).unwrap_or_default();
+    let got_a = volume(&mut c, a()).await;
+    let got_b = volume(&mut c, b()).await;
+    // Request (2 FE + 16 bytes) and 901F reply (2 FE + 35 bytes) of 11 bits at 2400 baud: 256 ms per exchange.
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(2 * 250), "two exchanges took only {elapsed:?}");
+    // The meter reports 10 ml steps (litres to two decimals) and the volume rose during the exchange.
+    assert!(got_a + 10 >= before && got_a <= sim.volume(&a()).map(Volume::millilitres).unwrap_or_default());
+    assert!(got_b >= 500_000_000, "{got_b}");
+    let closed = c.set_valve(&a(), false).await;
+    assert!(matches!(closed, Ok(Ok(_))), "{closed:?}");
+    assert_eq!(sim.valve_open(&a()), Some(false));
+    assert_eq!(c.connects(), 1, "one port, opened once");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn on_a_serial_line_a_garbled_or_dead_meter_fails_alone_and_the_port_is_kept() {
+    let (sim, mut c) = serial_line(two_meters()).await;
+    volume(&mut c, a()).await;
+
+    set_fault(&sim, a(), Fault { garbage: true, ..Fault::default() });
+    let got = c.read_meter(&a()).await;
+    assert!(matches!(got, Err(Cjt188Error::Frame(_))), "{got:?}");
+    volume(&mut c, b()).await;
+
+    set_fault(&sim, a(), Fault { silent: true, ..Fault::default() });
+    let started = std::time::Instant::now();
+    let got = c.read_meter(&a()).await;
+    assert!(matches!(got, Err(Cjt188Error::Timeout(_))), "{got:?}");
+    // The timeout plus the wire time of the longest exchange (64 + 4 bytes at 2400 8E1 = 312 ms), not more.
+    let cost = started.elapsed();
+    assert!(cost >= SERIAL_TIMEOUT && cost < SERIAL_TIMEOUT + Duration::from_millis(312 + 500), "{cost:?}");
+    volume(&mut c, b()).await;
+
+    set_fault(&sim, a(), Fault::default());
+    volume(&mut c, a()).await;
+    assert_eq!(c.connects(), 1, "a garbled or dead meter does not reopen the port");
+    assert!(sim.malformed() == 0, "the master sent only well-formed frames");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_serial_line_silent_for_three_requests_in_a_row_is_reopened() {
+    let (sim, mut c) = serial_line(two_meters()).await;
+    volume(&mut c, a()).await;
+    set_fault(&sim, a(), Fault { silent: true, ..Fault::default() });
+    set_fault(&sim, b(), Fault { silent: true, ..Fault::default() });
+    for meter in [a(), b()] {
+        assert!(matches!(c.read_meter(&meter).await, Err(Cjt188Error::Timeout(_))));
+        assert!(c.is_connected(), "kept after a timeout");
+    }
+    assert!(matches!(c.read_meter(&a()).await, Err(Cjt188Error::Timeout(_))));
+    assert!(!c.is_connected(), "closed after three timeouts in a row (a wedged adapter looks like this)");
+    set_fault(&sim, a(), Fault::default());
+    volume(&mut c, a()).await;
+    assert_eq!(c.connects(), 2);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_serial_port_that_does_not_exist_is_a_connect_error() {
+    let settings = LineSettings::new("/dev/waterworks-no-such-port", 2400, "8E1", SERIAL_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let target =
+        Cjt188Target { link: Cjt188Link::Serial(settings), timeout: SERIAL_TIMEOUT, model: Cjt188Model::default() };
+    let mut c = Cjt188Master::new(target);
+    let got = c.read_meter(&a()).await;
+    assert!(
+        matches!(&got, Err(Cjt188Error::Connect { addr, .. }) if addr == "/dev/waterworks-no-such-port"),
+        "{got:?}"
+    );
     assert_eq!(c.connects(), 0);
 }

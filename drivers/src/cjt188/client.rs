@@ -6,8 +6,8 @@
 //!
 //! **Contract:** after any `Err`, the state of the stream is unknown (half a reply may still be on its way),
 //! so the [`Cjt188Client`] refuses further requests ([`Cjt188Error::Poisoned`]) and its owner drops it and
-//! the stream, and opens a new one. [`Cjt188TcpClient`] does exactly that by itself. An abnormal reply is a
-//! valid reply and keeps the stream.
+//! the stream, and opens a new one. [`Cjt188Master`] does that by itself: over TCP with a new connection, on a
+//! serial line with the same port under a fresh client. An abnormal reply is a valid reply and keeps the stream.
 //!
 //! While waiting for its reply, the client skips line noise, wake-up bytes, its own request echoed back (an
 //! RS-485 adapter may do that), and whole frames that are not the answer: from another meter, to another
@@ -18,17 +18,21 @@
 //! device actor that owns the client.
 
 use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
+use tokio_serial::SerialStream;
 
 use super::frame::{decode, encode, junk_len, Address, Control, Frame, FrameError};
 use super::payload::{
     parse_metering_reply, parse_valve_reply, read_metering_request, valve_request, Cjt188Model, MeteringData,
     ValveState,
 };
+use crate::rtu::LineSettings;
 
 /// Bytes read from the stream at a time; a whole 901F reply with preamble fits.
 const READ_CHUNK: usize = 256;
@@ -127,6 +131,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Cjt188Client<T> {
     /// meant for its predecessor is not taken for its own.
     pub fn set_next_serial(&mut self, serial: u8) {
         self.serial = serial;
+    }
+
+    /// The stream.
+    pub fn get_ref(&self) -> &T {
+        &self.io
     }
 
     /// The stream, e.g. to close it.
@@ -261,36 +270,122 @@ fn answers(request: &Frame, reply: &Frame, match_ser: bool) -> bool {
     true
 }
 
-/// Connection settings of CJ/T 188 meters behind one transparent TCP gateway.
+/// Where a master reaches its meters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cjt188Link {
+    /// A transparent gateway at `host:port` (resolved at every connect, so a DNS change is picked up after a
+    /// reconnect).
+    Tcp(String),
+    /// A serial line (RS-485 or an M-Bus level converter) the master owns alone: CJ/T 188 meters commonly run
+    /// 2400 8E1. The settings' `timeout` is replaced by the target's.
+    Serial(LineSettings),
+}
+
+impl fmt::Display for Cjt188Link {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cjt188Link::Tcp(addr) => write!(f, "tcp {addr}"),
+            Cjt188Link::Serial(s) => write!(f, "serial {} {} {}", s.path, s.baud, s.format()),
+        }
+    }
+}
+
+/// How a master reaches its meters, and how long it gives each request.
 #[derive(Debug, Clone)]
-pub struct Cjt188TcpTarget {
-    /// `host:port`; resolved at every connect so a DNS change is picked up after a reconnect.
-    pub addr: String,
-    /// Bounds connect and every request separately.
+pub struct Cjt188Target {
+    pub link: Cjt188Link,
+    /// Bounds connecting, and every request's reply. On a serial line the wire time of the request and of the
+    /// longest reply is added, so the timeout means the same at 1200 baud as over TCP.
     pub timeout: Duration,
     pub model: Cjt188Model,
 }
 
-/// A CJ/T 188 master over TCP that connects lazily and replaces its connection after any failure.
+/// Bytes on the wire of the longest exchange this master makes, besides the wake-up preambles: a 901F read
+/// request (16) and its reply (35 in the 2004 layout, 44 at most with vendor extras), rounded up.
+const EXCHANGE_BYTES: usize = 64;
+
+/// After this many requests in a row that timed out, a serial port is reopened: a whole line gone silent is how a
+/// wedged USB adapter looks. One dead meter among live ones never triggers it.
+const REOPEN_AFTER_TIMEOUTS: u32 = 3;
+
+/// The byte stream under a master: a TCP connection or a serial port.
 #[derive(Debug)]
-pub struct Cjt188TcpClient {
-    target: Cjt188TcpTarget,
-    client: Option<Cjt188Client<TcpStream>>,
-    /// SER of the next request, carried across reconnects.
-    serial: u8,
-    /// How many connections this client has opened; lets tests and status see reconnects.
-    connects: u64,
-    /// Frames skipped on earlier connections; see [`Cjt188TcpClient::skipped_frames`].
-    skipped_before: u64,
+pub enum Port {
+    Tcp(TcpStream),
+    Serial(SerialStream),
 }
 
-impl Cjt188TcpClient {
-    /// Creates a client; nothing is opened until the first request.
-    pub fn new(target: Cjt188TcpTarget) -> Self {
-        Cjt188TcpClient { target, client: None, serial: 0, connects: 0, skipped_before: 0 }
+impl AsyncRead for Port {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Port::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Port::Serial(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Port {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Port::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Port::Serial(s) => Pin::new(s).poll_write(cx, buf),
+        }
     }
 
-    pub fn target(&self) -> &Cjt188TcpTarget {
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Port::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Port::Serial(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Port::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Port::Serial(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+impl Port {
+    fn close(self) {
+        match self {
+            Port::Tcp(_) => {}
+            Port::Serial(port) => crate::serial::close(port),
+        }
+    }
+}
+
+/// A CJ/T 188 master over a TCP gateway or a serial line that opens its stream lazily and recovers after
+/// failures by itself:
+/// - over TCP, any failure drops the connection (the client's contract) and the next request reconnects;
+/// - on a serial line, the port is kept after a timeout or a bad reply (a dead or garbled meter costs only its
+///   own request: input is discarded before every request, and a late reply is told apart by address and SER),
+///   and reopened after a port error or [`REOPEN_AFTER_TIMEOUTS`] timeouts in a row.
+///
+/// One master owns its stream: every request to every meter behind it is serialised by `&mut self`, which is
+/// what a half-duplex bus needs.
+#[derive(Debug)]
+pub struct Cjt188Master {
+    target: Cjt188Target,
+    client: Option<Cjt188Client<Port>>,
+    /// SER of the next request, carried across reconnects.
+    serial: u8,
+    /// How many times the stream was opened; lets tests and status see reconnects.
+    connects: u64,
+    /// Frames skipped on earlier streams; see [`Cjt188Master::skipped_frames`].
+    skipped_before: u64,
+    /// Serial requests in a row that timed out.
+    timeouts_in_a_row: u32,
+}
+
+impl Cjt188Master {
+    /// Creates a master; nothing is opened until the first request.
+    pub fn new(target: Cjt188Target) -> Self {
+        Cjt188Master { target, client: None, serial: 0, connects: 0, skipped_before: 0, timeouts_in_a_row: 0 }
+    }
+
+    pub fn target(&self) -> &Cjt188Target {
         &self.target
     }
 
@@ -298,22 +393,23 @@ impl Cjt188TcpClient {
         self.client.is_some()
     }
 
-    /// Number of connections opened so far.
+    /// Number of times the stream was opened so far.
     pub fn connects(&self) -> u64 {
         self.connects
     }
 
     /// Frames skipped so far while waiting for replies (other meters, stale replies, echoes), over all
-    /// connections.
+    /// streams.
     pub fn skipped_frames(&self) -> u64 {
         self.skipped_before + self.client.as_ref().map_or(0, Cjt188Client::skipped_frames)
     }
 
-    /// Drops the connection (if any); the next request reconnects.
+    /// Closes the stream (if any); the next request opens it again.
     pub fn disconnect(&mut self) {
         if let Some(client) = self.client.take() {
             self.serial = client.next_serial();
             self.skipped_before += client.skipped_frames();
+            client.into_inner().close();
         }
     }
 
@@ -329,26 +425,72 @@ impl Cjt188TcpClient {
         self.after(outcome)
     }
 
-    /// Drops the connection after a failure.
+    /// Recovers after a failure: see the type's documentation.
     fn after<R>(&mut self, outcome: Cjt188Result<R>) -> Cjt188Result<R> {
-        if outcome.is_err() {
-            self.disconnect();
+        let Err(error) = &outcome else {
+            self.timeouts_in_a_row = 0;
+            return outcome;
+        };
+        let keep_port = match error {
+            Cjt188Error::Timeout(_) => {
+                self.timeouts_in_a_row += 1;
+                self.timeouts_in_a_row < REOPEN_AFTER_TIMEOUTS
+            }
+            Cjt188Error::Frame(_) | Cjt188Error::BadReply(_) => {
+                self.timeouts_in_a_row = 0;
+                true
+            }
+            _ => false,
+        };
+        match self.client.take() {
+            Some(client) if keep_port && matches!(self.target.link, Cjt188Link::Serial(_)) => {
+                // A serial line has no connection to replace: the same port under a fresh client, which
+                // discards what is left of the failed exchange before its next request.
+                self.skipped_before += client.skipped_frames();
+                let next = client.next_serial();
+                let mut fresh = Cjt188Client::new(client.into_inner(), self.target.model, self.request_timeout());
+                fresh.set_next_serial(next);
+                self.client = Some(fresh);
+            }
+            Some(client) => {
+                self.client = Some(client);
+                self.disconnect();
+                self.timeouts_in_a_row = 0;
+            }
+            None => {}
         }
         outcome
     }
 
-    async fn connect(&mut self) -> Result<&mut Cjt188Client<TcpStream>, Cjt188Error> {
+    /// The whole time one request may take, see [`Cjt188Target::timeout`].
+    fn request_timeout(&self) -> Duration {
+        match &self.target.link {
+            Cjt188Link::Tcp(_) => self.target.timeout,
+            Cjt188Link::Serial(s) => self.target.timeout + s.wire_time(EXCHANGE_BYTES + 2 * self.target.model.preamble),
+        }
+    }
+
+    async fn connect(&mut self) -> Result<&mut Cjt188Client<Port>, Cjt188Error> {
         if self.client.is_none() {
-            let addr = &self.target.addr;
-            let stream = crate::net::connect(addr, self.target.timeout)
-                .await
-                .map_err(|reason| Cjt188Error::Connect { addr: addr.clone(), reason })?;
-            let mut client = Cjt188Client::new(stream, self.target.model, self.target.timeout);
+            let port = match &self.target.link {
+                Cjt188Link::Tcp(addr) => crate::net::connect(addr, self.target.timeout)
+                    .await
+                    .map(Port::Tcp)
+                    .map_err(|reason| Cjt188Error::Connect { addr: addr.clone(), reason })?,
+                Cjt188Link::Serial(settings) => crate::serial::open(settings)
+                    .map(Port::Serial)
+                    .map_err(|reason| Cjt188Error::Connect { addr: settings.path.clone(), reason })?,
+            };
+            let mut client = Cjt188Client::new(port, self.target.model, self.request_timeout());
             client.set_next_serial(self.serial);
             self.connects += 1;
             self.client = Some(client);
         }
-        // Always `Some` here; an error rather than an `expect` keeps the driver free of panics.
-        self.client.as_mut().ok_or(Cjt188Error::Poisoned)
+        let client = self.client.as_mut().ok_or(Cjt188Error::Poisoned)?;
+        if let Port::Serial(port) = client.get_ref() {
+            // Whatever arrived since the last exchange (a late reply, noise) answers nothing we will ask.
+            crate::serial::discard_input(port);
+        }
+        Ok(client)
     }
 }

@@ -6,9 +6,10 @@
 //! - [`frame`]: [`Address`], [`MeterType`], [`Control`], [`Frame`], [`encode`] and the incremental [`decode`].
 //! - [`payload`]: data identifiers and their byte order, per-model settings ([`Cjt188Model`], [`StBits`]),
 //!   901F metering data ([`MeteringData`], [`Volume`]), A017 valve control, request builders.
-//! - [`client`]: [`Cjt188Client`] over any `AsyncRead + AsyncWrite` stream and [`Cjt188TcpClient`], which
-//!   reconnects after any failure.
-//! - [`sim`]: [`sim::Cjt188Sim`], a TCP transparent gateway playing N valve meters, with faults.
+//! - [`client`]: [`Cjt188Client`] over any `AsyncRead + AsyncWrite` stream, and [`Cjt188Master`] over a TCP
+//!   transparent gateway or a serial line ([`Cjt188Link`]), which recovers after failures by itself.
+//! - [`sim`]: [`sim::Cjt188Sim`], N valve meters with faults behind a TCP transparent gateway or on a pty serial
+//!   line paced to its baud rate.
 //!
 //! Facts come from DOMAIN.md §2 (open-source implementations; the standard's text was not read). Where
 //! vendors disagree (DI byte order, status bits), the choice is a per-model setting, not code.
@@ -24,7 +25,9 @@ pub mod frame;
 pub mod payload;
 pub mod sim;
 
-pub use client::{AbnormalReply, Cjt188Client, Cjt188Error, Cjt188Result, Cjt188TcpClient, Cjt188TcpTarget};
+pub use client::{
+    AbnormalReply, Cjt188Client, Cjt188Error, Cjt188Link, Cjt188Master, Cjt188Result, Cjt188Target, Port,
+};
 pub use frame::{decode, encode, junk_len, Address, AddressError, Control, Frame, FrameError, MeterType};
 pub use payload::{
     Cjt188Model, DiOrder, Edition, MeterTime, MeteringData, PayloadError, Reading, StBits, Status, ValveBits,

@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{sleep_until, timeout_at, Instant};
-use tokio_serial::{ClearBuffer, FlowControl, SerialPort, SerialStream};
+use tokio_serial::SerialStream;
 
 use super::frame::{self, Scan, MAX_FRAME};
-use super::settings::{DataBits, LineSettings, Parity, StopBits};
+use super::settings::LineSettings;
 use crate::modbus::{Exception, ModbusError, ModbusResult};
 use crate::registers::Function;
 
@@ -132,10 +132,8 @@ impl RtuLine {
 
     /// Closes the port; the next request opens it again.
     pub fn close(&mut self) {
-        if let Some(mut port) = self.port.take() {
-            // Opening took exclusive access (TIOCEXCL). The kernel lifts it only at the tty's last close, which
-            // a pty whose other side still holds it open never sees; give it back so that reopening works.
-            let _ = port.set_exclusive(false);
+        if let Some(port) = self.port.take() {
+            crate::serial::close(port);
         }
         self.buf.clear();
     }
@@ -255,26 +253,7 @@ impl RtuLine {
             return Ok(());
         }
         let s = &self.settings;
-        let connect_error = |reason: String| ModbusError::Connect { addr: s.path.clone(), reason };
-        s.check().map_err(|e| connect_error(e.to_string()))?;
-        let builder = tokio_serial::new(&s.path, s.baud)
-            .data_bits(match s.data_bits {
-                DataBits::Seven => tokio_serial::DataBits::Seven,
-                DataBits::Eight => tokio_serial::DataBits::Eight,
-            })
-            .parity(match s.parity {
-                Parity::None => tokio_serial::Parity::None,
-                Parity::Even => tokio_serial::Parity::Even,
-                Parity::Odd => tokio_serial::Parity::Odd,
-            })
-            .stop_bits(match s.stop_bits {
-                StopBits::One => tokio_serial::StopBits::One,
-                StopBits::Two => tokio_serial::StopBits::Two,
-            })
-            .flow_control(FlowControl::None);
-        let port = SerialStream::open(&builder).map_err(|e| connect_error(e.to_string()))?;
-        // Whatever the driver buffered before we looked is no answer to anything we will ask.
-        port.clear(ClearBuffer::Input).map_err(|e| connect_error(e.to_string()))?;
+        let port = crate::serial::open(s).map_err(|reason| ModbusError::Connect { addr: s.path.clone(), reason })?;
         self.port = Some(port);
         self.buf.clear();
         self.counters.opens += 1;

@@ -68,6 +68,11 @@ impl CharFormat {
         };
         1 + data + parity + stop
     }
+
+    /// Time `bytes` characters sent back to back take on the wire at `baud`.
+    pub fn wire_time(self, baud: u32, bytes: usize) -> Duration {
+        wire_time(baud, self, bytes)
+    }
 }
 
 impl FromStr for CharFormat {

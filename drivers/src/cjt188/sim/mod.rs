@@ -1,9 +1,11 @@
-//! A simulated transparent gateway: one TCP server passing CJ/T 188 frames to N simulated water meters
-//! with valves, and their replies back, with faults injected per meter at run time.
+//! Simulated CJ/T 188 water meters with valves, with faults injected per meter at run time, reached either
+//! through a transparent gateway (one TCP server passing frames to the meters and their replies back) or on a
+//! serial line (a pty, every exchange paced to the line's baud rate): [`SimLink`].
 //!
 //! # Layout
 //! - `meter`: the pure meter model (volume, valve, the answer to one request, the meter clock).
-//! - `server`: the listener, one task per connection, and the faults applied to each reply.
+//! - `server`: the TCP listener and one task per connection, or the task on the pty, and the faults applied to
+//!   each reply.
 //! - here: the spec ([`GatewaySpec`], [`SimMeterSpec`]), [`Fault`], and the handle [`Cjt188Sim`].
 //!
 //! Time: volumes follow tokio's clock (elapsed time since start), so a test with a paused clock controls
@@ -15,8 +17,9 @@
 //! own connection and is counted ([`Cjt188Sim::malformed`]).
 //!
 //! **Invariant:** one meter's fault never affects another meter, and each connection has its own task.
-//! This module deliberately does not model bus contention: requests on two connections are answered
-//! concurrently, where a real gateway would serialise them on its one bus.
+//! Over TCP this module deliberately does not model bus contention: requests on two connections are answered
+//! concurrently, where a real gateway would serialise them on its one bus. A serial line has one stream and
+//! answers one request at a time.
 
 mod meter;
 mod server;
@@ -30,8 +33,11 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use tokio_serial::{SerialPort, SerialStream};
+
 use super::frame::{Address, MeterType, MAX_PREAMBLE};
 use super::payload::{DiOrder, StBits, Volume, VolumeUnit};
+use crate::rtu::CharFormat;
 use meter::MeterState;
 
 /// Why the simulator could not start or do what it was asked.
@@ -41,6 +47,8 @@ pub enum Cjt188SimError {
     InvalidSpec(String),
     #[error("simulated gateway cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot create the simulated serial line: {0}")]
+    Pty(String),
     #[error("no simulated meter {0}")]
     UnknownMeter(Address),
 }
@@ -113,11 +121,19 @@ impl SimMeterSpec {
     }
 }
 
-/// A transparent gateway and the meters on its bus.
+/// How the simulated meters are reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimLink {
+    /// A transparent gateway listening here; port 0 picks a free port, see [`Cjt188Sim::addr`].
+    Tcp(SocketAddr),
+    /// A serial line on a new pty (see [`Cjt188Sim::path`]), every exchange paced to `baud` and `format`.
+    Serial { baud: u32, format: CharFormat },
+}
+
+/// A transparent gateway or a serial line, and the meters on its bus.
 #[derive(Debug, Clone)]
 pub struct GatewaySpec {
-    /// Port 0 picks a free port; see [`Cjt188Sim::addr`].
-    pub listen: SocketAddr,
+    pub link: SimLink,
     /// FE bytes the meters send before every reply.
     pub preamble: usize,
     /// The status table every meter on this gateway uses.
@@ -166,21 +182,30 @@ impl Shared {
     }
 }
 
-/// A running simulated gateway. Dropping it stops it too; [`Cjt188Sim::shutdown`] also waits.
+/// Where a running simulator is reached.
+#[derive(Debug)]
+enum Endpoint {
+    Tcp(SocketAddr),
+    Serial {
+        path: String,
+        /// The pty's slave side, held open so that a client closing its end never hangs the pty up.
+        _keep_open: SerialStream,
+    },
+}
+
+/// A running simulated gateway or line. Dropping it stops it too; [`Cjt188Sim::shutdown`] also waits.
 #[derive(Debug)]
 pub struct Cjt188Sim {
     shared: Arc<Shared>,
-    addr: SocketAddr,
-    listener: Option<JoinHandle<()>>,
+    endpoint: Endpoint,
+    task: Option<JoinHandle<()>>,
 }
 
 impl Cjt188Sim {
-    /// Checks the spec, binds the listener, then serves. Nothing is bound if the spec is invalid.
+    /// Checks the spec, binds the listener or creates the pty, then serves. Nothing is opened if the spec is
+    /// invalid. Must be called inside a tokio runtime.
     pub async fn start(spec: GatewaySpec) -> Result<Cjt188Sim, Cjt188SimError> {
         check_spec(&spec).map_err(Cjt188SimError::InvalidSpec)?;
-        let bind_error = |source| Cjt188SimError::Bind { addr: spec.listen, source };
-        let listener = TcpListener::bind(spec.listen).await.map_err(bind_error)?;
-        let addr = listener.local_addr().map_err(bind_error)?;
         let origin_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let meters = spec
             .meters
@@ -211,14 +236,40 @@ impl Cjt188Sim {
             origin_unix: i64::try_from(origin_unix).unwrap_or(0),
             malformed: AtomicU64::new(0),
         });
-        tracing::info!(message = "simulated cj/t 188 gateway listening", addr = %addr, meters = shared.meters.len());
-        let listener = tokio::spawn(server::run_listener(listener, Arc::clone(&shared)));
-        Ok(Cjt188Sim { shared, addr, listener: Some(listener) })
+        let (endpoint, task) = match spec.link {
+            SimLink::Tcp(listen) => {
+                let bind_error = |source| Cjt188SimError::Bind { addr: listen, source };
+                let listener = TcpListener::bind(listen).await.map_err(bind_error)?;
+                let addr = listener.local_addr().map_err(bind_error)?;
+                tracing::info!(message = "simulated cj/t 188 gateway listening", addr = %addr, meters = shared.meters.len());
+                (Endpoint::Tcp(addr), tokio::spawn(server::run_listener(listener, Arc::clone(&shared))))
+            }
+            SimLink::Serial { baud, format } => {
+                let (master, keep_open) = SerialStream::pair().map_err(|e| Cjt188SimError::Pty(e.to_string()))?;
+                let path = keep_open.name().ok_or_else(|| Cjt188SimError::Pty("the pty has no path".to_owned()))?;
+                tracing::info!(message = "simulated cj/t 188 serial line started", path = %path, baud, format = %format, meters = shared.meters.len());
+                let wire = server::Wire { baud, format };
+                let task = tokio::spawn(server::run_serial(master, Arc::clone(&shared), wire));
+                (Endpoint::Serial { path, _keep_open: keep_open }, task)
+            }
+        };
+        Ok(Cjt188Sim { shared, endpoint, task: Some(task) })
     }
 
-    /// The address the gateway listens on (the real port when the spec said port 0).
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+    /// The address the gateway listens on (the real port when the spec said port 0); `None` on a serial line.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        match &self.endpoint {
+            Endpoint::Tcp(addr) => Some(*addr),
+            Endpoint::Serial { .. } => None,
+        }
+    }
+
+    /// The serial device a master opens; `None` for a TCP gateway.
+    pub fn path(&self) -> Option<&str> {
+        match &self.endpoint {
+            Endpoint::Tcp(_) => None,
+            Endpoint::Serial { path, .. } => Some(path),
+        }
     }
 
     /// Meter addresses in spec order.
@@ -266,9 +317,9 @@ impl Cjt188Sim {
         self.shared.meter(address).ok().map(|m| lock(&m.state).valve_open)
     }
 
-    /// Stops the listener and every connection, and waits until they are gone.
+    /// Stops the listener and every connection (or the line), and waits until they are gone.
     pub async fn shutdown(mut self) {
-        if let Some(task) = self.listener.take() {
+        if let Some(task) = self.task.take() {
             task.abort();
             let _ = task.await;
         }
@@ -277,7 +328,7 @@ impl Cjt188Sim {
 
 impl Drop for Cjt188Sim {
     fn drop(&mut self) {
-        if let Some(task) = &self.listener {
+        if let Some(task) = &self.task {
             task.abort();
         }
     }
@@ -285,6 +336,9 @@ impl Drop for Cjt188Sim {
 
 /// The checks run before anything is bound.
 fn check_spec(spec: &GatewaySpec) -> Result<(), String> {
+    if let SimLink::Serial { baud: 0, .. } = spec.link {
+        return Err("baud rate must be above 0".to_owned());
+    }
     if spec.preamble > MAX_PREAMBLE {
         return Err(format!("preamble of {} bytes is longer than {MAX_PREAMBLE}", spec.preamble));
     }
@@ -308,7 +362,12 @@ mod tests {
     use super::*;
 
     fn spec(meters: Vec<SimMeterSpec>) -> GatewaySpec {
-        GatewaySpec { listen: SocketAddr::from(([127, 0, 0, 1], 0)), preamble: 2, st_bits: StBits::STANDARD, meters }
+        GatewaySpec {
+            link: SimLink::Tcp(SocketAddr::from(([127, 0, 0, 1], 0))),
+            preamble: 2,
+            st_bits: StBits::STANDARD,
+            meters,
+        }
     }
 
     fn address(s: &str) -> Address {

@@ -1,25 +1,32 @@
-//! The network side of the simulated gateway: its listener task, one task per connection, and the faults
-//! applied to each reply.
+//! The wire side of the simulated meters: a TCP listener with one task per connection, or one task on a pty
+//! serial line; and the faults applied to each reply.
 //!
-//! A connection reads request frames (skipping wake-up bytes and noise as a meter does), hands each to the
-//! addressed meter, and writes the reply with the meter's fault applied. A corrupt frame closes only its own
-//! connection and is counted. This module deliberately does not compute replies (that is `meter.rs`).
+//! A stream reads request frames (skipping wake-up bytes and noise as a meter does), hands each to the
+//! addressed meter, and writes the reply with the meter's fault applied. A corrupt frame is counted; it closes
+//! its own TCP connection, and on a serial line only its own bytes are dropped. On a serial line every exchange
+//! takes its wire time at the line's baud rate: the reply is complete only after the request and the reply
+//! would have crossed the line, one exchange at a time, as on a real half-duplex bus.
+//! This module deliberately does not compute replies (that is `meter.rs`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
+use tokio_serial::SerialStream;
 
 use super::meter::Answer;
 use super::{lock, Fault, Meter, Shared};
 use crate::cjt188::frame::{decode, encode, junk_len, Address, Frame, PREAMBLE_BYTE, START_BYTE};
+use crate::rtu::CharFormat;
 
 /// Pause after a failed accept (out of file descriptors, say), so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Pause after a failed read of the pty, so the loop does not spin.
+const READ_BACKOFF: Duration = Duration::from_millis(20);
 /// Line noise put before a reply by [`Fault::noise`]: no 68 among it, so a reader can only skip it.
 const NOISE: [u8; 6] = [0x00, 0xFF, 0x55, 0x16, 0xFE, 0x13];
 
@@ -49,31 +56,47 @@ pub(crate) async fn run_listener(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-/// The next frame from the peer; `None` when the peer closed, the link failed, or the bytes were corrupt.
-async fn next_frame(stream: &mut TcpStream, buf: &mut Vec<u8>, peer: SocketAddr, shared: &Shared) -> Option<Frame> {
+/// Why a stream stopped yielding frames.
+enum End {
+    /// The peer closed or the link failed.
+    Closed,
+    /// Bytes that are not CJ/T 188 (counted).
+    Corrupt,
+}
+
+/// The next frame from the peer and the bytes it took on the wire (with its wake-up bytes).
+async fn next_frame<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    peer: &str,
+    shared: &Shared,
+) -> Result<(Frame, usize), End> {
+    let mut skipped = 0;
     loop {
         let junk = junk_len(buf);
         buf.drain(..junk);
+        skipped += junk;
         match decode(buf) {
             Ok(Some((frame, used))) => {
                 buf.drain(..used);
-                return Some(frame);
+                return Ok((frame, skipped + used));
             }
             Ok(None) => {
                 let mut chunk = [0u8; 256];
                 match stream.read(&mut chunk).await {
-                    Ok(0) => return None,
+                    Ok(0) => return Err(End::Closed),
                     Ok(n) => buf.extend_from_slice(&chunk[..n]),
                     Err(error) => {
                         tracing::debug!(message = "connection failed", peer = %peer, error = %error);
-                        return None;
+                        return Err(End::Closed);
                     }
                 }
             }
             Err(error) => {
                 shared.malformed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(message = "corrupt frame, closing the connection", peer = %peer, error = %error);
-                return None;
+                tracing::warn!(message = "corrupt frame", peer = %peer, error = %error);
+                buf.clear();
+                return Err(End::Corrupt);
             }
         }
     }
@@ -90,35 +113,77 @@ fn addressed<'a>(shared: &'a Shared, address: &Address) -> Option<&'a Meter> {
     shared.meters.iter().find(|m| m.address == *address)
 }
 
-/// Serves one connection: read a request, look at the addressed meter's fault as it is now, answer (or not).
+/// Serves one TCP connection until it closes, sends a corrupt frame, or a fault disconnects it.
 async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     // Replies are small and must not wait for more data to fill a segment.
     let _ = stream.set_nodelay(true);
+    let _ = serve(&mut stream, &peer.to_string(), &shared, None).await;
+}
+
+/// A serial line: its baud rate and character format, which pace every exchange.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Wire {
+    pub(crate) baud: u32,
+    pub(crate) format: CharFormat,
+}
+
+/// Serves the simulated line on the pty's master side until the task is aborted. A corrupt frame or a
+/// "disconnect" fault drops only what was received; a line cannot be hung up.
+pub(crate) async fn run_serial(mut port: SerialStream, shared: Arc<Shared>, wire: Wire) {
+    loop {
+        if let End::Closed = serve(&mut port, "serial line", &shared, Some(wire)).await {
+            // Only a pty whose every slave-side handle is closed fails to read; the simulator holds one open,
+            // so this is transient at worst.
+            tokio::time::sleep(READ_BACKOFF).await;
+        }
+    }
+}
+
+/// Reads requests from `stream` and answers each as the addressed meter's fault says, until the stream ends.
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    peer: &str,
+    shared: &Shared,
+    wire: Option<Wire>,
+) -> End {
     let mut buf = Vec::new();
-    while let Some(request) = next_frame(&mut stream, &mut buf, peer, &shared).await {
+    loop {
+        let (request, request_bytes) = match next_frame(stream, &mut buf, peer, shared).await {
+            Ok(next) => next,
+            Err(end) => return end,
+        };
+        let received = tokio::time::Instant::now();
         if request.control.is_reply() {
             continue;
         }
-        let Some(meter) = addressed(&shared, &request.address) else { continue };
+        let Some(meter) = addressed(shared, &request.address) else { continue };
         meter.requests.fetch_add(1, Ordering::Relaxed);
         let fault = lock(&meter.fault).clone();
-        if fault.disconnect {
+        if fault.disconnect && wire.is_none() {
             tracing::debug!(message = "fault: disconnect", meter = %meter.address, peer = %peer);
-            return;
+            return End::Closed;
         }
-        if fault.silent {
+        if fault.silent || fault.disconnect {
             continue;
         }
-        if fault.delay_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
+        let delay = Duration::from_millis(fault.delay_ms);
+        if wire.is_none() && !delay.is_zero() {
+            tokio::time::sleep(delay).await;
         }
-        let reply = respond(&shared, meter, &request, &fault);
+        let reply = respond(shared, meter, &request, &fault);
         if reply.is_empty() {
             continue;
         }
+        if let Some(wire) = wire {
+            // A pty delivers bytes at once; the line would have taken this long to carry the request, then the
+            // reply (after the meter's delay). The next request is read only after this reply, so exchanges never
+            // overlap.
+            let on_wire = wire.format.wire_time(wire.baud, request_bytes + reply.len());
+            tokio::time::sleep_until(received + delay + on_wire).await;
+        }
         if let Err(error) = stream.write_all(&reply).await {
             tracing::debug!(message = "reply not sent", meter = %meter.address, peer = %peer, error = %error);
-            return;
+            return End::Closed;
         }
     }
 }
