@@ -26,6 +26,7 @@ use crate::model::{
 };
 use crate::store::{Op, Store};
 use crate::supervisor::Slot;
+use drivers::log_limit::LogLimit;
 
 /// A group of meters publishing over MQTT, resolved from configuration.
 #[derive(Clone, Debug)]
@@ -274,6 +275,7 @@ impl Actor for MqttGateway {
             args.groups.iter().flat_map(|(g, slot)| g.meters.iter().map(move |m| (m.clone(), slot.clone()))).collect();
         let metrics = args.metrics.clone();
         let router = tokio::spawn(async move {
+            let mut unknown_log = LogLimit::new(20, std::time::Duration::from_secs(60));
             while let Some(incoming) = rx.recv().await {
                 let readings = match incoming.readings {
                     Ok(r) => r,
@@ -293,7 +295,9 @@ impl Actor for MqttGateway {
                     }
                     None => {
                         Metrics::inc(&metrics.bad_values);
-                        tracing::warn!(message = "MQTT message for unknown meters dropped.", topic = %incoming.topic, meters = readings.len());
+                        if let Some(suppressed) = unknown_log.check() {
+                            tracing::warn!(message = "MQTT message for unknown meters dropped.", topic = %incoming.topic, meters = readings.len(), not_logged_before = suppressed);
+                        }
                         incoming.ack.ack();
                     }
                 }

@@ -28,6 +28,7 @@ use crate::model::{
 };
 use crate::store::{Op, Store};
 use crate::supervisor::Slot;
+use drivers::log_limit::LogLimit;
 
 /// One measured factor of a station.
 #[derive(Clone, Debug, PartialEq)]
@@ -359,6 +360,7 @@ impl Actor for Hj212Gateway {
             args.stations.iter().map(|(s, slot)| (s.mn.clone(), slot.clone())).collect();
         let metrics = args.metrics.clone();
         let router = tokio::spawn(async move {
+            let mut unknown_log = LogLimit::new(20, std::time::Duration::from_secs(60));
             while let Some(received) = rx.recv().await {
                 match routes.get(&received.packet.mn).and_then(|s| s.get()) {
                     Some(station) => {
@@ -368,7 +370,9 @@ impl Actor for Hj212Gateway {
                     }
                     None => {
                         Metrics::inc(&metrics.bad_requests);
-                        tracing::warn!(message = "HJ 212 packet from an unknown station dropped.", mn = %received.packet.mn, peer = %received.peer);
+                        if let Some(suppressed) = unknown_log.check() {
+                            tracing::warn!(message = "HJ 212 packet from an unknown station dropped.", mn = %received.packet.mn, peer = %received.peer, not_logged_before = suppressed);
+                        }
                         received.ack.refuse();
                     }
                 }

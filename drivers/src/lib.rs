@@ -4,6 +4,7 @@
 //! - [`registers`]: register data types, word orders, decoding (pure).
 //! - [`cjt188`]: CJ/T 188 household water meters: frame codec, a guarded master, a simulated gateway.
 //! - [`modbus`]: a guarded Modbus TCP client (timeouts, reconnect after failure).
+//! - [`log_limit`]: at most a burst of log lines per window for floods of bad input (counting is not limited).
 //! - [`net`]: connecting to a device over TCP within a time limit, for every protocol client.
 //! - [`serial`]: opening and closing serial ports, for every protocol on a serial line.
 //! - [`mqtt`]: MQTT ingestion of meter readings: payload mappings from configuration, a subscribing client that
@@ -19,6 +20,7 @@
 
 pub mod cjt188;
 pub mod hj212;
+pub mod log_limit;
 pub mod modbus;
 pub mod mqtt;
 pub mod net;

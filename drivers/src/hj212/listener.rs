@@ -32,6 +32,10 @@ use tracing::Instrument;
 use super::codec::{data_response, decode, encode, Packet, MAX_FRAME_LEN};
 use super::framing::LineFramer;
 use super::{cn, Hj212Error};
+use crate::log_limit::LogLimit;
+
+/// Rejected frames logged per minute at most (all are counted, and the latest kept in the stats).
+const LOGGED_REJECTIONS_PER_MINUTE: u32 = 20;
 
 /// Bytes read from a socket at a time.
 const READ_CHUNK: usize = 4096;
@@ -166,11 +170,16 @@ struct Shared {
     stats: watch::Sender<ListenerStats>,
     /// One permit per connection.
     slots: Arc<Semaphore>,
+    /// Rejections are all counted, but at most a burst of them logged per minute.
+    reject_log: std::sync::Mutex<LogLimit>,
 }
 
 impl Shared {
     fn reject(&self, peer: SocketAddr, error: Hj212Error) {
-        tracing::warn!(message = "hj212 frame rejected", peer = %peer, error = %error);
+        let log = self.reject_log.lock().unwrap_or_else(std::sync::PoisonError::into_inner).check();
+        if let Some(suppressed) = log {
+            tracing::warn!(message = "hj212 frame rejected", peer = %peer, error = %error, not_logged_before = suppressed);
+        }
         self.stats.send_modify(|s| {
             s.rejected += 1;
             if s.recent_rejections.len() >= RECENT_REJECTIONS {
@@ -211,7 +220,8 @@ impl Hj212Listener {
         let addr = listener.local_addr().map_err(bind_error)?;
         let (stats, _) = watch::channel(ListenerStats::default());
         let slots = Arc::new(Semaphore::new(config.max_connections));
-        let shared = Arc::new(Shared { config, stats, slots });
+        let reject_log = std::sync::Mutex::new(LogLimit::new(LOGGED_REJECTIONS_PER_MINUTE, Duration::from_secs(60)));
+        let shared = Arc::new(Shared { config, stats, slots, reject_log });
         let task = tokio::spawn(
             accept_loop(listener, Arc::clone(&shared), deliver)
                 .instrument(tracing::info_span!("hj212_listener", addr = %addr)),

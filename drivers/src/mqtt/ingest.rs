@@ -56,6 +56,7 @@ use super::backoff::Backoff;
 use super::mapping::{map, MapError, MappedReading, MeterSource, PayloadMapping};
 use super::topic::{check_filter, filter_has_level, topic_matches};
 use super::MqttError;
+use crate::log_limit::LogLimit;
 
 /// How long [`MqttIngest::shutdown`] waits for the queued acknowledgements and the DISCONNECT to go out.
 const DISCONNECT_GRACE: Duration = Duration::from_secs(2);
@@ -354,6 +355,7 @@ impl MqttIngest {
             acks: Arc::clone(&acks),
             connected: connected_tx,
             deliver,
+            refusal_log: LogLimit::new(LOGGED_REFUSALS_PER_MINUTE, Duration::from_secs(60)),
         };
         let task = tokio::spawn(worker.run(eventloop, stop_rx).instrument(span));
         Ok(MqttIngest { acks, connected, stop: Some(stop), task: Some(task) })
@@ -423,7 +425,12 @@ struct Worker {
     connected: watch::Sender<bool>,
     deliver: mpsc::Sender<Incoming>,
     backoff: Backoff,
+    /// Refused payloads are all counted, but at most a burst of them logged per minute.
+    refusal_log: LogLimit,
 }
+
+/// Refused payloads logged per minute at most.
+const LOGGED_REFUSALS_PER_MINUTE: u32 = 20;
 
 /// What the loop does after an event.
 enum Next {
@@ -496,7 +503,7 @@ impl Worker {
     }
 
     /// Maps one message and hands it to the caller, waiting while the caller's channel is full.
-    async fn deliver(&self, publish: Publish, stop: &mut oneshot::Receiver<()>) -> Next {
+    async fn deliver(&mut self, publish: Publish, stop: &mut oneshot::Receiver<()>) -> Next {
         let topic = publish.topic.clone();
         let readings = match self.settings.topics.iter().find(|(filter, _)| topic_matches(filter, &topic)) {
             Some((_, mapping)) => map(mapping, &topic, &publish.payload),
@@ -509,7 +516,9 @@ impl Worker {
             s.malformed += u64::from(malformed);
         });
         if let Err(error) = &readings {
-            tracing::warn!(message = "mqtt payload refused", topic = %topic, error = %error);
+            if let Some(suppressed) = self.refusal_log.check() {
+                tracing::warn!(message = "mqtt payload refused", topic = %topic, error = %error, not_logged_before = suppressed);
+            }
         }
         let pending = (publish.qos != QoS::AtMostOnce).then(|| {
             let mut header = Publish::new("", publish.qos, Vec::new());
