@@ -18,6 +18,7 @@ use actors::cjt188::{Cjt188Meter, Cjt188Spec};
 use actors::field::{
     ConcentratorSpec, DeviceKindSpec, DeviceSpec, FieldLayout, LoggerSpec, MeterLayout, MeterSpec, ParameterSpec,
 };
+use actors::modbus_link::ModbusPath;
 use actors::model::{DeviceId, MeterId, MeterStatus, RegionId};
 use actors::mqtt::MqttGroupSpec;
 use actors::station::{StationParameter, StationSpec};
@@ -948,17 +949,28 @@ struct RawDeviceCommon<'a> {
 
 /// The resolved communication settings of a device.
 struct Link {
-    target: TcpTarget,
-    backups: Vec<TcpTarget>,
+    target: ModbusPath,
+    backups: Vec<ModbusPath>,
     failover_after: u32,
     probe_every: u32,
     retries: u32,
     retry_delay: Duration,
 }
 
+/// An address naming a serial line instead of a TCP address: `rtu:<line id>`.
+const RTU_PREFIX: &str = "rtu:";
+
+/// The path to a Modbus device at `address`: `host:port`, or `rtu:<line id>` (a unit on that line).
+fn modbus_path(address: &str, unit_id: u8, timeout: Duration) -> ModbusPath {
+    match address.strip_prefix(RTU_PREFIX) {
+        Some(line) => ModbusPath::Rtu { line: line.to_owned(), unit_id, timeout },
+        None => ModbusPath::Tcp(TcpTarget { addr: address.to_owned(), unit_id, timeout }),
+    }
+}
+
 /// The address of a device: `host:port` with a port, or `rtu:<line id>` (checked against the lines later).
 fn check_address(check: &mut Check, key: &str, address: &str) {
-    if address.starts_with(actors::field::spec::RTU_PREFIX) {
+    if address.starts_with(RTU_PREFIX) {
         return;
     }
     match address.rsplit_once(':') {
@@ -1095,14 +1107,15 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
             }
             device_models.insert(DeviceId::new(id), model.to_owned());
             let timeout = check.duration(&format!("{key}.timeout"), timeout, default_timeout);
-            let target = TcpTarget { addr: address.to_owned(), unit_id: unit_id.clamp(0, 247) as u8, timeout };
+            let unit_id = unit_id.clamp(0, 247) as u8;
+            let target = modbus_path(address, unit_id, timeout);
             let mut backups = Vec::new();
             for (i, b) in backup.iter().enumerate() {
                 check_address(check, &format!("{key}.backup[{i}]"), b);
                 if b == address || backup[..i].contains(b) {
                     check.add(format!("{key}.backup[{i}]"), format!("{b:?} is already a path of this device"));
                 }
-                backups.push(TcpTarget { addr: b.clone(), ..target.clone() });
+                backups.push(modbus_path(b, unit_id, timeout));
             }
             let failover_after = failover_after.unwrap_or(default_failover_after);
             let probe_every = probe_every.unwrap_or(default_probe_every);
@@ -1344,7 +1357,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
             let link = match (&g.address, &g.line) {
                 (Some(address), None) => {
                     check_address(&mut check, &format!("{key}.address"), address);
-                    if address.starts_with(actors::field::spec::RTU_PREFIX) {
+                    if address.starts_with(RTU_PREFIX) {
                         check.add(format!("{key}.address"), "a CJ/T 188 line is given as line = \"<line id>\"");
                     }
                     Some(drivers::cjt188::Cjt188Link::Tcp(address.clone()))
@@ -1511,8 +1524,11 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
                 (Some(address), Some(model), None) => {
                     check_address(&mut check, &format!("{key}.address"), address);
                     device_models.insert(DeviceId::new(v.id.clone()), model.clone());
+                    let path = modbus_path(address, unit_id.clamp(0, 247) as u8, timeout);
                     match models.get(model) {
-                        Some(DeviceModel::Valve(interface)) => Some(ValveInterface::Register(interface.clone())),
+                        Some(DeviceModel::Valve(valve)) => {
+                            Some(ValveInterface::Register { path, valve: valve.clone() })
+                        }
                         Some(_) => {
                             check.add(format!("{key}.model"), format!("model {model:?} is not a valve"));
                             None
@@ -1558,11 +1574,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
                     id: DeviceId::new(v.id.clone()),
                     name: v.name.clone().unwrap_or_else(|| v.id.clone()),
                     region: RegionId::new(r.id.clone()),
-                    target: TcpTarget {
-                        addr: v.address.clone().unwrap_or_default(),
-                        unit_id: unit_id.clamp(0, 247) as u8,
-                        timeout,
-                    },
+                    timeout,
                     interface,
                     poll,
                     confirm_timeout,
@@ -1581,37 +1593,45 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
         });
     }
 
-    if simulator.is_none() {
-        for region in &regions {
-            for d in &region.devices {
-                if d.paths().any(|t| t.addr.ends_with(":0")) {
-                    check.add(
-                        format!("device {}.address", d.id),
-                        "port 0 is only allowed with [simulator] enabled = true",
-                    );
-                }
+    // Every Modbus path of every device and valve: its key for messages, and the path.
+    let mut modbus_paths: Vec<(String, &ModbusPath)> = Vec::new();
+    for region in &regions {
+        for d in &region.devices {
+            modbus_paths.extend(d.paths().enumerate().map(|(i, p)| (format!("device {} path {i}", d.id), p)));
+        }
+        for v in &region.valves {
+            if let ValveInterface::Register { path, .. } = &v.interface {
+                modbus_paths.push((format!("valve {}", v.id), path));
             }
         }
     }
-
-    for region in &regions {
-        for d in &region.devices {
-            for (i, t) in d.paths().enumerate() {
-                if let Some(line) = actors::field::spec::rtu_line(t) {
-                    if !line_ids.contains(line) {
-                        check.add(format!("device {} path {i}", d.id), format!("\"rtu:{line}\" names no [[line]]"));
-                    }
-                    if let Some(gateway) = cjt188_lines.get(line) {
-                        check.add(
-                            format!("device {} path {i}", d.id),
-                            format!(
-                                "line {line:?} is owned by CJ/T 188 gateway {gateway:?}; Modbus RTU cannot share it"
-                            ),
-                        );
-                    }
-                    if t.unit_id == 0 || t.unit_id > 247 {
-                        check.add(format!("device {}.unit_id", d.id), "an RTU slave needs a unit id of 1-247");
-                    }
+    // Which device answers as each unit of each line.
+    let mut units: HashMap<(&str, u8), &str> = HashMap::new();
+    for (key, path) in &modbus_paths {
+        match path {
+            ModbusPath::Tcp(t) => {
+                if simulator.is_none() && t.addr.ends_with(":0") {
+                    check.add(format!("{key}.address"), "port 0 is only allowed with [simulator] enabled = true");
+                }
+            }
+            ModbusPath::Rtu { line, unit_id, .. } => {
+                if !line_ids.contains(line) {
+                    check.add(key, format!("\"rtu:{line}\" names no [[line]]"));
+                }
+                if let Some(gateway) = cjt188_lines.get(line) {
+                    check.add(
+                        key,
+                        format!("line {line:?} is owned by CJ/T 188 gateway {gateway:?}; Modbus RTU cannot share it"),
+                    );
+                }
+                if *unit_id == 0 || *unit_id > 247 {
+                    check.add(format!("{key}.unit_id"), "an RTU slave needs a unit id of 1-247");
+                }
+                let owner = key.split(" path ").next().unwrap_or(key);
+                match units.insert((line, *unit_id), owner) {
+                    Some(other) if other != owner => check
+                        .add(format!("{key}.unit_id"), format!("unit {unit_id} on line {line:?} is already {other}")),
+                    _ => {}
                 }
             }
         }
@@ -1757,8 +1777,8 @@ meters = ["M1", "M2"]
         let c = parse("t", MINIMAL, None).unwrap();
         let d = &c.tree.regions[0].devices[0];
         assert_eq!(d.shortest_cycle(), Duration::from_secs(15 * 60));
-        assert_eq!(d.target.unit_id, 1);
-        assert_eq!(d.target.timeout, Duration::from_secs(3));
+        assert_eq!(d.target.unit_id(), 1);
+        assert_eq!(d.target.timeout(), Duration::from_secs(3));
     }
 
     #[test]
@@ -1790,6 +1810,22 @@ meters = ["M1", "M2"]
         check(&two, &["line \"mbus-1\" is already owned by CJ/T 188 gateway \"g1\""]);
         let shared = ok.replace("address = \"10.0.0.5:502\"", "address = \"rtu:mbus-1\"");
         check(&shared, &["owned by CJ/T 188 gateway \"g1\"; Modbus RTU cannot share it"]);
+    }
+
+    #[test]
+    fn two_devices_cannot_answer_as_the_same_unit_of_a_line() {
+        let line = "[[line]]\nid = \"rs485-1\"\npath = \"/dev/ttyUSB0\"\n";
+        let on_line = MINIMAL.replace("address = \"10.0.0.5:502\"", "address = \"rtu:rs485-1\"\nunit_id = 3");
+        let valve = "[[region.valve]]\nid = \"v1\"\naddress = \"rtu:rs485-1\"\nunit_id = 3\nmodel = \"ww-valve-v1\"\n";
+        check(
+            &format!("{line}{on_line}{valve}"),
+            &["valve v1.unit_id: unit 3 on line \"rs485-1\" is already device c1"],
+        );
+        let c = parse("t", &format!("{line}{on_line}{}", valve.replace("unit_id = 3", "unit_id = 4")), None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let v = &c.tree.regions[0].valves[0];
+        assert_eq!(v.path(), "primary rtu rs485-1 unit 4");
+        check(&format!("{on_line}{valve}"), &["valve v1: \"rtu:rs485-1\" names no [[line]]"]);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 use std::net::SocketAddr;
 
 use actors::field::{DeviceKindSpec, FieldLayout};
+use actors::modbus_link::ModbusPath;
 use actors::model::MeterStatus;
+use actors::valve::{RegisterValve, ValveInterface};
 use drivers::sim::{ConcentratorLayout, Fault, FieldSpec, SimDeviceSpec, SimKind, SimParameter, SimSpec, ValveLayout};
 
 use crate::config::Config;
@@ -13,76 +15,58 @@ fn field(f: &FieldLayout) -> FieldSpec {
     FieldSpec { offset: f.offset, data_type: f.data_type, word_order: f.word_order, scale: f.scale }
 }
 
-/// The simulation of every configured device. `listen_override` replaces each address (port 0 for the
-/// in-process demo and tests); otherwise each device's configured address must be an IP and port.
+/// The simulation of every configured device reached over Modbus TCP (devices on a serial line are played by
+/// [`start_rtu`]). `listen_override` replaces each address (port 0 for the in-process demo and tests); otherwise
+/// each device's configured address must be an IP and port.
 pub fn spec_from_config(
     config: &Config,
     speed: f64,
     seed: u64,
     listen_override: Option<SocketAddr>,
 ) -> Result<SimSpec, String> {
-    let valve_travel = config.simulator.as_ref().map_or(std::time::Duration::from_secs(3), |s| s.valve_travel);
     let mut devices = Vec::new();
+    let mut add = |what: &str, id: String, path: &ModbusPath, kind: SimKind| -> Result<(), String> {
+        let ModbusPath::Tcp(target) = path else { return Ok(()) };
+        let listen = match listen_override {
+            Some(a) => a,
+            None => target.addr.parse::<SocketAddr>().map_err(|_| {
+                format!("{what} {id}: address {:?} must be an IP address and port to be simulated", target.addr)
+            })?,
+        };
+        devices.push(SimDeviceSpec { id, listen, unit_id: target.unit_id, kind, fault: Fault::default() });
+        Ok(())
+    };
     for region in &config.tree.regions {
         for d in &region.devices {
-            if actors::field::spec::rtu_line(&d.target).is_some() {
-                continue; // played by the line's RTU simulator
-            }
-            let listen = match listen_override {
-                Some(a) => a,
-                None => d.target.addr.parse::<SocketAddr>().map_err(|_| {
-                    format!(
-                        "device {}: address {:?} must be an IP address and port to be simulated",
-                        d.id, d.target.addr
-                    )
-                })?,
-            };
-            let kind = sim_kind(d);
-            devices.push(SimDeviceSpec {
-                id: d.id.to_string(),
-                listen,
-                unit_id: d.target.unit_id,
-                kind,
-                fault: Fault::default(),
-            });
+            add("device", d.id.to_string(), &d.target, sim_kind(d))?;
         }
         for v in &region.valves {
-            let actors::valve::ValveInterface::Register(i) = &v.interface else {
-                continue; // a CJ/T 188 valve meter is played by its gateway's simulator
-            };
-            let listen = match listen_override {
-                Some(a) => a,
-                None => v.target.addr.parse::<SocketAddr>().map_err(|_| {
-                    format!(
-                        "valve {}: address {:?} must be an IP address and port to be simulated",
-                        v.id, v.target.addr
-                    )
-                })?,
-            };
-            let layout = ValveLayout {
-                command_coil: i.command_coil,
-                command_address: i.command_address,
-                open_value: i.open_value,
-                close_value: i.close_value,
-                status_function: i.status_function,
-                status_address: i.status_address,
-                closed_code: i.closed_code,
-                open_code: i.open_code,
-                moving_code: i.moving_code,
-                fault_code: i.fault_code,
-                travel_s: valve_travel.as_secs_f64() * speed,
-                initially_open: true,
-            };
-            devices.push(SimDeviceSpec {
-                id: v.id.to_string(),
-                listen,
-                unit_id: v.target.unit_id,
-                kind: SimKind::Valve(layout),
-                fault: Fault::default(),
-            });
+            // A CJ/T 188 valve meter is played by its gateway's simulator.
+            if let ValveInterface::Register { path, valve } = &v.interface {
+                add("valve", v.id.to_string(), path, valve_kind(config, valve, speed))?;
+            }
         }
     }
     Ok(SimSpec { devices, speed, seed })
+}
+
+/// What the simulator plays for a register valve: its model's registers, open at start.
+fn valve_kind(config: &Config, i: &RegisterValve, speed: f64) -> SimKind {
+    let valve_travel = config.simulator.as_ref().map_or(std::time::Duration::from_secs(3), |s| s.valve_travel);
+    SimKind::Valve(ValveLayout {
+        command_coil: i.command_coil,
+        command_address: i.command_address,
+        open_value: i.open_value,
+        close_value: i.close_value,
+        status_function: i.status_function,
+        status_address: i.status_address,
+        closed_code: i.closed_code,
+        open_code: i.open_code,
+        moving_code: i.moving_code,
+        fault_code: i.fault_code,
+        travel_s: valve_travel.as_secs_f64() * speed,
+        initially_open: true,
+    })
 }
 
 /// What the simulator plays for a Modbus device: the register layout of its model.
@@ -114,17 +98,22 @@ fn sim_kind(d: &actors::field::DeviceSpec) -> SimKind {
     }
 }
 
-/// Points every device of the configuration at the address the simulator bound for it.
+/// Points every Modbus TCP device and valve of the configuration at the address the simulator bound for it.
 pub fn point_at(config: &mut Config, sim: &drivers::sim::Simulator) {
+    let point = |path: &mut ModbusPath, id: &str| {
+        if let (ModbusPath::Tcp(target), Some(addr)) = (path, sim.addr(id)) {
+            target.addr = addr.to_string();
+        }
+    };
     for region in &mut config.tree.regions {
         for d in &mut region.devices {
-            if let Some(addr) = sim.addr(d.id.as_str()) {
-                std::sync::Arc::make_mut(d).target.addr = addr.to_string();
-            }
+            let d = std::sync::Arc::make_mut(d);
+            point(&mut d.target, d.id.as_str());
         }
         for v in &mut region.valves {
-            if let Some(addr) = sim.addr(v.id.as_str()) {
-                std::sync::Arc::make_mut(v).target.addr = addr.to_string();
+            let v = std::sync::Arc::make_mut(v);
+            if let ValveInterface::Register { path, .. } = &mut v.interface {
+                point(path, v.id.as_str());
             }
         }
     }
@@ -226,15 +215,20 @@ pub async fn start_rtu(
     let mut out = Vec::new();
     for (id, settings) in &config.tree.lines {
         let mut slaves = Vec::new();
+        let mut add = |id: String, path: &ModbusPath, kind: SimKind| {
+            slaves.push(RtuSlaveSpec { id, unit_id: path.unit_id(), kind, fault: SlaveFault::default() });
+        };
         for region in &config.tree.regions {
             for d in &region.devices {
-                if let Some(t) = d.paths().find(|t| actors::field::spec::rtu_line(t) == Some(id.as_str())) {
-                    slaves.push(RtuSlaveSpec {
-                        id: d.id.to_string(),
-                        unit_id: t.unit_id,
-                        kind: sim_kind(d),
-                        fault: SlaveFault::default(),
-                    });
+                if let Some(path) = d.paths().find(|p| p.line() == Some(id.as_str())) {
+                    add(d.id.to_string(), path, sim_kind(d));
+                }
+            }
+            for v in &region.valves {
+                if let ValveInterface::Register { path, valve } = &v.interface {
+                    if path.line() == Some(id.as_str()) {
+                        add(v.id.to_string(), path, valve_kind(config, valve, speed));
+                    }
                 }
             }
         }

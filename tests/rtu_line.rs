@@ -131,3 +131,48 @@ async fn a_dead_4g_gateway_moves_the_device_to_its_rs485_backup() {
     .await;
     server.app.shutdown().await;
 }
+
+/// A valve controller on the same RS-485 line (a coil valve, unit 5): its writes and read-backs go through the
+/// line's bus actor between the other units' reads, and the command is confirmed (R-A7 over RTU).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valve_on_the_line_is_commanded_through_the_bus_actor() {
+    let config = CONFIG.replace("seed = 5", "seed = 5\nvalve_travel = \"300ms\"")
+        + r#"
+[[region.valve]]
+id = "s-v5"
+name = "南村支管阀 (RS-485)"
+address = "rtu:rs485-1"
+unit_id = 5
+model = "ww-valve-coil-v1"
+poll = "1s"
+timeout = "150ms"
+confirm_timeout = "5s"
+confirm_poll = "100ms"
+"#;
+    let server = start(&config).await;
+    let cookie = server.admin().await;
+    let v = eventually(Duration::from_secs(15), "the valve read over RTU", || async {
+        let v = device(&server, &cookie, "s-v5").await;
+        (v["valve"]["state"] == "open").then_some(v)
+    })
+    .await;
+    assert_eq!(v["comm"]["path"], "primary rtu rs485-1 unit 5");
+    let line = &server.app.rtu_sims.iter().find(|(id, _)| id == "rs485-1").unwrap().1;
+    let before = line.requests(5).unwrap();
+    let body = serde_json::json!({ "action": "close", "reason": "burst main" }).to_string();
+    let closed = http(
+        &server.base,
+        "POST",
+        "/api/valves/s-v5/command",
+        &[("content-type", "application/json"), ("cookie", cookie.as_str())],
+        &body,
+    )
+    .await
+    .json();
+    assert_eq!((closed["result"].as_str(), closed["state"].as_str()), (Some("confirmed"), Some("closed")), "{closed}");
+    assert!(line.requests(5).unwrap() >= before + 2, "a write and at least one read-back on the line");
+    // The concentrators on the line kept their cycle meanwhile.
+    let c1 = device(&server, &cookie, "s-c1").await;
+    assert_eq!(c1["comm"]["comm_lost"], false, "{c1}");
+    server.app.shutdown().await;
+}

@@ -330,7 +330,7 @@ impl Handle {
             .ok_or_else(|| ApiError::Unavailable(format!("valve {id}")))?;
         // Long enough for a few queued commands, each bounded by its confirmation timeout.
         let wait =
-            spec.confirm_timeout.saturating_mul(4) + spec.target.timeout.saturating_mul(8) + Duration::from_secs(5);
+            spec.confirm_timeout.saturating_mul(4) + spec.request_wait().saturating_mul(8) + Duration::from_secs(5);
         let (reason, requested_by) = (reason.to_owned(), requested_by.to_owned());
         ractor::call_t!(
             actor,

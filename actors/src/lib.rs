@@ -6,7 +6,9 @@
 //! - [`supervisor`]: restarting supervisors with backoff and escalation.
 //! - [`hub`]: the live-state hub behind the WebSocket stream.
 //! - [`field`]: one actor per concentrator and per water-quality data logger.
-//! - [`cjt188`]: CJ/T 188 meters behind a transparent gateway, one actor per gateway.
+//! - [`cjt188`]: CJ/T 188 meters behind a transparent gateway or on a serial line, one actor per gateway.
+//! - [`modbus_link`]: how a Modbus device or valve is reached (TCP, or a unit on an RS-485 line) and the
+//!   connection along that path.
 //! - [`mqtt`]: meters that publish over MQTT: one actor per meter group, and the broker connection.
 //! - [`rtu_bus`]: one actor per RS-485 serial line, serialising every device's requests on it.
 //! - [`station`]: HJ 212 water-quality stations that push data, and the listener that routes them.
@@ -27,6 +29,7 @@ pub mod event;
 pub mod field;
 pub mod hub;
 pub mod metrics;
+pub mod modbus_link;
 pub mod model;
 pub mod mqtt;
 pub mod restore;

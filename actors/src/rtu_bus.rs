@@ -14,8 +14,17 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use crate::metrics::Metrics;
 use crate::supervisor::Slot;
 
+/// One exchange on the line: what a field device reads, what a valve writes (functions 3/4, 6 and 5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RtuRequest {
+    Read { function: Function, address: u16, count: u16 },
+    WriteRegister { address: u16, value: u16 },
+    WriteCoil { address: u16, on: bool },
+}
+
 pub enum RtuBusMsg {
-    Read { unit: u8, function: Function, address: u16, count: u16, reply: RpcReplyPort<ModbusResult<Vec<u16>>> },
+    /// `reply` gets the registers read, or an empty vector after a write.
+    Exchange { unit: u8, request: RtuRequest, reply: RpcReplyPort<ModbusResult<Vec<u16>>> },
 }
 
 #[derive(Clone, Copy)]
@@ -55,12 +64,23 @@ impl Actor for RtuBus {
         state: &mut RtuBusState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            RtuBusMsg::Read { unit, function, address, count, reply } => {
+            RtuBusMsg::Exchange { unit, request, reply } => {
                 // A caller that gave up (its own timeout) no longer needs the line.
                 if reply.is_closed() {
                     return Ok(());
                 }
-                let result = state.line.read_registers(unit, function, address, count).await;
+                let line = &mut state.line;
+                let result = match request {
+                    RtuRequest::Read { function, address, count } => {
+                        line.read_registers(unit, function, address, count).await
+                    }
+                    RtuRequest::WriteRegister { address, value } => {
+                        line.write_register(unit, address, value).await.map(|r| r.map(|()| Vec::new()))
+                    }
+                    RtuRequest::WriteCoil { address, on } => {
+                        line.write_coil(unit, address, on).await.map(|r| r.map(|()| Vec::new()))
+                    }
+                };
                 if let Err(e) = &result {
                     tracing::debug!(message = "Serial request failed.", line = %state.id, unit, error = %e);
                 }
@@ -71,23 +91,17 @@ impl Actor for RtuBus {
     }
 }
 
-/// Reads through a line's bus actor; waits as long as the queue ahead needs, bounded by `wait`.
-pub async fn read(
+/// One exchange through a line's bus actor; waits as long as the queue ahead needs, bounded by `wait`.
+pub async fn exchange(
     bus: &Slot<RtuBusMsg>,
     unit: u8,
-    function: Function,
-    address: u16,
-    count: u16,
+    request: RtuRequest,
     wait: std::time::Duration,
 ) -> ModbusResult<Vec<u16>> {
     let Some(actor) = bus.get() else {
         return Err(ModbusError::Transport("serial line actor not running".into()));
     };
-    match ractor::call_t!(
-        actor,
-        |reply| RtuBusMsg::Read { unit, function, address, count, reply },
-        wait.as_millis() as u64
-    ) {
+    match ractor::call_t!(actor, |reply| RtuBusMsg::Exchange { unit, request, reply }, wait.as_millis() as u64) {
         Ok(result) => result,
         Err(_) => Err(ModbusError::Timeout(wait)),
     }

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use drivers::modbus::{ModbusTcpClient, TcpTarget};
+use crate::modbus_link::{ModbusLink, ModbusPath};
 use drivers::registers::Function;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
@@ -63,8 +63,8 @@ impl RegisterValve {
 /// How a valve is reached.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ValveInterface {
-    /// A Modbus valve at the spec's `target`, driven through registers.
-    Register(RegisterValve),
+    /// A Modbus valve driven through registers, over TCP or as a unit on an RS-485 line.
+    Register { path: ModbusPath, valve: RegisterValve },
     /// A CJ/T 188 valve meter behind a gateway: commands (A017) and read-back (901F status) go through the
     /// gateway's actor, which owns the connection.
     Cjt188 { gateway: DeviceId, address: drivers::cjt188::Address },
@@ -76,7 +76,8 @@ pub struct ValveSpec {
     pub id: DeviceId,
     pub name: String,
     pub region: RegionId,
-    pub target: TcpTarget,
+    /// Each request's timeout (Modbus, or the gateway's CJ/T 188 exchange).
+    pub timeout: Duration,
     pub interface: ValveInterface,
     /// How often the position is read outside commands.
     pub poll: Duration,
@@ -85,9 +86,18 @@ pub struct ValveSpec {
 }
 
 impl ValveSpec {
+    /// The longest one request may take, queueing included: on a shared RS-485 line behind other units'
+    /// requests, or at a CJ/T 188 gateway in the middle of a cycle over all its meters.
+    pub fn request_wait(&self) -> Duration {
+        match &self.interface {
+            ValveInterface::Register { path, .. } => path.max_wait(),
+            ValveInterface::Cjt188 { .. } => self.timeout.saturating_mul(64),
+        }
+    }
+
     pub fn path(&self) -> String {
         match &self.interface {
-            ValveInterface::Register(_) => format!("primary tcp {} unit {}", self.target.addr, self.target.unit_id),
+            ValveInterface::Register { path, .. } => format!("primary {path}"),
             ValveInterface::Cjt188 { gateway, address } => format!("cjt188 via {gateway} meter {address}"),
         }
     }
@@ -125,7 +135,7 @@ enum LinkError {
 
 /// The valve's connection.
 enum ValveLink {
-    Register(ModbusTcpClient, RegisterValve),
+    Register(ModbusLink, RegisterValve),
     Cjt188 { gateway: Slot<crate::cjt188::Cjt188Msg>, address: drivers::cjt188::Address, wait: Duration },
 }
 
@@ -439,14 +449,13 @@ impl Actor for ValveActor {
         args.slot.set(myself);
         Ok(ValveActorState {
             link: match &args.spec.interface {
-                ValveInterface::Register(i) => {
-                    ValveLink::Register(ModbusTcpClient::new(args.spec.target.clone()), i.clone())
+                ValveInterface::Register { path, valve } => {
+                    ValveLink::Register(ModbusLink::new(path, &args.ctx.buses), valve.clone())
                 }
                 ValveInterface::Cjt188 { gateway, address } => ValveLink::Cjt188 {
                     gateway: args.ctx.gateways.get(gateway.as_str()).cloned().unwrap_or_default(),
                     address: *address,
-                    // The gateway may be in the middle of a cycle over all its meters.
-                    wait: args.spec.target.timeout.saturating_mul(64),
+                    wait: args.spec.request_wait(),
                 },
             },
             reported: None,

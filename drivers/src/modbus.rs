@@ -70,7 +70,7 @@ impl std::error::Error for Exception {}
 pub type ModbusResult<T> = Result<Result<T, Exception>, ModbusError>;
 
 /// Connection settings of one Modbus TCP device (or a slave behind a TCP gateway).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcpTarget {
     /// `host:port`; resolved at every connect so a DNS change is picked up after a reconnect.
     pub addr: String,

@@ -14,10 +14,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use drivers::modbus::{ModbusResult, ModbusTcpClient};
-use drivers::registers::Function;
-
-use crate::rtu_bus::RtuBusMsg;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::time::Instant;
 
@@ -26,6 +22,7 @@ use super::spec::{DeviceKindSpec, DeviceSpec};
 use crate::context::DeviceContext;
 use crate::event::Event;
 use crate::metrics::Metrics;
+use crate::modbus_link::ModbusLink;
 use crate::model::comm::CycleOutcome;
 use crate::model::view::CommView;
 use crate::model::{
@@ -66,34 +63,10 @@ struct Tick {
     last_error: Option<String>,
 }
 
-/// One communication path: a Modbus TCP connection of this device's own, or a unit on a shared RS-485 line.
-enum Link {
-    Tcp(ModbusTcpClient),
-    Rtu { bus: Slot<RtuBusMsg>, unit: u8, timeout: Duration },
-}
-
-impl Link {
-    async fn read_registers(&mut self, function: Function, address: u16, count: u16) -> ModbusResult<Vec<u16>> {
-        match self {
-            Link::Tcp(client) => client.read_registers(function, address, count).await,
-            // The wait covers the requests queued ahead on the line, each bounded by its own timeout.
-            Link::Rtu { bus, unit, timeout } => {
-                crate::rtu_bus::read(bus, *unit, function, address, count, timeout.saturating_mul(40)).await
-            }
-        }
-    }
-
-    fn disconnect(&mut self) {
-        if let Link::Tcp(client) = self {
-            client.disconnect();
-        }
-    }
-}
-
 pub struct FieldDeviceState {
     args: FieldDeviceArgs,
     /// One link per path, primary first; only the path in use (and a probe) is used.
-    clients: Vec<Link>,
+    clients: Vec<ModbusLink>,
     link: LinkSelector,
     comm: CommStatus,
     view: DeviceView,
@@ -406,18 +379,7 @@ impl Actor for FieldDevice {
         let now = Instant::now();
         args.slot.set(myself);
         Ok(FieldDeviceState {
-            clients: args
-                .spec
-                .paths()
-                .map(|t| match super::spec::rtu_line(t) {
-                    Some(line) => Link::Rtu {
-                        bus: args.ctx.buses.get(line).cloned().unwrap_or_default(),
-                        unit: t.unit_id,
-                        timeout: t.timeout,
-                    },
-                    None => Link::Tcp(ModbusTcpClient::new(t.clone())),
-                })
-                .collect(),
+            clients: args.spec.paths().map(|path| ModbusLink::new(path, &args.ctx.buses)).collect(),
             link: LinkSelector::new(args.spec.paths().count(), args.spec.failover_after, args.spec.probe_every),
             comm,
             view,

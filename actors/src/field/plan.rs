@@ -147,7 +147,11 @@ mod tests {
             id: DeviceId::new("c1"),
             name: "c1".into(),
             region: RegionId::new("r"),
-            target: TcpTarget { addr: "127.0.0.1:1".into(), unit_id: 1, timeout: Duration::from_secs(1) },
+            target: crate::modbus_link::ModbusPath::Tcp(TcpTarget {
+                addr: "127.0.0.1:1".into(),
+                unit_id: 1,
+                timeout: Duration::from_secs(1),
+            }),
             backups: Vec::new(),
             failover_after: 3,
             probe_every: 5,

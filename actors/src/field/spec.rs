@@ -3,19 +3,10 @@
 
 use std::time::Duration;
 
-use drivers::modbus::TcpTarget;
 use drivers::registers::{DataType, Function, RegisterSpec, WordOrder};
 
+pub use crate::modbus_link::ModbusPath;
 use crate::model::{DeviceId, MeterId, RegionId};
-
-/// A path whose address is `rtu:<line id>` goes over that RS-485 line (through its bus actor) instead of TCP.
-pub const RTU_PREFIX: &str = "rtu:";
-
-/// The serial line of a path, if it is an RTU path. (Paths share the target type: the unit id and timeout
-/// mean the same on both transports; only the address differs.)
-pub fn rtu_line(target: &TcpTarget) -> Option<&str> {
-    target.addr.strip_prefix(RTU_PREFIX)
-}
 
 /// One field device.
 #[derive(Clone, Debug)]
@@ -24,9 +15,9 @@ pub struct DeviceSpec {
     pub name: String,
     pub region: RegionId,
     /// The primary communication path.
-    pub target: TcpTarget,
+    pub target: ModbusPath,
     /// Backup paths, tried in order when the path in use fails (R-A8).
-    pub backups: Vec<TcpTarget>,
+    pub backups: Vec<ModbusPath>,
     /// Failed attempts in a row on the path in use before moving to the next path.
     pub failover_after: u32,
     /// While on a backup, probe the primary every this many cycles.
@@ -129,18 +120,15 @@ impl DeviceSpec {
     }
 
     /// Every path, primary first.
-    pub fn paths(&self) -> impl Iterator<Item = &TcpTarget> {
+    pub fn paths(&self) -> impl Iterator<Item = &ModbusPath> {
         std::iter::once(&self.target).chain(self.backups.iter())
     }
 
     /// How path `i` is shown: `primary tcp 10.0.0.5:502 unit 1`, `backup 1 rtu rs485-1 unit 7`.
     pub fn path_name(&self, i: usize) -> String {
-        let t = self.paths().nth(i).unwrap_or(&self.target);
+        let path = self.paths().nth(i).unwrap_or(&self.target);
         let role = if i == 0 { "primary".to_owned() } else { format!("backup {i}") };
-        match rtu_line(t) {
-            Some(line) => format!("{role} rtu {line} unit {}", t.unit_id),
-            None => format!("{role} tcp {} unit {}", t.addr, t.unit_id),
-        }
+        format!("{role} {path}")
     }
 
     pub fn path(&self) -> String {
