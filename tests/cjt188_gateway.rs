@@ -106,23 +106,7 @@ async fn a_cjt188_valve_meter_is_commanded_through_its_gateway() {
     .await;
     assert_eq!(view["comm"]["path"], "cjt188 via east-g1 meter 00000000000001");
     let cj1: Address = "00000000000001".parse().unwrap();
-    let command = |action: &'static str| {
-        let body = serde_json::json!({ "action": action, "reason": "arrears shut-off" }).to_string();
-        let cookie = cookie.clone();
-        let base = server.base.clone();
-        async move {
-            http(
-                &base,
-                "POST",
-                "/api/valves/east-cj1-valve/command",
-                &[("content-type", "application/json"), ("cookie", cookie.as_str())],
-                &body,
-            )
-            .await
-            .json()
-        }
-    };
-    let closed = command("close").await;
+    let closed = command_valve(&server, &cookie, "east-cj1-valve", "close", "arrears shut-off").await.json();
     assert_eq!((closed["result"].as_str(), closed["state"].as_str()), (Some("confirmed"), Some("closed")), "{closed}");
     assert_eq!(gateway(&server).valve_open(&cj1), Some(false), "the simulated meter's valve really closed");
     // The meter reading shows the closed valve too.
@@ -133,7 +117,7 @@ async fn a_cjt188_valve_meter_is_commanded_through_its_gateway() {
     .await;
 
     gateway(&server).set_stuck(&cj1, true).unwrap();
-    let failed = command("open").await;
+    let failed = command_valve(&server, &cookie, "east-cj1-valve", "open", "arrears paid").await.json();
     assert_eq!((failed["result"].as_str(), failed["state"].as_str()), (Some("failed"), Some("fault")), "{failed}");
     let audit = server.get("/api/audit?limit=50", &cookie).await.json();
     assert!(
@@ -218,16 +202,7 @@ async fn meters_on_a_serial_line_are_read_and_a_dead_one_fails_alone() {
     assert_eq!(later["meters"][1]["ts"], partial["meters"][1]["ts"], "CJS-2 was not updated while silent");
 
     // A valve command on the same line goes between the reads.
-    let body = serde_json::json!({ "action": "close", "reason": "leak on the service pipe" }).to_string();
-    let closed = http(
-        &server.base,
-        "POST",
-        "/api/valves/east-cjs1-valve/command",
-        &[("content-type", "application/json"), ("cookie", cookie.as_str())],
-        &body,
-    )
-    .await
-    .json();
+    let closed = command_valve(&server, &cookie, "east-cjs1-valve", "close", "leak on the service pipe").await.json();
     assert_eq!((closed["result"].as_str(), closed["state"].as_str()), (Some("confirmed"), Some("closed")), "{closed}");
     assert_eq!(line.valve_open(&"00000000000011".parse().unwrap()), Some(false));
 

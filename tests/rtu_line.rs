@@ -159,16 +159,7 @@ confirm_poll = "100ms"
     assert_eq!(v["comm"]["path"], "primary rtu rs485-1 unit 5");
     let line = &server.app.rtu_sims.iter().find(|(id, _)| id == "rs485-1").unwrap().1;
     let before = line.requests(5).unwrap();
-    let body = serde_json::json!({ "action": "close", "reason": "burst main" }).to_string();
-    let closed = http(
-        &server.base,
-        "POST",
-        "/api/valves/s-v5/command",
-        &[("content-type", "application/json"), ("cookie", cookie.as_str())],
-        &body,
-    )
-    .await
-    .json();
+    let closed = command_valve(&server, &cookie, "s-v5", "close", "burst main").await.json();
     assert_eq!((closed["result"].as_str(), closed["state"].as_str()), (Some("confirmed"), Some("closed")), "{closed}");
     assert!(line.requests(5).unwrap() >= before + 2, "a write and at least one read-back on the line");
     // The concentrators on the line kept their cycle meanwhile.

@@ -25,18 +25,6 @@ confirm_poll = "40ms"
 "#
 }
 
-async fn command(server: &TestServer, cookie: &str, valve: &str, action: &str, reason: &str) -> Response {
-    let body = json!({ "action": action, "reason": reason }).to_string();
-    http(
-        &server.base,
-        "POST",
-        &format!("/api/valves/{valve}/command"),
-        &[("content-type", "application/json"), ("cookie", cookie)],
-        &body,
-    )
-    .await
-}
-
 async fn create_user(server: &TestServer, admin: &str, name: &str, role: &str) -> String {
     let body = json!({ "username": name, "password": "a long enough password", "role": role }).to_string();
     let r = http(&server.base, "POST", "/api/users", &[("content-type", "application/json"), ("cookie", admin)], &body)
@@ -60,7 +48,7 @@ async fn an_operator_closes_and_opens_a_valve_with_read_back_and_audit() {
     })
     .await;
 
-    let r = command(&server, &operator, "west-v1", "close", "burst main on Xicun road").await;
+    let r = command_valve(&server, &operator, "west-v1", "close", "burst main on Xicun road").await;
     assert_eq!(r.status, 200, "{}", r.body);
     let record = r.json();
     assert_eq!((record["result"].as_str(), record["state"].as_str()), (Some("confirmed"), Some("closed")), "{record}");
@@ -78,11 +66,11 @@ async fn an_operator_closes_and_opens_a_valve_with_read_back_and_audit() {
 
     // Idempotent: closing a closed valve writes nothing.
     let writes = server.sim().valve_commands("west-v1").unwrap();
-    let again = command(&server, &operator, "west-v1", "close", "double click").await.json();
+    let again = command_valve(&server, &operator, "west-v1", "close", "double click").await.json();
     assert_eq!(again["result"], "already_in_position", "{again}");
     assert_eq!(server.sim().valve_commands("west-v1"), Some(writes));
 
-    let reopened = command(&server, &operator, "west-v1", "open", "repair done").await.json();
+    let reopened = command_valve(&server, &operator, "west-v1", "open", "repair done").await.json();
     assert_eq!((reopened["result"].as_str(), reopened["state"].as_str()), (Some("confirmed"), Some("open")));
 
     // Every command is audited when requested and with its result: who, when, why, result.
@@ -115,7 +103,7 @@ async fn a_valve_that_never_confirms_ends_in_fault_with_an_audit_entry() {
     })
     .await;
     server.sim().set_fault("west-v1", Fault { stuck: true, ..Fault::default() }).unwrap();
-    let record = command(&server, &admin, "west-v1", "close", "arrears shut-off test").await.json();
+    let record = command_valve(&server, &admin, "west-v1", "close", "arrears shut-off test").await.json();
     assert_eq!((record["result"].as_str(), record["state"].as_str()), (Some("failed"), Some("fault")), "{record}");
     assert!(record["error"].as_str().unwrap().contains("not confirmed within 1s (last read back: open)"), "{record}");
     assert_eq!(record["reason"], "arrears shut-off test", "the operator's reason is kept beside the error");
@@ -136,7 +124,7 @@ async fn a_valve_that_never_confirms_ends_in_fault_with_an_audit_entry() {
 
     // Freed, the next command works and clears the fault.
     server.sim().set_fault("west-v1", Fault::default()).unwrap();
-    let record = command(&server, &admin, "west-v1", "close", "retry after freeing the spindle").await.json();
+    let record = command_valve(&server, &admin, "west-v1", "close", "retry after freeing the spindle").await.json();
     assert_eq!((record["result"].as_str(), record["state"].as_str()), (Some("confirmed"), Some("closed")), "{record}");
     server.app.shutdown().await;
 }
@@ -152,8 +140,8 @@ async fn commands_to_one_valve_run_one_at_a_time_and_roles_and_input_are_checked
     .await;
 
     let (a, b) = tokio::join!(
-        command(&server, &admin, "west-v1", "close", "first"),
-        command(&server, &admin, "west-v1", "open", "second")
+        command_valve(&server, &admin, "west-v1", "close", "first"),
+        command_valve(&server, &admin, "west-v1", "open", "second")
     );
     let (a, b) = (a.json(), b.json());
     // Whichever ran first (an open of the open valve is already in position), neither failed ...
@@ -165,10 +153,10 @@ async fn commands_to_one_valve_run_one_at_a_time_and_roles_and_input_are_checked
     let expect_open = second["action"] == "open";
     assert_eq!(server.sim().valve_open("west-v1"), Some(expect_open), "{a} {b}");
 
-    assert_eq!(command(&server, &crew, "west-v1", "close", "not my job").await.status, 403);
-    assert_eq!(command(&server, &admin, "west-v1", "close", "   ").await.status, 400);
-    assert_eq!(command(&server, &admin, "west-v1", "explode", "why").await.status, 400);
-    assert_eq!(command(&server, &admin, "nosuch", "close", "why").await.status, 404);
+    assert_eq!(command_valve(&server, &crew, "west-v1", "close", "not my job").await.status, 403);
+    assert_eq!(command_valve(&server, &admin, "west-v1", "close", "   ").await.status, 400);
+    assert_eq!(command_valve(&server, &admin, "west-v1", "explode", "why").await.status, 400);
+    assert_eq!(command_valve(&server, &admin, "nosuch", "close", "why").await.status, 404);
     let r = http(
         &server.base,
         "POST",
@@ -201,10 +189,10 @@ confirm_poll = "40ms"
         server.app.handle.device("west-v2").await.ok()?.valve.filter(|v| v.state == actors::model::ValveState::Open)
     })
     .await;
-    let closed = command(&server, &admin, "west-v2", "close", "coil test").await.json();
+    let closed = command_valve(&server, &admin, "west-v2", "close", "coil test").await.json();
     assert_eq!((closed["result"].as_str(), closed["state"].as_str()), (Some("confirmed"), Some("closed")), "{closed}");
     assert_eq!(server.sim().valve_open("west-v2"), Some(false));
-    let opened = command(&server, &admin, "west-v2", "open", "coil test").await.json();
+    let opened = command_valve(&server, &admin, "west-v2", "open", "coil test").await.json();
     assert_eq!((opened["result"].as_str(), opened["state"].as_str()), (Some("confirmed"), Some("open")), "{opened}");
     assert_eq!(server.sim().valve_commands("west-v2"), Some(2));
     server.app.shutdown().await;

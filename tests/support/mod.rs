@@ -272,6 +272,19 @@ pub async fn device(server: &TestServer, cookie: &str, id: &str) -> Value {
     r.json()
 }
 
+/// Commands a valve through the HMI's one entry point, as the web page does.
+pub async fn command_valve(server: &TestServer, cookie: &str, valve: &str, action: &str, reason: &str) -> Response {
+    let body = serde_json::json!({ "action": action, "reason": reason }).to_string();
+    http(
+        &server.base,
+        "POST",
+        &format!("/api/valves/{valve}/command"),
+        &[("content-type", "application/json"), ("cookie", cookie)],
+        &body,
+    )
+    .await
+}
+
 /// A TCP forwarder standing for one communication path to a device (a 4G gateway, a second RS-485 gateway).
 /// When down, it drops every forwarded connection and holds new ones open without answering, as a dead
 /// link does: clients see timeouts, not refusals.
