@@ -1678,6 +1678,27 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
     Ok(Config { source: file.to_owned(), server, tree, simulator, models, device_models })
 }
 
+impl Config {
+    /// What the configuration describes, for `validate`: "2 regions: 5 Modbus devices, 1 CJ/T 188 gateway …".
+    pub fn summary(&self) -> String {
+        let regions = &self.tree.regions;
+        let count = |f: &dyn Fn(&RegionSpec) -> usize| regions.iter().map(f).sum::<usize>();
+        let plural = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        let mut parts = vec![plural(count(&|r| r.devices.len()), "Modbus device", "Modbus devices")];
+        let kinds: [(usize, &str, &str); 4] = [
+            (count(&|r| r.cjt188.len()), "CJ/T 188 gateway", "CJ/T 188 gateways"),
+            (count(&|r| r.valves.len()), "valve", "valves"),
+            (count(&|r| r.stations.len()), "HJ 212 station", "HJ 212 stations"),
+            (count(&|r| r.mqtt.len()), "MQTT meter group", "MQTT meter groups"),
+        ];
+        parts.extend(kinds.iter().filter(|(n, ..)| *n > 0).map(|(n, one, many)| plural(*n, one, many)));
+        if !self.tree.lines.is_empty() {
+            parts.push(plural(self.tree.lines.len(), "serial line", "serial lines"));
+        }
+        format!("{}: {}", plural(regions.len(), "region", "regions"), parts.join(", "))
+    }
+}
+
 /// The device model `name` as the kind `want` (extracted by `pick`), or a problem naming the key.
 fn model_of<T>(
     check: &mut Check,

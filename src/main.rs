@@ -107,8 +107,7 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Run { config: None, listen: None, data_dir: None }) {
             Command::Validate { config } => match load_config(Some(&config)) {
                 Ok(c) => {
-                    let devices: usize = c.tree.regions.iter().map(|r| r.devices.len()).sum();
-                    say(&format!("{}: ok ({} regions, {devices} devices)", config.display(), c.tree.regions.len()));
+                    say(&format!("{}: ok ({})", config.display(), c.summary()));
                     ExitCode::SUCCESS
                 }
                 Err(code) => code,

@@ -40,6 +40,12 @@ fn validate_accepts_the_shipped_configs() {
         assert_eq!(o.status.code(), Some(0), "{file}: {out}{err}");
         assert!(out.contains(": ok ("), "{out}");
     }
+    let o = waterworks(&["validate", "--config", &format!("{root}/config/example.toml")]);
+    let out = text(&o).0;
+    assert!(
+        out.contains("ok (1 region: 3 Modbus devices, 2 CJ/T 188 gateways, 2 valves, 1 HJ 212 station, 1 MQTT meter group, 2 serial lines)"),
+        "validate says what the file describes: {out}"
+    );
 }
 
 #[test]
