@@ -18,6 +18,7 @@ use actors::store::Store;
 use drivers::sim::Simulator;
 
 use crate::config::Config;
+use crate::sim_control::{ControlServer, SimControl};
 
 /// Overrides from the command line.
 #[derive(Clone, Default)]
@@ -27,6 +28,8 @@ pub struct RunOptions {
     /// The first admin's password (from `WATERWORKS_ADMIN_PASSWORD`); generated when absent.
     pub admin_password: Option<String>,
     pub clock: Option<SharedClock>,
+    /// Serve the fault-injection API over the in-process simulators here (loopback only); needs the simulator.
+    pub sim_control: Option<SocketAddr>,
 }
 
 /// A running server.
@@ -49,6 +52,9 @@ pub struct App {
     pub rtu_sims: Vec<(String, drivers::rtu::sim::RtuSimulator)>,
     /// Simulated CJ/T 188 gateways, by device id (the demo).
     pub cjt188_sims: Vec<(String, drivers::cjt188::sim::Cjt188Sim)>,
+    /// Where the fault-injection API listens, when asked for (`RunOptions::sim_control`).
+    pub sim_control_addr: Option<SocketAddr>,
+    sim_control: Option<ControlServer>,
     root: ractor::ActorRef<actors::supervisor::SupervisorMsg>,
     root_join: JoinHandle<()>,
     server: JoinHandle<std::io::Result<()>>,
@@ -57,6 +63,17 @@ pub struct App {
 
 /// Starts everything. The config must already be validated.
 pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> {
+    if let Some(listen) = opts.sim_control {
+        if config.simulator.is_none() {
+            return Err(anyhow!(
+                "the fault-injection API ({listen}) needs the simulator, and {} does not enable it ([simulator] enabled = true)",
+                config.source
+            ));
+        }
+        if !listen.ip().is_loopback() {
+            return Err(anyhow!("the fault-injection API listens on loopback only, not on {listen}"));
+        }
+    }
     let data_dir = opts.data_dir.clone().unwrap_or_else(|| config.server.data_dir.clone());
     let store = Store::open(&data_dir).map_err(|e| anyhow!("cannot start: {e}"))?;
     let listen = opts.listen.unwrap_or(config.server.listen);
@@ -72,6 +89,7 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
 
     let mut cjt188_sims = Vec::new();
     let mut rtu_sims = Vec::new();
+    let mut control = SimControl::default();
     let sim = match config.simulator.clone() {
         Some(settings) => {
             let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -79,15 +97,18 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
                 .map_err(|e| anyhow!("cannot simulate: {e}"))?;
             let sim = Simulator::start(spec).await.map_err(|e| anyhow!("cannot start the simulator: {e}"))?;
             crate::sim::point_at(&mut config, &sim);
+            control.add_modbus_tcp(&sim);
             let gateways = crate::sim::start_cjt188(&config, settings.seed, Some(loopback))
                 .await
                 .map_err(|e| anyhow!("cannot simulate: {e}"))?;
             crate::sim::point_cjt188_at(&mut config, &gateways);
+            control.add_cjt188(&config, &gateways);
             cjt188_sims = gateways;
             let lines = crate::sim::start_rtu(&config, settings.speed, settings.seed)
                 .await
                 .map_err(|e| anyhow!("cannot simulate: {e}"))?;
             crate::sim::point_lines_at(&mut config, &lines);
+            control.add_rtu_lines(&config, &lines);
             rtu_sims = lines;
             Some(sim)
         }
@@ -119,13 +140,13 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
     let mut stations = Vec::new();
     if let (Some(settings), Some(addr)) = (&config.simulator, hj212_addr) {
         let server = if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr };
-        for spec in crate::sim::stations_from_config(&config, server, settings.seed) {
+        for (id, spec) in crate::sim::stations_from_config(&config, server, settings.seed) {
             let mn = spec.mn.clone();
-            stations.push(
-                drivers::hj212::SimStation::start(spec)
-                    .await
-                    .map_err(|e| anyhow!("cannot simulate HJ 212 station {mn}: {e}"))?,
-            );
+            let station = drivers::hj212::SimStation::start(spec)
+                .await
+                .map_err(|e| anyhow!("cannot simulate HJ 212 station {mn}: {e}"))?;
+            control.add_station(&id, &mn, server, &station);
+            stations.push(station);
         }
     }
     let mut mqtt_sims = Vec::new();
@@ -142,8 +163,10 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
             );
             spec.interval = group.interval / 2;
             spec.seed = settings.seed;
-            mqtt_sims
-                .push(drivers::mqtt::SimMeters::start(spec).map_err(|e| anyhow!("cannot simulate MQTT meters: {e}"))?);
+            let meters =
+                drivers::mqtt::SimMeters::start(spec).map_err(|e| anyhow!("cannot simulate MQTT meters: {e}"))?;
+            control.add_mqtt(group.id.as_str(), format!("{}:{}", mqtt.host, mqtt.port), &meters);
+            mqtt_sims.push(meters);
         }
     }
     let generated_admin_password = tree
@@ -151,6 +174,11 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
         .ensure_first_admin(opts.admin_password.clone())
         .await
         .map_err(|e| anyhow!("cannot create the first admin: {e}"))?;
+
+    let sim_control = match opts.sim_control {
+        Some(listen) => Some(control.serve(listen).await.map_err(|e| anyhow!("cannot serve: {e}"))?),
+        None => None,
+    };
 
     let hmi_config =
         hmi::HmiConfig { secure_cookies: config.server.secure_cookies, session_idle: config.server.session_idle };
@@ -174,6 +202,8 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
         stations,
         cjt188_sims,
         rtu_sims,
+        sim_control_addr: sim_control.as_ref().map(|c| c.addr),
+        sim_control,
         demo_broker,
         mqtt_sims,
         root: tree.root,
@@ -198,6 +228,9 @@ impl App {
 
     /// Stops serving, stops the tree (the store writer finishes its batch), stops the simulator.
     pub async fn shutdown(self) {
+        if let Some(control) = self.sim_control {
+            control.shutdown().await;
+        }
         let _ = self.stop_server.send(());
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.server).await;
         self.root.stop(Some("shutdown".into()));

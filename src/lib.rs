@@ -7,7 +7,8 @@
 //! # Layout
 //! - [`config`]: raw TOML → validated [`config::Config`] (every problem named with file and key);
 //! - [`app`]: start-up order and shutdown of a running server;
-//! - [`sim`]: the configuration as the simulator sees it.
+//! - [`sim`]: the configuration as the simulator sees it;
+//! - [`sim_control`]: the fault-injection HTTP API over every simulator the process runs.
 //!
 //! **Invariant:** only this package knows the config file format, signals and systemd; the crates below
 //! take resolved values.
@@ -15,3 +16,4 @@
 pub mod app;
 pub mod config;
 pub mod sim;
+pub mod sim_control;

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 use waterworks::app::{self, RunOptions};
 use waterworks::config;
+use waterworks::sim_control::SimControl;
 
 #[derive(Parser)]
 #[command(name = "waterworks", version, about = "Supervisory control and business server for water utilities")]
@@ -31,6 +32,10 @@ enum Command {
         /// Data directory, overriding server.data_dir.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Serve the fault-injection HTTP API over the in-process simulator here (loopback only), e.g.
+        /// 127.0.0.1:9090. Only with a configuration that enables the simulator, such as the demo.
+        #[arg(long)]
+        sim_control: Option<SocketAddr>,
     },
     /// Check a configuration: exit 0, or print every problem and exit 2.
     Validate {
@@ -46,7 +51,8 @@ enum Command {
         /// ID=value:PARAM=X (several comma-separated). Repeatable.
         #[arg(long = "fault")]
         faults: Vec<String>,
-        /// Serve the fault-injection HTTP API here (loopback only), e.g. 127.0.0.1:9090.
+        /// Serve the fault-injection HTTP API over every simulated device here (loopback only), e.g.
+        /// 127.0.0.1:9090.
         #[arg(long)]
         control: Option<SocketAddr>,
         /// Simulated time speed-up (overrides [simulator] speed).
@@ -104,7 +110,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        match cli.command.unwrap_or(Command::Run { config: None, listen: None, data_dir: None }) {
+        match cli.command.unwrap_or(Command::Run { config: None, listen: None, data_dir: None, sim_control: None }) {
             Command::Validate { config } => match load_config(Some(&config)) {
                 Ok(c) => {
                     say(&format!("{}: ok ({})", config.display(), c.summary()));
@@ -112,19 +118,38 @@ fn main() -> ExitCode {
                 }
                 Err(code) => code,
             },
-            Command::Run { config, listen, data_dir } => run(config, listen, data_dir).await,
+            Command::Run { config, listen, data_dir, sim_control } => run(config, listen, data_dir, sim_control).await,
             Command::Simulate { config, faults, control, speed } => simulate(config, faults, control, speed).await,
         }
     })
 }
 
-async fn run(config: Option<PathBuf>, listen: Option<SocketAddr>, data_dir: Option<PathBuf>) -> ExitCode {
+async fn run(
+    config: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    sim_control: Option<SocketAddr>,
+) -> ExitCode {
     let cfg = match load_config(config.as_ref()) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if let Some(addr) = sim_control {
+        if cfg.simulator.is_none() {
+            fail(&format!(
+                "--sim-control {addr}: {} does not enable the simulator ([simulator] enabled = true), so there is \
+                 no simulated device to break; use `waterworks simulate --control` beside this server instead",
+                cfg.source
+            ));
+            return ExitCode::from(2);
+        }
+        if !addr.ip().is_loopback() {
+            fail(&format!("--sim-control {addr}: the fault-injection API listens on loopback only"));
+            return ExitCode::from(2);
+        }
+    }
     let admin_password = std::env::var("WATERWORKS_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty());
-    let opts = RunOptions { listen, data_dir, admin_password, clock: None };
+    let opts = RunOptions { listen, data_dir, admin_password, clock: None, sim_control };
     let mut app = match app::start(cfg, opts).await {
         Ok(app) => app,
         Err(e) => {
@@ -133,6 +158,9 @@ async fn run(config: Option<PathBuf>, listen: Option<SocketAddr>, data_dir: Opti
         }
     };
     say(&format!("Waterworks is running. HMI: http://{}/  (data in {})", app.addr, app.data_dir.display()));
+    if let Some(addr) = app.sim_control_addr {
+        say(&format!("fault-injection API on http://{addr}/devices"));
+    }
     if let Some(pw) = &app.generated_admin_password {
         say(&format!("First start: created user \"admin\" with password {pw}  (shown once; set WATERWORKS_ADMIN_PASSWORD to choose it)"));
     }
@@ -156,6 +184,10 @@ async fn simulate(config: PathBuf, faults: Vec<String>, control: Option<SocketAd
         Ok(c) => c,
         Err(code) => return code,
     };
+    if let Some(listen) = control.filter(|l| !l.ip().is_loopback()) {
+        fail(&format!("--control {listen}: the fault-injection API listens on loopback only"));
+        return ExitCode::from(2);
+    }
     let settings = cfg.simulator.clone().unwrap_or(config::SimulatorSettings {
         speed: 1.0,
         seed: 1,
@@ -195,6 +227,8 @@ async fn simulate(config: PathBuf, faults: Vec<String>, control: Option<SocketAd
             say(&format!("simulating {id} on {addr}"));
         }
     }
+    let mut controlled = SimControl::default();
+    controlled.add_modbus_tcp(&sim);
     // The other kinds of device, from the same configuration.
     let seed = settings.seed;
     let gateways = match waterworks::sim::start_cjt188(&cfg, seed, None).await {
@@ -204,6 +238,7 @@ async fn simulate(config: PathBuf, faults: Vec<String>, control: Option<SocketAd
             return ExitCode::FAILURE;
         }
     };
+    controlled.add_cjt188(&cfg, &gateways);
     for (id, g) in &gateways {
         match (g.addr(), g.path()) {
             (Some(addr), _) => say(&format!("simulating CJ/T 188 gateway {id} on {addr}")),
@@ -220,6 +255,7 @@ async fn simulate(config: PathBuf, faults: Vec<String>, control: Option<SocketAd
             return ExitCode::FAILURE;
         }
     };
+    controlled.add_rtu_lines(&cfg, &lines);
     for (id, l) in &lines {
         say(&format!("simulating RS-485 line {id} on {} (point the server's [[line]] path at it)", l.path()));
     }
@@ -227,11 +263,12 @@ async fn simulate(config: PathBuf, faults: Vec<String>, control: Option<SocketAd
     if let Some(listen) = cfg.tree.hj212_listen {
         let server =
             if listen.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], listen.port())) } else { listen };
-        for spec in waterworks::sim::stations_from_config(&cfg, server, seed) {
+        for (id, spec) in waterworks::sim::stations_from_config(&cfg, server, seed) {
             let mn = spec.mn.clone();
             match drivers::hj212::SimStation::start(spec).await {
                 Ok(s) => {
-                    say(&format!("simulating HJ 212 station {mn}, pushing to {server}"));
+                    say(&format!("simulating HJ 212 station {id} (MN {mn}), pushing to {server}"));
+                    controlled.add_station(&id, &mn, server, &s);
                     stations.push(s);
                 }
                 Err(e) => {
@@ -260,6 +297,7 @@ async fn simulate(config: PathBuf, faults: Vec<String>, control: Option<SocketAd
                         "simulating MQTT meters of {} on water/{{meter}}/reading at {}:{}",
                         group.id, mqtt.host, mqtt.port
                     ));
+                    controlled.add_mqtt(group.id.as_str(), format!("{}:{}", mqtt.host, mqtt.port), &m);
                     meters.push(m);
                 }
                 Err(e) => {
@@ -269,13 +307,13 @@ async fn simulate(config: PathBuf, faults: Vec<String>, control: Option<SocketAd
             }
         }
     }
+    let mut control_server = None;
     if let Some(listen) = control {
-        if !listen.ip().is_loopback() {
-            fail(&format!("--control {listen}: the fault-injection API listens on loopback only"));
-            return ExitCode::from(2);
-        }
-        match sim.serve_control(listen).await {
-            Ok(addr) => say(&format!("fault-injection API on http://{addr}/devices")),
+        match controlled.serve(listen).await {
+            Ok(server) => {
+                say(&format!("fault-injection API on http://{}/devices", server.addr));
+                control_server = Some(server);
+            }
             Err(e) => {
                 fail(&format!("cannot serve the fault-injection API: {e}"));
                 return ExitCode::FAILURE;
@@ -283,6 +321,9 @@ async fn simulate(config: PathBuf, faults: Vec<String>, control: Option<SocketAd
         }
     }
     shutdown_signal().await;
+    if let Some(server) = control_server {
+        server.shutdown().await;
+    }
     for m in meters {
         m.shutdown().await;
     }

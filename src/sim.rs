@@ -119,9 +119,13 @@ pub fn point_at(config: &mut Config, sim: &drivers::sim::Simulator) {
     }
 }
 
-/// Simulated HJ 212 stations for the configured stations, pushing real-time data to `server` twice per
-/// configured interval, with values near each factor's nominal value.
-pub fn stations_from_config(config: &Config, server: SocketAddr, seed: u64) -> Vec<drivers::hj212::StationSpec> {
+/// Simulated HJ 212 stations for the configured stations, by station (device) id, pushing real-time data to
+/// `server` twice per configured interval, with values near each factor's nominal value.
+pub fn stations_from_config(
+    config: &Config,
+    server: SocketAddr,
+    seed: u64,
+) -> Vec<(String, drivers::hj212::StationSpec)> {
     use drivers::hj212::sim::default_factors;
     use drivers::hj212::{cn, FactorSpec, StationSpec};
     let nominal = |code: &str| -> FactorSpec {
@@ -142,7 +146,7 @@ pub fn stations_from_config(config: &Config, server: SocketAddr, seed: u64) -> V
             spec.interval = st.interval / 2;
             spec.reconnect_delay = std::time::Duration::from_millis(200);
             spec.seed = seed ^ ((i as u64) << 32 | j as u64);
-            out.push(spec);
+            out.push((st.id.to_string(), spec));
         }
     }
     out

@@ -136,3 +136,20 @@ fn simulate_rejects_a_bad_fault_flag_naming_it() {
     let o = waterworks(&["simulate", "--config", &path, "--fault", "nosuch=silent"]);
     assert_clean_failure(&o, 2, &["no device \"nosuch\""]);
 }
+
+#[test]
+fn run_sim_control_needs_the_simulator_and_loopback() {
+    let dir = temp_dir("cli-sim-control");
+    let without_simulator = VILLAGE
+        .replace("[simulator]\nenabled = true", "[simulator]\nenabled = false")
+        .replace("127.0.0.1:0", "127.0.0.1:1");
+    let path = write_config(&dir, &without_simulator);
+    let data = dir.join("data").display().to_string();
+    let o = waterworks(&["run", "--config", &path, "--data-dir", &data, "--sim-control", "127.0.0.1:0"]);
+    assert_clean_failure(&o, 2, &["--sim-control 127.0.0.1:0", "does not enable the simulator", &path]);
+    // The demo simulates everything, but the API never leaves loopback.
+    let o = waterworks(&["run", "--data-dir", &data, "--sim-control", "0.0.0.0:9090"]);
+    assert_clean_failure(&o, 2, &["--sim-control 0.0.0.0:9090", "loopback only"]);
+    let o = waterworks(&["simulate", "--config", &path, "--control", "0.0.0.0:9090"]);
+    assert_clean_failure(&o, 2, &["--control 0.0.0.0:9090", "loopback only"]);
+}

@@ -104,12 +104,23 @@ pub async fn start(config_text: &str) -> TestServer {
 }
 
 pub async fn start_in(config_text: &str, dir: PathBuf) -> TestServer {
+    start_with(config_text, dir, None).await
+}
+
+/// Starts a whole server as [`start`] does, with the fault-injection API on a loopback port of its own
+/// (`server.app.sim_control_addr`).
+pub async fn start_with_sim_control(config_text: &str) -> TestServer {
+    start_with(config_text, temp_dir("server"), Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))).await
+}
+
+async fn start_with(config_text: &str, dir: PathBuf, sim_control: Option<std::net::SocketAddr>) -> TestServer {
     let config = waterworks::config::parse("test.toml", config_text, None).expect("valid test config");
     // Always port 0: tests run in parallel.
     let opts = RunOptions {
         listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
         data_dir: Some(dir.clone()),
         admin_password: Some(ADMIN_PASSWORD.into()),
+        sim_control,
         ..RunOptions::default()
     };
     let app = app::start(config, opts).await.expect("server starts");

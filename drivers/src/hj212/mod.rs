@@ -34,7 +34,7 @@ pub use codec::{
 };
 pub use framing::LineFramer;
 pub use listener::{Ack, Hj212Listener, ListenerConfig, ListenerStats, Received, Rejection};
-pub use sim::{FactorSpec, SimStation, StationFault, StationSpec, StationStats};
+pub use sim::{FactorSpec, SimStation, StationFault, StationHandle, StationSpec, StationStats};
 
 /// Everything that can go wrong with HJ 212: a frame that does not decode, a packet that cannot be encoded, a
 /// station that fails the password check, a bad configuration.

@@ -154,7 +154,8 @@ impl StationSpec {
 }
 
 /// What the station does wrong. `StationFault::default()` is a healthy station.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct StationFault {
     /// Send a line of junk instead of each frame.
     pub garbage: bool,
@@ -167,7 +168,7 @@ pub struct StationFault {
 }
 
 /// The station's counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct StationStats {
     /// Connections opened.
     pub connects: u64,
@@ -199,26 +200,16 @@ impl Shared {
     }
 }
 
-/// A running simulated station. Dropping it stops it too; [`SimStation::shutdown`] also waits.
-#[derive(Debug)]
-pub struct SimStation {
+/// A cloneable handle on a running station's fault and counters, for a control API that also serves other
+/// simulators. It does not keep the station running: once the [`SimStation`] is shut down, faults set here change
+/// nothing.
+#[derive(Debug, Clone)]
+pub struct StationHandle {
     shared: Arc<Shared>,
-    codes: Vec<String>,
-    task: Option<JoinHandle<()>>,
+    codes: Arc<[String]>,
 }
 
-impl SimStation {
-    /// Checks `spec` and starts the station; it connects on its first upload.
-    pub async fn start(spec: StationSpec) -> Result<SimStation, Hj212Error> {
-        spec.check()?;
-        let (stats, _) = watch::channel(StationStats::default());
-        let shared = Arc::new(Shared { fault: Mutex::new(StationFault::default()), stats });
-        let codes = spec.factors.iter().map(|f| f.code.clone()).collect();
-        let span = tracing::info_span!("hj212_station", mn = %spec.mn);
-        let task = tokio::spawn(run(spec, Arc::clone(&shared)).instrument(span));
-        Ok(SimStation { shared, codes, task: Some(task) })
-    }
-
+impl StationHandle {
     /// Replaces the fault; forced values must be finite and for factors the station has.
     pub fn set_fault(&self, fault: StationFault) -> Result<(), Hj212Error> {
         for (code, value) in &fault.values {
@@ -238,23 +229,61 @@ impl SimStation {
         self.shared.fault()
     }
 
+    pub fn stats(&self) -> StationStats {
+        self.shared.stats.borrow().clone()
+    }
+}
+
+/// A running simulated station. Dropping it stops it too; [`SimStation::shutdown`] also waits.
+#[derive(Debug)]
+pub struct SimStation {
+    handle: StationHandle,
+    task: Option<JoinHandle<()>>,
+}
+
+impl SimStation {
+    /// Checks `spec` and starts the station; it connects on its first upload.
+    pub async fn start(spec: StationSpec) -> Result<SimStation, Hj212Error> {
+        spec.check()?;
+        let (stats, _) = watch::channel(StationStats::default());
+        let shared = Arc::new(Shared { fault: Mutex::new(StationFault::default()), stats });
+        let codes = spec.factors.iter().map(|f| f.code.clone()).collect();
+        let span = tracing::info_span!("hj212_station", mn = %spec.mn);
+        let task = tokio::spawn(run(spec, Arc::clone(&shared)).instrument(span));
+        Ok(SimStation { handle: StationHandle { shared, codes }, task: Some(task) })
+    }
+
+    /// Replaces the fault; forced values must be finite and for factors the station has.
+    pub fn set_fault(&self, fault: StationFault) -> Result<(), Hj212Error> {
+        self.handle.set_fault(fault)
+    }
+
+    pub fn fault(&self) -> StationFault {
+        self.handle.fault()
+    }
+
+    /// A handle for a control API (see [`StationHandle`]).
+    pub fn handle(&self) -> StationHandle {
+        self.handle.clone()
+    }
+
     /// Good frames written so far.
     pub fn sent(&self) -> u64 {
-        self.shared.stats.borrow().sent
+        self.handle.shared.stats.borrow().sent
     }
 
     /// Good frames answered so far.
     pub fn acked(&self) -> u64 {
-        self.shared.stats.borrow().acked
+        self.handle.shared.stats.borrow().acked
     }
 
     pub fn stats(&self) -> StationStats {
-        self.shared.stats.borrow().clone()
+        self.handle.stats()
     }
 
     /// A receiver that sees every change of the counters, to wait for one (`wait_for`).
     pub fn subscribe(&self) -> watch::Receiver<StationStats> {
-        self.shared.stats.subscribe()
+        self.handle.shared.stats.subscribe()
     }
 
     /// Stops the station and closes its connection.
@@ -541,6 +570,13 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fault_json_rejects_unknown_keys_and_fills_defaults() {
+        let fault: StationFault = serde_json::from_str(r#"{"values": {"w01001": 9.4}}"#).expect("valid fault");
+        assert_eq!(fault, StationFault { values: BTreeMap::from([("w01001".to_owned(), 9.4)]), ..Default::default() });
+        assert!(serde_json::from_str::<StationFault>(r#"{"bad_checksum": true}"#).is_err());
+    }
 
     #[test]
     fn dates_in_china_standard_time() {

@@ -32,7 +32,7 @@ pub use ingest::{AckHandle, Incoming, IngestStats, MqttIngest, MqttSettings};
 pub use mapping::{
     map, FieldPath, MapError, MappedReading, MeterSource, PayloadMapping, StatusSpec, TimeFormat, VOLUME_UNITS,
 };
-pub use sim::{SimLayout, SimMeters, SimMetersSpec, SimStats};
+pub use sim::{SimLayout, SimMeters, SimMetersFault, SimMetersHandle, SimMetersSpec, SimStats};
 pub use time::rfc3339_to_ms;
 pub use topic::{check_filter, topic_matches};
 

@@ -13,7 +13,7 @@
 //!
 //! Faults: [`SimMeters::inject_malformed`] sends extra messages that cannot be mapped (truncated JSON, a JSON
 //! array, a bare string), in addition to the round's readings; [`SimMeters::pause`] stops publishing until
-//! [`SimMeters::resume`].
+//! [`SimMeters::resume`]; [`SimMetersHandle::set_fault`] does both for a control API ([`SimMetersFault`]).
 //!
 //! It does not subscribe to anything and takes no commands.
 
@@ -200,7 +200,7 @@ impl SimMetersSpec {
 }
 
 /// Counters of a simulator.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SimStats {
     /// Rounds fully handed to the client.
     pub rounds: u64,
@@ -215,6 +215,48 @@ pub struct SimStats {
     pub connection_errors: u64,
     /// Whether publishing is paused.
     pub paused: bool,
+}
+
+/// The faults of a group of simulated meters, as a control API sets them. `SimMetersFault::default()` is a
+/// healthy group.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimMetersFault {
+    /// Publish nothing (the connection stays up), as [`SimMeters::pause`].
+    pub paused: bool,
+    /// Malformed messages still to send, one before each of the next readings (see [`SimMeters::inject_malformed`]).
+    pub malformed: u64,
+}
+
+/// A cloneable handle on a running simulator's controls and counters, for a control API that also serves other
+/// simulators. It does not keep the simulator running: once the [`SimMeters`] is shut down, faults set here
+/// change nothing.
+#[derive(Debug, Clone)]
+pub struct SimMetersHandle {
+    stats: watch::Sender<SimStats>,
+    controls: Arc<watch::Sender<Controls>>,
+}
+
+impl SimMetersHandle {
+    pub fn stats(&self) -> SimStats {
+        self.stats.borrow().clone()
+    }
+
+    /// Whether publishing is paused, and the malformed messages not sent yet.
+    pub fn fault(&self) -> SimMetersFault {
+        let controls = self.controls.borrow();
+        SimMetersFault { paused: controls.paused, malformed: controls.malformed_pending }
+    }
+
+    /// Replaces the fault: pauses or resumes, and sets the number of malformed messages still to send.
+    pub fn set_fault(&self, fault: SimMetersFault) {
+        self.controls.send_modify(|c| {
+            c.paused = fault.paused;
+            c.malformed_pending = fault.malformed;
+        });
+        self.stats.send_modify(|s| s.paused = fault.paused);
+        tracing::info!(message = "fault set", fault = ?fault);
+    }
 }
 
 /// Runtime controls shared with the publishing task.
@@ -257,6 +299,11 @@ impl SimMeters {
     /// A receiver that sees every change of the counters.
     pub fn subscribe(&self) -> watch::Receiver<SimStats> {
         self.stats.subscribe()
+    }
+
+    /// A handle for a control API (see [`SimMetersHandle`]).
+    pub fn handle(&self) -> SimMetersHandle {
+        SimMetersHandle { stats: self.stats.clone(), controls: Arc::clone(&self.controls) }
     }
 
     /// Messages handed to the client so far.
@@ -454,5 +501,38 @@ fn malformed_payload(n: u64, good: &str) -> Vec<u8> {
         0 => good.as_bytes().get(..good.len() / 2).unwrap_or_default().to_vec(),
         1 => b"[]".to_vec(),
         _ => b"\"garbage\"".to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_json_rejects_unknown_keys_and_fills_defaults() {
+        let fault: SimMetersFault = serde_json::from_str(r#"{"malformed": 3}"#).expect("valid fault");
+        assert_eq!(fault, SimMetersFault { paused: false, malformed: 3 });
+        assert!(serde_json::from_str::<SimMetersFault>(r#"{"silent": true}"#).is_err());
+    }
+
+    #[tokio::test]
+    async fn the_handle_pauses_and_queues_malformed_messages() {
+        let spec = SimMetersSpec::new(
+            "127.0.0.1",
+            1,
+            "t",
+            vec!["M1".into()],
+            SimLayout::PerMeter { topic: "water/{meter}/reading".into() },
+        );
+        let meters = SimMeters::start(SimMetersSpec { start_paused: true, ..spec }).expect("valid spec");
+        let handle = meters.handle();
+        assert_eq!(handle.fault(), SimMetersFault { paused: true, malformed: 0 });
+        // Paused, so that nothing takes the malformed messages before they are looked at.
+        handle.set_fault(SimMetersFault { paused: true, malformed: 2 });
+        assert_eq!(handle.fault(), SimMetersFault { paused: true, malformed: 2 });
+        handle.set_fault(SimMetersFault::default());
+        assert_eq!(handle.fault(), SimMetersFault::default());
+        assert!(!meters.stats().paused);
+        meters.shutdown().await;
     }
 }

@@ -15,9 +15,10 @@
 //! handle on that side open, so a client may close and reopen the path at will without the pty hanging up.
 //!
 //! Faults are per slave ([`SlaveFault`]): silence, a delay, an exception, garbage bytes, a bad CRC, forced logger
-//! values. A request with a bad CRC is dropped, as a real slave drops it. Answers are computed when the request
+//! values, a stuck valve. A request with a bad CRC is dropped, as a real slave drops it. Answers are computed when the request
 //! is heard, so a delayed reply carries the values of its own moment. This module deliberately does not parse
-//! configuration, and runs no HTTP control API (tests drive it directly).
+//! configuration, and runs no HTTP control API of its own (tests drive it directly; the server's composite control
+//! API uses [`RtuSimHandle`]).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -61,8 +62,9 @@ pub enum RtuSimError {
 
 /// What a slave does wrong. `SlaveFault::default()` is a healthy slave. In order of precedence: `silent`, then
 /// the reply is delayed by `delay_ms`, and is `garbage`, or else the `exception` or the normal answer (with
-/// `values` forced), sent with a `bad_crc` if asked.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// `values` forced, and a valve `stuck`), sent with a `bad_crc` if asked.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SlaveFault {
     /// Hears requests, never answers (a dead slave).
     pub silent: bool,
@@ -76,13 +78,29 @@ pub struct SlaveFault {
     pub bad_crc: bool,
     /// Forces a logger parameter to a value, by parameter name.
     pub values: BTreeMap<String, f64>,
+    /// A valve accepts commands but never moves.
+    pub stuck: bool,
 }
 
 impl SlaveFault {
-    /// The TCP simulator's fault type carries what the register models look at (forced values).
+    /// The TCP simulator's fault type carries what the register models look at (forced values, a stuck valve).
     fn model_fault(&self) -> Fault {
-        Fault { values: self.values.clone(), ..Fault::default() }
+        Fault { values: self.values.clone(), stuck: self.stuck, ..Fault::default() }
     }
+}
+
+/// One simulated slave as a control API shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SlaveStatus {
+    pub id: String,
+    pub unit_id: u8,
+    /// `concentrator`, `logger` or `valve`.
+    pub kind: &'static str,
+    pub fault: SlaveFault,
+    /// Requests with a valid CRC addressed to this slave, whatever its fault did with them.
+    pub requests: u64,
+    /// Replies (garbage included) completely written to the line.
+    pub replies: u64,
 }
 
 /// One simulated slave on the line.
@@ -128,6 +146,57 @@ struct Shared {
 impl Shared {
     fn slave(&self, unit: u8) -> Option<&Slave> {
         self.slaves.iter().find(|s| s.unit_id == unit)
+    }
+
+    fn set_fault(&self, unit: u8, fault: SlaveFault) -> Result<(), RtuSimError> {
+        let slave = self.slave(unit).ok_or(RtuSimError::UnknownUnit(unit))?;
+        let invalid = |reason: String| RtuSimError::InvalidFault { unit, reason };
+        check_exception(fault.exception).map_err(invalid)?;
+        // Checks forced values against the slave's parameters.
+        slave.device.set_fault(fault.model_fault()).map_err(invalid)?;
+        tracing::info!(message = "fault set", slave = %slave.device.id, unit, fault = ?fault);
+        *slave.fault.lock().unwrap_or_else(PoisonError::into_inner) = fault;
+        Ok(())
+    }
+
+    fn status(&self, slave: &Slave) -> SlaveStatus {
+        SlaveStatus {
+            id: slave.device.id.clone(),
+            unit_id: slave.unit_id,
+            kind: slave.device.kind,
+            fault: slave.fault.lock().unwrap_or_else(PoisonError::into_inner).clone(),
+            requests: slave.device.requests(),
+            replies: slave.replies.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A cloneable handle on a running line's slaves, for a control API that also serves other simulators. It does
+/// not keep the line running: once the [`RtuSimulator`] is shut down, faults set here change nothing.
+#[derive(Debug, Clone)]
+pub struct RtuSimHandle {
+    path: String,
+    shared: Arc<Shared>,
+}
+
+impl RtuSimHandle {
+    /// The line's pty path.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Every slave, in spec order.
+    pub fn slaves(&self) -> Vec<SlaveStatus> {
+        self.shared.slaves.iter().map(|s| self.shared.status(s)).collect()
+    }
+
+    pub fn status(&self, unit: u8) -> Option<SlaveStatus> {
+        self.shared.slave(unit).map(|s| self.shared.status(s))
+    }
+
+    /// As [`RtuSimulator::set_fault`].
+    pub fn set_fault(&self, unit: u8, fault: SlaveFault) -> Result<(), RtuSimError> {
+        self.shared.set_fault(unit, fault)
     }
 }
 
@@ -220,13 +289,12 @@ impl RtuSimulator {
 
     /// Replaces a slave's fault; it applies from the next request the slave hears.
     pub fn set_fault(&self, unit: u8, fault: SlaveFault) -> Result<(), RtuSimError> {
-        let slave = self.shared.slave(unit).ok_or(RtuSimError::UnknownUnit(unit))?;
-        let invalid = |reason: String| RtuSimError::InvalidFault { unit, reason };
-        check_exception(fault.exception).map_err(invalid)?;
-        // Checks forced values against the slave's parameters.
-        slave.device.set_fault(fault.model_fault()).map_err(invalid)?;
-        *slave.fault.lock().unwrap_or_else(PoisonError::into_inner) = fault;
-        Ok(())
+        self.shared.set_fault(unit, fault)
+    }
+
+    /// A handle for a control API (see [`RtuSimHandle`]).
+    pub fn handle(&self) -> RtuSimHandle {
+        RtuSimHandle { path: self.path.clone(), shared: Arc::clone(&self.shared) }
     }
 
     pub fn fault(&self, unit: u8) -> Option<SlaveFault> {
@@ -483,6 +551,14 @@ fn garbage(unit: u8, function: u8) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fault_json_rejects_unknown_keys_and_fills_defaults() {
+        let fault: SlaveFault = serde_json::from_str(r#"{"bad_crc": true, "stuck": true}"#).expect("valid fault");
+        assert_eq!(fault, SlaveFault { bad_crc: true, stuck: true, ..SlaveFault::default() });
+        assert!(fault.model_fault().stuck, "a stuck valve reaches the register model");
+        assert!(serde_json::from_str::<SlaveFault>(r#"{"disconnect": true}"#).is_err());
+    }
 
     #[test]
     fn garbage_contains_no_frame_for_any_unit_or_function() {

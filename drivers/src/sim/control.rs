@@ -17,19 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
-use super::{Fault, Shared, SimError};
-
-/// One device as the control API shows it.
-#[derive(Debug, serde::Serialize)]
-struct DeviceView {
-    id: String,
-    addr: String,
-    kind: &'static str,
-    unit_id: u8,
-    fault: Fault,
-    requests: u64,
-    malformed: u64,
-}
+use super::{DeviceStatus, Fault, Shared, SimError};
 
 /// What can go wrong in a control request; each maps to a status and a stable code.
 #[derive(Debug, thiserror::Error)]
@@ -81,24 +69,15 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-fn view(shared: &Shared, id: &str) -> Result<DeviceView, ControlError> {
-    let device = shared.device(id).ok_or_else(|| ControlError::UnknownDevice(id.to_owned()))?;
-    Ok(DeviceView {
-        id: device.id.clone(),
-        addr: device.addr.to_string(),
-        kind: device.kind,
-        unit_id: device.unit_id,
-        fault: device.fault(),
-        requests: device.requests(),
-        malformed: device.malformed(),
-    })
+fn view(shared: &Shared, id: &str) -> Result<DeviceStatus, ControlError> {
+    shared.status(id).ok_or_else(|| ControlError::UnknownDevice(id.to_owned()))
 }
 
-async fn list(State(shared): State<Arc<Shared>>) -> Result<Json<Vec<DeviceView>>, ControlError> {
+async fn list(State(shared): State<Arc<Shared>>) -> Result<Json<Vec<DeviceStatus>>, ControlError> {
     shared.devices.iter().map(|d| view(&shared, &d.id)).collect::<Result<_, _>>().map(Json)
 }
 
-async fn show(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Result<Json<DeviceView>, ControlError> {
+async fn show(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Result<Json<DeviceStatus>, ControlError> {
     view(&shared, &id).map(Json)
 }
 
@@ -108,7 +87,7 @@ async fn put_fault(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
     body: Bytes,
-) -> Result<Json<DeviceView>, ControlError> {
+) -> Result<Json<DeviceStatus>, ControlError> {
     if shared.device(&id).is_none() {
         return Err(ControlError::UnknownDevice(id));
     }
@@ -120,7 +99,7 @@ async fn put_fault(
 async fn clear_fault(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
-) -> Result<Json<DeviceView>, ControlError> {
+) -> Result<Json<DeviceStatus>, ControlError> {
     shared.set_fault(&id, Fault::default())?;
     view(&shared, &id).map(Json)
 }

@@ -125,11 +125,61 @@ impl Shared {
         self.devices.iter().find(|d| d.id == id)
     }
 
+    fn status(&self, id: &str) -> Option<DeviceStatus> {
+        self.device(id).map(|d| DeviceStatus {
+            id: d.id.clone(),
+            addr: d.addr,
+            kind: d.kind,
+            unit_id: d.unit_id,
+            fault: d.fault(),
+            requests: d.requests(),
+            malformed: d.malformed(),
+        })
+    }
+
     fn set_fault(&self, id: &str, fault: Fault) -> Result<(), SimError> {
         let device = self.device(id).ok_or_else(|| SimError::UnknownDevice(id.to_owned()))?;
         device.set_fault(fault.clone()).map_err(|reason| SimError::InvalidFault { device: id.to_owned(), reason })?;
         tracing::info!(message = "fault set", device = %id, fault = ?fault);
         Ok(())
+    }
+}
+
+/// One simulated device as a control API shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DeviceStatus {
+    pub id: String,
+    pub addr: SocketAddr,
+    /// `concentrator`, `logger` or `valve`.
+    pub kind: &'static str,
+    pub unit_id: u8,
+    pub fault: Fault,
+    /// Well-framed requests received, whatever the fault did with them.
+    pub requests: u64,
+    /// Connections closed because the peer sent something that was not a Modbus TCP request.
+    pub malformed: u64,
+}
+
+/// A cloneable handle on a running simulator's devices, for a control API that also serves other simulators.
+/// It does not keep the devices running: once the [`Simulator`] is shut down, faults set here change nothing.
+#[derive(Debug, Clone)]
+pub struct SimHandle {
+    shared: Arc<Shared>,
+}
+
+impl SimHandle {
+    /// Every device, in spec order.
+    pub fn statuses(&self) -> Vec<DeviceStatus> {
+        self.shared.devices.iter().filter_map(|d| self.shared.status(&d.id)).collect()
+    }
+
+    pub fn status(&self, id: &str) -> Option<DeviceStatus> {
+        self.shared.status(id)
+    }
+
+    /// As [`Simulator::set_fault`].
+    pub fn set_fault(&self, id: &str, fault: Fault) -> Result<(), SimError> {
+        self.shared.set_fault(id, fault)
     }
 }
 
@@ -186,6 +236,11 @@ impl Simulator {
             .collect();
         let (stop, _) = watch::channel(false);
         Ok(Simulator { shared, listeners, control: Mutex::new(Vec::new()), stop })
+    }
+
+    /// A handle for a control API (see [`SimHandle`]).
+    pub fn handle(&self) -> SimHandle {
+        SimHandle { shared: Arc::clone(&self.shared) }
     }
 
     /// The address a device actually listens on (the real port when the spec said port 0).

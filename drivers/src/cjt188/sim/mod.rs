@@ -175,6 +175,20 @@ impl Shared {
         self.meters.iter().find(|m| m.address == *address).ok_or(Cjt188SimError::UnknownMeter(*address))
     }
 
+    fn set_fault(&self, address: &Address, fault: Fault) -> Result<(), Cjt188SimError> {
+        *lock(&self.meter(address)?.fault) = fault.clone();
+        tracing::info!(message = "fault set", meter = %address, fault = ?fault);
+        Ok(())
+    }
+
+    fn fault(&self, address: &Address) -> Option<Fault> {
+        self.meter(address).ok().map(|m| lock(&m.fault).clone())
+    }
+
+    fn requests(&self, address: &Address) -> Option<u64> {
+        self.meter(address).ok().map(|m| m.requests.load(Ordering::Relaxed))
+    }
+
     /// The meter clock now, as BCD bytes.
     fn clock(&self) -> [u8; 7] {
         let elapsed = i64::try_from(self.origin.elapsed().as_secs()).unwrap_or(i64::MAX);
@@ -279,13 +293,16 @@ impl Cjt188Sim {
 
     /// Replaces a meter's fault; it applies from the next request, also on open connections.
     pub fn set_fault(&self, address: &Address, fault: Fault) -> Result<(), Cjt188SimError> {
-        *lock(&self.shared.meter(address)?.fault) = fault.clone();
-        tracing::info!(message = "fault set", meter = %address, fault = ?fault);
-        Ok(())
+        self.shared.set_fault(address, fault)
     }
 
     pub fn fault(&self, address: &Address) -> Option<Fault> {
-        self.shared.meter(address).ok().map(|m| lock(&m.fault).clone())
+        self.shared.fault(address)
+    }
+
+    /// A handle for a control API (see [`Cjt188SimHandle`]).
+    pub fn handle(&self) -> Cjt188SimHandle {
+        Cjt188SimHandle { shared: Arc::clone(&self.shared) }
     }
 
     /// Makes a meter's valve stuck (it never moves) or free again.
@@ -296,7 +313,7 @@ impl Cjt188Sim {
 
     /// Well-framed requests a meter has received so far, whatever its fault did with them.
     pub fn requests(&self, address: &Address) -> Option<u64> {
-        self.shared.meter(address).ok().map(|m| m.requests.load(Ordering::Relaxed))
+        self.shared.requests(address)
     }
 
     /// Connections closed because the peer sent bytes that are not CJ/T 188 frames.
@@ -331,6 +348,34 @@ impl Drop for Cjt188Sim {
         if let Some(task) = &self.task {
             task.abort();
         }
+    }
+}
+
+/// A cloneable handle on a running gateway's meters, for a control API that also serves other simulators. It
+/// does not keep the gateway running: once the [`Cjt188Sim`] is shut down, faults set here change nothing.
+#[derive(Debug, Clone)]
+pub struct Cjt188SimHandle {
+    shared: Arc<Shared>,
+}
+
+impl Cjt188SimHandle {
+    /// As [`Cjt188Sim::set_fault`].
+    pub fn set_fault(&self, address: &Address, fault: Fault) -> Result<(), Cjt188SimError> {
+        self.shared.set_fault(address, fault)
+    }
+
+    pub fn fault(&self, address: &Address) -> Option<Fault> {
+        self.shared.fault(address)
+    }
+
+    /// As [`Cjt188Sim::requests`].
+    pub fn requests(&self, address: &Address) -> Option<u64> {
+        self.shared.requests(address)
+    }
+
+    /// As [`Cjt188Sim::malformed`]: for the whole gateway, not per meter.
+    pub fn malformed(&self) -> u64 {
+        self.shared.malformed.load(Ordering::Relaxed)
     }
 }
 
