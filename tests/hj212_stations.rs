@@ -90,6 +90,13 @@ async fn a_bad_frame_is_rejected_and_the_next_on_the_same_connection_succeeds() 
         .expect("the good frame's sample");
     assert_eq!(sample["ts"].as_i64(), Some(1_795_233_600_000), "2026-11-21 12:00:00 +08:00 = 04:00:00 UTC");
     assert_eq!(sample["flags"], serde_json::json!(["high"]));
+    // Both rejected frames are counted as bad input.
+    eventually(Duration::from_secs(10), "the rejected frames counted", || async {
+        let metrics = server.get("/metrics", &cookie).await.body;
+        let line = metrics.lines().find(|l| l.starts_with("waterworks_bad_requests_total "))?.to_owned();
+        (line.rsplit(' ').next()?.parse::<u64>().ok()? >= 2).then_some(())
+    })
+    .await;
     server.app.shutdown().await;
 }
 

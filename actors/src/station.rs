@@ -336,6 +336,8 @@ pub struct GatewayArgs {
 pub struct GatewayState {
     listener: Option<Hj212Listener>,
     router: tokio::task::JoinHandle<()>,
+    /// Adds the listener's rejected frames to the server's bad-input counter.
+    rejections: tokio::task::JoinHandle<()>,
 }
 
 impl Actor for Hj212Gateway {
@@ -378,11 +380,23 @@ impl Actor for Hj212Gateway {
                 }
             }
         });
-        Ok(GatewayState { listener: Some(listener), router })
+        // Frames the listener rejects (bad CRC, length, password, junk) are bad input: counted with the rest.
+        let mut stats = listener.subscribe();
+        let metrics = args.metrics.clone();
+        let rejections = tokio::spawn(async move {
+            let mut counted = stats.borrow().rejected;
+            while stats.changed().await.is_ok() {
+                let rejected = stats.borrow().rejected;
+                Metrics::add(&metrics.bad_requests, rejected.saturating_sub(counted));
+                counted = rejected;
+            }
+        });
+        Ok(GatewayState { listener: Some(listener), router, rejections })
     }
 
     async fn post_stop(&self, _myself: ActorRef<()>, state: &mut GatewayState) -> Result<(), ActorProcessingErr> {
         state.router.abort();
+        state.rejections.abort();
         if let Some(listener) = state.listener.take() {
             listener.shutdown().await;
         }

@@ -26,7 +26,11 @@ pub fn render(m: &Metrics) -> String {
         ("waterworks_ws_resyncs_total", "WebSocket clients that fell behind and were resynchronised.", &m.ws_resyncs),
         ("waterworks_actor_restarts_total", "Actor restarts by supervisors.", &m.actor_restarts),
         ("waterworks_login_failures_total", "Failed logins.", &m.login_failures),
-        ("waterworks_bad_requests_total", "Requests refused as malformed or unauthenticated.", &m.bad_requests),
+        (
+            "waterworks_bad_requests_total",
+            "Input refused as malformed or unauthenticated: HTTP requests, HJ 212 frames, MQTT payloads.",
+            &m.bad_requests,
+        ),
     ];
     for (name, help, c) in counters {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.load(Ordering::Relaxed));
