@@ -3,16 +3,28 @@
 //! Run with `cargo bench --bench modbus_poll` (after `scripts/install-bench-deps.sh` for the reference).
 //!
 //! (a) **TCP.** The TCP simulator (`drivers::sim::Simulator`) plays 16 devices on loopback, on its own tokio
-//! runtime (2 worker threads). Our engine, `drivers::modbus::ModbusTcpClient`, runs 16 clients in parallel on a
-//! second runtime (2 worker threads), one per device, each reading 10 holding registers in a loop for a fixed
-//! time. The reference is libmodbus (Debian's libmodbus 3.1.6): a small C client compiled here, run as 16
-//! processes, one per device, doing the same loop. Both sides connect first, then start together at an agreed
-//! instant and count inside the measured window only, so neither process start-up nor connecting is counted.
-//! Rates are summed over the clients as polls / own measured time. Both run in the same run against the same
-//! simulator, alternately, three times; the table shows each round, and the greppable line the median round of
-//! each. Besides the rate, the CPU time each client side spends per poll is measured (our client runtime's
-//! threads from `/proc/self/task`, the C processes with `CLOCK_PROCESS_CPUTIME_ID`), as is the simulator's: the
-//! rate depends on how much of the 2 shared cores the simulator gets, the CPU per poll does not.
+//! runtime. Our engine, `drivers::modbus::ModbusTcpClient`, runs 16 clients in parallel on a second runtime, one
+//! per device, each reading 10 holding registers in a loop for a fixed time. The reference is libmodbus
+//! (Debian's libmodbus 3.1.6): a small C client compiled here, run as 16 processes, one per device, doing the
+//! same loop. Both sides connect first, then start together at an agreed instant and count inside the measured
+//! window only, so neither process start-up nor connecting is counted. Rates are summed over the clients as
+//! polls / own measured time. Both run in the same run against the same simulator, alternately, five times; the
+//! table shows each round, and the greppable line the median round of each.
+//!
+//! **Placement.** The simulator and the client share the machine, so unpinned the rate mostly measured how the
+//! scheduler split the CPUs between them. So the simulator's runtime is pinned to one CPU and the client side to
+//! another, the same for both clients: the simulator's runtime threads on the first CPU this process may use;
+//! our client runtime's threads, the measuring thread and the 16 libmodbus processes (which inherit its affinity;
+//! checked) on the second. Each runtime has one worker, as tokio sizes a runtime for one CPU. Pinning is done
+//! with `taskset` on thread ids (the workspace forbids the `unsafe` of `sched_setaffinity`, and it spares a
+//! dependency). `MODBUS_POLL_PIN=0`, or fewer than 2 CPUs, gives the old placement: no pinning, 2-worker
+//! runtimes.
+//!
+//! Besides the rate, the CPU time each client side spends per poll is measured (our client runtime's threads
+//! from `/proc/self/task`, the C processes with `CLOCK_PROCESS_CPUTIME_ID`), as is the simulator's, and the share
+//! of the machine's CPU time that neither used ("others": other processes, steal, from `/proc/stat`). A median
+//! round where others took more than 5 % is flagged: the machine was not quiet and the rates are disturbed.
+//! CPU per poll is not a fixed cost: a saturated side batches more work per wakeup, so it falls as load rises.
 //! Why not `mbpoll`: its loop mode sleeps a poll period of more than 10 ms between requests (`-l`) and has no
 //! poll count, so it measures its own sleep, not libmodbus.
 //!
@@ -21,7 +33,7 @@
 //! client's t3.5 before the request, the request (8 bytes), the slave's t3.5 (end-of-frame detection), the
 //! reply (25 bytes); at 9600 8N1 (10 bits a character) that is 40 character times = 41.67 ms, 24.0 polls/s.
 //!
-//! Environment: `MODBUS_POLL_SECONDS` changes the TCP window (default 4 s).
+//! Environment: `MODBUS_POLL_SECONDS` changes the TCP window (default 4 s); `MODBUS_POLL_PIN=0` turns pinning off.
 
 // A benchmark reports on standard output.
 #![allow(clippy::print_stdout)]
@@ -40,7 +52,7 @@ use tokio::runtime::Runtime;
 
 const CONNECTIONS: usize = 16;
 const REGISTERS: u16 = 10;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 /// Time for every client to connect before the common start.
 const START_DELAY: Duration = Duration::from_millis(500);
 const TCP_TIMEOUT: Duration = Duration::from_secs(1);
@@ -114,6 +126,8 @@ struct Tally {
     per_s: f64,
     client_cpu: f64,
     sim_cpu: f64,
+    /// Share of the machine's CPU time in the window used by neither side (other work, steal).
+    others: f64,
 }
 
 impl Tally {
@@ -158,6 +172,40 @@ fn threads_cpu(prefix: &str, ticks_per_s: f64) -> f64 {
     ticks as f64 / ticks_per_s
 }
 
+/// CPU seconds (all but idle and I/O wait, summed over CPUs) the machine has spent so far, from the first
+/// line of `/proc/stat`, and the number of CPUs; `(0, 1)` where `/proc` is not there.
+fn machine_busy(ticks_per_s: f64) -> (f64, usize) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpus = stat.lines().filter(|l| l.starts_with("cpu") && !l.starts_with("cpu ")).count().max(1);
+    let Some(total) = stat.lines().find(|l| l.starts_with("cpu ")) else { return (0.0, cpus) };
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let fields: Vec<u64> = total.split_whitespace().skip(1).take(8).filter_map(|f| f.parse().ok()).collect();
+    let [user, nice, system, _idle, _iowait, irq, softirq, steal] = fields[..] else { return (0.0, cpus) };
+    ((user + nice + system + irq + softirq + steal) as f64 / ticks_per_s, cpus)
+}
+
+/// The share of the machine's CPU time during `window` that neither the simulator nor the measured client used:
+/// other processes, the kernel's own work, time the hypervisor took (steal). High in a disturbed round.
+fn others_share(before: (f64, usize), after: (f64, usize), tally: &Tally, window: Duration) -> f64 {
+    let others = (after.0 - before.0) - tally.client_cpu - tally.sim_cpu;
+    (others / (window.as_secs_f64() * after.1 as f64)).max(0.0)
+}
+
+/// Other work above this share of the machine makes a round's figures unreliable.
+const DISTURBED: f64 = 0.05;
+
+/// Says so when other work took a noticeable share of the machine during a reported (median) round.
+fn warn_if_disturbed(medians: &[Tally]) {
+    let worst = medians.iter().map(|t| t.others).fold(0.0, f64::max);
+    if worst > DISTURBED {
+        println!(
+            "warning: other work used {:.0}% of the machine during a median round; the rates are disturbed, \
+             rerun on a quiet machine",
+            100.0 * worst
+        );
+    }
+}
+
 /// Clock ticks per second of `/proc` times (`getconf CLK_TCK`, 100 on Linux if that fails).
 fn clock_ticks() -> f64 {
     Command::new("getconf")
@@ -176,8 +224,13 @@ fn main() {
         .filter(|s| s.is_finite() && *s > 0.0)
         .map_or(Duration::from_secs(4), Duration::from_secs_f64);
     let ticks = clock_ticks();
-    let sim_rt = runtime(SIM_THREADS);
-    let client_rt = runtime(CLIENT_THREADS);
+    let placement = Placement::choose();
+    let (sim_rt, client_rt) = match placement {
+        Placement::Pinned { sim, client } => {
+            (runtime(SIM_THREADS, 1, Some(sim)), runtime(CLIENT_THREADS, 1, Some(client)))
+        }
+        Placement::Shared(_) => (runtime(SIM_THREADS, 2, None), runtime(CLIENT_THREADS, 2, None)),
+    };
 
     // (a) TCP
     let sim = sim_rt.block_on(Simulator::start(tcp_spec())).expect("the tcp simulator starts");
@@ -187,14 +240,14 @@ fn main() {
         println!("reference client unavailable ({why}); run scripts/install-bench-deps.sh");
     }
     println!(
-        "tcp: {CONNECTIONS} connections, {REGISTERS} holding registers per poll, {:.1} s per window, simulator on \
-         its own 2-thread runtime, {} cpus",
+        "tcp: {CONNECTIONS} connections, {REGISTERS} holding registers per poll, {:.1} s per window, {} rounds; {}",
         window.as_secs_f64(),
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        ROUNDS,
+        placement.describe()
     );
     println!(
-        "{:<7} {:<36} {:>10} {:>10} {:>7} {:>18} {:>15}",
-        "round", "client", "polls/s", "polls", "errors", "client cpu us/poll", "sim cpu us/poll"
+        "{:<7} {:<36} {:>10} {:>10} {:>7} {:>18} {:>15} {:>11}",
+        "round", "client", "polls/s", "polls", "errors", "client cpu us/poll", "sim cpu us/poll", "others cpu"
     );
     let (mut ours_rounds, mut ref_rounds) = (Vec::new(), Vec::new());
     for round in 1..=ROUNDS {
@@ -202,7 +255,7 @@ fn main() {
         print_row(round, "ours (ModbusTcpClient, 16 tasks)", ours);
         ours_rounds.push(ours);
         if let Ok(binary) = &reference {
-            let theirs = poll_reference(binary, &addrs, window, ticks);
+            let theirs = poll_reference(binary, &addrs, window, ticks, placement);
             print_row(round, "libmodbus 3.1.6 (C, 16 processes)", theirs);
             ref_rounds.push(theirs);
         }
@@ -215,23 +268,32 @@ fn main() {
             println!(
                 "modbus_poll case=tcp ours_per_s={:.0} ref_per_s={:.0} ratio={:.2} ours_cpu_us_per_poll={:.2} \
                  ref_cpu_us_per_poll={:.2} cpu_ratio={:.2} reference=libmodbus connections={CONNECTIONS} \
-                 registers={REGISTERS} seconds={:.1} rounds={ROUNDS}",
+                 registers={REGISTERS} seconds={:.1} rounds={ROUNDS} pinned={} others_pct={:.1}",
                 ours.per_s,
                 theirs.per_s,
                 ours.per_s / theirs.per_s,
                 ours.client_us_per_poll(),
                 theirs.client_us_per_poll(),
                 theirs.client_us_per_poll() / ours.client_us_per_poll(),
-                window.as_secs_f64()
+                window.as_secs_f64(),
+                placement.is_pinned(),
+                100.0 * ours.others.max(theirs.others)
             );
+            warn_if_disturbed(&[ours, theirs]);
         }
         None => println!(
             "modbus_poll case=tcp ours_per_s={:.0} ref_per_s=NA ratio=NA ours_cpu_us_per_poll={:.2} \
-             reference=unavailable connections={CONNECTIONS} registers={REGISTERS} seconds={:.1} rounds={ROUNDS}",
+             reference=unavailable connections={CONNECTIONS} registers={REGISTERS} seconds={:.1} rounds={ROUNDS} \
+             pinned={} others_pct={:.1}",
             ours.per_s,
             ours.client_us_per_poll(),
-            window.as_secs_f64()
+            window.as_secs_f64(),
+            placement.is_pinned(),
+            100.0 * ours.others
         ),
+    }
+    if ref_rounds.is_empty() {
+        warn_if_disturbed(&[ours]);
     }
     drop(sim);
 
@@ -246,13 +308,101 @@ fn main() {
     }
 }
 
-fn runtime(name: &str) -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name(name)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
+/// A runtime of `workers` threads named `name`, each pinned to `cpu` if given.
+fn runtime(name: &str, workers: usize, cpu: Option<usize>) -> Runtime {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(workers).thread_name(name).enable_all();
+    if let Some(cpu) = cpu {
+        builder.on_thread_start(move || pin_thread(&thread_self(), cpu).expect("a runtime thread is pinned"));
+    }
+    builder.build().expect("a tokio runtime")
+}
+
+/// Where the simulator and the clients run.
+#[derive(Debug, Clone, Copy)]
+enum Placement {
+    /// The simulator's runtime on CPU `sim`; our client runtime, the measuring thread and the reference
+    /// processes on CPU `client`. Each runtime has one worker, as tokio would size it for one CPU.
+    Pinned { sim: usize, client: usize },
+    /// Everything shares the machine's CPUs (2-worker runtimes), with the reason pinning was not done.
+    Shared(&'static str),
+}
+
+impl Placement {
+    /// Pinned to the first two CPUs this process may use, unless `MODBUS_POLL_PIN=0` or there are fewer. When
+    /// pinned, the calling thread is already on the clients' CPU: it measures, and the reference processes it
+    /// starts inherit its affinity.
+    fn choose() -> Placement {
+        if std::env::var("MODBUS_POLL_PIN").is_ok_and(|v| v == "0") {
+            return Placement::Shared("MODBUS_POLL_PIN=0");
+        }
+        match allowed_cpus()[..] {
+            [sim, client, ..] => match pin_thread(&thread_self(), client) {
+                Ok(()) => Placement::Pinned { sim, client },
+                Err(_) => Placement::Shared("taskset failed"),
+            },
+            _ => Placement::Shared("fewer than 2 cpus"),
+        }
+    }
+
+    fn is_pinned(self) -> bool {
+        matches!(self, Placement::Pinned { .. })
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Placement::Pinned { sim, client } => format!(
+                "simulator pinned to cpu {sim} (1-worker runtime), clients to cpu {client} (ours: 1-worker runtime; \
+                 libmodbus: its 16 processes)"
+            ),
+            Placement::Shared(why) => format!(
+                "not pinned ({why}): simulator and clients share {} cpus (2-worker runtimes)",
+                std::thread::available_parallelism().map_or(0, |n| n.get())
+            ),
+        }
+    }
+}
+
+/// The CPUs this process may run on (`Cpus_allowed_list` of `/proc/self/status`, such as `0-1` or `0,2`).
+fn allowed_cpus() -> Vec<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let Some(list) = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")) else { return Vec::new() };
+    let mut cpus = Vec::new();
+    for part in list.trim().split(',') {
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        if let (Ok(lo), Ok(hi)) = (lo.parse::<usize>(), hi.parse::<usize>()) {
+            cpus.extend(lo..=hi);
+        }
+    }
+    cpus
+}
+
+/// This thread's id, from `/proc/thread-self` (a link to `PID/task/TID`).
+fn thread_self() -> String {
+    std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|link| link.file_name().map(|tid| tid.to_string_lossy().into_owned()))
+        .unwrap_or_default()
+}
+
+/// The CPU list (`Cpus_allowed_list`) of process or thread `pid`, as `/proc` shows it.
+fn affinity(pid: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap_or("").trim().to_owned()
+}
+
+/// Pins thread `tid` to `cpu` with `taskset` (the workspace forbids the `unsafe` a direct `sched_setaffinity`
+/// would need).
+fn pin_thread(tid: &str, cpu: usize) -> Result<(), String> {
+    let out = Command::new("taskset")
+        .args(["--pid", "--cpu-list", &cpu.to_string(), tid])
+        .output()
+        .map_err(|e| format!("cannot run taskset: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("taskset failed: {}", String::from_utf8_lossy(&out.stderr).trim()))
+    }
 }
 
 /// Five meters of a u32 volume each: holding registers 0 to 9 all answer.
@@ -294,12 +444,13 @@ fn print_row(round: usize, client: &str, t: Tally) {
 
 fn print_row_named(round: &str, client: &str, t: Tally) {
     println!(
-        "{round:<7} {client:<36} {:>10.0} {:>10} {:>7} {:>18.2} {:>15.2}",
+        "{round:<7} {client:<36} {:>10.0} {:>10} {:>7} {:>18.2} {:>15.2} {:>10.1}%",
         t.per_s,
         t.polls,
         t.errors,
         t.client_us_per_poll(),
-        t.sim_us_per_poll()
+        t.sim_us_per_poll(),
+        100.0 * t.others
     );
 }
 
@@ -331,9 +482,12 @@ async fn poll_ours(addrs: &[SocketAddr], window: Duration, ticks: f64) -> Tally 
     // being measured.
     tokio::time::sleep_until(start).await;
     let (client0, sim0) = (threads_cpu(CLIENT_THREADS, ticks), threads_cpu(SIM_THREADS, ticks));
+    let busy0 = machine_busy(ticks);
     tokio::time::sleep_until(start + window).await;
+    let busy1 = machine_busy(ticks);
     let (client1, sim1) = (threads_cpu(CLIENT_THREADS, ticks), threads_cpu(SIM_THREADS, ticks));
     let mut tally = Tally { client_cpu: client1 - client0, sim_cpu: sim1 - sim0, ..Tally::default() };
+    tally.others = others_share(busy0, busy1, &tally, window);
     for task in tasks {
         let (polls, errors, seconds) = task.await.expect("a polling task");
         tally.add(polls, errors, seconds);
@@ -361,7 +515,7 @@ fn build_reference() -> Result<PathBuf, String> {
 }
 
 /// 16 reference processes, one per device, connected first, then polling together for `window`.
-fn poll_reference(binary: &Path, addrs: &[SocketAddr], window: Duration, ticks: f64) -> Tally {
+fn poll_reference(binary: &Path, addrs: &[SocketAddr], window: Duration, ticks: f64, placement: Placement) -> Tally {
     let start = SystemTime::now() + START_DELAY;
     let start_ms = start.duration_since(UNIX_EPOCH).expect("after 1970").as_millis();
     let children: Vec<_> = addrs
@@ -377,10 +531,18 @@ fn poll_reference(binary: &Path, addrs: &[SocketAddr], window: Duration, ticks: 
                 .expect("the reference client starts")
         })
         .collect();
+    if let Placement::Pinned { client, .. } = placement {
+        for child in &children {
+            let pid = child.id().to_string();
+            assert_eq!(affinity(&pid), client.to_string(), "reference process {pid} is on the clients' cpu");
+        }
+    }
     let until = |t: SystemTime| std::thread::sleep(t.duration_since(SystemTime::now()).unwrap_or_default());
     until(start);
     let sim0 = threads_cpu(SIM_THREADS, ticks);
+    let busy0 = machine_busy(ticks);
     until(start + window);
+    let busy1 = machine_busy(ticks);
     let mut tally = Tally { sim_cpu: threads_cpu(SIM_THREADS, ticks) - sim0, ..Tally::default() };
     for child in children {
         let out = child.wait_with_output().expect("the reference client ends");
@@ -398,6 +560,7 @@ fn poll_reference(binary: &Path, addrs: &[SocketAddr], window: Duration, ticks: 
             _ => panic!("the reference client failed: {} {text:?}", out.status),
         }
     }
+    tally.others = others_share(busy0, busy1, &tally, window);
     tally
 }
 

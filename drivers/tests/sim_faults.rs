@@ -192,3 +192,27 @@ async fn malformed_requests_close_their_connection_but_not_the_listener() {
     assert_eq!(sim.malformed("q1"), Some(5));
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn requests_sent_together_or_split_are_each_answered_in_order() {
+    let sim = start(vec![small_logger("q1")], 1.0).await;
+    let addr = sim.addr("q1").unwrap_or_else(|| panic!("no q1"));
+    let request = |transaction: u8| [0x00, transaction, 0x00, 0x00, 0x00, 0x06, 0x01, 0x04, 0x00, 0x00, 0x00, 0x02];
+    let mut s = connect(addr).await;
+
+    // Two requests in one write, then a third in two writes with its header split.
+    let together: Vec<u8> = [request(1), request(2)].concat();
+    assert!(s.write_all(&together).await.is_ok());
+    let third = request(3);
+    assert!(s.write_all(&third[..4]).await.is_ok());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(s.write_all(&third[4..]).await.is_ok());
+
+    for transaction in 1..=3u8 {
+        let mut reply = [0u8; 13];
+        assert!(s.read_exact(&mut reply).await.is_ok(), "reply {transaction}");
+        assert_eq!(&reply[..9], &[0x00, transaction, 0x00, 0x00, 0x00, 0x07, 0x01, 0x04, 0x04]);
+    }
+    assert_eq!(sim.requests("q1"), Some(3));
+    sim.shutdown().await;
+}
