@@ -466,7 +466,11 @@ impl Cjt188Master {
     fn request_timeout(&self) -> Duration {
         match &self.target.link {
             Cjt188Link::Tcp(_) => self.target.timeout,
-            Cjt188Link::Serial(s) => self.target.timeout + s.wire_time(EXCHANGE_BYTES + 2 * self.target.model.preamble),
+            Cjt188Link::Serial(s) => {
+                let total = self.target.timeout + s.wire_time(EXCHANGE_BYTES + 2 * self.target.model.preamble);
+                // Whole milliseconds, so that messages read "1312ms", not "1.311666667s".
+                Duration::from_millis(u64::try_from(total.as_micros().div_ceil(1000)).unwrap_or(u64::MAX))
+            }
         }
     }
 
