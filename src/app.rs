@@ -61,19 +61,24 @@ pub struct App {
     stop_server: oneshot::Sender<()>,
 }
 
-/// Starts everything. The config must already be validated.
-pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> {
+/// Checks the options against the configuration before anything starts.
+pub fn check_options(config: &Config, opts: &RunOptions) -> Result<(), String> {
     if let Some(listen) = opts.sim_control {
         if config.simulator.is_none() {
-            return Err(anyhow!(
-                "the fault-injection API ({listen}) needs the simulator, and {} does not enable it ([simulator] enabled = true)",
+            return Err(format!(
+                "{} does not enable the simulator ([simulator] enabled = true), so there is no simulated device to \
+                 break; use `waterworks simulate --control` beside this server instead",
                 config.source
             ));
         }
-        if !listen.ip().is_loopback() {
-            return Err(anyhow!("the fault-injection API listens on loopback only, not on {listen}"));
-        }
+        crate::sim_control::check_listen(listen)?;
     }
+    Ok(())
+}
+
+/// Starts everything. The config must already be validated.
+pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> {
+    check_options(&config, &opts).map_err(|e| anyhow!(e))?;
     let data_dir = opts.data_dir.clone().unwrap_or_else(|| config.server.data_dir.clone());
     let store = Store::open(&data_dir).map_err(|e| anyhow!("cannot start: {e}"))?;
     let listen = opts.listen.unwrap_or(config.server.listen);

@@ -134,22 +134,12 @@ async fn run(
         Ok(c) => c,
         Err(code) => return code,
     };
-    if let Some(addr) = sim_control {
-        if cfg.simulator.is_none() {
-            fail(&format!(
-                "--sim-control {addr}: {} does not enable the simulator ([simulator] enabled = true), so there is \
-                 no simulated device to break; use `waterworks simulate --control` beside this server instead",
-                cfg.source
-            ));
-            return ExitCode::from(2);
-        }
-        if !addr.ip().is_loopback() {
-            fail(&format!("--sim-control {addr}: the fault-injection API listens on loopback only"));
-            return ExitCode::from(2);
-        }
-    }
     let admin_password = std::env::var("WATERWORKS_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty());
     let opts = RunOptions { listen, data_dir, admin_password, clock: None, sim_control };
+    if let (Err(e), Some(addr)) = (app::check_options(&cfg, &opts), sim_control) {
+        fail(&format!("--sim-control {addr}: {e}"));
+        return ExitCode::from(2);
+    }
     let mut app = match app::start(cfg, opts).await {
         Ok(app) => app,
         Err(e) => {
@@ -184,8 +174,8 @@ async fn simulate(config: PathBuf, faults: Vec<String>, control: Option<SocketAd
         Ok(c) => c,
         Err(code) => return code,
     };
-    if let Some(listen) = control.filter(|l| !l.ip().is_loopback()) {
-        fail(&format!("--control {listen}: the fault-injection API listens on loopback only"));
+    if let Some((listen, Err(e))) = control.map(|l| (l, waterworks::sim_control::check_listen(l))) {
+        fail(&format!("--control {listen}: {e}"));
         return ExitCode::from(2);
     }
     let settings = cfg.simulator.clone().unwrap_or(config::SimulatorSettings {

@@ -47,6 +47,15 @@ use drivers::sim::{SimHandle, Simulator};
 
 use crate::config::Config;
 
+/// Whether the API may listen on `listen`: it has no authentication, so only on loopback.
+pub fn check_listen(listen: SocketAddr) -> Result<(), String> {
+    if listen.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(format!("the fault-injection API listens on loopback only, not on {listen}"))
+    }
+}
+
 /// One simulated thing the API can break, and the simulator that plays it.
 enum Target {
     ModbusTcp { sim: SimHandle, device: String },
@@ -148,9 +157,7 @@ impl SimControl {
 
     /// Serves the API on `listen` (loopback only; port 0 picks a port) until the returned server is dropped.
     pub async fn serve(self, listen: SocketAddr) -> anyhow::Result<ControlServer> {
-        if !listen.ip().is_loopback() {
-            return Err(anyhow!("the fault-injection API listens on loopback only, not on {listen}"));
-        }
+        check_listen(listen).map_err(|e| anyhow!(e))?;
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|e| anyhow!("the fault-injection API cannot listen on {listen}: {e}"))?;
