@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`registers`]: register data types, word orders, decoding (pure).
+//! - [`calendar`]: Gregorian dates from and to day counts (pure); the one calendar of every protocol.
 //! - [`cjt188`]: CJ/T 188 household water meters: frame codec, a guarded master, a simulated gateway.
 //! - [`modbus`]: a guarded Modbus TCP client (timeouts, reconnect after failure).
 //! - [`log_limit`]: at most a burst of log lines per window for floods of bad input (counting is not limited).
@@ -18,6 +19,7 @@
 //! **Invariant:** this crate never imports `waterworks-actors` or `waterworks-hmi`. It speaks registers, topics and
 //! bytes; what a register means is configuration (`config/devices/*.toml`).
 
+pub mod calendar;
 pub mod cjt188;
 pub mod hj212;
 pub mod log_limit;

@@ -391,17 +391,9 @@ impl MeterTime {
     }
 
     fn is_valid(&self) -> bool {
-        // Gregorian leap years; written without `is_multiple_of`, which is newer than the workspace's Rust 1.85.
-        let leap = matches!((self.year % 4, self.year % 100, self.year % 400), (0, 1.., _) | (_, _, 0));
-        let days_in_month = match self.month {
-            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-            4 | 6 | 9 | 11 => 30,
-            2 if leap => 29,
-            2 => 28,
-            _ => return false,
-        };
         self.year <= 9999
-            && (1..=days_in_month).contains(&self.day)
+            && (1..=crate::calendar::days_in_month(i64::from(self.year), i64::from(self.month)))
+                .contains(&i64::from(self.day))
             && self.hour < 24
             && self.minute < 60
             && self.second < 60

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use crate::calendar::civil_from_days;
 use crate::cjt188::frame::{Address, Control, Frame, MeterType};
 use crate::cjt188::payload::{
     metering_reply_data, parse_metering_request, parse_valve_request, split_header, valve_reply_data, DiOrder, Reading,
@@ -180,20 +181,6 @@ pub(crate) fn clock_bytes(unix_seconds: i64) -> [u8; 7] {
     [bcd(secs % 60), bcd(secs / 60 % 60), bcd(secs / 3600), bcd(day), bcd(month), bcd(year % 100), bcd(year / 100)]
 }
 
-/// The proleptic Gregorian date of `days` since 1970-01-01 (Howard Hinnant's `civil_from_days` method).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,7 +281,5 @@ mod tests {
             MeterTime::decode(clock_bytes(1_709_208_000)).map(|t| t.to_string()).as_deref(),
             Some("2024-02-29 20:00:00")
         );
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
     }
 }
