@@ -15,6 +15,7 @@ use drivers::registers::Function;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 
+use crate::cjt188::Cjt188Msg;
 use crate::context::DeviceContext;
 use crate::metrics::Metrics;
 use crate::model::comm::CycleOutcome;
@@ -136,7 +137,20 @@ enum LinkError {
 /// The valve's connection.
 enum ValveLink {
     Register(ModbusLink, RegisterValve),
-    Cjt188 { gateway: Slot<crate::cjt188::Cjt188Msg>, address: drivers::cjt188::Address, wait: Duration },
+    Cjt188 { gateway: Slot<Cjt188Msg>, address: drivers::cjt188::Address, wait: Duration },
+}
+
+/// Asks the CJ/T 188 gateway actor that owns the meter's link; what the gateway answers is inside.
+async fn ask_gateway<T: Send + 'static>(
+    gateway: &Slot<Cjt188Msg>,
+    wait: Duration,
+    msg: impl FnOnce(RpcReplyPort<Result<T, String>>) -> Cjt188Msg,
+) -> Result<Result<T, String>, LinkError> {
+    let Some(g) = gateway.get() else {
+        return Err(LinkError::Unreachable("the gateway actor is not running".into()));
+    };
+    ractor::call_t!(g, msg, wait.as_millis() as u64)
+        .map_err(|_| LinkError::Unreachable("no answer from the gateway actor".into()))
 }
 
 impl ValveLink {
@@ -150,18 +164,8 @@ impl ValveLink {
             },
             ValveLink::Cjt188 { gateway, address, wait } => {
                 let address = *address;
-                match gateway.get() {
-                    None => Err(LinkError::Unreachable("the gateway actor is not running".into())),
-                    Some(g) => match ractor::call_t!(
-                        g,
-                        |reply| crate::cjt188::Cjt188Msg::ReadValve { address, reply },
-                        wait.as_millis() as u64
-                    ) {
-                        Ok(Ok(state)) => Ok(reported_of(state)),
-                        Ok(Err(e)) => Err(LinkError::Unreachable(e)),
-                        Err(_) => Err(LinkError::Unreachable("no answer from the gateway actor".into())),
-                    },
-                }
+                let asked = ask_gateway(gateway, *wait, |reply| Cjt188Msg::ReadValve { address, reply }).await?;
+                asked.map(reported_of).map_err(LinkError::Unreachable)
             }
         }
     }
@@ -184,18 +188,8 @@ impl ValveLink {
             }
             ValveLink::Cjt188 { gateway, address, wait } => {
                 let address = *address;
-                match gateway.get() {
-                    None => Err(LinkError::Unreachable("the gateway actor is not running".into())),
-                    Some(g) => match ractor::call_t!(
-                        g,
-                        |reply| crate::cjt188::Cjt188Msg::SetValve { address, open, reply },
-                        wait.as_millis() as u64
-                    ) {
-                        Ok(Ok(_)) => Ok(()),
-                        Ok(Err(e)) => Err(LinkError::Refused(e)),
-                        Err(_) => Err(LinkError::Unreachable("no answer from the gateway actor".into())),
-                    },
-                }
+                let asked = ask_gateway(gateway, *wait, |reply| Cjt188Msg::SetValve { address, open, reply }).await?;
+                asked.map(drop).map_err(LinkError::Refused)
             }
         }
     }
