@@ -66,6 +66,7 @@ enum Target {
 }
 
 /// Where a simulated CJ/T 188 gateway is reached.
+#[derive(Clone)]
 enum GatewayAt {
     Tcp(SocketAddr),
     Serial(String),
@@ -130,11 +131,12 @@ impl SimControl {
                 (None, path) => GatewayAt::Serial(path.unwrap_or_default().to_owned()),
             };
             for meter in &spec.meters {
-                let at = match &at {
-                    GatewayAt::Tcp(addr) => GatewayAt::Tcp(*addr),
-                    GatewayAt::Serial(path) => GatewayAt::Serial(path.clone()),
+                let target = Target::Cjt188 {
+                    gateway: gateway.clone(),
+                    at: at.clone(),
+                    sim: sim.handle(),
+                    address: meter.address,
                 };
-                let target = Target::Cjt188 { gateway: gateway.clone(), at, sim: sim.handle(), address: meter.address };
                 self.push(meter.id.to_string(), target);
             }
         }
