@@ -30,7 +30,6 @@ pub mod field;
 pub mod hub;
 pub mod metrics;
 pub mod modbus_link;
-pub mod model;
 pub mod mqtt;
 pub mod restore;
 pub mod rtu_bus;
@@ -39,3 +38,6 @@ pub mod store;
 pub mod supervisor;
 pub mod tree;
 pub mod valve;
+
+/// The pure domain model, a crate of its own (`actors/model`); re-exported so `crate::model::…` reads as before.
+pub use model;

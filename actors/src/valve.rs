@@ -13,7 +13,6 @@ use std::time::Duration;
 use crate::modbus_link::{ModbusLink, ModbusPath};
 use drivers::registers::Function;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use serde::Serialize;
 
 use crate::cjt188::Cjt188Msg;
 use crate::context::DeviceContext;
@@ -23,7 +22,7 @@ use crate::model::valve::{self, Progress, Start};
 use crate::model::view::CommView;
 use crate::model::{
     CommStatus, CommandRecord, CommandResult, DeviceId, DeviceKind, DeviceView, RegionId, Reported, Timestamp,
-    ValveAction, ValveState,
+    ValveAction, ValveState, ValveView,
 };
 use crate::store::{AuditEntry, Op};
 use crate::supervisor::Slot;
@@ -102,13 +101,6 @@ impl ValveSpec {
             ValveInterface::Cjt188 { gateway, address } => format!("cjt188 via {gateway} meter {address}"),
         }
     }
-}
-
-/// What the HMI shows of a valve beyond its comm status.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ValveView {
-    pub state: ValveState,
-    pub last_command: Option<CommandRecord>,
 }
 
 pub enum ValveMsg {

@@ -193,3 +193,10 @@ mod tests {
         assert!("shut".parse::<ValveAction>().unwrap_err().contains("\"shut\""));
     }
 }
+
+/// What the HMI shows of a valve beyond its comm status.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ValveView {
+    pub state: ValveState,
+    pub last_command: Option<CommandRecord>,
+}

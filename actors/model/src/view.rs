@@ -145,7 +145,7 @@ pub fn region_status(regions: &[RegionView], devices: &[DeviceView]) -> Vec<Regi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::comm::{CommStatus, LinkState};
+    use crate::comm::{CommStatus, LinkState};
 
     fn device(id: &str, region: &str, read: u32, expected: u32, lost: bool, success: Option<i64>) -> DeviceView {
         let mut status = CommStatus::new("tcp x".into(), expected);

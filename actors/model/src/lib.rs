@@ -1,6 +1,8 @@
 //! The pure domain model: identifiers, units, readings, communication status, live views, users.
 //!
-//! **Invariant:** nothing here does I/O, imports tokio or ractor, or reads the clock. Time is passed in as a
+//! **Invariant:** nothing here does I/O, imports tokio or ractor, or reads the clock. This is a crate of its
+//! own (`waterworks-model`) so that the compiler keeps it so: its only dependencies are std, serde,
+//! rust_decimal and error derives, and `tests/dependency_rules.rs` fails if that changes. Time is passed in as a
 //! [`Timestamp`]; actors turn messages into calls on this model and its results into I/O.
 
 pub mod comm;
@@ -16,5 +18,5 @@ pub use ids::{DeviceId, MeterId, RegionId};
 pub use link::{LinkSelector, PathSwitch, SwitchReason};
 pub use reading::{MeterReading, MeterStatus, QualityFlags, QualitySample, Timestamp, Volume};
 pub use user::{Role, UserRecord};
-pub use valve::{CommandRecord, CommandResult, Reported, ValveAction, ValveState};
+pub use valve::{CommandRecord, CommandResult, Reported, ValveAction, ValveState, ValveView};
 pub use view::{region_status, DeviceKind, DeviceView, LiveEvent, MeterView, ParameterView, RegionStatus, RegionView};
