@@ -419,7 +419,8 @@ async fn run_shape(shape: Shape, base: &Path) -> Result<Outcome, String> {
 async fn run_in(shape: Shape, dir: &Path) -> Result<Outcome, String> {
     let store = Store::open(dir).map_err(|e| format!("cannot open store: {e}"))?;
     let metrics = Arc::new(Metrics::default());
-    let args = StoreWriterArgs { store: store.clone(), metrics: metrics.clone(), max_batch_ops: MAX_BATCH_OPS };
+    let args =
+        StoreWriterArgs { store: store.clone(), metrics: metrics.clone(), max_batch_ops: MAX_BATCH_OPS, events: None };
     let (actor, join) =
         Actor::spawn(None, StoreWriter, args).await.map_err(|e| format!("cannot spawn the store writer: {e}"))?;
     let slot = Slot::default();

@@ -12,14 +12,14 @@ use serde::Serialize;
 
 use crate::auth;
 use crate::clock::SharedClock;
-use crate::event::EventBus;
+use crate::event::{EventBus, EventView};
 use crate::field::{DeviceKindSpec, DeviceSpec, FieldMsg};
 use crate::hub::{HubMsg, LiveFrame, Resume, Subscription};
 use crate::metrics::Metrics;
 use crate::model::user::valid_username;
 use crate::model::{CommandRecord, ValveAction};
 use crate::model::{DeviceId, DeviceView, MeterId, RegionId, RegionView, Role, Timestamp, UserRecord};
-use crate::store::{AuditEntry, Op, Store, StoreError, StoreHandle, StoredReading, StoredSample};
+use crate::store::{AuditEntry, EventFilter, Op, Store, StoreError, StoreHandle, StoredReading, StoredSample};
 use crate::supervisor::{ChildInfo, Slot, SupervisorMsg};
 use crate::valve::{ValveMsg, ValveSpec};
 
@@ -236,6 +236,20 @@ impl Handle {
             Ok(History { device: id, from, to, readings, samples, truncated })
         };
         tokio::task::spawn_blocking(fetch).await.map_err(|_| ApiError::Internal)?.map_err(ApiError::from)
+    }
+
+    /// The event journal (every committed event), newest first, narrowed by `filter`, at most `limit`.
+    pub async fn event_journal(&self, filter: EventFilter, limit: usize) -> Result<Vec<EventView>, ApiError> {
+        if let (Some(from), Some(to)) = (filter.from, filter.to) {
+            if from > to {
+                return Err(ApiError::BadRequest("`from` is after `to`".into()));
+            }
+        }
+        let store = self.inner.parts.store.clone();
+        let records = tokio::task::spawn_blocking(move || store.events(&filter, limit))
+            .await
+            .map_err(|_| ApiError::Internal)??;
+        Ok(records.iter().filter_map(|r| r.view()).collect())
     }
 
     /// Subscribes to the live stream, resuming after `resume` if the hub still holds what followed.

@@ -19,7 +19,8 @@ use tokio::sync::broadcast;
 
 use crate::clock::SharedClock;
 use crate::event::EventBus;
-use crate::model::{DeviceId, DeviceView, LiveEvent, RegionView};
+use crate::event::EventView;
+use crate::model::{DeviceId, DeviceView, RegionView};
 
 /// One serialised message of the live stream.
 #[derive(Clone, Debug)]
@@ -34,7 +35,7 @@ pub struct LiveFrame {
 pub enum Wire<'a> {
     Snapshot { epoch: &'a str, seq: u64, regions: &'a [RegionView], devices: Vec<&'a DeviceView> },
     Delta { seq: u64, device: &'a DeviceView },
-    Event { seq: u64, event: &'a LiveEvent },
+    Event { seq: u64, event: &'a EventView },
     Resync { reason: &'a str },
 }
 
@@ -66,7 +67,7 @@ pub struct Subscription {
 pub enum HubMsg {
     /// The new full view of one device (sent by its actor after each change).
     Device(Box<DeviceView>),
-    Event(LiveEvent),
+    Event(EventView),
     Subscribe(Option<Resume>, RpcReplyPort<Subscription>),
     Snapshot(RpcReplyPort<LiveFrame>),
     Devices(RpcReplyPort<Vec<DeviceView>>),
@@ -149,15 +150,14 @@ impl Actor for LiveHub {
         let order = views.iter().map(|v| v.id.clone()).collect();
         let views = views.into_iter().map(|v| (v.id.clone(), v)).collect();
         let (tx, _) = broadcast::channel(args.channel.max(1));
-        // Events from the bus become live frames through this actor, so they share the sequence.
+        // Committed events from the bus become live frames through this actor, so they share the sequence.
         let mut rx = args.events.subscribe();
-        let clock = args.clock.clone();
         let me = myself.clone();
         let forwarder = tokio::spawn(async move {
             loop {
                 match rx.recv().await {
-                    Ok(event) => {
-                        if let Some(live) = event.to_live(clock.now()) {
+                    Ok(record) => {
+                        if let Some(live) = record.view() {
                             if me.cast(HubMsg::Event(live)).is_err() {
                                 break;
                             }

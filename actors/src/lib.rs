@@ -15,7 +15,8 @@
 //! - [`valve`]: one actor per remote valve: commands with read-back confirmation, audited.
 //! - [`tree`]: builds the whole supervision tree from resolved configuration.
 //! - [`api`]: the handle through which the `hmi` crate sees and commands the system.
-//! - [`event`], [`metrics`], [`clock`]: the event bus, counters, the injected clock.
+//! - [`event`], [`metrics`], [`clock`]: durable events and their bus, counters, the injected clock.
+//! - [`feed`]: consumers of the durable change feed (cursor persisted with their results).
 //!
 //! **Invariant:** this crate knows no HTTP, JSON-over-HTTP or config file format; `src/` resolves config
 //! into the `*Args`/`*Spec` types here, and `hmi` turns [`api::Handle`] calls into HTTP.
@@ -26,6 +27,7 @@ pub mod cjt188;
 pub mod clock;
 pub mod context;
 pub mod event;
+pub mod feed;
 pub mod field;
 pub mod hub;
 pub mod metrics;

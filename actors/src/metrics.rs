@@ -58,6 +58,15 @@ pub struct Metrics {
     pub actor_restarts: AtomicU64,
     pub login_failures: AtomicU64,
     pub bad_requests: AtomicU64,
+    /// Events committed to the journal and the change feed.
+    pub events_committed: AtomicU64,
+    /// Event commits that failed and were retried (the writer was down or failing).
+    pub event_commit_retries: AtomicU64,
+    /// Events that could not even be queued for their commit (the store did not keep up): lost, and loud.
+    pub events_dropped: AtomicU64,
+    /// Feed entries handled by consumers, and handler failures (retried).
+    pub feed_handled: AtomicU64,
+    pub feed_handler_failures: AtomicU64,
 }
 
 impl Metrics {

@@ -355,7 +355,7 @@ mod tests {
         ActorRef<SupervisorMsg>,
         Arc<AtomicU32>,
         Slot<FlakyMsg>,
-        tokio::sync::broadcast::Receiver<Event>,
+        tokio::sync::broadcast::Receiver<crate::event::EventRecord>,
         tokio::task::JoinHandle<()>,
     ) {
         let starts = Arc::new(AtomicU32::new(0));
@@ -366,7 +366,7 @@ mod tests {
             let args = FlakyArgs { starts: s.clone(), fail_starts: f.clone(), slot: sl.clone() };
             async move { Actor::spawn_linked(None, Flaky, args, sup).await.map(|(r, _)| r.get_cell()) }
         });
-        let events = EventBus::new(64);
+        let events = EventBus::volatile(64);
         let rx = events.subscribe();
         let args = SupervisorArgs {
             name: "test".into(),
@@ -379,9 +379,9 @@ mod tests {
         (sup, starts, slot, rx, join)
     }
 
-    async fn next_restart(rx: &mut tokio::sync::broadcast::Receiver<Event>) -> Duration {
+    async fn next_restart(rx: &mut tokio::sync::broadcast::Receiver<crate::event::EventRecord>) -> Duration {
         loop {
-            if let Event::ChildRestarting { delay, .. } = rx.recv().await.unwrap() {
+            if let Event::ChildRestarting { delay, .. } = rx.recv().await.unwrap().event {
                 return delay;
             }
         }

@@ -4,6 +4,7 @@
 //! root (Supervisor)
 //! ├─ store-writer (StoreWriter)
 //! ├─ live-hub (LiveHub)
+//! ├─ limit-watcher (FeedConsumer<LimitWatcher>): water-quality limit crossings from the change feed
 //! ├─ line:<id> (RtuBus), one per RS-485 serial line
 //! └─ region:<id> (Supervisor), one per region
 //!    ├─ <device id> (FieldDevice), one per concentrator and data logger
@@ -26,6 +27,7 @@ use crate::cjt188::{self, Cjt188Args, Cjt188Device, Cjt188Spec};
 use crate::clock::SharedClock;
 use crate::context::DeviceContext;
 use crate::event::EventBus;
+use crate::feed::{FeedConsumer, FeedConsumerArgs, LimitWatcher, SeriesLimits};
 use crate::field::{initial_view, DeviceSpec, FieldDevice, FieldDeviceArgs, FieldMsg};
 use crate::hub::{HubArgs, HubMsg, LiveHub};
 use crate::metrics::Metrics;
@@ -93,10 +95,11 @@ where
 
 /// Starts the whole tree. Returns once the root and (in order) all its children have started.
 pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Arc<Metrics>) -> Result<Tree, SpawnErr> {
-    let events = EventBus::new(1024);
     let writer_slot: Slot<StoreWriterMsg> = Slot::default();
     let hub_slot: Slot<HubMsg> = Slot::default();
     let writer = StoreHandle::new(writer_slot.clone(), metrics.clone());
+    // Events are committed through the writer (which delivers them after the commit) before anyone sees them.
+    let events = EventBus::durable(1024, writer.clone(), clock.clone(), metrics.clone());
     let regions: Vec<RegionView> =
         spec.regions.iter().map(|r| RegionView { id: r.id.clone(), name: r.name.clone() }).collect();
     let all_devices: Vec<Arc<DeviceSpec>> = spec.regions.iter().flat_map(|r| r.devices.iter().cloned()).collect();
@@ -112,8 +115,14 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
     let mut children = Vec::new();
     {
         let (store, metrics, slot, max) = (store.clone(), metrics.clone(), writer_slot.clone(), spec.max_batch_ops);
+        let events = events.clone();
         children.push(ChildSpec::new("store-writer", move |sup| {
-            let args = StoreWriterArgs { store: store.clone(), metrics: metrics.clone(), max_batch_ops: max };
+            let args = StoreWriterArgs {
+                store: store.clone(),
+                metrics: metrics.clone(),
+                max_batch_ops: max,
+                events: Some(events.clone()),
+            };
             let slot = slot.clone();
             async move {
                 let (actor, _) = Actor::spawn_linked(None, StoreWriter, args, sup).await?;
@@ -156,6 +165,36 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
                 slot.set(actor.clone());
                 Ok(actor.get_cell())
             }
+        }));
+    }
+    {
+        // Water-quality limit crossings are derived from the change feed, exactly once (see `feed`).
+        let mut limits = HashMap::new();
+        for d in &all_devices {
+            if let crate::field::DeviceKindSpec::Logger(l) = &d.kind {
+                for p in &l.parameters {
+                    limits.insert(
+                        (d.id.clone(), p.name.clone()),
+                        SeriesLimits { region: d.region.clone(), low: p.low, high: p.high },
+                    );
+                }
+            }
+        }
+        for st in &all_stations {
+            for p in &st.parameters {
+                limits.insert(
+                    (st.id.clone(), p.name.clone()),
+                    SeriesLimits { region: st.region.clone(), low: p.low, high: p.high },
+                );
+            }
+        }
+        let (store, writer, metrics) = (store.clone(), writer.clone(), metrics.clone());
+        children.push(child("limit-watcher", FeedConsumer::<LimitWatcher>::default(), move || FeedConsumerArgs {
+            handler: LimitWatcher { limits: limits.clone() },
+            store: store.clone(),
+            writer: writer.clone(),
+            metrics: metrics.clone(),
+            batch: crate::feed::DEFAULT_BATCH,
         }));
     }
     // One bus actor per Modbus serial line, started before the regions whose devices use them. A line owned by a

@@ -134,6 +134,27 @@
       ev_comm_restored: '通信恢复',
       ev_path_switched: '通信链路切换',
       ev_actor_restart: '进程重启',
+      ev_limit_crossed: '水质超限',
+      ev_limit_cleared: '水质恢复',
+      evm_comm_lost: '连续 {misses} 个周期未收到数据',
+      evm_comm_restored: '中断 {after_misses} 个周期后恢复',
+      evm_path_failover: '{from} 故障，已切换到 {to}',
+      evm_path_primary: '主通道恢复，由 {from} 切回 {to}',
+      evm_actor_restart: '{supervisor}/{child} 停止（{reason}），{delay} 毫秒后重启',
+      evm_limit_low: '{parameter} {value} {unit} 低于下限 {limit}',
+      evm_limit_high: '{parameter} {value} {unit} 超过上限 {limit}',
+      evm_limit_cleared: '{parameter} {value} {unit} 恢复到限值以内',
+      lost_now: '当前通信中断：{list}',
+      evf_region: '区域',
+      evf_kind: '类型',
+      evf_device: '设备',
+      evf_from: '从',
+      evf_to: '到',
+      evf_all: '全部',
+      evf_search: '查询',
+      evf_live: '实时',
+      evf_history: '历史查询结果（{n} 条）；实时事件暂停显示',
+      evf_failed: '查询失败：{why}',
       path_backup: '正在使用备用通道',
       age_now: '刚刚',
       age_s: '{n} 秒前',
@@ -278,6 +299,27 @@
       ev_comm_restored: 'Comm restored',
       ev_path_switched: 'Path switched',
       ev_actor_restart: 'Actor restarted',
+      ev_limit_crossed: 'Limit crossed',
+      ev_limit_cleared: 'Back within limits',
+      evm_comm_lost: '{misses} consecutive cycles missed',
+      evm_comm_restored: 'data flows again after {after_misses} missed cycles',
+      evm_path_failover: '{from} failed; now on {to}',
+      evm_path_primary: 'primary answers again; back from {from} to {to}',
+      evm_actor_restart: '{supervisor}/{child} {reason}; restart in {delay} ms',
+      evm_limit_low: '{parameter} {value} {unit} below its low limit {limit}',
+      evm_limit_high: '{parameter} {value} {unit} above its high limit {limit}',
+      evm_limit_cleared: '{parameter} {value} {unit} back within its limits',
+      lost_now: 'Comm lost now: {list}',
+      evf_region: 'Region',
+      evf_kind: 'Kind',
+      evf_device: 'Device',
+      evf_from: 'From',
+      evf_to: 'To',
+      evf_all: 'All',
+      evf_search: 'Search',
+      evf_live: 'Live',
+      evf_history: 'Search results ({n}); live events paused',
+      evf_failed: 'Search failed: {why}',
       path_backup: 'On a backup path',
       age_now: 'just now',
       age_s: '{n} s ago',
@@ -564,6 +606,7 @@
     devices: new Map(), // id -> device JSON
     order: [], // device ids in snapshot order (new ids appended)
     events: [], // newest first, at most MAX_EVENTS
+    searching: false, // the events list shows search results, not the live feed
     lastUpdate: null, // client time of the last applied message
     user: null,
     connState: 'connecting', // connecting | live | reconnecting
@@ -1374,6 +1417,7 @@
   // Summary strip.
   // ---------------------------------------------------------------------------
   function updateSummary() {
+    renderLostNow();
     const now = Date.now();
     let lost = 0;
     let outOfLimit = 0;
@@ -1445,6 +1489,9 @@
     for (const id of Array.from(expanded)) if (!state.devices.has(id)) expanded.delete(id);
     state.resyncing = false;
     renderAll();
+    renderEventFilter();
+    // Events committed while this page was not connected are in the journal.
+    if (!state.searching) loadEvents(false);
   }
 
   function applyDelta(raw) {
@@ -1484,14 +1531,33 @@
     if (dialog.id === id) renderValveDialog();
   }
 
+  const EVENT_KINDS = ['comm_lost', 'comm_restored', 'path_switched', 'limit_crossed', 'limit_cleared', 'actor_restart'];
+
+  // The event's text in the chosen language, from its kind and params; the server's English message when the
+  // page knows no template for it.
+  function eventMessage(ev) {
+    const p = ev.params && typeof ev.params === 'object' ? ev.params : null;
+    if (!p) return ev.message ? String(ev.message) : '';
+    const vars = Object.assign({}, p);
+    if (vars.parameter) vars.parameter = paramLabel(vars.parameter);
+    let key = null;
+    switch (String(ev.kind || '')) {
+      case 'comm_lost': key = 'evm_comm_lost'; break;
+      case 'comm_restored': key = 'evm_comm_restored'; break;
+      case 'path_switched': key = p.reason === 'primary_recovered' ? 'evm_path_primary' : 'evm_path_failover'; break;
+      case 'actor_restart': key = 'evm_actor_restart'; break;
+      case 'limit_crossed': key = p.side === 'high' ? 'evm_limit_high' : 'evm_limit_low'; break;
+      case 'limit_cleared': key = 'evm_limit_cleared'; break;
+    }
+    if (!key) return ev.message ? String(ev.message) : '';
+    let text = t(key, vars);
+    if (p.error) text += ': ' + String(p.error);
+    return text;
+  }
+
   function eventView(ev) {
     const kind = String(ev.kind || '');
-    const labelKey = {
-      comm_lost: 'ev_comm_lost',
-      comm_restored: 'ev_comm_restored',
-      path_switched: 'ev_path_switched',
-      actor_restart: 'ev_actor_restart',
-    }[kind];
+    const labelKey = EVENT_KINDS.includes(kind) ? 'ev_' + kind : null;
     const label = labelKey ? t(labelKey) : kind;
     const devId = ev.device === null || ev.device === undefined ? '' : String(ev.device);
     const dev = state.devices.get(devId);
@@ -1510,12 +1576,92 @@
         h('span', { class: 'ev-device', text: devName }),
         regText ? h('span', { class: 'ev-region', text: regText }) : null,
       ]),
-      ev.message ? h('div', { class: 'ev-message', text: String(ev.message) }) : null,
+      eventMessage(ev) ? h('div', { class: 'ev-message', text: eventMessage(ev) }) : null,
     ]);
+  }
+
+  // Live events and the journal's history are merged by id (the change-feed sequence number), newest first.
+  function mergeEvents(list) {
+    const seen = new Set(state.events.map((e) => e.id));
+    for (const ev of asArray(list)) {
+      if (ev && typeof ev === 'object' && !seen.has(ev.id)) {
+        state.events.push(ev);
+        seen.add(ev.id);
+      }
+    }
+    state.events.sort((a, b) => (toNumber(b.id) || 0) - (toNumber(a.id) || 0));
+    if (state.events.length > MAX_EVENTS) state.events.length = MAX_EVENTS;
+  }
+
+  function eventQuery(form) {
+    const q = new URLSearchParams();
+    q.set('limit', String(MAX_EVENTS));
+    if (!form) return q;
+    const region = byId('evf-region').value;
+    const kind = byId('evf-kind').value;
+    const device = byId('evf-device').value.trim();
+    if (region) q.set('region', region);
+    if (kind) q.set('kind', kind);
+    if (device) q.set('device', device);
+    for (const [name, id] of [['from', 'evf-from'], ['to', 'evf-to']]) {
+      const v = byId(id).value;
+      const ms = v ? new Date(v).getTime() : NaN;
+      if (Number.isFinite(ms)) q.set(name, String(ms));
+    }
+    return q;
+  }
+
+  // Past events from the journal: on load (so a reload or a second operator sees what happened), and for a
+  // search with the filter form (the live list pauses while search results are shown).
+  function loadEvents(search) {
+    return fetch('/api/events?' + eventQuery(search).toString(), {
+      credentials: 'same-origin',
+      cache: 'no-store',
+      headers: { Accept: 'application/json' },
+    })
+      .then((res) => (res.ok ? res.json() : res.json().then((b) => Promise.reject(new Error(b && b.error ? b.error : res.status)))))
+      .then((list) => {
+        if (search) {
+          state.searching = true;
+          state.events = [];
+        }
+        mergeEvents(list);
+        renderEvents();
+      })
+      .catch((e) => {
+        const mode = byId('events-mode');
+        mode.hidden = false;
+        setText(mode, t('evf_failed', { why: e && e.message ? e.message : '?' }));
+      });
+  }
+
+  function renderEventFilter() {
+    const region = byId('evf-region');
+    const keep = region.value;
+    region.replaceChildren(h('option', { value: '', text: t('evf_all') }), ...state.regions.map((r) => h('option', { value: r.id, text: r.name })));
+    region.value = keep;
+    const kind = byId('evf-kind');
+    const keepKind = kind.value;
+    kind.replaceChildren(h('option', { value: '', text: t('evf_all') }), ...EVENT_KINDS.map((k) => h('option', { value: k, text: t('ev_' + k) })));
+    kind.value = keepKind;
+  }
+
+  // The devices that are comm-lost right now, from the live views (true for a client that just connected).
+  function renderLostNow() {
+    const el = byId('lost-now');
+    if (!el) return;
+    const names = state.order
+      .map((id) => state.devices.get(id))
+      .filter((d) => d && d.comm && d.comm.comm_lost)
+      .map((d) => d.name || d.id);
+    el.hidden = names.length === 0;
+    setText(el, names.length ? t('lost_now', { list: names.join(', ') }) : '');
   }
 
   function addEvent(ev) {
     if (!ev || typeof ev !== 'object') return;
+    if (state.searching) return;
+    if (state.events.some((e) => e.id !== undefined && e.id === ev.id)) return;
     state.events.unshift(ev);
     if (state.events.length > MAX_EVENTS) state.events.length = MAX_EVENTS;
     const list = byId('events');
@@ -1525,6 +1671,9 @@
   }
 
   function renderEvents() {
+    const mode = byId('events-mode');
+    mode.hidden = !state.searching;
+    if (state.searching) setText(mode, t('evf_history', { n: state.events.length }));
     const list = byId('events');
     list.setAttribute('aria-busy', 'true');
     list.replaceChildren(...state.events.map(eventView));
@@ -1757,6 +1906,7 @@
     renderLastUpdate();
     renderUser();
     renderAll();
+    renderEventFilter();
     renderEvents();
     renderValveDialog();
   }
@@ -1798,6 +1948,18 @@
       }
     });
     setInterval(onTick, 1000);
+    byId('ev-filter').addEventListener('submit', (e) => {
+      e.preventDefault();
+      loadEvents(true);
+    });
+    byId('evf-live').addEventListener('click', () => {
+      state.searching = false;
+      state.events = [];
+      renderEvents();
+      loadEvents(false);
+    });
+    renderEventFilter();
+    loadEvents(false);
 
     fetch('/api/me', { credentials: 'same-origin', cache: 'no-store', headers: { Accept: 'application/json' } })
       .then((res) => {

@@ -129,6 +129,7 @@ pub fn router(handle: actors::api::Handle, config: HmiConfig) -> Router {
         .route("/api/devices", get(routes::devices))
         .route("/api/devices/{id}", get(routes::device))
         .route("/api/readings", get(routes::readings))
+        .route("/api/events", get(routes::events))
         .route("/api/valves/{id}/command", post(routes::command_valve))
         .route("/api/users", get(routes::users).post(routes::create_user))
         .route("/api/audit", get(routes::audit))

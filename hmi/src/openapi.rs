@@ -32,6 +32,7 @@ pub const AUTHENTICATED: &[(&str, &str)] = &[
     ("GET", "/api/devices"),
     ("GET", "/api/devices/{id}"),
     ("GET", "/api/readings"),
+    ("GET", "/api/events"),
     ("POST", "/api/valves/{id}/command"),
     ("GET", "/api/users"),
     ("POST", "/api/users"),
@@ -71,6 +72,18 @@ pub fn document() -> Value {
                     { "name": "to", "in": "query", "schema": { "type": "integer" }, "description": "default: now" },
                     { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 10000 } } ],
                 "responses": { "200": { "description": "OK" }, "400": error_response("Bad query"), "401": error_response("Not logged in"), "404": error_response("No such device") } } },
+            "/api/events": { "get": {
+                "summary": "The event journal: every committed event (comm lost and restored, path switches, limit crossings, restarts), newest first",
+                "description": format!("Roles: {view}. Each event has `id` (its change-feed sequence number), `kind`, `device`, `region`, `ts` (ms since the epoch, UTC), `message` (English) and `params` (its fields, for rendering in a language)."),
+                "parameters": [
+                    { "name": "region", "in": "query", "schema": { "type": "string" } },
+                    { "name": "device", "in": "query", "schema": { "type": "string" } },
+                    { "name": "kind", "in": "query", "schema": { "type": "string" }, "description": "e.g. comm_lost, comm_restored, path_switched, limit_crossed, limit_cleared, actor_restart" },
+                    { "name": "from", "in": "query", "schema": { "type": "integer" } },
+                    { "name": "to", "in": "query", "schema": { "type": "integer" } },
+                    { "name": "before", "in": "query", "schema": { "type": "integer" }, "description": "only events with a smaller id (paging back)" },
+                    { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000 } } ],
+                "responses": { "200": { "description": "OK" }, "400": error_response("Bad query"), "401": error_response("Not logged in") } } },
             "/api/valves/{id}/command": { "post": {
                 "summary": "Open or close a remote valve and wait for read-back confirmation (audited)",
                 "description": "Roles: admin, operator. Commands to one valve run one at a time. The response is the command record; `result` is confirmed, already_in_position or failed (with `reason`).",

@@ -156,6 +156,48 @@ pub async fn readings(
     Ok(Json(state.handle.history(&q.device, from, to, limit).await?).into_response())
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    region: Option<String>,
+    device: Option<String>,
+    /// The event kind, e.g. `comm_lost`.
+    kind: Option<String>,
+    /// Milliseconds since the epoch (UTC).
+    from: Option<i64>,
+    to: Option<i64>,
+    /// Only events with a smaller `id` (to page back).
+    before: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// Most events one query returns.
+const MAX_EVENTS: usize = 1000;
+
+/// The event journal: every committed event, newest first (issue 7 §3).
+pub async fn events(
+    State(state): State<AppState>,
+    user: AuthUser,
+    query: Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<Response, AppError> {
+    user.require(VIEW_ROLES)?;
+    let Query(q) = query.map_err(|e| bad_query(&state, e))?;
+    let bounded = |s: &Option<String>| s.as_ref().is_some_and(|s| s.len() > 200);
+    if bounded(&q.region) || bounded(&q.device) || bounded(&q.kind) {
+        return Err(AppError::BadRequest("a filter is longer than 200 characters".into()));
+    }
+    let filter = actors::store::EventFilter {
+        region: q.region.map(actors::model::RegionId::new),
+        device: q.device.map(actors::model::DeviceId::new),
+        kind: q.kind,
+        from: q.from.map(Timestamp),
+        to: q.to.map(Timestamp),
+        before: q.before,
+    };
+    let limit = q.limit.unwrap_or(200).clamp(1, MAX_EVENTS);
+    Ok(Json(state.handle.event_journal(filter, limit).await?).into_response())
+}
+
 /// Roles that may command valves (R-A7).
 pub const VALVE_ROLES: &[Role] = &[Role::Admin, Role::Operator];
 

@@ -3,10 +3,10 @@
 //! answers. Pure: the actor reports outcomes and asks what to do; every switch is returned as data so the
 //! actor can publish it as an event.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Why the path changed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SwitchReason {
     /// The path in use failed `failover_after` cycles in a row.

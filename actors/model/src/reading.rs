@@ -115,8 +115,8 @@ impl MeterStatus {
     }
 }
 
-/// One meter reading as committed to the store.
-#[derive(Clone, Debug, PartialEq)]
+/// One meter reading as committed to the store (and carried by the change feed).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MeterReading {
     pub meter: MeterId,
     pub device: DeviceId,
@@ -163,8 +163,8 @@ impl QualityFlags {
     }
 }
 
-/// One water-quality sample as committed to the store.
-#[derive(Clone, Debug, PartialEq)]
+/// One water-quality sample as committed to the store (and carried by the change feed).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QualitySample {
     pub device: DeviceId,
     pub parameter: String,

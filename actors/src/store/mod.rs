@@ -12,7 +12,13 @@
 //! - `device_status`: `device -> JSON CommStatus`;
 //! - `users`: `username -> JSON UserRecord`;
 //! - `audit`: `sequence -> JSON AuditEntry`.
+//!
+//! Schema version 2 adds the durable change feed (DESIGN §12, [`feed`]):
+//! - `feed`: `seq -> JSON FeedData`: the readings and samples of one submission, under one sequence number;
+//! - `events`: `seq -> JSON StoredEvent`: one event per sequence number (same number space as `feed`);
+//! - `cursors`: `consumer name -> last handled seq`.
 
+pub mod feed;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -26,10 +32,13 @@ use crate::model::{
     Volume,
 };
 
+pub use feed::{EventFilter, FeedEntry, FeedFact};
 pub use writer::{StoreHandle, StoreWriter, StoreWriterArgs, StoreWriterMsg};
 
+use crate::event::{Event, EventRecord};
+
 /// The schema this program writes. A store with a newer version is refused; older versions are migrated.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "waterworks.redb";
@@ -40,6 +49,9 @@ const SAMPLES: TableDefinition<(&str, i64), (f64, u8, &str)> = TableDefinition::
 const DEVICE_STATUS: TableDefinition<&str, &[u8]> = TableDefinition::new("device_status");
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+const FEED: TableDefinition<u64, &[u8]> = TableDefinition::new("feed");
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
 
 /// Why the store failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -94,6 +106,20 @@ pub enum Op {
     DeviceStatus(DeviceId, CommStatus),
     User(UserRecord),
     Audit(AuditEntry),
+    /// A fact for the change feed and the event journal; it gets its sequence number in the commit.
+    Event(Timestamp, Event),
+    /// A feed consumer's cursor: every entry up to and including this sequence number is handled. Submitted
+    /// together with the consumer's own results, so they commit (or not) as one.
+    Cursor(String, u64),
+}
+
+/// What a commit produced for the change feed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Applied {
+    /// The events committed, with their sequence numbers, in order.
+    pub events: Vec<EventRecord>,
+    /// The highest sequence number committed so far (0: none yet).
+    pub head: u64,
 }
 
 /// A stored meter reading, as read back.
@@ -120,6 +146,7 @@ pub struct StoredSample {
 pub struct Store {
     db: Arc<Database>,
     path: PathBuf,
+    feed: Arc<feed::FeedHead>,
 }
 
 impl std::fmt::Debug for Store {
@@ -139,8 +166,10 @@ impl Store {
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::Locked { path }),
             Err(e) => return Err(StoreError::Open { path, reason: e.to_string() }),
         };
-        let store = Store { db: Arc::new(db), path };
+        let mut store = Store { db: Arc::new(db), path, feed: Arc::new(feed::FeedHead::new(0)) };
         store.init_schema()?;
+        let head = store.last_seq()?;
+        store.feed = Arc::new(feed::FeedHead::new(head));
         Ok(store)
     }
 
@@ -162,7 +191,10 @@ impl Store {
                         supported: SCHEMA_VERSION,
                     })
                 }
-                // Version 1 is the first; later versions migrate here, step by step.
+                // Version 1 → 2 adds the feed, events and cursors tables (created below); nothing to convert.
+                Some(v) if v < SCHEMA_VERSION => {
+                    meta.insert("schema_version", SCHEMA_VERSION).map_err(|e| open_err(e.to_string()))?;
+                }
                 Some(_) => {}
                 None => {
                     meta.insert("schema_version", SCHEMA_VERSION).map_err(|e| open_err(e.to_string()))?;
@@ -174,6 +206,9 @@ impl Store {
             txn.open_table(DEVICE_STATUS).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(USERS).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(AUDIT).map_err(|e| open_err(e.to_string()))?;
+            txn.open_table(FEED).map_err(|e| open_err(e.to_string()))?;
+            txn.open_table(EVENTS).map_err(|e| open_err(e.to_string()))?;
+            txn.open_table(CURSORS).map_err(|e| open_err(e.to_string()))?;
         }
         txn.commit().map_err(|e| open_err(e.to_string()))?;
         Ok(())
@@ -187,22 +222,48 @@ impl Store {
 
     /// Applies a batch in one durable transaction. Only the writer thread calls this. It takes the operations by
     /// reference, so the writer can pass the submissions it holds without copying them.
-    pub(crate) fn apply<'a>(&self, ops: impl IntoIterator<Item = &'a Op>) -> Result<(), StoreError> {
+    ///
+    /// Change feed: each submission (`subs`) that carries readings or samples becomes one `feed` entry, and
+    /// each event one `events` entry, numbered in commit order from one counter. Numbers are taken only when
+    /// the commit succeeds, so the feed has no holes from failed commits.
+    pub(crate) fn apply<'a, S>(&self, subs: impl IntoIterator<Item = S>) -> Result<Applied, StoreError>
+    where
+        S: IntoIterator<Item = &'a Op>,
+    {
         let txn = self.db.begin_write()?;
+        let mut seq = self.feed.last();
+        let mut committed = Vec::new();
         {
             let mut readings = txn.open_table(READINGS)?;
             let mut samples = txn.open_table(SAMPLES)?;
             let mut status = txn.open_table(DEVICE_STATUS)?;
             let mut users = txn.open_table(USERS)?;
             let mut audit = txn.open_table(AUDIT)?;
+            let mut feed = txn.open_table(FEED)?;
+            let mut events = txn.open_table(EVENTS)?;
+            let mut cursors = txn.open_table(CURSORS)?;
             let mut next_audit = audit.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
-            for op in ops {
+            for sub in subs {
+              let mut data = feed::FeedDataRef::default();
+              for op in sub {
                 match op {
                     Op::Reading(r) => {
                         readings.insert((r.meter.as_str(), r.ts.0), (r.volume.litres(), r.status.0))?;
+                        data.readings.push(r);
                     }
                     Op::Sample(s) => {
                         samples.insert((s.series().as_str(), s.ts.0), (s.value, s.flags.0, s.unit.as_str()))?;
+                        data.samples.push(s);
+                    }
+                    Op::Event(ts, event) => {
+                        seq += 1;
+                        let json = serde_json::to_vec(&feed::StoredEventRef { ts: *ts, event })
+                            .map_err(|e| StoreError::Encode(e.to_string()))?;
+                        events.insert(seq, json.as_slice())?;
+                        committed.push(EventRecord { seq, ts: *ts, event: event.clone() });
+                    }
+                    Op::Cursor(name, at) => {
+                        cursors.insert(name.as_str(), *at)?;
                     }
                     Op::DeviceStatus(id, st) => {
                         let json = serde_json::to_vec(st).map_err(|e| StoreError::Encode(e.to_string()))?;
@@ -218,10 +279,23 @@ impl Store {
                         next_audit += 1;
                     }
                 }
+              }
+              if !data.is_empty() {
+                  seq += 1;
+                  let json = serde_json::to_vec(&data).map_err(|e| StoreError::Encode(e.to_string()))?;
+                  feed.insert(seq, json.as_slice())?;
+              }
             }
         }
         txn.commit()?;
-        Ok(())
+        self.feed.advance(seq);
+        Ok(Applied { events: committed, head: seq })
+    }
+
+    /// Applies one submission (tests and tools; the writer batches submissions).
+    #[cfg(test)]
+    pub(crate) fn apply_one(&self, ops: &[Op]) -> Result<Applied, StoreError> {
+        self.apply([ops.iter()])
     }
 
     /// The latest reading of a meter.
@@ -249,6 +323,27 @@ impl Store {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(SAMPLES)?;
         let mut range = t.range((series.as_str(), i64::MIN)..=(series.as_str(), i64::MAX))?;
+        Ok(match range.next_back() {
+            Some(entry) => {
+                let (k, v) = entry?;
+                let (value, flags, _unit) = v.value();
+                Some((Timestamp(k.value().1), value, QualityFlags(flags)))
+            }
+            None => None,
+        })
+    }
+
+    /// The sample of a logger parameter just before `ts` (strictly earlier).
+    pub fn sample_before(
+        &self,
+        device: &DeviceId,
+        parameter: &str,
+        ts: Timestamp,
+    ) -> Result<Option<(Timestamp, f64, QualityFlags)>, StoreError> {
+        let series = crate::model::reading::series_key(device, parameter);
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(SAMPLES)?;
+        let mut range = t.range((series.as_str(), i64::MIN)..(series.as_str(), ts.0))?;
         Ok(match range.next_back() {
             Some(entry) => {
                 let (k, v) = entry?;
@@ -387,7 +482,7 @@ mod tests {
         let dir = tempdir();
         let store = Store::open(&dir).unwrap();
         store
-            .apply(&[
+            .apply_one(&[
                 reading("m1", 10, 1_000),
                 reading("m1", 20, 1_250),
                 reading("m2", 15, 9),
@@ -401,7 +496,7 @@ mod tests {
         assert_eq!((latest.0, latest.1.litres()), (Timestamp(30), 1_300));
         assert_eq!(store.latest_reading(&MeterId::new("m0")).unwrap(), None);
         // A repeated write of the same meter and time is idempotent.
-        store.apply(&[reading("m1", 30, 1_300)]).unwrap();
+        store.apply_one(&[reading("m1", 30, 1_300)]).unwrap();
         assert_eq!(store.reading_count().unwrap(), 4);
     }
 
@@ -410,7 +505,7 @@ mod tests {
         let dir = tempdir();
         {
             let store = Store::open(&dir).unwrap();
-            store.apply(&[reading("m1", 1, 5)]).unwrap();
+            store.apply_one(&[reading("m1", 1, 5)]).unwrap();
         }
         let store = Store::open(&dir).unwrap();
         assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);

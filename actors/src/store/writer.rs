@@ -17,6 +17,7 @@ use std::time::Instant;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use super::{Op, Store, StoreError};
+use crate::event::EventBus;
 use crate::metrics::Metrics;
 use crate::supervisor::Slot;
 
@@ -43,6 +44,8 @@ pub struct StoreWriterArgs {
     pub metrics: Arc<Metrics>,
     /// Upper bound on operations in one transaction; bigger queues are split over several commits.
     pub max_batch_ops: usize,
+    /// Where committed events are delivered (after the commit, never before).
+    pub events: Option<EventBus>,
 }
 
 pub struct StoreWriterState {
@@ -94,12 +97,19 @@ impl Actor for StoreWriter {
         let (tx, rx) = mpsc::channel::<Vec<(Vec<Op>, Reply)>>();
         let store = args.store.clone();
         let metrics = args.metrics.clone();
+        let events = args.events.clone();
         std::thread::Builder::new().name("store-committer".into()).spawn(move || {
             while let Ok(batch) = rx.recv() {
                 let n = batch.iter().map(|(ops, _)| ops.len()).sum();
-                let result = store.apply(batch.iter().flat_map(|(ops, _)| ops));
+                let result = store.apply(batch.iter().map(|(ops, _)| ops));
                 match &result {
-                    Ok(()) => {
+                    Ok(applied) => {
+                        Metrics::add(&metrics.events_committed, applied.events.len() as u64);
+                        if let Some(bus) = &events {
+                            for record in &applied.events {
+                                bus.deliver(record.clone());
+                            }
+                        }
                         Metrics::inc(&metrics.commits);
                         let (r, s) = batch.iter().flat_map(|(ops, _)| ops).fold((0, 0), |(r, s), op| match op {
                             Op::Reading(_) => (r + 1, s),
@@ -114,6 +124,7 @@ impl Actor for StoreWriter {
                         tracing::error!(message = "Commit failed; submissions are not acknowledged.", ops = n, error = %e);
                     }
                 }
+                let result = result.map(|_| ());
                 for (_, reply) in batch {
                     let _ = reply.send(result.clone().map(|()| Committed { batch_ops: n }));
                 }

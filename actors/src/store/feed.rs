@@ -1,0 +1,216 @@
+//! The durable change feed (DESIGN §12): every committed fact with a sequence number, read by consumers
+//! from a cursor they persist.
+//!
+//! Two tables share one sequence: `feed` holds, per submission, the readings and samples it carried (one
+//! entry per submission, not per reading, so a concentrator's 120 readings cost one feed row); `events`
+//! holds one event per number, which also makes it the event journal the HMI searches. Numbers are given by
+//! the writer in its commit, so an entry exists in the feed exactly when its facts are committed.
+//!
+//! What this module does not do: run consumers (that is [`crate::feed`]) or decide what a fact means.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use redb::{ReadableDatabase, ReadableTable};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::{Store, StoreError, CURSORS, EVENTS, FEED};
+use crate::event::{Event, EventRecord};
+use crate::model::{DeviceId, MeterReading, QualitySample, RegionId, Timestamp};
+
+/// The highest committed sequence number, and a way to wait for the next.
+#[derive(Debug)]
+pub(crate) struct FeedHead {
+    last: AtomicU64,
+    tx: watch::Sender<u64>,
+}
+
+impl FeedHead {
+    pub(crate) fn new(last: u64) -> FeedHead {
+        FeedHead { last: AtomicU64::new(last), tx: watch::channel(last).0 }
+    }
+    pub(crate) fn last(&self) -> u64 {
+        self.last.load(Ordering::SeqCst)
+    }
+    pub(crate) fn advance(&self, to: u64) {
+        if to > self.last.swap(to, Ordering::SeqCst) {
+            self.tx.send_replace(to);
+        }
+    }
+}
+
+/// The data of one submission as written (borrowed from the submission).
+#[derive(Default, Serialize)]
+pub(crate) struct FeedDataRef<'a> {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub readings: Vec<&'a MeterReading>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<&'a QualitySample>,
+}
+
+impl FeedDataRef<'_> {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.readings.is_empty() && self.samples.is_empty()
+    }
+}
+
+#[derive(Deserialize)]
+struct FeedData {
+    #[serde(default)]
+    readings: Vec<MeterReading>,
+    #[serde(default)]
+    samples: Vec<QualitySample>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct StoredEventRef<'a> {
+    pub ts: Timestamp,
+    pub event: &'a Event,
+}
+
+#[derive(Deserialize)]
+struct StoredEvent {
+    ts: Timestamp,
+    event: Event,
+}
+
+/// What one feed entry carries.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FeedFact {
+    /// The readings and samples of one submission (one device's cycle, usually).
+    Data { readings: Vec<MeterReading>, samples: Vec<QualitySample> },
+    Event(EventRecord),
+}
+
+/// One entry of the change feed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeedEntry {
+    pub seq: u64,
+    pub fact: FeedFact,
+}
+
+/// Which events to list; every field narrows.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EventFilter {
+    pub region: Option<RegionId>,
+    pub device: Option<DeviceId>,
+    pub kind: Option<String>,
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+    /// Only events with a smaller sequence number (paging backwards).
+    pub before: Option<u64>,
+}
+
+/// At most this many events are examined per query, so a filter that matches little stays cheap.
+const EVENT_SCAN_LIMIT: usize = 200_000;
+
+impl EventFilter {
+    fn matches(&self, r: &EventRecord) -> bool {
+        if self.from.is_some_and(|f| r.ts < f) || self.to.is_some_and(|t| r.ts > t) {
+            return false;
+        }
+        if self.kind.as_deref().is_some_and(|k| k != r.event.kind()) {
+            return false;
+        }
+        if self.region.is_some() || self.device.is_some() {
+            let Some(live) = r.event.to_live(r.ts) else { return false };
+            if self.region.is_some() && live.region != self.region {
+                return false;
+            }
+            if self.device.is_some() && live.device != self.device {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+fn decode_event(seq: u64, bytes: &[u8]) -> Result<EventRecord, StoreError> {
+    let e: StoredEvent =
+        serde_json::from_slice(bytes).map_err(|e| StoreError::Io(format!("event {seq} cannot be read: {e}")))?;
+    Ok(EventRecord { seq, ts: e.ts, event: e.event })
+}
+
+impl Store {
+    /// The highest sequence number in the store (0: the feed is empty).
+    pub(crate) fn last_seq(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let a = txn.open_table(FEED)?.last()?.map(|(k, _)| k.value()).unwrap_or(0);
+        let b = txn.open_table(EVENTS)?.last()?.map(|(k, _)| k.value()).unwrap_or(0);
+        Ok(a.max(b))
+    }
+
+    /// The highest committed sequence number.
+    pub fn feed_head(&self) -> u64 {
+        self.feed.last()
+    }
+
+    /// A receiver that changes whenever the feed head moves (for consumers waiting for new entries).
+    pub fn watch_feed(&self) -> watch::Receiver<u64> {
+        self.feed.tx.subscribe()
+    }
+
+    /// Feed entries with a sequence number above `after`, in order, at most `limit`.
+    pub fn feed_after(&self, after: u64, limit: usize) -> Result<Vec<FeedEntry>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let feed = txn.open_table(FEED)?;
+        let events = txn.open_table(EVENTS)?;
+        let mut a = feed.range(after.saturating_add(1)..)?.peekable();
+        let mut b = events.range(after.saturating_add(1)..)?.peekable();
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let next_a = match a.peek() {
+                Some(Ok((k, _))) => Some(k.value()),
+                Some(Err(_)) => return Err(a.next().and_then(Result::err).map(Into::into).unwrap_or(StoreError::Unavailable)),
+                None => None,
+            };
+            let next_b = match b.peek() {
+                Some(Ok((k, _))) => Some(k.value()),
+                Some(Err(_)) => return Err(b.next().and_then(Result::err).map(Into::into).unwrap_or(StoreError::Unavailable)),
+                None => None,
+            };
+            let take_data = match (next_a, next_b) {
+                (None, None) => break,
+                (Some(x), Some(y)) => x < y,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+            };
+            if take_data {
+                let (k, v) = a.next().expect("peeked")?;
+                let seq = k.value();
+                let data: FeedData = serde_json::from_slice(v.value())
+                    .map_err(|e| StoreError::Io(format!("feed entry {seq} cannot be read: {e}")))?;
+                out.push(FeedEntry { seq, fact: FeedFact::Data { readings: data.readings, samples: data.samples } });
+            } else {
+                let (k, v) = b.next().expect("peeked")?;
+                out.push(FeedEntry { seq: k.value(), fact: FeedFact::Event(decode_event(k.value(), v.value())?) });
+            }
+        }
+        Ok(out)
+    }
+
+    /// A consumer's cursor: the last sequence number it handled (0: none).
+    pub fn cursor(&self, consumer: &str) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(CURSORS)?.get(consumer)?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    /// Events matching `filter`, newest first, at most `limit`.
+    pub fn events(&self, filter: &EventFilter, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(EVENTS)?;
+        let upper = filter.before.unwrap_or(u64::MAX);
+        let mut out = Vec::new();
+        for entry in t.range(..upper)?.rev().take(EVENT_SCAN_LIMIT) {
+            let (k, v) = entry?;
+            let r = decode_event(k.value(), v.value())?;
+            if filter.matches(&r) {
+                out.push(r);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
