@@ -332,7 +332,13 @@ mod tests {
         let d = DeviceId::new("c1");
         let r = RegionId::new("r1");
         let events = vec![
-            Event::CommLost { device: d.clone(), region: r.clone(), ts: Timestamp(5), misses: 2, error: Some("x".into()) },
+            Event::CommLost {
+                device: d.clone(),
+                region: r.clone(),
+                ts: Timestamp(5),
+                misses: 2,
+                error: Some("x".into()),
+            },
             Event::CommRestored { device: d.clone(), region: r.clone(), ts: Timestamp(6), after_misses: 3 },
             Event::PathSwitched {
                 device: d.clone(),
@@ -358,7 +364,14 @@ mod tests {
                 side: LimitSide::Low,
                 limit: Some(0.3),
             },
-            Event::LimitCleared { device: d, region: r, ts: Timestamp(9), parameter: "p".into(), value: 1.0, unit: "u".into() },
+            Event::LimitCleared {
+                device: d,
+                region: r,
+                ts: Timestamp(9),
+                parameter: "p".into(),
+                value: 1.0,
+                unit: "u".into(),
+            },
         ];
         for e in events {
             let json = serde_json::to_value(&e).unwrap();

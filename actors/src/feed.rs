@@ -44,7 +44,11 @@ pub trait FeedHandler: Send + 'static {
     /// Handles committed entries, in order. Returns the store operations recording the results; they are
     /// committed atomically with the cursor after the last entry. On `Err` nothing is committed and the
     /// same entries come again after a backoff.
-    fn handle(&mut self, store: &Store, entries: &[FeedEntry]) -> impl Future<Output = Result<Vec<Op>, FeedError>> + Send;
+    fn handle(
+        &mut self,
+        store: &Store,
+        entries: &[FeedEntry],
+    ) -> impl Future<Output = Result<Vec<Op>, FeedError>> + Send;
 }
 
 /// Entries read per batch.
@@ -146,7 +150,12 @@ impl<H: FeedHandler> Actor for FeedConsumer<H> {
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<FeedMsg>, msg: FeedMsg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<FeedMsg>,
+        msg: FeedMsg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         let FeedMsg::Pump = msg;
         state.pending.store(false, Ordering::SeqCst);
         let entries = match state.store.feed_after(state.cursor, state.batch) {

@@ -78,7 +78,10 @@ struct StoredEvent {
 #[derive(Clone, Debug, PartialEq)]
 pub enum FeedFact {
     /// The readings and samples of one submission (one device's cycle, usually).
-    Data { readings: Vec<MeterReading>, samples: Vec<QualitySample> },
+    Data {
+        readings: Vec<MeterReading>,
+        samples: Vec<QualitySample>,
+    },
     Event(EventRecord),
 }
 
@@ -161,12 +164,16 @@ impl Store {
         while out.len() < limit {
             let next_a = match a.peek() {
                 Some(Ok((k, _))) => Some(k.value()),
-                Some(Err(_)) => return Err(a.next().and_then(Result::err).map(Into::into).unwrap_or(StoreError::Unavailable)),
+                Some(Err(_)) => {
+                    return Err(a.next().and_then(Result::err).map(Into::into).unwrap_or(StoreError::Unavailable))
+                }
                 None => None,
             };
             let next_b = match b.peek() {
                 Some(Ok((k, _))) => Some(k.value()),
-                Some(Err(_)) => return Err(b.next().and_then(Result::err).map(Into::into).unwrap_or(StoreError::Unavailable)),
+                Some(Err(_)) => {
+                    return Err(b.next().and_then(Result::err).map(Into::into).unwrap_or(StoreError::Unavailable))
+                }
                 None => None,
             };
             let take_data = match (next_a, next_b) {

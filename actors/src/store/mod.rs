@@ -244,47 +244,47 @@ impl Store {
             let mut cursors = txn.open_table(CURSORS)?;
             let mut next_audit = audit.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
             for sub in subs {
-              let mut data = feed::FeedDataRef::default();
-              for op in sub {
-                match op {
-                    Op::Reading(r) => {
-                        readings.insert((r.meter.as_str(), r.ts.0), (r.volume.litres(), r.status.0))?;
-                        data.readings.push(r);
-                    }
-                    Op::Sample(s) => {
-                        samples.insert((s.series().as_str(), s.ts.0), (s.value, s.flags.0, s.unit.as_str()))?;
-                        data.samples.push(s);
-                    }
-                    Op::Event(ts, event) => {
-                        seq += 1;
-                        let json = serde_json::to_vec(&feed::StoredEventRef { ts: *ts, event })
-                            .map_err(|e| StoreError::Encode(e.to_string()))?;
-                        events.insert(seq, json.as_slice())?;
-                        committed.push(EventRecord { seq, ts: *ts, event: event.clone() });
-                    }
-                    Op::Cursor(name, at) => {
-                        cursors.insert(name.as_str(), *at)?;
-                    }
-                    Op::DeviceStatus(id, st) => {
-                        let json = serde_json::to_vec(st).map_err(|e| StoreError::Encode(e.to_string()))?;
-                        status.insert(id.as_str(), json.as_slice())?;
-                    }
-                    Op::User(u) => {
-                        let json = serde_json::to_vec(u).map_err(|e| StoreError::Encode(e.to_string()))?;
-                        users.insert(u.username.as_str(), json.as_slice())?;
-                    }
-                    Op::Audit(a) => {
-                        let json = serde_json::to_vec(a).map_err(|e| StoreError::Encode(e.to_string()))?;
-                        audit.insert(next_audit, json.as_slice())?;
-                        next_audit += 1;
+                let mut data = feed::FeedDataRef::default();
+                for op in sub {
+                    match op {
+                        Op::Reading(r) => {
+                            readings.insert((r.meter.as_str(), r.ts.0), (r.volume.litres(), r.status.0))?;
+                            data.readings.push(r);
+                        }
+                        Op::Sample(s) => {
+                            samples.insert((s.series().as_str(), s.ts.0), (s.value, s.flags.0, s.unit.as_str()))?;
+                            data.samples.push(s);
+                        }
+                        Op::Event(ts, event) => {
+                            seq += 1;
+                            let json = serde_json::to_vec(&feed::StoredEventRef { ts: *ts, event })
+                                .map_err(|e| StoreError::Encode(e.to_string()))?;
+                            events.insert(seq, json.as_slice())?;
+                            committed.push(EventRecord { seq, ts: *ts, event: event.clone() });
+                        }
+                        Op::Cursor(name, at) => {
+                            cursors.insert(name.as_str(), *at)?;
+                        }
+                        Op::DeviceStatus(id, st) => {
+                            let json = serde_json::to_vec(st).map_err(|e| StoreError::Encode(e.to_string()))?;
+                            status.insert(id.as_str(), json.as_slice())?;
+                        }
+                        Op::User(u) => {
+                            let json = serde_json::to_vec(u).map_err(|e| StoreError::Encode(e.to_string()))?;
+                            users.insert(u.username.as_str(), json.as_slice())?;
+                        }
+                        Op::Audit(a) => {
+                            let json = serde_json::to_vec(a).map_err(|e| StoreError::Encode(e.to_string()))?;
+                            audit.insert(next_audit, json.as_slice())?;
+                            next_audit += 1;
+                        }
                     }
                 }
-              }
-              if !data.is_empty() {
-                  seq += 1;
-                  let json = serde_json::to_vec(&data).map_err(|e| StoreError::Encode(e.to_string()))?;
-                  feed.insert(seq, json.as_slice())?;
-              }
+                if !data.is_empty() {
+                    seq += 1;
+                    let json = serde_json::to_vec(&data).map_err(|e| StoreError::Encode(e.to_string()))?;
+                    feed.insert(seq, json.as_slice())?;
+                }
             }
         }
         txn.commit()?;
