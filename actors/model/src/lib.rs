@@ -1,4 +1,5 @@
-//! The pure domain model: identifiers, units, readings, communication status, live views, users.
+//! The pure domain model: identifiers, units, readings, communication status, live views, users, and the
+//! water-quality tables (limits by site type, default cycles, HJ 212 factor codes).
 //!
 //! **Invariant:** nothing here does I/O, imports tokio or ractor, or reads the clock. This is a crate of its
 //! own (`waterworks-model`) so that the compiler keeps it so: its only dependencies are std, serde,
@@ -8,6 +9,7 @@
 pub mod comm;
 pub mod ids;
 pub mod link;
+pub mod quality;
 pub mod reading;
 pub mod user;
 pub mod valve;
@@ -16,6 +18,7 @@ pub mod view;
 pub use comm::{CommEvent, CommStatus, CycleOutcome, LinkState};
 pub use ids::{DeviceId, MeterId, RegionId};
 pub use link::{LinkSelector, PathSwitch, SwitchReason};
+pub use quality::{default_cycle, default_limits, hj212_factor, Hj212Factor, Limits, SiteType};
 pub use reading::{MeterReading, MeterStatus, QualityFlags, QualitySample, Timestamp, Volume};
 pub use user::{Role, UserRecord};
 pub use valve::{CommandRecord, CommandResult, Reported, ValveAction, ValveState, ValveView};
