@@ -99,6 +99,13 @@ fn load_config(path: Option<&PathBuf>) -> Result<config::Config, ExitCode> {
     })
 }
 
+/// A server or simulator that starts logs each configuration warning (`validate` prints them instead).
+fn log_warnings(config: &config::Config) {
+    for w in &config.warnings {
+        tracing::warn!(message = "Configuration warning.", warning = %w);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
@@ -113,6 +120,10 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Run { config: None, listen: None, data_dir: None, sim_control: None }) {
             Command::Validate { config } => match load_config(Some(&config)) {
                 Ok(c) => {
+                    // Warnings do not fail validation (exit 0), but each is shown with its file and key.
+                    for w in &c.warnings {
+                        say(&w.to_string());
+                    }
                     say(&format!("{}: ok ({})", config.display(), c.summary()));
                     ExitCode::SUCCESS
                 }
@@ -134,6 +145,7 @@ async fn run(
         Ok(c) => c,
         Err(code) => return code,
     };
+    log_warnings(&cfg);
     let admin_password = std::env::var("WATERWORKS_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty());
     let opts = RunOptions { listen, data_dir, admin_password, clock: None, sim_control };
     if let (Err(e), Some(addr)) = (app::check_options(&cfg, &opts), sim_control) {
@@ -174,6 +186,7 @@ async fn simulate(config: PathBuf, faults: Vec<String>, control: Option<SocketAd
         Ok(c) => c,
         Err(code) => return code,
     };
+    log_warnings(&cfg);
     if let Some((listen, Err(e))) = control.map(|l| (l, waterworks::sim_control::check_listen(l))) {
         fail(&format!("--control {listen}: {e}"));
         return ExitCode::from(2);

@@ -49,6 +49,27 @@ fn validate_accepts_the_shipped_configs() {
 }
 
 #[test]
+fn validate_warns_about_an_f32_volume_register_and_still_exits_0() {
+    // VILLAGE's east-c2 uses hx-c200, whose meter volume is an f32 in m³: from 2^14 m³ on, the third decimal
+    // is lost. A warning (file, key, model, threshold), not an error.
+    let dir = temp_dir("cli-validate-warn");
+    let path = write_config(&dir, VILLAGE);
+    let o = waterworks(&["validate", "--config", &path]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "warning: {path}: region[0] (east).concentrator[1] (east-c2).model: model \"hx-c200\" decodes the meter \
+             volume from an f32 register (scale 1): from 16384 m³ on, a volume loses its third decimal"
+        )),
+        "{out}"
+    );
+    assert!(out.contains(": ok ("), "{out}");
+    // The integer-volume concentrator east-c1 is not named.
+    assert!(!out.contains("east-c1"), "{out}");
+}
+
+#[test]
 fn validate_names_every_problem_with_file_and_key_and_exits_2() {
     let dir = temp_dir("cli-validate");
     let path = write_config(

@@ -1,0 +1,361 @@
+//! Configuration in two stages: raw TOML (`raw.rs`: serde, unknown keys rejected, no checks) → a validated
+//! [`Config`] holding the resolved specs the actors take. Every problem is collected with the file and key it
+//! concerns (`problems.rs`), so `waterworks validate` reports all of them at once (R-A5); warnings (a likely
+//! surprise that does not stop loading) are kept in [`Config::warnings`]. Nothing here opens a socket; the
+//! only I/O is reading the file and the device model directory.
+//!
+//! One module per concern: `problems` (the collector and the checks every kind shares), `raw` (the schema),
+//! `models` (device register models), `meters` (meter lists of every kind), `lines` (serial lines and Modbus
+//! paths), `field` (Modbus concentrators and loggers), `cjt188`, `hj212`, `mqtt`, `valves`, and `cross`
+//! (checks between sections). This module holds the entry points, the top-level tables (`[server]`,
+//! `[supervision]`, `[store]`, `[live]`, `[simulator]`, `[defaults]`) and the order in which sections resolve.
+//! A new top-level key (say `[server] timezone`) goes into `raw.rs` `RawServer` and [`resolve_server`] here;
+//! a new key of a device kind goes into its raw struct and its kind's module.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use actors::model::{DeviceId, RegionId};
+use actors::supervisor::RestartPolicy;
+use actors::tree::{RegionSpec, TreeSpec};
+
+mod cjt188;
+mod cross;
+mod field;
+mod hj212;
+mod lines;
+mod meters;
+mod models;
+mod mqtt;
+mod problems;
+mod raw;
+#[cfg(test)]
+mod testing;
+mod valves;
+
+pub use models::{DeviceModel, BUILTIN_MODELS};
+pub use problems::{parse_duration, ConfigErrors, Problem, Severity};
+
+use lines::Lines;
+use problems::Check;
+use raw::{parse_toml, RawConfig, RawDefaults, RawRegion, RawServer, RawSimulator, RawSupervision};
+
+/// The embedded demo village.
+pub const DEMO_TOML: &str = include_str!("../../config/demo.toml");
+
+/// In-process simulation of the configured devices (the demo).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimulatorSettings {
+    pub speed: f64,
+    pub seed: u64,
+    /// Wall-clock travel time of simulated valves.
+    pub valve_travel: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub secure_cookies: bool,
+    pub session_idle: Duration,
+}
+
+/// The whole validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where it came from (a path, or "embedded demo").
+    pub source: String,
+    pub server: ServerConfig,
+    pub tree: TreeSpec,
+    pub simulator: Option<SimulatorSettings>,
+    /// The device models in use, by name (the simulator plays them).
+    pub models: HashMap<String, DeviceModel>,
+    /// Each device's model name.
+    pub device_models: HashMap<DeviceId, String>,
+    /// Things that load but will likely surprise (`validate` prints them; `run` logs them).
+    pub warnings: Vec<Problem>,
+}
+
+/// Per-device defaults (`[defaults]`) for the keys a device may leave out.
+struct Defaults {
+    timeout: Duration,
+    retries: u32,
+    retry_delay: Duration,
+    failover_after: u32,
+    probe_every: u32,
+}
+
+/// What resolving one file carries from section to section.
+struct Resolver {
+    check: Check,
+    models: HashMap<String, DeviceModel>,
+    defaults: Defaults,
+    lines: Lines,
+    /// Each device's model name ("cjt188" and "mqtt" for kinds without a register model).
+    device_models: HashMap<DeviceId, String>,
+    /// HJ 212 station MNs (unique across regions: the gateway routes by MN).
+    station_mns: HashSet<String>,
+}
+
+/// The region a section is resolved in: its key for messages, its id and what the file says of it.
+struct RegionScope<'a> {
+    key: String,
+    id: RegionId,
+    raw: &'a RawRegion,
+}
+
+/// Parses and validates configuration text. `file` names it in messages; `base_dir` resolves `devices_dir`.
+pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, ConfigErrors> {
+    let raw: RawConfig = parse_toml(file, text).map_err(|p| ConfigErrors(vec![p]))?;
+    let mut check = Check::new(file);
+
+    let devices_dir = raw.server.devices_dir.as_ref().map(|d| match base_dir {
+        Some(b) if d.is_relative() => b.join(d),
+        _ => d.clone(),
+    });
+    let mut model_problems = Vec::new();
+    let models = models::load_models(devices_dir.as_deref(), &mut model_problems);
+    check.extend(model_problems);
+
+    let server = resolve_server(&mut check, &raw.server);
+    let policy = resolve_supervision(&mut check, &raw.supervision);
+    let simulator = resolve_simulator(&mut check, raw.simulator.as_ref());
+    let defaults = resolve_defaults(&mut check, &raw.defaults);
+    let lines = lines::resolve_lines(&mut check, &raw.line);
+    let mut rs =
+        Resolver { check, models, defaults, lines, device_models: HashMap::new(), station_mns: HashSet::new() };
+
+    let regions = resolve_regions(&mut rs, &raw.region);
+    let hj212_listen = hj212::resolve_listen(&mut rs.check, raw.hj212.as_ref());
+    let mqtt = raw.mqtt.as_ref().map(|m| mqtt::resolve_broker(&mut rs.check, m, simulator.is_some()));
+    cross::check_sections(
+        &mut rs.check,
+        &cross::Sections {
+            regions: &regions,
+            lines: &rs.lines,
+            simulated: simulator.is_some(),
+            hj212_listen: hj212_listen.is_some(),
+            mqtt_broker: mqtt.is_some(),
+        },
+    );
+
+    let Resolver { check, models, lines, device_models, .. } = rs;
+    let warnings = check.finish()?;
+    let tree = TreeSpec {
+        regions,
+        policy,
+        max_batch_ops: raw.store.max_batch_ops.unwrap_or(50_000).max(1),
+        live_replay: raw.live.replay.unwrap_or(4096).max(1),
+        live_channel: raw.live.channel.unwrap_or(1024).max(1),
+        hj212_listen,
+        mqtt,
+        lines: lines.settings,
+    };
+    Ok(Config { source: file.to_owned(), server, tree, simulator, models, device_models, warnings })
+}
+
+/// `[server]`.
+fn resolve_server(check: &mut Check, raw: &RawServer) -> ServerConfig {
+    let listen = raw.listen.as_deref().unwrap_or("127.0.0.1:8080");
+    let listen = listen.parse::<SocketAddr>().unwrap_or_else(|_| {
+        check.add("server.listen", format!("{listen:?} is not an IP address and port, e.g. \"0.0.0.0:8080\""));
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    });
+    ServerConfig {
+        listen,
+        data_dir: raw.data_dir.clone().unwrap_or_else(|| PathBuf::from("/var/lib/waterworks")),
+        secure_cookies: raw.secure_cookies.unwrap_or(false),
+        session_idle: check.duration("server.session_idle", raw.session_idle.as_ref(), Duration::from_secs(8 * 3600)),
+    }
+}
+
+/// `[supervision]`: the restart policy of every supervisor.
+fn resolve_supervision(check: &mut Check, s: &RawSupervision) -> RestartPolicy {
+    let d = RestartPolicy::default();
+    let policy = RestartPolicy {
+        base_backoff: check.duration("supervision.base_backoff", s.base_backoff.as_ref(), d.base_backoff),
+        max_backoff: check.duration("supervision.max_backoff", s.max_backoff.as_ref(), d.max_backoff),
+        stable_after: check.duration("supervision.stable_after", s.stable_after.as_ref(), d.stable_after),
+        max_restarts: s.max_restarts.unwrap_or(d.max_restarts),
+        window: check.duration("supervision.window", s.window.as_ref(), d.window),
+    };
+    if policy.max_backoff < policy.base_backoff {
+        check.add("supervision.max_backoff", "must not be shorter than base_backoff");
+    }
+    policy
+}
+
+/// `[simulator]`: present and enabled, or no simulator.
+fn resolve_simulator(check: &mut Check, raw: Option<&RawSimulator>) -> Option<SimulatorSettings> {
+    let sim = raw.filter(|s| s.enabled)?;
+    let speed = sim.speed.unwrap_or(1.0);
+    if !(speed.is_finite() && speed > 0.0 && speed <= 1e6) {
+        check.add("simulator.speed", "must be more than 0 and at most 1000000");
+    }
+    let valve_travel = check.duration("simulator.valve_travel", sim.valve_travel.as_ref(), Duration::from_secs(3));
+    Some(SimulatorSettings { speed, seed: sim.seed.unwrap_or(1), valve_travel })
+}
+
+/// `[defaults]`.
+fn resolve_defaults(check: &mut Check, raw: &RawDefaults) -> Defaults {
+    let defaults = Defaults {
+        timeout: check.duration("defaults.timeout", raw.timeout.as_ref(), Duration::from_secs(3)),
+        retries: raw.retries.unwrap_or(2),
+        retry_delay: check.duration("defaults.retry_delay", raw.retry_delay.as_ref(), Duration::from_secs(30)),
+        failover_after: raw.failover_after.unwrap_or(3),
+        probe_every: raw.probe_every.unwrap_or(5),
+    };
+    check.at_least_one("defaults.failover_after", defaults.failover_after);
+    check.at_least_one("defaults.probe_every", defaults.probe_every);
+    defaults
+}
+
+/// Every `[[region]]` and the devices of every kind in it. The order of kinds is the order in which
+/// duplicates are reported ("meter M1 is also configured on c1" names the earlier one).
+fn resolve_regions(rs: &mut Resolver, raw: &[RawRegion]) -> Vec<RegionSpec> {
+    if raw.is_empty() {
+        rs.check.add("region", "no [[region]] configured: there is nothing to supervise");
+    }
+    let mut region_ids = HashSet::new();
+    let mut regions = Vec::new();
+    for (ri, r) in raw.iter().enumerate() {
+        let scope = RegionScope { key: format!("region[{ri}] ({})", r.id), id: RegionId::new(r.id.clone()), raw: r };
+        rs.check.id(&scope.key, &r.id);
+        if !region_ids.insert(r.id.clone()) {
+            rs.check.add(format!("{}.id", scope.key), format!("region id {:?} is used twice", r.id));
+        }
+        let mut devices = field::resolve_concentrators(rs, &scope);
+        devices.extend(field::resolve_loggers(rs, &scope));
+        let mqtt = mqtt::resolve_groups(rs, &scope);
+        let cjt188 = cjt188::resolve_gateways(rs, &scope);
+        let stations = hj212::resolve_stations(rs, &scope);
+        let valves = valves::resolve_valves(rs, &scope);
+        regions.push(RegionSpec {
+            id: scope.id,
+            name: r.name.clone().unwrap_or_else(|| r.id.clone()),
+            devices,
+            valves,
+            stations,
+            cjt188,
+            mqtt,
+        });
+    }
+    regions
+}
+
+impl Config {
+    /// What the configuration describes, for `validate`: "2 regions: 5 Modbus devices, 1 CJ/T 188 gateway …".
+    pub fn summary(&self) -> String {
+        let regions = &self.tree.regions;
+        let count = |f: &dyn Fn(&RegionSpec) -> usize| regions.iter().map(f).sum::<usize>();
+        let plural = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        let mut parts = vec![plural(count(&|r| r.devices.len()), "Modbus device", "Modbus devices")];
+        let kinds: [(usize, &str, &str); 4] = [
+            (count(&|r| r.cjt188.len()), "CJ/T 188 gateway", "CJ/T 188 gateways"),
+            (count(&|r| r.valves.len()), "valve", "valves"),
+            (count(&|r| r.stations.len()), "HJ 212 station", "HJ 212 stations"),
+            (count(&|r| r.mqtt.len()), "MQTT meter group", "MQTT meter groups"),
+        ];
+        parts.extend(kinds.iter().filter(|(n, ..)| *n > 0).map(|(n, one, many)| plural(*n, one, many)));
+        if !self.tree.lines.is_empty() {
+            parts.push(plural(self.tree.lines.len(), "serial line", "serial lines"));
+        }
+        format!("{}: {}", plural(regions.len(), "region", "regions"), parts.join(", "))
+    }
+}
+
+/// Loads and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigErrors(vec![Problem::error(file.clone(), "", format!("cannot read: {e}"))]))?;
+    parse(&file, &text, path.parent())
+}
+
+/// The embedded demo village.
+pub fn demo() -> Result<Config, ConfigErrors> {
+    parse("embedded demo.toml", DEMO_TOML, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::check;
+    use super::*;
+    use actors::field::DeviceKindSpec;
+
+    #[test]
+    fn demo_and_example_are_valid() {
+        let demo = demo().unwrap();
+        assert!(demo.simulator.is_some());
+        assert_eq!(demo.tree.regions.len(), 2);
+        let example = parse("example.toml", include_str!("../../config/example.toml"), None).unwrap();
+        let c = &example.tree.regions[0].devices[0];
+        assert_eq!(c.shortest_cycle(), Duration::from_secs(900));
+        let logger = example.tree.regions[0].devices.iter().find(|d| d.id.as_str() == "qs-wq01").unwrap();
+        let DeviceKindSpec::Logger(l) = &logger.kind else { panic!("logger") };
+        // Every kind of device and link is in the annotated example.
+        let r = &example.tree.regions[0];
+        assert_eq!((r.cjt188.len(), r.valves.len(), r.stations.len(), r.mqtt.len()), (2, 2, 1, 1));
+        assert_eq!(example.tree.lines.len(), 2);
+        let ph = l.parameters.iter().find(|p| p.name == "ph").unwrap();
+        // R-A2 defaults and GB 5749-2022 limits.
+        assert_eq!(ph.cycle, Duration::from_secs(7200));
+        assert_eq!((ph.low, ph.high), (Some(6.5), Some(8.5)));
+        let ammonia = l.parameters.iter().find(|p| p.name == "ammonia").unwrap();
+        assert_eq!(ammonia.cycle, Duration::from_secs(4 * 3600));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let text = r#"
+[server]
+listen = "localhost"
+[defaults]
+timeout = "3 parsecs"
+[[region]]
+id = "r1"
+[[region.concentrator]]
+id = "c1"
+address = "nohostport"
+unit_id = 300
+model = "nope"
+cycle = "0s"
+meters = ["M1", "M1"]
+[[region.concentrator]]
+id = "c1"
+address = "h:1"
+model = "ww-wq-logger-v1"
+meters = ["M1"]
+[[region.logger]]
+id = "w1"
+address = "h:2"
+model = "ww-wq-logger-v1"
+parameters = [{ name = "chlorine" }, { name = "ph", low = 9, high = 8 }]
+"#;
+        check(
+            text,
+            &[
+                "test.toml: server.listen: \"localhost\" is not an IP address and port",
+                "defaults.timeout: \"3 parsecs\" has no unit",
+                "region[0] (r1).concentrator[0] (c1).address: \"nohostport\" is not host:port",
+                "concentrator[0] (c1).unit_id: 300 is not a Modbus unit id",
+                "concentrator[0] (c1).model: unknown model \"nope\"; known: hx-c200, ww-concentrator-v1, ww-valve-coil-v1, ww-valve-v1, ww-wq-logger-v1",
+                "concentrator[0] (c1).cycle: \"0s\" must be more than 0",
+                "concentrator[0] (c1).meters: meter \"M1\" is also configured on \"c1\"",
+                "concentrator[1] (c1).id: device id \"c1\" is used twice",
+                "concentrator[1] (c1).model: model \"ww-wq-logger-v1\" is not a concentrator",
+                "logger[0] (w1).parameters[0] (chlorine).name: model \"ww-wq-logger-v1\" has no parameter \"chlorine\"",
+                "logger[0] (w1).parameters[1] (ph): low (9) must be below high (8)",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_configuration_without_regions_or_with_bad_defaults_is_refused() {
+        check("", &["test.toml: region: no [[region]] configured"]);
+        check("[defaults]\nprobe_every = 0\n", &["defaults.probe_every: must be at least 1"]);
+        check("[supervision]\nbase_backoff = \"1m\"\nmax_backoff = \"1s\"\n", &["supervision.max_backoff: must not"]);
+    }
+}
