@@ -362,3 +362,41 @@ impl Actor for MqttGateway {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use drivers::mqtt::MapError;
+
+    fn mapped(ts_ms: Option<i64>, status: &[&str], status_error: Option<MapError>) -> MappedReading {
+        MappedReading {
+            meter: "N1".into(),
+            ts_ms,
+            volume_m3: 1.0,
+            status: status.iter().map(|s| (*s).to_owned()).collect(),
+            status_error,
+        }
+    }
+
+    #[test]
+    fn a_reading_without_a_time_takes_the_arrival_time_and_says_so() {
+        let now = Timestamp(1_709_251_234_567);
+        let (ts, status) = time_and_status(&mapped(None, &["battery_low"], None), now);
+        assert_eq!((ts, status.names()), (now, vec!["battery_low", "time_from_arrival"]));
+        let (ts, status) = time_and_status(&mapped(Some(5), &["battery_low"], None), now);
+        assert_eq!((ts, status.names()), (Timestamp(5), vec!["battery_low"]));
+    }
+
+    #[test]
+    fn an_undecodable_status_is_flagged_and_payloads_cannot_set_server_flags() {
+        let e = MapError::Missing { path: "/st".into() };
+        let (_, status) = time_and_status(&mapped(Some(5), &["valve_fault"], Some(e)), Timestamp(0));
+        assert_eq!(status.names(), vec!["valve_fault", "status_unreadable"]);
+        // Names passed through unmapped from a vendor cannot claim the server's flags, nor unknown ones.
+        let (_, status) = time_and_status(
+            &mapped(Some(5), &["status_unreadable", "time_from_arrival", "LOWBAT"], None),
+            Timestamp(0),
+        );
+        assert_eq!(status, MeterStatus::default());
+    }
+}
