@@ -1846,6 +1846,9 @@ meters = ["M1", "M2"]
         let r = &example.tree.regions[0];
         assert_eq!((r.cjt188.len(), r.valves.len(), r.stations.len(), r.mqtt.len()), (2, 2, 1, 1));
         assert_eq!(example.tree.lines.len(), 2);
+        // The NB-IoT topic: several status sources and the arrival-time fallback (issue 7 §6).
+        let nb = &example.tree.mqtt.as_ref().unwrap().topics[1].1;
+        assert_eq!((nb.flags.len(), nb.time.is_none(), nb.time_fallback), (3, true, TimeFallback::Arrival));
         let ph = l.parameters.iter().find(|p| p.name == "ph").unwrap();
         // R-A2 defaults and GB 5749-2022 limits.
         assert_eq!(ph.cycle, Duration::from_secs(7200));
