@@ -67,6 +67,8 @@ pub struct Metrics {
     /// Feed entries handled by consumers, and handler failures (retried).
     pub feed_handled: AtomicU64,
     pub feed_handler_failures: AtomicU64,
+    /// Readings stored with their volume although their status could not be decoded (flag `status_unreadable`).
+    pub status_unreadable: AtomicU64,
 }
 
 impl Metrics {

@@ -7,6 +7,12 @@
 //! (meter, time) key in the store and counts once. A malformed payload is counted and logged with its topic by
 //! the driver, acknowledged (so the broker does not redeliver poison forever), and changes nothing. A group
 //! that receives nothing for `interval` misses a cycle; two in a row make it comm-lost (R-A4).
+//!
+//! A reading whose volume decoded but whose status did not is stored all the same, flagged
+//! `status_unreadable`, counted in `Metrics::status_unreadable` and logged (rate-limited): losing billing data
+//! over a flag would be worse (issue 7 §6). A reading whose payload had no time, where the mapping allows it,
+//! is stored at its arrival time (this actor's clock) and flagged `time_from_arrival`; such a reading has no
+//! key of its own, so a redelivered copy is stored again at its own arrival time (with the same volume).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -62,6 +68,8 @@ pub struct MqttGroupState {
     reported: std::collections::HashSet<usize>,
     fresh: u32,
     interval_no: u64,
+    /// Rate limit of the warnings about undecodable status fields.
+    unreadable_log: LogLimit,
 }
 
 /// The view of a group as the store knows it.
@@ -80,8 +88,27 @@ pub fn initial_view(spec: &MqttGroupSpec, store: &Store) -> DeviceView {
     }
 }
 
+/// The model's flags for the names a mapping gave. Names the model does not know (a vendor's names passed
+/// through unmapped) are ignored; so are the server's own flags, which no payload may set.
 fn status_from_names(names: &[String]) -> MeterStatus {
-    MeterStatus(names.iter().filter_map(|n| MeterStatus::flag_for(n)).fold(0, |a, f| a | f))
+    MeterStatus(names.iter().filter_map(|n| MeterStatus::device_flag_for(n)).fold(0, |a, f| a | f))
+}
+
+/// The time and status a mapped reading is stored with: the arrival time `now` when the payload had none, and
+/// the server's flags saying so and saying that the status could not be decoded.
+fn time_and_status(r: &MappedReading, now: Timestamp) -> (Timestamp, MeterStatus) {
+    let mut status = status_from_names(&r.status);
+    let ts = match r.ts_ms {
+        Some(ms) => Timestamp(ms),
+        None => {
+            status.0 |= MeterStatus::TIME_FROM_ARRIVAL;
+            now
+        }
+    };
+    if r.status_error.is_some() {
+        status.0 |= MeterStatus::STATUS_UNREADABLE;
+    }
+    (ts, status)
 }
 
 impl MqttGroupState {
@@ -105,7 +132,10 @@ impl MqttGroupState {
 
     async fn readings(&mut self, readings: Vec<MappedReading>, ack: AckHandle) {
         let spec = self.args.spec.clone();
+        let now = self.now();
         let mut accepted = Vec::new();
+        // Readings kept although their status did not decode: (meter, why), counted and logged once committed.
+        let mut unreadable = Vec::new();
         for r in readings {
             let Some(&i) = self.index.get(r.meter.as_str()) else {
                 Metrics::inc(&self.args.ctx.metrics.bad_values);
@@ -113,14 +143,19 @@ impl MqttGroupState {
                 continue;
             };
             match Volume::from_m3(r.volume_m3) {
-                Ok(volume) => accepted.push((i, Timestamp(r.ts_ms), volume, status_from_names(&r.status))),
+                Ok(volume) => {
+                    let (ts, status) = time_and_status(&r, now);
+                    if let Some(e) = r.status_error {
+                        unreadable.push((r.meter, e));
+                    }
+                    accepted.push((i, ts, volume, status));
+                }
                 Err(e) => {
                     Metrics::inc(&self.args.ctx.metrics.bad_values);
                     tracing::warn!(message = "MQTT reading rejected.", group = %spec.id, meter = %r.meter, error = %e);
                 }
             }
         }
-        let now = self.now();
         let mut ops: Vec<Op> = accepted
             .iter()
             .map(|(i, ts, volume, status)| {
@@ -141,6 +176,18 @@ impl MqttGroupState {
             Ok(_) => {
                 // Committed: now the broker may forget the message.
                 ack.ack();
+                for (meter, error) in unreadable {
+                    Metrics::inc(&self.args.ctx.metrics.status_unreadable);
+                    if let Some(suppressed) = self.unreadable_log.check() {
+                        tracing::warn!(
+                            message = "MQTT reading stored without its status (flagged status_unreadable); check the topic's status mapping.",
+                            group = %spec.id,
+                            meter = %meter,
+                            error = %error,
+                            not_logged_before = suppressed,
+                        );
+                    }
+                }
                 self.comm.record_attempt(now, true, None);
                 if let Some(event) = self.comm.record_values(now, accepted.len() as u32) {
                     self.args.ctx.events.comm(event, &spec.id, &spec.region, now, None);
@@ -216,6 +263,7 @@ impl Actor for MqttGroup {
             reported: Default::default(),
             fresh: 0,
             interval_no: 0,
+            unreadable_log: LogLimit::new(20, Duration::from_secs(60)),
             args,
         })
     }
@@ -312,5 +360,43 @@ impl Actor for MqttGateway {
             ingest.shutdown().await;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use drivers::mqtt::MapError;
+
+    fn mapped(ts_ms: Option<i64>, status: &[&str], status_error: Option<MapError>) -> MappedReading {
+        MappedReading {
+            meter: "N1".into(),
+            ts_ms,
+            volume_m3: 1.0,
+            status: status.iter().map(|s| (*s).to_owned()).collect(),
+            status_error,
+        }
+    }
+
+    #[test]
+    fn a_reading_without_a_time_takes_the_arrival_time_and_says_so() {
+        let now = Timestamp(1_709_251_234_567);
+        let (ts, status) = time_and_status(&mapped(None, &["battery_low"], None), now);
+        assert_eq!((ts, status.names()), (now, vec!["battery_low", "time_from_arrival"]));
+        let (ts, status) = time_and_status(&mapped(Some(5), &["battery_low"], None), now);
+        assert_eq!((ts, status.names()), (Timestamp(5), vec!["battery_low"]));
+    }
+
+    #[test]
+    fn an_undecodable_status_is_flagged_and_payloads_cannot_set_server_flags() {
+        let e = MapError::Missing { path: "/st".into() };
+        let (_, status) = time_and_status(&mapped(Some(5), &["valve_fault"], Some(e)), Timestamp(0));
+        assert_eq!(status.names(), vec!["valve_fault", "status_unreadable"]);
+        // Names passed through unmapped from a vendor cannot claim the server's flags, nor unknown ones.
+        let (_, status) = time_and_status(
+            &mapped(Some(5), &["status_unreadable", "time_from_arrival", "LOWBAT"], None),
+            Timestamp(0),
+        );
+        assert_eq!(status, MeterStatus::default());
     }
 }

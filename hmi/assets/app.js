@@ -181,6 +181,9 @@
         magnetic_tamper: '磁干扰',
         reverse_flow: '倒流',
         meter_fault: '表故障',
+        valve_fault: '阀门故障',
+        status_unreadable: '状态无法解析',
+        time_from_arrival: '时间取自接收',
       },
       roles: {
         admin: '管理员',
@@ -346,6 +349,9 @@
         magnetic_tamper: 'magnetic tamper',
         reverse_flow: 'reverse flow',
         meter_fault: 'meter fault',
+        valve_fault: 'valve fault',
+        status_unreadable: 'status unreadable',
+        time_from_arrival: 'time of arrival',
       },
       roles: {
         admin: 'Administrator',

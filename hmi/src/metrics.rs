@@ -7,7 +7,7 @@ use actors::metrics::Metrics;
 
 pub fn render(m: &Metrics) -> String {
     let mut out = String::new();
-    let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 11] = [
+    let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 12] = [
         ("waterworks_polls_total", "Modbus read requests sent to field devices.", &m.polls),
         (
             "waterworks_poll_failures_total",
@@ -30,6 +30,11 @@ pub fn render(m: &Metrics) -> String {
             "waterworks_bad_requests_total",
             "Input refused as malformed or unauthenticated: HTTP requests, HJ 212 frames, MQTT payloads.",
             &m.bad_requests,
+        ),
+        (
+            "waterworks_status_unreadable_total",
+            "Meter readings stored with their volume although their status could not be decoded.",
+            &m.status_unreadable,
         ),
     ];
     for (name, help, c) in counters {

@@ -85,18 +85,44 @@ impl MeterStatus {
     pub const MAGNETIC_TAMPER: u16 = 1 << 2;
     pub const REVERSE_FLOW: u16 = 1 << 3;
     pub const METER_FAULT: u16 = 1 << 4;
+    /// The meter's valve reports a fault (stuck, motor error): neither surely open nor surely closed.
+    pub const VALVE_FAULT: u16 = 1 << 5;
+    /// Set by the server, never by a device: the payload's status could not be decoded, so the other flags
+    /// are incomplete. The volume and time were decoded and are good (issue 7 §6).
+    pub const STATUS_UNREADABLE: u16 = 1 << 6;
+    /// Set by the server, never by a device: the payload carried no time, and the reading's time is when the
+    /// server received it (a configured fallback, issue 7 §6).
+    pub const TIME_FROM_ARRIVAL: u16 = 1 << 7;
+    /// The flags only the server sets; a device's status is never mapped onto them.
+    pub const SERVER_FLAGS: u16 = Self::STATUS_UNREADABLE | Self::TIME_FROM_ARRIVAL;
 
-    /// The status names the model knows, in bit order; config maps device bits onto these.
-    pub const NAMES: [(&'static str, u16); 5] = [
+    /// The status names the model knows, in bit order; config maps device bits onto these (except the
+    /// [`MeterStatus::SERVER_FLAGS`]).
+    pub const NAMES: [(&'static str, u16); 8] = [
         ("valve_closed", Self::VALVE_CLOSED),
         ("battery_low", Self::BATTERY_LOW),
         ("magnetic_tamper", Self::MAGNETIC_TAMPER),
         ("reverse_flow", Self::REVERSE_FLOW),
         ("meter_fault", Self::METER_FAULT),
+        ("valve_fault", Self::VALVE_FAULT),
+        ("status_unreadable", Self::STATUS_UNREADABLE),
+        ("time_from_arrival", Self::TIME_FROM_ARRIVAL),
     ];
 
     pub fn flag_for(name: &str) -> Option<u16> {
         Self::NAMES.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+    }
+
+    /// The flag of a name a device's status may be mapped onto: a known name that is not a server flag.
+    pub fn device_flag_for(name: &str) -> Option<u16> {
+        Self::flag_for(name).filter(|f| f & Self::SERVER_FLAGS == 0)
+    }
+
+    /// The names a device's status may be mapped onto, in bit order, for messages: `valve_closed, …`.
+    pub fn device_names() -> String {
+        let names: Vec<&str> =
+            Self::NAMES.iter().filter(|(_, f)| f & Self::SERVER_FLAGS == 0).map(|(n, _)| *n).collect();
+        names.join(", ")
     }
 
     /// Translates a raw device status word through a bit map `(device bit, model flag)`.
@@ -207,6 +233,20 @@ mod tests {
         let s = MeterStatus::from_device_word(0b1010_0000, &map);
         assert_eq!(s.names(), vec!["valve_closed", "battery_low"]);
         assert_eq!(MeterStatus::from_device_word(0, &map).names(), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn server_flags_are_known_names_but_not_device_names() {
+        assert_eq!(MeterStatus::flag_for("status_unreadable"), Some(MeterStatus::STATUS_UNREADABLE));
+        assert_eq!(MeterStatus::device_flag_for("status_unreadable"), None);
+        assert_eq!(MeterStatus::device_flag_for("time_from_arrival"), None);
+        assert_eq!(MeterStatus::device_flag_for("valve_fault"), Some(MeterStatus::VALVE_FAULT));
+        assert_eq!(
+            MeterStatus::device_names(),
+            "valve_closed, battery_low, magnetic_tamper, reverse_flow, meter_fault, valve_fault"
+        );
+        let s = MeterStatus(MeterStatus::STATUS_UNREADABLE | MeterStatus::TIME_FROM_ARRIVAL | MeterStatus::BATTERY_LOW);
+        assert_eq!(s.names(), vec!["battery_low", "status_unreadable", "time_from_arrival"]);
     }
 
     #[test]
