@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`model`]: the pure domain model (no I/O, no clock, no tokio or ractor).
 //! - [`store`]: the durable store (redb) and its group-commit writer actor.
-//! - [`supervisor`]: restarting supervisors with backoff and escalation.
+//! - [`runtime`]: restarting supervisors with backoff and escalation: the static [`supervisor`] and the
+//!   dynamic one for actors started on demand ([`runtime::dynamic`]).
 //! - [`hub`]: the live-state hub behind the WebSocket stream.
 //! - [`field`]: one actor per concentrator and per water-quality data logger.
 //! - [`cjt188`]: CJ/T 188 meters behind a transparent gateway or on a serial line, one actor per gateway.
@@ -35,11 +36,14 @@ pub mod modbus_link;
 pub mod mqtt;
 pub mod restore;
 pub mod rtu_bus;
+pub mod runtime;
 pub mod station;
 pub mod store;
-pub mod supervisor;
 pub mod tree;
 pub mod valve;
 
 /// The pure domain model, a crate of its own (`actors/model`); re-exported so `crate::model::…` reads as before.
 pub use model;
+
+/// The static supervisor, at its old path (it lives in [`runtime`]).
+pub use runtime::supervisor;

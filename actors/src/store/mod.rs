@@ -18,6 +18,7 @@
 //! - `events`: `seq -> JSON StoredEvent`: one event per sequence number (same number space as `feed`);
 //! - `cursors`: `consumer name -> last handled seq`.
 
+pub mod actor_state;
 pub mod feed;
 pub mod writer;
 
@@ -32,8 +33,9 @@ use crate::model::{
     Volume,
 };
 
+pub use actor_state::{ActorStateOp, ActorStates};
 pub use feed::{EventFilter, FeedEntry, FeedFact};
-pub use writer::{StoreHandle, StoreWriter, StoreWriterArgs, StoreWriterMsg};
+pub use writer::{Committed, StoreHandle, StoreWriter, StoreWriterArgs, StoreWriterMsg};
 
 use crate::event::{Event, EventRecord};
 
@@ -111,6 +113,8 @@ pub enum Op {
     /// A feed consumer's cursor: every entry up to and including this sequence number is handled. Submitted
     /// together with the consumer's own results, so they commit (or not) as one.
     Cursor(String, u64),
+    /// The state blob of an on-demand actor (`actor_state.rs`).
+    ActorState(ActorStateOp),
 }
 
 /// What a commit produced for the change feed.
@@ -243,6 +247,7 @@ impl Store {
             let mut events = txn.open_table(EVENTS)?;
             let mut cursors = txn.open_table(CURSORS)?;
             let mut next_audit = audit.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+            let mut actor_states = actor_state::ActorStateWrites::new(&txn);
             for sub in subs {
                 let mut data = feed::FeedDataRef::default();
                 for op in sub {
@@ -278,6 +283,7 @@ impl Store {
                             audit.insert(next_audit, json.as_slice())?;
                             next_audit += 1;
                         }
+                        Op::ActorState(op) => actor_states.apply(op)?,
                     }
                 }
                 if !data.is_empty() {
