@@ -134,7 +134,7 @@ struct World {
     join: tokio::task::JoinHandle<()>,
     log: Arc<Log>,
     states: ActorStates,
-    events: tokio::sync::broadcast::Receiver<Event>,
+    events: tokio::sync::broadcast::Receiver<crate::event::EventRecord>,
 }
 
 fn policy() -> DynamicPolicy {
@@ -158,7 +158,7 @@ async fn world(policy: DynamicPolicy, start_delay: Duration) -> World {
     let (writer, _) = Actor::spawn(
         None,
         StoreWriter,
-        StoreWriterArgs { store: store.clone(), metrics: metrics.clone(), max_batch_ops: 1000 },
+        StoreWriterArgs { store: store.clone(), metrics: metrics.clone(), max_batch_ops: 1000, events: None },
     )
     .await
     .unwrap();
@@ -170,7 +170,7 @@ async fn world(policy: DynamicPolicy, start_delay: Duration) -> World {
         let args = CounterArgs { key, states: st.clone(), log: lg.clone(), start_delay };
         async move { Actor::spawn_linked(None, Counter, args, sup).await.map(|(r, _)| r) }
     });
-    let events = EventBus::new(64);
+    let events = EventBus::volatile(64);
     let rx = events.subscribe();
     let args = DynamicArgs { name: "counters".into(), start, restart: Restart::Transient, policy, events, metrics };
     let (sup, join) = Actor::spawn(None, DynamicSupervisor::default(), args).await.unwrap();
@@ -284,7 +284,7 @@ async fn a_crashed_child_restarts_after_a_growing_backoff_and_requests_wait_for_
     assert_eq!(starts[2] - crashes[1], Duration::from_millis(20));
     let mut delays = Vec::new();
     while let Ok(e) = w.events.try_recv() {
-        if let Event::ChildRestarting { child, delay, .. } = e {
+        if let Event::ChildRestarting { child, delay, .. } = e.event {
             assert_eq!(child, "a");
             delays.push(delay);
         }
