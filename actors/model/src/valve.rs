@@ -26,6 +26,20 @@ pub enum ValveState {
     Unknown,
 }
 
+impl ValveState {
+    /// The name on the wire (`snake_case`, as serialised).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ValveState::Open => "open",
+            ValveState::Closed => "closed",
+            ValveState::Opening => "opening",
+            ValveState::Closing => "closing",
+            ValveState::Fault => "fault",
+            ValveState::Unknown => "unknown",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ValveAction {

@@ -11,7 +11,9 @@
 //! - `samples`: `(device/parameter, ts_ms) -> (value, flags, unit)`;
 //! - `device_status`: `device -> JSON CommStatus`;
 //! - `users`: `username -> JSON UserRecord`;
-//! - `audit`: `sequence -> JSON AuditEntry`.
+//! - `audit`: `sequence -> JSON AuditEntry`;
+//! - `valve_status`: `device -> JSON ValveStatus` (in `valve_status.rs`; a new table, created on open, so no
+//!   schema step).
 //!
 //! Schema version 2 adds the durable change feed (DESIGN §12, [`feed`]):
 //! - `feed`: `seq -> JSON FeedData`: the readings and samples of one submission, under one sequence number;
@@ -19,6 +21,7 @@
 //! - `cursors`: `consumer name -> last handled seq`.
 
 pub mod feed;
+mod valve_status;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -29,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{
     CommStatus, DeviceId, MeterId, MeterReading, MeterStatus, QualityFlags, QualitySample, Timestamp, UserRecord,
-    Volume,
+    ValveStatus, Volume,
 };
 
 pub use feed::{EventFilter, FeedEntry, FeedFact};
@@ -111,6 +114,8 @@ pub enum Op {
     /// A feed consumer's cursor: every entry up to and including this sequence number is handled. Submitted
     /// together with the consumer's own results, so they commit (or not) as one.
     Cursor(String, u64),
+    /// A valve's state, last command and latched fault (`valve_status.rs`).
+    ValveStatus(DeviceId, ValveStatus),
 }
 
 /// What a commit produced for the change feed.
@@ -209,6 +214,7 @@ impl Store {
             txn.open_table(FEED).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(EVENTS).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(CURSORS).map_err(|e| open_err(e.to_string()))?;
+            txn.open_table(valve_status::VALVE_STATUS).map_err(|e| open_err(e.to_string()))?;
         }
         txn.commit().map_err(|e| open_err(e.to_string()))?;
         Ok(())
@@ -278,6 +284,7 @@ impl Store {
                             audit.insert(next_audit, json.as_slice())?;
                             next_audit += 1;
                         }
+                        Op::ValveStatus(id, st) => valve_status::put(&txn, id, st)?,
                     }
                 }
                 if !data.is_empty() {
