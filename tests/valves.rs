@@ -345,6 +345,11 @@ async fn the_last_command_and_the_fault_survive_a_restart() {
     assert_eq!(record["state"], "fault", "{record}");
     let dir = server.dir.clone();
     server.app.shutdown().await;
+    // Actors let go of the store as they finish stopping; wait until it opens.
+    eventually(Duration::from_secs(10), "the store released", || async {
+        actors::store::Store::open(&dir).ok().map(drop)
+    })
+    .await;
 
     // The new simulator's valve is open: the latched close is not confirmed, so the fault stays.
     let server = start_in(&config, dir).await;
