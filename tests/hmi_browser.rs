@@ -572,9 +572,24 @@ async fn an_admin_commands_a_valve_through_a_confirmation_and_a_crew_member_only
             (v["lost"] == "false" && v["open"] == false && v["close"] == false).then_some(())
         })
         .await;
+
+    // 7c. Reset of the latched fault, through the same confirmation: the fault clears, the reset is audited.
+    command_valve(&browser, "west-v1", "reset", "checked on site").await;
+    let after: Value = browser
+        .wait_for("west-v1 out of fault after the reset", &valve("west-v1"), &card_html("west-v1"), |v| {
+            (v["state"] != "fault" && v["command"] == "done").then(|| v.clone())
+        })
+        .await;
+    assert_eq!((&after["reset"], &after["state"]), (&json!(false), &json!("closed")), "{after}");
+    assert_eq!(browser.eval("document.querySelector('#sum-valve-fault').textContent").await.unwrap(), json!("0"));
+    let audit = server.get("/api/audit?limit=50", &admin).await.json();
+    assert!(
+        audit.as_array().unwrap().iter().any(|e| e["action"] == "valve.reset" && e["ok"] == true && e["actor"] == "admin"),
+        "{audit}"
+    );
     assert_eq!(browser.page_errors(), Vec::<String>::new(), "uncaught exceptions or console errors in the page");
 
-    // 8. A crew member sees the valve, its fault and its last command, but has no buttons to press.
+    // 8. A crew member sees the valve and its last command (the failed Open), but has no buttons to press.
     browser.click("#logout").await;
     browser
         .wait_for("the login page after logout", "location.pathname", "location.href", |v| {
@@ -584,7 +599,7 @@ async fn an_admin_commands_a_valve_through_a_confirmation_and_a_crew_member_only
     sign_in(&browser, &server, "crew1", "a long enough password").await;
     let watched: Value = browser
         .wait_for("west-v1 for the crew", &valve("west-v1"), &card_html("west-v1"), |v| {
-            (v["state"] == "fault").then(|| v.clone())
+            (v["state"] == "closed").then(|| v.clone())
         })
         .await;
     let html = browser.eval(&card_html("west-v1")).await.unwrap();
