@@ -584,7 +584,11 @@ async fn an_admin_commands_a_valve_through_a_confirmation_and_a_crew_member_only
     assert_eq!(browser.eval("document.querySelector('#sum-valve-fault').textContent").await.unwrap(), json!("0"));
     let audit = server.get("/api/audit?limit=50", &admin).await.json();
     assert!(
-        audit.as_array().unwrap().iter().any(|e| e["action"] == "valve.reset" && e["ok"] == true && e["actor"] == "admin"),
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "valve.reset" && e["ok"] == true && e["actor"] == "admin"),
         "{audit}"
     );
     assert_eq!(browser.page_errors(), Vec::<String>::new(), "uncaught exceptions or console errors in the page");

@@ -246,7 +246,10 @@ async fn a_late_valve_faults_then_the_read_back_clears_the_fault_with_events_and
     assert_eq!(raised["event"]["region"], "west", "{raised}");
     assert!(raised["event"]["message"].as_str().unwrap().contains("not confirmed within 1s"), "{raised}");
     let view = device(&server, &admin, "west-v1").await;
-    assert_eq!((view["valve"]["state"].as_str(), view["valve"]["fault"]["action"].as_str()), (Some("fault"), Some("close")));
+    assert_eq!(
+        (view["valve"]["state"].as_str(), view["valve"]["fault"]["action"].as_str()),
+        (Some("fault"), Some("close"))
+    );
     // The fault rolls up into the region (and so the summary tiles).
     assert_eq!(west_status(&server, &admin).await["valve_fault"], 1);
 
@@ -280,8 +283,14 @@ async fn an_operator_resets_a_latched_fault_audited_and_announced() {
     assert_eq!(reset_valve(&server, &crew, "west-v1", "not my job").await.status, 403);
     assert_eq!(reset_valve(&server, &operator, "west-v1", "  ").await.status, 400);
     assert_eq!(reset_valve(&server, &operator, "nosuch", "why").await.status, 404);
-    let r = http(&server.base, "POST", "/api/valves/west-v1/reset", &[("content-type", "application/json")], r#"{"reason":"x"}"#)
-        .await;
+    let r = http(
+        &server.base,
+        "POST",
+        "/api/valves/west-v1/reset",
+        &[("content-type", "application/json")],
+        r#"{"reason":"x"}"#,
+    )
+    .await;
     assert_eq!(r.status, 401);
     assert_eq!(device(&server, &admin, "west-v1").await["valve"]["state"], "fault", "refusals change nothing");
 
@@ -367,6 +376,9 @@ async fn the_last_command_and_the_fault_survive_a_restart() {
     })
     .await;
     let view = device(&server, &admin, "west-v1").await;
-    assert_eq!((view["valve"]["state"].as_str(), view["valve"]["fault"]["action"].as_str()), (Some("fault"), Some("close")));
+    assert_eq!(
+        (view["valve"]["state"].as_str(), view["valve"]["fault"]["action"].as_str()),
+        (Some("fault"), Some("close"))
+    );
     server.app.shutdown().await;
 }

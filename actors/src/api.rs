@@ -343,14 +343,12 @@ impl Handle {
         let reason = checked_reason(reason, "a valve reset")?;
         let spec = self.valve_spec(id)?;
         let actor = self.valve_actor(id)?;
-        let wait = spec.confirm_timeout.saturating_mul(4) + spec.request_wait().saturating_mul(8) + Duration::from_secs(5);
+        let wait =
+            spec.confirm_timeout.saturating_mul(4) + spec.request_wait().saturating_mul(8) + Duration::from_secs(5);
         let requested_by = requested_by.to_owned();
-        let result = ractor::call_t!(
-            actor,
-            |reply| ValveMsg::Reset { reason, requested_by, reply },
-            wait.as_millis() as u64
-        )
-        .map_err(|_| ApiError::Unavailable(format!("valve {id}")))?;
+        let result =
+            ractor::call_t!(actor, |reply| ValveMsg::Reset { reason, requested_by, reply }, wait.as_millis() as u64)
+                .map_err(|_| ApiError::Unavailable(format!("valve {id}")))?;
         result.map_err(|e| match e {
             ResetError::Refused(r) => ApiError::Conflict(format!("valve {id}: {r}")),
             ResetError::Store(_) => ApiError::Unavailable("the store".into()),

@@ -24,9 +24,9 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::cjt188::Cjt188Msg;
 use crate::context::DeviceContext;
+use crate::event::Event;
 use crate::metrics::Metrics;
 use crate::model::comm::CycleOutcome;
-use crate::event::Event;
 use crate::model::valve::{self, Progress, Start};
 use crate::model::view::CommView;
 use crate::model::{
@@ -114,9 +114,18 @@ impl ValveSpec {
 
 pub enum ValveMsg {
     Poll,
-    Command { action: ValveAction, reason: String, requested_by: String, reply: RpcReplyPort<CommandRecord> },
+    Command {
+        action: ValveAction,
+        reason: String,
+        requested_by: String,
+        reply: RpcReplyPort<CommandRecord>,
+    },
     /// An operator resets a latched fault (issue 7 §5).
-    Reset { reason: String, requested_by: String, reply: RpcReplyPort<Result<ResetRecord, ResetError>> },
+    Reset {
+        reason: String,
+        requested_by: String,
+        reply: RpcReplyPort<Result<ResetRecord, ResetError>>,
+    },
     View(RpcReplyPort<DeviceView>),
 }
 

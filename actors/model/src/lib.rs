@@ -19,7 +19,7 @@ pub use link::{LinkSelector, PathSwitch, SwitchReason};
 pub use reading::{MeterReading, MeterStatus, QualityFlags, QualitySample, Timestamp, Volume};
 pub use user::{Role, UserRecord};
 pub use valve::{
-    CommandRecord, CommandResult, FaultChange, FaultClearing, LatchedFault, Reported, ResetRecord, ResetRefused, ValveAction,
-    ValveState, ValveStatus, ValveView,
+    CommandRecord, CommandResult, FaultChange, FaultClearing, LatchedFault, Reported, ResetRecord, ResetRefused,
+    ValveAction, ValveState, ValveStatus, ValveView,
 };
 pub use view::{region_status, DeviceKind, DeviceView, LiveEvent, MeterView, ParameterView, RegionStatus, RegionView};

@@ -230,7 +230,12 @@ pub struct ValveStatus {
     pub fault: Option<LatchedFault>,
 }
 
-fn edge(was: bool, now: bool, raised: impl FnOnce() -> String, cleared: impl FnOnce() -> FaultClearing) -> Option<FaultChange> {
+fn edge(
+    was: bool,
+    now: bool,
+    raised: impl FnOnce() -> String,
+    cleared: impl FnOnce() -> FaultClearing,
+) -> Option<FaultChange> {
     match (was, now) {
         (false, true) => Some(FaultChange::Raised { reason: raised() }),
         (true, false) => Some(FaultChange::Cleared(cleared())),
@@ -446,5 +451,4 @@ mod tests {
         s.reset(None, "duty1", "never read").unwrap();
         assert_eq!(s.state, ValveState::Unknown);
     }
-
 }

@@ -56,7 +56,11 @@ mod tests {
                 result: CommandResult::Failed { error: "not confirmed".into() },
                 state: ValveState::Fault,
             }),
-            fault: Some(LatchedFault { action: ValveAction::Close, since: Timestamp(2), reason: "not confirmed".into() }),
+            fault: Some(LatchedFault {
+                action: ValveAction::Close,
+                since: Timestamp(2),
+                reason: "not confirmed".into(),
+            }),
         };
         {
             let store = Store::open(&dir).unwrap();
