@@ -65,7 +65,7 @@ mod tests {
         {
             let store = Store::open(&dir).unwrap();
             assert_eq!(store.valve_status(&id).unwrap(), None);
-            store.apply(&[Op::ValveStatus(id.clone(), status.clone())]).unwrap();
+            store.apply([&[Op::ValveStatus(id.clone(), status.clone())]]).unwrap();
         }
         let store = Store::open(&dir).unwrap();
         assert_eq!(store.valve_status(&id).unwrap(), Some(status));
