@@ -21,7 +21,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::clock::SharedClock;
 use crate::metrics::Metrics;
-use crate::model::{CommEvent, DeviceId, LiveEvent, RegionId, SwitchReason, Timestamp};
+use crate::model::{CommEvent, DeviceId, FaultClearing, LiveEvent, RegionId, SwitchReason, Timestamp};
 use crate::store::{Op, StoreHandle};
 
 /// Which limit a water-quality value crossed.
@@ -41,6 +41,10 @@ pub enum Event {
     CommRestored { device: DeviceId, region: RegionId, ts: Timestamp, after_misses: u32 },
     /// A device moved to another communication path (R-A8).
     PathSwitched { device: DeviceId, region: RegionId, ts: Timestamp, from: String, to: String, reason: SwitchReason },
+    /// A valve went into fault: a command was not confirmed, or the valve reports a fault (R-A7, issue 7 §5).
+    ValveFault { device: DeviceId, region: RegionId, ts: Timestamp, reason: String },
+    /// A valve's fault cleared: a read-back showed the commanded position, or an operator reset it.
+    ValveFaultCleared { device: DeviceId, region: RegionId, ts: Timestamp, how: FaultClearing },
     /// A supervised actor stopped and will be restarted after `delay`.
     #[serde(rename = "actor_restart")]
     ChildRestarting {
@@ -85,6 +89,8 @@ impl Event {
             Event::CommLost { .. } => "comm_lost",
             Event::CommRestored { .. } => "comm_restored",
             Event::PathSwitched { .. } => "path_switched",
+            Event::ValveFault { .. } => "valve_fault",
+            Event::ValveFaultCleared { .. } => "valve_fault_cleared",
             Event::ChildRestarting { .. } => "actor_restart",
             Event::LimitCrossed { .. } => "limit_crossed",
             Event::LimitCleared { .. } => "limit_cleared",
@@ -124,6 +130,23 @@ impl Event {
                 message: match reason {
                     SwitchReason::Failover => format!("{from} failed; now on {to}"),
                     SwitchReason::PrimaryRecovered => format!("primary answers again; back from {from} to {to}"),
+                },
+            }),
+            Event::ValveFault { device, region, ts, reason } => Some(LiveEvent {
+                kind: "valve_fault",
+                device: Some(device.clone()),
+                region: Some(region.clone()),
+                ts: *ts,
+                message: reason.clone(),
+            }),
+            Event::ValveFaultCleared { device, region, ts, how } => Some(LiveEvent {
+                kind: "valve_fault_cleared",
+                device: Some(device.clone()),
+                region: Some(region.clone()),
+                ts: *ts,
+                message: match how {
+                    FaultClearing::ReadBack { state } => format!("read back {}", state.as_str()),
+                    FaultClearing::Reset { by, reason } => format!("reset by {by}: {reason}"),
                 },
             }),
             Event::ChildRestarting { supervisor, child, reason, delay } => Some(LiveEvent {

@@ -2,7 +2,7 @@
 //! actor and for the live hub, so that both show the same thing. A store error is logged and the device starts
 //! fresh for that part: a restart never fails on history.
 
-use crate::model::{CommStatus, DeviceId, LinkState, MeterId, MeterView, ParameterView};
+use crate::model::{CommStatus, DeviceId, LinkState, MeterId, MeterView, ParameterView, ValveStatus};
 use crate::store::Store;
 
 /// The last saved comm status of a device, or a fresh one. The link state before a restart is not known now;
@@ -21,6 +21,18 @@ pub fn comm(store: &Store, device: &DeviceId, path: String, expected: u32) -> Co
     comm.cycle_expected = expected;
     comm.cycle_read = comm.cycle_read.min(expected);
     comm
+}
+
+/// A valve's last stored state, last command and latched fault, or a fresh status (issue 7 §5).
+pub fn valve(store: &Store, device: &DeviceId) -> ValveStatus {
+    match store.valve_status(device) {
+        Ok(Some(saved)) => saved,
+        Ok(None) => ValveStatus::default(),
+        Err(e) => {
+            tracing::warn!(message = "Cannot load valve status; starting fresh.", device = %device, error = %e);
+            ValveStatus::default()
+        }
+    }
 }
 
 /// A view per meter with its latest stored reading.

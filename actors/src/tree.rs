@@ -151,7 +151,7 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
                         .chain(gateways.iter().map(|g| cjt188::initial_view(g, &store)))
                         .chain(groups.iter().map(|g| mqtt_group::initial_view(g, &store)))
                         .chain(stations.iter().map(|s| station::initial_view(s, &store)))
-                        .chain(valves.iter().map(|v| valve::initial_view(v)))
+                        .chain(valves.iter().map(|v| valve::initial_view(v, &store)))
                         .collect()
                 }),
                 events: events.clone(),

@@ -5,8 +5,9 @@
  * last snapshot plus deltas in memory and renders one panel per region with one card
  * per device. A delta touches only its own card, its region header and the summary.
  *
- * Commands: the one thing it sends is a valve command (open/close), and only for roles
- * that may command (admin, operator), only after a confirmation dialog with a reason.
+ * Commands: the one thing it sends is a valve command (open/close, or reset of a latched
+ * fault), and only for roles that may command (admin, operator), only after a confirmation
+ * dialog with a reason. Open/close are disabled while the valve is comm-lost.
  * The request waits for the valve's read-back (up to its confirm timeout, a minute in
  * production); meanwhile the card says so and the rest of the page keeps working.
  *
@@ -63,6 +64,7 @@
       valve_action: {
         open: '打开',
         close: '关闭',
+        reset: '复位故障',
       },
       valve_result: {
         confirmed: '已确认',
@@ -85,6 +87,11 @@
       err_session: '登录已过期，请重新登录。命令未下发。',
       err_network: '网络错误：命令结果未知。请先查看阀门状态再操作。',
       err_server: '服务器错误（HTTP {status}）：{msg}',
+      err_conflict: '未执行：{msg}',
+      sum_valve_fault: '阀门故障',
+      region_valve_fault: '阀门故障 {n}',
+      ev_valve_fault: '阀门故障',
+      ev_valve_fault_cleared: '阀门故障解除',
       dlg_title: '确认{action}阀门',
       dlg_valve: '阀门',
       dlg_action: '操作',
@@ -144,6 +151,8 @@
       evm_limit_low: '{parameter} {value} {unit} 低于下限 {limit}',
       evm_limit_high: '{parameter} {value} {unit} 超过上限 {limit}',
       evm_limit_cleared: '{parameter} {value} {unit} 恢复到限值以内',
+      evm_valve_read_back: '回读阀位：{state}',
+      evm_valve_reset: '{by} 复位：{reason}',
       lost_now: '当前通信中断：{list}',
       evf_region: '区域',
       evf_kind: '类型',
@@ -231,6 +240,7 @@
       valve_action: {
         open: 'Open',
         close: 'Close',
+        reset: 'Reset fault',
       },
       valve_result: {
         confirmed: 'Confirmed',
@@ -253,6 +263,11 @@
       err_session: 'Your session has expired; please log in again. Nothing was sent.',
       err_network: 'Network error: the outcome is unknown. Check the valve state before trying again.',
       err_server: 'Server error (HTTP {status}): {msg}',
+      err_conflict: 'Not done: {msg}',
+      sum_valve_fault: 'Valve faults',
+      region_valve_fault: 'Valve faults {n}',
+      ev_valve_fault: 'Valve fault',
+      ev_valve_fault_cleared: 'Valve fault cleared',
       dlg_title: 'Confirm valve command: {action}',
       dlg_valve: 'Valve',
       dlg_action: 'Action',
@@ -312,6 +327,8 @@
       evm_limit_low: '{parameter} {value} {unit} below its low limit {limit}',
       evm_limit_high: '{parameter} {value} {unit} above its high limit {limit}',
       evm_limit_cleared: '{parameter} {value} {unit} back within its limits',
+      evm_valve_read_back: 'read back {state}',
+      evm_valve_reset: 'reset by {by}: {reason}',
       lost_now: 'Comm lost now: {list}',
       evf_region: 'Region',
       evf_kind: 'Kind',
@@ -649,12 +666,14 @@
     v.barText = h('span', { class: 'region-progress-text num' });
     v.barLabel = h('span', { class: 'region-progress-label' });
     v.lost = h('span', { class: 'region-lost' });
+    v.valveFault = h('span', { class: 'region-lost region-valve-fault alarm', hidden: true });
     v.cards = h('div', { class: 'cards' });
     v.root = h('section', { class: 'region', 'data-region': id === UNASSIGNED ? '' : id, 'aria-labelledby': titleId }, [
       h('header', { class: 'region-head' }, [
         v.name,
         h('span', { class: 'region-collection' }, [v.barLabel, v.bar, v.barText]),
         v.lost,
+        v.valveFault,
       ]),
       v.cards,
     ]);
@@ -685,10 +704,12 @@
     let expected = 0;
     let concentrators = 0;
     let lost = 0;
+    let valveFault = 0;
     for (const d of state.devices.values()) {
       if (regionKeyOf(d) !== id) continue;
       const c = commOf(d);
       if (c.comm_lost) lost++;
+      if (d.kind === 'valve' && valveStateOf(d) === 'fault') valveFault++;
       if (d.kind === 'concentrator') {
         concentrators++;
         read += toNumber(c.cycle_read) || 0;
@@ -713,6 +734,8 @@
     setText(v.lost, t('region_comm_lost', { n: lost }));
     v.lost.classList.toggle('alarm', lost > 0);
     v.root.classList.toggle('has-lost', lost > 0);
+    setText(v.valveFault, t('region_valve_fault', { n: valveFault }));
+    v.valveFault.hidden = valveFault === 0;
   }
 
   // ---------------------------------------------------------------------------
@@ -1152,15 +1175,19 @@
     if (want && !v.controls) {
       const open = h('button', { type: 'button', class: 'valve-btn', 'data-action': 'open' });
       const close = h('button', { type: 'button', class: 'valve-btn', 'data-action': 'close' });
+      // Reset of a latched fault: shown only while the valve is in fault.
+      const reset = h('button', { type: 'button', class: 'valve-btn valve-reset', 'data-action': 'reset', hidden: true });
       open.addEventListener('click', () => openValveDialog(v.id, 'open', open));
       close.addEventListener('click', () => openValveDialog(v.id, 'close', close));
+      reset.addEventListener('click', () => openValveDialog(v.id, 'reset', reset));
       v.btnOpen = open;
       v.btnClose = close;
-      v.controls = h('div', { class: 'valve-controls', role: 'group' }, [open, close]);
+      v.btnReset = reset;
+      v.controls = h('div', { class: 'valve-controls', role: 'group' }, [open, close, reset]);
       v.controlsSlot.append(v.controls);
     } else if (!want && v.controls) {
       v.controls.remove();
-      v.controls = v.btnOpen = v.btnClose = null;
+      v.controls = v.btnOpen = v.btnClose = v.btnReset = null;
     }
   }
 
@@ -1196,14 +1223,21 @@
     syncValveControls(v);
     if (v.controls) {
       const travelling = st === 'opening' || st === 'closing';
+      // A comm-lost valve cannot be commanded: the command could not reach it (issue 7 §5).
+      const lost = !!commOf(d).comm_lost;
       setAttr(v.controls, 'aria-label', t('valve_controls', { name: name }));
       for (const [btn, action, end] of [[v.btnOpen, 'open', 'open'], [v.btnClose, 'close', 'closed']]) {
         const label = valveActionLabel(action);
         setText(btn, label);
         setAttr(btn, 'aria-label', t('btn_label', { action: label, name: name }));
-        const disabled = pending || travelling || st === end;
+        const disabled = pending || travelling || lost || st === end;
         if (btn.disabled !== disabled) btn.disabled = disabled;
       }
+      const resetLabel = valveActionLabel('reset');
+      setText(v.btnReset, resetLabel);
+      setAttr(v.btnReset, 'aria-label', t('btn_label', { action: resetLabel, name: name }));
+      v.btnReset.hidden = st !== 'fault';
+      if (v.btnReset.disabled !== pending) v.btnReset.disabled = pending;
     }
 
     // This page's request: in flight, or failed before the valve could answer.
@@ -1377,12 +1411,13 @@
     const op = { phase: 'pending', action: action, reason: reason, since: Date.now(), record: null, message: null };
     valveOps.set(id, op);
     refreshValve(id);
-    fetch('/api/valves/' + encodeURIComponent(id) + '/command', {
+    const reset = action === 'reset';
+    fetch('/api/valves/' + encodeURIComponent(id) + (reset ? '/reset' : '/command'), {
       method: 'POST',
       credentials: 'same-origin',
       cache: 'no-store',
       headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
-      body: JSON.stringify({ action: action, reason: reason }),
+      body: JSON.stringify(reset ? { reason: reason } : { action: action, reason: reason }),
     })
       .then((res) => res.text().then((text) => ({ status: res.status, text: text })))
       .then(
@@ -1403,7 +1438,10 @@
       // Not JSON (a proxy's error page, say): the status still says what happened.
     }
     const msg = body && typeof body.error === 'string' ? body.error : String(text || '').slice(0, 200) || 'HTTP ' + status;
-    if (status === 200 && body && typeof body === 'object' && typeof body.result === 'string') {
+    if (status === 200 && op.action === 'reset') {
+      // The reset's outcome shows in the valve's own view, which the live stream brings.
+      op.phase = 'done';
+    } else if (status === 200 && body && typeof body === 'object' && typeof body.result === 'string') {
       op.phase = 'done';
       op.record = body;
     } else {
@@ -1412,6 +1450,7 @@
       else if (status === 403) op.message = ['err_forbidden'];
       else if (status === 400) op.message = ['err_bad_request', { msg: msg }];
       else if (status === 404) op.message = ['err_not_found', { msg: msg }];
+      else if (status === 409) op.message = ['err_conflict', { msg: msg }];
       else op.message = ['err_server', { status: status, msg: msg }];
     }
     if (valveOps.get(id) === op) refreshValve(id);
@@ -1428,7 +1467,9 @@
     let lost = 0;
     let outOfLimit = 0;
     let warn = 0;
+    let valveFault = 0;
     for (const d of state.devices.values()) {
+      if (d.kind === 'valve' && valveStateOf(d) === 'fault') valveFault++;
       const st = deviceStatus(d, now);
       if (st.level === 'lost') lost++;
       else if (st.level === 'warn') warn++;
@@ -1439,6 +1480,8 @@
     setText(byId('sum-wq'), outOfLimit);
     setText(byId('sum-warn'), warn);
     setText(byId('sum-regions'), state.regions.length);
+    setText(byId('sum-valve-fault'), valveFault);
+    byId('tile-valve-fault').classList.toggle('alarm', valveFault > 0);
     byId('tile-lost').classList.toggle('alarm', lost > 0);
     byId('tile-wq').classList.toggle('alarm', outOfLimit > 0);
     byId('tile-warn').classList.toggle('warn', warn > 0);
@@ -1537,7 +1580,16 @@
     if (dialog.id === id) renderValveDialog();
   }
 
-  const EVENT_KINDS = ['comm_lost', 'comm_restored', 'path_switched', 'limit_crossed', 'limit_cleared', 'actor_restart'];
+  const EVENT_KINDS = [
+    'comm_lost',
+    'comm_restored',
+    'path_switched',
+    'limit_crossed',
+    'limit_cleared',
+    'valve_fault',
+    'valve_fault_cleared',
+    'actor_restart',
+  ];
 
   // The event's text in the chosen language, from its kind and params; the server's English message when the
   // page knows no template for it.
@@ -1554,6 +1606,24 @@
       case 'actor_restart': key = 'evm_actor_restart'; break;
       case 'limit_crossed': key = p.side === 'high' ? 'evm_limit_high' : 'evm_limit_low'; break;
       case 'limit_cleared': key = 'evm_limit_cleared'; break;
+      case 'valve_fault_cleared': {
+        // `how` comes as JSON: {"how":"read_back","state":…} or {"how":"reset","by":…,"reason":…}.
+        let how = null;
+        try {
+          how = JSON.parse(String(p.how || ''));
+        } catch (_) {
+          how = null;
+        }
+        if (how && how.how === 'reset') {
+          key = 'evm_valve_reset';
+          vars.by = String(how.by || '');
+          vars.reason = String(how.reason || '');
+        } else if (how && how.how === 'read_back') {
+          key = 'evm_valve_read_back';
+          vars.state = valveStateLabel(String(how.state || 'unknown'));
+        }
+        break;
+      }
     }
     if (!key) return ev.message ? String(ev.message) : '';
     let text = t(key, vars);

@@ -18,5 +18,8 @@ pub use ids::{DeviceId, MeterId, RegionId};
 pub use link::{LinkSelector, PathSwitch, SwitchReason};
 pub use reading::{MeterReading, MeterStatus, QualityFlags, QualitySample, Timestamp, Volume};
 pub use user::{Role, UserRecord};
-pub use valve::{CommandRecord, CommandResult, Reported, ValveAction, ValveState, ValveView};
+pub use valve::{
+    CommandRecord, CommandResult, FaultChange, FaultClearing, LatchedFault, Reported, ResetRecord, ResetRefused,
+    ValveAction, ValveState, ValveStatus, ValveView,
+};
 pub use view::{region_status, DeviceKind, DeviceView, LiveEvent, MeterView, ParameterView, RegionStatus, RegionView};

@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::comm::CommStatus;
 use super::ids::{DeviceId, MeterId, RegionId};
 use super::reading::{MeterStatus, QualityFlags, Timestamp, Volume};
+use super::valve::ValveState;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -105,6 +106,8 @@ pub struct RegionStatus {
     pub devices: usize,
     pub comm_lost: usize,
     pub link_down: usize,
+    /// Valves in fault (latched by a command, or reported by the valve) (issue 7 §5).
+    pub valve_fault: usize,
     /// Values read in the devices' current cycles, of those expected.
     pub cycle_read: u32,
     pub cycle_expected: u32,
@@ -124,6 +127,7 @@ pub fn region_status(regions: &[RegionView], devices: &[DeviceView]) -> Vec<Regi
                 devices: 0,
                 comm_lost: 0,
                 link_down: 0,
+                valve_fault: 0,
                 cycle_read: 0,
                 cycle_expected: 0,
                 last_success: None,
@@ -133,6 +137,7 @@ pub fn region_status(regions: &[RegionView], devices: &[DeviceView]) -> Vec<Regi
                 s.devices += 1;
                 s.comm_lost += usize::from(c.comm_lost);
                 s.link_down += usize::from(c.link == super::comm::LinkState::Down);
+                s.valve_fault += usize::from(d.valve.as_ref().is_some_and(|v| v.state == ValveState::Fault));
                 s.cycle_read += c.cycle_read.min(c.cycle_expected);
                 s.cycle_expected += c.cycle_expected;
                 s.last_success = s.last_success.max(c.last_success);
@@ -187,5 +192,20 @@ mod tests {
             (s[1].devices, s[1].comm_lost, s[1].cycle_read, s[1].cycle_expected, s[1].last_success),
             (1, 0, 3, 5, None)
         );
+        assert_eq!((s[0].valve_fault, s[1].valve_fault), (0, 0));
+    }
+
+    #[test]
+    fn a_valve_in_fault_counts_in_its_region() {
+        let regions = [RegionView { id: RegionId::new("w"), name: "西村".into() }];
+        let valve = |id: &str, state: ValveState| {
+            let mut d = device(id, "w", 1, 1, false, Some(1));
+            d.kind = DeviceKind::Valve;
+            d.valve = Some(crate::valve::ValveView { state, last_command: None, fault: None });
+            d
+        };
+        let devices = [valve("v1", ValveState::Fault), valve("v2", ValveState::Open), valve("v3", ValveState::Fault)];
+        let s = region_status(&regions, &devices);
+        assert_eq!((s[0].devices, s[0].valve_fault), (3, 2));
     }
 }

@@ -11,7 +11,9 @@
 //! - `samples`: `(device/parameter, ts_ms) -> (value, flags, unit)`;
 //! - `device_status`: `device -> JSON CommStatus`;
 //! - `users`: `username -> JSON UserRecord`;
-//! - `audit`: `sequence -> JSON AuditEntry`.
+//! - `audit`: `sequence -> JSON AuditEntry`;
+//! - `valve_status`: `device -> JSON ValveStatus` (in `valve_status.rs`; a new table, created on open, so no
+//!   schema step).
 //!
 //! Schema version 2 adds the durable change feed (DESIGN §12, [`feed`]):
 //! - `feed`: `seq -> JSON FeedData`: the readings and samples of one submission, under one sequence number;
@@ -20,6 +22,7 @@
 
 pub mod actor_state;
 pub mod feed;
+mod valve_status;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -30,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{
     CommStatus, DeviceId, MeterId, MeterReading, MeterStatus, QualityFlags, QualitySample, Timestamp, UserRecord,
-    Volume,
+    ValveStatus, Volume,
 };
 
 pub use actor_state::{ActorStateOp, ActorStates};
@@ -115,6 +118,8 @@ pub enum Op {
     Cursor(String, u64),
     /// The state blob of an on-demand actor (`actor_state.rs`).
     ActorState(ActorStateOp),
+    /// A valve's state, last command and latched fault (`valve_status.rs`).
+    ValveStatus(DeviceId, ValveStatus),
 }
 
 /// What a commit produced for the change feed.
@@ -213,6 +218,7 @@ impl Store {
             txn.open_table(FEED).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(EVENTS).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(CURSORS).map_err(|e| open_err(e.to_string()))?;
+            txn.open_table(valve_status::VALVE_STATUS).map_err(|e| open_err(e.to_string()))?;
         }
         txn.commit().map_err(|e| open_err(e.to_string()))?;
         Ok(())
@@ -284,6 +290,7 @@ impl Store {
                             next_audit += 1;
                         }
                         Op::ActorState(op) => actor_states.apply(op)?,
+                        Op::ValveStatus(id, st) => valve_status::put(&txn, id, st)?,
                     }
                 }
                 if !data.is_empty() {
