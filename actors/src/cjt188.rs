@@ -48,6 +48,14 @@ pub struct Cjt188Spec {
 }
 
 impl Cjt188Spec {
+    /// A gateway over TCP, or a serial line of our own: each is labelled as what it is (issue 7 §7).
+    pub fn kind(&self) -> DeviceKind {
+        match self.link {
+            Cjt188Link::Tcp(_) => DeviceKind::Cjt188Gateway,
+            Cjt188Link::Serial(_) => DeviceKind::Cjt188Line,
+        }
+    }
+
     fn path(&self) -> String {
         match (&self.link, &self.line) {
             (Cjt188Link::Tcp(addr), _) => format!("primary cjt188 {addr}"),
@@ -114,7 +122,7 @@ pub fn initial_view(spec: &Cjt188Spec, store: &Store) -> DeviceView {
     let comm = crate::restore::comm(store, &spec.id, spec.path(), spec.meters.len() as u32);
     DeviceView {
         id: spec.id.clone(),
-        kind: DeviceKind::Concentrator,
+        kind: spec.kind(),
         name: spec.name.clone(),
         region: spec.region.clone(),
         comm: CommView { status: comm, cycle_ms: spec.cycle.as_millis() as u64 },
@@ -133,7 +141,7 @@ impl Cjt188State {
         let spec = &self.args.spec;
         DeviceView {
             id: spec.id.clone(),
-            kind: DeviceKind::Concentrator,
+            kind: spec.kind(),
             name: spec.name.clone(),
             region: spec.region.clone(),
             comm: CommView { status: self.comm.clone(), cycle_ms: spec.cycle.as_millis() as u64 },

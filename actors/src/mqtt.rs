@@ -78,7 +78,7 @@ pub fn initial_view(spec: &MqttGroupSpec, store: &Store) -> DeviceView {
     let comm = crate::restore::comm(store, &spec.id, "mqtt".into(), spec.meters.len() as u32);
     DeviceView {
         id: spec.id.clone(),
-        kind: DeviceKind::Concentrator,
+        kind: DeviceKind::MqttGroup,
         name: spec.name.clone(),
         region: spec.region.clone(),
         comm: CommView { status: comm, cycle_ms: spec.interval.as_millis() as u64 },
@@ -120,7 +120,7 @@ impl MqttGroupState {
         let spec = &self.args.spec;
         DeviceView {
             id: spec.id.clone(),
-            kind: DeviceKind::Concentrator,
+            kind: DeviceKind::MqttGroup,
             name: spec.name.clone(),
             region: spec.region.clone(),
             comm: CommView { status: self.comm.clone(), cycle_ms: spec.interval.as_millis() as u64 },

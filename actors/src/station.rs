@@ -99,7 +99,7 @@ pub fn initial_view(spec: &StationSpec, store: &Store) -> DeviceView {
     let comm = crate::restore::comm(store, &spec.id, spec.path(), spec.parameters.len() as u32);
     DeviceView {
         id: spec.id.clone(),
-        kind: DeviceKind::Logger,
+        kind: DeviceKind::Hj212Station,
         name: spec.name.clone(),
         region: spec.region.clone(),
         comm: CommView { status: comm, cycle_ms: spec.interval.as_millis() as u64 },
@@ -251,7 +251,7 @@ impl StationState {
 fn initial_view_shell(spec: &StationSpec) -> DeviceView {
     DeviceView {
         id: spec.id.clone(),
-        kind: DeviceKind::Logger,
+        kind: DeviceKind::Hj212Station,
         name: spec.name.clone(),
         region: spec.region.clone(),
         comm: CommView {

@@ -46,11 +46,15 @@
       no_devices: '暂无设备',
       unassigned_region: '未分配区域',
       region_collection: '采集进度',
-      region_no_concentrators: '无集中器',
+      region_no_concentrators: '无抄表设备',
       region_comm_lost: '通信中断 {n}',
       kind_concentrator: '集中器',
       kind_logger: '数据采集仪',
       kind_valve: '阀门',
+      kind_cjt188_gateway: 'CJ/T 188 网关',
+      kind_cjt188_line: 'CJ/T 188 串口线路',
+      kind_mqtt_group: 'MQTT 表组',
+      kind_hj212_station: 'HJ 212 水质站',
       valve_position: '阀位',
       valve_state: {
         open: '全开',
@@ -214,11 +218,15 @@
       no_devices: 'No devices',
       unassigned_region: 'Unassigned region',
       region_collection: 'Collection',
-      region_no_concentrators: 'no concentrators',
+      region_no_concentrators: 'no meter readers',
       region_comm_lost: 'Comm lost {n}',
       kind_concentrator: 'Concentrator',
       kind_logger: 'Data logger',
       kind_valve: 'Valve',
+      kind_cjt188_gateway: 'CJ/T 188 gateway',
+      kind_cjt188_line: 'CJ/T 188 serial line',
+      kind_mqtt_group: 'MQTT meter group',
+      kind_hj212_station: 'HJ 212 station',
       valve_position: 'Position',
       valve_state: {
         open: 'Open',
@@ -535,10 +543,23 @@
     return d && d.comm && typeof d.comm === 'object' ? d.comm : {};
   }
 
-  // The card layout of a device. Anything that is neither a concentrator nor a valve
+  // Kinds whose view lists meters (read by the server or pushed to it); each has its own label.
+  const METER_KINDS = ['concentrator', 'cjt188_gateway', 'cjt188_line', 'mqtt_group'];
+  const KIND_LABELS = {
+    concentrator: 'kind_concentrator',
+    logger: 'kind_logger',
+    valve: 'kind_valve',
+    cjt188_gateway: 'kind_cjt188_gateway',
+    cjt188_line: 'kind_cjt188_line',
+    mqtt_group: 'kind_mqtt_group',
+    hj212_station: 'kind_hj212_station',
+  };
+  const hasMeters = (d) => METER_KINDS.includes(d.kind);
+
+  // The card layout of a device. Anything that neither lists meters nor is a valve
   // is shown like a logger (a values table), as before valves existed.
   function cardKindOf(d) {
-    if (d.kind === 'concentrator') return 'conc';
+    if (hasMeters(d)) return 'conc';
     if (d.kind === 'valve') return 'valve';
     return 'logger';
   }
@@ -689,7 +710,7 @@
       if (regionKeyOf(d) !== id) continue;
       const c = commOf(d);
       if (c.comm_lost) lost++;
-      if (d.kind === 'concentrator') {
+      if (hasMeters(d)) {
         concentrators++;
         read += toNumber(c.cycle_read) || 0;
         expected += toNumber(c.cycle_expected) || 0;
@@ -852,7 +873,7 @@
 
     setText(v.name, d.name || d.id);
     setText(v.idEl, d.id);
-    const kindKey = { concentrator: 'kind_concentrator', logger: 'kind_logger', valve: 'kind_valve' }[d.kind];
+    const kindKey = Object.prototype.hasOwnProperty.call(KIND_LABELS, d.kind) ? KIND_LABELS[d.kind] : null;
     setText(v.kindEl, kindKey ? t(kindKey) : String(d.kind || ''));
     applyStatus(v, st);
     setText(v.badge, t('comm_lost_badge'));
