@@ -166,6 +166,25 @@ pub fn region_status(regions: &[RegionView], devices: &[DeviceView]) -> Vec<Regi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::comm::{CommStatus, LinkState};
+
+    fn device(id: &str, region: &str, read: u32, expected: u32, lost: bool, success: Option<i64>) -> DeviceView {
+        let mut status = CommStatus::new("tcp x".into(), expected);
+        status.cycle_read = read;
+        status.comm_lost = lost;
+        status.link = if lost { LinkState::Down } else { LinkState::Up };
+        status.last_success = success.map(Timestamp);
+        DeviceView {
+            id: DeviceId::new(id),
+            kind: DeviceKind::Concentrator,
+            name: id.into(),
+            region: RegionId::new(region),
+            comm: CommView { status, cycle_ms: 1000 },
+            meters: Vec::new(),
+            values: Vec::new(),
+            valve: None,
+        }
+    }
 
     #[test]
     fn devices_with_meters_are_told_from_those_with_values() {
