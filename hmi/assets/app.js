@@ -116,6 +116,22 @@
       link_unknown: '未知',
       path: '通道',
       last_error: '最近错误',
+      err_meter: '表 {meter}：{text}',
+      err_timeout: '{ms} 毫秒内无应答',
+      err_connect_timeout: '{ms} 毫秒内未能连接',
+      err_connection_refused: '连接被拒绝',
+      err_connect_failed: '无法连接：{detail}',
+      err_connection_closed: '设备关闭了连接',
+      err_transport: '传输错误：{detail}',
+      err_exception: '设备拒绝请求（异常码 {code}）',
+      err_garbage_reply: '应答报文无效',
+      err_bad_reply: '应答内容不符：{detail}',
+      err_crc_error: '应答校验错误',
+      err_abnormal_reply: '表计异常应答（控制码 {control}）',
+      err_bad_value: '数值无效：{detail}',
+      err_no_data: '{s} 秒内未收到数据',
+      err_store_unavailable: '数据库暂不可用，稍后重试',
+      err_internal: '内部错误，连接将重建',
       meters_toggle: '表计（{n}）',
       meters_table: '{name} 的表计读数',
       col_meter: '表号',
@@ -288,6 +304,22 @@
       link_unknown: 'unknown',
       path: 'Path',
       last_error: 'Last error',
+      err_meter: 'meter {meter}: {text}',
+      err_timeout: 'no reply within {ms} ms',
+      err_connect_timeout: 'no connection within {ms} ms',
+      err_connection_refused: 'connection refused',
+      err_connect_failed: 'cannot connect: {detail}',
+      err_connection_closed: 'connection closed by device',
+      err_transport: 'transport error: {detail}',
+      err_exception: 'the device refused the request (exception {code})',
+      err_garbage_reply: 'invalid reply',
+      err_bad_reply: 'unexpected reply: {detail}',
+      err_crc_error: 'reply checksum error',
+      err_abnormal_reply: 'the meter answered abnormally (control {control})',
+      err_bad_value: 'invalid value: {detail}',
+      err_no_data: 'no data within {s} s',
+      err_store_unavailable: 'store unavailable; will retry',
+      err_internal: 'internal error; the connection is renewed',
       meters_toggle: 'Meters ({n})',
       meters_table: 'Meter readings of {name}',
       col_meter: 'Meter',
@@ -537,6 +569,20 @@
     if (flags.includes('low') || (v !== null && low !== null && v < low)) return 'low';
     if (flags.includes('high') || (v !== null && high !== null && v > high)) return 'high';
     return null;
+  }
+
+  // The last error in the page's language: a known `last_error_code` through its template with
+  // `last_error_params` (and the meter it concerns), otherwise the server's English text as it came.
+  function errorTextOf(c) {
+    const code = typeof c.last_error_code === 'string' ? c.last_error_code : null;
+    const key = code ? 'err_' + code : null;
+    if (!key || I18N[lang][key] === undefined) return c.last_error || '';
+    const params = c.last_error_params && typeof c.last_error_params === 'object' ? c.last_error_params : {};
+    const vars = Object.assign({}, params);
+    const ms = toNumber(params.ms);
+    if (ms !== null) vars.s = Math.round(ms / 100) / 10;
+    const text = t(key, vars);
+    return typeof params.meter === 'string' ? t('err_meter', { meter: params.meter, text: text }) : text;
   }
 
   function commOf(d) {
@@ -894,7 +940,8 @@
     setAttr(v.pathEl, 'title', backup ? t('path_backup') : null);
     const err = c.last_error;
     v.kvError.wrap.hidden = err === null || err === undefined || err === '';
-    setText(v.errorEl, err || '');
+    setText(v.errorEl, err ? errorTextOf(c) : '');
+    setAttr(v.errorEl, 'data-error-code', err && c.last_error_code ? c.last_error_code : null);
 
     const read = toNumber(c.cycle_read);
     const expectedN = toNumber(c.cycle_expected);
