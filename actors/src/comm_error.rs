@@ -73,6 +73,9 @@ mod tests {
     use super::*;
     use crate::model::ErrorParam;
 
+    /// An error, the code it must map to, and the parameters it must carry.
+    type Case<E> = (E, ErrorCode, Vec<(&'static str, ErrorParam)>);
+
     fn code_and_params(e: &CommError) -> (ErrorCode, Vec<(&str, ErrorParam)>) {
         (e.code, e.params.iter().map(|(k, v)| (k.as_str(), v.clone())).collect())
     }
@@ -81,7 +84,7 @@ mod tests {
     fn every_modbus_error_has_its_code_and_keeps_its_text() {
         let n = |v: i64| ErrorParam::Number(v);
         let t = |v: &str| ErrorParam::Text(v.into());
-        let cases: Vec<(ModbusError, ErrorCode, Vec<(&str, ErrorParam)>)> = vec![
+        let cases: Vec<Case<ModbusError>> = vec![
             (ModbusError::Timeout(Duration::from_secs(3)), ErrorCode::Timeout, vec![("ms", n(3000))]),
             (
                 ModbusError::Connect {
@@ -121,7 +124,7 @@ mod tests {
     fn every_cjt188_error_has_its_code_and_keeps_its_text() {
         let n = |v: i64| ErrorParam::Number(v);
         let t = |v: &str| ErrorParam::Text(v.into());
-        let cases: Vec<(Cjt188Error, ErrorCode, Vec<(&str, ErrorParam)>)> = vec![
+        let cases: Vec<Case<Cjt188Error>> = vec![
             (Cjt188Error::Timeout(Duration::from_millis(1312)), ErrorCode::Timeout, vec![("ms", n(1312))]),
             (
                 Cjt188Error::Connect { addr: "gw:9000".into(), reason: ConnectError::Refused },
