@@ -615,3 +615,89 @@ async fn an_admin_commands_a_valve_through_a_confirmation_and_a_crew_member_only
     assert_eq!(browser.page_errors(), Vec::<String>::new(), "uncaught exceptions or console errors in the page");
     server.app.shutdown().await;
 }
+
+/// What card `id` says it is and its last error as shown, with the error's code hook, as JavaScript.
+fn kind_and_error(id: &str) -> String {
+    format!(
+        "(c => c && {{ kind: c.querySelector('.dev-kind').textContent, \
+         error: c.querySelector('.error-text').textContent, \
+         code: c.querySelector('.error-text').dataset.errorCode ?? null, \
+         errorShown: c.querySelector('.error-text').checkVisibility() }})({})",
+        card(id)
+    )
+}
+
+/// Issue 7 §7, on the demo village as a user starts it: every kind of device is labelled as what it is (a
+/// CJ/T 188 gateway, a CJ/T 188 serial line, an MQTT meter group, an HJ 212 station are not
+/// "concentrators"), and a device that times out carries `last_error_code` `timeout` with its milliseconds,
+/// which the page renders in the chosen language while `last_error` stays English for scripts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_labels_each_kind_and_renders_errors_in_the_chosen_language() {
+    let browser = Browser::launch().await;
+    let server = start(waterworks::config::DEMO_TOML).await;
+    sign_in(&browser, &server, "admin", ADMIN_PASSWORD).await;
+
+    let zh = [
+        ("dc-c1", "集中器"),
+        ("dc-wq1", "数据采集仪"),
+        ("dc-v1", "阀门"),
+        ("xc-g1", "CJ/T 188 网关"),
+        ("xc-m1", "CJ/T 188 串口线路"),
+        ("xc-nb", "MQTT 表组"),
+        ("dc-st1", "HJ 212 水质站"),
+    ];
+    for (id, label) in zh {
+        let shown: Value = browser
+            .wait_for(&format!("{id} labelled {label}"), &kind_and_error(id), &card_html(id), |v| {
+                (v["kind"] == label).then(|| v.clone())
+            })
+            .await;
+        assert_eq!(shown["kind"], label, "{id}");
+    }
+
+    // The MQTT group and the gateways keep the meter table of a concentrator.
+    for id in ["xc-g1", "xc-m1", "xc-nb"] {
+        let meters = format!("{}?.querySelectorAll('[data-meter]').length", card(id));
+        browser
+            .wait_for(&format!("{id}'s meter rows"), &meters, &card_html(id), |v| (v.as_u64()? > 0).then_some(()))
+            .await;
+    }
+
+    // A silent concentrator times out: the code on the wire, the Chinese template on the page.
+    server.sim().set_fault("dc-c1", Fault { silent: true, ..Fault::default() }).unwrap();
+    let shown: Value = browser
+        .wait_for("dc-c1's timeout in Chinese", &kind_and_error("dc-c1"), &card_html("dc-c1"), |v| {
+            (v["code"] == "timeout").then(|| v.clone())
+        })
+        .await;
+    assert_eq!((&shown["error"], &shown["errorShown"]), (&Value::from("1000 毫秒内无应答"), &Value::from(true)));
+    let cookie = server.admin().await;
+    let comm = device(&server, &cookie, "dc-c1").await["comm"].clone();
+    assert_eq!(
+        (&comm["last_error"], &comm["last_error_code"], &comm["last_error_params"]),
+        (&json!("no reply within 1s"), &json!("timeout"), &json!({"ms": 1000})),
+        "{comm}"
+    );
+
+    // In English, the labels and the error follow.
+    browser.click(".lang-switch button[data-lang=\"en\"]").await;
+    let en = [
+        ("dc-c1", "Concentrator"),
+        ("xc-g1", "CJ/T 188 gateway"),
+        ("xc-m1", "CJ/T 188 serial line"),
+        ("xc-nb", "MQTT meter group"),
+        ("dc-st1", "HJ 212 station"),
+    ];
+    for (id, label) in en {
+        browser
+            .wait_for(&format!("{id} labelled {label}"), &kind_and_error(id), &card_html(id), |v| {
+                (v["kind"] == label).then_some(())
+            })
+            .await;
+    }
+    let shown = browser.eval(&kind_and_error("dc-c1")).await.unwrap();
+    assert_eq!(shown["error"], "no reply within 1000 ms", "{}", browser.eval(&card_html("dc-c1")).await.unwrap());
+    browser.screenshot(&target_dir().join("hmi-screenshot-kinds.png")).await;
+    assert_eq!(browser.page_errors(), Vec::<String>::new(), "uncaught exceptions or console errors in the page");
+    server.app.shutdown().await;
+}

@@ -18,8 +18,8 @@ use crate::metrics::Metrics;
 use crate::model::comm::CycleOutcome;
 use crate::model::view::CommView;
 use crate::model::{
-    CommEvent, CommStatus, DeviceId, DeviceKind, DeviceView, MeterId, MeterReading, MeterStatus, MeterView, RegionId,
-    Timestamp, Volume,
+    CommError, CommEvent, CommStatus, DeviceId, DeviceKind, DeviceView, ErrorCode, MeterId, MeterReading, MeterStatus,
+    MeterView, RegionId, Timestamp, Volume,
 };
 use crate::store::{Op, Store};
 use crate::supervisor::Slot;
@@ -48,6 +48,14 @@ pub struct Cjt188Spec {
 }
 
 impl Cjt188Spec {
+    /// A gateway over TCP, or a serial line of our own: each is labelled as what it is (issue 7 §7).
+    pub fn kind(&self) -> DeviceKind {
+        match self.link {
+            Cjt188Link::Tcp(_) => DeviceKind::Cjt188Gateway,
+            Cjt188Link::Serial(_) => DeviceKind::Cjt188Line,
+        }
+    }
+
     fn path(&self) -> String {
         match (&self.link, &self.line) {
             (Cjt188Link::Tcp(addr), _) => format!("primary cjt188 {addr}"),
@@ -114,7 +122,7 @@ pub fn initial_view(spec: &Cjt188Spec, store: &Store) -> DeviceView {
     let comm = crate::restore::comm(store, &spec.id, spec.path(), spec.meters.len() as u32);
     DeviceView {
         id: spec.id.clone(),
-        kind: DeviceKind::Concentrator,
+        kind: spec.kind(),
         name: spec.name.clone(),
         region: spec.region.clone(),
         comm: CommView { status: comm, cycle_ms: spec.cycle.as_millis() as u64 },
@@ -133,7 +141,7 @@ impl Cjt188State {
         let spec = &self.args.spec;
         DeviceView {
             id: spec.id.clone(),
-            kind: DeviceKind::Concentrator,
+            kind: spec.kind(),
             name: spec.name.clone(),
             region: spec.region.clone(),
             comm: CommView { status: self.comm.clone(), cycle_ms: spec.cycle.as_millis() as u64 },
@@ -156,7 +164,7 @@ impl Cjt188State {
         let spec = self.args.spec.clone();
         self.comm.begin_cycle(spec.meters.len() as u32);
         let mut read: Vec<(usize, Volume, MeterStatus)> = Vec::new();
-        let mut last_error = None;
+        let mut last_error: Option<CommError> = None;
         for (i, m) in spec.meters.iter().enumerate() {
             Metrics::inc(&self.args.ctx.metrics.polls);
             let result = self.client.read_meter(&m.address).await;
@@ -169,23 +177,27 @@ impl Cjt188State {
                         Ok(v) => read.push((i, v, status_of(&data))),
                         Err(e) => {
                             Metrics::inc(&self.args.ctx.metrics.bad_values);
-                            last_error = Some(format!("meter {}: {e}", m.id));
+                            last_error = Some(
+                                CommError::new(ErrorCode::BadValue, e.to_string())
+                                    .with("detail", e.to_string())
+                                    .of_meter(m.id.as_str()),
+                            );
                         }
                     }
                 }
                 Ok(Err(abnormal)) => {
                     Metrics::inc(&self.args.ctx.metrics.poll_failures);
-                    let e = format!("meter {} answered abnormally (control {:02X})", m.id, abnormal.control.0);
-                    tracing::warn!(message = "CJ/T 188 meter refused.", device = %spec.id, meter = %m.id, error = %e);
-                    self.comm.record_attempt(now, true, Some(e.clone()));
+                    let e = crate::comm_error::cjt188_abnormal(m.id.as_str(), &abnormal);
+                    tracing::warn!(message = "CJ/T 188 meter refused.", device = %spec.id, meter = %m.id, error = %e.text);
+                    self.comm.record_failure(now, true, &e);
                     last_error = Some(e);
                 }
                 Err(e) => {
                     // The driver has recovered its link; the next meter goes on.
                     Metrics::inc(&self.args.ctx.metrics.poll_failures);
-                    let e = format!("meter {}: {e}", m.id);
-                    tracing::warn!(message = "CJ/T 188 read failed.", device = %spec.id, meter = %m.id, error = %e);
-                    self.comm.record_attempt(now, false, Some(e.clone()));
+                    let e = crate::comm_error::cjt188(&e).of_meter(m.id.as_str());
+                    tracing::warn!(message = "CJ/T 188 read failed.", device = %spec.id, meter = %m.id, error = %e.text);
+                    self.comm.record_failure(now, false, &e);
                     last_error = Some(e);
                 }
             }
@@ -219,16 +231,17 @@ impl Cjt188State {
                 }
                 Err(e) => {
                     tracing::warn!(message = "CJ/T 188 readings not committed.", device = %spec.id, error = %e);
-                    last_error = Some("store unavailable".into());
+                    last_error = Some(CommError::new(ErrorCode::StoreUnavailable, "store unavailable"));
                     read.clear();
                 }
             }
         }
-        if last_error.is_some() {
-            self.comm.last_error.clone_from(&last_error);
+        if let Some(e) = &last_error {
+            self.comm.note_error(e);
         }
-        let outcome = CycleOutcome { read: read.len() as u32, expected: spec.meters.len() as u32, error: last_error };
-        let event = self.comm.end_cycle(&outcome);
+        let error = last_error.as_ref().map(|e| e.text.clone());
+        let outcome = CycleOutcome { read: read.len() as u32, expected: spec.meters.len() as u32, error };
+        let event = self.comm.end_cycle_with(&outcome, last_error.as_ref());
         self.publish();
         if let Some(event) = event {
             self.publish_comm(event);

@@ -16,6 +16,7 @@
 //! - [`valve`]: one actor per remote valve: commands with read-back confirmation, audited.
 //! - [`tree`]: builds the whole supervision tree from resolved configuration.
 //! - [`api`]: the handle through which the `hmi` crate sees and commands the system.
+//! - [`comm_error`]: each driver's errors as a code and parameters for the HMI, beside the English text.
 //! - [`event`], [`metrics`], [`clock`]: durable events and their bus, counters, the injected clock.
 //! - [`feed`]: consumers of the durable change feed (cursor persisted with their results).
 //!
@@ -26,6 +27,7 @@ pub mod api;
 pub mod auth;
 pub mod cjt188;
 pub mod clock;
+pub mod comm_error;
 pub mod context;
 pub mod event;
 pub mod feed;

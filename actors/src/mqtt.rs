@@ -78,7 +78,7 @@ pub fn initial_view(spec: &MqttGroupSpec, store: &Store) -> DeviceView {
     let comm = crate::restore::comm(store, &spec.id, "mqtt".into(), spec.meters.len() as u32);
     DeviceView {
         id: spec.id.clone(),
-        kind: DeviceKind::Concentrator,
+        kind: DeviceKind::MqttGroup,
         name: spec.name.clone(),
         region: spec.region.clone(),
         comm: CommView { status: comm, cycle_ms: spec.interval.as_millis() as u64 },
@@ -120,7 +120,7 @@ impl MqttGroupState {
         let spec = &self.args.spec;
         DeviceView {
             id: spec.id.clone(),
-            kind: DeviceKind::Concentrator,
+            kind: DeviceKind::MqttGroup,
             name: spec.name.clone(),
             region: spec.region.clone(),
             comm: CommView { status: self.comm.clone(), cycle_ms: spec.interval.as_millis() as u64 },
@@ -215,16 +215,17 @@ impl MqttGroupState {
         if no != self.interval_no {
             return;
         }
-        let outcome = CycleOutcome {
-            read: self.fresh,
-            expected: 1,
-            error: (self.fresh == 0).then(|| "no message in the interval".to_owned()),
-        };
+        let interval_ms = i64::try_from(self.args.spec.interval.as_millis()).unwrap_or(i64::MAX);
+        let error = (self.fresh == 0).then(|| {
+            crate::model::CommError::new(crate::model::ErrorCode::NoData, "no message in the interval")
+                .with("ms", interval_ms)
+        });
+        let outcome = CycleOutcome { read: self.fresh, expected: 1, error: error.as_ref().map(|e| e.text.clone()) };
         if self.fresh == 0 {
             self.comm.link = crate::model::LinkState::Down;
         }
         let before = self.comm.consecutive_misses;
-        let event = self.comm.end_cycle(&outcome);
+        let event = self.comm.end_cycle_with(&outcome, error.as_ref());
         if event.is_some() || self.comm.consecutive_misses != before {
             self.args.ctx.publish(self.view());
         }

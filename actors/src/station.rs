@@ -99,7 +99,7 @@ pub fn initial_view(spec: &StationSpec, store: &Store) -> DeviceView {
     let comm = crate::restore::comm(store, &spec.id, spec.path(), spec.parameters.len() as u32);
     DeviceView {
         id: spec.id.clone(),
-        kind: DeviceKind::Logger,
+        kind: DeviceKind::Hj212Station,
         name: spec.name.clone(),
         region: spec.region.clone(),
         comm: CommView { status: comm, cycle_ms: spec.interval.as_millis() as u64 },
@@ -225,17 +225,18 @@ impl StationState {
         if no != self.interval_no {
             return;
         }
-        let outcome = CycleOutcome {
-            read: self.fresh,
-            expected: 1,
-            error: (self.fresh == 0).then(|| "no upload in the interval".to_owned()),
-        };
+        let interval_ms = i64::try_from(self.args.spec.interval.as_millis()).unwrap_or(i64::MAX);
+        let error = (self.fresh == 0).then(|| {
+            crate::model::CommError::new(crate::model::ErrorCode::NoData, "no upload in the interval")
+                .with("ms", interval_ms)
+        });
+        let outcome = CycleOutcome { read: self.fresh, expected: 1, error: error.as_ref().map(|e| e.text.clone()) };
         if self.fresh == 0 {
             self.comm.link = crate::model::LinkState::Down;
             self.comm.cycle_read = 0;
         }
         let misses = self.comm.consecutive_misses;
-        if let Some(event) = self.comm.end_cycle(&outcome) {
+        if let Some(event) = self.comm.end_cycle_with(&outcome, error.as_ref()) {
             self.publish();
             self.publish_comm(event);
         } else if self.comm.consecutive_misses != misses {
@@ -251,7 +252,7 @@ impl StationState {
 fn initial_view_shell(spec: &StationSpec) -> DeviceView {
     DeviceView {
         id: spec.id.clone(),
-        kind: DeviceKind::Logger,
+        kind: DeviceKind::Hj212Station,
         name: spec.name.clone(),
         region: spec.region.clone(),
         comm: CommView {

@@ -47,11 +47,15 @@
       no_devices: '暂无设备',
       unassigned_region: '未分配区域',
       region_collection: '采集进度',
-      region_no_concentrators: '无集中器',
+      region_no_concentrators: '无抄表设备',
       region_comm_lost: '通信中断 {n}',
       kind_concentrator: '集中器',
       kind_logger: '数据采集仪',
       kind_valve: '阀门',
+      kind_cjt188_gateway: 'CJ/T 188 网关',
+      kind_cjt188_line: 'CJ/T 188 串口线路',
+      kind_mqtt_group: 'MQTT 表组',
+      kind_hj212_station: 'HJ 212 水质站',
       valve_position: '阀位',
       valve_state: {
         open: '全开',
@@ -119,6 +123,22 @@
       link_unknown: '未知',
       path: '通道',
       last_error: '最近错误',
+      err_meter: '表 {meter}：{text}',
+      err_timeout: '{ms} 毫秒内无应答',
+      err_connect_timeout: '{ms} 毫秒内未能连接',
+      err_connection_refused: '连接被拒绝',
+      err_connect_failed: '无法连接：{detail}',
+      err_connection_closed: '设备关闭了连接',
+      err_transport: '传输错误：{detail}',
+      err_exception: '设备拒绝请求（异常码 {code}）',
+      err_garbage_reply: '应答报文无效',
+      err_bad_reply: '应答内容不符：{detail}',
+      err_crc_error: '应答校验错误',
+      err_abnormal_reply: '表计异常应答（控制码 {control}）',
+      err_bad_value: '数值无效：{detail}',
+      err_no_data: '{s} 秒内未收到数据',
+      err_store_unavailable: '数据库暂不可用，稍后重试',
+      err_internal: '内部错误，连接将重建',
       meters_toggle: '表计（{n}）',
       meters_table: '{name} 的表计读数',
       col_meter: '表号',
@@ -223,11 +243,15 @@
       no_devices: 'No devices',
       unassigned_region: 'Unassigned region',
       region_collection: 'Collection',
-      region_no_concentrators: 'no concentrators',
+      region_no_concentrators: 'no meter readers',
       region_comm_lost: 'Comm lost {n}',
       kind_concentrator: 'Concentrator',
       kind_logger: 'Data logger',
       kind_valve: 'Valve',
+      kind_cjt188_gateway: 'CJ/T 188 gateway',
+      kind_cjt188_line: 'CJ/T 188 serial line',
+      kind_mqtt_group: 'MQTT meter group',
+      kind_hj212_station: 'HJ 212 station',
       valve_position: 'Position',
       valve_state: {
         open: 'Open',
@@ -295,6 +319,22 @@
       link_unknown: 'unknown',
       path: 'Path',
       last_error: 'Last error',
+      err_meter: 'meter {meter}: {text}',
+      err_timeout: 'no reply within {ms} ms',
+      err_connect_timeout: 'no connection within {ms} ms',
+      err_connection_refused: 'connection refused',
+      err_connect_failed: 'cannot connect: {detail}',
+      err_connection_closed: 'connection closed by device',
+      err_transport: 'transport error: {detail}',
+      err_exception: 'the device refused the request (exception {code})',
+      err_garbage_reply: 'invalid reply',
+      err_bad_reply: 'unexpected reply: {detail}',
+      err_crc_error: 'reply checksum error',
+      err_abnormal_reply: 'the meter answered abnormally (control {control})',
+      err_bad_value: 'invalid value: {detail}',
+      err_no_data: 'no data within {s} s',
+      err_store_unavailable: 'store unavailable; will retry',
+      err_internal: 'internal error; the connection is renewed',
       meters_toggle: 'Meters ({n})',
       meters_table: 'Meter readings of {name}',
       col_meter: 'Meter',
@@ -548,14 +588,41 @@
     return null;
   }
 
+  // The last error in the page's language: a known `last_error_code` through its template with
+  // `last_error_params` (and the meter it concerns), otherwise the server's English text as it came.
+  function errorTextOf(c) {
+    const code = typeof c.last_error_code === 'string' ? c.last_error_code : null;
+    const key = code ? 'err_' + code : null;
+    if (!key || I18N[lang][key] === undefined) return c.last_error || '';
+    const params = c.last_error_params && typeof c.last_error_params === 'object' ? c.last_error_params : {};
+    const vars = Object.assign({}, params);
+    const ms = toNumber(params.ms);
+    if (ms !== null) vars.s = Math.round(ms / 100) / 10;
+    const text = t(key, vars);
+    return typeof params.meter === 'string' ? t('err_meter', { meter: params.meter, text: text }) : text;
+  }
+
   function commOf(d) {
     return d && d.comm && typeof d.comm === 'object' ? d.comm : {};
   }
 
-  // The card layout of a device. Anything that is neither a concentrator nor a valve
+  // Kinds whose view lists meters (read by the server or pushed to it); each has its own label.
+  const METER_KINDS = ['concentrator', 'cjt188_gateway', 'cjt188_line', 'mqtt_group'];
+  const KIND_LABELS = {
+    concentrator: 'kind_concentrator',
+    logger: 'kind_logger',
+    valve: 'kind_valve',
+    cjt188_gateway: 'kind_cjt188_gateway',
+    cjt188_line: 'kind_cjt188_line',
+    mqtt_group: 'kind_mqtt_group',
+    hj212_station: 'kind_hj212_station',
+  };
+  const hasMeters = (d) => METER_KINDS.includes(d.kind);
+
+  // The card layout of a device. Anything that neither lists meters nor is a valve
   // is shown like a logger (a values table), as before valves existed.
   function cardKindOf(d) {
-    if (d.kind === 'concentrator') return 'conc';
+    if (hasMeters(d)) return 'conc';
     if (d.kind === 'valve') return 'valve';
     return 'logger';
   }
@@ -710,7 +777,7 @@
       const c = commOf(d);
       if (c.comm_lost) lost++;
       if (d.kind === 'valve' && valveStateOf(d) === 'fault') valveFault++;
-      if (d.kind === 'concentrator') {
+      if (hasMeters(d)) {
         concentrators++;
         read += toNumber(c.cycle_read) || 0;
         expected += toNumber(c.cycle_expected) || 0;
@@ -875,7 +942,7 @@
 
     setText(v.name, d.name || d.id);
     setText(v.idEl, d.id);
-    const kindKey = { concentrator: 'kind_concentrator', logger: 'kind_logger', valve: 'kind_valve' }[d.kind];
+    const kindKey = Object.prototype.hasOwnProperty.call(KIND_LABELS, d.kind) ? KIND_LABELS[d.kind] : null;
     setText(v.kindEl, kindKey ? t(kindKey) : String(d.kind || ''));
     applyStatus(v, st);
     setText(v.badge, t('comm_lost_badge'));
@@ -896,7 +963,8 @@
     setAttr(v.pathEl, 'title', backup ? t('path_backup') : null);
     const err = c.last_error;
     v.kvError.wrap.hidden = err === null || err === undefined || err === '';
-    setText(v.errorEl, err || '');
+    setText(v.errorEl, err ? errorTextOf(c) : '');
+    setAttr(v.errorEl, 'data-error-code', err && c.last_error_code ? c.last_error_code : null);
 
     const read = toNumber(c.cycle_read);
     const expectedN = toNumber(c.cycle_expected);

@@ -13,7 +13,7 @@ pub mod user;
 pub mod valve;
 pub mod view;
 
-pub use comm::{CommEvent, CommStatus, CycleOutcome, LinkState};
+pub use comm::{CommError, CommEvent, CommStatus, CycleOutcome, ErrorCode, ErrorParam, ErrorParams, LinkState};
 pub use ids::{DeviceId, MeterId, RegionId};
 pub use link::{LinkSelector, PathSwitch, SwitchReason};
 pub use reading::{MeterReading, MeterStatus, QualityFlags, QualitySample, Timestamp, Volume};

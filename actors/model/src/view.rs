@@ -8,12 +8,33 @@ use super::ids::{DeviceId, MeterId, RegionId};
 use super::reading::{MeterStatus, QualityFlags, Timestamp, Volume};
 use super::valve::ValveState;
 
+/// What a device is, as the live stream's `kind` says it (ARCHITECTURE.md "The live stream"). The first three
+/// values are as old as the stream; the others came with issue 7 §7, when gateways, serial lines, MQTT groups
+/// and HJ 212 stations stopped being shown as concentrators or loggers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceKind {
+    /// A Modbus meter concentrator (TCP or on an RS-485 line).
     Concentrator,
+    /// A Modbus water-quality data logger.
     Logger,
+    /// A remote valve (Modbus registers, or a CJ/T 188 valve meter).
     Valve,
+    /// A CJ/T 188 transparent gateway over TCP, with the meters read through it.
+    Cjt188Gateway,
+    /// CJ/T 188 meters on a serial line (M-Bus or RS-485) the server drives itself.
+    Cjt188Line,
+    /// A group of meters that publish over MQTT (NB-IoT, say).
+    MqttGroup,
+    /// A water-quality station that pushes HJ 212-2017 data.
+    Hj212Station,
+}
+
+impl DeviceKind {
+    /// Whether the device's view lists meters (`meters`) rather than water-quality values (`values`).
+    pub fn has_meters(self) -> bool {
+        matches!(self, Self::Concentrator | Self::Cjt188Gateway | Self::Cjt188Line | Self::MqttGroup)
+    }
 }
 
 /// A region as listed in a snapshot.
@@ -168,6 +189,14 @@ mod tests {
             values: Vec::new(),
             valve: None,
         }
+    }
+
+    #[test]
+    fn devices_with_meters_are_told_from_those_with_values() {
+        let meters =
+            [DeviceKind::Concentrator, DeviceKind::Cjt188Gateway, DeviceKind::Cjt188Line, DeviceKind::MqttGroup];
+        let others = [DeviceKind::Logger, DeviceKind::Valve, DeviceKind::Hj212Station];
+        assert!(meters.iter().all(|k| k.has_meters()) && !others.iter().any(|k| k.has_meters()));
     }
 
     #[test]

@@ -26,7 +26,8 @@ use crate::modbus_link::ModbusLink;
 use crate::model::comm::CycleOutcome;
 use crate::model::view::CommView;
 use crate::model::{
-    CommEvent, CommStatus, DeviceKind, DeviceView, LinkSelector, MeterReading, PathSwitch, QualitySample, Timestamp,
+    CommError, CommEvent, CommStatus, DeviceKind, DeviceView, ErrorCode, LinkSelector, MeterReading, PathSwitch,
+    QualitySample, Timestamp,
 };
 use crate::store::{Op, Store};
 use crate::supervisor::Slot;
@@ -60,7 +61,7 @@ struct Tick {
     attempts: u32,
     read: u32,
     expected: u32,
-    last_error: Option<String>,
+    last_error: Option<CommError>,
 }
 
 pub struct FieldDeviceState {
@@ -175,7 +176,10 @@ impl FieldDeviceState {
                             Err((_, reason)) => {
                                 Metrics::inc(&self.args.ctx.metrics.bad_values);
                                 tracing::warn!(message = "Value rejected.", device = %spec.id, error = %reason);
-                                tick.last_error = Some(format!("bad value: {reason}"));
+                                tick.last_error = Some(
+                                    CommError::new(ErrorCode::BadValue, format!("bad value: {reason}"))
+                                        .with("detail", reason.to_string()),
+                                );
                             }
                         }
                     }
@@ -184,17 +188,17 @@ impl FieldDeviceState {
                     // The device answered: the link is up, but this read was refused.
                     answered = true;
                     Metrics::inc(&self.args.ctx.metrics.poll_failures);
-                    let e = exception.to_string();
-                    tracing::warn!(message = "Poll refused by device.", device = %spec.id, address = req.address, error = %e);
-                    self.comm.record_attempt(now, true, Some(e.clone()));
+                    let e = crate::comm_error::modbus_exception(exception);
+                    tracing::warn!(message = "Poll refused by device.", device = %spec.id, address = req.address, error = %e.text);
+                    self.comm.record_failure(now, true, &e);
                     tick.last_error = Some(e);
                 }
                 Err(err) => {
                     // No valid reply: the link is down. The rest would cost a timeout each; try them next time.
                     Metrics::inc(&self.args.ctx.metrics.poll_failures);
-                    let e = err.to_string();
-                    tracing::warn!(message = "Poll failed.", device = %spec.id, address = req.address, error = %e);
-                    self.comm.record_attempt(now, false, Some(e.clone()));
+                    let e = crate::comm_error::modbus(&err);
+                    tracing::warn!(message = "Poll failed.", device = %spec.id, address = req.address, error = %e.text);
+                    self.comm.record_failure(now, false, &e);
                     tick.last_error = Some(e);
                     break;
                 }
@@ -207,8 +211,9 @@ impl FieldDeviceState {
                 tick.read += n;
                 restored = self.comm.record_values(self.now(), n);
             } else {
-                tick.last_error = Some("store unavailable; will retry".to_owned());
-                self.comm.last_error.clone_from(&tick.last_error);
+                let e = CommError::new(ErrorCode::StoreUnavailable, "store unavailable; will retry");
+                self.comm.note_error(&e);
+                tick.last_error = Some(e);
             }
         }
         self.tick = Some(tick);
@@ -305,9 +310,10 @@ impl FieldDeviceState {
     /// Ends the tick: counts a miss if it brought no data, saves the status, schedules the next tick.
     async fn end_tick(&mut self, myself: &ActorRef<FieldMsg>) {
         if let Some(tick) = self.tick.take() {
-            let outcome = CycleOutcome { read: tick.read, expected: tick.expected, error: tick.last_error.clone() };
+            let error = tick.last_error.as_ref().map(|e| e.text.clone());
+            let outcome = CycleOutcome { read: tick.read, expected: tick.expected, error };
             let before = self.comm.consecutive_misses;
-            let event = self.comm.end_cycle(&outcome);
+            let event = self.comm.end_cycle_with(&outcome, tick.last_error.as_ref());
             // The view first, then the event: whoever reacts to the event finds the view already current.
             self.publish_view();
             if let Some(event) = event {
