@@ -214,3 +214,98 @@ impl MeterEvents {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::MeterReading;
+
+    fn store() -> Store {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ww-meter-book-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        Store::open(&dir).expect("a store")
+    }
+
+    fn reading(meter: &str, ts: i64, litres: i64) -> Op {
+        Op::Reading(MeterReading {
+            meter: MeterId::new(meter),
+            device: DeviceId::new("g1"),
+            ts: Timestamp(ts),
+            volume: Volume::from_litres(litres),
+            status: MeterStatus::default(),
+        })
+    }
+
+    fn views(ids: &[&str]) -> Vec<MeterView> {
+        ids.iter().map(|id| MeterView::empty(MeterId::new(*id))).collect()
+    }
+
+    #[test]
+    fn a_restart_restores_each_meters_status_and_volume_baseline() {
+        let store = store();
+        let (device, region) = (DeviceId::new("g1"), RegionId::new("east"));
+        let lost = MeterComm {
+            last_success: Some(Timestamp(1_000)),
+            consecutive_misses: 3,
+            unread_cycles: 3,
+            comm_lost: true,
+        };
+        store
+            .apply(&[
+                reading("a", 1_000, 5_000),
+                reading("a", 2_000, 5_100),
+                reading("b", 1_000, 99_999_999),
+                Op::MeterComm(device.clone(), vec![(MeterId::new("b"), lost.clone())]),
+            ])
+            .unwrap();
+        let mut shown = crate::restore::meters(&store, [&MeterId::new("a"), &MeterId::new("b")]);
+        let book = MeterBook::restore(&store, &device, &region, &mut shown, None);
+        assert_eq!(book.comm()[0], MeterComm { last_success: Some(Timestamp(2_000)), ..MeterComm::default() });
+        assert_eq!(book.comm()[1], lost);
+        assert!(shown[1].comm_lost && shown[1].missed_cycles == 3 && !shown[0].comm_lost);
+        // Nothing changed yet: nothing to save.
+        assert!(book.save_op(book.comm()).is_none());
+
+        // The baselines are the stored readings: a fall of a, and b's 5-digit register wrapping, are flagged.
+        let metrics = Metrics::default();
+        let checked = book.check(
+            &[
+                (0, Timestamp(3_000), Volume::from_litres(5_000), MeterStatus::default()),
+                (1, Timestamp(3_000), Volume::from_litres(120), MeterStatus(MeterStatus::BATTERY_LOW)),
+                (1, Timestamp(4_000), Volume::from_litres(130), MeterStatus::default()),
+            ],
+            &metrics,
+        );
+        assert_eq!(checked[0].status.names(), vec!["volume_fell", "needs_review"]);
+        assert_eq!(checked[1].status.names(), vec!["battery_low", "rollover", "needs_review"]);
+        // The wrapped reading is the baseline of the next one in the same batch.
+        assert_eq!(checked[2].verdict, VolumeVerdict::Normal);
+        assert_eq!(Metrics::get(&metrics.volume_falls), 1);
+        assert_eq!(Metrics::get(&metrics.volume_rollovers), 1);
+    }
+
+    #[test]
+    fn data_from_a_lost_meter_saves_it_clean_and_restores_it_after_the_commit() {
+        let store = store();
+        let (device, region) = (DeviceId::new("g1"), RegionId::new("east"));
+        let lost = MeterComm { last_success: None, consecutive_misses: 2, unread_cycles: 2, comm_lost: true };
+        store.apply(&[Op::MeterComm(device.clone(), vec![(MeterId::new("b"), lost)])]).unwrap();
+        let mut shown = views(&["a", "b"]);
+        let mut book = MeterBook::restore(&store, &device, &region, &mut shown, None);
+        let (comm, events) = book.tentative(Timestamp(10), &[1], None);
+        assert_eq!(events, vec![(1, CommEvent::Restored { after_misses: 2 })]);
+        let op = book.save_op(&comm).expect("b is clean now: the row goes");
+        assert!(matches!(&op, Op::MeterComm(_, list) if list.is_empty()));
+        store.apply(&[op]).unwrap();
+        assert_eq!(store.meter_comm(&device).unwrap(), Vec::new());
+        let events = book.committed(&[], comm, events, &mut shown, Timestamp(10));
+        assert!(!events.is_empty() && !shown[1].comm_lost && shown[1].last_success == Some(Timestamp(10)));
+        assert!(book.save_op(book.comm()).is_none());
+    }
+}
