@@ -1,7 +1,8 @@
 //! Per-meter comm status through the whole server (issue 7 §4, R-A4): a CJ/T 188 meter that stops answering
 //! behind a live gateway, and an MQTT meter that publishes nothing while its group does, go comm-lost on their
 //! own (event, view, store) while the device stays healthy; when the whole device goes silent, only the device
-//! is reported, and its meters show that they are not being read.
+//! is reported, and its meters show that they are not being read. And the volume check: a reading that falls
+//! or jumps is stored flagged for review, counted, and becomes the next reading's baseline.
 
 extern crate drivers as waterworks_drivers;
 
@@ -257,5 +258,91 @@ async fn a_silent_mqtt_meter_goes_comm_lost_while_its_group_stays_healthy() {
     let lost: Vec<bool> = view["meters"].as_array().unwrap().iter().map(|m| m["comm_lost"] == true).collect();
     assert_eq!(lost, vec![false, false, false, false, true], "M01–M04 are not reported on their own: {view}");
     sim.shutdown().await;
+    server.app.shutdown().await;
+}
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} in {text}"))
+}
+
+/// A meter group's readings, then a second simulator with other meters under the same ids (its volumes start
+/// elsewhere): their first readings fall or jump, and are stored flagged and counted; the next ones are normal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volumes_that_fall_or_jump_are_stored_flagged_for_review() {
+    let broker = mqtt_support::Broker::start().await;
+    let server = start(&village_with_mqtt(broker.port())).await;
+    let cookie = server.admin().await;
+    let stored = || async {
+        let r = server.get("/api/readings?device=west-nb&from=0&limit=1000", &cookie).await;
+        r.json()["readings"].as_array().cloned().unwrap_or_default()
+    };
+    let sim_spec = |client: &str, seed: u64, start_ts_ms: i64| {
+        let mut spec = SimMetersSpec::new(
+            "127.0.0.1",
+            broker.port(),
+            client,
+            mqtt_support::meter_ids(5),
+            mqtt_support::per_meter(),
+        );
+        spec.interval = Duration::from_millis(50);
+        spec.rounds = Some(3);
+        spec.seed = seed;
+        spec.start_ts_ms = start_ts_ms;
+        spec
+    };
+    let first = sim_spec("volume-sim-1", 1, 1_709_251_200_000);
+    let later = first.ts_of_round(10);
+    let sim = mqtt_support::start_sim(first);
+    eventually(Duration::from_secs(20), "the first simulator's readings", || async {
+        (stored().await.len() == 15).then_some(())
+    })
+    .await;
+    sim.shutdown().await;
+    let all = stored().await;
+    assert!(all.iter().all(|r| r["status"].as_array().unwrap().iter().all(|s| s != "needs_review")), "{all:?}");
+
+    let sim = mqtt_support::start_sim(sim_spec("volume-sim-2", 2, later));
+    let all = eventually(Duration::from_secs(20), "the second simulator's readings", || async {
+        let all = stored().await;
+        (all.len() == 30).then_some(all)
+    })
+    .await;
+    sim.shutdown().await;
+    let status_at = |ts: i64| -> Vec<Vec<String>> {
+        let mut rows: Vec<&Value> = all.iter().filter(|r| r["ts"] == ts).collect();
+        rows.sort_by_key(|r| r["meter"].as_str().unwrap_or("").to_owned());
+        rows.iter()
+            .map(|r| r["status"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect())
+            .collect()
+    };
+    let spec2 = sim_spec("x", 2, later);
+    let flagged = status_at(spec2.ts_of_round(0));
+    assert_eq!(flagged.len(), 5);
+    for s in &flagged {
+        assert!(s.contains(&"needs_review".to_owned()), "{flagged:?}");
+        assert!(s.contains(&"volume_fell".to_owned()) || s.contains(&"suspected_swap".to_owned()), "{flagged:?}");
+    }
+    // The flagged readings are the baseline of the next ones: a few litres later is normal again.
+    for s in status_at(spec2.ts_of_round(1)) {
+        assert!(!s.contains(&"needs_review".to_owned()), "{s:?}");
+    }
+    let m = server.get("/metrics", &cookie).await.body;
+    let counted = metric(&m, "waterworks_volume_falls_total")
+        + metric(&m, "waterworks_volume_suspected_swaps_total")
+        + metric(&m, "waterworks_volume_rollovers_total");
+    assert_eq!(counted, 5, "{m}");
+    let view = device(&server, &cookie, "west-nb").await;
+    assert!(
+        view["meters"].as_array().unwrap().iter().all(|m| m["status"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s != "needs_review")),
+        "the latest readings are normal: {view}"
+    );
     server.app.shutdown().await;
 }
