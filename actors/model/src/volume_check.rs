@@ -160,6 +160,9 @@ mod tests {
         Volume::from_m3(s.parse().expect("a number")).expect("a volume")
     }
 
+    /// What a case says, its previous `(ms, m³)`, its new `(ms, m³)`, the register modulus and the verdict.
+    type Case = (&'static str, Option<(i64, &'static str)>, (i64, &'static str), Option<&'static str>, VolumeVerdict);
+
     /// One case: previous `(ms, m³)`, new `(ms, m³)`, register modulus in m³.
     fn check_case(previous: Option<(i64, &str)>, new: (i64, &str), modulus: Option<&str>) -> VolumeVerdict {
         check(
@@ -175,7 +178,7 @@ mod tests {
     fn the_volume_check_table() {
         use VolumeVerdict::*;
         let q = HOUR / 4;
-        let cases: &[(&str, Option<(i64, &str)>, (i64, &str), Option<&str>, VolumeVerdict)] = &[
+        let cases: &[Case] = &[
             ("first reading", None, (q, "5.000"), None, Normal),
             ("a normal rise", Some((0, "100.000")), (q, "100.250"), None, Normal),
             ("no use", Some((0, "100.000")), (q, "100.000"), None, Normal),

@@ -288,19 +288,16 @@ impl FieldDeviceState {
             }
         }
         for d in decoded {
-            match (d, &spec.kind) {
-                (Decoded::Parameter { index, value, flags }, DeviceKindSpec::Logger(l)) => {
-                    let p = &l.parameters[*index];
-                    ops.push(Op::Sample(QualitySample {
-                        device: spec.id.clone(),
-                        parameter: p.name.clone(),
-                        ts: now,
-                        value: *value,
-                        unit: p.unit.clone(),
-                        flags: *flags,
-                    }))
-                }
-                _ => {}
+            if let (Decoded::Parameter { index, value, flags }, DeviceKindSpec::Logger(l)) = (d, &spec.kind) {
+                let p = &l.parameters[*index];
+                ops.push(Op::Sample(QualitySample {
+                    device: spec.id.clone(),
+                    parameter: p.name.clone(),
+                    ts: now,
+                    value: *value,
+                    unit: p.unit.clone(),
+                    flags: *flags,
+                }))
             }
         }
         let mut status = self.comm.clone();
