@@ -257,7 +257,7 @@ mod tests {
             comm_lost: true,
         };
         store
-            .apply(&[
+            .apply_one(&[
                 reading("a", 1_000, 5_000),
                 reading("a", 2_000, 5_100),
                 reading("b", 1_000, 99_999_999),
@@ -295,14 +295,14 @@ mod tests {
         let store = store();
         let (device, region) = (DeviceId::new("g1"), RegionId::new("east"));
         let lost = MeterComm { last_success: None, consecutive_misses: 2, unread_cycles: 2, comm_lost: true };
-        store.apply(&[Op::MeterComm(device.clone(), vec![(MeterId::new("b"), lost)])]).unwrap();
+        store.apply_one(&[Op::MeterComm(device.clone(), vec![(MeterId::new("b"), lost)])]).unwrap();
         let mut shown = views(&["a", "b"]);
         let mut book = MeterBook::restore(&store, &device, &region, &mut shown, None);
         let (comm, events) = book.tentative(Timestamp(10), &[1], None);
         assert_eq!(events, vec![(1, CommEvent::Restored { after_misses: 2 })]);
         let op = book.save_op(&comm).expect("b is clean now: the row goes");
         assert!(matches!(&op, Op::MeterComm(_, list) if list.is_empty()));
-        store.apply(&[op]).unwrap();
+        store.apply_one(&[op]).unwrap();
         assert_eq!(store.meter_comm(&device).unwrap(), Vec::new());
         let events = book.committed(&[], comm, events, &mut shown, Timestamp(10));
         assert!(!events.is_empty() && !shown[1].comm_lost && shown[1].last_success == Some(Timestamp(10)));
