@@ -14,6 +14,7 @@ use drivers::cjt188::{Address, Cjt188Link, Cjt188Master, Cjt188Model, Cjt188Targ
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::context::DeviceContext;
+use crate::meter_book::{CycleEnd, MeterBook};
 use crate::metrics::Metrics;
 use crate::model::comm::CycleOutcome;
 use crate::model::view::CommView;
@@ -95,6 +96,8 @@ pub struct Cjt188State {
     client: Cjt188Master,
     comm: CommStatus,
     meters: Vec<MeterView>,
+    /// Per-meter comm status and volume-check baselines (issue 7 §4).
+    book: MeterBook,
 }
 
 /// Model status flags from a CJ/T 188 status word.
@@ -118,7 +121,8 @@ fn status_of(data: &MeteringData) -> MeterStatus {
 
 /// The view of a gateway as the store knows it.
 pub fn initial_view(spec: &Cjt188Spec, store: &Store) -> DeviceView {
-    let meters = crate::restore::meters(store, spec.meters.iter().map(|m| &m.id));
+    let mut meters = crate::restore::meters(store, spec.meters.iter().map(|m| &m.id));
+    crate::restore::meter_comm(store, &spec.id, &mut meters);
     let comm = crate::restore::comm(store, &spec.id, spec.path(), spec.meters.len() as u32);
     DeviceView {
         id: spec.id.clone(),
@@ -203,37 +207,62 @@ impl Cjt188State {
             }
         }
         let now = self.now();
+        // Every meter was asked this cycle: the meters' cycle ends with this submission (issue 7 §4).
+        let expected: Vec<usize> = (0..spec.meters.len()).collect();
+        let read_now: Vec<usize> = read.iter().map(|(i, _, _)| *i).collect();
+        let (meter_comm, meter_events) = self.book.tentative(
+            now,
+            &read_now,
+            Some(CycleEnd { expected: &expected, read: &[], delivered: !read.is_empty() }),
+        );
+        let save_meters = self.book.save_op(&meter_comm);
+        let mut pending_meter_events = None;
         if !read.is_empty() {
-            let mut ops: Vec<Op> = read
+            let readings: Vec<_> = read.iter().map(|(i, volume, status)| (*i, now, *volume, *status)).collect();
+            let checked = self.book.check(&readings, &self.args.ctx.metrics);
+            let mut ops: Vec<Op> = checked
                 .iter()
-                .map(|(i, volume, status)| {
+                .map(|c| {
                     Op::Reading(MeterReading {
-                        meter: spec.meters[*i].id.clone(),
+                        meter: spec.meters[c.index].id.clone(),
                         device: spec.id.clone(),
-                        ts: now,
-                        volume: *volume,
-                        status: *status,
+                        ts: c.ts,
+                        volume: c.volume,
+                        status: c.status,
                     })
                 })
                 .collect();
             let mut status = self.comm.clone();
             let _ = status.record_values(now, read.len() as u32);
             ops.push(Op::DeviceStatus(spec.id.clone(), status));
+            ops.extend(save_meters);
             match self.args.ctx.writer.submit(ops).await {
                 Ok(_) => {
-                    for (i, volume, status) in &read {
-                        self.meters[*i].set(*volume, now, *status);
+                    for c in &checked {
+                        self.meters[c.index].set(c.volume, c.ts, c.status);
                     }
+                    let meter_events = self.book.committed(&checked, meter_comm, meter_events, &mut self.meters, now);
                     if let Some(event) = self.comm.record_values(now, read.len() as u32) {
                         self.publish();
                         self.publish_comm(event);
                     }
+                    pending_meter_events = Some(meter_events);
                 }
                 Err(e) => {
                     tracing::warn!(message = "CJ/T 188 readings not committed.", device = %spec.id, error = %e);
                     last_error = Some(CommError::new(ErrorCode::StoreUnavailable, "store unavailable"));
                     read.clear();
                 }
+            }
+        } else if let Some(op) = save_meters {
+            // No meter answered: the device's miss. The meters only show one more unread cycle; no per-meter
+            // event (the device's covers them).
+            match self.args.ctx.writer.submit(vec![op]).await {
+                Ok(_) => {
+                    pending_meter_events =
+                        Some(self.book.committed(&[], meter_comm, meter_events, &mut self.meters, now))
+                }
+                Err(e) => tracing::warn!(message = "CJ/T 188 meter status not saved.", device = %spec.id, error = %e),
             }
         }
         if let Some(e) = &last_error {
@@ -245,6 +274,9 @@ impl Cjt188State {
         self.publish();
         if let Some(event) = event {
             self.publish_comm(event);
+        }
+        if let Some(meter_events) = pending_meter_events {
+            meter_events.publish(&self.args.ctx.events);
         }
     }
 }
@@ -259,10 +291,12 @@ impl Actor for Cjt188Device {
         myself: ActorRef<Cjt188Msg>,
         args: Cjt188Args,
     ) -> Result<Cjt188State, ActorProcessingErr> {
-        let view = initial_view(&args.spec, &args.ctx.store);
+        let mut view = initial_view(&args.spec, &args.ctx.store);
         let target = Cjt188Target { link: args.spec.link.clone(), timeout: args.spec.timeout, model: args.spec.model };
+        // The meter's own register modulus is not known here; the check infers a wrap from the value's digits.
+        let book = MeterBook::restore(&args.ctx.store, &args.spec.id, &args.spec.region, &mut view.meters, None);
         args.slot.set(myself);
-        Ok(Cjt188State { client: Cjt188Master::new(target), comm: view.comm.status, meters: view.meters, args })
+        Ok(Cjt188State { client: Cjt188Master::new(target), comm: view.comm.status, meters: view.meters, book, args })
     }
 
     async fn post_start(&self, myself: ActorRef<Cjt188Msg>, state: &mut Cjt188State) -> Result<(), ActorProcessingErr> {

@@ -10,6 +10,7 @@
 //! - [`cjt188`]: CJ/T 188 meters behind a transparent gateway or on a serial line, one actor per gateway.
 //! - [`modbus_link`]: how a Modbus device or valve is reached (TCP, or a unit on an RS-485 line) and the
 //!   connection along that path.
+//! - [`meter_book`]: per-meter comm status and the volume check, shared by every actor that reads meters.
 //! - [`mqtt`]: meters that publish over MQTT: one actor per meter group, and the broker connection.
 //! - [`rtu_bus`]: one actor per RS-485 serial line, serialising every device's requests on it.
 //! - [`station`]: HJ 212 water-quality stations that push data, and the listener that routes them.
@@ -33,6 +34,7 @@ pub mod event;
 pub mod feed;
 pub mod field;
 pub mod hub;
+pub mod meter_book;
 pub mod metrics;
 pub mod modbus_link;
 pub mod mqtt;

@@ -69,6 +69,11 @@ pub struct Metrics {
     pub feed_handler_failures: AtomicU64,
     /// Readings stored with their volume although their status could not be decoded (flag `status_unreadable`).
     pub status_unreadable: AtomicU64,
+    /// Meter readings stored flagged by the volume check (issue 7 §4): a fall, a register wrap, a likely swap
+    /// (a fall to a new meter's value, or a rise the meter cannot have measured).
+    pub volume_falls: AtomicU64,
+    pub volume_rollovers: AtomicU64,
+    pub volume_suspected_swaps: AtomicU64,
 }
 
 impl Metrics {

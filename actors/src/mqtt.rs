@@ -6,7 +6,9 @@
 //! receipt and commit makes the broker redeliver instead of losing it; a redelivered reading has the same
 //! (meter, time) key in the store and counts once. A malformed payload is counted and logged with its topic by
 //! the driver, acknowledged (so the broker does not redeliver poison forever), and changes nothing. A group
-//! that receives nothing for `interval` misses a cycle; two in a row make it comm-lost (R-A4).
+//! that receives nothing for `interval` misses a cycle; two in a row make it comm-lost (R-A4). A meter of the
+//! group that publishes nothing for two intervals while others do is comm-lost on its own (issue 7 §4); the
+//! group stays healthy.
 //!
 //! A reading whose volume decoded but whose status did not is stored all the same, flagged
 //! `status_unreadable`, counted in `Metrics::status_unreadable` and logged (rate-limited): losing billing data
@@ -23,6 +25,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::mpsc;
 
 use crate::context::DeviceContext;
+use crate::meter_book::{CycleEnd, MeterBook};
 use crate::metrics::Metrics;
 use crate::model::comm::CycleOutcome;
 use crate::model::view::CommView;
@@ -70,11 +73,14 @@ pub struct MqttGroupState {
     interval_no: u64,
     /// Rate limit of the warnings about undecodable status fields.
     unreadable_log: LogLimit,
+    /// Per-meter comm status and volume-check baselines (issue 7 §4).
+    book: MeterBook,
 }
 
 /// The view of a group as the store knows it.
 pub fn initial_view(spec: &MqttGroupSpec, store: &Store) -> DeviceView {
-    let meters = crate::restore::meters(store, &spec.meters);
+    let mut meters = crate::restore::meters(store, &spec.meters);
+    crate::restore::meter_comm(store, &spec.id, &mut meters);
     let comm = crate::restore::comm(store, &spec.id, "mqtt".into(), spec.meters.len() as u32);
     DeviceView {
         id: spec.id.clone(),
@@ -156,15 +162,18 @@ impl MqttGroupState {
                 }
             }
         }
-        let mut ops: Vec<Op> = accepted
+        let checked = self.book.check(&accepted, &self.args.ctx.metrics);
+        let read: Vec<usize> = accepted.iter().map(|(i, ..)| *i).collect();
+        let (meter_comm, meter_events) = self.book.tentative(now, &read, None);
+        let mut ops: Vec<Op> = checked
             .iter()
-            .map(|(i, ts, volume, status)| {
+            .map(|c| {
                 Op::Reading(MeterReading {
-                    meter: spec.meters[*i].clone(),
+                    meter: spec.meters[c.index].clone(),
                     device: spec.id.clone(),
-                    ts: *ts,
-                    volume: *volume,
-                    status: *status,
+                    ts: c.ts,
+                    volume: c.volume,
+                    status: c.status,
                 })
             })
             .collect();
@@ -172,6 +181,7 @@ impl MqttGroupState {
         status.record_attempt(now, true, None);
         let _ = status.record_values(now, accepted.len() as u32);
         ops.push(Op::DeviceStatus(spec.id.clone(), status));
+        ops.extend(self.book.save_op(&meter_comm));
         match self.args.ctx.writer.submit(ops).await {
             Ok(_) => {
                 // Committed: now the broker may forget the message.
@@ -192,16 +202,18 @@ impl MqttGroupState {
                 if let Some(event) = self.comm.record_values(now, accepted.len() as u32) {
                     self.args.ctx.events.comm(event, &spec.id, &spec.region, now, None);
                 }
-                for (i, ts, volume, status) in accepted {
-                    self.reported.insert(i);
+                for c in &checked {
+                    self.reported.insert(c.index);
                     // A late (older) reading is stored but does not replace a newer one on screen.
-                    if self.meters[i].ts.is_none_or(|shown| shown <= ts) {
-                        self.meters[i].set(volume, ts, status);
+                    if self.meters[c.index].ts.is_none_or(|shown| shown <= c.ts) {
+                        self.meters[c.index].set(c.volume, c.ts, c.status);
                     }
                 }
+                let meter_events = self.book.committed(&checked, meter_comm, meter_events, &mut self.meters, now);
                 self.fresh += 1;
                 self.comm.cycle_read = self.reported.len() as u32;
                 self.args.ctx.publish(self.view());
+                meter_events.publish(&self.args.ctx.events);
             }
             Err(e) => {
                 // Not acknowledged: the broker redelivers after the next reconnect.
@@ -211,10 +223,33 @@ impl MqttGroupState {
         }
     }
 
-    fn watchdog(&mut self, myself: &ActorRef<MqttGroupMsg>, no: u64) {
+    async fn watchdog(&mut self, myself: &ActorRef<MqttGroupMsg>, no: u64) {
         if no != self.interval_no {
             return;
         }
+        // Each meter that published nothing in the interval misses it (issue 7 §4); saved when that changes
+        // what the store holds. Events go out after the save, and not at all while the whole group is silent.
+        let now = self.now();
+        let expected: Vec<usize> = (0..self.args.spec.meters.len()).collect();
+        let reported: Vec<usize> = self.reported.iter().copied().collect();
+        let end = CycleEnd { expected: &expected, read: &reported, delivered: self.fresh > 0 };
+        let (meter_comm, meter_events) = self.book.tentative(now, &[], Some(end));
+        let mut meters_changed = None;
+        if let Some(op) = self.book.save_op(&meter_comm) {
+            match self.args.ctx.writer.submit(vec![op]).await {
+                Ok(_) => {
+                    meters_changed = Some(self.book.committed(&[], meter_comm, meter_events, &mut self.meters, now));
+                }
+                Err(e) => {
+                    tracing::warn!(message = "MQTT meter status not saved.", group = %self.args.spec.id, error = %e)
+                }
+            }
+        }
+        let outcome = CycleOutcome {
+            read: self.fresh,
+            expected: 1,
+            error: (self.fresh == 0).then(|| "no message in the interval".to_owned()),
+        };
         let interval_ms = i64::try_from(self.args.spec.interval.as_millis()).unwrap_or(i64::MAX);
         let error = (self.fresh == 0).then(|| {
             crate::model::CommError::new(crate::model::ErrorCode::NoData, "no message in the interval")
@@ -226,8 +261,11 @@ impl MqttGroupState {
         }
         let before = self.comm.consecutive_misses;
         let event = self.comm.end_cycle_with(&outcome, error.as_ref());
-        if event.is_some() || self.comm.consecutive_misses != before {
+        if meters_changed.is_some() || event.is_some() || self.comm.consecutive_misses != before {
             self.args.ctx.publish(self.view());
+        }
+        if let Some(meter_events) = meters_changed {
+            meter_events.publish(&self.args.ctx.events);
         }
         if let Some(event) = event {
             let spec = &self.args.spec;
@@ -252,7 +290,8 @@ impl Actor for MqttGroup {
         myself: ActorRef<MqttGroupMsg>,
         args: MqttGroupArgs,
     ) -> Result<MqttGroupState, ActorProcessingErr> {
-        let view = initial_view(&args.spec, &args.ctx.store);
+        let mut view = initial_view(&args.spec, &args.ctx.store);
+        let book = MeterBook::restore(&args.ctx.store, &args.spec.id, &args.spec.region, &mut view.meters, None);
         let index = args.spec.meters.iter().enumerate().map(|(i, m)| (m.clone(), i)).collect();
         args.slot.set(myself);
         let mut comm = view.comm.status;
@@ -265,6 +304,7 @@ impl Actor for MqttGroup {
             fresh: 0,
             interval_no: 0,
             unreadable_log: LogLimit::new(20, Duration::from_secs(60)),
+            book,
             args,
         })
     }
@@ -287,7 +327,7 @@ impl Actor for MqttGroup {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             MqttGroupMsg::Readings(readings, ack) => state.readings(readings, ack).await,
-            MqttGroupMsg::Watchdog(no) => state.watchdog(&myself, no),
+            MqttGroupMsg::Watchdog(no) => state.watchdog(&myself, no).await,
         }
         Ok(())
     }

@@ -159,12 +159,18 @@
       no_events: '暂无事件',
       ev_comm_lost: '通信中断',
       ev_comm_restored: '通信恢复',
+      ev_meter_comm_lost: '表计通信中断',
+      ev_meter_comm_restored: '表计通信恢复',
+      meter_comm_lost: '表计通信中断',
+      meter_not_read: '未抄到（{n} 个周期）',
       ev_path_switched: '通信链路切换',
       ev_actor_restart: '进程重启',
       ev_limit_crossed: '水质超限',
       ev_limit_cleared: '水质恢复',
       evm_comm_lost: '连续 {misses} 个周期未收到数据',
       evm_comm_restored: '中断 {after_misses} 个周期后恢复',
+      evm_meter_comm_lost: '表 {meter} 连续 {misses} 个周期未抄到',
+      evm_meter_comm_restored: '表 {meter} 中断 {after_misses} 个周期后恢复',
       evm_path_failover: '{from} 故障，已切换到 {to}',
       evm_path_primary: '主通道恢复，由 {from} 切回 {to}',
       evm_actor_restart: '{supervisor}/{child} 停止（{reason}），{delay} 毫秒后重启',
@@ -213,6 +219,10 @@
         valve_fault: '阀门故障',
         status_unreadable: '状态无法解析',
         time_from_arrival: '时间取自接收',
+        volume_fell: '读数回退',
+        rollover: '表码翻转',
+        suspected_swap: '疑似换表',
+        needs_review: '待审核（不计水量）',
       },
       roles: {
         admin: '管理员',
@@ -355,12 +365,18 @@
       no_events: 'No events',
       ev_comm_lost: 'Comm lost',
       ev_comm_restored: 'Comm restored',
+      ev_meter_comm_lost: 'Meter comm lost',
+      ev_meter_comm_restored: 'Meter comm restored',
+      meter_comm_lost: 'meter comm lost',
+      meter_not_read: 'not read ({n} cycles)',
       ev_path_switched: 'Path switched',
       ev_actor_restart: 'Actor restarted',
       ev_limit_crossed: 'Limit crossed',
       ev_limit_cleared: 'Back within limits',
       evm_comm_lost: '{misses} consecutive cycles missed',
       evm_comm_restored: 'data flows again after {after_misses} missed cycles',
+      evm_meter_comm_lost: 'meter {meter}: {misses} consecutive cycles missed',
+      evm_meter_comm_restored: 'meter {meter}: data flows again after {after_misses} missed cycles',
       evm_path_failover: '{from} failed; now on {to}',
       evm_path_primary: 'primary answers again; back from {from} to {to}',
       evm_actor_restart: '{supervisor}/{child} {reason}; restart in {delay} ms',
@@ -409,6 +425,10 @@
         valve_fault: 'valve fault',
         status_unreadable: 'status unreadable',
         time_from_arrival: 'time of arrival',
+        volume_fell: 'volume fell',
+        rollover: 'register rollover',
+        suspected_swap: 'suspected meter swap',
+        needs_review: 'needs review (not billed)',
       },
       roles: {
         admin: 'Administrator',
@@ -1050,11 +1070,22 @@
       setText(r.volume, m.volume_m3 === null || m.volume_m3 === undefined ? '—' : String(m.volume_m3));
       setTimeWithAge(r.when, m.ts, now);
       const status = asArray(m.status).map(String);
-      const key = lang + '|' + status.join('|');
+      // The meter's own comm status (issue 7 §4): lost on its own, or not read for some cycles (its own
+      // misses, or its device's while the device is comm-lost).
+      const missed = toNumber(m.missed_cycles) || 0;
+      const comm = m.comm_lost === true ? 'lost' : missed > 0 ? 'unread' : 'ok';
+      const key = lang + '|' + comm + '|' + missed + '|' + status.join('|');
       if (r.tagKey !== key) {
         r.tagKey = key;
-        r.tags.replaceChildren(...status.map(meterTag));
+        const commTag =
+          comm === 'lost'
+            ? h('span', { class: 'tag tag-lost', 'data-comm': 'lost', text: t('meter_comm_lost') })
+            : comm === 'unread'
+              ? h('span', { class: 'tag tag-warn', 'data-comm': 'unread', text: t('meter_not_read', { n: missed }) })
+              : null;
+        r.tags.replaceChildren(...(commTag ? [commTag] : []), ...status.map(meterTag));
       }
+      r.row.classList.toggle('meter-lost', comm === 'lost');
       rows.push(r.row);
     }
     for (const id of Array.from(v.meterRows.keys())) if (!seen.has(id)) v.meterRows.delete(id);
@@ -1651,6 +1682,8 @@
   const EVENT_KINDS = [
     'comm_lost',
     'comm_restored',
+    'meter_comm_lost',
+    'meter_comm_restored',
     'path_switched',
     'limit_crossed',
     'limit_cleared',
@@ -1670,6 +1703,8 @@
     switch (String(ev.kind || '')) {
       case 'comm_lost': key = 'evm_comm_lost'; break;
       case 'comm_restored': key = 'evm_comm_restored'; break;
+      case 'meter_comm_lost': key = 'evm_meter_comm_lost'; break;
+      case 'meter_comm_restored': key = 'evm_meter_comm_restored'; break;
       case 'path_switched': key = p.reason === 'primary_recovered' ? 'evm_path_primary' : 'evm_path_failover'; break;
       case 'actor_restart': key = 'evm_actor_restart'; break;
       case 'limit_crossed': key = p.side === 'high' ? 'evm_limit_high' : 'evm_limit_low'; break;

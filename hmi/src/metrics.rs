@@ -7,7 +7,7 @@ use actors::metrics::Metrics;
 
 pub fn render(m: &Metrics) -> String {
     let mut out = String::new();
-    let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 12] = [
+    let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 15] = [
         ("waterworks_polls_total", "Modbus read requests sent to field devices.", &m.polls),
         (
             "waterworks_poll_failures_total",
@@ -35,6 +35,21 @@ pub fn render(m: &Metrics) -> String {
             "waterworks_status_unreadable_total",
             "Meter readings stored with their volume although their status could not be decoded.",
             &m.status_unreadable,
+        ),
+        (
+            "waterworks_volume_falls_total",
+            "Meter readings stored flagged because the cumulative volume fell (excluded from usage until reviewed).",
+            &m.volume_falls,
+        ),
+        (
+            "waterworks_volume_rollovers_total",
+            "Meter readings stored flagged as a register wrap (excluded from usage until reviewed).",
+            &m.volume_rollovers,
+        ),
+        (
+            "waterworks_volume_suspected_swaps_total",
+            "Meter readings stored flagged as a likely meter swap or implausible jump (excluded from usage until reviewed).",
+            &m.volume_suspected_swaps,
         ),
     ];
     for (name, help, c) in counters {

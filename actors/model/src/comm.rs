@@ -4,6 +4,12 @@
 //! A cycle is *missed* when it ends (after its retries) with no data at all from the device. A partial cycle
 //! (some meters read) is not a miss; its progress shows what is missing. Two missed cycles in a row mark the
 //! device comm-lost; the first cycle with data clears it.
+//!
+//! [`MeterComm`] applies the same rule to one meter behind a device (a concentrator slot, a CJ/T 188 meter on a
+//! gateway, an MQTT meter in a group), beside the device's own status: a cycle in which the device delivered
+//! data but not this meter's is the meter's miss. A cycle in which the device delivered nothing at all is the
+//! device's miss, not the meter's: the device's event covers it (one event, not one per meter), and the meter
+//! only shows that it is not being read (`unread_cycles`).
 
 use std::collections::BTreeMap;
 
@@ -255,6 +261,76 @@ impl CommStatus {
     }
 }
 
+/// The communication status of one meter behind a device (issue 7 §4).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeterComm {
+    /// When the meter's data was last committed.
+    pub last_success: Option<Timestamp>,
+    /// Cycles in a row in which the device delivered data but none of this meter's.
+    pub consecutive_misses: u32,
+    /// Cycles in a row without this meter's data, whatever the cause (its own misses and its device's).
+    pub unread_cycles: u32,
+    /// The meter is reported comm-lost (a `MeterCommLost` event went out for it).
+    pub comm_lost: bool,
+}
+
+impl MeterComm {
+    /// The meter's data was committed at `now`. Data flowing again clears comm-lost at once.
+    pub fn record_read(&mut self, now: Timestamp) -> Option<CommEvent> {
+        self.last_success = Some(self.last_success.map_or(now, |t| t.max(now)));
+        let after = self.consecutive_misses;
+        self.consecutive_misses = 0;
+        self.unread_cycles = 0;
+        if self.comm_lost {
+            self.comm_lost = false;
+            return Some(CommEvent::Restored { after_misses: after });
+        }
+        None
+    }
+
+    /// A cycle ended without this meter's data. `device_delivered` says whether its device delivered any data
+    /// in that cycle: if it did not, the miss is the device's, and the meter neither counts it nor raises an
+    /// event (it only shows one more unread cycle).
+    pub fn record_miss(&mut self, device_delivered: bool) -> Option<CommEvent> {
+        self.unread_cycles = self.unread_cycles.saturating_add(1);
+        if !device_delivered {
+            return None;
+        }
+        self.consecutive_misses = self.consecutive_misses.saturating_add(1);
+        if !self.comm_lost && self.consecutive_misses >= MISSES_FOR_COMM_LOST {
+            self.comm_lost = true;
+            return Some(CommEvent::Lost { misses: self.consecutive_misses });
+        }
+        None
+    }
+
+    /// Whether this status says nothing beyond "read in the last cycle" (what is worth storing is the rest).
+    pub fn is_clean(&self) -> bool {
+        self.consecutive_misses == 0 && self.unread_cycles == 0 && !self.comm_lost
+    }
+}
+
+/// Ends a cycle for the meters of one device: every meter in `expected` that is not in `read` gets a miss.
+/// Returns the comm-lost decisions that changed, by meter index. `device_delivered` is whether the device
+/// delivered any data in the cycle (see [`MeterComm::record_miss`]). Reads were recorded as they committed.
+pub fn meters_end_cycle(
+    meters: &mut [MeterComm],
+    expected: impl IntoIterator<Item = usize>,
+    read: &[bool],
+    device_delivered: bool,
+) -> Vec<(usize, CommEvent)> {
+    let mut events = Vec::new();
+    for i in expected {
+        if read.get(i).copied().unwrap_or(false) {
+            continue;
+        }
+        if let Some(event) = meters.get_mut(i).and_then(|m| m.record_miss(device_delivered)) {
+            events.push((i, event));
+        }
+    }
+    events
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,5 +403,59 @@ mod tests {
             assert_eq!(s.end_cycle(&CycleOutcome { read: 1, expected: 1, error: None }), None);
         }
         assert!(!s.comm_lost);
+    }
+
+    #[test]
+    fn a_meter_missing_two_cycles_of_a_live_device_is_lost_and_data_restores_it() {
+        let mut m = MeterComm::default();
+        assert_eq!(m.record_miss(true), None);
+        assert_eq!((m.consecutive_misses, m.unread_cycles, m.comm_lost), (1, 1, false));
+        assert_eq!(m.record_miss(true), Some(CommEvent::Lost { misses: 2 }));
+        assert!(m.comm_lost);
+        // Reported once.
+        assert_eq!(m.record_miss(true), None);
+        assert_eq!(m.record_read(Timestamp(9)), Some(CommEvent::Restored { after_misses: 3 }));
+        assert!(m.is_clean());
+        assert_eq!(m.last_success, Some(Timestamp(9)));
+        // An older commit time never moves the last success back.
+        assert_eq!(m.record_read(Timestamp(4)), None);
+        assert_eq!(m.last_success, Some(Timestamp(9)));
+    }
+
+    #[test]
+    fn a_dark_device_does_not_make_its_meters_lost_but_they_show_unread() {
+        let mut meters = vec![MeterComm::default(); 144];
+        for _ in 0..5 {
+            assert_eq!(meters_end_cycle(&mut meters, 0..144, &[], false), Vec::new());
+        }
+        assert!(meters.iter().all(|m| !m.comm_lost && m.consecutive_misses == 0 && m.unread_cycles == 5));
+        // The device is back: every meter but 7 answers; 7 needs two misses of its own to be lost.
+        let mut read = vec![true; 144];
+        read[7] = false;
+        for (i, m) in meters.iter_mut().enumerate() {
+            if read[i] {
+                m.record_read(Timestamp(1));
+            }
+        }
+        assert_eq!(meters_end_cycle(&mut meters, 0..144, &read, true), Vec::new());
+        assert_eq!((meters[7].consecutive_misses, meters[7].unread_cycles), (1, 6));
+        assert_eq!(meters_end_cycle(&mut meters, 0..144, &read, true), vec![(7, CommEvent::Lost { misses: 2 })]);
+        assert!(meters.iter().enumerate().all(|(i, m)| m.comm_lost == (i == 7)));
+    }
+
+    #[test]
+    fn a_lost_meter_stays_lost_without_a_new_event_while_its_device_is_dark() {
+        let mut m = MeterComm { consecutive_misses: 2, unread_cycles: 2, comm_lost: true, last_success: None };
+        assert_eq!(m.record_miss(false), None);
+        assert_eq!(m.record_miss(true), None);
+        assert!(m.comm_lost);
+        assert_eq!(m.consecutive_misses, 3);
+    }
+
+    #[test]
+    fn meters_not_expected_this_cycle_are_untouched() {
+        let mut meters = vec![MeterComm::default(); 3];
+        meters_end_cycle(&mut meters, [1], &[], true);
+        assert_eq!(meters.iter().map(|m| m.unread_cycles).collect::<Vec<_>>(), vec![0, 1, 0]);
     }
 }

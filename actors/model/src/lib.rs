@@ -12,8 +12,12 @@ pub mod reading;
 pub mod user;
 pub mod valve;
 pub mod view;
+pub mod volume_check;
 
-pub use comm::{CommError, CommEvent, CommStatus, CycleOutcome, ErrorCode, ErrorParam, ErrorParams, LinkState};
+pub use comm::{
+    meters_end_cycle, CommError, CommEvent, CommStatus, CycleOutcome, ErrorCode, ErrorParam, ErrorParams, LinkState,
+    MeterComm,
+};
 pub use ids::{DeviceId, MeterId, RegionId};
 pub use link::{LinkSelector, PathSwitch, SwitchReason};
 pub use reading::{MeterReading, MeterStatus, QualityFlags, QualitySample, Timestamp, Volume};
@@ -23,3 +27,4 @@ pub use valve::{
     ValveAction, ValveState, ValveStatus, ValveView,
 };
 pub use view::{region_status, DeviceKind, DeviceView, LiveEvent, MeterView, ParameterView, RegionStatus, RegionView};
+pub use volume_check::{VolumeLimits, VolumeVerdict};

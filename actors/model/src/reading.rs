@@ -93,12 +93,27 @@ impl MeterStatus {
     /// Set by the server, never by a device: the payload carried no time, and the reading's time is when the
     /// server received it (a configured fallback, issue 7 §6).
     pub const TIME_FROM_ARRIVAL: u16 = 1 << 7;
+    // Bits set by the volume check (issue 7 §4, see `volume_check`), high so that device flags keep the low bits.
+    /// The cumulative volume fell below the previous reading's.
+    pub const VOLUME_FELL: u16 = 1 << 10;
+    /// The volume fell from near the register's maximum to near zero: the register wrapped.
+    pub const ROLLOVER: u16 = 1 << 11;
+    /// A large fall to a small value that is not a wrap, or a rise the meter cannot have measured: likely a
+    /// different meter (a swap) or a misread.
+    pub const SUSPECTED_SWAP: u16 = 1 << 12;
+    /// Excluded from usage computations until an operator reviewed it.
+    pub const NEEDS_REVIEW: u16 = 1 << 13;
     /// The flags only the server sets; a device's status is never mapped onto them.
-    pub const SERVER_FLAGS: u16 = Self::STATUS_UNREADABLE | Self::TIME_FROM_ARRIVAL;
+    pub const SERVER_FLAGS: u16 = Self::STATUS_UNREADABLE
+        | Self::TIME_FROM_ARRIVAL
+        | Self::VOLUME_FELL
+        | Self::ROLLOVER
+        | Self::SUSPECTED_SWAP
+        | Self::NEEDS_REVIEW;
 
     /// The status names the model knows, in bit order; config maps device bits onto these (except the
     /// [`MeterStatus::SERVER_FLAGS`]).
-    pub const NAMES: [(&'static str, u16); 8] = [
+    pub const NAMES: [(&'static str, u16); 12] = [
         ("valve_closed", Self::VALVE_CLOSED),
         ("battery_low", Self::BATTERY_LOW),
         ("magnetic_tamper", Self::MAGNETIC_TAMPER),
@@ -107,7 +122,16 @@ impl MeterStatus {
         ("valve_fault", Self::VALVE_FAULT),
         ("status_unreadable", Self::STATUS_UNREADABLE),
         ("time_from_arrival", Self::TIME_FROM_ARRIVAL),
+        ("volume_fell", Self::VOLUME_FELL),
+        ("rollover", Self::ROLLOVER),
+        ("suspected_swap", Self::SUSPECTED_SWAP),
+        ("needs_review", Self::NEEDS_REVIEW),
     ];
+
+    /// Whether usage computations must skip this reading until it is reviewed.
+    pub fn needs_review(self) -> bool {
+        self.0 & Self::NEEDS_REVIEW != 0
+    }
 
     pub fn flag_for(name: &str) -> Option<u16> {
         Self::NAMES.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
@@ -233,6 +257,12 @@ mod tests {
         let s = MeterStatus::from_device_word(0b1010_0000, &map);
         assert_eq!(s.names(), vec!["valve_closed", "battery_low"]);
         assert_eq!(MeterStatus::from_device_word(0, &map).names(), Vec::<&str>::new());
+        assert_eq!(MeterStatus::device_flag_for("meter_fault"), Some(MeterStatus::METER_FAULT));
+        assert_eq!(MeterStatus::device_flag_for("needs_review"), None, "a device cannot set the server's own flags");
+        assert_eq!(MeterStatus::device_flag_for("rollover"), None);
+        let flagged = MeterStatus(MeterStatus::ROLLOVER | MeterStatus::NEEDS_REVIEW);
+        assert_eq!(flagged.names(), vec!["rollover", "needs_review"]);
+        assert!(flagged.needs_review());
     }
 
     #[test]

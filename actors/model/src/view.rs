@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::comm::CommStatus;
+use super::comm::{CommStatus, MeterComm};
 use super::ids::{DeviceId, MeterId, RegionId};
 use super::reading::{MeterStatus, QualityFlags, Timestamp, Volume};
 use super::valve::ValveState;
@@ -52,11 +52,33 @@ pub struct MeterView {
     pub volume_m3: Option<String>,
     pub ts: Option<Timestamp>,
     pub status: Vec<&'static str>,
+    /// The meter is comm-lost on its own (its device delivers data, but not this meter's; issue 7 §4).
+    pub comm_lost: bool,
+    /// When the meter's data was last committed.
+    pub last_success: Option<Timestamp>,
+    /// Cycles in a row without this meter's data, whatever the cause: above zero, the meter is not being read
+    /// (also while its device is comm-lost, which is reported for the device, not per meter).
+    pub missed_cycles: u32,
 }
 
 impl MeterView {
     pub fn empty(id: MeterId) -> MeterView {
-        MeterView { id, volume_m3: None, ts: None, status: Vec::new() }
+        MeterView {
+            id,
+            volume_m3: None,
+            ts: None,
+            status: Vec::new(),
+            comm_lost: false,
+            last_success: None,
+            missed_cycles: 0,
+        }
+    }
+
+    /// Shows the meter's communication status.
+    pub fn set_comm(&mut self, comm: &MeterComm) {
+        self.comm_lost = comm.comm_lost;
+        self.last_success = comm.last_success;
+        self.missed_cycles = comm.unread_cycles;
     }
 
     pub fn set(&mut self, volume: Volume, ts: Timestamp, status: MeterStatus) {

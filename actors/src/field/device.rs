@@ -21,6 +21,7 @@ use super::plan::{decode_reply, plan, Decoded, ReadRequest};
 use super::spec::{DeviceKindSpec, DeviceSpec};
 use crate::context::DeviceContext;
 use crate::event::Event;
+use crate::meter_book::{CycleEnd, MeterBook};
 use crate::metrics::Metrics;
 use crate::modbus_link::ModbusLink;
 use crate::model::comm::CycleOutcome;
@@ -76,6 +77,11 @@ pub struct FieldDeviceState {
     cycles: Vec<Duration>,
     tick: Option<Tick>,
     ticks: u64,
+    /// Per-meter comm status and volume-check baselines of a concentrator's meters (issue 7 §4); empty for a
+    /// logger.
+    book: MeterBook,
+    /// The meters whose readings were committed in the current tick.
+    meters_read: Vec<usize>,
 }
 
 /// The view of a device as the store knows it: latest readings or samples, and the last saved comm status.
@@ -84,7 +90,9 @@ pub fn initial_view(spec: &DeviceSpec, store: &Store) -> DeviceView {
     let comm = crate::restore::comm(store, &spec.id, spec.path_name(0), spec.value_count() as u32);
     let (kind, meters, values) = match &spec.kind {
         DeviceKindSpec::Concentrator(c) => {
-            (DeviceKind::Concentrator, crate::restore::meters(store, c.meters.iter().map(|m| &m.id)), Vec::new())
+            let mut meters = crate::restore::meters(store, c.meters.iter().map(|m| &m.id));
+            crate::restore::meter_comm(store, &spec.id, &mut meters);
+            (DeviceKind::Concentrator, meters, Vec::new())
         }
         DeviceKindSpec::Logger(l) => (
             DeviceKind::Logger,
@@ -261,42 +269,61 @@ impl FieldDeviceState {
     async fn commit(&mut self, decoded: &[Decoded]) -> bool {
         let spec = self.args.spec.clone();
         let now = self.now();
-        let mut ops = Vec::with_capacity(decoded.len() + 1);
+        let mut ops = Vec::with_capacity(decoded.len() + 2);
+        // Meter readings go through the volume check (issue 7 §4) and are stored with its flags.
+        let readings: Vec<_> = decoded
+            .iter()
+            .filter_map(|d| match d {
+                Decoded::Meter { index, volume, status } => Some((*index, now, *volume, *status)),
+                Decoded::Parameter { .. } => None,
+            })
+            .collect();
+        let checked = self.book.check(&readings, &self.args.ctx.metrics);
+        let read: Vec<usize> = checked.iter().map(|c| c.index).collect();
+        let (meter_comm, meter_events) = self.book.tentative(now, &read, None);
+        if let DeviceKindSpec::Concentrator(c) = &spec.kind {
+            for r in &checked {
+                ops.push(Op::Reading(MeterReading {
+                    meter: c.meters[r.index].id.clone(),
+                    device: spec.id.clone(),
+                    ts: r.ts,
+                    volume: r.volume,
+                    status: r.status,
+                }))
+            }
+        }
         for d in decoded {
-            match (d, &spec.kind) {
-                (Decoded::Meter { index, volume, status }, DeviceKindSpec::Concentrator(c)) => {
-                    ops.push(Op::Reading(MeterReading {
-                        meter: c.meters[*index].id.clone(),
-                        device: spec.id.clone(),
-                        ts: now,
-                        volume: *volume,
-                        status: *status,
-                    }))
-                }
-                (Decoded::Parameter { index, value, flags }, DeviceKindSpec::Logger(l)) => {
-                    let p = &l.parameters[*index];
-                    ops.push(Op::Sample(QualitySample {
-                        device: spec.id.clone(),
-                        parameter: p.name.clone(),
-                        ts: now,
-                        value: *value,
-                        unit: p.unit.clone(),
-                        flags: *flags,
-                    }))
-                }
-                _ => {}
+            if let (Decoded::Parameter { index, value, flags }, DeviceKindSpec::Logger(l)) = (d, &spec.kind) {
+                let p = &l.parameters[*index];
+                ops.push(Op::Sample(QualitySample {
+                    device: spec.id.clone(),
+                    parameter: p.name.clone(),
+                    ts: now,
+                    value: *value,
+                    unit: p.unit.clone(),
+                    flags: *flags,
+                }))
             }
         }
         let mut status = self.comm.clone();
         let _ = status.record_values(now, decoded.len() as u32);
         ops.push(Op::DeviceStatus(spec.id.clone(), status));
+        ops.extend(self.book.save_op(&meter_comm));
         match self.args.ctx.writer.submit(ops).await {
             Ok(_) => {
                 for d in decoded {
-                    match d {
-                        Decoded::Meter { index, volume, status } => self.view.meters[*index].set(*volume, now, *status),
-                        Decoded::Parameter { index, value, flags } => self.view.values[*index].set(*value, now, *flags),
+                    if let Decoded::Parameter { index, value, flags } = d {
+                        self.view.values[*index].set(*value, now, *flags);
                     }
+                }
+                for r in &checked {
+                    self.view.meters[r.index].set(r.volume, r.ts, r.status);
+                }
+                self.meters_read.extend(&read);
+                let meter_events = self.book.committed(&checked, meter_comm, meter_events, &mut self.view.meters, now);
+                if !meter_events.is_empty() {
+                    self.publish_view();
+                    meter_events.publish(&self.args.ctx.events);
                 }
                 true
             }
@@ -319,15 +346,29 @@ impl FieldDeviceState {
             if let Some(event) = event {
                 self.publish_comm_event(event, self.now());
             }
+            // The meters asked for in this tick that gave no data miss it (issue 7 §4), saved with the status.
+            let expected: Vec<usize> = tick.requests.iter().flat_map(|r| r.values.iter().copied()).collect();
+            let expected = if self.view.meters.is_empty() { Vec::new() } else { expected };
+            let read = std::mem::take(&mut self.meters_read);
+            let now = self.now();
+            let end = CycleEnd { expected: &expected, read: &read, delivered: tick.read > 0 };
+            let (meter_comm, meter_events) = self.book.tentative(now, &[], Some(end));
+            let mut ops = Vec::new();
             if self.comm.consecutive_misses != before {
-                if let Err(e) = self
-                    .args
-                    .ctx
-                    .writer
-                    .submit(vec![Op::DeviceStatus(self.args.spec.id.clone(), self.comm.clone())])
-                    .await
-                {
-                    tracing::warn!(message = "Device status not saved.", device = %self.args.spec.id, error = %e);
+                ops.push(Op::DeviceStatus(self.args.spec.id.clone(), self.comm.clone()));
+            }
+            ops.extend(self.book.save_op(&meter_comm));
+            if !ops.is_empty() {
+                match self.args.ctx.writer.submit(ops).await {
+                    Ok(_) => {
+                        let meter_events =
+                            self.book.committed(&[], meter_comm, meter_events, &mut self.view.meters, now);
+                        self.publish_view();
+                        meter_events.publish(&self.args.ctx.events);
+                    }
+                    Err(e) => {
+                        tracing::warn!(message = "Device status not saved.", device = %self.args.spec.id, error = %e)
+                    }
                 }
             }
             tracing::debug!(
@@ -379,8 +420,13 @@ impl Actor for FieldDevice {
         myself: ActorRef<FieldMsg>,
         args: FieldDeviceArgs,
     ) -> Result<FieldDeviceState, ActorProcessingErr> {
-        let view = initial_view(&args.spec, &args.ctx.store);
+        let mut view = initial_view(&args.spec, &args.ctx.store);
         let comm = view.comm.status.clone();
+        let modulus = match &args.spec.kind {
+            DeviceKindSpec::Concentrator(c) => c.layout.register_modulus(),
+            DeviceKindSpec::Logger(_) => None,
+        };
+        let book = MeterBook::restore(&args.ctx.store, &args.spec.id, &args.spec.region, &mut view.meters, modulus);
         let cycles = args.spec.cycles();
         let now = Instant::now();
         args.slot.set(myself);
@@ -393,6 +439,8 @@ impl Actor for FieldDevice {
             cycles,
             tick: None,
             ticks: 0,
+            book,
+            meters_read: Vec::new(),
             args,
         })
     }

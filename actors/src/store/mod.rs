@@ -10,6 +10,9 @@
 //!   itself, so a repeated write is idempotent;
 //! - `samples`: `(device/parameter, ts_ms) -> (value, flags, unit)`;
 //! - `device_status`: `device -> JSON CommStatus`;
+//! - `meter_comm`: `device -> JSON [(meter, MeterComm)]`, only the device's meters that were not read in the
+//!   last cycle or are comm-lost (issue 7 §4); no row when every meter was read. A meter's last success is
+//!   otherwise its latest reading's time. Created at open, so an older store gains it without a migration;
 //! - `users`: `username -> JSON UserRecord`;
 //! - `audit`: `sequence -> JSON AuditEntry`;
 //! - `valve_status`: `device -> JSON ValveStatus` (in `valve_status.rs`; a new table, created on open, so no
@@ -32,8 +35,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    CommStatus, DeviceId, MeterId, MeterReading, MeterStatus, QualityFlags, QualitySample, Timestamp, UserRecord,
-    ValveStatus, Volume,
+    CommStatus, DeviceId, MeterComm, MeterId, MeterReading, MeterStatus, QualityFlags, QualitySample, Timestamp,
+    UserRecord, ValveStatus, Volume,
 };
 
 pub use actor_state::{ActorStateOp, ActorStates};
@@ -53,6 +56,7 @@ const READINGS: TableDefinition<(&str, i64), (i64, u16)> = TableDefinition::new(
 const SAMPLES: TableDefinition<(&str, i64), (f64, u8, &str)> = TableDefinition::new("samples");
 const DEVICE_STATUS: TableDefinition<&str, &[u8]> = TableDefinition::new("device_status");
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+const METER_COMM: TableDefinition<&str, &[u8]> = TableDefinition::new("meter_comm");
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 const FEED: TableDefinition<u64, &[u8]> = TableDefinition::new("feed");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -109,6 +113,9 @@ pub enum Op {
     Reading(MeterReading),
     Sample(QualitySample),
     DeviceStatus(DeviceId, CommStatus),
+    /// The meters of a device that are not clean (see [`MeterComm::is_clean`]); all others are. Replaces the
+    /// device's previous list.
+    MeterComm(DeviceId, Vec<(MeterId, MeterComm)>),
     User(UserRecord),
     Audit(AuditEntry),
     /// A fact for the change feed and the event journal; it gets its sequence number in the commit.
@@ -213,6 +220,7 @@ impl Store {
             txn.open_table(READINGS).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(SAMPLES).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(DEVICE_STATUS).map_err(|e| open_err(e.to_string()))?;
+            txn.open_table(METER_COMM).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(USERS).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(AUDIT).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(FEED).map_err(|e| open_err(e.to_string()))?;
@@ -279,6 +287,15 @@ impl Store {
                         Op::DeviceStatus(id, st) => {
                             let json = serde_json::to_vec(st).map_err(|e| StoreError::Encode(e.to_string()))?;
                             status.insert(id.as_str(), json.as_slice())?;
+                        }
+                        Op::MeterComm(id, meters) => {
+                            let mut table = txn.open_table(METER_COMM)?;
+                            if meters.is_empty() {
+                                table.remove(id.as_str())?;
+                            } else {
+                                let json = serde_json::to_vec(meters).map_err(|e| StoreError::Encode(e.to_string()))?;
+                                table.insert(id.as_str(), json.as_slice())?;
+                            }
                         }
                         Op::User(u) => {
                             let json = serde_json::to_vec(u).map_err(|e| StoreError::Encode(e.to_string()))?;
@@ -438,6 +455,18 @@ impl Store {
                 .map(Some)
                 .map_err(|e| StoreError::Io(format!("device status of {device}: {e}"))),
             None => Ok(None),
+        }
+    }
+
+    /// The saved per-meter status of a device's meters that were not clean (issue 7 §4).
+    pub fn meter_comm(&self, device: &DeviceId) -> Result<Vec<(MeterId, MeterComm)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(METER_COMM)?;
+        match t.get(device.as_str())? {
+            Some(v) => {
+                serde_json::from_slice(v.value()).map_err(|e| StoreError::Io(format!("meter status of {device}: {e}")))
+            }
+            None => Ok(Vec::new()),
         }
     }
 
