@@ -119,7 +119,7 @@ pub fn parse_data_time(text: &str, utc_offset_minutes: i32) -> Option<Timestamp>
     if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || s > 59 {
         return None;
     }
-    let days = days_from_civil(y, mo, d);
+    let days = days_from_civil(y, mo, d)?;
     let secs = days * 86_400 + h * 3600 + mi * 60 + s - i64::from(utc_offset_minutes) * 60;
     Some(Timestamp(secs * 1000))
 }
