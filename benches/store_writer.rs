@@ -424,7 +424,12 @@ fn peer(outcomes: &[Outcome], base: &Path, runtime: &tokio::runtime::Runtime) {
         show(&ours),
         show(&theirs),
     );
-    println!("store_writer_day readings={} ours_bytes_per_reading={} pg_bytes_per_reading={}", METERS * DAY_CYCLES, show(&ours), show(&theirs));
+    println!(
+        "store_writer_day readings={} ours_bytes_per_reading={} pg_bytes_per_reading={}",
+        METERS * DAY_CYCLES,
+        show(&ours),
+        show(&theirs)
+    );
 }
 
 /// Our store after a day of 15-minute readings for every meter, written as concentrators submit them (100 per
@@ -444,7 +449,12 @@ async fn day_bytes_per_reading(base: &Path) -> Result<f64, String> {
     let result = async {
         let store = Store::open(&dir).map_err(|e| format!("cannot open store: {e}"))?;
         let metrics = Arc::new(Metrics::default());
-        let args = StoreWriterArgs { store: store.clone(), metrics: metrics.clone(), max_batch_ops: MAX_BATCH_OPS, events: None };
+        let args = StoreWriterArgs {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            max_batch_ops: MAX_BATCH_OPS,
+            events: None,
+        };
         let (actor, join) = Actor::spawn(None, StoreWriter, args).await.map_err(|e| e.to_string())?;
         let slot = Slot::default();
         slot.set(actor.clone());
@@ -738,6 +748,8 @@ fn submission(from: u64, to: u64, with_status: bool) -> Vec<Op> {
             device: device.clone(),
             ts: Timestamp(FIRST_CYCLE_MS + cycle * CYCLE_MS),
             volume: Volume::from_litres(1_000 * meter as i64 + 7 * cycle),
+            meter_clock: None,
+            settlement_volume: None,
             status: MeterStatus(0),
         }));
     }

@@ -69,6 +69,10 @@ pub struct Metrics {
     pub feed_handler_failures: AtomicU64,
     /// Readings stored with their volume although their status could not be decoded (flag `status_unreadable`).
     pub status_unreadable: AtomicU64,
+    /// Readings and samples dated beyond `defaults.future_tolerance` (stored flagged `time_future`).
+    pub readings_time_future: AtomicU64,
+    /// Readings and samples older than `defaults.max_age` (stored flagged `time_stale`).
+    pub readings_time_stale: AtomicU64,
 }
 
 impl Metrics {

@@ -70,6 +70,8 @@ pub struct MqttGroupState {
     interval_no: u64,
     /// Rate limit of the warnings about undecodable status fields.
     unreadable_log: LogLimit,
+    /// Judges the payload times (a meter's clock may be far off).
+    times: crate::plausible::TimeGuard,
 }
 
 /// The view of a group as the store knows it.
@@ -156,6 +158,12 @@ impl MqttGroupState {
                 }
             }
         }
+        // A payload time beyond the limits is stored flagged and never shown as current (issue 7 §4).
+        for (i, ts, _, status) in accepted.iter_mut() {
+            let verdict =
+                self.times.judge(&self.args.ctx.metrics, spec.id.as_str(), spec.meters[*i].as_str(), *ts, now);
+            *status = status.with_time(verdict);
+        }
         let mut ops: Vec<Op> = accepted
             .iter()
             .map(|(i, ts, volume, status)| {
@@ -165,6 +173,8 @@ impl MqttGroupState {
                     ts: *ts,
                     volume: *volume,
                     status: *status,
+                    meter_clock: None,
+                    settlement_volume: None,
                 })
             })
             .collect();
@@ -264,6 +274,7 @@ impl Actor for MqttGroup {
             fresh: 0,
             interval_no: 0,
             unreadable_log: LogLimit::new(20, Duration::from_secs(60)),
+            times: crate::plausible::TimeGuard::new(args.ctx.time.plausibility),
             args,
         })
     }

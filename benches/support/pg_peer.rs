@@ -76,19 +76,30 @@ fn is_root() -> bool {
 impl Pg {
     /// Creates and starts a cluster under `base`; `Err` says why the peer cannot run here.
     pub fn start(base: &Path) -> Result<Pg, String> {
-        let bin = find_bin().ok_or("no PostgreSQL server binaries under /usr/lib/postgresql (run scripts/install-bench-deps.sh)")?;
+        let bin = find_bin()
+            .ok_or("no PostgreSQL server binaries under /usr/lib/postgresql (run scripts/install-bench-deps.sh)")?;
         let dir = base.join(format!("ww-pg-peer-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let as_postgres = is_root();
         if as_postgres {
-            let ok = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status().map_err(|e| e.to_string())?;
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .map_err(|e| e.to_string())?;
             if !ok.success() {
                 return Err("chown to the postgres user failed (is the postgresql package installed?)".into());
             }
         }
         let port = 20_000 + (std::process::id() % 20_000) as u16;
-        let mut pg = Pg { dir: dir.clone(), bin, port, server: Command::new("true").spawn().map_err(|e| e.to_string())?, as_postgres };
+        let mut pg = Pg {
+            dir: dir.clone(),
+            bin,
+            port,
+            server: Command::new("true").spawn().map_err(|e| e.to_string())?,
+            as_postgres,
+        };
         let data = dir.join("data");
         pg.run("initdb", &["-D", &data.display().to_string(), "-A", "trust", "-U", "postgres", "--no-sync"])?;
         let conf = format!(
@@ -100,7 +111,12 @@ impl Pg {
         let mut text = std::fs::read_to_string(data.join("postgresql.conf")).map_err(|e| e.to_string())?;
         text.push_str(&conf);
         std::fs::write(data.join("postgresql.conf"), text).map_err(|e| e.to_string())?;
-        pg.server = pg.command("postgres", &["-D", &data.display().to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().map_err(|e| e.to_string())?;
+        pg.server = pg
+            .command("postgres", &["-D", &data.display().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while pg.psql("SELECT 1").is_err() {
             if Instant::now() > deadline {
@@ -133,7 +149,14 @@ impl Pg {
     }
 
     fn conn_args(&self) -> Vec<String> {
-        vec!["-h".into(), self.dir.display().to_string(), "-p".into(), self.port.to_string(), "-U".into(), "postgres".into()]
+        vec![
+            "-h".into(),
+            self.dir.display().to_string(),
+            "-p".into(),
+            self.port.to_string(),
+            "-U".into(),
+            "postgres".into(),
+        ]
     }
 
     /// Runs SQL, returns the unaligned output.
@@ -156,7 +179,8 @@ impl Pg {
     }
 
     fn written_bytes(&self) -> Result<u64, String> {
-        let wal: u64 = self.psql("SELECT wal_bytes FROM pg_stat_wal")?.parse().map_err(|e| format!("wal_bytes: {e}"))?;
+        let wal: u64 =
+            self.psql("SELECT wal_bytes FROM pg_stat_wal")?.parse().map_err(|e| format!("wal_bytes: {e}"))?;
         let pages: u64 = self
             .psql("SELECT buffers_checkpoint + buffers_clean + buffers_backend FROM pg_stat_bgwriter")?
             .parse()
@@ -218,7 +242,9 @@ impl Pg {
         let done = per_client * clients as u64 * per_tx;
         // pgbench's own rate, without the time to open the connections (as ours excludes spawning submitters).
         let tps: Option<f64> = out.lines().find_map(|l| {
-            l.strip_prefix("tps = ").filter(|r| r.contains("without")).and_then(|r| r.split_whitespace().next()?.parse().ok())
+            l.strip_prefix("tps = ")
+                .filter(|r| r.contains("without"))
+                .and_then(|r| r.split_whitespace().next()?.parse().ok())
         });
         let seconds = tps.map_or(wall, |tps| (done / per_tx) as f64 / tps.max(1e-9));
         let mut latencies_us = Vec::new();
@@ -231,7 +257,11 @@ impl Pg {
             for line in text.lines() {
                 // client_id transaction_no time script_no time_epoch time_us [schedule_lag]
                 let f: Vec<&str> = line.split_whitespace().collect();
-                let (Some(t), lag) = (f.get(2).and_then(|t| t.parse::<u64>().ok()), f.get(6).and_then(|l| l.parse::<u64>().ok())) else { continue };
+                let (Some(t), lag) =
+                    (f.get(2).and_then(|t| t.parse::<u64>().ok()), f.get(6).and_then(|l| l.parse::<u64>().ok()))
+                else {
+                    continue;
+                };
                 latencies_us.push(t + lag.unwrap_or(0));
             }
             let _ = std::fs::remove_file(entry.path());
@@ -260,7 +290,8 @@ impl Pg {
             }
         }
         self.psql("VACUUM ANALYZE readings")?;
-        let size: f64 = self.psql("SELECT pg_total_relation_size('readings')")?.parse().map_err(|e| format!("size: {e}"))?;
+        let size: f64 =
+            self.psql("SELECT pg_total_relation_size('readings')")?.parse().map_err(|e| format!("size: {e}"))?;
         Ok(size / (meters * cycles) as f64)
     }
 
@@ -272,7 +303,11 @@ impl Pg {
 impl Drop for Pg {
     fn drop(&mut self) {
         let data = self.dir.join("data").display().to_string();
-        let _ = self.command("pg_ctl", &["-D", &data, "-m", "immediate", "stop"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let _ = self
+            .command("pg_ctl", &["-D", &data, "-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = self.server.kill();
         let _ = self.server.wait();
         let _ = std::fs::remove_dir_all(&self.dir);

@@ -16,7 +16,9 @@ pub mod view;
 pub use comm::{CommEvent, CommStatus, CycleOutcome, LinkState};
 pub use ids::{DeviceId, MeterId, RegionId};
 pub use link::{LinkSelector, PathSwitch, SwitchReason};
-pub use reading::{MeterReading, MeterStatus, QualityFlags, QualitySample, Timestamp, Volume};
+pub use reading::{
+    MeterReading, MeterStatus, QualityFlags, QualitySample, TimePlausibility, TimeVerdict, Timestamp, Volume,
+};
 pub use user::{Role, UserRecord};
 pub use valve::{CommandRecord, CommandResult, Reported, ValveAction, ValveState, ValveView};
 pub use view::{region_status, DeviceKind, DeviceView, LiveEvent, MeterView, ParameterView, RegionStatus, RegionView};
