@@ -2130,6 +2130,40 @@ names = { X = "valve_stuck" }"#,
     }
 
     #[test]
+    fn time_keys_resolve_and_an_unknown_zone_names_file_and_key() {
+        let text =
+            MINIMAL_FOR_TIME.to_owned() + "[defaults]\nspread = \"2m\"\nfuture_tolerance = \"1m\"\nmax_age = \"30d\"\n";
+        let c = parse("test.toml", &text, None).expect("valid");
+        assert_eq!(c.tree.time.zone.name(), "Europe/Berlin");
+        assert_eq!(c.tree.time.spread, Duration::from_secs(120));
+        assert_eq!(c.tree.time.plausibility.future_tolerance_ms, 60_000);
+        assert_eq!(c.tree.time.plausibility.max_age_ms, 30 * 86_400_000);
+        let defaults =
+            parse("test.toml", &MINIMAL_FOR_TIME.replace("timezone = \"Europe/Berlin\"\n", ""), None).expect("valid");
+        assert_eq!(defaults.tree.time.zone.name(), "Asia/Shanghai", "the default zone");
+        assert_eq!(defaults.tree.time.spread, Duration::ZERO);
+        let bad = problems(&MINIMAL_FOR_TIME.replace("Europe/Berlin", "Asia/Beijing"));
+        assert!(
+            bad.iter().any(|p| p.contains("test.toml") && p.contains("server.timezone") && p.contains("Asia/Beijing")),
+            "{bad:?}"
+        );
+    }
+
+    const MINIMAL_FOR_TIME: &str = r#"[server]
+timezone = "Europe/Berlin"
+
+[[region]]
+id = "r"
+
+[[region.concentrator]]
+id = "c1"
+address = "127.0.0.1:502"
+model = "ww-concentrator-v1"
+meters = ["m1"]
+
+"#;
+
+    #[test]
     fn durations_parse() {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
