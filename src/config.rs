@@ -1767,11 +1767,16 @@ fn resolve_time(check: &mut Check, server: &RawServer, defaults: &RawDefaults) -
         defaults.future_tolerance.as_ref(),
         Duration::from_millis(limits.future_tolerance_ms.unsigned_abs()),
     );
-    let max_age = check.duration(
-        "defaults.max_age",
-        defaults.max_age.as_ref(),
-        Duration::from_millis(limits.max_age_ms.unsigned_abs()),
-    );
+    // Durations stop at a year elsewhere; an age limit may be longer (whole days, up to ten years).
+    let long_days = defaults.max_age.as_deref().and_then(|v| v.strip_suffix('d')?.parse::<u64>().ok());
+    let max_age = match long_days {
+        Some(days) if (366..=3650).contains(&days) => Duration::from_secs(days * 86_400),
+        _ => check.duration(
+            "defaults.max_age",
+            defaults.max_age.as_ref(),
+            Duration::from_millis(limits.max_age_ms.unsigned_abs()),
+        ),
+    };
     if max_age.is_zero() {
         check.add("defaults.max_age", "must be more than 0 (every reading would be stale)");
     }
@@ -2131,13 +2136,13 @@ names = { X = "valve_stuck" }"#,
 
     #[test]
     fn time_keys_resolve_and_an_unknown_zone_names_file_and_key() {
-        let text =
-            MINIMAL_FOR_TIME.to_owned() + "[defaults]\nspread = \"2m\"\nfuture_tolerance = \"1m\"\nmax_age = \"30d\"\n";
+        let text = MINIMAL_FOR_TIME.to_owned()
+            + "[defaults]\nspread = \"2m\"\nfuture_tolerance = \"1m\"\nmax_age = \"500d\"\n";
         let c = parse("test.toml", &text, None).expect("valid");
         assert_eq!(c.tree.time.zone.name(), "Europe/Berlin");
         assert_eq!(c.tree.time.spread, Duration::from_secs(120));
         assert_eq!(c.tree.time.plausibility.future_tolerance_ms, 60_000);
-        assert_eq!(c.tree.time.plausibility.max_age_ms, 30 * 86_400_000);
+        assert_eq!(c.tree.time.plausibility.max_age_ms, 500 * 86_400_000);
         let defaults =
             parse("test.toml", &MINIMAL_FOR_TIME.replace("timezone = \"Europe/Berlin\"\n", ""), None).expect("valid");
         assert_eq!(defaults.tree.time.zone.name(), "Asia/Shanghai", "the default zone");
