@@ -211,9 +211,11 @@ pub struct MeterReading {
     pub volume: Volume,
     pub status: MeterStatus,
     /// What the meter's own clock showed, where the protocol carries it (CJ/T 188 901F), converted with the
-    /// configured zone.
+    /// configured zone. (`default`: feed entries written before this field existed still read.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meter_clock: Option<Timestamp>,
     /// The cumulative volume on the last settlement day, where the protocol carries it (CJ/T 188 901F).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settlement_volume: Option<Volume>,
 }
 
