@@ -748,6 +748,8 @@ fn submission(from: u64, to: u64, with_status: bool) -> Vec<Op> {
             device: device.clone(),
             ts: Timestamp(FIRST_CYCLE_MS + cycle * CYCLE_MS),
             volume: Volume::from_litres(1_000 * meter as i64 + 7 * cycle),
+            meter_clock: None,
+            settlement_volume: None,
             status: MeterStatus(0),
         }));
     }

@@ -215,6 +215,8 @@ struct RawServer {
     secure_cookies: Option<bool>,
     session_idle: Option<String>,
     devices_dir: Option<PathBuf>,
+    /// The utility's IANA time zone (issue 7 §4); see [`resolve_time`].
+    timezone: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -259,6 +261,10 @@ struct RawDefaults {
     retry_delay: Option<String>,
     failover_after: Option<u32>,
     probe_every: Option<u32>,
+    /// Time keys (issue 7 §4); see [`resolve_time`].
+    spread: Option<String>,
+    future_tolerance: Option<String>,
+    max_age: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -1722,6 +1728,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
     if any_group && mqtt.is_none() {
         check.add("mqtt", "MQTT meter groups are configured but [mqtt] (the broker) is missing");
     }
+    let time = resolve_time(&mut check, &raw.server, &raw.defaults);
     if !check.problems.is_empty() {
         return Err(ConfigErrors(check.problems));
     }
@@ -1735,8 +1742,47 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
         hj212_listen,
         mqtt,
         lines,
+        time,
     };
     Ok(Config { source: file.to_owned(), server, tree, simulator, models, device_models })
+}
+
+// ---- Time (issue 7 §4): `server.timezone`, `defaults.spread`, `defaults.future_tolerance`, `defaults.max_age`.
+
+/// The utility's zone, the poll spread and the reading-time limits. An unknown zone is a problem with file and
+/// key; the zone database is the one bundled into the binary, so what validates here runs on any machine.
+fn resolve_time(check: &mut Check, server: &RawServer, defaults: &RawDefaults) -> actors::schedule::TimeRules {
+    let zone = match server.timezone.as_deref() {
+        None => drivers::calendar::Zone::default(),
+        Some(name) => drivers::calendar::Zone::named(name).unwrap_or_else(|e| {
+            check.add("server.timezone", e.to_string());
+            drivers::calendar::Zone::default()
+        }),
+    };
+    let spread = check.duration("defaults.spread", defaults.spread.as_ref(), Duration::ZERO);
+    let limits = actors::model::TimePlausibility::default();
+    let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    let future = check.duration(
+        "defaults.future_tolerance",
+        defaults.future_tolerance.as_ref(),
+        Duration::from_millis(limits.future_tolerance_ms.unsigned_abs()),
+    );
+    // Durations stop at a year elsewhere; an age limit may be longer (whole days, up to ten years).
+    let long_days = defaults.max_age.as_deref().and_then(|v| v.strip_suffix('d')?.parse::<u64>().ok());
+    let max_age = match long_days {
+        Some(days) if (366..=3650).contains(&days) => Duration::from_secs(days * 86_400),
+        _ => check.duration(
+            "defaults.max_age",
+            defaults.max_age.as_ref(),
+            Duration::from_millis(limits.max_age_ms.unsigned_abs()),
+        ),
+    };
+    if max_age.is_zero() {
+        check.add("defaults.max_age", "must be more than 0 (every reading would be stale)");
+    }
+    let plausibility =
+        actors::model::TimePlausibility { future_tolerance_ms: millis(future), max_age_ms: millis(max_age) };
+    actors::schedule::TimeRules { zone, spread, plausibility }
 }
 
 impl Config {
@@ -2087,6 +2133,40 @@ names = { X = "valve_stuck" }"#,
         );
         let _ = std::fs::remove_dir_all(dir);
     }
+
+    #[test]
+    fn time_keys_resolve_and_an_unknown_zone_names_file_and_key() {
+        let text = MINIMAL_FOR_TIME.to_owned()
+            + "[defaults]\nspread = \"2m\"\nfuture_tolerance = \"1m\"\nmax_age = \"500d\"\n";
+        let c = parse("test.toml", &text, None).expect("valid");
+        assert_eq!(c.tree.time.zone.name(), "Europe/Berlin");
+        assert_eq!(c.tree.time.spread, Duration::from_secs(120));
+        assert_eq!(c.tree.time.plausibility.future_tolerance_ms, 60_000);
+        assert_eq!(c.tree.time.plausibility.max_age_ms, 500 * 86_400_000);
+        let defaults =
+            parse("test.toml", &MINIMAL_FOR_TIME.replace("timezone = \"Europe/Berlin\"\n", ""), None).expect("valid");
+        assert_eq!(defaults.tree.time.zone.name(), "Asia/Shanghai", "the default zone");
+        assert_eq!(defaults.tree.time.spread, Duration::ZERO);
+        let bad = problems(&MINIMAL_FOR_TIME.replace("Europe/Berlin", "Asia/Beijing"));
+        assert!(
+            bad.iter().any(|p| p.contains("test.toml") && p.contains("server.timezone") && p.contains("Asia/Beijing")),
+            "{bad:?}"
+        );
+    }
+
+    const MINIMAL_FOR_TIME: &str = r#"[server]
+timezone = "Europe/Berlin"
+
+[[region]]
+id = "r"
+
+[[region.concentrator]]
+id = "c1"
+address = "127.0.0.1:502"
+model = "ww-concentrator-v1"
+meters = ["m1"]
+
+"#;
 
     #[test]
     fn durations_parse() {

@@ -126,6 +126,8 @@ fn child_process() {
                                     ts: Timestamp(i),
                                     volume: Volume::from_litres(i * 10 + m),
                                     status: MeterStatus::default(),
+                                    meter_clock: None,
+                                    settlement_volume: None,
                                 })
                             })
                             .collect()

@@ -3,7 +3,9 @@
 //! half-duplex line is serialised by its mailbox (valve commands included: valve actors go through it).
 //!
 //! Each cycle it reads every meter's metering data (DI 901F), commits the readings with the gateway's status,
-//! and only then shows them. A garbled or foreign reply fails that meter only; the driver recovers (a new TCP
+//! and only then shows them. Each reading is stamped when its meter answered (a 2400-baud loop takes long), and
+//! keeps the meter's own clock (converted with the utility's zone) and its settlement-day volume. The first
+//! cycle runs at start; the next ones on the cycle's wall-clock boundaries (`crate::schedule`). A garbled or foreign reply fails that meter only; the driver recovers (a new TCP
 //! connection, or the same serial port) and the next meter goes on. A meter that does not answer costs its own
 //! timeout. Two cycles with no meter answering make the gateway comm-lost, as for Modbus concentrators (R-A4).
 
@@ -100,6 +102,32 @@ pub struct Cjt188State {
     book: MeterBook,
 }
 
+/// One meter's answer within a cycle.
+struct Answer {
+    index: usize,
+    volume: Volume,
+    status: MeterStatus,
+    /// When the meter answered.
+    ts: Timestamp,
+    meter_clock: Option<Timestamp>,
+    settlement: Option<Volume>,
+}
+
+/// The meter clock as an instant: the meter shows local time of the utility's zone.
+fn meter_clock(data: &MeteringData, zone: &drivers::calendar::Zone) -> Option<Timestamp> {
+    let t = data.time?;
+    let local = drivers::calendar::LocalTime {
+        year: i64::from(t.year),
+        month: i64::from(t.month),
+        day: i64::from(t.day),
+        hour: i64::from(t.hour),
+        minute: i64::from(t.minute),
+        second: i64::from(t.second),
+        millis: 0,
+    };
+    zone.to_instant(local).map(Timestamp)
+}
+
 /// Model status flags from a CJ/T 188 status word.
 fn status_of(data: &MeteringData) -> MeterStatus {
     let s = &data.status;
@@ -167,7 +195,7 @@ impl Cjt188State {
     async fn cycle(&mut self) {
         let spec = self.args.spec.clone();
         self.comm.begin_cycle(spec.meters.len() as u32);
-        let mut read: Vec<(usize, Volume, MeterStatus)> = Vec::new();
+        let mut read: Vec<Answer> = Vec::new();
         let mut last_error: Option<CommError> = None;
         for (i, m) in spec.meters.iter().enumerate() {
             Metrics::inc(&self.args.ctx.metrics.polls);
@@ -178,7 +206,14 @@ impl Cjt188State {
                     self.comm.record_attempt(now, true, None);
                     // The driver gives millilitres; volumes are kept to the litre (3 decimals of m³).
                     match Volume::from_m3(data.current.volume.cubic_metres()) {
-                        Ok(v) => read.push((i, v, status_of(&data))),
+                        Ok(volume) => read.push(Answer {
+                            index: i,
+                            volume,
+                            status: status_of(&data),
+                            ts: now,
+                            meter_clock: meter_clock(&data, &self.args.ctx.time.zone),
+                            settlement: data.settlement.and_then(|s| Volume::from_m3(s.volume.cubic_metres()).ok()),
+                        }),
                         Err(e) => {
                             Metrics::inc(&self.args.ctx.metrics.bad_values);
                             last_error = Some(
@@ -209,7 +244,7 @@ impl Cjt188State {
         let now = self.now();
         // Every meter was asked this cycle: the meters' cycle ends with this submission (issue 7 §4).
         let expected: Vec<usize> = (0..spec.meters.len()).collect();
-        let read_now: Vec<usize> = read.iter().map(|(i, _, _)| *i).collect();
+        let read_now: Vec<usize> = read.iter().map(|a| a.index).collect();
         let (meter_comm, meter_events) = self.book.tentative(
             now,
             &read_now,
@@ -218,7 +253,7 @@ impl Cjt188State {
         let save_meters = self.book.save_op(&meter_comm);
         let mut pending_meter_events = None;
         if !read.is_empty() {
-            let readings: Vec<_> = read.iter().map(|(i, volume, status)| (*i, now, *volume, *status)).collect();
+            let readings: Vec<_> = read.iter().map(|a| (a.index, a.ts, a.volume, a.status)).collect();
             let checked = self.book.check(&readings, &self.args.ctx.metrics);
             let mut ops: Vec<Op> = checked
                 .iter()
@@ -229,6 +264,8 @@ impl Cjt188State {
                         ts: c.ts,
                         volume: c.volume,
                         status: c.status,
+                        meter_clock: read.iter().find(|a| a.index == c.index).and_then(|a| a.meter_clock),
+                        settlement_volume: read.iter().find(|a| a.index == c.index).and_then(|a| a.settlement),
                     })
                 })
                 .collect();
@@ -313,10 +350,11 @@ impl Actor for Cjt188Device {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             Cjt188Msg::Cycle => {
-                let started = tokio::time::Instant::now();
+                let (started, wall) = (tokio::time::Instant::now(), state.now());
                 state.cycle().await;
-                let next = state.args.spec.cycle.saturating_sub(started.elapsed());
-                myself.send_after(next, || Cjt188Msg::Cycle);
+                let spec = &state.args.spec;
+                let next = state.args.ctx.time.delay_until_next(spec.id.as_str(), spec.cycle, wall);
+                myself.send_after(next.saturating_sub(started.elapsed()), || Cjt188Msg::Cycle);
             }
             Cjt188Msg::View(reply) => {
                 let _ = reply.send(state.view());

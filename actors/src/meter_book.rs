@@ -239,6 +239,8 @@ mod tests {
             ts: Timestamp(ts),
             volume: Volume::from_litres(litres),
             status: MeterStatus::default(),
+            meter_clock: None,
+            settlement_volume: None,
         })
     }
 

@@ -74,6 +74,10 @@ pub struct Metrics {
     pub volume_falls: AtomicU64,
     pub volume_rollovers: AtomicU64,
     pub volume_suspected_swaps: AtomicU64,
+    /// Readings and samples dated beyond `defaults.future_tolerance` (stored flagged `time_future`).
+    pub readings_time_future: AtomicU64,
+    /// Readings and samples older than `defaults.max_age` (stored flagged `time_stale`).
+    pub readings_time_stale: AtomicU64,
 }
 
 impl Metrics {

@@ -75,6 +75,8 @@ pub struct MqttGroupState {
     unreadable_log: LogLimit,
     /// Per-meter comm status and volume-check baselines (issue 7 §4).
     book: MeterBook,
+    /// Judges the payload times (a meter's clock may be far off).
+    times: crate::plausible::TimeGuard,
 }
 
 /// The view of a group as the store knows it.
@@ -162,6 +164,12 @@ impl MqttGroupState {
                 }
             }
         }
+        // A payload time beyond the limits is stored flagged and never shown as current (issue 7 §4).
+        for (i, ts, _, status) in accepted.iter_mut() {
+            let verdict =
+                self.times.judge(&self.args.ctx.metrics, spec.id.as_str(), spec.meters[*i].as_str(), *ts, now);
+            *status = status.with_time(verdict);
+        }
         let checked = self.book.check(&accepted, &self.args.ctx.metrics);
         let read: Vec<usize> = accepted.iter().map(|(i, ..)| *i).collect();
         let (meter_comm, meter_events) = self.book.tentative(now, &read, None);
@@ -174,6 +182,8 @@ impl MqttGroupState {
                     ts: c.ts,
                     volume: c.volume,
                     status: c.status,
+                    meter_clock: None,
+                    settlement_volume: None,
                 })
             })
             .collect();
@@ -245,11 +255,6 @@ impl MqttGroupState {
                 }
             }
         }
-        let outcome = CycleOutcome {
-            read: self.fresh,
-            expected: 1,
-            error: (self.fresh == 0).then(|| "no message in the interval".to_owned()),
-        };
         let interval_ms = i64::try_from(self.args.spec.interval.as_millis()).unwrap_or(i64::MAX);
         let error = (self.fresh == 0).then(|| {
             crate::model::CommError::new(crate::model::ErrorCode::NoData, "no message in the interval")
@@ -305,6 +310,7 @@ impl Actor for MqttGroup {
             interval_no: 0,
             unreadable_log: LogLimit::new(20, Duration::from_secs(60)),
             book,
+            times: crate::plausible::TimeGuard::new(args.ctx.time.plausibility),
             args,
         })
     }

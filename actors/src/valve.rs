@@ -600,8 +600,12 @@ impl Actor for ValveActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             ValveMsg::Poll => {
+                let (started, wall) = (tokio::time::Instant::now(), state.args.ctx.clock.now());
                 state.poll().await;
-                myself.send_after(state.args.spec.poll, || ValveMsg::Poll);
+                // The next read-back on the poll's wall-clock boundary (issue 7 §4), not `poll` after this one.
+                let spec = &state.args.spec;
+                let next = state.args.ctx.time.delay_until_next(spec.id.as_str(), spec.poll, wall);
+                myself.send_after(next.saturating_sub(started.elapsed()), || ValveMsg::Poll);
             }
             ValveMsg::Command { action, reason, requested_by, reply } => {
                 let record = state.command(action, reason, requested_by).await;

@@ -20,7 +20,9 @@ pub use comm::{
 };
 pub use ids::{DeviceId, MeterId, RegionId};
 pub use link::{LinkSelector, PathSwitch, SwitchReason};
-pub use reading::{MeterReading, MeterStatus, QualityFlags, QualitySample, Timestamp, Volume};
+pub use reading::{
+    MeterReading, MeterStatus, QualityFlags, QualitySample, TimePlausibility, TimeVerdict, Timestamp, Volume,
+};
 pub use user::{Role, UserRecord};
 pub use valve::{
     CommandRecord, CommandResult, FaultChange, FaultClearing, LatchedFault, Reported, ResetRecord, ResetRefused,

@@ -81,7 +81,12 @@ impl MeterView {
         self.missed_cycles = comm.unread_cycles;
     }
 
+    /// Shows a committed reading as the meter's current value, unless its time is implausible (flagged
+    /// `time_future` or `time_stale`): such a reading is stored, never current.
     pub fn set(&mut self, volume: Volume, ts: Timestamp, status: MeterStatus) {
+        if status.time_implausible() {
+            return;
+        }
         self.volume_m3 = Some(volume.to_string());
         self.ts = Some(ts);
         self.status = status.names();
@@ -101,7 +106,11 @@ pub struct ParameterView {
 }
 
 impl ParameterView {
+    /// Shows a committed sample as the parameter's current value, unless its time is implausible.
     pub fn set(&mut self, value: f64, ts: Timestamp, flags: QualityFlags) {
+        if flags.time_implausible() {
+            return;
+        }
         self.value = Some(value);
         self.ts = Some(ts);
         self.flags = flags.names();
@@ -258,5 +267,27 @@ mod tests {
         let devices = [valve("v1", ValveState::Fault), valve("v2", ValveState::Open), valve("v3", ValveState::Fault)];
         let s = region_status(&regions, &devices);
         assert_eq!((s[0].devices, s[0].valve_fault), (3, 2));
+    }
+
+    #[test]
+    fn implausibly_dated_values_are_never_current() {
+        let mut meter = MeterView::empty(MeterId::new("m1"));
+        meter.set(Volume::from_litres(1_000), Timestamp(10), MeterStatus(0));
+        let future = MeterStatus(0).with_time(crate::reading::TimeVerdict::Future);
+        meter.set(Volume::from_litres(9_000), Timestamp(99), future);
+        assert_eq!((meter.volume_m3.as_deref(), meter.ts), (Some("1.000"), Some(Timestamp(10))));
+        let mut value = ParameterView {
+            param: "ph".into(),
+            value: None,
+            unit: String::new(),
+            low: None,
+            high: None,
+            ts: None,
+            flags: Vec::new(),
+        };
+        value.set(7.0, Timestamp(5), QualityFlags(0).with_time(crate::reading::TimeVerdict::Stale));
+        assert_eq!(value.value, None);
+        value.set(7.2, Timestamp(6), QualityFlags(0));
+        assert_eq!(value.value, Some(7.2));
     }
 }

@@ -3,7 +3,9 @@
 //! its view to the live hub.
 //!
 //! Timing: a tick is scheduled for the earliest due value with `send_after`, re-armed after each tick (never
-//! `send_interval`, whose ticks pile up in the unbounded mailbox behind a slow poll). A tick polls what is
+//! `send_interval`, whose ticks pile up in the unbounded mailbox behind a slow poll). The first tick after a
+//! (re)start polls everything at once; after that each value is due on its cycle's next wall-clock boundary
+//! in the utility's zone plus the device's spread offset (`crate::schedule`), so cycles do not drift. A tick polls what is
 //! due; values that failed are retried `retries` times, `retry_delay` apart; then the tick ends, and a tick
 //! with no data at all is a missed cycle. A tick that ran past the next due time starts the next one at once,
 //! so a late cycle is polled, not skipped.
@@ -137,8 +139,9 @@ impl FieldDeviceState {
         if due.is_empty() {
             return None;
         }
+        let (id, wall) = (self.args.spec.id.as_str(), self.now());
         for &i in &due {
-            self.due[i] = now + self.cycles[i];
+            self.due[i] = now + self.args.ctx.time.delay_until_next(id, self.cycles[i], wall);
         }
         self.ticks += 1;
         let requests = plan(&self.args.spec, &due);
@@ -165,7 +168,8 @@ impl FieldDeviceState {
         let path = self.link.active();
         tick.attempts += 1;
         let spec = self.args.spec.clone();
-        let mut decoded: Vec<Decoded> = Vec::new();
+        // Each value with the time the read that carried it returned: when it was measured.
+        let mut decoded: Vec<(Decoded, Timestamp)> = Vec::new();
         let mut done: Vec<usize> = Vec::new();
         let mut restored = None;
         for &r in &tick.pending {
@@ -180,7 +184,7 @@ impl FieldDeviceState {
                     done.push(r);
                     for item in decode_reply(&spec, req, &words) {
                         match item {
-                            Ok(d) => decoded.push(d),
+                            Ok(d) => decoded.push((d, now)),
                             Err((_, reason)) => {
                                 Metrics::inc(&self.args.ctx.metrics.bad_values);
                                 tracing::warn!(message = "Value rejected.", device = %spec.id, error = %reason);
@@ -266,15 +270,15 @@ impl FieldDeviceState {
     }
 
     /// Commits decoded values with the device status, and applies them to the view only once committed.
-    async fn commit(&mut self, decoded: &[Decoded]) -> bool {
+    async fn commit(&mut self, decoded: &[(Decoded, Timestamp)]) -> bool {
         let spec = self.args.spec.clone();
         let now = self.now();
         let mut ops = Vec::with_capacity(decoded.len() + 2);
         // Meter readings go through the volume check (issue 7 §4) and are stored with its flags.
         let readings: Vec<_> = decoded
             .iter()
-            .filter_map(|d| match d {
-                Decoded::Meter { index, volume, status } => Some((*index, now, *volume, *status)),
+            .filter_map(|(d, ts)| match d {
+                Decoded::Meter { index, volume, status } => Some((*index, *ts, *volume, *status)),
                 Decoded::Parameter { .. } => None,
             })
             .collect();
@@ -289,16 +293,18 @@ impl FieldDeviceState {
                     ts: r.ts,
                     volume: r.volume,
                     status: r.status,
+                    meter_clock: None,
+                    settlement_volume: None,
                 }))
             }
         }
-        for d in decoded {
+        for (d, ts) in decoded {
             if let (Decoded::Parameter { index, value, flags }, DeviceKindSpec::Logger(l)) = (d, &spec.kind) {
                 let p = &l.parameters[*index];
                 ops.push(Op::Sample(QualitySample {
                     device: spec.id.clone(),
                     parameter: p.name.clone(),
-                    ts: now,
+                    ts: *ts,
                     value: *value,
                     unit: p.unit.clone(),
                     flags: *flags,
@@ -311,9 +317,9 @@ impl FieldDeviceState {
         ops.extend(self.book.save_op(&meter_comm));
         match self.args.ctx.writer.submit(ops).await {
             Ok(_) => {
-                for d in decoded {
+                for (d, ts) in decoded {
                     if let Decoded::Parameter { index, value, flags } = d {
-                        self.view.values[*index].set(*value, now, *flags);
+                        self.view.values[*index].set(*value, *ts, *flags);
                     }
                 }
                 for r in &checked {

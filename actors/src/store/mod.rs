@@ -53,6 +53,10 @@ pub const DB_FILE: &str = "waterworks.redb";
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const READINGS: TableDefinition<(&str, i64), (i64, u16)> = TableDefinition::new("readings");
+/// What a CJ/T 188 meter reports beside its volume, keyed like `readings` (issue 7 §4): its own clock (ms since
+/// the epoch, `i64::MIN` when absent) and the settlement-day volume (litres, -1 when absent). A table of its own
+/// so that the readings table keeps its types; a new table needs no schema version step.
+const READING_EXTRAS: TableDefinition<(&str, i64), (i64, i64)> = TableDefinition::new("reading_extras");
 const SAMPLES: TableDefinition<(&str, i64), (f64, u8, &str)> = TableDefinition::new("samples");
 const DEVICE_STATUS: TableDefinition<&str, &[u8]> = TableDefinition::new("device_status");
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
@@ -145,6 +149,12 @@ pub struct StoredReading {
     pub ts: Timestamp,
     pub volume_m3: String,
     pub status: Vec<&'static str>,
+    /// What the meter's own clock showed (CJ/T 188), ms since the epoch; absent for other meters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meter_clock: Option<Timestamp>,
+    /// The settlement-day volume the meter reported (CJ/T 188), m³ with three decimals.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settlement_volume_m3: Option<String>,
 }
 
 /// A stored water-quality sample, as read back.
@@ -218,6 +228,7 @@ impl Store {
             }
             // Opening every table checks that each one's stored types match ours.
             txn.open_table(READINGS).map_err(|e| open_err(e.to_string()))?;
+            txn.open_table(READING_EXTRAS).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(SAMPLES).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(DEVICE_STATUS).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(METER_COMM).map_err(|e| open_err(e.to_string()))?;
@@ -253,6 +264,7 @@ impl Store {
         let mut committed = Vec::new();
         {
             let mut readings = txn.open_table(READINGS)?;
+            let mut extras = txn.open_table(READING_EXTRAS)?;
             let mut samples = txn.open_table(SAMPLES)?;
             let mut status = txn.open_table(DEVICE_STATUS)?;
             let mut users = txn.open_table(USERS)?;
@@ -268,6 +280,11 @@ impl Store {
                     match op {
                         Op::Reading(r) => {
                             readings.insert((r.meter.as_str(), r.ts.0), (r.volume.litres(), r.status.0))?;
+                            if r.meter_clock.is_some() || r.settlement_volume.is_some() {
+                                let clock = r.meter_clock.map_or(i64::MIN, |t| t.0);
+                                let settlement = r.settlement_volume.map_or(-1, |v| v.litres());
+                                extras.insert((r.meter.as_str(), r.ts.0), (clock, settlement))?;
+                            }
                             data.readings.push(r);
                         }
                         Op::Sample(s) => {
@@ -332,15 +349,15 @@ impl Store {
     pub fn latest_reading(&self, meter: &MeterId) -> Result<Option<(Timestamp, Volume, MeterStatus)>, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(READINGS)?;
-        let mut range = t.range((meter.as_str(), i64::MIN)..=(meter.as_str(), i64::MAX))?;
-        Ok(match range.next_back() {
-            Some(entry) => {
-                let (k, v) = entry?;
-                let (litres, status) = v.value();
-                Some((Timestamp(k.value().1), Volume::from_litres(litres), MeterStatus(status)))
+        // Readings dated implausibly (`time_future`, `time_stale`) are kept but never the latest.
+        for entry in t.range((meter.as_str(), i64::MIN)..=(meter.as_str(), i64::MAX))?.rev() {
+            let (k, v) = entry?;
+            let (litres, status) = v.value();
+            if !MeterStatus(status).time_implausible() {
+                return Ok(Some((Timestamp(k.value().1), Volume::from_litres(litres), MeterStatus(status))));
             }
-            None => None,
-        })
+        }
+        Ok(None)
     }
 
     /// The latest sample of a logger parameter.
@@ -352,15 +369,14 @@ impl Store {
         let series = crate::model::reading::series_key(device, parameter);
         let txn = self.db.begin_read()?;
         let t = txn.open_table(SAMPLES)?;
-        let mut range = t.range((series.as_str(), i64::MIN)..=(series.as_str(), i64::MAX))?;
-        Ok(match range.next_back() {
-            Some(entry) => {
-                let (k, v) = entry?;
-                let (value, flags, _unit) = v.value();
-                Some((Timestamp(k.value().1), value, QualityFlags(flags)))
+        for entry in t.range((series.as_str(), i64::MIN)..=(series.as_str(), i64::MAX))?.rev() {
+            let (k, v) = entry?;
+            let (value, flags, _unit) = v.value();
+            if !QualityFlags(flags).time_implausible() {
+                return Ok(Some((Timestamp(k.value().1), value, QualityFlags(flags))));
             }
-            None => None,
-        })
+        }
+        Ok(None)
     }
 
     /// The sample of a logger parameter just before `ts` (strictly earlier).
@@ -394,6 +410,7 @@ impl Store {
     ) -> Result<Vec<StoredReading>, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(READINGS)?;
+        let extras = txn.open_table(READING_EXTRAS)?;
         let mut out = Vec::new();
         if from > to {
             return Ok(out);
@@ -401,11 +418,15 @@ impl Store {
         for entry in t.range((meter.as_str(), from.0)..=(meter.as_str(), to.0))?.take(limit) {
             let (k, v) = entry?;
             let (litres, status) = v.value();
+            let ts = k.value().1;
+            let (clock, settlement) = extras.get((meter.as_str(), ts))?.map_or((i64::MIN, -1), |e| e.value());
             out.push(StoredReading {
                 meter: meter.clone(),
-                ts: Timestamp(k.value().1),
+                ts: Timestamp(ts),
                 volume_m3: Volume::from_litres(litres).to_string(),
                 status: MeterStatus(status).names(),
+                meter_clock: (clock != i64::MIN).then_some(Timestamp(clock)),
+                settlement_volume_m3: (settlement >= 0).then(|| Volume::from_litres(settlement).to_string()),
             });
         }
         Ok(out)
@@ -515,6 +536,8 @@ mod tests {
             device: DeviceId::new("c1"),
             ts: Timestamp(ts),
             volume: Volume::from_litres(litres),
+            meter_clock: None,
+            settlement_volume: None,
             status: MeterStatus(MeterStatus::BATTERY_LOW),
         })
     }
