@@ -8,7 +8,9 @@
 //! `models` (device register models), `meters` (meter lists of every kind), `lines` (serial lines and Modbus
 //! paths), `field` (Modbus concentrators and loggers), `cjt188`, `hj212`, `mqtt`, `valves`, and `cross`
 //! (checks between sections). This module holds the entry points, the top-level tables (`[server]`,
-//! `[supervision]`, `[store]`, `[live]`, `[simulator]`, `[defaults]`) and the order in which sections resolve.
+//! `[supervision]`, `[store]`, `[live]`, `[simulator]`, `[defaults]`, with the time keys `server.timezone`,
+//! `defaults.spread`, `defaults.future_tolerance`, `defaults.max_age` in [`resolve_time`]) and the order in
+//! which sections resolve.
 //! A new top-level key (say `[server] timezone`) goes into `raw.rs` `RawServer` and [`resolve_server`] here;
 //! a new key of a device kind goes into its raw struct and its kind's module.
 
@@ -123,6 +125,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
     let policy = resolve_supervision(&mut check, &raw.supervision);
     let simulator = resolve_simulator(&mut check, raw.simulator.as_ref());
     let defaults = resolve_defaults(&mut check, &raw.defaults);
+    let time = resolve_time(&mut check, &raw.server, &raw.defaults);
     let lines = lines::resolve_lines(&mut check, &raw.line);
     let mut rs =
         Resolver { check, models, defaults, lines, device_models: HashMap::new(), station_mns: HashSet::new() };
@@ -152,6 +155,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
         hj212_listen,
         mqtt,
         lines: lines.settings,
+        time,
     };
     Ok(Config { source: file.to_owned(), server, tree, simulator, models, device_models, warnings })
 }
@@ -210,6 +214,44 @@ fn resolve_defaults(check: &mut Check, raw: &RawDefaults) -> Defaults {
     check.at_least_one("defaults.failover_after", defaults.failover_after);
     check.at_least_one("defaults.probe_every", defaults.probe_every);
     defaults
+}
+
+/// The time keys (issue 7 §4): `server.timezone`, `defaults.spread`, `defaults.future_tolerance`,
+/// `defaults.max_age`: the utility's zone, the poll spread and the reading-time limits. An unknown zone is a
+/// problem with file and key; the zone database is the one bundled into the binary, so what validates here runs
+/// on any machine.
+fn resolve_time(check: &mut Check, server: &RawServer, defaults: &RawDefaults) -> actors::schedule::TimeRules {
+    let zone = match server.timezone.as_deref() {
+        None => drivers::calendar::Zone::default(),
+        Some(name) => drivers::calendar::Zone::named(name).unwrap_or_else(|e| {
+            check.add("server.timezone", e.to_string());
+            drivers::calendar::Zone::default()
+        }),
+    };
+    let spread = check.duration("defaults.spread", defaults.spread.as_ref(), Duration::ZERO);
+    let limits = actors::model::TimePlausibility::default();
+    let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    let future = check.duration(
+        "defaults.future_tolerance",
+        defaults.future_tolerance.as_ref(),
+        Duration::from_millis(limits.future_tolerance_ms.unsigned_abs()),
+    );
+    // Durations stop at a year elsewhere; an age limit may be longer (whole days, up to ten years).
+    let long_days = defaults.max_age.as_deref().and_then(|v| v.strip_suffix('d')?.parse::<u64>().ok());
+    let max_age = match long_days {
+        Some(days) if (366..=3650).contains(&days) => Duration::from_secs(days * 86_400),
+        _ => check.duration(
+            "defaults.max_age",
+            defaults.max_age.as_ref(),
+            Duration::from_millis(limits.max_age_ms.unsigned_abs()),
+        ),
+    };
+    if max_age.is_zero() {
+        check.add("defaults.max_age", "must be more than 0 (every reading would be stale)");
+    }
+    let plausibility =
+        actors::model::TimePlausibility { future_tolerance_ms: millis(future), max_age_ms: millis(max_age) };
+    actors::schedule::TimeRules { zone, spread, plausibility }
 }
 
 /// Every `[[region]]` and the devices of every kind in it. The order of kinds is the order in which
@@ -281,9 +323,10 @@ pub fn demo() -> Result<Config, ConfigErrors> {
 
 #[cfg(test)]
 mod tests {
-    use super::testing::check;
+    use super::testing::{check, problems};
     use super::*;
     use actors::field::DeviceKindSpec;
+    use drivers::mqtt::TimeFallback;
 
     #[test]
     fn demo_and_example_are_valid() {
@@ -299,6 +342,9 @@ mod tests {
         let r = &example.tree.regions[0];
         assert_eq!((r.cjt188.len(), r.valves.len(), r.stations.len(), r.mqtt.len()), (2, 2, 1, 1));
         assert_eq!(example.tree.lines.len(), 2);
+        // The NB-IoT topic: several status sources and the arrival-time fallback (issue 7 §6).
+        let nb = &example.tree.mqtt.as_ref().unwrap().topics[1].1;
+        assert_eq!((nb.flags.len(), nb.time.is_none(), nb.time_fallback), (3, true, TimeFallback::Arrival));
         let ph = l.parameters.iter().find(|p| p.name == "ph").unwrap();
         // R-A2 defaults and GB 5749-2022 limits.
         assert_eq!(ph.cycle, Duration::from_secs(7200));
@@ -358,4 +404,38 @@ parameters = [{ name = "chlorine" }, { name = "ph", low = 9, high = 8 }]
         check("[defaults]\nprobe_every = 0\n", &["defaults.probe_every: must be at least 1"]);
         check("[supervision]\nbase_backoff = \"1m\"\nmax_backoff = \"1s\"\n", &["supervision.max_backoff: must not"]);
     }
+
+    #[test]
+    fn time_keys_resolve_and_an_unknown_zone_names_file_and_key() {
+        let text = MINIMAL_FOR_TIME.to_owned()
+            + "[defaults]\nspread = \"2m\"\nfuture_tolerance = \"1m\"\nmax_age = \"500d\"\n";
+        let c = parse("test.toml", &text, None).expect("valid");
+        assert_eq!(c.tree.time.zone.name(), "Europe/Berlin");
+        assert_eq!(c.tree.time.spread, Duration::from_secs(120));
+        assert_eq!(c.tree.time.plausibility.future_tolerance_ms, 60_000);
+        assert_eq!(c.tree.time.plausibility.max_age_ms, 500 * 86_400_000);
+        let defaults =
+            parse("test.toml", &MINIMAL_FOR_TIME.replace("timezone = \"Europe/Berlin\"\n", ""), None).expect("valid");
+        assert_eq!(defaults.tree.time.zone.name(), "Asia/Shanghai", "the default zone");
+        assert_eq!(defaults.tree.time.spread, Duration::ZERO);
+        let bad = problems(&MINIMAL_FOR_TIME.replace("Europe/Berlin", "Asia/Beijing"));
+        assert!(
+            bad.iter().any(|p| p.contains("test.toml") && p.contains("server.timezone") && p.contains("Asia/Beijing")),
+            "{bad:?}"
+        );
+    }
+
+    const MINIMAL_FOR_TIME: &str = r#"[server]
+timezone = "Europe/Berlin"
+
+[[region]]
+id = "r"
+
+[[region.concentrator]]
+id = "c1"
+address = "127.0.0.1:502"
+model = "ww-concentrator-v1"
+meters = ["m1"]
+
+"#;
 }

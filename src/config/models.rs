@@ -80,12 +80,12 @@ fn resolve_model(check: &mut Check, raw: RawModel) -> Option<(String, DeviceMode
             }
             let mut status_bits = Vec::new();
             for (name, bit) in &m.status_bits {
-                match MeterStatus::flag_for(name) {
+                match MeterStatus::device_flag_for(name) {
                     Some(flag) if *bit < 16 => status_bits.push((*bit, flag)),
                     Some(_) => check.add(format!("meters.status_bits.{name}"), "bit must be 0..=15"),
                     None => check.add(
                         format!("meters.status_bits.{name}"),
-                        "unknown status; expected valve_closed, battery_low, magnetic_tamper, reverse_flow or meter_fault",
+                        format!("unknown status; expected one of {}", MeterStatus::device_names()),
                     ),
                 }
             }
@@ -326,6 +326,23 @@ mod tests {
                 "bad.toml: meters.volume.type: unknown data type \"float\"",
                 "bad.toml: meters.volume.order: unknown word order \"XYZW\"",
             ],
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_model_cannot_map_its_status_bits_onto_the_servers_own_flags() {
+        // Like an MQTT mapping (`mqtt.rs`): `status_unreadable` and `time_from_arrival` are set only by the server.
+        let dir = std::env::temp_dir().join(format!("ww-models-srv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("srv.toml"),
+            "model = \"srv\"\nkind = \"concentrator\"\n[meters]\nfunction = 3\nbase = 0\nstride = 3\nvolume = { offset = 0, type = \"u32\" }\nstatus = { offset = 2, type = \"u16\" }\n[meters.status_bits]\ntime_from_arrival = 3\n",
+        )
+        .unwrap();
+        check(
+            &format!("[server]\ndevices_dir = \"{}\"\n{MINIMAL}", dir.display()),
+            &["srv.toml: meters.status_bits.time_from_arrival: unknown status; expected one of valve_closed"],
         );
         let _ = std::fs::remove_dir_all(dir);
     }

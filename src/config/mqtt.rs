@@ -4,16 +4,17 @@
 //!
 //! That groups need a broker is a cross-check (`cross.rs`). This module does not connect to anything.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actors::model::{DeviceId, MeterId};
+use actors::model::{DeviceId, MeterId, MeterStatus};
 use actors::mqtt::MqttGroupSpec;
-use drivers::mqtt::{FieldPath, MeterSource, MqttSettings, PayloadMapping, StatusSpec};
+use drivers::mqtt::{FieldPath, MeterSource, MqttSettings, PayloadMapping, StatusSpec, TimeFallback, TimeFormat};
 
 use super::meters::resolve_meters;
 use super::problems::Check;
-use super::raw::RawMqtt;
+use super::raw::{RawMqtt, RawMqttStatus, RawMqttTopic};
 use super::{RegionScope, Resolver};
 
 /// A JSON pointer from the config, or a problem naming its key.
@@ -42,32 +43,20 @@ pub(super) fn resolve_broker(check: &mut Check, m: &RawMqtt, simulated: bool) ->
             }
         };
         let volume = field_path(check, &key, "volume", &t.volume);
-        let time = field_path(check, &key, "time", &t.time);
         let readings = t.readings.as_ref().map(|r| field_path(check, &key, "readings", r));
         let unit = t.unit.as_ref().map(|u| field_path(check, &key, "unit", u));
-        let status = t.status.as_ref().map(|st| {
-            let p = field_path(check, &key, "status.path", &st.path);
-            match (&st.bits, &st.names) {
-                (Some(bits), None) => {
-                    StatusSpec::Bits { path: p, bits: bits.iter().map(|(n, b)| (*b, n.clone())).collect() }
-                }
-                (None, Some(names)) => {
-                    StatusSpec::Names { path: p, names: names.iter().map(|(v, o)| (v.clone(), o.clone())).collect() }
-                }
-                _ => {
-                    check.add(format!("{key}.status"), "give exactly one of bits or names");
-                    StatusSpec::Names { path: p, names: Vec::new() }
-                }
-            }
-        });
-        let time_format = t.time_format.parse().unwrap_or_else(|e: String| {
-            check.add(format!("{key}.time_format"), e);
-            drivers::mqtt::TimeFormat::EpochMs
-        });
-        let mut mapping = PayloadMapping::single(meter, volume, time, time_format);
+        let mut mapping = PayloadMapping::single(meter, volume, FieldPath::whole(), TimeFormat::EpochMs);
+        resolve_mqtt_time(check, &key, t, &mut mapping);
         mapping.readings = readings;
         mapping.unit = unit;
-        mapping.status = status;
+        mapping.status = t.status.as_ref().map(|st| resolve_mqtt_status(check, &format!("{key}.status"), st));
+        mapping.flags = t
+            .flags
+            .iter()
+            .enumerate()
+            .map(|(j, st)| resolve_mqtt_status(check, &format!("{key}.flags[{j}]"), st))
+            .collect();
+        check_mqtt_status_names(check, &key, &mapping);
         mapping.scale = t.scale.unwrap_or(1.0);
         settings.topics.push((t.filter.clone(), mapping));
     }
@@ -79,6 +68,66 @@ pub(super) fn resolve_broker(check: &mut Check, m: &RawMqtt, simulated: bool) ->
         check.add(format!("mqtt.{k}"), reason);
     }
     settings
+}
+
+/// The time of an MQTT topic mapping: `time` + `time_format`, and `time_fallback` (issue 7 §6).
+fn resolve_mqtt_time(check: &mut Check, key: &str, t: &RawMqttTopic, mapping: &mut PayloadMapping) {
+    mapping.time = t.time.as_ref().map(|p| field_path(check, key, "time", p));
+    mapping.time_format = match (&t.time, &t.time_format) {
+        (_, Some(format)) => format.parse().unwrap_or_else(|e: String| {
+            check.add(format!("{key}.time_format"), e);
+            TimeFormat::EpochMs
+        }),
+        (Some(_), None) => {
+            check.add(format!("{key}.time_format"), "needed with time: epoch_s, epoch_ms or rfc3339");
+            TimeFormat::EpochMs
+        }
+        (None, None) => TimeFormat::EpochMs,
+    };
+    mapping.time_fallback = match &t.time_fallback {
+        None => TimeFallback::Refuse,
+        Some(text) => text.parse().unwrap_or_else(|e: String| {
+            check.add(format!("{key}.time_fallback"), e);
+            TimeFallback::Refuse
+        }),
+    };
+}
+
+/// One status source of an MQTT topic mapping (`[mqtt.topics.status]` or one `[[mqtt.topics.flags]]`, at
+/// `key`): its path and exactly one of `bits`, `names`, `bool`, `values`.
+fn resolve_mqtt_status(check: &mut Check, key: &str, st: &RawMqttStatus) -> StatusSpec {
+    let path = FieldPath::parse(&st.path).unwrap_or_else(|e| {
+        check.add(format!("{key}.path"), e);
+        FieldPath::whole()
+    });
+    let pairs = |map: &BTreeMap<String, String>| map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    match (&st.bits, &st.names, &st.flag, &st.values) {
+        (Some(bits), None, None, None) => {
+            StatusSpec::Bits { path, bits: bits.iter().map(|(n, b)| (*b, n.clone())).collect() }
+        }
+        (None, Some(names), None, None) => StatusSpec::Names { path, names: pairs(names) },
+        (None, None, Some(name), None) => StatusSpec::Bool { path, name: name.clone() },
+        (None, None, None, Some(values)) => StatusSpec::Values { path, values: pairs(values) },
+        _ => {
+            check.add(key.to_owned(), "give exactly one of bits, names, bool or values");
+            StatusSpec::Names { path, names: Vec::new() }
+        }
+    }
+}
+
+/// Every status name an MQTT topic mapping gives must be one a device can report (`MeterStatus`); the
+/// server's own flags (`status_unreadable`, `time_from_arrival`) cannot be mapped.
+fn check_mqtt_status_names(check: &mut Check, key: &str, mapping: &PayloadMapping) {
+    for (prefix, spec) in mapping.status_sources() {
+        for name in spec.flag_names() {
+            if !name.is_empty() && MeterStatus::device_flag_for(name).is_none() {
+                check.add(
+                    format!("{key}.{prefix}.{}", spec.kind_key()),
+                    format!("unknown status {name:?}; expected one of {}", MeterStatus::device_names()),
+                );
+            }
+        }
+    }
 }
 
 /// The `[[region.mqtt]]` meter groups of a region.
@@ -105,7 +154,94 @@ pub(super) fn resolve_groups(rs: &mut Resolver, region: &RegionScope<'_>) -> Vec
 
 #[cfg(test)]
 mod tests {
+    use drivers::mqtt::{StatusSpec, TimeFallback};
+
+    use super::super::parse;
     use super::super::testing::{check, MINIMAL};
+
+    /// An MQTT broker with one topic mapping whose body is `topic` (keys after `filter`), and a group.
+    fn with_mqtt_topic(topic: &str) -> String {
+        format!(
+            "[mqtt]\nhost = \"127.0.0.1\"\nclient_id = \"ww\"\n[[mqtt.topics]]\nfilter = \"nb/+/up\"\n\
+             meter_topic_level = 1\nvolume = \"/vol\"\n{topic}\n{MINIMAL}\n[[region.mqtt]]\nid = \"nb\"\nmeters = [\"N1\"]\n"
+        )
+    }
+
+    #[test]
+    fn mqtt_status_sources_time_fallback_and_their_problems() {
+        // Old keys unchanged, plus several flag sources of every kind and the arrival-time fallback.
+        let ok = with_mqtt_topic(
+            r#"time_fallback = "arrival"
+[mqtt.topics.status]
+path = "/st"
+bits = { battery_low = 1 }
+[[mqtt.topics.flags]]
+path = "/battery_low"
+bool = "battery_low"
+[[mqtt.topics.flags]]
+path = "/valve"
+values = { "0" = "", "1" = "valve_closed", "2" = "valve_fault" }
+[[mqtt.topics.flags]]
+path = "/alarms"
+names = { LEAK = "reverse_flow" }"#,
+        );
+        let c = parse("t", &ok, None).unwrap_or_else(|e| panic!("{e}"));
+        let mqtt = c.tree.mqtt.as_ref().expect("mqtt settings");
+        let mapping = &mqtt.topics[0].1;
+        assert_eq!((mapping.time.as_ref(), mapping.time_fallback), (None, TimeFallback::Arrival));
+        let kinds: Vec<(String, &str)> = mapping.status_sources().map(|(k, s)| (k, s.kind_key())).collect();
+        assert_eq!(
+            kinds,
+            [("status", "bits"), ("flags[0]", "bool"), ("flags[1]", "values"), ("flags[2]", "names")]
+                .map(|(k, v)| (k.to_owned(), v))
+        );
+        let StatusSpec::Values { values, .. } = &mapping.flags[1] else { panic!("values: {:?}", mapping.flags[1]) };
+        assert_eq!(values[2], ("2".to_owned(), "valve_fault".to_owned()));
+
+        check(
+            &with_mqtt_topic(
+                r#"time = "/t"
+[mqtt.topics.status]
+path = "st"
+bits = { battery_dead = 1 }
+[[mqtt.topics.flags]]
+path = "/b"
+bool = "status_unreadable"
+[[mqtt.topics.flags]]
+path = "/v~2"
+values = {}
+[[mqtt.topics.flags]]
+path = "/x"
+bool = "battery_low"
+values = { "1" = "valve_closed" }
+[[mqtt.topics.flags]]
+path = "/n"
+names = { X = "valve_stuck" }"#,
+            ),
+            &[
+                "test.toml: mqtt.topics[0].time_format: needed with time",
+                "mqtt.topics[0].status.path: path \"st\" must start with '/'",
+                "mqtt.topics[0].status.bits: unknown status \"battery_dead\"; expected one of valve_closed, battery_low",
+                "mqtt.topics[0].flags[0].bool: unknown status \"status_unreadable\"",
+                "mqtt.topics[0].flags[1].path: path \"/v~2\": '~' must be followed by 0 or 1",
+                "mqtt.topics[0].flags[1].values: must list at least one value",
+                "mqtt.topics[0].flags[2]: give exactly one of bits, names, bool or values",
+                "mqtt.topics[0].flags[3].names: unknown status \"valve_stuck\"",
+            ],
+        );
+        check(&with_mqtt_topic(""), &["mqtt.topics[0].time: give the time's path, or time_fallback = \"arrival\""]);
+        check(
+            &with_mqtt_topic("time = \"/t\"\ntime_format = \"epoch_s\"\ntime_fallback = \"now\""),
+            &["mqtt.topics[0].time_fallback: unknown time fallback \"now\" (known: refuse, arrival)"],
+        );
+        check(
+            &with_mqtt_topic(
+                "time = \"/t\"\ntime_format = \"epoch_s\"\n[[mqtt.topics.flags]]\npath = \"/s\"\nbits = {}",
+            ),
+            &["mqtt.topics[0].flags[0].bits: must map at least one bit to a status name"],
+        );
+        // A device model's status bits are held to the same names: `models.rs`.
+    }
 
     #[test]
     fn a_topic_mapping_names_its_bad_keys() {
@@ -119,7 +255,7 @@ mod tests {
         check(&topic("meter = \"no-slash\""), &["mqtt.topics[0].meter: "]);
         check(
             &topic("meter_topic_level = 1\n[mqtt.topics.status]\npath = \"/s\""),
-            &["mqtt.topics[0].status: give exactly one of bits or names"],
+            &["mqtt.topics[0].status: give exactly one of bits, names, bool or values"],
         );
     }
 }

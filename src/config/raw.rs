@@ -87,17 +87,30 @@ pub(super) struct RawMqttTopic {
     pub(super) volume: String,
     pub(super) scale: Option<f64>,
     pub(super) unit: Option<String>,
-    pub(super) time: String,
-    pub(super) time_format: String,
+    /// Absent only with `time_fallback = "arrival"` (a payload that never carries a time).
+    pub(super) time: Option<String>,
+    /// Needed with `time`.
+    pub(super) time_format: Option<String>,
+    /// `"arrival"`: a reading without a time is stored at its arrival time, flagged `time_from_arrival`.
+    pub(super) time_fallback: Option<String>,
     pub(super) status: Option<RawMqttStatus>,
+    /// Further status sources (`[[mqtt.topics.flags]]`), OR-ed with `status`.
+    #[serde(default)]
+    pub(super) flags: Vec<RawMqttStatus>,
 }
 
+/// One status source: a path and exactly one of `bits`, `names`, `bool`, `values`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMqttStatus {
     pub(super) path: String,
     pub(super) bits: Option<BTreeMap<String, u8>>,
     pub(super) names: Option<BTreeMap<String, String>>,
+    /// The flag a boolean field sets when true.
+    #[serde(rename = "bool")]
+    pub(super) flag: Option<String>,
+    /// Enumerated value → flag (`""`: a known value that sets none).
+    pub(super) values: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -151,6 +164,8 @@ pub(super) struct RawServer {
     pub(super) secure_cookies: Option<bool>,
     pub(super) session_idle: Option<String>,
     pub(super) devices_dir: Option<PathBuf>,
+    /// The utility's IANA time zone (issue 7 §4); resolved with the `[defaults]` time keys in `mod.rs`.
+    pub(super) timezone: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -195,6 +210,10 @@ pub(super) struct RawDefaults {
     pub(super) retry_delay: Option<String>,
     pub(super) failover_after: Option<u32>,
     pub(super) probe_every: Option<u32>,
+    /// Time keys (issue 7 §4); resolved with `server.timezone` in `mod.rs`.
+    pub(super) spread: Option<String>,
+    pub(super) future_tolerance: Option<String>,
+    pub(super) max_age: Option<String>,
 }
 
 #[derive(Deserialize)]

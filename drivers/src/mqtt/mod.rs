@@ -30,7 +30,8 @@ mod topic;
 
 pub use ingest::{AckHandle, Incoming, IngestStats, MqttIngest, MqttSettings};
 pub use mapping::{
-    map, FieldPath, MapError, MappedReading, MeterSource, PayloadMapping, StatusSpec, TimeFormat, VOLUME_UNITS,
+    map, FieldPath, MapError, MappedReading, MeterSource, PayloadMapping, StatusSpec, TimeFallback, TimeFormat,
+    VOLUME_UNITS,
 };
 pub use sim::{SimLayout, SimMeters, SimMetersFault, SimMetersHandle, SimMetersSpec, SimStats};
 pub use time::rfc3339_to_ms;

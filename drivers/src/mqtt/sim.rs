@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::backoff::Backoff;
-use super::mapping::{FieldPath, MeterSource, PayloadMapping, StatusSpec, TimeFormat};
+use super::mapping::{FieldPath, MeterSource, PayloadMapping, StatusSpec, TimeFallback, TimeFormat};
 use super::time::ms_to_rfc3339;
 use super::topic::check_filter;
 use super::MqttError;
@@ -83,12 +83,14 @@ impl SimLayout {
                     volume: path("/volume_l"),
                     scale: 0.001,
                     unit: None,
-                    time: path("/ts"),
+                    time: Some(path("/ts")),
                     time_format: TimeFormat::EpochMs,
+                    time_fallback: TimeFallback::Refuse,
                     status: Some(StatusSpec::Bits {
                         path: path("/status"),
                         bits: STATUS_BITS.iter().map(|(b, n)| (*b, (*n).to_owned())).collect(),
                     }),
+                    flags: Vec::new(),
                 }
             }
             SimLayout::Concentrator { .. } => PayloadMapping {
@@ -97,12 +99,14 @@ impl SimLayout {
                 volume: path("/volume"),
                 scale: 1.0,
                 unit: Some(path("/unit")),
-                time: path("^/time"),
+                time: Some(path("^/time")),
                 time_format: TimeFormat::Rfc3339,
+                time_fallback: TimeFallback::Refuse,
                 status: Some(StatusSpec::Names {
                     path: path("/alarms"),
                     names: VENDOR_NAMES.iter().map(|(v, o)| ((*v).to_owned(), (*o).to_owned())).collect(),
                 }),
+                flags: Vec::new(),
             },
         }
     }
