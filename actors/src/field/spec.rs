@@ -1,4 +1,4 @@
-//! Resolved device specifications, built by `src/config.rs` from the config file and the device register
+//! Resolved device specifications, built by `src/config/` from the config file and the device register
 //! maps. Everything here is already validated: ids unique, registers within a Modbus request, cycles > 0.
 
 use std::time::Duration;
