@@ -15,8 +15,8 @@ mod support;
 
 use std::path::PathBuf;
 
-use drivers::sim::Fault;
 use serde_json::{json, Value};
+use sim::modbus::ModbusFault;
 use support::browser::{base64_encode, js_string, Browser};
 use support::*;
 
@@ -125,7 +125,7 @@ async fn the_hmi_shows_live_values_and_a_flagged_comm_lost_device() {
     assert!(volume(&later) >= volume(&first), "the volume went down: {first} then {later}");
 
     // 4. A silent concentrator is flagged on its card, visibly; the others are not.
-    server.sim().set_fault("east-c2", Fault { silent: true, ..Fault::default() }).unwrap();
+    server.sim().set_fault("east-c2", ModbusFault { silent: true, ..ModbusFault::default() }).unwrap();
     let comm = |id: &str| {
         format!(
             "(c => c && {{ lost: c.dataset.commLost, badge: c.querySelector('.lost-badge').textContent.trim(), \
@@ -147,7 +147,7 @@ async fn the_hmi_shows_live_values_and_a_flagged_comm_lost_device() {
     }
 
     // 5. A chlorine value below its low limit is flagged on its row.
-    let forced = Fault { values: [("free_chlorine".into(), 0.1)].into(), ..Fault::default() };
+    let forced = ModbusFault { values: [("free_chlorine".into(), 0.1)].into(), ..ModbusFault::default() };
     server.sim().set_fault("east-wq", forced).unwrap();
     let row = format!(
         "(r => r && {{ out: r.classList.contains('out-of-limit'), breach: r.dataset.breach ?? null, \
@@ -169,7 +169,7 @@ async fn the_hmi_shows_live_values_and_a_flagged_comm_lost_device() {
     browser.screenshot(&target_dir().join("hmi-screenshot-zh.png")).await;
 
     // 6. Revived, the concentrator loses its flag.
-    server.sim().set_fault("east-c2", Fault::default()).unwrap();
+    server.sim().set_fault("east-c2", ModbusFault::default()).unwrap();
     browser
         .wait_for("east-c2 no longer comm-lost", &comm("east-c2"), &card_html("east-c2"), |v| {
             (v["lost"] == "false" && v["shown"] == false).then_some(())
@@ -329,8 +329,9 @@ async fn command_valve(browser: &Browser, id: &str, action: &str, reason: &str) 
 async fn an_admin_commands_a_valve_through_a_confirmation_and_a_crew_member_only_watches() {
     // The backup path of west-c2: a simulator of its own.
     let shape = waterworks::config::parse("shape.toml", BACKUP_SHAPE, None).expect("backup shape");
-    let spec = waterworks::sim::spec_from_config(&shape, 600.0, 7, Some("127.0.0.1:0".parse().unwrap())).unwrap();
-    let backup = drivers::sim::Simulator::start(spec).await.expect("backup simulator");
+    let spec =
+        waterworks::simulation::spec_from_config(&shape, 600.0, 7, Some("127.0.0.1:0".parse().unwrap())).unwrap();
+    let backup = sim::modbus::ModbusSim::start(spec).await.expect("backup simulator");
     let backup_addr = backup.addr("west-c2").expect("backup address");
 
     let browser = Browser::launch().await;
@@ -345,7 +346,7 @@ async fn an_admin_commands_a_valve_through_a_confirmation_and_a_crew_member_only
     sign_in(&browser, &server, "admin", ADMIN_PASSWORD).await;
     // The primary path of west-c2 goes silent: after one failure the device moves to its backup. Only now,
     // with the page live: events are not part of the snapshot, so an earlier switch would not be listed.
-    server.sim().set_fault("west-c2", Fault { silent: true, ..Fault::default() }).unwrap();
+    server.sim().set_fault("west-c2", ModbusFault { silent: true, ..ModbusFault::default() }).unwrap();
 
     // 1. The valve card: open, so Open is disabled and Close is not; no command yet; its path is the primary.
     let first: Value = browser
@@ -511,7 +512,7 @@ async fn an_admin_commands_a_valve_through_a_confirmation_and_a_crew_member_only
     assert!(detail.contains("confirmed closed") && detail.contains(reason), "{detail}");
 
     // 6. A stuck valve: Open is never confirmed, the card shows the fault flashing red and why it failed.
-    server.sim().set_fault("west-v1", Fault { stuck: true, ..Fault::default() }).unwrap();
+    server.sim().set_fault("west-v1", ModbusFault { stuck: true, ..ModbusFault::default() }).unwrap();
     let reason = "抢修完毕，恢复供水";
     command_valve(&browser, "west-v1", "open", reason).await;
     let fault: Value = browser

@@ -6,8 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use drivers::sim::Fault;
 use serde_json::{json, Value};
+use sim::modbus::ModbusFault;
 use support::*;
 
 fn village_with_valve() -> String {
@@ -102,7 +102,7 @@ async fn a_valve_that_never_confirms_ends_in_fault_with_an_audit_entry() {
         (v.valve?.state == actors::model::ValveState::Open).then_some(())
     })
     .await;
-    server.sim().set_fault("west-v1", Fault { stuck: true, ..Fault::default() }).unwrap();
+    server.sim().set_fault("west-v1", ModbusFault { stuck: true, ..ModbusFault::default() }).unwrap();
     let record = command_valve(&server, &admin, "west-v1", "close", "arrears shut-off test").await.json();
     assert_eq!((record["result"].as_str(), record["state"].as_str()), (Some("failed"), Some("fault")), "{record}");
     assert!(record["error"].as_str().unwrap().contains("not confirmed within 1s (last read back: open)"), "{record}");
@@ -123,7 +123,7 @@ async fn a_valve_that_never_confirms_ends_in_fault_with_an_audit_entry() {
     assert!(failed[0]["detail"].as_str().unwrap().contains("not confirmed"), "{failed:?}");
 
     // Freed, the next command works and clears the fault.
-    server.sim().set_fault("west-v1", Fault::default()).unwrap();
+    server.sim().set_fault("west-v1", ModbusFault::default()).unwrap();
     let record = command_valve(&server, &admin, "west-v1", "close", "retry after freeing the spindle").await.json();
     assert_eq!((record["result"].as_str(), record["state"].as_str()), (Some("confirmed"), Some("closed")), "{record}");
     server.app.shutdown().await;

@@ -116,8 +116,9 @@ fn expect(b: &[u8], at: usize, want: u8, text: &str) -> Result<(), String> {
     }
 }
 
-/// Writes milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ` (for the simulator; `ms` ≥ 0).
-pub(crate) fn ms_to_rfc3339(ms: i64) -> String {
+/// Writes milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ` (for the simulated meters; `ms` ≥ 0),
+/// which [`rfc3339_to_ms`] reads back exactly.
+pub fn ms_to_rfc3339(ms: i64) -> String {
     let days = ms.div_euclid(DAY_MS);
     let in_day = ms.rem_euclid(DAY_MS);
     let (year, month, day) = civil_from_days(days);
