@@ -12,8 +12,8 @@
 //!   the fault. `DELETE /devices/{id}/fault`: clears it.
 //!
 //! The fault JSON per protocol is the simulator's own fault type: [`crate::modbus::ModbusFault`] (Modbus TCP),
-//! [`sim::rtu::RtuFault`] (Modbus RTU), [`crate::cjt188::Cjt188Fault`] (a CJ/T 188 meter),
-//! [`sim::hj212::Hj212Fault`] (an HJ 212 station), [`sim::mqtt::MqttFault`] (an MQTT group).
+//! [`crate::rtu::RtuFault`] (Modbus RTU), [`crate::cjt188::Cjt188Fault`] (a CJ/T 188 meter),
+//! [`crate::hj212::Hj212Fault`] (an HJ 212 station), [`crate::mqtt::MqttFault`] (an MQTT group).
 //!
 //! Ids: a Modbus device is listed under its id on its primary path; a device also simulated as a slave on the
 //! line of a backup path is listed a second time as `ID@LINE` (`@` never occurs in a configured id), so that

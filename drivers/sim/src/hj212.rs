@@ -263,7 +263,7 @@ impl Hj212Sim {
         self.handle.fault()
     }
 
-    /// A handle for a control API (see [`Hj212SimHandle`]).
+    /// A handle for the fault-injection API (see [`Hj212SimHandle`]).
     pub fn handle(&self) -> Hj212SimHandle {
         self.handle.clone()
     }

@@ -299,7 +299,7 @@ impl MqttSim {
         self.stats.subscribe()
     }
 
-    /// A handle for a control API (see [`MqttSimHandle`]).
+    /// A handle for the fault-injection API (see [`MqttSimHandle`]).
     pub fn handle(&self) -> MqttSimHandle {
         MqttSimHandle { stats: self.stats.clone(), controls: Arc::clone(&self.controls) }
     }

@@ -1,5 +1,5 @@
 //! A simulated RS-485 line: several Modbus RTU slaves sharing one pseudo-terminal, each playing a concentrator,
-//! water-quality logger or valve from [`crate::sim`]'s register models, each answering only its own unit id.
+//! water-quality logger or valve from [`crate::modbus`]'s register models, each answering only its own unit id.
 //!
 //! **Timing is the point.** A pty moves bytes instantly and ignores baud rate and parity, so the simulator
 //! keeps the wire time itself: a request occupies the line for its length in character times from the moment
@@ -17,8 +17,8 @@
 //! Faults are per slave ([`RtuFault`]): silence, a delay, an exception, garbage bytes, a bad CRC, forced logger
 //! values, a stuck valve. A request with a bad CRC is dropped, as a real slave drops it. Answers are computed when the request
 //! is heard, so a delayed reply carries the values of its own moment. This module deliberately does not parse
-//! configuration, and runs no HTTP control API of its own (tests drive it directly; the server's composite control
-//! API uses [`RtuSimHandle`]).
+//! configuration, and runs no HTTP control API of its own (tests drive it directly; the fault-injection API,
+//! [`crate::control`], uses [`RtuSimHandle`]).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -172,7 +172,7 @@ impl Shared {
     }
 }
 
-/// A cloneable handle on a running line's slaves, for a control API that also serves other simulators. It does
+/// A cloneable handle on a running line's slaves, for the fault-injection API ([`crate::control`]). It does
 /// not keep the line running: once the [`RtuSim`] is shut down, faults set here change nothing.
 #[derive(Debug, Clone)]
 pub struct RtuSimHandle {
@@ -293,7 +293,7 @@ impl RtuSim {
         self.shared.set_fault(unit, fault)
     }
 
-    /// A handle for a control API (see [`RtuSimHandle`]).
+    /// A handle for the fault-injection API (see [`RtuSimHandle`]).
     pub fn handle(&self) -> RtuSimHandle {
         RtuSimHandle { path: self.path.clone(), shared: Arc::clone(&self.shared) }
     }

@@ -300,7 +300,7 @@ impl Cjt188Sim {
         self.shared.fault(address)
     }
 
-    /// A handle for a control API (see [`Cjt188SimHandle`]).
+    /// A handle for the fault-injection API (see [`Cjt188SimHandle`]).
     pub fn handle(&self) -> Cjt188SimHandle {
         Cjt188SimHandle { shared: Arc::clone(&self.shared) }
     }
@@ -351,7 +351,7 @@ impl Drop for Cjt188Sim {
     }
 }
 
-/// A cloneable handle on a running gateway's meters, for a control API that also serves other simulators. It
+/// A cloneable handle on a running gateway's meters, for the fault-injection API ([`crate::control`]). It
 /// does not keep the gateway running: once the [`Cjt188Sim`] is shut down, faults set here change nothing.
 #[derive(Debug, Clone)]
 pub struct Cjt188SimHandle {

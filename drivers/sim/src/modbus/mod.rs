@@ -94,7 +94,7 @@ pub(crate) fn check_device(kind: &SimKind, fault: &ModbusFault) -> Result<(), St
 }
 
 /// The register model of a device `id` of `kind`, seeded from the simulation seed and the id, so the same seed
-/// gives the same meters whatever the transport (Modbus TCP here, RTU in `crate::rtu::sim`).
+/// gives the same meters whatever the transport (Modbus TCP here, RTU in [`crate::rtu`]).
 pub(crate) fn new_model(kind: SimKind, seed: u64, id: &str, clock: &SimClock) -> Model {
     let seed = hash2(seed, fnv1a(id.as_bytes()));
     match kind {
@@ -154,7 +154,7 @@ pub struct DeviceStatus {
     pub malformed: u64,
 }
 
-/// A cloneable handle on a running simulator's devices, for a control API that also serves other simulators.
+/// A cloneable handle on a running simulator's devices, for the fault-injection API ([`crate::control`]).
 /// It does not keep the devices running: once the [`ModbusSim`] is shut down, faults set here change nothing.
 #[derive(Debug, Clone)]
 pub struct ModbusSimHandle {
@@ -227,7 +227,7 @@ impl ModbusSim {
         Ok(ModbusSim { shared, listeners })
     }
 
-    /// A handle for a control API (see [`ModbusSimHandle`]).
+    /// A handle for the fault-injection API (see [`ModbusSimHandle`]).
     pub fn handle(&self) -> ModbusSimHandle {
         ModbusSimHandle { shared: Arc::clone(&self.shared) }
     }
