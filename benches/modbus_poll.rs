@@ -28,7 +28,7 @@
 //! Why not `mbpoll`: its loop mode sleeps a poll period of more than 10 ms between requests (`-l`) and has no
 //! poll count, so it measures its own sleep, not libmodbus.
 //!
-//! (b) **RTU.** One simulated slave on a pty paced to the baud rate (`drivers::rtu::sim`), read by
+//! (b) **RTU.** One simulated slave on a pty paced to the baud rate (`sim::rtu::RtuSim`), read by
 //! `drivers::rtu::RtuLine`, 10 registers per poll. The wire limit of one poll is what the pacing allows: the
 //! client's t3.5 before the request, the request (8 bytes), the slave's t3.5 (end-of-frame detection), the
 //! reply (25 bytes); at 9600 8N1 (10 bits a character) that is 40 character times = 41.67 ms, 24.0 polls/s.
