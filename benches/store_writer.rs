@@ -35,6 +35,9 @@ use actors::store::{Op, Store, StoreError, StoreHandle, StoreWriter, StoreWriter
 use actors::supervisor::Slot;
 use ractor::Actor;
 
+#[path = "support/pg_peer.rs"]
+mod pg_peer;
+
 /// The server's default bound on operations per commit (`[store] max_batch_ops` in the config).
 const MAX_BATCH_OPS: usize = 50_000;
 
@@ -338,7 +341,136 @@ fn main() -> ExitCode {
             o.target_met(),
         );
     }
+    if std::env::var("WW_BENCH_PEER").as_deref() != Ok("0") {
+        println!();
+        peer(&outcomes, &base, &runtime);
+    }
     ExitCode::SUCCESS
+}
+
+/// Readings the peer writes per shape: enough for a steady rate, fewer than ours when it is slower.
+const PEER_READINGS: u64 = 200_000;
+
+/// A day of 15-minute readings: cycles per day.
+const DAY_CYCLES: u64 = 96;
+
+/// The same workloads into PostgreSQL, in the same run (issue 7 §8), and bytes on disk per stored reading
+/// after a day's worth of 15-minute readings for every meter, for both.
+fn peer(outcomes: &[Outcome], base: &Path, runtime: &tokio::runtime::Runtime) {
+    let pg = match pg_peer::Pg::start(base) {
+        Ok(pg) => pg,
+        Err(e) => {
+            println!("peer: PostgreSQL not run: {e}");
+            return;
+        }
+    };
+    println!(
+        "peer: PostgreSQL {} (fsync on, synchronous_commit on, one connection per submitter, pgbench), same shapes:",
+        pg.version()
+    );
+    println!(
+        "{:<6} {:>14} {:>14} {:>7} {:>10} {:>10} {:>13} {:>13}",
+        "shape", "ours /s", "postgres /s", "ratio", "ours p99", "pg p99", "ours KiB/rd", "pg KiB/rd"
+    );
+    for o in outcomes.iter().filter(|o| !o.shape.with_status && o.shape.per_submission <= 100) {
+        let (clients, rate) = match o.shape.load {
+            Load::Closed { submitters } => (submitters, None),
+            Load::Open { readings_per_s } => (256, Some(readings_per_s)),
+        };
+        let readings = PEER_READINGS.min(o.shape.readings);
+        match pg.drive(readings, o.shape.per_submission, clients, rate) {
+            Ok(run) => {
+                let ratio = o.readings_per_s() / run.readings_per_s().max(1e-9);
+                let kib = |v: Option<f64>| v.map_or("?".to_owned(), |v| format!("{v:.2}"));
+                println!(
+                    "{:<6} {:>14.0} {:>14.0} {:>6.2}x {:>8.2}ms {:>8.2}ms {:>13} {:>13}",
+                    o.shape.name,
+                    o.readings_per_s(),
+                    run.readings_per_s(),
+                    ratio,
+                    o.percentile_ms(99.0),
+                    run.percentile_ms(99.0),
+                    kib(o.disk_kib_per_reading()),
+                    kib(run.kib_written_per_reading()),
+                );
+                println!(
+                    "store_writer_peer shape={} ours_per_s={:.0} pg_per_s={:.0} ratio={ratio:.2} ours_p99_ms={:.2} \
+                     pg_p50_ms={:.2} pg_p99_ms={:.2} ours_kib_written_per_reading={} pg_kib_written_per_reading={} \
+                     pg_readings={}",
+                    o.shape.name,
+                    o.readings_per_s(),
+                    run.readings_per_s(),
+                    o.percentile_ms(99.0),
+                    run.percentile_ms(50.0),
+                    run.percentile_ms(99.0),
+                    kib(o.disk_kib_per_reading()),
+                    kib(run.kib_written_per_reading()),
+                    run.readings,
+                );
+            }
+            Err(e) => println!("{:<6} postgres run failed: {e}", o.shape.name),
+        }
+    }
+    let ours = runtime.block_on(day_bytes_per_reading(base));
+    let theirs = pg.day_bytes_per_reading(METERS, DAY_CYCLES);
+    let show = |r: &Result<f64, String>| match r {
+        Ok(b) => format!("{b:.1}"),
+        Err(e) => format!("failed ({e})"),
+    };
+    println!(
+        "bytes on disk per stored reading after a day of 15-minute readings for {METERS} meters ({} readings): \
+         ours {} (redb file, readings table plus the change feed), postgres {} (table plus primary key)",
+        METERS * DAY_CYCLES,
+        show(&ours),
+        show(&theirs),
+    );
+    println!(
+        "store_writer_day readings={} ours_bytes_per_reading={} pg_bytes_per_reading={}",
+        METERS * DAY_CYCLES,
+        show(&ours),
+        show(&theirs)
+    );
+}
+
+/// Our store after a day of 15-minute readings for every meter, written as concentrators submit them (100 per
+/// submission, 16 at a time): the file's size per stored reading.
+async fn day_bytes_per_reading(base: &Path) -> Result<f64, String> {
+    let dir = base.join(format!("ww-bench-day-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let shape = Shape {
+        name: "day",
+        per_submission: 100,
+        load: Load::Closed { submitters: 16 },
+        with_status: false,
+        warmup: 0,
+        readings: METERS * DAY_CYCLES,
+        what: "a day of readings",
+    };
+    let result = async {
+        let store = Store::open(&dir).map_err(|e| format!("cannot open store: {e}"))?;
+        let metrics = Arc::new(Metrics::default());
+        let args = StoreWriterArgs {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            max_batch_ops: MAX_BATCH_OPS,
+            events: None,
+        };
+        let (actor, join) = Actor::spawn(None, StoreWriter, args).await.map_err(|e| e.to_string())?;
+        let slot = Slot::default();
+        slot.set(actor.clone());
+        let handle = StoreHandle::new(slot, metrics);
+        drive(&handle, shape, 0, shape.readings).await?;
+        actor.stop(None);
+        let _ = join.await;
+        drop(handle);
+        let stored = store.reading_count().map_err(|e| e.to_string())?;
+        drop(store);
+        let size = std::fs::metadata(dir.join(actors::store::DB_FILE)).map_err(|e| e.to_string())?.len();
+        Ok(size as f64 / stored.max(1) as f64)
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }
 
 fn print_table(outcomes: &[Outcome]) {
@@ -616,6 +748,8 @@ fn submission(from: u64, to: u64, with_status: bool) -> Vec<Op> {
             device: device.clone(),
             ts: Timestamp(FIRST_CYCLE_MS + cycle * CYCLE_MS),
             volume: Volume::from_litres(1_000 * meter as i64 + 7 * cycle),
+            meter_clock: None,
+            settlement_volume: None,
             status: MeterStatus(0),
         }));
     }

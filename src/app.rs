@@ -162,6 +162,11 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
             let mut spec =
                 sim::mqtt::MqttSimSpec::new(mqtt.host.clone(), mqtt.port, format!("demo-{}", group.id), meters, layout);
             spec.interval = group.interval / 2;
+            // Reading times from now on, one interval apart, so they are plausible (issue 7 §4: readings dated
+            // in the future or long ago are flagged and not shown).
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+            spec.start_ts_ms = i64::try_from(now).unwrap_or(0);
+            spec.step_ms = i64::try_from(spec.interval.as_millis()).unwrap_or(1).max(1);
             spec.seed = settings.seed;
             let meters = sim::mqtt::MqttSim::start(spec).map_err(|e| anyhow!("cannot simulate MQTT meters: {e}"))?;
             control.add_mqtt(group.id.as_str(), format!("{}:{}", mqtt.host, mqtt.port), &meters);

@@ -26,7 +26,7 @@ use actors::supervisor::RestartPolicy;
 use actors::tree::{RegionSpec, TreeSpec};
 use actors::valve::{RegisterValve, ValveInterface, ValveSpec};
 use drivers::modbus::TcpTarget;
-use drivers::mqtt::{FieldPath, MeterSource, MqttSettings, PayloadMapping, StatusSpec};
+use drivers::mqtt::{FieldPath, MeterSource, MqttSettings, PayloadMapping, StatusSpec, TimeFallback, TimeFormat};
 use drivers::registers::{DataType, Function, RegisterSpec, WordOrder};
 
 /// The embedded demo village.
@@ -140,17 +140,30 @@ struct RawMqttTopic {
     volume: String,
     scale: Option<f64>,
     unit: Option<String>,
-    time: String,
-    time_format: String,
+    /// Absent only with `time_fallback = "arrival"` (a payload that never carries a time).
+    time: Option<String>,
+    /// Needed with `time`.
+    time_format: Option<String>,
+    /// `"arrival"`: a reading without a time is stored at its arrival time, flagged `time_from_arrival`.
+    time_fallback: Option<String>,
     status: Option<RawMqttStatus>,
+    /// Further status sources (`[[mqtt.topics.flags]]`), OR-ed with `status`.
+    #[serde(default)]
+    flags: Vec<RawMqttStatus>,
 }
 
+/// One status source: a path and exactly one of `bits`, `names`, `bool`, `values`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawMqttStatus {
     path: String,
     bits: Option<BTreeMap<String, u8>>,
     names: Option<BTreeMap<String, String>>,
+    /// The flag a boolean field sets when true.
+    #[serde(rename = "bool")]
+    flag: Option<String>,
+    /// Enumerated value → flag (`""`: a known value that sets none).
+    values: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -202,6 +215,8 @@ struct RawServer {
     secure_cookies: Option<bool>,
     session_idle: Option<String>,
     devices_dir: Option<PathBuf>,
+    /// The utility's IANA time zone (issue 7 §4); see [`resolve_time`].
+    timezone: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -246,6 +261,10 @@ struct RawDefaults {
     retry_delay: Option<String>,
     failover_after: Option<u32>,
     probe_every: Option<u32>,
+    /// Time keys (issue 7 §4); see [`resolve_time`].
+    spread: Option<String>,
+    future_tolerance: Option<String>,
+    max_age: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -581,32 +600,20 @@ fn resolve_mqtt(check: &mut Check, m: &RawMqtt, simulated: bool) -> MqttSettings
             }
         };
         let volume = field_path(check, &key, "volume", &t.volume);
-        let time = field_path(check, &key, "time", &t.time);
         let readings = t.readings.as_ref().map(|r| field_path(check, &key, "readings", r));
         let unit = t.unit.as_ref().map(|u| field_path(check, &key, "unit", u));
-        let status = t.status.as_ref().map(|st| {
-            let p = field_path(check, &key, "status.path", &st.path);
-            match (&st.bits, &st.names) {
-                (Some(bits), None) => {
-                    StatusSpec::Bits { path: p, bits: bits.iter().map(|(n, b)| (*b, n.clone())).collect() }
-                }
-                (None, Some(names)) => {
-                    StatusSpec::Names { path: p, names: names.iter().map(|(v, o)| (v.clone(), o.clone())).collect() }
-                }
-                _ => {
-                    check.add(format!("{key}.status"), "give exactly one of bits or names");
-                    StatusSpec::Names { path: p, names: Vec::new() }
-                }
-            }
-        });
-        let time_format = t.time_format.parse().unwrap_or_else(|e: String| {
-            check.add(format!("{key}.time_format"), e);
-            drivers::mqtt::TimeFormat::EpochMs
-        });
-        let mut mapping = PayloadMapping::single(meter, volume, time, time_format);
+        let mut mapping = PayloadMapping::single(meter, volume, FieldPath::whole(), TimeFormat::EpochMs);
+        resolve_mqtt_time(check, &key, t, &mut mapping);
         mapping.readings = readings;
         mapping.unit = unit;
-        mapping.status = status;
+        mapping.status = t.status.as_ref().map(|st| resolve_mqtt_status(check, &format!("{key}.status"), st));
+        mapping.flags = t
+            .flags
+            .iter()
+            .enumerate()
+            .map(|(j, st)| resolve_mqtt_status(check, &format!("{key}.flags[{j}]"), st))
+            .collect();
+        check_mqtt_status_names(check, &key, &mapping);
         mapping.scale = t.scale.unwrap_or(1.0);
         settings.topics.push((t.filter.clone(), mapping));
     }
@@ -618,6 +625,66 @@ fn resolve_mqtt(check: &mut Check, m: &RawMqtt, simulated: bool) -> MqttSettings
         check.add(format!("mqtt.{k}"), reason);
     }
     settings
+}
+
+/// The time of an MQTT topic mapping: `time` + `time_format`, and `time_fallback` (issue 7 §6).
+fn resolve_mqtt_time(check: &mut Check, key: &str, t: &RawMqttTopic, mapping: &mut PayloadMapping) {
+    mapping.time = t.time.as_ref().map(|p| field_path(check, key, "time", p));
+    mapping.time_format = match (&t.time, &t.time_format) {
+        (_, Some(format)) => format.parse().unwrap_or_else(|e: String| {
+            check.add(format!("{key}.time_format"), e);
+            TimeFormat::EpochMs
+        }),
+        (Some(_), None) => {
+            check.add(format!("{key}.time_format"), "needed with time: epoch_s, epoch_ms or rfc3339");
+            TimeFormat::EpochMs
+        }
+        (None, None) => TimeFormat::EpochMs,
+    };
+    mapping.time_fallback = match &t.time_fallback {
+        None => TimeFallback::Refuse,
+        Some(text) => text.parse().unwrap_or_else(|e: String| {
+            check.add(format!("{key}.time_fallback"), e);
+            TimeFallback::Refuse
+        }),
+    };
+}
+
+/// One status source of an MQTT topic mapping (`[mqtt.topics.status]` or one `[[mqtt.topics.flags]]`, at
+/// `key`): its path and exactly one of `bits`, `names`, `bool`, `values`.
+fn resolve_mqtt_status(check: &mut Check, key: &str, st: &RawMqttStatus) -> StatusSpec {
+    let path = FieldPath::parse(&st.path).unwrap_or_else(|e| {
+        check.add(format!("{key}.path"), e);
+        FieldPath::whole()
+    });
+    let pairs = |map: &BTreeMap<String, String>| map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    match (&st.bits, &st.names, &st.flag, &st.values) {
+        (Some(bits), None, None, None) => {
+            StatusSpec::Bits { path, bits: bits.iter().map(|(n, b)| (*b, n.clone())).collect() }
+        }
+        (None, Some(names), None, None) => StatusSpec::Names { path, names: pairs(names) },
+        (None, None, Some(name), None) => StatusSpec::Bool { path, name: name.clone() },
+        (None, None, None, Some(values)) => StatusSpec::Values { path, values: pairs(values) },
+        _ => {
+            check.add(key.to_owned(), "give exactly one of bits, names, bool or values");
+            StatusSpec::Names { path, names: Vec::new() }
+        }
+    }
+}
+
+/// Every status name an MQTT topic mapping gives must be one a device can report (`MeterStatus`); the
+/// server's own flags (`status_unreadable`, `time_from_arrival`) cannot be mapped.
+fn check_mqtt_status_names(check: &mut Check, key: &str, mapping: &PayloadMapping) {
+    for (prefix, spec) in mapping.status_sources() {
+        for name in spec.flag_names() {
+            if !name.is_empty() && MeterStatus::device_flag_for(name).is_none() {
+                check.add(
+                    format!("{key}.{prefix}.{}", spec.kind_key()),
+                    format!("unknown status {name:?}; expected one of {}", MeterStatus::device_names()),
+                );
+            }
+        }
+    }
 }
 
 /// The parameter name and unit of common HJ 212 water factor codes (DOMAIN.md §2.7).
@@ -751,12 +818,12 @@ fn resolve_model(check: &mut Check, raw: RawModel) -> Option<(String, DeviceMode
             }
             let mut status_bits = Vec::new();
             for (name, bit) in &m.status_bits {
-                match MeterStatus::flag_for(name) {
+                match MeterStatus::device_flag_for(name) {
                     Some(flag) if *bit < 16 => status_bits.push((*bit, flag)),
                     Some(_) => check.add(format!("meters.status_bits.{name}"), "bit must be 0..=15"),
                     None => check.add(
                         format!("meters.status_bits.{name}"),
-                        "unknown status; expected valve_closed, battery_low, magnetic_tamper, reverse_flow or meter_fault",
+                        format!("unknown status; expected one of {}", MeterStatus::device_names()),
                     ),
                 }
             }
@@ -1661,6 +1728,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
     if any_group && mqtt.is_none() {
         check.add("mqtt", "MQTT meter groups are configured but [mqtt] (the broker) is missing");
     }
+    let time = resolve_time(&mut check, &raw.server, &raw.defaults);
     if !check.problems.is_empty() {
         return Err(ConfigErrors(check.problems));
     }
@@ -1674,8 +1742,47 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
         hj212_listen,
         mqtt,
         lines,
+        time,
     };
     Ok(Config { source: file.to_owned(), server, tree, simulator, models, device_models })
+}
+
+// ---- Time (issue 7 §4): `server.timezone`, `defaults.spread`, `defaults.future_tolerance`, `defaults.max_age`.
+
+/// The utility's zone, the poll spread and the reading-time limits. An unknown zone is a problem with file and
+/// key; the zone database is the one bundled into the binary, so what validates here runs on any machine.
+fn resolve_time(check: &mut Check, server: &RawServer, defaults: &RawDefaults) -> actors::schedule::TimeRules {
+    let zone = match server.timezone.as_deref() {
+        None => drivers::calendar::Zone::default(),
+        Some(name) => drivers::calendar::Zone::named(name).unwrap_or_else(|e| {
+            check.add("server.timezone", e.to_string());
+            drivers::calendar::Zone::default()
+        }),
+    };
+    let spread = check.duration("defaults.spread", defaults.spread.as_ref(), Duration::ZERO);
+    let limits = actors::model::TimePlausibility::default();
+    let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    let future = check.duration(
+        "defaults.future_tolerance",
+        defaults.future_tolerance.as_ref(),
+        Duration::from_millis(limits.future_tolerance_ms.unsigned_abs()),
+    );
+    // Durations stop at a year elsewhere; an age limit may be longer (whole days, up to ten years).
+    let long_days = defaults.max_age.as_deref().and_then(|v| v.strip_suffix('d')?.parse::<u64>().ok());
+    let max_age = match long_days {
+        Some(days) if (366..=3650).contains(&days) => Duration::from_secs(days * 86_400),
+        _ => check.duration(
+            "defaults.max_age",
+            defaults.max_age.as_ref(),
+            Duration::from_millis(limits.max_age_ms.unsigned_abs()),
+        ),
+    };
+    if max_age.is_zero() {
+        check.add("defaults.max_age", "must be more than 0 (every reading would be stale)");
+    }
+    let plausibility =
+        actors::model::TimePlausibility { future_tolerance_ms: millis(future), max_age_ms: millis(max_age) };
+    actors::schedule::TimeRules { zone, spread, plausibility }
 }
 
 impl Config {
@@ -1785,6 +1892,9 @@ meters = ["M1", "M2"]
         let r = &example.tree.regions[0];
         assert_eq!((r.cjt188.len(), r.valves.len(), r.stations.len(), r.mqtt.len()), (2, 2, 1, 1));
         assert_eq!(example.tree.lines.len(), 2);
+        // The NB-IoT topic: several status sources and the arrival-time fallback (issue 7 §6).
+        let nb = &example.tree.mqtt.as_ref().unwrap().topics[1].1;
+        assert_eq!((nb.flags.len(), nb.time.is_none(), nb.time_fallback), (3, true, TimeFallback::Arrival));
         let ph = l.parameters.iter().find(|p| p.name == "ph").unwrap();
         // R-A2 defaults and GB 5749-2022 limits.
         assert_eq!(ph.cycle, Duration::from_secs(7200));
@@ -1927,6 +2037,136 @@ parameters = [{ name = "chlorine" }, { name = "ph", low = 9, high = 8 }]
         let got = problems("[server\nlisten = 1");
         assert!(got[0].contains("test.toml") && got[0].contains("line 1"), "{got:?}");
     }
+
+    /// An MQTT broker with one topic mapping whose body is `topic` (keys after `filter`), and a group.
+    fn with_mqtt_topic(topic: &str) -> String {
+        format!(
+            "[mqtt]\nhost = \"127.0.0.1\"\nclient_id = \"ww\"\n[[mqtt.topics]]\nfilter = \"nb/+/up\"\n\
+             meter_topic_level = 1\nvolume = \"/vol\"\n{topic}\n{MINIMAL}\n[[region.mqtt]]\nid = \"nb\"\nmeters = [\"N1\"]\n"
+        )
+    }
+
+    #[test]
+    fn mqtt_status_sources_time_fallback_and_their_problems() {
+        // Old keys unchanged, plus several flag sources of every kind and the arrival-time fallback.
+        let ok = with_mqtt_topic(
+            r#"time_fallback = "arrival"
+[mqtt.topics.status]
+path = "/st"
+bits = { battery_low = 1 }
+[[mqtt.topics.flags]]
+path = "/battery_low"
+bool = "battery_low"
+[[mqtt.topics.flags]]
+path = "/valve"
+values = { "0" = "", "1" = "valve_closed", "2" = "valve_fault" }
+[[mqtt.topics.flags]]
+path = "/alarms"
+names = { LEAK = "reverse_flow" }"#,
+        );
+        let c = parse("t", &ok, None).unwrap_or_else(|e| panic!("{e}"));
+        let mqtt = c.tree.mqtt.as_ref().expect("mqtt settings");
+        let mapping = &mqtt.topics[0].1;
+        assert_eq!((mapping.time.as_ref(), mapping.time_fallback), (None, TimeFallback::Arrival));
+        let kinds: Vec<(String, &str)> = mapping.status_sources().map(|(k, s)| (k, s.kind_key())).collect();
+        assert_eq!(
+            kinds,
+            [("status", "bits"), ("flags[0]", "bool"), ("flags[1]", "values"), ("flags[2]", "names")]
+                .map(|(k, v)| (k.to_owned(), v))
+        );
+        let StatusSpec::Values { values, .. } = &mapping.flags[1] else { panic!("values: {:?}", mapping.flags[1]) };
+        assert_eq!(values[2], ("2".to_owned(), "valve_fault".to_owned()));
+
+        check(
+            &with_mqtt_topic(
+                r#"time = "/t"
+[mqtt.topics.status]
+path = "st"
+bits = { battery_dead = 1 }
+[[mqtt.topics.flags]]
+path = "/b"
+bool = "status_unreadable"
+[[mqtt.topics.flags]]
+path = "/v~2"
+values = {}
+[[mqtt.topics.flags]]
+path = "/x"
+bool = "battery_low"
+values = { "1" = "valve_closed" }
+[[mqtt.topics.flags]]
+path = "/n"
+names = { X = "valve_stuck" }"#,
+            ),
+            &[
+                "test.toml: mqtt.topics[0].time_format: needed with time",
+                "mqtt.topics[0].status.path: path \"st\" must start with '/'",
+                "mqtt.topics[0].status.bits: unknown status \"battery_dead\"; expected one of valve_closed, battery_low",
+                "mqtt.topics[0].flags[0].bool: unknown status \"status_unreadable\"",
+                "mqtt.topics[0].flags[1].path: path \"/v~2\": '~' must be followed by 0 or 1",
+                "mqtt.topics[0].flags[1].values: must list at least one value",
+                "mqtt.topics[0].flags[2]: give exactly one of bits, names, bool or values",
+                "mqtt.topics[0].flags[3].names: unknown status \"valve_stuck\"",
+            ],
+        );
+        check(&with_mqtt_topic(""), &["mqtt.topics[0].time: give the time's path, or time_fallback = \"arrival\""]);
+        check(
+            &with_mqtt_topic("time = \"/t\"\ntime_format = \"epoch_s\"\ntime_fallback = \"now\""),
+            &["mqtt.topics[0].time_fallback: unknown time fallback \"now\" (known: refuse, arrival)"],
+        );
+        check(
+            &with_mqtt_topic(
+                "time = \"/t\"\ntime_format = \"epoch_s\"\n[[mqtt.topics.flags]]\npath = \"/s\"\nbits = {}",
+            ),
+            &["mqtt.topics[0].flags[0].bits: must map at least one bit to a status name"],
+        );
+        // A Modbus model cannot map its bits onto the server's own flags either.
+        let dir = std::env::temp_dir().join(format!("ww-models-srv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("srv.toml"),
+            "model = \"srv\"\nkind = \"concentrator\"\n[meters]\nfunction = 3\nbase = 0\nstride = 3\nvolume = { offset = 0, type = \"u32\" }\nstatus = { offset = 2, type = \"u16\" }\n[meters.status_bits]\ntime_from_arrival = 3\n",
+        )
+        .unwrap();
+        check(
+            &format!("[server]\ndevices_dir = \"{}\"\n{MINIMAL}", dir.display()),
+            &["srv.toml: meters.status_bits.time_from_arrival: unknown status; expected one of valve_closed"],
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn time_keys_resolve_and_an_unknown_zone_names_file_and_key() {
+        let text = MINIMAL_FOR_TIME.to_owned()
+            + "[defaults]\nspread = \"2m\"\nfuture_tolerance = \"1m\"\nmax_age = \"500d\"\n";
+        let c = parse("test.toml", &text, None).expect("valid");
+        assert_eq!(c.tree.time.zone.name(), "Europe/Berlin");
+        assert_eq!(c.tree.time.spread, Duration::from_secs(120));
+        assert_eq!(c.tree.time.plausibility.future_tolerance_ms, 60_000);
+        assert_eq!(c.tree.time.plausibility.max_age_ms, 500 * 86_400_000);
+        let defaults =
+            parse("test.toml", &MINIMAL_FOR_TIME.replace("timezone = \"Europe/Berlin\"\n", ""), None).expect("valid");
+        assert_eq!(defaults.tree.time.zone.name(), "Asia/Shanghai", "the default zone");
+        assert_eq!(defaults.tree.time.spread, Duration::ZERO);
+        let bad = problems(&MINIMAL_FOR_TIME.replace("Europe/Berlin", "Asia/Beijing"));
+        assert!(
+            bad.iter().any(|p| p.contains("test.toml") && p.contains("server.timezone") && p.contains("Asia/Beijing")),
+            "{bad:?}"
+        );
+    }
+
+    const MINIMAL_FOR_TIME: &str = r#"[server]
+timezone = "Europe/Berlin"
+
+[[region]]
+id = "r"
+
+[[region.concentrator]]
+id = "c1"
+address = "127.0.0.1:502"
+model = "ww-concentrator-v1"
+meters = ["m1"]
+
+"#;
 
     #[test]
     fn durations_parse() {

@@ -153,3 +153,93 @@ fn run_sim_control_needs_the_simulator_and_loopback() {
     let o = waterworks(&["simulate", "--config", &path, "--control", "0.0.0.0:9090"]);
     assert_clean_failure(&o, 2, &["--control 0.0.0.0:9090", "loopback only"]);
 }
+
+/// Runs the server with `extra` arguments and stdout and stderr piped (as under systemd, whose journal is no
+/// terminal), against devices that refuse every connection so that warnings come at once; returns the stdout
+/// and stderr lines once the server said it runs and a poll failure was logged (or after 20 s), then kills
+/// the server.
+fn run_piped_until_a_poll_fails(tag: &str, extra: &[&str]) -> (Vec<String>, Vec<String>) {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let dir = temp_dir(tag);
+    let refusing = VILLAGE
+        .replace("[simulator]\nenabled = true", "[simulator]\nenabled = false")
+        .replace("address = \"127.0.0.1:0\"", "address = \"127.0.0.1:1\"");
+    let path = write_config(&dir, &refusing);
+    let data = dir.join("data").display().to_string();
+    let mut args = vec!["run", "--config", &path, "--data-dir", &data, "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_waterworks"))
+        .args(&args)
+        .env("RUST_LOG", "info")
+        .env("WATERWORKS_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run waterworks");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().unwrap());
+    let stderr: Box<dyn std::io::Read + Send> = Box::new(child.stderr.take().unwrap());
+    for (is_err, stream) in [(false, stdout), (true, stderr)] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                if tx.send((is_err, line)).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let done = |out: &[String], err: &[String]| {
+        out.iter().any(|l| l.contains("Waterworks is running.")) && err.iter().any(|l| l.contains("Poll failed."))
+    };
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok((true, line)) => err.push(line),
+            Ok((false, line)) => out.push(line),
+            Err(_) => break,
+        }
+        if done(&out, &err) {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(done(&out, &err), "no start and poll failure within 20 s:\n{}\n{}", out.join("\n"), err.join("\n"));
+    (out, err)
+}
+
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let (out, lines) = run_piped_until_a_poll_fails("cli-log-text", &[]);
+    for text in out.iter().chain(&lines) {
+        assert!(!text.contains("\x1b["), "an ANSI escape in piped output: {text:?}");
+    }
+    assert!(lines.iter().any(|l| l.contains(" WARN ") && l.contains("Poll failed.")), "{lines:#?}");
+}
+
+#[test]
+fn log_format_json_writes_one_json_object_per_line() {
+    let (out, lines) = run_piped_until_a_poll_fails("cli-log-json", &["--log-format", "json"]);
+    assert!(out.iter().all(|l| !l.contains("\x1b[")), "{out:?}");
+    assert!(lines.len() >= 2, "{lines:#?}");
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
+        assert!(["TRACE", "DEBUG", "INFO", "WARN", "ERROR"].contains(&v["level"].as_str().unwrap_or("")), "{line}");
+        assert!(v["fields"]["message"].is_string(), "no fields.message: {line}");
+        assert!(v["timestamp"].as_str().is_some_and(|t| t.len() >= 20 && t.contains('T')), "no timestamp: {line}");
+        assert!(v["target"].is_string(), "{line}");
+    }
+    let failed = lines.iter().find(|l| l.contains("Poll failed.")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(failed).unwrap();
+    assert_eq!(v["level"], "WARN", "{failed}");
+    assert!(v["fields"]["device"].is_string() && v["fields"]["error"].is_string(), "the event's fields: {failed}");
+    // A bad value is refused by the argument parser with exit 2, naming the accepted ones.
+    let o = waterworks(&["validate", "--config", "x.toml", "--log-format", "yaml"]);
+    assert_clean_failure(&o, 2, &["--log-format", "text", "json"]);
+}

@@ -7,6 +7,9 @@
 //!   handler before it is committed);
 //! - every entry in the store was handled at least once (the consumer resumed from its cursor each time).
 
+// The child process talks to the test through its standard output: that is its whole purpose.
+#![allow(clippy::print_stdout)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -123,6 +126,8 @@ fn child_process() {
                                     ts: Timestamp(i),
                                     volume: Volume::from_litres(i * 10 + m),
                                     status: MeterStatus::default(),
+                                    meter_clock: None,
+                                    settlement_volume: None,
                                 })
                             })
                             .collect()

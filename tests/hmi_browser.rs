@@ -288,6 +288,7 @@ fn valve(id: &str) -> String {
          result: c.dataset.lastResult ?? null, stateText: c.querySelector('.valve-state-text').textContent, \
          open: c.querySelector('[data-action=\"open\"]')?.disabled ?? null, \
          close: c.querySelector('[data-action=\"close\"]')?.disabled ?? null, \
+         reset: (b => b ? !b.hidden : null)(c.querySelector('[data-action=\"reset\"]')), \
          buttons: c.querySelectorAll('[data-action], button.valve-btn').length, \
          feedback: (f => f.checkVisibility() ? f.textContent : null)(c.querySelector('.valve-feedback')), \
          feedbackError: c.querySelector('.valve-feedback').classList.contains('cmd-error'), \
@@ -531,9 +532,14 @@ async fn an_admin_commands_a_valve_through_a_confirmation_and_a_crew_member_only
         "{html}"
     );
     assert_eq!(
-        (&fault["flashing"], &fault["open"], &fault["close"]),
-        (&json!("wq-flash"), &json!(false), &json!(false))
+        (&fault["flashing"], &fault["open"], &fault["close"], &fault["reset"]),
+        (&json!("wq-flash"), &json!(false), &json!(false), &json!(true)),
+        "in fault, a reset button is offered (issue 7 §5)"
     );
+    // The fault rolls up into the summary tile and the region's header.
+    let rollup = "[document.querySelector('#sum-valve-fault').textContent, \
+                  document.querySelector('[data-region=\"west\"] .region-valve-fault').checkVisibility()]";
+    assert_eq!(browser.eval(rollup).await.unwrap(), json!(["1", true]));
     browser.screenshot(&target_dir().join("hmi-valves.png")).await;
     browser.screenshot_element("[data-device=\"west-v1\"]", &target_dir().join("hmi-valves-card.png")).await;
 
@@ -550,10 +556,45 @@ async fn an_admin_commands_a_valve_through_a_confirmation_and_a_crew_member_only
          .concat([document.querySelector('#events [data-kind=\"path_switched\"] .ev-kind').textContent])",
         card("west-v1")
     );
-    assert_eq!(browser.eval(&labels).await.unwrap(), json!(["Open", "Close", "Path switched"]));
+    assert_eq!(browser.eval(&labels).await.unwrap(), json!(["Open", "Close", "Reset fault", "Path switched"]));
+
+    // 7b. A valve that does not answer cannot be commanded: Open and Close are disabled while it is comm-lost
+    // (issue 7 §5), and enabled again when it answers.
+    server.sim().set_fault("west-v1", ModbusFault { silent: true, ..ModbusFault::default() }).unwrap();
+    let silent: Value = browser
+        .wait_for("west-v1 comm-lost", &valve("west-v1"), &card_html("west-v1"), |v| {
+            (v["lost"] == "true").then(|| v.clone())
+        })
+        .await;
+    assert_eq!((&silent["open"], &silent["close"]), (&json!(true), &json!(true)), "{silent}");
+    server.sim().set_fault("west-v1", ModbusFault { stuck: true, ..ModbusFault::default() }).unwrap();
+    browser
+        .wait_for("west-v1 answers again", &valve("west-v1"), &card_html("west-v1"), |v| {
+            (v["lost"] == "false" && v["open"] == false && v["close"] == false).then_some(())
+        })
+        .await;
+
+    // 7c. Reset of the latched fault, through the same confirmation: the fault clears, the reset is audited.
+    command_valve(&browser, "west-v1", "reset", "checked on site").await;
+    let after: Value = browser
+        .wait_for("west-v1 out of fault after the reset", &valve("west-v1"), &card_html("west-v1"), |v| {
+            (v["state"] != "fault" && v["command"] == "done").then(|| v.clone())
+        })
+        .await;
+    assert_eq!((&after["reset"], &after["state"]), (&json!(false), &json!("closed")), "{after}");
+    assert_eq!(browser.eval("document.querySelector('#sum-valve-fault').textContent").await.unwrap(), json!("0"));
+    let audit = server.get("/api/audit?limit=50", &admin).await.json();
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "valve.reset" && e["ok"] == true && e["actor"] == "admin"),
+        "{audit}"
+    );
     assert_eq!(browser.page_errors(), Vec::<String>::new(), "uncaught exceptions or console errors in the page");
 
-    // 8. A crew member sees the valve, its fault and its last command, but has no buttons to press.
+    // 8. A crew member sees the valve and its last command (the failed Open), but has no buttons to press.
     browser.click("#logout").await;
     browser
         .wait_for("the login page after logout", "location.pathname", "location.href", |v| {
@@ -563,7 +604,7 @@ async fn an_admin_commands_a_valve_through_a_confirmation_and_a_crew_member_only
     sign_in(&browser, &server, "crew1", "a long enough password").await;
     let watched: Value = browser
         .wait_for("west-v1 for the crew", &valve("west-v1"), &card_html("west-v1"), |v| {
-            (v["state"] == "fault").then(|| v.clone())
+            (v["state"] == "closed").then(|| v.clone())
         })
         .await;
     let html = browser.eval(&card_html("west-v1")).await.unwrap();
@@ -572,6 +613,92 @@ async fn an_admin_commands_a_valve_through_a_confirmation_and_a_crew_member_only
         (&json!(0), &Value::Null, &Value::Null, &json!("failed")),
         "{html}"
     );
+    assert_eq!(browser.page_errors(), Vec::<String>::new(), "uncaught exceptions or console errors in the page");
+    server.app.shutdown().await;
+}
+
+/// What card `id` says it is and its last error as shown, with the error's code hook, as JavaScript.
+fn kind_and_error(id: &str) -> String {
+    format!(
+        "(c => c && {{ kind: c.querySelector('.dev-kind').textContent, \
+         error: c.querySelector('.error-text').textContent, \
+         code: c.querySelector('.error-text').dataset.errorCode ?? null, \
+         errorShown: c.querySelector('.error-text').checkVisibility() }})({})",
+        card(id)
+    )
+}
+
+/// Issue 7 §7, on the demo village as a user starts it: every kind of device is labelled as what it is (a
+/// CJ/T 188 gateway, a CJ/T 188 serial line, an MQTT meter group, an HJ 212 station are not
+/// "concentrators"), and a device that times out carries `last_error_code` `timeout` with its milliseconds,
+/// which the page renders in the chosen language while `last_error` stays English for scripts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_labels_each_kind_and_renders_errors_in_the_chosen_language() {
+    let browser = Browser::launch().await;
+    let server = start(waterworks::config::DEMO_TOML).await;
+    sign_in(&browser, &server, "admin", ADMIN_PASSWORD).await;
+
+    let zh = [
+        ("dc-c1", "集中器"),
+        ("dc-wq1", "数据采集仪"),
+        ("dc-v1", "阀门"),
+        ("xc-g1", "CJ/T 188 网关"),
+        ("xc-m1", "CJ/T 188 串口线路"),
+        ("xc-nb", "MQTT 表组"),
+        ("dc-st1", "HJ 212 水质站"),
+    ];
+    for (id, label) in zh {
+        let shown: Value = browser
+            .wait_for(&format!("{id} labelled {label}"), &kind_and_error(id), &card_html(id), |v| {
+                (v["kind"] == label).then(|| v.clone())
+            })
+            .await;
+        assert_eq!(shown["kind"], label, "{id}");
+    }
+
+    // The MQTT group and the gateways keep the meter table of a concentrator.
+    for id in ["xc-g1", "xc-m1", "xc-nb"] {
+        let meters = format!("{}?.querySelectorAll('[data-meter]').length", card(id));
+        browser
+            .wait_for(&format!("{id}'s meter rows"), &meters, &card_html(id), |v| (v.as_u64()? > 0).then_some(()))
+            .await;
+    }
+
+    // A silent concentrator times out: the code on the wire, the Chinese template on the page.
+    server.sim().set_fault("dc-c1", ModbusFault { silent: true, ..ModbusFault::default() }).unwrap();
+    let shown: Value = browser
+        .wait_for("dc-c1's timeout in Chinese", &kind_and_error("dc-c1"), &card_html("dc-c1"), |v| {
+            (v["code"] == "timeout").then(|| v.clone())
+        })
+        .await;
+    assert_eq!((&shown["error"], &shown["errorShown"]), (&Value::from("1000 毫秒内无应答"), &Value::from(true)));
+    let cookie = server.admin().await;
+    let comm = device(&server, &cookie, "dc-c1").await["comm"].clone();
+    assert_eq!(
+        (&comm["last_error"], &comm["last_error_code"], &comm["last_error_params"]),
+        (&json!("no reply within 1s"), &json!("timeout"), &json!({"ms": 1000})),
+        "{comm}"
+    );
+
+    // In English, the labels and the error follow.
+    browser.click(".lang-switch button[data-lang=\"en\"]").await;
+    let en = [
+        ("dc-c1", "Concentrator"),
+        ("xc-g1", "CJ/T 188 gateway"),
+        ("xc-m1", "CJ/T 188 serial line"),
+        ("xc-nb", "MQTT meter group"),
+        ("dc-st1", "HJ 212 station"),
+    ];
+    for (id, label) in en {
+        browser
+            .wait_for(&format!("{id} labelled {label}"), &kind_and_error(id), &card_html(id), |v| {
+                (v["kind"] == label).then_some(())
+            })
+            .await;
+    }
+    let shown = browser.eval(&kind_and_error("dc-c1")).await.unwrap();
+    assert_eq!(shown["error"], "no reply within 1000 ms", "{}", browser.eval(&card_html("dc-c1")).await.unwrap());
+    browser.screenshot(&target_dir().join("hmi-screenshot-kinds.png")).await;
     assert_eq!(browser.page_errors(), Vec::<String>::new(), "uncaught exceptions or console errors in the page");
     server.app.shutdown().await;
 }

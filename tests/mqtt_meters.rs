@@ -1,6 +1,7 @@
 //! Meters that publish over MQTT, through a real Mosquitto broker into the whole server (issue 3 §2): every
 //! reading is committed before it is acknowledged; a broker restart loses none and a redelivered one counts
-//! once; a malformed payload is counted and changes nothing.
+//! once; a malformed payload is counted and changes nothing; a status that does not decode (a mapping mistake)
+//! keeps the reading, volume included, flagged `status_unreadable` and counted (issue 7 §6).
 
 extern crate drivers as waterworks_drivers;
 
@@ -8,7 +9,7 @@ extern crate drivers as waterworks_drivers;
 mod mqtt_support;
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use mqtt_support::{expected_keys, sim_spec, start_sim, Broker};
@@ -104,6 +105,74 @@ async fn readings_flow_and_a_broker_restart_loses_none_and_counts_each_once() {
         .parse()
         .unwrap();
     assert!(bad >= 3, "{m}");
+    sim.shutdown().await;
+    server.app.shutdown().await;
+}
+
+/// The group's stored readings by (meter, time): (volume, status names).
+async fn stored_with_status(server: &TestServer, cookie: &str) -> BTreeMap<(String, i64), (String, Vec<String>)> {
+    let r = server.get("/api/readings?device=west-nb&from=0&limit=10000", cookie).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["readings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            let status = x["status"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect();
+            (
+                (x["meter"].as_str().unwrap().to_owned(), x["ts"].as_i64().unwrap()),
+                (x["volume_m3"].as_str().unwrap().to_owned(), status),
+            )
+        })
+        .collect()
+}
+
+/// The value of a counter in the `/metrics` text.
+fn counter(metrics: &str, name: &str) -> u64 {
+    let line = metrics.lines().find(|l| l.split(' ').next() == Some(name));
+    line.and_then(|l| l.split(' ').nth(1)).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{name} in {metrics}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_that_does_not_decode_keeps_the_volume_flagged_and_counted() {
+    let broker = Broker::start().await;
+    // A mapping mistake: the valve's enumerated field is pointed at the meter id, whose values ("M01") it does
+    // not list. The old `[mqtt.topics.status]` bits still decode.
+    let config = village_with_mqtt(broker.port()).replace(
+        "\n[[region.mqtt]]",
+        "[[mqtt.topics.flags]]\npath = \"/meter\"\nvalues = { \"0\" = \"\", \"1\" = \"valve_closed\", \"2\" = \"valve_fault\" }\n\n[[region.mqtt]]",
+    );
+    assert!(config.contains("[[mqtt.topics.flags]]"), "{config}");
+    let server = start(&config).await;
+    let cookie = server.admin().await;
+    let spec = sim_spec(broker.port(), "meters-sim-status", 5, 4, Duration::from_millis(25));
+    let expected = expected_keys(&spec);
+    let sim = start_sim(spec);
+
+    let all = eventually(Duration::from_secs(20), "every published reading committed", || async {
+        let s = stored_with_status(&server, &cookie).await;
+        (s.keys().cloned().collect::<BTreeSet<_>>() == expected).then_some(s)
+    })
+    .await;
+    // Each reading kept its volume (the simulator's meters start above 1000 m3) and says its status is
+    // incomplete; the flags that did decode are there too, and never the server's other flag.
+    for ((meter, ts), (volume, status)) in &all {
+        let m3: f64 = volume.parse().unwrap_or_else(|e| panic!("{meter} {ts}: volume {volume:?}: {e}"));
+        assert!(m3 >= 1000.0, "{meter} {ts}: {volume}");
+        assert!(status.iter().any(|s| s == "status_unreadable"), "{meter} {ts}: {status:?}");
+        assert!(!status.iter().any(|s| s == "time_from_arrival"), "{meter} {ts}: {status:?}");
+    }
+    // Counted once per stored reading, and not as a malformed message.
+    let m = server.get("/metrics", &cookie).await.body;
+    assert_eq!(counter(&m, "waterworks_status_unreadable_total"), expected.len() as u64, "{m}");
+    assert_eq!(counter(&m, "waterworks_bad_requests_total"), 0, "{m}");
+    // The device view shows the flag on the meters too.
+    let view = device(&server, &cookie, "west-nb").await;
+    let meters = view["meters"].as_array().unwrap();
+    assert!(
+        meters.iter().all(|m| m["status"].as_array().is_some_and(|s| s.iter().any(|n| n == "status_unreadable"))),
+        "{view}"
+    );
     sim.shutdown().await;
     server.app.shutdown().await;
 }

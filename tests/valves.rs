@@ -197,3 +197,188 @@ confirm_poll = "40ms"
     assert_eq!(server.sim().valve_commands("west-v2"), Some(2));
     server.app.shutdown().await;
 }
+
+// ----- issue 7 §5: the latched fault clears, raises events, rolls up, survives a restart -----
+
+/// Resets a valve's latched fault through the HMI's route.
+async fn reset_valve(server: &TestServer, cookie: &str, valve: &str, reason: &str) -> Response {
+    let body = json!({ "reason": reason }).to_string();
+    http(
+        &server.base,
+        "POST",
+        &format!("/api/valves/{valve}/reset"),
+        &[("content-type", "application/json"), ("cookie", cookie)],
+        &body,
+    )
+    .await
+}
+
+/// The west region's roll-up from `/api/devices`.
+async fn west_status(server: &TestServer, cookie: &str) -> Value {
+    let all = server.get("/api/devices", cookie).await.json();
+    all["regions"].as_array().unwrap().iter().find(|r| r["id"] == "west").cloned().unwrap()
+}
+
+fn valve_event(m: &Value, kind: &str) -> bool {
+    m["type"] == "event" && m["event"]["kind"] == kind && m["event"]["device"] == "west-v1"
+}
+
+async fn polled_open(server: &TestServer) {
+    eventually(Duration::from_secs(10), "valve polled open", || async {
+        server.app.handle.device("west-v1").await.ok()?.valve.filter(|v| v.state == actors::model::ValveState::Open)
+    })
+    .await;
+}
+
+/// A valve slower than its confirmation time: the command fails in fault, the fault is an event and counts in
+/// its region; when the valve gets there, the read-back clears it, with an event saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_valve_faults_then_the_read_back_clears_the_fault_with_events_and_roll_up() {
+    let server = start(&village_with_valve().replace("valve_travel = \"150ms\"", "valve_travel = \"2500ms\"")).await;
+    let admin = server.admin().await;
+    let mut ws = server.ws(&admin, "").await;
+    polled_open(&server).await;
+    assert_eq!(west_status(&server, &admin).await["valve_fault"], 0);
+
+    let record = command_valve(&server, &admin, "west-v1", "close", "night shut-off").await.json();
+    assert_eq!((record["result"].as_str(), record["state"].as_str()), (Some("failed"), Some("fault")), "{record}");
+    let raised = ws.until(Duration::from_secs(10), |m| valve_event(m, "valve_fault")).await;
+    assert_eq!(raised["event"]["region"], "west", "{raised}");
+    assert!(raised["event"]["message"].as_str().unwrap().contains("not confirmed within 1s"), "{raised}");
+    let view = device(&server, &admin, "west-v1").await;
+    assert_eq!(
+        (view["valve"]["state"].as_str(), view["valve"]["fault"]["action"].as_str()),
+        (Some("fault"), Some("close"))
+    );
+    // The fault rolls up into the region (and so the summary tiles).
+    assert_eq!(west_status(&server, &admin).await["valve_fault"], 1);
+
+    // The valve arrives late: the next read-back matches the command and clears the fault.
+    let cleared = ws.until(Duration::from_secs(15), |m| valve_event(m, "valve_fault_cleared")).await;
+    assert_eq!(cleared["event"]["message"], "read back closed", "{cleared}");
+    let view = device(&server, &admin, "west-v1").await;
+    assert_eq!(view["valve"]["state"], "closed", "{view}");
+    assert!(view["valve"]["fault"].is_null(), "{view}");
+    assert_eq!(west_status(&server, &admin).await["valve_fault"], 0);
+    server.app.shutdown().await;
+}
+
+/// A stuck valve stays in fault until an operator resets it; the reset is checked, audited and an event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_resets_a_latched_fault_audited_and_announced() {
+    let server = start(&village_with_valve()).await;
+    let admin = server.admin().await;
+    let operator = create_user(&server, &admin, "duty1", "operator").await;
+    let crew = create_user(&server, &admin, "crew1", "crew").await;
+    polled_open(&server).await;
+    // Not in fault: nothing to reset.
+    assert_eq!(reset_valve(&server, &operator, "west-v1", "just in case").await.status, 409);
+
+    server.sim().set_fault("west-v1", ModbusFault { stuck: true, ..ModbusFault::default() }).unwrap();
+    let record = command_valve(&server, &operator, "west-v1", "close", "arrears").await.json();
+    assert_eq!(record["state"], "fault", "{record}");
+    server.sim().set_fault("west-v1", ModbusFault::default()).unwrap();
+
+    let mut ws = server.ws(&operator, "").await;
+    assert_eq!(reset_valve(&server, &crew, "west-v1", "not my job").await.status, 403);
+    assert_eq!(reset_valve(&server, &operator, "west-v1", "  ").await.status, 400);
+    assert_eq!(reset_valve(&server, &operator, "nosuch", "why").await.status, 404);
+    let r = http(
+        &server.base,
+        "POST",
+        "/api/valves/west-v1/reset",
+        &[("content-type", "application/json")],
+        r#"{"reason":"x"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(device(&server, &admin, "west-v1").await["valve"]["state"], "fault", "refusals change nothing");
+
+    let r = reset_valve(&server, &operator, "west-v1", "spindle freed on site").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let reset = r.json();
+    assert_eq!((reset["state"].as_str(), reset["requested_by"].as_str()), (Some("open"), Some("duty1")), "{reset}");
+    assert_eq!(reset["cleared"]["action"], "close", "{reset}");
+    let cleared = ws.until(Duration::from_secs(10), |m| valve_event(m, "valve_fault_cleared")).await;
+    assert_eq!(cleared["event"]["message"], "reset by duty1: spindle freed on site", "{cleared}");
+    // Later polls read it open and keep it so.
+    let polls = server.sim().requests("west-v1").unwrap();
+    eventually(Duration::from_secs(5), "two more polls", || async {
+        (server.sim().requests("west-v1")? > polls + 2).then_some(())
+    })
+    .await;
+    let view = device(&server, &admin, "west-v1").await;
+    assert_eq!(view["valve"]["state"], "open", "{view}");
+    assert!(view["valve"]["fault"].is_null(), "{view}");
+    assert_eq!(reset_valve(&server, &operator, "west-v1", "again").await.status, 409);
+
+    let audit = server.get("/api/audit?limit=100", &admin).await.json();
+    let resets = audit_for(&audit, "valve.reset");
+    assert!(
+        resets.iter().any(|e| e["ok"] == true
+            && e["actor"] == "duty1"
+            && e["ts"].is_i64()
+            && e["detail"].as_str().unwrap().contains("spindle freed on site")),
+        "{resets:?}"
+    );
+    assert_eq!(resets.iter().filter(|e| e["ok"] == false).count(), 2, "both refusals are audited: {resets:?}");
+    server.app.shutdown().await;
+}
+
+/// A silent valve goes comm-lost and comes back, each an event like any device's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valve_that_stops_answering_raises_comm_lost_and_comm_restored() {
+    let server = start(&village_with_valve()).await;
+    let admin = server.admin().await;
+    let mut ws = server.ws(&admin, "").await;
+    polled_open(&server).await;
+    server.sim().set_fault("west-v1", ModbusFault { silent: true, ..ModbusFault::default() }).unwrap();
+    let lost = ws.until(Duration::from_secs(10), |m| valve_event(m, "comm_lost")).await;
+    assert_eq!(lost["event"]["region"], "west", "{lost}");
+    assert_eq!(device(&server, &admin, "west-v1").await["comm"]["comm_lost"], true);
+    server.sim().set_fault("west-v1", ModbusFault::default()).unwrap();
+    ws.until(Duration::from_secs(10), |m| valve_event(m, "comm_restored")).await;
+    assert_eq!(device(&server, &admin, "west-v1").await["comm"]["comm_lost"], false);
+    server.app.shutdown().await;
+}
+
+/// The last command and the latched fault survive a restart on the same data directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_command_and_the_fault_survive_a_restart() {
+    let config = village_with_valve();
+    let server = start(&config).await;
+    let admin = server.admin().await;
+    polled_open(&server).await;
+    server.sim().set_fault("west-v1", ModbusFault { stuck: true, ..ModbusFault::default() }).unwrap();
+    let record = command_valve(&server, &admin, "west-v1", "close", "before the restart").await.json();
+    assert_eq!(record["state"], "fault", "{record}");
+    let dir = server.dir.clone();
+    server.app.shutdown().await;
+    // Actors let go of the store as they finish stopping; wait until it opens.
+    eventually(Duration::from_secs(10), "the store released", || async {
+        actors::store::Store::open(&dir).ok().map(drop)
+    })
+    .await;
+
+    // The new simulator's valve is open: the latched close is not confirmed, so the fault stays.
+    let server = start_in(&config, dir).await;
+    let admin = server.admin().await;
+    let view = device(&server, &admin, "west-v1").await;
+    assert_eq!(view["valve"]["state"], "fault", "{view}");
+    assert_eq!(view["valve"]["fault"]["action"], "close", "{view}");
+    assert_eq!(view["valve"]["last_command"]["reason"], "before the restart", "{view}");
+    assert_eq!(view["valve"]["last_command"]["result"], "failed", "{view}");
+    assert_eq!(west_status(&server, &admin).await["valve_fault"], 1);
+    // And after polls of the restarted actor, still.
+    eventually(Duration::from_secs(10), "polled after the restart", || async {
+        let v = server.app.handle.device("west-v1").await.ok()?;
+        v.comm.status.last_success.map(|_| ())
+    })
+    .await;
+    let view = device(&server, &admin, "west-v1").await;
+    assert_eq!(
+        (view["valve"]["state"].as_str(), view["valve"]["fault"]["action"].as_str()),
+        (Some("fault"), Some("close"))
+    );
+    server.app.shutdown().await;
+}

@@ -17,11 +17,11 @@ use crate::field::{DeviceKindSpec, DeviceSpec, FieldMsg};
 use crate::hub::{HubMsg, LiveFrame, Resume, Subscription};
 use crate::metrics::Metrics;
 use crate::model::user::valid_username;
-use crate::model::{CommandRecord, ValveAction};
+use crate::model::{CommandRecord, ResetRecord, ValveAction};
 use crate::model::{DeviceId, DeviceView, MeterId, RegionId, RegionView, Role, Timestamp, UserRecord};
 use crate::store::{AuditEntry, EventFilter, Op, Store, StoreError, StoreHandle, StoredReading, StoredSample};
 use crate::supervisor::{ChildInfo, Slot, SupervisorMsg};
-use crate::valve::{ValveMsg, ValveSpec};
+use crate::valve::{ResetError, ValveMsg, ValveSpec};
 
 /// How long an API call waits for an actor before reporting it unavailable.
 const ACTOR_TIMEOUT: Duration = Duration::from_secs(5);
@@ -321,37 +321,56 @@ impl Handle {
         reason: &str,
         requested_by: &str,
     ) -> Result<CommandRecord, ApiError> {
-        let reason = reason.trim();
-        if reason.is_empty() {
-            return Err(ApiError::BadRequest("a valve command needs a reason".into()));
-        }
-        if reason.chars().count() > 500 {
-            return Err(ApiError::BadRequest("the reason is longer than 500 characters".into()));
-        }
-        let spec = self
-            .inner
-            .parts
-            .valves
-            .iter()
-            .find(|v| v.id.as_str() == id)
-            .ok_or_else(|| ApiError::NotFound(format!("no valve {id:?}")))?;
-        let actor = self
-            .inner
-            .parts
-            .valve_slots
-            .get(id)
-            .and_then(|s| s.get())
-            .ok_or_else(|| ApiError::Unavailable(format!("valve {id}")))?;
+        let reason = checked_reason(reason, "a valve command")?;
+        let spec = self.valve_spec(id)?;
+        let actor = self.valve_actor(id)?;
         // Long enough for a few queued commands, each bounded by its confirmation timeout.
         let wait =
             spec.confirm_timeout.saturating_mul(4) + spec.request_wait().saturating_mul(8) + Duration::from_secs(5);
-        let (reason, requested_by) = (reason.to_owned(), requested_by.to_owned());
+        let requested_by = requested_by.to_owned();
         ractor::call_t!(
             actor,
             |reply| ValveMsg::Command { action, reason, requested_by, reply },
             wait.as_millis() as u64
         )
         .map_err(|_| ApiError::Unavailable(format!("valve {id}")))
+    }
+
+    /// Resets a valve's latched fault (issue 7 §5): for when the operator has checked the valve on site. The
+    /// reset, who asked, why and the result are audited; a valve that is not in fault, or that reports a
+    /// fault itself, is refused (`Conflict`) and the refusal audited.
+    pub async fn reset_valve(&self, id: &str, reason: &str, requested_by: &str) -> Result<ResetRecord, ApiError> {
+        let reason = checked_reason(reason, "a valve reset")?;
+        let spec = self.valve_spec(id)?;
+        let actor = self.valve_actor(id)?;
+        let wait =
+            spec.confirm_timeout.saturating_mul(4) + spec.request_wait().saturating_mul(8) + Duration::from_secs(5);
+        let requested_by = requested_by.to_owned();
+        let result =
+            ractor::call_t!(actor, |reply| ValveMsg::Reset { reason, requested_by, reply }, wait.as_millis() as u64)
+                .map_err(|_| ApiError::Unavailable(format!("valve {id}")))?;
+        result.map_err(|e| match e {
+            ResetError::Refused(r) => ApiError::Conflict(format!("valve {id}: {r}")),
+            ResetError::Store(_) => ApiError::Unavailable("the store".into()),
+        })
+    }
+
+    fn valve_spec(&self, id: &str) -> Result<&Arc<ValveSpec>, ApiError> {
+        self.inner
+            .parts
+            .valves
+            .iter()
+            .find(|v| v.id.as_str() == id)
+            .ok_or_else(|| ApiError::NotFound(format!("no valve {id:?}")))
+    }
+
+    fn valve_actor(&self, id: &str) -> Result<ActorRef<ValveMsg>, ApiError> {
+        self.inner
+            .parts
+            .valve_slots
+            .get(id)
+            .and_then(|s| s.get())
+            .ok_or_else(|| ApiError::Unavailable(format!("valve {id}")))
     }
 
     // ----- users and audit -----
@@ -496,6 +515,18 @@ impl HandleParts {
         // The writer is healthy if its slot holds a running actor.
         self.writer.actor().map(|a| a.get_status())
     }
+}
+
+/// The operator's reason for a valve command or reset: required, at most 500 characters, trimmed.
+fn checked_reason(reason: &str, what: &str) -> Result<String, ApiError> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(ApiError::BadRequest(format!("{what} needs a reason")));
+    }
+    if reason.chars().count() > 500 {
+        return Err(ApiError::BadRequest("the reason is longer than 500 characters".into()));
+    }
+    Ok(reason.to_owned())
 }
 
 /// An argon2id hash of a random string nobody knows, verified against for unknown usernames so that they

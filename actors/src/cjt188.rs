@@ -3,7 +3,9 @@
 //! half-duplex line is serialised by its mailbox (valve commands included: valve actors go through it).
 //!
 //! Each cycle it reads every meter's metering data (DI 901F), commits the readings with the gateway's status,
-//! and only then shows them. A garbled or foreign reply fails that meter only; the driver recovers (a new TCP
+//! and only then shows them. Each reading is stamped when its meter answered (a 2400-baud loop takes long), and
+//! keeps the meter's own clock (converted with the utility's zone) and its settlement-day volume. The first
+//! cycle runs at start; the next ones on the cycle's wall-clock boundaries (`crate::schedule`). A garbled or foreign reply fails that meter only; the driver recovers (a new TCP
 //! connection, or the same serial port) and the next meter goes on. A meter that does not answer costs its own
 //! timeout. Two cycles with no meter answering make the gateway comm-lost, as for Modbus concentrators (R-A4).
 
@@ -14,12 +16,13 @@ use drivers::cjt188::{Address, Cjt188Link, Cjt188Master, Cjt188Model, Cjt188Targ
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::context::DeviceContext;
+use crate::meter_book::{CycleEnd, MeterBook};
 use crate::metrics::Metrics;
 use crate::model::comm::CycleOutcome;
 use crate::model::view::CommView;
 use crate::model::{
-    CommEvent, CommStatus, DeviceId, DeviceKind, DeviceView, MeterId, MeterReading, MeterStatus, MeterView, RegionId,
-    Timestamp, Volume,
+    CommError, CommEvent, CommStatus, DeviceId, DeviceKind, DeviceView, ErrorCode, MeterId, MeterReading, MeterStatus,
+    MeterView, RegionId, Timestamp, Volume,
 };
 use crate::store::{Op, Store};
 use crate::supervisor::Slot;
@@ -48,6 +51,14 @@ pub struct Cjt188Spec {
 }
 
 impl Cjt188Spec {
+    /// A gateway over TCP, or a serial line of our own: each is labelled as what it is (issue 7 §7).
+    pub fn kind(&self) -> DeviceKind {
+        match self.link {
+            Cjt188Link::Tcp(_) => DeviceKind::Cjt188Gateway,
+            Cjt188Link::Serial(_) => DeviceKind::Cjt188Line,
+        }
+    }
+
     fn path(&self) -> String {
         match (&self.link, &self.line) {
             (Cjt188Link::Tcp(addr), _) => format!("primary cjt188 {addr}"),
@@ -87,6 +98,34 @@ pub struct Cjt188State {
     client: Cjt188Master,
     comm: CommStatus,
     meters: Vec<MeterView>,
+    /// Per-meter comm status and volume-check baselines (issue 7 §4).
+    book: MeterBook,
+}
+
+/// One meter's answer within a cycle.
+struct Answer {
+    index: usize,
+    volume: Volume,
+    status: MeterStatus,
+    /// When the meter answered.
+    ts: Timestamp,
+    meter_clock: Option<Timestamp>,
+    settlement: Option<Volume>,
+}
+
+/// The meter clock as an instant: the meter shows local time of the utility's zone.
+fn meter_clock(data: &MeteringData, zone: &drivers::calendar::Zone) -> Option<Timestamp> {
+    let t = data.time?;
+    let local = drivers::calendar::LocalTime {
+        year: i64::from(t.year),
+        month: i64::from(t.month),
+        day: i64::from(t.day),
+        hour: i64::from(t.hour),
+        minute: i64::from(t.minute),
+        second: i64::from(t.second),
+        millis: 0,
+    };
+    zone.to_instant(local).map(Timestamp)
 }
 
 /// Model status flags from a CJ/T 188 status word.
@@ -110,11 +149,12 @@ fn status_of(data: &MeteringData) -> MeterStatus {
 
 /// The view of a gateway as the store knows it.
 pub fn initial_view(spec: &Cjt188Spec, store: &Store) -> DeviceView {
-    let meters = crate::restore::meters(store, spec.meters.iter().map(|m| &m.id));
+    let mut meters = crate::restore::meters(store, spec.meters.iter().map(|m| &m.id));
+    crate::restore::meter_comm(store, &spec.id, &mut meters);
     let comm = crate::restore::comm(store, &spec.id, spec.path(), spec.meters.len() as u32);
     DeviceView {
         id: spec.id.clone(),
-        kind: DeviceKind::Concentrator,
+        kind: spec.kind(),
         name: spec.name.clone(),
         region: spec.region.clone(),
         comm: CommView { status: comm, cycle_ms: spec.cycle.as_millis() as u64 },
@@ -133,7 +173,7 @@ impl Cjt188State {
         let spec = &self.args.spec;
         DeviceView {
             id: spec.id.clone(),
-            kind: DeviceKind::Concentrator,
+            kind: spec.kind(),
             name: spec.name.clone(),
             region: spec.region.clone(),
             comm: CommView { status: self.comm.clone(), cycle_ms: spec.cycle.as_millis() as u64 },
@@ -155,8 +195,8 @@ impl Cjt188State {
     async fn cycle(&mut self) {
         let spec = self.args.spec.clone();
         self.comm.begin_cycle(spec.meters.len() as u32);
-        let mut read: Vec<(usize, Volume, MeterStatus)> = Vec::new();
-        let mut last_error = None;
+        let mut read: Vec<Answer> = Vec::new();
+        let mut last_error: Option<CommError> = None;
         for (i, m) in spec.meters.iter().enumerate() {
             Metrics::inc(&self.args.ctx.metrics.polls);
             let result = self.client.read_meter(&m.address).await;
@@ -166,72 +206,114 @@ impl Cjt188State {
                     self.comm.record_attempt(now, true, None);
                     // The driver gives millilitres; volumes are kept to the litre (3 decimals of m³).
                     match Volume::from_m3(data.current.volume.cubic_metres()) {
-                        Ok(v) => read.push((i, v, status_of(&data))),
+                        Ok(volume) => read.push(Answer {
+                            index: i,
+                            volume,
+                            status: status_of(&data),
+                            ts: now,
+                            meter_clock: meter_clock(&data, &self.args.ctx.time.zone),
+                            settlement: data.settlement.and_then(|s| Volume::from_m3(s.volume.cubic_metres()).ok()),
+                        }),
                         Err(e) => {
                             Metrics::inc(&self.args.ctx.metrics.bad_values);
-                            last_error = Some(format!("meter {}: {e}", m.id));
+                            last_error = Some(
+                                CommError::new(ErrorCode::BadValue, e.to_string())
+                                    .with("detail", e.to_string())
+                                    .of_meter(m.id.as_str()),
+                            );
                         }
                     }
                 }
                 Ok(Err(abnormal)) => {
                     Metrics::inc(&self.args.ctx.metrics.poll_failures);
-                    let e = format!("meter {} answered abnormally (control {:02X})", m.id, abnormal.control.0);
-                    tracing::warn!(message = "CJ/T 188 meter refused.", device = %spec.id, meter = %m.id, error = %e);
-                    self.comm.record_attempt(now, true, Some(e.clone()));
+                    let e = crate::comm_error::cjt188_abnormal(m.id.as_str(), &abnormal);
+                    tracing::warn!(message = "CJ/T 188 meter refused.", device = %spec.id, meter = %m.id, error = %e.text);
+                    self.comm.record_failure(now, true, &e);
                     last_error = Some(e);
                 }
                 Err(e) => {
                     // The driver has recovered its link; the next meter goes on.
                     Metrics::inc(&self.args.ctx.metrics.poll_failures);
-                    let e = format!("meter {}: {e}", m.id);
-                    tracing::warn!(message = "CJ/T 188 read failed.", device = %spec.id, meter = %m.id, error = %e);
-                    self.comm.record_attempt(now, false, Some(e.clone()));
+                    let e = crate::comm_error::cjt188(&e).of_meter(m.id.as_str());
+                    tracing::warn!(message = "CJ/T 188 read failed.", device = %spec.id, meter = %m.id, error = %e.text);
+                    self.comm.record_failure(now, false, &e);
                     last_error = Some(e);
                 }
             }
         }
         let now = self.now();
+        // Every meter was asked this cycle: the meters' cycle ends with this submission (issue 7 §4).
+        let expected: Vec<usize> = (0..spec.meters.len()).collect();
+        let read_now: Vec<usize> = read.iter().map(|a| a.index).collect();
+        let (meter_comm, meter_events) = self.book.tentative(
+            now,
+            &read_now,
+            Some(CycleEnd { expected: &expected, read: &[], delivered: !read.is_empty() }),
+        );
+        let save_meters = self.book.save_op(&meter_comm);
+        let mut pending_meter_events = None;
         if !read.is_empty() {
-            let mut ops: Vec<Op> = read
+            let readings: Vec<_> = read.iter().map(|a| (a.index, a.ts, a.volume, a.status)).collect();
+            let checked = self.book.check(&readings, &self.args.ctx.metrics);
+            let mut ops: Vec<Op> = checked
                 .iter()
-                .map(|(i, volume, status)| {
+                .map(|c| {
                     Op::Reading(MeterReading {
-                        meter: spec.meters[*i].id.clone(),
+                        meter: spec.meters[c.index].id.clone(),
                         device: spec.id.clone(),
-                        ts: now,
-                        volume: *volume,
-                        status: *status,
+                        ts: c.ts,
+                        volume: c.volume,
+                        status: c.status,
+                        meter_clock: read.iter().find(|a| a.index == c.index).and_then(|a| a.meter_clock),
+                        settlement_volume: read.iter().find(|a| a.index == c.index).and_then(|a| a.settlement),
                     })
                 })
                 .collect();
             let mut status = self.comm.clone();
             let _ = status.record_values(now, read.len() as u32);
             ops.push(Op::DeviceStatus(spec.id.clone(), status));
+            ops.extend(save_meters);
             match self.args.ctx.writer.submit(ops).await {
                 Ok(_) => {
-                    for (i, volume, status) in &read {
-                        self.meters[*i].set(*volume, now, *status);
+                    for c in &checked {
+                        self.meters[c.index].set(c.volume, c.ts, c.status);
                     }
+                    let meter_events = self.book.committed(&checked, meter_comm, meter_events, &mut self.meters, now);
                     if let Some(event) = self.comm.record_values(now, read.len() as u32) {
                         self.publish();
                         self.publish_comm(event);
                     }
+                    pending_meter_events = Some(meter_events);
                 }
                 Err(e) => {
                     tracing::warn!(message = "CJ/T 188 readings not committed.", device = %spec.id, error = %e);
-                    last_error = Some("store unavailable".into());
+                    last_error = Some(CommError::new(ErrorCode::StoreUnavailable, "store unavailable"));
                     read.clear();
                 }
             }
+        } else if let Some(op) = save_meters {
+            // No meter answered: the device's miss. The meters only show one more unread cycle; no per-meter
+            // event (the device's covers them).
+            match self.args.ctx.writer.submit(vec![op]).await {
+                Ok(_) => {
+                    pending_meter_events =
+                        Some(self.book.committed(&[], meter_comm, meter_events, &mut self.meters, now))
+                }
+                Err(e) => tracing::warn!(message = "CJ/T 188 meter status not saved.", device = %spec.id, error = %e),
+            }
         }
-        if last_error.is_some() {
-            self.comm.last_error.clone_from(&last_error);
+        if let Some(e) = &last_error {
+            self.comm.note_error(e);
         }
-        let outcome = CycleOutcome { read: read.len() as u32, expected: spec.meters.len() as u32, error: last_error };
-        let event = self.comm.end_cycle(&outcome);
+        let error = last_error.as_ref().map(|e| e.text.clone());
+        let outcome = CycleOutcome { read: read.len() as u32, expected: spec.meters.len() as u32, error };
+        let event = self.comm.end_cycle_with(&outcome, last_error.as_ref());
         self.publish();
         if let Some(event) = event {
             self.publish_comm(event);
+        }
+        if let Some(meter_events) = pending_meter_events {
+            meter_events.publish(&self.args.ctx.events);
         }
     }
 }
@@ -246,10 +328,12 @@ impl Actor for Cjt188Device {
         myself: ActorRef<Cjt188Msg>,
         args: Cjt188Args,
     ) -> Result<Cjt188State, ActorProcessingErr> {
-        let view = initial_view(&args.spec, &args.ctx.store);
+        let mut view = initial_view(&args.spec, &args.ctx.store);
         let target = Cjt188Target { link: args.spec.link.clone(), timeout: args.spec.timeout, model: args.spec.model };
+        // The meter's own register modulus is not known here; the check infers a wrap from the value's digits.
+        let book = MeterBook::restore(&args.ctx.store, &args.spec.id, &args.spec.region, &mut view.meters, None);
         args.slot.set(myself);
-        Ok(Cjt188State { client: Cjt188Master::new(target), comm: view.comm.status, meters: view.meters, args })
+        Ok(Cjt188State { client: Cjt188Master::new(target), comm: view.comm.status, meters: view.meters, book, args })
     }
 
     async fn post_start(&self, myself: ActorRef<Cjt188Msg>, state: &mut Cjt188State) -> Result<(), ActorProcessingErr> {
@@ -266,10 +350,11 @@ impl Actor for Cjt188Device {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             Cjt188Msg::Cycle => {
-                let started = tokio::time::Instant::now();
+                let (started, wall) = (tokio::time::Instant::now(), state.now());
                 state.cycle().await;
-                let next = state.args.spec.cycle.saturating_sub(started.elapsed());
-                myself.send_after(next, || Cjt188Msg::Cycle);
+                let spec = &state.args.spec;
+                let next = state.args.ctx.time.delay_until_next(spec.id.as_str(), spec.cycle, wall);
+                myself.send_after(next.saturating_sub(started.elapsed()), || Cjt188Msg::Cycle);
             }
             Cjt188Msg::View(reply) => {
                 let _ = reply.send(state.view());

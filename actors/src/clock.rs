@@ -1,5 +1,6 @@
 //! The wall clock, injected (DESIGN.md §9). Production uses [`SystemClock`]; tests may use [`ManualClock`].
-//! Durations between polls are tokio timers (which tests can pause); timestamps come from here.
+//! Durations between polls are tokio timers (which tests can pause); timestamps come from here. [`TokioClock`]
+//! follows tokio's clock, so that a test with paused time sees wall-clock time move with its timers.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -47,5 +48,28 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
         Timestamp(self.now.load(Ordering::SeqCst))
+    }
+}
+
+/// A wall clock that starts at a given time and moves with tokio's clock: with paused time
+/// (`#[tokio::test(start_paused = true)]`), sleeping 15 minutes moves it 15 minutes, so polls aligned to
+/// wall-clock boundaries can be tested in milliseconds (DESIGN.md §9).
+#[derive(Debug)]
+pub struct TokioClock {
+    start: Timestamp,
+    origin: tokio::time::Instant,
+}
+
+impl TokioClock {
+    /// Reads `start` now; must be created inside a tokio runtime.
+    pub fn new(start: Timestamp) -> TokioClock {
+        TokioClock { start, origin: tokio::time::Instant::now() }
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> Timestamp {
+        let elapsed = i64::try_from(self.origin.elapsed().as_millis()).unwrap_or(i64::MAX);
+        self.start.plus_millis(elapsed)
     }
 }

@@ -1,5 +1,5 @@
 //! What every device actor shares: the store (reads), the writer (commits), the live hub, the event bus, the
-//! clock and the counters. Cheap to clone; the tree hands a clone to each actor's arguments.
+//! clock, the time rules and the counters. Cheap to clone; the tree hands a clone to each actor's arguments.
 
 use std::sync::Arc;
 
@@ -17,6 +17,8 @@ pub struct DeviceContext {
     pub hub: Slot<HubMsg>,
     pub events: EventBus,
     pub clock: SharedClock,
+    /// The utility's zone, the poll spread and the reading-time limits (issue 7 §4).
+    pub time: Arc<crate::schedule::TimeRules>,
     pub metrics: Arc<Metrics>,
     /// The CJ/T 188 gateways' actors, by device id (valves on their meters go through them).
     pub gateways: Arc<std::collections::HashMap<String, Slot<crate::cjt188::Cjt188Msg>>>,

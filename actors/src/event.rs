@@ -21,7 +21,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::clock::SharedClock;
 use crate::metrics::Metrics;
-use crate::model::{CommEvent, DeviceId, LiveEvent, RegionId, SwitchReason, Timestamp};
+use crate::model::{CommEvent, DeviceId, FaultClearing, LiveEvent, MeterId, RegionId, SwitchReason, Timestamp};
 use crate::store::{Op, StoreHandle};
 
 /// Which limit a water-quality value crossed.
@@ -39,8 +39,17 @@ pub enum Event {
     CommLost { device: DeviceId, region: RegionId, ts: Timestamp, misses: u32, error: Option<String> },
     /// Data flows again from a comm-lost device.
     CommRestored { device: DeviceId, region: RegionId, ts: Timestamp, after_misses: u32 },
+    /// One meter behind a device that delivers data missed two consecutive cycles (issue 7 §4). Not raised
+    /// while the device itself is comm-lost: `CommLost` covers its meters.
+    MeterCommLost { device: DeviceId, meter: MeterId, region: RegionId, ts: Timestamp, misses: u32 },
+    /// Data flows again from a comm-lost meter.
+    MeterCommRestored { device: DeviceId, meter: MeterId, region: RegionId, ts: Timestamp, after_misses: u32 },
     /// A device moved to another communication path (R-A8).
     PathSwitched { device: DeviceId, region: RegionId, ts: Timestamp, from: String, to: String, reason: SwitchReason },
+    /// A valve went into fault: a command was not confirmed, or the valve reports a fault (R-A7, issue 7 §5).
+    ValveFault { device: DeviceId, region: RegionId, ts: Timestamp, reason: String },
+    /// A valve's fault cleared: a read-back showed the commanded position, or an operator reset it.
+    ValveFaultCleared { device: DeviceId, region: RegionId, ts: Timestamp, how: FaultClearing },
     /// A supervised actor stopped and will be restarted after `delay`.
     #[serde(rename = "actor_restart")]
     ChildRestarting {
@@ -84,7 +93,11 @@ impl Event {
         match self {
             Event::CommLost { .. } => "comm_lost",
             Event::CommRestored { .. } => "comm_restored",
+            Event::MeterCommLost { .. } => "meter_comm_lost",
+            Event::MeterCommRestored { .. } => "meter_comm_restored",
             Event::PathSwitched { .. } => "path_switched",
+            Event::ValveFault { .. } => "valve_fault",
+            Event::ValveFaultCleared { .. } => "valve_fault_cleared",
             Event::ChildRestarting { .. } => "actor_restart",
             Event::LimitCrossed { .. } => "limit_crossed",
             Event::LimitCleared { .. } => "limit_cleared",
@@ -116,6 +129,20 @@ impl Event {
                 ts: *ts,
                 message: format!("data flows again after {after_misses} missed cycles"),
             }),
+            Event::MeterCommLost { device, meter, region, ts, misses } => Some(LiveEvent {
+                kind: "meter_comm_lost",
+                device: Some(device.clone()),
+                region: Some(region.clone()),
+                ts: *ts,
+                message: format!("meter {meter}: {misses} consecutive cycles missed"),
+            }),
+            Event::MeterCommRestored { device, meter, region, ts, after_misses } => Some(LiveEvent {
+                kind: "meter_comm_restored",
+                device: Some(device.clone()),
+                region: Some(region.clone()),
+                ts: *ts,
+                message: format!("meter {meter}: data flows again after {after_misses} missed cycles"),
+            }),
             Event::PathSwitched { device, region, ts, from, to, reason } => Some(LiveEvent {
                 kind: "path_switched",
                 device: Some(device.clone()),
@@ -124,6 +151,23 @@ impl Event {
                 message: match reason {
                     SwitchReason::Failover => format!("{from} failed; now on {to}"),
                     SwitchReason::PrimaryRecovered => format!("primary answers again; back from {from} to {to}"),
+                },
+            }),
+            Event::ValveFault { device, region, ts, reason } => Some(LiveEvent {
+                kind: "valve_fault",
+                device: Some(device.clone()),
+                region: Some(region.clone()),
+                ts: *ts,
+                message: reason.clone(),
+            }),
+            Event::ValveFaultCleared { device, region, ts, how } => Some(LiveEvent {
+                kind: "valve_fault_cleared",
+                device: Some(device.clone()),
+                region: Some(region.clone()),
+                ts: *ts,
+                message: match how {
+                    FaultClearing::ReadBack { state } => format!("read back {}", state.as_str()),
+                    FaultClearing::Reset { by, reason } => format!("reset by {by}: {reason}"),
                 },
             }),
             Event::ChildRestarting { supervisor, child, reason, delay } => Some(LiveEvent {
@@ -294,6 +338,23 @@ impl EventBus {
     }
 }
 
+impl EventBus {
+    /// Logs and publishes a meter's change of comm-lost state (issue 7 §4).
+    pub fn meter_comm(&self, event: CommEvent, device: &DeviceId, meter: &MeterId, region: &RegionId, ts: Timestamp) {
+        let (device, meter, region) = (device.clone(), meter.clone(), region.clone());
+        match event {
+            CommEvent::Lost { misses } => {
+                tracing::warn!(message = "Meter comm-lost.", device = %device, meter = %meter, region = %region, misses);
+                self.publish(Event::MeterCommLost { device, meter, region, ts, misses });
+            }
+            CommEvent::Restored { after_misses } => {
+                tracing::info!(message = "Meter communication restored.", device = %device, meter = %meter, region = %region, after_misses);
+                self.publish(Event::MeterCommRestored { device, meter, region, ts, after_misses });
+            }
+        }
+    }
+}
+
 /// Commits published events in order, as many per submission as are waiting. A failed commit is retried
 /// with capped backoff (the writer may be restarting); events are never reordered or skipped.
 async fn pump(mut rx: mpsc::Receiver<(Timestamp, Event)>, store: StoreHandle, metrics: Arc<Metrics>) {
@@ -340,6 +401,20 @@ mod tests {
                 error: Some("x".into()),
             },
             Event::CommRestored { device: d.clone(), region: r.clone(), ts: Timestamp(6), after_misses: 3 },
+            Event::MeterCommLost {
+                device: d.clone(),
+                meter: MeterId::new("m1"),
+                region: r.clone(),
+                ts: Timestamp(6),
+                misses: 2,
+            },
+            Event::MeterCommRestored {
+                device: d.clone(),
+                meter: MeterId::new("m1"),
+                region: r.clone(),
+                ts: Timestamp(6),
+                after_misses: 2,
+            },
             Event::PathSwitched {
                 device: d.clone(),
                 region: r.clone(),
@@ -397,6 +472,32 @@ mod tests {
         assert_eq!(v.params.get("misses").map(String::as_str), Some("2"));
         assert_eq!(v.params.get("device").map(String::as_str), Some("c1"));
         assert!(!v.params.contains_key("error"), "absent fields are left out");
+    }
+
+    #[test]
+    fn meter_comm_events_render_for_the_live_stream() {
+        let (device, meter, region) = (DeviceId::new("g1"), MeterId::new("CJ-2"), RegionId::new("east"));
+        let lost = Event::MeterCommLost {
+            device: device.clone(),
+            meter: meter.clone(),
+            region: region.clone(),
+            ts: Timestamp(7),
+            misses: 2,
+        };
+        let live = lost.to_live(Timestamp(0)).expect("shown");
+        assert_eq!(
+            (live.kind, live.device.as_ref(), live.region.as_ref(), live.ts),
+            ("meter_comm_lost", Some(&device), Some(&region), Timestamp(7))
+        );
+        assert_eq!(live.message, "meter CJ-2: 2 consecutive cycles missed");
+        let view = EventRecord { seq: 1, ts: Timestamp(7), event: lost }.view().unwrap();
+        assert_eq!(view.params.get("meter").map(String::as_str), Some("CJ-2"), "the HMI can name the meter");
+        let back = Event::MeterCommRestored { device, meter, region, ts: Timestamp(9), after_misses: 3 };
+        let live = back.to_live(Timestamp(0)).expect("shown");
+        assert_eq!(
+            (live.kind, live.message.as_str()),
+            ("meter_comm_restored", "meter CJ-2: data flows again after 3 missed cycles")
+        );
     }
 
     #[tokio::test]

@@ -3,18 +3,21 @@
 //! # Layout
 //! - [`model`]: the pure domain model (no I/O, no clock, no tokio or ractor).
 //! - [`store`]: the durable store (redb) and its group-commit writer actor.
-//! - [`supervisor`]: restarting supervisors with backoff and escalation.
+//! - [`runtime`]: restarting supervisors with backoff and escalation: the static [`supervisor`] and the
+//!   dynamic one for actors started on demand ([`runtime::dynamic`]).
 //! - [`hub`]: the live-state hub behind the WebSocket stream.
 //! - [`field`]: one actor per concentrator and per water-quality data logger.
 //! - [`cjt188`]: CJ/T 188 meters behind a transparent gateway or on a serial line, one actor per gateway.
 //! - [`modbus_link`]: how a Modbus device or valve is reached (TCP, or a unit on an RS-485 line) and the
 //!   connection along that path.
+//! - [`meter_book`]: per-meter comm status and the volume check, shared by every actor that reads meters.
 //! - [`mqtt`]: meters that publish over MQTT: one actor per meter group, and the broker connection.
 //! - [`rtu_bus`]: one actor per RS-485 serial line, serialising every device's requests on it.
 //! - [`station`]: HJ 212 water-quality stations that push data, and the listener that routes them.
 //! - [`valve`]: one actor per remote valve: commands with read-back confirmation, audited.
 //! - [`tree`]: builds the whole supervision tree from resolved configuration.
 //! - [`api`]: the handle through which the `hmi` crate sees and commands the system.
+//! - [`comm_error`]: each driver's errors as a code and parameters for the HMI, beside the English text.
 //! - [`event`], [`metrics`], [`clock`]: durable events and their bus, counters, the injected clock.
 //! - [`feed`]: consumers of the durable change feed (cursor persisted with their results).
 //!
@@ -25,21 +28,28 @@ pub mod api;
 pub mod auth;
 pub mod cjt188;
 pub mod clock;
+pub mod comm_error;
 pub mod context;
 pub mod event;
 pub mod feed;
 pub mod field;
 pub mod hub;
+pub mod meter_book;
 pub mod metrics;
 pub mod modbus_link;
 pub mod mqtt;
+pub mod plausible;
 pub mod restore;
 pub mod rtu_bus;
+pub mod runtime;
+pub mod schedule;
 pub mod station;
 pub mod store;
-pub mod supervisor;
 pub mod tree;
 pub mod valve;
 
 /// The pure domain model, a crate of its own (`actors/model`); re-exported so `crate::model::…` reads as before.
 pub use model;
+
+/// The static supervisor, at its old path (it lives in [`runtime`]).
+pub use runtime::supervisor;

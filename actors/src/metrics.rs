@@ -67,6 +67,17 @@ pub struct Metrics {
     /// Feed entries handled by consumers, and handler failures (retried).
     pub feed_handled: AtomicU64,
     pub feed_handler_failures: AtomicU64,
+    /// Readings stored with their volume although their status could not be decoded (flag `status_unreadable`).
+    pub status_unreadable: AtomicU64,
+    /// Meter readings stored flagged by the volume check (issue 7 §4): a fall, a register wrap, a likely swap
+    /// (a fall to a new meter's value, or a rise the meter cannot have measured).
+    pub volume_falls: AtomicU64,
+    pub volume_rollovers: AtomicU64,
+    pub volume_suspected_swaps: AtomicU64,
+    /// Readings and samples dated beyond `defaults.future_tolerance` (stored flagged `time_future`).
+    pub readings_time_future: AtomicU64,
+    /// Readings and samples older than `defaults.max_age` (stored flagged `time_stale`).
+    pub readings_time_stale: AtomicU64,
 }
 
 impl Metrics {

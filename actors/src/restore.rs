@@ -2,7 +2,7 @@
 //! actor and for the live hub, so that both show the same thing. A store error is logged and the device starts
 //! fresh for that part: a restart never fails on history.
 
-use crate::model::{CommStatus, DeviceId, LinkState, MeterId, MeterView, ParameterView};
+use crate::model::{CommStatus, DeviceId, LinkState, MeterComm, MeterId, MeterView, ParameterView, ValveStatus};
 use crate::store::Store;
 
 /// The last saved comm status of a device, or a fresh one. The link state before a restart is not known now;
@@ -23,6 +23,18 @@ pub fn comm(store: &Store, device: &DeviceId, path: String, expected: u32) -> Co
     comm
 }
 
+/// A valve's last stored state, last command and latched fault, or a fresh status (issue 7 §5).
+pub fn valve(store: &Store, device: &DeviceId) -> ValveStatus {
+    match store.valve_status(device) {
+        Ok(Some(saved)) => saved,
+        Ok(None) => ValveStatus::default(),
+        Err(e) => {
+            tracing::warn!(message = "Cannot load valve status; starting fresh.", device = %device, error = %e);
+            ValveStatus::default()
+        }
+    }
+}
+
 /// A view per meter with its latest stored reading.
 pub fn meters<'a>(store: &Store, ids: impl IntoIterator<Item = &'a MeterId>) -> Vec<MeterView> {
     ids.into_iter()
@@ -36,6 +48,33 @@ pub fn meters<'a>(store: &Store, ids: impl IntoIterator<Item = &'a MeterId>) -> 
             view
         })
         .collect()
+}
+
+/// Each meter's comm status (issue 7 §4), in the order of `views`, which it also updates: the saved status of
+/// the meters that were not read in their last cycle or are comm-lost, and for the others a clean status whose
+/// last success is their latest reading's time.
+pub fn meter_comm(store: &Store, device: &DeviceId, views: &mut [MeterView]) -> Vec<MeterComm> {
+    let saved = store.meter_comm(device).unwrap_or_else(|e| {
+        tracing::warn!(message = "Cannot load meter status; starting fresh.", device = %device, error = %e);
+        Vec::new()
+    });
+    views
+        .iter_mut()
+        .map(|view| {
+            let comm = saved
+                .iter()
+                .find(|(id, _)| *id == view.id)
+                .map(|(_, c)| c.clone())
+                .unwrap_or_else(|| MeterComm { last_success: view.ts, ..MeterComm::default() });
+            view.set_comm(&comm);
+            comm
+        })
+        .collect()
+}
+
+/// The meters of a device worth saving: those that are not clean, with their ids.
+pub fn unclean_meters<'a>(ids: impl IntoIterator<Item = &'a MeterId>, comm: &[MeterComm]) -> Vec<(MeterId, MeterComm)> {
+    ids.into_iter().zip(comm).filter(|(_, c)| !c.is_clean()).map(|(id, c)| (id.clone(), c.clone())).collect()
 }
 
 /// A water-quality parameter's view with its latest stored sample.

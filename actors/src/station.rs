@@ -87,6 +87,8 @@ pub struct StationState {
     /// Data arrived in the current watchdog interval.
     fresh: u32,
     interval_no: u64,
+    /// Judges the stations' DataTime (a station clock may be far off).
+    times: crate::plausible::TimeGuard,
 }
 
 /// The view of a station as the store knows it.
@@ -99,7 +101,7 @@ pub fn initial_view(spec: &StationSpec, store: &Store) -> DeviceView {
     let comm = crate::restore::comm(store, &spec.id, spec.path(), spec.parameters.len() as u32);
     DeviceView {
         id: spec.id.clone(),
-        kind: DeviceKind::Logger,
+        kind: DeviceKind::Hj212Station,
         name: spec.name.clone(),
         region: spec.region.clone(),
         comm: CommView { status: comm, cycle_ms: spec.interval.as_millis() as u64 },
@@ -119,7 +121,7 @@ pub fn parse_data_time(text: &str, utc_offset_minutes: i32) -> Option<Timestamp>
     if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || s > 59 {
         return None;
     }
-    let days = days_from_civil(y, mo, d);
+    let days = days_from_civil(y, mo, d)?;
     let secs = days * 86_400 + h * 3600 + mi * 60 + s - i64::from(utc_offset_minutes) * 60;
     Some(Timestamp(secs * 1000))
 }
@@ -165,6 +167,8 @@ impl StationState {
             .as_deref()
             .and_then(|t| parse_data_time(t, spec.utc_offset_minutes))
             .unwrap_or_else(|| self.now());
+        // A DataTime beyond the limits is stored flagged and never shown as current (issue 7 §4).
+        let verdict = self.times.judge(&self.args.ctx.metrics, spec.id.as_str(), "DataTime", ts, self.now());
         let mut ops = Vec::new();
         let mut updates = Vec::new();
         for reading in packet.cp.readings() {
@@ -177,6 +181,7 @@ impl StationState {
             if !reading.is_normal() {
                 flags.0 |= QualityFlags::DEVICE_FLAGGED;
             }
+            let flags = flags.with_time(verdict);
             ops.push(Op::Sample(QualitySample {
                 device: spec.id.clone(),
                 parameter: format!("{}{suffix}", p.name),
@@ -225,17 +230,18 @@ impl StationState {
         if no != self.interval_no {
             return;
         }
-        let outcome = CycleOutcome {
-            read: self.fresh,
-            expected: 1,
-            error: (self.fresh == 0).then(|| "no upload in the interval".to_owned()),
-        };
+        let interval_ms = i64::try_from(self.args.spec.interval.as_millis()).unwrap_or(i64::MAX);
+        let error = (self.fresh == 0).then(|| {
+            crate::model::CommError::new(crate::model::ErrorCode::NoData, "no upload in the interval")
+                .with("ms", interval_ms)
+        });
+        let outcome = CycleOutcome { read: self.fresh, expected: 1, error: error.as_ref().map(|e| e.text.clone()) };
         if self.fresh == 0 {
             self.comm.link = crate::model::LinkState::Down;
             self.comm.cycle_read = 0;
         }
         let misses = self.comm.consecutive_misses;
-        if let Some(event) = self.comm.end_cycle(&outcome) {
+        if let Some(event) = self.comm.end_cycle_with(&outcome, error.as_ref()) {
             self.publish();
             self.publish_comm(event);
         } else if self.comm.consecutive_misses != misses {
@@ -251,7 +257,7 @@ impl StationState {
 fn initial_view_shell(spec: &StationSpec) -> DeviceView {
     DeviceView {
         id: spec.id.clone(),
-        kind: DeviceKind::Logger,
+        kind: DeviceKind::Hj212Station,
         name: spec.name.clone(),
         region: spec.region.clone(),
         comm: CommView {
@@ -276,7 +282,8 @@ impl Actor for StationActor {
     ) -> Result<StationState, ActorProcessingErr> {
         let view = initial_view(&args.spec, &args.ctx.store);
         args.slot.set(myself);
-        Ok(StationState { comm: view.comm.status, values: view.values, fresh: 0, interval_no: 0, args })
+        let times = crate::plausible::TimeGuard::new(args.ctx.time.plausibility);
+        Ok(StationState { comm: view.comm.status, values: view.values, fresh: 0, interval_no: 0, times, args })
     }
 
     async fn post_start(

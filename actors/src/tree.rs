@@ -70,6 +70,8 @@ pub struct TreeSpec {
     pub mqtt: Option<drivers::mqtt::MqttSettings>,
     /// RS-485 serial lines, by id.
     pub lines: Vec<(String, drivers::rtu::LineSettings)>,
+    /// `[server] timezone`, `defaults.spread`, `defaults.future_tolerance`, `defaults.max_age`.
+    pub time: crate::schedule::TimeRules,
 }
 
 /// The running tree.
@@ -151,7 +153,7 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
                         .chain(gateways.iter().map(|g| cjt188::initial_view(g, &store)))
                         .chain(groups.iter().map(|g| mqtt_group::initial_view(g, &store)))
                         .chain(stations.iter().map(|s| station::initial_view(s, &store)))
-                        .chain(valves.iter().map(|v| valve::initial_view(v)))
+                        .chain(valves.iter().map(|v| valve::initial_view(v, &store)))
                         .collect()
                 }),
                 events: events.clone(),
@@ -224,6 +226,7 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
         hub: hub_slot.clone(),
         events: events.clone(),
         clock: clock.clone(),
+        time: Arc::new(spec.time.clone()),
         metrics: metrics.clone(),
     };
     let mut device_slots: HashMap<DeviceId, Slot<FieldMsg>> = HashMap::new();

@@ -6,6 +6,14 @@
 //!
 //! One entry point serves everyone: `ValveMsg::Command` through `api::Handle::command_valve`, used by an
 //! operator on the HMI and, later, by billing for arrears shut-off and restore.
+//!
+//! A command that ends in fault latches it (`model::valve::ValveStatus` decides): it clears when a read-back
+//! shows the commanded position, or when an operator resets it (`ValveMsg::Reset` through
+//! `api::Handle::reset_valve`, audited). Going into and out of fault, and comm-lost and restored, are events.
+//! The status (state, last command, latched fault) and the comm status are stored with each poll and in the
+//! same submission as a command's or reset's audit record, and restored when the actor (re)starts.
+//!
+//! What it deliberately does not do: decide the fault rules (the model does), or retry a failed command.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,15 +24,16 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::cjt188::Cjt188Msg;
 use crate::context::DeviceContext;
+use crate::event::Event;
 use crate::metrics::Metrics;
 use crate::model::comm::CycleOutcome;
 use crate::model::valve::{self, Progress, Start};
 use crate::model::view::CommView;
 use crate::model::{
-    CommStatus, CommandRecord, CommandResult, DeviceId, DeviceKind, DeviceView, RegionId, Reported, Timestamp,
-    ValveAction, ValveState, ValveView,
+    CommEvent, CommStatus, CommandRecord, CommandResult, DeviceId, DeviceKind, DeviceView, FaultChange, RegionId,
+    Reported, ResetRecord, ResetRefused, Timestamp, ValveAction, ValveState, ValveStatus,
 };
-use crate::store::{AuditEntry, Op};
+use crate::store::{AuditEntry, Op, Store};
 use crate::supervisor::Slot;
 
 /// How a valve model is driven over Modbus: a command register and a status register.
@@ -105,8 +114,29 @@ impl ValveSpec {
 
 pub enum ValveMsg {
     Poll,
-    Command { action: ValveAction, reason: String, requested_by: String, reply: RpcReplyPort<CommandRecord> },
+    Command {
+        action: ValveAction,
+        reason: String,
+        requested_by: String,
+        reply: RpcReplyPort<CommandRecord>,
+    },
+    /// An operator resets a latched fault (issue 7 §5).
+    Reset {
+        reason: String,
+        requested_by: String,
+        reply: RpcReplyPort<Result<ResetRecord, ResetError>>,
+    },
     View(RpcReplyPort<DeviceView>),
+}
+
+/// Why a reset did not happen.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ResetError {
+    #[error("{0}")]
+    Refused(ResetRefused),
+    /// The reset could not be stored, so it was not made.
+    #[error("the reset could not be stored: {0}")]
+    Store(String),
 }
 
 #[derive(Clone, Copy)]
@@ -200,26 +230,41 @@ pub struct ValveActorState {
     args: ValveArgs,
     link: ValveLink,
     reported: Option<Reported>,
-    state: ValveState,
     comm: CommStatus,
-    last_command: Option<CommandRecord>,
-    /// The action of a command that was not confirmed: the valve stays in fault until it reports that
-    /// action's position or another command succeeds.
-    unconfirmed: Option<ValveAction>,
+    /// State, last command and latched fault: what is stored and restored.
+    status: ValveStatus,
+    /// Events waiting for the next store submission to commit before they are published.
+    pending: Vec<Event>,
 }
 
-/// The view of a valve before anything is known of it.
-pub fn initial_view(spec: &ValveSpec) -> DeviceView {
+fn view_of(spec: &ValveSpec, comm: CommStatus, status: &ValveStatus) -> DeviceView {
     DeviceView {
         id: spec.id.clone(),
         kind: DeviceKind::Valve,
         name: spec.name.clone(),
         region: spec.region.clone(),
-        comm: CommView { status: CommStatus::new(spec.path(), 1), cycle_ms: spec.poll.as_millis() as u64 },
+        comm: CommView { status: comm, cycle_ms: spec.poll.as_millis() as u64 },
         meters: Vec::new(),
         values: Vec::new(),
-        valve: Some(ValveView { state: ValveState::Unknown, last_command: None }),
+        valve: Some(status.view()),
     }
+}
+
+/// The view of a valve as last stored (fresh if nothing was).
+pub fn initial_view(spec: &ValveSpec, store: &Store) -> DeviceView {
+    let (comm, status) = restored(spec, store);
+    view_of(spec, comm, &status)
+}
+
+/// The comm status and valve status as last stored. A valve stored mid-travel shows unknown: where it
+/// stopped is not known until it is read.
+fn restored(spec: &ValveSpec, store: &Store) -> (CommStatus, ValveStatus) {
+    let comm = crate::restore::comm(store, &spec.id, spec.path(), 1);
+    let mut status = crate::restore::valve(store, &spec.id);
+    if matches!(status.state, ValveState::Opening | ValveState::Closing) {
+        status.state = ValveState::Unknown;
+    }
+    (comm, status)
 }
 
 impl ValveActorState {
@@ -228,14 +273,72 @@ impl ValveActorState {
     }
 
     fn view(&self) -> DeviceView {
-        let mut view = initial_view(&self.args.spec);
-        view.comm.status = self.comm.clone();
-        view.valve = Some(ValveView { state: self.state, last_command: self.last_command.clone() });
-        view
+        view_of(&self.args.spec, self.comm.clone(), &self.status)
     }
 
     fn publish(&self) {
         self.args.ctx.publish(self.view());
+    }
+
+    /// Queues a comm-lost or restored event until the next commit.
+    fn comm_event(&mut self, event: Option<CommEvent>, now: Timestamp) {
+        let Some(event) = event else { return };
+        let spec = &self.args.spec;
+        let (device, region) = (spec.id.clone(), spec.region.clone());
+        self.pending.push(match event {
+            CommEvent::Lost { misses } => {
+                Event::CommLost { device, region, ts: now, misses, error: self.comm.last_error.clone() }
+            }
+            CommEvent::Restored { after_misses } => Event::CommRestored { device, region, ts: now, after_misses },
+        });
+    }
+
+    /// Queues a fault raised or cleared until the next commit.
+    fn fault_event(&mut self, change: Option<FaultChange>, now: Timestamp) {
+        let Some(change) = change else { return };
+        let spec = &self.args.spec;
+        let (device, region) = (spec.id.clone(), spec.region.clone());
+        self.pending.push(match change {
+            FaultChange::Raised { reason } => {
+                tracing::warn!(message = "Valve in fault.", valve = %device, region = %region, reason = %reason);
+                Event::ValveFault { device, region, ts: now, reason }
+            }
+            FaultChange::Cleared(how) => {
+                tracing::info!(message = "Valve fault cleared.", valve = %device, region = %region, how = ?how);
+                Event::ValveFaultCleared { device, region, ts: now, how }
+            }
+        });
+    }
+
+    /// Stores the valve status and comm status, with `audit` if given, in one submission; then publishes the
+    /// queued events (comm lost and restored through `EventBus::comm`, like every device's) and the view.
+    /// The view goes out even if the store failed: it is what the valve reported, and the error is logged.
+    async fn commit(&mut self, audit: Option<AuditEntry>) -> Result<(), String> {
+        let id = self.args.spec.id.clone();
+        let mut ops = Vec::with_capacity(3);
+        ops.extend(audit.map(Op::Audit));
+        ops.push(Op::ValveStatus(id.clone(), self.status.clone()));
+        ops.push(Op::DeviceStatus(id.clone(), self.comm.clone()));
+        let stored = self.args.ctx.writer.submit(ops).await.map(drop).map_err(|e| e.to_string());
+        if let Err(e) = &stored {
+            tracing::error!(message = "Valve status not stored.", valve = %id, error = %e);
+        }
+        // Events go out after their commit; after a failed one they wait for the next.
+        let events = &self.args.ctx.events;
+        let ready = if stored.is_ok() { std::mem::take(&mut self.pending) } else { Vec::new() };
+        for event in ready {
+            match event {
+                Event::CommLost { device, region, ts, misses, error } => {
+                    events.comm(CommEvent::Lost { misses }, &device, &region, ts, error)
+                }
+                Event::CommRestored { device, region, ts, after_misses } => {
+                    events.comm(CommEvent::Restored { after_misses }, &device, &region, ts, None)
+                }
+                other => events.publish(other),
+            }
+        }
+        self.publish();
+        stored
     }
 
     /// Reads the position once; updates comm status and what the valve last reported.
@@ -247,7 +350,8 @@ impl ValveActorState {
             Ok(reported) => {
                 self.comm.record_attempt(now, true, None);
                 self.comm.begin_cycle(1);
-                let _ = self.comm.record_values(now, 1);
+                let restored = self.comm.record_values(now, 1);
+                self.comm_event(restored, now);
                 self.reported = Some(reported);
                 Ok(reported)
             }
@@ -264,7 +368,12 @@ impl ValveActorState {
         }
     }
 
-    /// Audits durably. Builds the entry first so no borrow of `self` lives across the commit.
+    fn audit_entry(&self, action: String, by: &str, detail: String, ok: bool) -> AuditEntry {
+        AuditEntry { ts: self.now(), actor: by.to_owned(), action, target: self.args.spec.id.to_string(), detail, ok }
+    }
+
+    /// Audits durably on its own (a request, or a refusal that changes nothing). Builds the entry first so no
+    /// borrow of `self` lives across the commit.
     fn audit(
         &self,
         action: String,
@@ -272,14 +381,7 @@ impl ValveActorState {
         detail: String,
         ok: bool,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let entry = AuditEntry {
-            ts: self.now(),
-            actor: by.to_owned(),
-            action,
-            target: self.args.spec.id.to_string(),
-            detail,
-            ok,
-        };
+        let entry = self.audit_entry(action, by, detail, ok);
         let (writer, valve) = (self.args.ctx.writer.clone(), self.args.spec.id.clone());
         async move {
             if let Err(e) = writer.submit(vec![Op::Audit(entry)]).await {
@@ -291,17 +393,23 @@ impl ValveActorState {
     async fn command(&mut self, action: ValveAction, reason: String, requested_by: String) -> CommandRecord {
         let spec = self.args.spec.clone();
         let requested_at = self.now();
+        let was_in_fault = self.status.in_fault();
         tracing::info!(message = "Valve command.", valve = %spec.id, action = %action, by = %requested_by, reason = %reason);
         self.audit(format!("valve.{action}.requested"), &requested_by, format!("reason: {reason}"), true).await;
 
+        let mut written = false;
         let result = match self.read().await {
             Err(e) => CommandResult::Failed { error: format!("valve unreachable before the command: {e}") },
             Ok(current) => match valve::start(Some(current), action) {
                 Start::AlreadyThere => {
-                    self.state = action.target();
+                    self.status.state = action.target();
                     CommandResult::AlreadyInPosition
                 }
-                Start::Write { travelling } => self.write_and_confirm(action, travelling).await,
+                Start::Write { travelling } => {
+                    let (result, reached) = self.write_and_confirm(action, travelling).await;
+                    written = reached;
+                    result
+                }
             },
         };
         let record = CommandRecord {
@@ -311,7 +419,7 @@ impl ValveActorState {
             requested_at,
             finished_at: self.now(),
             result: result.clone(),
-            state: self.state,
+            state: self.status.state,
         };
         let took_ms = record.finished_at.0 - requested_at.0;
         let detail = match &result {
@@ -321,22 +429,48 @@ impl ValveActorState {
             }
             CommandResult::Failed { error: why } => format!("failed after {took_ms} ms: {why}; reason: {reason}"),
         };
-        self.unconfirmed = match (&result, self.state) {
-            (CommandResult::Failed { .. }, ValveState::Fault) => Some(action),
-            (CommandResult::Failed { .. }, _) => self.unconfirmed,
-            _ => None,
-        };
         if !result.ok() {
             tracing::warn!(message = "Valve command failed.", valve = %spec.id, action = %action, error = %detail);
         }
-        self.audit(format!("valve.{action}"), &requested_by, detail, result.ok()).await;
-        self.last_command = Some(record.clone());
-        self.publish();
+        let change = self.status.command_ended(was_in_fault, written, record.clone());
+        let now = self.now();
+        self.fault_event(change, now);
+        let entry = self.audit_entry(format!("valve.{action}"), &requested_by, detail, result.ok());
+        let _ = self.commit(Some(entry)).await;
         record
     }
 
+    /// An operator resets the latched fault: audited with the result, stored with it.
+    async fn reset(&mut self, reason: String, requested_by: String) -> Result<ResetRecord, ResetError> {
+        let spec = self.args.spec.clone();
+        let before = self.status.clone();
+        let at = self.now();
+        tracing::info!(message = "Valve fault reset.", valve = %spec.id, by = %requested_by, reason = %reason);
+        match self.status.reset(self.reported, &requested_by, &reason) {
+            Err(refused) => {
+                tracing::warn!(message = "Valve fault reset refused.", valve = %spec.id, error = %refused);
+                let detail = format!("refused: {refused}; reason: {reason}");
+                self.audit("valve.reset".into(), &requested_by, detail, false).await;
+                Err(ResetError::Refused(refused))
+            }
+            Ok(change) => {
+                let detail = format!("fault cleared, now {}; reason: {reason}", self.state_name());
+                let entry = self.audit_entry("valve.reset".into(), &requested_by, detail, true);
+                self.fault_event(Some(change), at);
+                if let Err(e) = self.commit(Some(entry)).await {
+                    // Not stored, so not made: the fault stays as it was, and its clearing is not announced.
+                    self.status = before;
+                    self.pending.pop();
+                    self.publish();
+                    return Err(ResetError::Store(e));
+                }
+                Ok(ResetRecord { requested_by, reason, at, cleared: before.fault, state: self.status.state })
+            }
+        }
+    }
+
     fn state_name(&self) -> &'static str {
-        match self.state {
+        match self.status.state {
             ValveState::Open => "open",
             ValveState::Closed => "closed",
             ValveState::Opening => "opening",
@@ -346,18 +480,20 @@ impl ValveActorState {
         }
     }
 
-    async fn write_and_confirm(&mut self, action: ValveAction, travelling: ValveState) -> CommandResult {
+    /// Writes the command, then reads back until confirmed, faulted or timed out. Also says whether the
+    /// command reached the valve.
+    async fn write_and_confirm(&mut self, action: ValveAction, travelling: ValveState) -> (CommandResult, bool) {
         let spec = self.args.spec.clone();
         match self.link.command(action).await {
             Ok(()) => {}
             Err(LinkError::Refused(e)) => {
-                return CommandResult::Failed { error: format!("the valve refused the command: {e}") }
+                return (CommandResult::Failed { error: format!("the valve refused the command: {e}") }, false)
             }
             Err(LinkError::Unreachable(e)) => {
-                return CommandResult::Failed { error: format!("the command could not be sent: {e}") }
+                return (CommandResult::Failed { error: format!("the command could not be sent: {e}") }, false)
             }
         }
-        self.state = travelling;
+        self.status.state = travelling;
         self.publish();
         let deadline = tokio::time::Instant::now() + spec.confirm_timeout;
         let mut last = None;
@@ -369,12 +505,12 @@ impl ValveActorState {
                     last = Some(reported);
                     match valve::read_back(action, reported) {
                         Progress::Confirmed => {
-                            self.state = action.target();
-                            return CommandResult::Confirmed;
+                            self.status.state = action.target();
+                            return (CommandResult::Confirmed, true);
                         }
                         Progress::Faulted => {
-                            self.state = ValveState::Fault;
-                            return CommandResult::Failed { error: "the valve reports a fault".into() };
+                            self.status.state = ValveState::Fault;
+                            return (CommandResult::Failed { error: valve::DEVICE_FAULT.into() }, true);
                         }
                         Progress::Waiting => {}
                     }
@@ -382,7 +518,7 @@ impl ValveActorState {
                 Err(e) => tracing::warn!(message = "Valve read-back failed.", valve = %spec.id, error = %e),
             }
             if tokio::time::Instant::now() >= deadline {
-                self.state = ValveState::Fault;
+                self.status.state = ValveState::Fault;
                 let seen = match last {
                     Some(Reported::Open) => "open".to_owned(),
                     Some(Reported::Closed) => "closed".to_owned(),
@@ -391,9 +527,8 @@ impl ValveActorState {
                     Some(Reported::Other(c)) => format!("code {c}"),
                     None => "nothing".to_owned(),
                 };
-                return CommandResult::Failed {
-                    error: format!("not confirmed within {:?} (last read back: {seen})", spec.confirm_timeout),
-                };
+                let error = format!("not confirmed within {:?} (last read back: {seen})", spec.confirm_timeout);
+                return (CommandResult::Failed { error }, true);
             }
         }
     }
@@ -401,24 +536,19 @@ impl ValveActorState {
     async fn poll(&mut self) {
         self.comm.begin_cycle(1);
         let result = self.read().await;
+        let now = self.now();
         let outcome = match &result {
             Ok(reported) => {
-                // After a command that was not confirmed the valve stays in fault until it reports the
-                // commanded position (it got there late) or another command succeeds.
-                match self.unconfirmed {
-                    Some(action) if reported.as_state() == action.target() => {
-                        self.unconfirmed = None;
-                        self.state = action.target();
-                    }
-                    Some(_) => self.state = ValveState::Fault,
-                    None => self.state = reported.as_state(),
-                }
+                // A latched fault stays until the valve reports the commanded position (the model decides).
+                let change = self.status.polled(*reported);
+                self.fault_event(change, now);
                 CycleOutcome { read: 1, expected: 1, error: None }
             }
             Err(e) => CycleOutcome { read: 0, expected: 1, error: Some(e.clone()) },
         };
-        let _ = self.comm.end_cycle(&outcome);
-        self.publish();
+        let lost = self.comm.end_cycle(&outcome);
+        self.comm_event(lost, now);
+        let _ = self.commit(None).await;
     }
 }
 
@@ -433,6 +563,7 @@ impl Actor for ValveActor {
         args: ValveArgs,
     ) -> Result<ValveActorState, ActorProcessingErr> {
         args.slot.set(myself);
+        let (comm, status) = restored(&args.spec, &args.ctx.store);
         Ok(ValveActorState {
             link: match &args.spec.interface {
                 ValveInterface::Register { path, valve } => {
@@ -445,10 +576,9 @@ impl Actor for ValveActor {
                 },
             },
             reported: None,
-            state: ValveState::Unknown,
-            comm: CommStatus::new(args.spec.path(), 1),
-            last_command: None,
-            unconfirmed: None,
+            comm,
+            status,
+            pending: Vec::new(),
             args,
         })
     }
@@ -470,12 +600,20 @@ impl Actor for ValveActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             ValveMsg::Poll => {
+                let (started, wall) = (tokio::time::Instant::now(), state.args.ctx.clock.now());
                 state.poll().await;
-                myself.send_after(state.args.spec.poll, || ValveMsg::Poll);
+                // The next read-back on the poll's wall-clock boundary (issue 7 §4), not `poll` after this one.
+                let spec = &state.args.spec;
+                let next = state.args.ctx.time.delay_until_next(spec.id.as_str(), spec.poll, wall);
+                myself.send_after(next.saturating_sub(started.elapsed()), || ValveMsg::Poll);
             }
             ValveMsg::Command { action, reason, requested_by, reply } => {
                 let record = state.command(action, reason, requested_by).await;
                 let _ = reply.send(record);
+            }
+            ValveMsg::Reset { reason, requested_by, reply } => {
+                let result = state.reset(reason, requested_by).await;
+                let _ = reply.send(result);
             }
             ValveMsg::View(reply) => {
                 let _ = reply.send(state.view());

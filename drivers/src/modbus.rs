@@ -11,15 +11,27 @@
 //!
 //! This client is owned by one device actor; it is `&mut self` and never shared, so one dead device only
 //! ever costs its own actor its own timeout.
+//!
+//! A connection the device closed is [`ModbusError::ConnectionClosed`]. tokio-modbus 0.17 reports the end of
+//! the stream as `io::Error::last_os_error()`, which is whatever errno the thread last saw ("Operation now
+//! in progress (os error 115)", say), so the client wraps the socket in [`WatchedStream`], which notes a read
+//! of zero bytes, and also maps resets and broken pipes ([`crate::net::closed_by_peer`]).
 
 use std::fmt;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_modbus::client::{Context, Reader, Writer};
 use tokio_modbus::prelude::SlaveContext;
 use tokio_modbus::Slave;
 
+pub use crate::net::ConnectError;
 use crate::registers::Function;
 
 /// Why a Modbus call produced no valid reply.
@@ -28,7 +40,10 @@ pub enum ModbusError {
     #[error("no reply within {0:?}")]
     Timeout(Duration),
     #[error("cannot connect to {addr}: {reason}")]
-    Connect { addr: String, reason: String },
+    Connect { addr: String, reason: ConnectError },
+    /// The device (or a gateway on the way) closed or reset the connection.
+    #[error("connection closed by device")]
+    ConnectionClosed,
     #[error("transport error: {0}")]
     Transport(String),
     #[error("protocol error: {0}")]
@@ -83,6 +98,8 @@ pub struct TcpTarget {
 pub struct ModbusTcpClient {
     target: TcpTarget,
     ctx: Option<Context>,
+    /// Set by the current connection's stream when a read found its end.
+    eof: Arc<AtomicBool>,
     /// How many connections this client has opened; lets tests and status see reconnects.
     connects: u64,
 }
@@ -90,7 +107,7 @@ pub struct ModbusTcpClient {
 impl ModbusTcpClient {
     /// Creates a client; nothing is opened until the first call.
     pub fn new(target: TcpTarget) -> Self {
-        ModbusTcpClient { target, ctx: None, connects: 0 }
+        ModbusTcpClient { target, ctx: None, eof: Arc::default(), connects: 0 }
     }
 
     pub fn target(&self) -> &TcpTarget {
@@ -121,6 +138,8 @@ impl ModbusTcpClient {
                     .await
                     .map_err(|reason| ModbusError::Connect { addr: addr.clone(), reason })?;
                 self.connects += 1;
+                self.eof = Arc::default();
+                let stream = WatchedStream { inner: stream, eof: Arc::clone(&self.eof) };
                 tokio_modbus::client::tcp::attach_slave(stream, Slave(self.target.unit_id))
             }
         };
@@ -136,7 +155,13 @@ impl ModbusTcpClient {
         let ctx = self.connect().await?;
         let outcome = match timeout(limit, call(ctx)).await {
             Err(_) => Err(ModbusError::Timeout(limit)),
-            Ok(Err(tokio_modbus::Error::Transport(e))) => Err(ModbusError::Transport(e.to_string())),
+            Ok(Err(tokio_modbus::Error::Transport(e))) => {
+                if self.eof.load(Ordering::Relaxed) || crate::net::closed_by_peer(&e) {
+                    Err(ModbusError::ConnectionClosed)
+                } else {
+                    Err(ModbusError::Transport(e.to_string()))
+                }
+            }
             Ok(Err(tokio_modbus::Error::Protocol(e))) => Err(ModbusError::Protocol(e.to_string())),
             Ok(Ok(Err(code))) => Ok(Err(Exception(u8::from(code)))),
             Ok(Ok(Ok(value))) => Ok(Ok(value)),
@@ -184,6 +209,40 @@ impl ModbusTcpClient {
         if let Some(ctx) = self.ctx.as_mut() {
             ctx.set_slave(Slave(unit_id));
         }
+    }
+}
+
+/// The TCP stream under tokio-modbus, noting when a read finds the end of the stream (the device closed
+/// the connection), which tokio-modbus itself does not report recognisably.
+#[derive(Debug)]
+struct WatchedStream {
+    inner: TcpStream,
+    eof: Arc<AtomicBool>,
+}
+
+impl AsyncRead for WatchedStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() == before && buf.remaining() > 0 {
+            this.eof.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for WatchedStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 

@@ -1,11 +1,14 @@
 //! Payload mappings without a broker: single readings, arrays of readings, meter ids from topic levels, every
 //! reason a payload is refused, the RFC 3339 parser, and the configuration checks of mappings and settings.
+//! An NB-IoT vendor of our own invention exercises what issue 7 §6 added: boolean and enumerated status fields,
+//! flags from several places, a missing time with and without the arrival-time fallback, and a status that does
+//! not decode keeping the reading (volume included) with the problem attached.
 
 use std::time::Duration;
 
 use waterworks_drivers::mqtt::{
     map, rfc3339_to_ms, FieldPath, MapError, MappedReading, MeterSource, MqttSettings, PayloadMapping, StatusSpec,
-    TimeFormat,
+    TimeFallback, TimeFormat,
 };
 
 fn path(p: &str) -> FieldPath {
@@ -20,12 +23,14 @@ fn single_vendor() -> PayloadMapping {
         volume: path("/reading/vol"),
         scale: 0.001,
         unit: None,
-        time: path("/reading/t"),
+        time: Some(path("/reading/t")),
         time_format: TimeFormat::EpochS,
+        time_fallback: TimeFallback::Refuse,
         status: Some(StatusSpec::Bits {
             path: path("/reading/st"),
             bits: vec![(0, "valve_closed".into()), (1, "battery_low".into()), (4, "meter_fault".into())],
         }),
+        flags: Vec::new(),
     }
 }
 
@@ -37,21 +42,86 @@ fn concentrator_vendor() -> PayloadMapping {
         volume: path("/v"),
         scale: 1.0,
         unit: Some(path("/u")),
-        time: path("^/time"),
+        time: Some(path("^/time")),
         time_format: TimeFormat::Rfc3339,
+        time_fallback: TimeFallback::Refuse,
         status: Some(StatusSpec::Names {
             path: path("/flags"),
             names: vec![("LOWBAT".into(), "battery_low".into()), ("TAMPER".into(), "magnetic_tamper".into())],
         }),
+        flags: Vec::new(),
     }
+}
+
+/// An NB-IoT meter that publishes
+/// `{"imei":"868…","data":{"vol_l":…,"ts":"…","alarm":5,"battery_low":true,"valve":1},"events":["LEAK"]}`:
+/// an alarm bit word, a battery flag of its own, the valve state as a number (0 open, 1 closed, 2 fault) and
+/// an array of event names. Its status lives in four places.
+fn nb_vendor() -> PayloadMapping {
+    PayloadMapping {
+        readings: None,
+        meter: MeterSource::Field(path("/imei")),
+        volume: path("/data/vol_l"),
+        scale: 0.001,
+        unit: None,
+        time: Some(path("/data/ts")),
+        time_format: TimeFormat::Rfc3339,
+        time_fallback: TimeFallback::Refuse,
+        status: Some(StatusSpec::Bits {
+            path: path("/data/alarm"),
+            bits: vec![(0, "magnetic_tamper".into()), (1, "battery_low".into()), (2, "meter_fault".into())],
+        }),
+        flags: vec![
+            StatusSpec::Bool { path: path("/data/battery_low"), name: "battery_low".into() },
+            StatusSpec::Values {
+                path: path("/data/valve"),
+                values: vec![
+                    ("0".into(), String::new()),
+                    ("1".into(), "valve_closed".into()),
+                    ("2".into(), "valve_fault".into()),
+                ],
+            },
+            StatusSpec::Names { path: path("/events"), names: vec![("LEAK".into(), "reverse_flow".into())] },
+        ],
+    }
+}
+
+/// One NB-IoT payload with the given `data` members besides the volume (litres 123456) and `events`.
+fn nb_payload(data: &str, events: &str) -> String {
+    let comma = if data.is_empty() { "" } else { "," };
+    format!(r#"{{"imei":"868000000000042","data":{{"vol_l":123456{comma}{data}}},"events":{events}}}"#)
+}
+
+/// 2024-03-01T08:00:00+08:00.
+const NB_TS: i64 = 1_709_251_200_000;
+const NB_TIME: &str = r#""ts":"2024-03-01T08:00:00+08:00""#;
+
+/// Maps one NB-IoT payload that must map, and returns (time, status, status error text).
+fn nb(mapping: &PayloadMapping, data: &str, events: &str) -> (Option<i64>, Vec<String>, Option<String>) {
+    let payload = nb_payload(data, events);
+    let mut got = match map(mapping, "nb/up", payload.as_bytes()) {
+        Ok(got) => got,
+        Err(e) => panic!("{payload} did not map: {e}"),
+    };
+    assert_eq!(got.len(), 1);
+    let r = got.remove(0);
+    assert_eq!(r.meter, "868000000000042");
+    // The volume is always there, whatever happened to the status.
+    assert!((r.volume_m3 - 123.456).abs() < 1e-9, "{payload}: {}", r.volume_m3);
+    (r.ts_ms, r.status, r.status_error.map(|e| e.to_string()))
+}
+
+fn names(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
 }
 
 fn reading(meter: &str, ts_ms: i64, volume_m3: f64, status: &[&str]) -> MappedReading {
     MappedReading {
         meter: meter.to_owned(),
-        ts_ms,
+        ts_ms: Some(ts_ms),
         volume_m3,
         status: status.iter().map(|s| (*s).to_owned()).collect(),
+        status_error: None,
     }
 }
 
@@ -63,7 +133,7 @@ fn check(mapping: &PayloadMapping, topic: &str, payload: &str, expected: &[Mappe
     };
     assert_eq!(got.len(), expected.len(), "{got:?}");
     for (g, e) in got.iter().zip(expected) {
-        assert_eq!((&g.meter, g.ts_ms, &g.status), (&e.meter, e.ts_ms, &e.status));
+        assert_eq!((&g.meter, g.ts_ms, &g.status, &g.status_error), (&e.meter, e.ts_ms, &e.status, &e.status_error));
         assert!((g.volume_m3 - e.volume_m3).abs() < 1e-6, "{} != {}", g.volume_m3, e.volume_m3);
     }
 }
@@ -140,7 +210,7 @@ fn meter_ids_come_from_a_topic_level() {
     check(&mapping, "water/M-7/reading", r#"{"reading":{"vol":1,"t":2}}"#, &[reading("M-7", 2000, 0.001, &[])]);
     // A meter uploading a day of readings at once: every element gets the topic's id.
     mapping.readings = Some(path("/history"));
-    mapping.time = path("/t");
+    mapping.time = Some(path("/t"));
     mapping.volume = path("/vol");
     mapping.time_format = TimeFormat::EpochMs;
     check(
@@ -177,8 +247,6 @@ fn every_refusal_names_its_path_and_reason() {
         (&single, r#"{"meter":true,"reading":{"vol":1,"t":1}}"#, "/meter: expected a string or a non-negative integer, got boolean"),
         (&single, r#"{"meter":"A","reading":{"vol":1,"t":1.5}}"#, "/reading/t: expected an integer (epoch time), got fractional number"),
         (&single, r#"{"meter":"A","reading":{"vol":1,"t":"1709251200"}}"#, "/reading/t: expected an integer (epoch time), got string"),
-        (&single, r#"{"meter":"A","reading":{"vol":1,"t":1,"st":"ok"}}"#, "/reading/st: expected a non-negative integer (status bits), got string"),
-        (&single, r#"{"meter":"A","reading":{"vol":1,"t":1,"st":-1}}"#, "/reading/st: expected a non-negative integer (status bits), got negative integer"),
         (&single, r#"[1,2]"#, "/meter: missing"),
         // Bad values.
         (&single, r#"{"meter":"A","reading":{"vol":-1,"t":1}}"#, "/reading/vol: a cumulative volume cannot be negative (-1)"),
@@ -210,14 +278,6 @@ fn every_refusal_names_its_path_and_reason() {
         ),
         (format!(r#"{{{time},"meters":[{{"id":"M1","v":1,"u":3}}]}}"#), "/meters/0/u: expected a string, got number"),
         (format!(r#"{{{time},"meters":[{{"id":"M1","v":1}}]}}"#), "/meters/0/u: missing"),
-        (
-            format!(r#"{{{time},"meters":[{{"id":"M1","v":1,"u":"L","flags":"LOWBAT"}}]}}"#),
-            "/meters/0/flags: expected an array of status names, got string",
-        ),
-        (
-            format!(r#"{{{time},"meters":[{{"id":"M1","v":1,"u":"L","flags":["LOWBAT",7]}}]}}"#),
-            "/meters/0/flags/1: expected a string, got number",
-        ),
         // The shared time is shown at its root path.
         (r#"{"meters":[{"id":"M1","v":1,"u":"L"}]}"#.to_owned(), "/time: missing"),
         (
@@ -310,9 +370,52 @@ fn mappings_and_settings_say_what_is_wrong_with_them() {
     bad.scale = 0.0;
     bad.readings = Some(path("^/meters"));
     bad.status = Some(StatusSpec::Bits { path: path("/st"), bits: vec![(64, "x".into()), (1, String::new())] });
-    let keys: Vec<&str> = bad.problems().iter().map(|(k, _)| *k).collect();
-    assert_eq!(keys, vec!["scale", "readings", "status.bits", "status.bits"]);
+    bad.time = None;
+    bad.flags = vec![
+        StatusSpec::Bool { path: path("/b"), name: String::new() },
+        StatusSpec::Values { path: path("/v"), values: Vec::new() },
+        StatusSpec::Values { path: path("/v"), values: vec![(String::new(), "valve_closed".into())] },
+        StatusSpec::Bits { path: path("/s"), bits: Vec::new() },
+        StatusSpec::Names { path: path("/n"), names: vec![("X".into(), String::new())] },
+    ];
+    let keys: Vec<String> = bad.problems().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        keys,
+        vec![
+            "scale",
+            "readings",
+            "time",
+            "status.bits",
+            "status.bits",
+            "flags[0].bool",
+            "flags[1].values",
+            "flags[2].values",
+            "flags[3].bits",
+            "flags[4].names"
+        ]
+    );
     assert!(single_vendor().check().is_ok());
+    assert!(nb_vendor().check().is_ok());
+    // Without a time path the arrival fallback is what makes a mapping whole.
+    let mut no_time = nb_vendor();
+    no_time.time = None;
+    assert_eq!(no_time.check(), Err("time: give the time's path, or time_fallback = \"arrival\"".to_owned()));
+    no_time.time_fallback = TimeFallback::Arrival;
+    assert!(no_time.check().is_ok());
+    assert_eq!("arrival".parse::<TimeFallback>(), Ok(TimeFallback::Arrival));
+    assert!("now".parse::<TimeFallback>().unwrap_err().contains("known: refuse, arrival"));
+    // The names a mapping can give, for the configuration to check against the model's.
+    let nb = nb_vendor();
+    let given: Vec<(String, Vec<&str>)> = nb.status_sources().map(|(k, s)| (k, s.flag_names())).collect();
+    assert_eq!(
+        given,
+        vec![
+            ("status".to_owned(), vec!["magnetic_tamper", "battery_low", "meter_fault"]),
+            ("flags[0]".to_owned(), vec!["battery_low"]),
+            ("flags[1]".to_owned(), vec!["valve_closed", "valve_fault"]),
+            ("flags[2]".to_owned(), vec!["reverse_flow"]),
+        ]
+    );
 
     let mut settings = MqttSettings::new("localhost", 1883, "waterworks-1");
     assert_eq!(settings.problems(), vec![("topics".to_owned(), "at least one topic filter is needed".to_owned())]);
@@ -336,9 +439,137 @@ fn mappings_and_settings_say_what_is_wrong_with_them() {
             "topics[2].filter",
             "topics[2].scale",
             "topics[2].readings",
+            "topics[2].time",
             "topics[2].status.bits",
             "topics[2].status.bits",
+            "topics[2].flags[0].bool",
+            "topics[2].flags[1].values",
+            "topics[2].flags[2].values",
+            "topics[2].flags[3].bits",
+            "topics[2].flags[4].names",
         ]
     );
     assert!(settings.check().unwrap_err().to_string().starts_with("invalid configuration: client_id: "));
+}
+
+#[test]
+fn a_boolean_field_is_a_status_flag() {
+    let mapping = nb_vendor();
+    let t = NB_TIME;
+    assert_eq!(nb(&mapping, &format!(r#"{t},"battery_low":true"#), "[]"), (Some(NB_TS), names(&["battery_low"]), None));
+    assert_eq!(nb(&mapping, &format!(r#"{t},"battery_low":false"#), "[]"), (Some(NB_TS), names(&[]), None));
+    // Vendors that write flags as 0/1 are read the same way; null or absent is no flag.
+    assert_eq!(nb(&mapping, &format!(r#"{t},"battery_low":1"#), "[]").1, names(&["battery_low"]));
+    assert_eq!(nb(&mapping, &format!(r#"{t},"battery_low":0"#), "[]").1, names(&[]));
+    assert_eq!(nb(&mapping, &format!(r#"{t},"battery_low":null"#), "[]").1, names(&[]));
+}
+
+#[test]
+fn an_enumerated_value_maps_to_status_names_and_an_unknown_one_is_a_problem() {
+    let mapping = nb_vendor();
+    let t = NB_TIME;
+    assert_eq!(nb(&mapping, &format!(r#"{t},"valve":0"#), "[]"), (Some(NB_TS), names(&[]), None));
+    assert_eq!(nb(&mapping, &format!(r#"{t},"valve":1"#), "[]").1, names(&["valve_closed"]));
+    assert_eq!(nb(&mapping, &format!(r#"{t},"valve":2"#), "[]").1, names(&["valve_fault"]));
+    // A vendor that writes the number as a string means the same value.
+    assert_eq!(nb(&mapping, &format!(r#"{t},"valve":"2""#), "[]").1, names(&["valve_fault"]));
+    // A value the mapping does not list is not silently "open": the reading keeps its volume, with the problem.
+    assert_eq!(
+        nb(&mapping, &format!(r#"{t},"valve":7"#), "[]"),
+        (Some(NB_TS), names(&[]), Some("/data/valve: unknown status value 7 (known: 0, 1, 2)".to_owned()))
+    );
+    assert_eq!(
+        nb(&mapping, &format!(r#"{t},"valve":1.5"#), "[]").2.as_deref(),
+        Some("/data/valve: expected an integer or a string (an enumerated status), got fractional number")
+    );
+}
+
+#[test]
+fn flags_from_several_places_are_or_ed_once_each() {
+    let mapping = nb_vendor();
+    let data = format!(r#"{NB_TIME},"alarm":7,"battery_low":true,"valve":1"#);
+    // Bits 0..=2 of the alarm word, the battery flag (already set by bit 1: listed once), the valve, the event.
+    assert_eq!(
+        nb(&mapping, &data, r#"["LEAK","OTHER"]"#),
+        (Some(NB_TS), names(&["magnetic_tamper", "battery_low", "meter_fault", "valve_closed", "reverse_flow"]), None)
+    );
+    // Each source alone.
+    assert_eq!(nb(&mapping, &format!(r#"{NB_TIME},"alarm":4"#), "[]").1, names(&["meter_fault"]));
+    assert_eq!(nb(&mapping, NB_TIME, r#"["LEAK"]"#).1, names(&["reverse_flow"]));
+    assert_eq!(nb(&mapping, NB_TIME, "null").1, names(&[]));
+}
+
+#[test]
+fn a_missing_time_is_refused_unless_the_arrival_time_may_stand_in() {
+    let strict = nb_vendor();
+    let (_, text) = refused(&strict, "nb/up", &nb_payload(r#""battery_low":true"#, "[]"));
+    assert_eq!(text, "/data/ts: missing");
+    let (_, text) = refused(&strict, "nb/up", &nb_payload(r#""ts":null"#, "[]"));
+    assert_eq!(text, "/data/ts: expected an RFC 3339 string, got null");
+
+    let mut lenient = nb_vendor();
+    lenient.time_fallback = TimeFallback::Arrival;
+    // No time (absent or null): no time of its own, for the receiver to stamp; the flags are as usual.
+    assert_eq!(nb(&lenient, r#""battery_low":true"#, "[]"), (None, names(&["battery_low"]), None));
+    assert_eq!(nb(&lenient, r#""ts":null"#, "[]"), (None, names(&[]), None));
+    // A time that is there keeps being used, and a wrong one is still refused: it is a mapping mistake, not
+    // an absent time.
+    assert_eq!(nb(&lenient, NB_TIME, "[]").0, Some(NB_TS));
+    let (_, text) = refused(&lenient, "nb/up", &nb_payload(r#""ts":1709251200"#, "[]"));
+    assert_eq!(text, "/data/ts: expected an RFC 3339 string, got number");
+    // A vendor that never sends a time needs no time path at all.
+    lenient.time = None;
+    assert_eq!(nb(&lenient, NB_TIME, "[]").0, None);
+    // Every element of a concentrator's array without a time is left to the receiver too.
+    let mut conc = concentrator_vendor();
+    conc.time_fallback = TimeFallback::Arrival;
+    let got = map(&conc, "c", br#"{"meters":[{"id":"M1","v":1,"u":"m3"},{"id":"M2","v":2,"u":"m3"}]}"#)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got.iter().map(|r| r.ts_ms).collect::<Vec<_>>(), vec![None, None]);
+}
+
+#[test]
+fn a_status_that_does_not_decode_keeps_the_volume_and_says_why() {
+    let mapping = nb_vendor();
+    // The battery flag as a word: that source fails; the others still give their flags; the volume stays.
+    assert_eq!(
+        nb(&mapping, &format!(r#"{NB_TIME},"alarm":1,"battery_low":"yes","valve":2"#), r#"["LEAK"]"#),
+        (
+            Some(NB_TS),
+            names(&["magnetic_tamper", "valve_fault", "reverse_flow"]),
+            Some("/data/battery_low: expected a boolean (or 0/1), got string".to_owned())
+        )
+    );
+    // The first failing source is the one reported.
+    assert_eq!(
+        nb(&mapping, &format!(r#"{NB_TIME},"alarm":-1,"battery_low":2"#), r#""LEAK""#).2.as_deref(),
+        Some("/data/alarm: expected a non-negative integer (status bits), got negative integer")
+    );
+    // The old single status field behaves the same: a word where bits were expected keeps the reading.
+    let got = map(&single_vendor(), "t", br#"{"meter":"A","reading":{"vol":1,"t":1,"st":"ok"}}"#)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((got[0].ts_ms, got[0].volume_m3, got[0].status.len()), (Some(1000), 0.001, 0));
+    assert_eq!(
+        got[0].status_error.as_ref().map(ToString::to_string).as_deref(),
+        Some("/reading/st: expected a non-negative integer (status bits), got string")
+    );
+    // In a concentrator's array the problem names the element, and the other elements are untouched.
+    let got = map(
+        &concentrator_vendor(),
+        "c",
+        br#"{"time":"2024-03-01T00:00:00Z","meters":[{"id":"M1","v":1,"u":"m3","flags":["LOWBAT",7]},{"id":"M2","v":2,"u":"m3","flags":["LOWBAT"]}]}"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        got[0].status_error.as_ref().map(ToString::to_string).as_deref(),
+        Some("/meters/0/flags/1: expected a string, got number")
+    );
+    assert_eq!((got[1].status.clone(), got[1].status_error.is_none()), (names(&["battery_low"]), true));
+    // But a volume that does not decode still refuses the reading: there is nothing to bill.
+    let (_, text) = refused(
+        &mapping,
+        "nb/up",
+        r#"{"imei":"1","data":{"vol_l":"x","ts":"2024-03-01T00:00:00Z","battery_low":"yes"}}"#,
+    );
+    assert_eq!(text, "/data/vol_l: expected a number, got string");
 }

@@ -5,8 +5,9 @@
  * last snapshot plus deltas in memory and renders one panel per region with one card
  * per device. A delta touches only its own card, its region header and the summary.
  *
- * Commands: the one thing it sends is a valve command (open/close), and only for roles
- * that may command (admin, operator), only after a confirmation dialog with a reason.
+ * Commands: the one thing it sends is a valve command (open/close, or reset of a latched
+ * fault), and only for roles that may command (admin, operator), only after a confirmation
+ * dialog with a reason. Open/close are disabled while the valve is comm-lost.
  * The request waits for the valve's read-back (up to its confirm timeout, a minute in
  * production); meanwhile the card says so and the rest of the page keeps working.
  *
@@ -46,11 +47,15 @@
       no_devices: '暂无设备',
       unassigned_region: '未分配区域',
       region_collection: '采集进度',
-      region_no_concentrators: '无集中器',
+      region_no_concentrators: '无抄表设备',
       region_comm_lost: '通信中断 {n}',
       kind_concentrator: '集中器',
       kind_logger: '数据采集仪',
       kind_valve: '阀门',
+      kind_cjt188_gateway: 'CJ/T 188 网关',
+      kind_cjt188_line: 'CJ/T 188 串口线路',
+      kind_mqtt_group: 'MQTT 表组',
+      kind_hj212_station: 'HJ 212 水质站',
       valve_position: '阀位',
       valve_state: {
         open: '全开',
@@ -63,6 +68,7 @@
       valve_action: {
         open: '打开',
         close: '关闭',
+        reset: '复位故障',
       },
       valve_result: {
         confirmed: '已确认',
@@ -85,6 +91,11 @@
       err_session: '登录已过期，请重新登录。命令未下发。',
       err_network: '网络错误：命令结果未知。请先查看阀门状态再操作。',
       err_server: '服务器错误（HTTP {status}）：{msg}',
+      err_conflict: '未执行：{msg}',
+      sum_valve_fault: '阀门故障',
+      region_valve_fault: '阀门故障 {n}',
+      ev_valve_fault: '阀门故障',
+      ev_valve_fault_cleared: '阀门故障解除',
       dlg_title: '确认{action}阀门',
       dlg_valve: '阀门',
       dlg_action: '操作',
@@ -112,6 +123,22 @@
       link_unknown: '未知',
       path: '通道',
       last_error: '最近错误',
+      err_meter: '表 {meter}：{text}',
+      err_timeout: '{ms} 毫秒内无应答',
+      err_connect_timeout: '{ms} 毫秒内未能连接',
+      err_connection_refused: '连接被拒绝',
+      err_connect_failed: '无法连接：{detail}',
+      err_connection_closed: '设备关闭了连接',
+      err_transport: '传输错误：{detail}',
+      err_exception: '设备拒绝请求（异常码 {code}）',
+      err_garbage_reply: '应答报文无效',
+      err_bad_reply: '应答内容不符：{detail}',
+      err_crc_error: '应答校验错误',
+      err_abnormal_reply: '表计异常应答（控制码 {control}）',
+      err_bad_value: '数值无效：{detail}',
+      err_no_data: '{s} 秒内未收到数据',
+      err_store_unavailable: '数据库暂不可用，稍后重试',
+      err_internal: '内部错误，连接将重建',
       meters_toggle: '表计（{n}）',
       meters_table: '{name} 的表计读数',
       col_meter: '表号',
@@ -132,18 +159,26 @@
       no_events: '暂无事件',
       ev_comm_lost: '通信中断',
       ev_comm_restored: '通信恢复',
+      ev_meter_comm_lost: '表计通信中断',
+      ev_meter_comm_restored: '表计通信恢复',
+      meter_comm_lost: '表计通信中断',
+      meter_not_read: '未抄到（{n} 个周期）',
       ev_path_switched: '通信链路切换',
       ev_actor_restart: '进程重启',
       ev_limit_crossed: '水质超限',
       ev_limit_cleared: '水质恢复',
       evm_comm_lost: '连续 {misses} 个周期未收到数据',
       evm_comm_restored: '中断 {after_misses} 个周期后恢复',
+      evm_meter_comm_lost: '表 {meter} 连续 {misses} 个周期未抄到',
+      evm_meter_comm_restored: '表 {meter} 中断 {after_misses} 个周期后恢复',
       evm_path_failover: '{from} 故障，已切换到 {to}',
       evm_path_primary: '主通道恢复，由 {from} 切回 {to}',
       evm_actor_restart: '{supervisor}/{child} 停止（{reason}），{delay} 毫秒后重启',
       evm_limit_low: '{parameter} {value} {unit} 低于下限 {limit}',
       evm_limit_high: '{parameter} {value} {unit} 超过上限 {limit}',
       evm_limit_cleared: '{parameter} {value} {unit} 恢复到限值以内',
+      evm_valve_read_back: '回读阀位：{state}',
+      evm_valve_reset: '{by} 复位：{reason}',
       lost_now: '当前通信中断：{list}',
       evf_region: '区域',
       evf_kind: '类型',
@@ -181,6 +216,13 @@
         magnetic_tamper: '磁干扰',
         reverse_flow: '倒流',
         meter_fault: '表故障',
+        valve_fault: '阀门故障',
+        status_unreadable: '状态无法解析',
+        time_from_arrival: '时间取自接收',
+        volume_fell: '读数回退',
+        rollover: '表码翻转',
+        suspected_swap: '疑似换表',
+        needs_review: '待审核（不计水量）',
       },
       roles: {
         admin: '管理员',
@@ -211,11 +253,15 @@
       no_devices: 'No devices',
       unassigned_region: 'Unassigned region',
       region_collection: 'Collection',
-      region_no_concentrators: 'no concentrators',
+      region_no_concentrators: 'no meter readers',
       region_comm_lost: 'Comm lost {n}',
       kind_concentrator: 'Concentrator',
       kind_logger: 'Data logger',
       kind_valve: 'Valve',
+      kind_cjt188_gateway: 'CJ/T 188 gateway',
+      kind_cjt188_line: 'CJ/T 188 serial line',
+      kind_mqtt_group: 'MQTT meter group',
+      kind_hj212_station: 'HJ 212 station',
       valve_position: 'Position',
       valve_state: {
         open: 'Open',
@@ -228,6 +274,7 @@
       valve_action: {
         open: 'Open',
         close: 'Close',
+        reset: 'Reset fault',
       },
       valve_result: {
         confirmed: 'Confirmed',
@@ -250,6 +297,11 @@
       err_session: 'Your session has expired; please log in again. Nothing was sent.',
       err_network: 'Network error: the outcome is unknown. Check the valve state before trying again.',
       err_server: 'Server error (HTTP {status}): {msg}',
+      err_conflict: 'Not done: {msg}',
+      sum_valve_fault: 'Valve faults',
+      region_valve_fault: 'Valve faults {n}',
+      ev_valve_fault: 'Valve fault',
+      ev_valve_fault_cleared: 'Valve fault cleared',
       dlg_title: 'Confirm valve command: {action}',
       dlg_valve: 'Valve',
       dlg_action: 'Action',
@@ -277,6 +329,22 @@
       link_unknown: 'unknown',
       path: 'Path',
       last_error: 'Last error',
+      err_meter: 'meter {meter}: {text}',
+      err_timeout: 'no reply within {ms} ms',
+      err_connect_timeout: 'no connection within {ms} ms',
+      err_connection_refused: 'connection refused',
+      err_connect_failed: 'cannot connect: {detail}',
+      err_connection_closed: 'connection closed by device',
+      err_transport: 'transport error: {detail}',
+      err_exception: 'the device refused the request (exception {code})',
+      err_garbage_reply: 'invalid reply',
+      err_bad_reply: 'unexpected reply: {detail}',
+      err_crc_error: 'reply checksum error',
+      err_abnormal_reply: 'the meter answered abnormally (control {control})',
+      err_bad_value: 'invalid value: {detail}',
+      err_no_data: 'no data within {s} s',
+      err_store_unavailable: 'store unavailable; will retry',
+      err_internal: 'internal error; the connection is renewed',
       meters_toggle: 'Meters ({n})',
       meters_table: 'Meter readings of {name}',
       col_meter: 'Meter',
@@ -297,18 +365,26 @@
       no_events: 'No events',
       ev_comm_lost: 'Comm lost',
       ev_comm_restored: 'Comm restored',
+      ev_meter_comm_lost: 'Meter comm lost',
+      ev_meter_comm_restored: 'Meter comm restored',
+      meter_comm_lost: 'meter comm lost',
+      meter_not_read: 'not read ({n} cycles)',
       ev_path_switched: 'Path switched',
       ev_actor_restart: 'Actor restarted',
       ev_limit_crossed: 'Limit crossed',
       ev_limit_cleared: 'Back within limits',
       evm_comm_lost: '{misses} consecutive cycles missed',
       evm_comm_restored: 'data flows again after {after_misses} missed cycles',
+      evm_meter_comm_lost: 'meter {meter}: {misses} consecutive cycles missed',
+      evm_meter_comm_restored: 'meter {meter}: data flows again after {after_misses} missed cycles',
       evm_path_failover: '{from} failed; now on {to}',
       evm_path_primary: 'primary answers again; back from {from} to {to}',
       evm_actor_restart: '{supervisor}/{child} {reason}; restart in {delay} ms',
       evm_limit_low: '{parameter} {value} {unit} below its low limit {limit}',
       evm_limit_high: '{parameter} {value} {unit} above its high limit {limit}',
       evm_limit_cleared: '{parameter} {value} {unit} back within its limits',
+      evm_valve_read_back: 'read back {state}',
+      evm_valve_reset: 'reset by {by}: {reason}',
       lost_now: 'Comm lost now: {list}',
       evf_region: 'Region',
       evf_kind: 'Kind',
@@ -346,6 +422,13 @@
         magnetic_tamper: 'magnetic tamper',
         reverse_flow: 'reverse flow',
         meter_fault: 'meter fault',
+        valve_fault: 'valve fault',
+        status_unreadable: 'status unreadable',
+        time_from_arrival: 'time of arrival',
+        volume_fell: 'volume fell',
+        rollover: 'register rollover',
+        suspected_swap: 'suspected meter swap',
+        needs_review: 'needs review (not billed)',
       },
       roles: {
         admin: 'Administrator',
@@ -525,14 +608,41 @@
     return null;
   }
 
+  // The last error in the page's language: a known `last_error_code` through its template with
+  // `last_error_params` (and the meter it concerns), otherwise the server's English text as it came.
+  function errorTextOf(c) {
+    const code = typeof c.last_error_code === 'string' ? c.last_error_code : null;
+    const key = code ? 'err_' + code : null;
+    if (!key || I18N[lang][key] === undefined) return c.last_error || '';
+    const params = c.last_error_params && typeof c.last_error_params === 'object' ? c.last_error_params : {};
+    const vars = Object.assign({}, params);
+    const ms = toNumber(params.ms);
+    if (ms !== null) vars.s = Math.round(ms / 100) / 10;
+    const text = t(key, vars);
+    return typeof params.meter === 'string' ? t('err_meter', { meter: params.meter, text: text }) : text;
+  }
+
   function commOf(d) {
     return d && d.comm && typeof d.comm === 'object' ? d.comm : {};
   }
 
-  // The card layout of a device. Anything that is neither a concentrator nor a valve
+  // Kinds whose view lists meters (read by the server or pushed to it); each has its own label.
+  const METER_KINDS = ['concentrator', 'cjt188_gateway', 'cjt188_line', 'mqtt_group'];
+  const KIND_LABELS = {
+    concentrator: 'kind_concentrator',
+    logger: 'kind_logger',
+    valve: 'kind_valve',
+    cjt188_gateway: 'kind_cjt188_gateway',
+    cjt188_line: 'kind_cjt188_line',
+    mqtt_group: 'kind_mqtt_group',
+    hj212_station: 'kind_hj212_station',
+  };
+  const hasMeters = (d) => METER_KINDS.includes(d.kind);
+
+  // The card layout of a device. Anything that neither lists meters nor is a valve
   // is shown like a logger (a values table), as before valves existed.
   function cardKindOf(d) {
-    if (d.kind === 'concentrator') return 'conc';
+    if (hasMeters(d)) return 'conc';
     if (d.kind === 'valve') return 'valve';
     return 'logger';
   }
@@ -643,12 +753,14 @@
     v.barText = h('span', { class: 'region-progress-text num' });
     v.barLabel = h('span', { class: 'region-progress-label' });
     v.lost = h('span', { class: 'region-lost' });
+    v.valveFault = h('span', { class: 'region-lost region-valve-fault alarm', hidden: true });
     v.cards = h('div', { class: 'cards' });
     v.root = h('section', { class: 'region', 'data-region': id === UNASSIGNED ? '' : id, 'aria-labelledby': titleId }, [
       h('header', { class: 'region-head' }, [
         v.name,
         h('span', { class: 'region-collection' }, [v.barLabel, v.bar, v.barText]),
         v.lost,
+        v.valveFault,
       ]),
       v.cards,
     ]);
@@ -679,11 +791,13 @@
     let expected = 0;
     let concentrators = 0;
     let lost = 0;
+    let valveFault = 0;
     for (const d of state.devices.values()) {
       if (regionKeyOf(d) !== id) continue;
       const c = commOf(d);
       if (c.comm_lost) lost++;
-      if (d.kind === 'concentrator') {
+      if (d.kind === 'valve' && valveStateOf(d) === 'fault') valveFault++;
+      if (hasMeters(d)) {
         concentrators++;
         read += toNumber(c.cycle_read) || 0;
         expected += toNumber(c.cycle_expected) || 0;
@@ -707,6 +821,8 @@
     setText(v.lost, t('region_comm_lost', { n: lost }));
     v.lost.classList.toggle('alarm', lost > 0);
     v.root.classList.toggle('has-lost', lost > 0);
+    setText(v.valveFault, t('region_valve_fault', { n: valveFault }));
+    v.valveFault.hidden = valveFault === 0;
   }
 
   // ---------------------------------------------------------------------------
@@ -846,7 +962,7 @@
 
     setText(v.name, d.name || d.id);
     setText(v.idEl, d.id);
-    const kindKey = { concentrator: 'kind_concentrator', logger: 'kind_logger', valve: 'kind_valve' }[d.kind];
+    const kindKey = Object.prototype.hasOwnProperty.call(KIND_LABELS, d.kind) ? KIND_LABELS[d.kind] : null;
     setText(v.kindEl, kindKey ? t(kindKey) : String(d.kind || ''));
     applyStatus(v, st);
     setText(v.badge, t('comm_lost_badge'));
@@ -867,7 +983,8 @@
     setAttr(v.pathEl, 'title', backup ? t('path_backup') : null);
     const err = c.last_error;
     v.kvError.wrap.hidden = err === null || err === undefined || err === '';
-    setText(v.errorEl, err || '');
+    setText(v.errorEl, err ? errorTextOf(c) : '');
+    setAttr(v.errorEl, 'data-error-code', err && c.last_error_code ? c.last_error_code : null);
 
     const read = toNumber(c.cycle_read);
     const expectedN = toNumber(c.cycle_expected);
@@ -953,11 +1070,22 @@
       setText(r.volume, m.volume_m3 === null || m.volume_m3 === undefined ? '—' : String(m.volume_m3));
       setTimeWithAge(r.when, m.ts, now);
       const status = asArray(m.status).map(String);
-      const key = lang + '|' + status.join('|');
+      // The meter's own comm status (issue 7 §4): lost on its own, or not read for some cycles (its own
+      // misses, or its device's while the device is comm-lost).
+      const missed = toNumber(m.missed_cycles) || 0;
+      const comm = m.comm_lost === true ? 'lost' : missed > 0 ? 'unread' : 'ok';
+      const key = lang + '|' + comm + '|' + missed + '|' + status.join('|');
       if (r.tagKey !== key) {
         r.tagKey = key;
-        r.tags.replaceChildren(...status.map(meterTag));
+        const commTag =
+          comm === 'lost'
+            ? h('span', { class: 'tag tag-lost', 'data-comm': 'lost', text: t('meter_comm_lost') })
+            : comm === 'unread'
+              ? h('span', { class: 'tag tag-warn', 'data-comm': 'unread', text: t('meter_not_read', { n: missed }) })
+              : null;
+        r.tags.replaceChildren(...(commTag ? [commTag] : []), ...status.map(meterTag));
       }
+      r.row.classList.toggle('meter-lost', comm === 'lost');
       rows.push(r.row);
     }
     for (const id of Array.from(v.meterRows.keys())) if (!seen.has(id)) v.meterRows.delete(id);
@@ -1146,15 +1274,19 @@
     if (want && !v.controls) {
       const open = h('button', { type: 'button', class: 'valve-btn', 'data-action': 'open' });
       const close = h('button', { type: 'button', class: 'valve-btn', 'data-action': 'close' });
+      // Reset of a latched fault: shown only while the valve is in fault.
+      const reset = h('button', { type: 'button', class: 'valve-btn valve-reset', 'data-action': 'reset', hidden: true });
       open.addEventListener('click', () => openValveDialog(v.id, 'open', open));
       close.addEventListener('click', () => openValveDialog(v.id, 'close', close));
+      reset.addEventListener('click', () => openValveDialog(v.id, 'reset', reset));
       v.btnOpen = open;
       v.btnClose = close;
-      v.controls = h('div', { class: 'valve-controls', role: 'group' }, [open, close]);
+      v.btnReset = reset;
+      v.controls = h('div', { class: 'valve-controls', role: 'group' }, [open, close, reset]);
       v.controlsSlot.append(v.controls);
     } else if (!want && v.controls) {
       v.controls.remove();
-      v.controls = v.btnOpen = v.btnClose = null;
+      v.controls = v.btnOpen = v.btnClose = v.btnReset = null;
     }
   }
 
@@ -1190,14 +1322,21 @@
     syncValveControls(v);
     if (v.controls) {
       const travelling = st === 'opening' || st === 'closing';
+      // A comm-lost valve cannot be commanded: the command could not reach it (issue 7 §5).
+      const lost = !!commOf(d).comm_lost;
       setAttr(v.controls, 'aria-label', t('valve_controls', { name: name }));
       for (const [btn, action, end] of [[v.btnOpen, 'open', 'open'], [v.btnClose, 'close', 'closed']]) {
         const label = valveActionLabel(action);
         setText(btn, label);
         setAttr(btn, 'aria-label', t('btn_label', { action: label, name: name }));
-        const disabled = pending || travelling || st === end;
+        const disabled = pending || travelling || lost || st === end;
         if (btn.disabled !== disabled) btn.disabled = disabled;
       }
+      const resetLabel = valveActionLabel('reset');
+      setText(v.btnReset, resetLabel);
+      setAttr(v.btnReset, 'aria-label', t('btn_label', { action: resetLabel, name: name }));
+      v.btnReset.hidden = st !== 'fault';
+      if (v.btnReset.disabled !== pending) v.btnReset.disabled = pending;
     }
 
     // This page's request: in flight, or failed before the valve could answer.
@@ -1371,12 +1510,13 @@
     const op = { phase: 'pending', action: action, reason: reason, since: Date.now(), record: null, message: null };
     valveOps.set(id, op);
     refreshValve(id);
-    fetch('/api/valves/' + encodeURIComponent(id) + '/command', {
+    const reset = action === 'reset';
+    fetch('/api/valves/' + encodeURIComponent(id) + (reset ? '/reset' : '/command'), {
       method: 'POST',
       credentials: 'same-origin',
       cache: 'no-store',
       headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
-      body: JSON.stringify({ action: action, reason: reason }),
+      body: JSON.stringify(reset ? { reason: reason } : { action: action, reason: reason }),
     })
       .then((res) => res.text().then((text) => ({ status: res.status, text: text })))
       .then(
@@ -1397,7 +1537,10 @@
       // Not JSON (a proxy's error page, say): the status still says what happened.
     }
     const msg = body && typeof body.error === 'string' ? body.error : String(text || '').slice(0, 200) || 'HTTP ' + status;
-    if (status === 200 && body && typeof body === 'object' && typeof body.result === 'string') {
+    if (status === 200 && op.action === 'reset') {
+      // The reset's outcome shows in the valve's own view, which the live stream brings.
+      op.phase = 'done';
+    } else if (status === 200 && body && typeof body === 'object' && typeof body.result === 'string') {
       op.phase = 'done';
       op.record = body;
     } else {
@@ -1406,6 +1549,7 @@
       else if (status === 403) op.message = ['err_forbidden'];
       else if (status === 400) op.message = ['err_bad_request', { msg: msg }];
       else if (status === 404) op.message = ['err_not_found', { msg: msg }];
+      else if (status === 409) op.message = ['err_conflict', { msg: msg }];
       else op.message = ['err_server', { status: status, msg: msg }];
     }
     if (valveOps.get(id) === op) refreshValve(id);
@@ -1422,7 +1566,9 @@
     let lost = 0;
     let outOfLimit = 0;
     let warn = 0;
+    let valveFault = 0;
     for (const d of state.devices.values()) {
+      if (d.kind === 'valve' && valveStateOf(d) === 'fault') valveFault++;
       const st = deviceStatus(d, now);
       if (st.level === 'lost') lost++;
       else if (st.level === 'warn') warn++;
@@ -1433,6 +1579,8 @@
     setText(byId('sum-wq'), outOfLimit);
     setText(byId('sum-warn'), warn);
     setText(byId('sum-regions'), state.regions.length);
+    setText(byId('sum-valve-fault'), valveFault);
+    byId('tile-valve-fault').classList.toggle('alarm', valveFault > 0);
     byId('tile-lost').classList.toggle('alarm', lost > 0);
     byId('tile-wq').classList.toggle('alarm', outOfLimit > 0);
     byId('tile-warn').classList.toggle('warn', warn > 0);
@@ -1531,7 +1679,18 @@
     if (dialog.id === id) renderValveDialog();
   }
 
-  const EVENT_KINDS = ['comm_lost', 'comm_restored', 'path_switched', 'limit_crossed', 'limit_cleared', 'actor_restart'];
+  const EVENT_KINDS = [
+    'comm_lost',
+    'comm_restored',
+    'meter_comm_lost',
+    'meter_comm_restored',
+    'path_switched',
+    'limit_crossed',
+    'limit_cleared',
+    'valve_fault',
+    'valve_fault_cleared',
+    'actor_restart',
+  ];
 
   // The event's text in the chosen language, from its kind and params; the server's English message when the
   // page knows no template for it.
@@ -1544,10 +1703,30 @@
     switch (String(ev.kind || '')) {
       case 'comm_lost': key = 'evm_comm_lost'; break;
       case 'comm_restored': key = 'evm_comm_restored'; break;
+      case 'meter_comm_lost': key = 'evm_meter_comm_lost'; break;
+      case 'meter_comm_restored': key = 'evm_meter_comm_restored'; break;
       case 'path_switched': key = p.reason === 'primary_recovered' ? 'evm_path_primary' : 'evm_path_failover'; break;
       case 'actor_restart': key = 'evm_actor_restart'; break;
       case 'limit_crossed': key = p.side === 'high' ? 'evm_limit_high' : 'evm_limit_low'; break;
       case 'limit_cleared': key = 'evm_limit_cleared'; break;
+      case 'valve_fault_cleared': {
+        // `how` comes as JSON: {"how":"read_back","state":…} or {"how":"reset","by":…,"reason":…}.
+        let how = null;
+        try {
+          how = JSON.parse(String(p.how || ''));
+        } catch (_) {
+          how = null;
+        }
+        if (how && how.how === 'reset') {
+          key = 'evm_valve_reset';
+          vars.by = String(how.by || '');
+          vars.reason = String(how.reason || '');
+        } else if (how && how.how === 'read_back') {
+          key = 'evm_valve_read_back';
+          vars.state = valveStateLabel(String(how.state || 'unknown'));
+        }
+        break;
+      }
     }
     if (!key) return ev.message ? String(ev.message) : '';
     let text = t(key, vars);

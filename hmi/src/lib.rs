@@ -133,6 +133,7 @@ pub fn router(handle: actors::api::Handle, config: HmiConfig) -> Router {
         .route("/api/readings", get(routes::readings))
         .route("/api/events", get(routes::events))
         .route("/api/valves/{id}/command", post(routes::command_valve))
+        .route("/api/valves/{id}/reset", post(routes::reset_valve))
         .route("/api/users", get(routes::users).post(routes::create_user))
         .route("/api/audit", get(routes::audit))
         .route("/api/system/supervision", get(routes::supervision))

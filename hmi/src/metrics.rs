@@ -7,7 +7,7 @@ use actors::metrics::Metrics;
 
 pub fn render(m: &Metrics) -> String {
     let mut out = String::new();
-    let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 11] = [
+    let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 17] = [
         ("waterworks_polls_total", "Modbus read requests sent to field devices.", &m.polls),
         (
             "waterworks_poll_failures_total",
@@ -30,6 +30,36 @@ pub fn render(m: &Metrics) -> String {
             "waterworks_bad_requests_total",
             "Input refused as malformed or unauthenticated: HTTP requests, HJ 212 frames, MQTT payloads.",
             &m.bad_requests,
+        ),
+        (
+            "waterworks_status_unreadable_total",
+            "Meter readings stored with their volume although their status could not be decoded.",
+            &m.status_unreadable,
+        ),
+        (
+            "waterworks_volume_falls_total",
+            "Meter readings stored flagged because the cumulative volume fell (excluded from usage until reviewed).",
+            &m.volume_falls,
+        ),
+        (
+            "waterworks_volume_rollovers_total",
+            "Meter readings stored flagged as a register wrap (excluded from usage until reviewed).",
+            &m.volume_rollovers,
+        ),
+        (
+            "waterworks_volume_suspected_swaps_total",
+            "Meter readings stored flagged as a likely meter swap or implausible jump (excluded from usage until reviewed).",
+            &m.volume_suspected_swaps,
+        ),
+        (
+            "waterworks_readings_time_future_total",
+            "Readings and samples dated beyond defaults.future_tolerance: stored flagged, not shown as current.",
+            &m.readings_time_future,
+        ),
+        (
+            "waterworks_readings_time_stale_total",
+            "Readings and samples older than defaults.max_age: stored flagged, not shown as current.",
+            &m.readings_time_stale,
         ),
     ];
     for (name, help, c) in counters {

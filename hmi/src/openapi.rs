@@ -34,6 +34,7 @@ pub const AUTHENTICATED: &[(&str, &str)] = &[
     ("GET", "/api/readings"),
     ("GET", "/api/events"),
     ("POST", "/api/valves/{id}/command"),
+    ("POST", "/api/valves/{id}/reset"),
     ("GET", "/api/users"),
     ("POST", "/api/users"),
     ("GET", "/api/audit"),
@@ -93,6 +94,16 @@ pub fn document() -> Value {
                     "properties": { "action": { "enum": ["open", "close"] }, "reason": { "type": "string", "minLength": 1, "maxLength": 500 } } } } } },
                 "responses": { "200": { "description": "The command record" }, "400": error_response("Bad body or no reason"),
                                "401": error_response("Not logged in"), "403": error_response("Role not allowed"), "404": error_response("No such valve") } } },
+            "/api/valves/{id}/reset": { "post": {
+                "summary": "Reset a valve's latched fault after checking it on site (audited)",
+                "description": "Roles: admin, operator. Clears the fault a failed command latched; the state becomes what the valve last reported. The response is the reset record (requested_by, reason, at, cleared, state).",
+                "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                    "type": "object", "additionalProperties": false, "required": ["reason"],
+                    "properties": { "reason": { "type": "string", "minLength": 1, "maxLength": 500 } } } } } },
+                "responses": { "200": { "description": "The reset record" }, "400": error_response("Bad body or no reason"),
+                               "401": error_response("Not logged in"), "403": error_response("Role not allowed"), "404": error_response("No such valve"),
+                               "409": error_response("Not in fault, or the valve reports a fault itself") } } },
             "/api/users": {
                 "get": op("List accounts", "admin"),
                 "post": {

@@ -190,6 +190,26 @@ pub async fn command_valve(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct ValveResetBody {
+    reason: String,
+}
+
+/// Resets a valve's latched fault after the operator checked it (issue 7 §5). 200 with the reset record; 409
+/// if the valve is not in fault or reports a fault itself. Audited either way.
+pub async fn reset_valve(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    body: Result<Json<ValveResetBody>, JsonRejection>,
+) -> Result<Response, AppError> {
+    user.require(VALVE_ROLES)?;
+    let Json(body) = body.map_err(|e| bad_json(&state, e))?;
+    let record = state.handle.reset_valve(&id, &body.reason, &user.user.username).await?;
+    Ok(Json(record).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewUser {
     username: String,
     password: String,

@@ -12,11 +12,21 @@ pub mod reading;
 pub mod user;
 pub mod valve;
 pub mod view;
+pub mod volume_check;
 
-pub use comm::{CommEvent, CommStatus, CycleOutcome, LinkState};
+pub use comm::{
+    meters_end_cycle, CommError, CommEvent, CommStatus, CycleOutcome, ErrorCode, ErrorParam, ErrorParams, LinkState,
+    MeterComm,
+};
 pub use ids::{DeviceId, MeterId, RegionId};
 pub use link::{LinkSelector, PathSwitch, SwitchReason};
-pub use reading::{MeterReading, MeterStatus, QualityFlags, QualitySample, Timestamp, Volume};
+pub use reading::{
+    MeterReading, MeterStatus, QualityFlags, QualitySample, TimePlausibility, TimeVerdict, Timestamp, Volume,
+};
 pub use user::{Role, UserRecord};
-pub use valve::{CommandRecord, CommandResult, Reported, ValveAction, ValveState, ValveView};
+pub use valve::{
+    CommandRecord, CommandResult, FaultChange, FaultClearing, LatchedFault, Reported, ResetRecord, ResetRefused,
+    ValveAction, ValveState, ValveStatus, ValveView,
+};
 pub use view::{region_status, DeviceKind, DeviceView, LiveEvent, MeterView, ParameterView, RegionStatus, RegionView};
+pub use volume_check::{VolumeLimits, VolumeVerdict};

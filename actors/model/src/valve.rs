@@ -2,15 +2,19 @@
 //! read back until it reports the commanded end position (confirmed) or the confirmation time runs out
 //! (fault). A command for the position the valve already has is confirmed at once without writing
 //! (idempotent). The actor serialises commands and does the I/O; this module decides.
+//!
+//! It also decides the latched fault (issue 7 §5): a command that ends in fault latches it; it clears when a
+//! later read-back shows the commanded position, or when an operator resets it ([`ValveStatus`]). What it
+//! deliberately does not do: talk to the valve, keep time, store or publish anything.
 
 use std::fmt;
 use std::str::FromStr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::reading::Timestamp;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ValveState {
     Open,
@@ -18,10 +22,25 @@ pub enum ValveState {
     Opening,
     Closing,
     Fault,
+    #[default]
     Unknown,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+impl ValveState {
+    /// The name on the wire (`snake_case`, as serialised).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ValveState::Open => "open",
+            ValveState::Closed => "closed",
+            ValveState::Opening => "opening",
+            ValveState::Closing => "closing",
+            ValveState::Fault => "fault",
+            ValveState::Unknown => "unknown",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ValveAction {
     Open,
@@ -131,7 +150,7 @@ pub fn read_back(action: ValveAction, reported: Reported) -> Progress {
 }
 
 /// How a command ended.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum CommandResult {
     /// Read back in the commanded position.
@@ -150,7 +169,7 @@ impl CommandResult {
 }
 
 /// The record of one command: who asked, why, when, and how it ended.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CommandRecord {
     pub action: ValveAction,
     pub requested_by: String,
@@ -160,6 +179,159 @@ pub struct CommandRecord {
     #[serde(flatten)]
     pub result: CommandResult,
     /// The state after the command.
+    pub state: ValveState,
+}
+
+/// A fault latched by a command that did not end in the commanded position (timed out, or the valve reported
+/// a fault). It stays until a read-back shows that position, or an operator resets it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatchedFault {
+    /// The command that was not confirmed; a read-back of its end position clears the fault.
+    pub action: ValveAction,
+    pub since: Timestamp,
+    /// Why the command failed.
+    pub reason: String,
+}
+
+/// How a valve's fault cleared.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "how", rename_all = "snake_case")]
+pub enum FaultClearing {
+    /// A read-back showed the valve where it was commanded (or no longer reporting a fault of its own).
+    ReadBack { state: ValveState },
+    /// An operator reset the latched fault.
+    Reset { by: String, reason: String },
+}
+
+/// A change of a valve's fault, to be published as an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FaultChange {
+    Raised { reason: String },
+    Cleared(FaultClearing),
+}
+
+/// Why an operator's reset was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ResetRefused {
+    #[error("the valve is not in fault")]
+    NotInFault,
+    #[error("the valve itself reports a fault; that clears when the valve stops reporting it")]
+    DeviceReportsFault,
+}
+
+/// Why a valve reporting a fault of its own is in fault.
+pub const DEVICE_FAULT: &str = "the valve reports a fault";
+
+/// What is kept of a valve, across restarts too: its state, its last command and the latched fault.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ValveStatus {
+    pub state: ValveState,
+    pub last_command: Option<CommandRecord>,
+    pub fault: Option<LatchedFault>,
+}
+
+fn edge(
+    was: bool,
+    now: bool,
+    raised: impl FnOnce() -> String,
+    cleared: impl FnOnce() -> FaultClearing,
+) -> Option<FaultChange> {
+    match (was, now) {
+        (false, true) => Some(FaultChange::Raised { reason: raised() }),
+        (true, false) => Some(FaultChange::Cleared(cleared())),
+        _ => None,
+    }
+}
+
+impl ValveStatus {
+    /// In fault: latched by a command, or reported by the valve itself.
+    pub fn in_fault(&self) -> bool {
+        self.state == ValveState::Fault
+    }
+
+    /// A read outside any command reported `reported`. A latched fault clears only when the valve reports the
+    /// commanded end position; until then the valve stays in fault whatever it reports.
+    pub fn polled(&mut self, reported: Reported) -> Option<FaultChange> {
+        let was = self.in_fault();
+        match &self.fault {
+            Some(f) if reported.as_state() == f.action.target() => {
+                self.state = f.action.target();
+                self.fault = None;
+            }
+            Some(_) => self.state = ValveState::Fault,
+            None => self.state = reported.as_state(),
+        }
+        let state = self.state;
+        edge(was, self.in_fault(), || DEVICE_FAULT.to_owned(), || FaultClearing::ReadBack { state })
+    }
+
+    /// A command ended; `was_in_fault` is whether the valve was in fault when the command began, `written`
+    /// whether the command reached the valve, and `record.state` the state the command left. A written command
+    /// that fails in fault latches it (for its own action); any success (confirmed, or already in position) is
+    /// a read-back of the commanded position and clears it; a failure that never reached the valve
+    /// (unreachable, refused) keeps what was latched.
+    pub fn command_ended(&mut self, was_in_fault: bool, written: bool, record: CommandRecord) -> Option<FaultChange> {
+        self.state = record.state;
+        let failure = match &record.result {
+            CommandResult::Failed { error } => {
+                if written && record.state == ValveState::Fault {
+                    self.fault =
+                        Some(LatchedFault { action: record.action, since: record.finished_at, reason: error.clone() });
+                }
+                Some(error.clone())
+            }
+            CommandResult::Confirmed | CommandResult::AlreadyInPosition => {
+                self.fault = None;
+                None
+            }
+        };
+        self.last_command = Some(record);
+        let state = self.state;
+        edge(
+            was_in_fault,
+            self.in_fault(),
+            || failure.unwrap_or_else(|| DEVICE_FAULT.to_owned()),
+            || FaultClearing::ReadBack { state },
+        )
+    }
+
+    /// An operator resets the fault. The state becomes what the valve last reported (`last`), unknown if it was
+    /// never read. A fault the valve reports itself cannot be reset: it is the valve's, not ours.
+    pub fn reset(&mut self, last: Option<Reported>, by: &str, reason: &str) -> Result<FaultChange, ResetRefused> {
+        if !self.in_fault() && self.fault.is_none() {
+            return Err(ResetRefused::NotInFault);
+        }
+        if last == Some(Reported::Fault) {
+            return Err(ResetRefused::DeviceReportsFault);
+        }
+        self.fault = None;
+        self.state = last.map_or(ValveState::Unknown, Reported::as_state);
+        Ok(FaultChange::Cleared(FaultClearing::Reset { by: by.to_owned(), reason: reason.to_owned() }))
+    }
+
+    pub fn view(&self) -> ValveView {
+        ValveView { state: self.state, last_command: self.last_command.clone(), fault: self.fault.clone() }
+    }
+}
+
+/// What the HMI shows of a valve beyond its comm status.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ValveView {
+    pub state: ValveState,
+    pub last_command: Option<CommandRecord>,
+    /// The latched fault, if any.
+    pub fault: Option<LatchedFault>,
+}
+
+/// The record of an operator's reset of a latched fault.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ResetRecord {
+    pub requested_by: String,
+    pub reason: String,
+    pub at: Timestamp,
+    /// The fault that was cleared.
+    pub cleared: Option<LatchedFault>,
+    /// The state after the reset.
     pub state: ValveState,
 }
 
@@ -192,11 +364,91 @@ mod tests {
         assert_eq!("open".parse::<ValveAction>(), Ok(ValveAction::Open));
         assert!("shut".parse::<ValveAction>().unwrap_err().contains("\"shut\""));
     }
-}
+    fn record(action: ValveAction, result: CommandResult, state: ValveState) -> CommandRecord {
+        CommandRecord {
+            action,
+            requested_by: "duty1".into(),
+            reason: "test".into(),
+            requested_at: Timestamp(1),
+            finished_at: Timestamp(2),
+            result,
+            state,
+        }
+    }
 
-/// What the HMI shows of a valve beyond its comm status.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ValveView {
-    pub state: ValveState,
-    pub last_command: Option<CommandRecord>,
+    fn timed_out() -> CommandResult {
+        CommandResult::Failed { error: "not confirmed within 1s".into() }
+    }
+
+    fn latched_close() -> ValveStatus {
+        let mut s = ValveStatus { state: ValveState::Open, ..ValveStatus::default() };
+        let change = s.command_ended(false, true, record(ValveAction::Close, timed_out(), ValveState::Fault));
+        assert_eq!(change, Some(FaultChange::Raised { reason: "not confirmed within 1s".into() }));
+        s
+    }
+
+    #[test]
+    fn a_command_that_ends_in_fault_latches_it_until_the_commanded_position_is_read_back() {
+        let mut s = latched_close();
+        assert!(s.in_fault());
+        assert_eq!(s.fault.as_ref().map(|f| (f.action, f.since)), Some((ValveAction::Close, Timestamp(2))));
+        // Still open, moving, or any other report: the fault stays, and nothing new is raised.
+        for r in [Reported::Open, Reported::Moving, Reported::Other(7), Reported::Fault] {
+            assert_eq!(s.polled(r), None, "{r:?}");
+            assert_eq!(s.state, ValveState::Fault, "{r:?}");
+        }
+        // The valve got there late: the read-back clears the fault.
+        assert_eq!(
+            s.polled(Reported::Closed),
+            Some(FaultChange::Cleared(FaultClearing::ReadBack { state: ValveState::Closed }))
+        );
+        assert_eq!((s.state, s.fault.as_ref()), (ValveState::Closed, None));
+        // Later reads follow the valve again.
+        assert_eq!(s.polled(Reported::Open), None);
+        assert_eq!(s.state, ValveState::Open);
+    }
+
+    #[test]
+    fn a_successful_command_clears_the_latch_and_a_failure_that_never_moved_keeps_it() {
+        let mut s = latched_close();
+        let unreachable = CommandResult::Failed { error: "the command could not be sent".into() };
+        assert_eq!(s.command_ended(true, false, record(ValveAction::Open, unreachable, ValveState::Fault)), None);
+        assert_eq!(s.fault.as_ref().map(|f| f.action), Some(ValveAction::Close), "the first latch is kept");
+        let change = s.command_ended(true, true, record(ValveAction::Open, CommandResult::Confirmed, ValveState::Open));
+        assert_eq!(change, Some(FaultChange::Cleared(FaultClearing::ReadBack { state: ValveState::Open })));
+        assert_eq!((s.state, s.fault.as_ref()), (ValveState::Open, None));
+        assert_eq!(s.last_command.as_ref().map(|r| r.action), Some(ValveAction::Open));
+        // A failure without a fault (the valve was unreachable) raises nothing.
+        let unreachable = CommandResult::Failed { error: "unreachable".into() };
+        assert_eq!(s.command_ended(false, false, record(ValveAction::Close, unreachable, ValveState::Open)), None);
+        assert_eq!(s.fault, None);
+    }
+
+    #[test]
+    fn a_fault_the_valve_reports_itself_is_raised_and_cleared_by_reads_without_latching() {
+        let mut s = ValveStatus::default();
+        assert_eq!(s.polled(Reported::Fault), Some(FaultChange::Raised { reason: DEVICE_FAULT.into() }));
+        assert_eq!(s.fault, None);
+        assert_eq!(s.reset(Some(Reported::Fault), "op", "why"), Err(ResetRefused::DeviceReportsFault));
+        assert_eq!(
+            s.polled(Reported::Closed),
+            Some(FaultChange::Cleared(FaultClearing::ReadBack { state: ValveState::Closed }))
+        );
+    }
+
+    #[test]
+    fn an_operator_resets_a_latched_fault_and_nothing_else() {
+        let mut s = ValveStatus { state: ValveState::Open, ..ValveStatus::default() };
+        assert_eq!(s.reset(Some(Reported::Open), "duty1", "checked on site"), Err(ResetRefused::NotInFault));
+        let mut s = latched_close();
+        let change = s.reset(Some(Reported::Open), "duty1", "checked on site").unwrap();
+        assert_eq!(
+            change,
+            FaultChange::Cleared(FaultClearing::Reset { by: "duty1".into(), reason: "checked on site".into() })
+        );
+        assert_eq!((s.state, s.fault.as_ref()), (ValveState::Open, None), "the state is what the valve reports");
+        let mut s = latched_close();
+        s.reset(None, "duty1", "never read").unwrap();
+        assert_eq!(s.state, ValveState::Unknown);
+    }
 }

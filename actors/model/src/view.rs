@@ -3,16 +3,38 @@
 
 use serde::Serialize;
 
-use super::comm::CommStatus;
+use super::comm::{CommStatus, MeterComm};
 use super::ids::{DeviceId, MeterId, RegionId};
 use super::reading::{MeterStatus, QualityFlags, Timestamp, Volume};
+use super::valve::ValveState;
 
+/// What a device is, as the live stream's `kind` says it (ARCHITECTURE.md "The live stream"). The first three
+/// values are as old as the stream; the others came with issue 7 §7, when gateways, serial lines, MQTT groups
+/// and HJ 212 stations stopped being shown as concentrators or loggers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceKind {
+    /// A Modbus meter concentrator (TCP or on an RS-485 line).
     Concentrator,
+    /// A Modbus water-quality data logger.
     Logger,
+    /// A remote valve (Modbus registers, or a CJ/T 188 valve meter).
     Valve,
+    /// A CJ/T 188 transparent gateway over TCP, with the meters read through it.
+    Cjt188Gateway,
+    /// CJ/T 188 meters on a serial line (M-Bus or RS-485) the server drives itself.
+    Cjt188Line,
+    /// A group of meters that publish over MQTT (NB-IoT, say).
+    MqttGroup,
+    /// A water-quality station that pushes HJ 212-2017 data.
+    Hj212Station,
+}
+
+impl DeviceKind {
+    /// Whether the device's view lists meters (`meters`) rather than water-quality values (`values`).
+    pub fn has_meters(self) -> bool {
+        matches!(self, Self::Concentrator | Self::Cjt188Gateway | Self::Cjt188Line | Self::MqttGroup)
+    }
 }
 
 /// A region as listed in a snapshot.
@@ -30,14 +52,41 @@ pub struct MeterView {
     pub volume_m3: Option<String>,
     pub ts: Option<Timestamp>,
     pub status: Vec<&'static str>,
+    /// The meter is comm-lost on its own (its device delivers data, but not this meter's; issue 7 §4).
+    pub comm_lost: bool,
+    /// When the meter's data was last committed.
+    pub last_success: Option<Timestamp>,
+    /// Cycles in a row without this meter's data, whatever the cause: above zero, the meter is not being read
+    /// (also while its device is comm-lost, which is reported for the device, not per meter).
+    pub missed_cycles: u32,
 }
 
 impl MeterView {
     pub fn empty(id: MeterId) -> MeterView {
-        MeterView { id, volume_m3: None, ts: None, status: Vec::new() }
+        MeterView {
+            id,
+            volume_m3: None,
+            ts: None,
+            status: Vec::new(),
+            comm_lost: false,
+            last_success: None,
+            missed_cycles: 0,
+        }
     }
 
+    /// Shows the meter's communication status.
+    pub fn set_comm(&mut self, comm: &MeterComm) {
+        self.comm_lost = comm.comm_lost;
+        self.last_success = comm.last_success;
+        self.missed_cycles = comm.unread_cycles;
+    }
+
+    /// Shows a committed reading as the meter's current value, unless its time is implausible (flagged
+    /// `time_future` or `time_stale`): such a reading is stored, never current.
     pub fn set(&mut self, volume: Volume, ts: Timestamp, status: MeterStatus) {
+        if status.time_implausible() {
+            return;
+        }
         self.volume_m3 = Some(volume.to_string());
         self.ts = Some(ts);
         self.status = status.names();
@@ -57,7 +106,11 @@ pub struct ParameterView {
 }
 
 impl ParameterView {
+    /// Shows a committed sample as the parameter's current value, unless its time is implausible.
     pub fn set(&mut self, value: f64, ts: Timestamp, flags: QualityFlags) {
+        if flags.time_implausible() {
+            return;
+        }
         self.value = Some(value);
         self.ts = Some(ts);
         self.flags = flags.names();
@@ -105,6 +158,8 @@ pub struct RegionStatus {
     pub devices: usize,
     pub comm_lost: usize,
     pub link_down: usize,
+    /// Valves in fault (latched by a command, or reported by the valve) (issue 7 §5).
+    pub valve_fault: usize,
     /// Values read in the devices' current cycles, of those expected.
     pub cycle_read: u32,
     pub cycle_expected: u32,
@@ -124,6 +179,7 @@ pub fn region_status(regions: &[RegionView], devices: &[DeviceView]) -> Vec<Regi
                 devices: 0,
                 comm_lost: 0,
                 link_down: 0,
+                valve_fault: 0,
                 cycle_read: 0,
                 cycle_expected: 0,
                 last_success: None,
@@ -133,6 +189,7 @@ pub fn region_status(regions: &[RegionView], devices: &[DeviceView]) -> Vec<Regi
                 s.devices += 1;
                 s.comm_lost += usize::from(c.comm_lost);
                 s.link_down += usize::from(c.link == super::comm::LinkState::Down);
+                s.valve_fault += usize::from(d.valve.as_ref().is_some_and(|v| v.state == ValveState::Fault));
                 s.cycle_read += c.cycle_read.min(c.cycle_expected);
                 s.cycle_expected += c.cycle_expected;
                 s.last_success = s.last_success.max(c.last_success);
@@ -166,6 +223,14 @@ mod tests {
     }
 
     #[test]
+    fn devices_with_meters_are_told_from_those_with_values() {
+        let meters =
+            [DeviceKind::Concentrator, DeviceKind::Cjt188Gateway, DeviceKind::Cjt188Line, DeviceKind::MqttGroup];
+        let others = [DeviceKind::Logger, DeviceKind::Valve, DeviceKind::Hj212Station];
+        assert!(meters.iter().all(|k| k.has_meters()) && !others.iter().any(|k| k.has_meters()));
+    }
+
+    #[test]
     fn regions_sum_their_devices() {
         let regions = [
             RegionView { id: RegionId::new("e"), name: "东村".into() },
@@ -187,5 +252,42 @@ mod tests {
             (s[1].devices, s[1].comm_lost, s[1].cycle_read, s[1].cycle_expected, s[1].last_success),
             (1, 0, 3, 5, None)
         );
+        assert_eq!((s[0].valve_fault, s[1].valve_fault), (0, 0));
+    }
+
+    #[test]
+    fn a_valve_in_fault_counts_in_its_region() {
+        let regions = [RegionView { id: RegionId::new("w"), name: "西村".into() }];
+        let valve = |id: &str, state: ValveState| {
+            let mut d = device(id, "w", 1, 1, false, Some(1));
+            d.kind = DeviceKind::Valve;
+            d.valve = Some(crate::valve::ValveView { state, last_command: None, fault: None });
+            d
+        };
+        let devices = [valve("v1", ValveState::Fault), valve("v2", ValveState::Open), valve("v3", ValveState::Fault)];
+        let s = region_status(&regions, &devices);
+        assert_eq!((s[0].devices, s[0].valve_fault), (3, 2));
+    }
+
+    #[test]
+    fn implausibly_dated_values_are_never_current() {
+        let mut meter = MeterView::empty(MeterId::new("m1"));
+        meter.set(Volume::from_litres(1_000), Timestamp(10), MeterStatus(0));
+        let future = MeterStatus(0).with_time(crate::reading::TimeVerdict::Future);
+        meter.set(Volume::from_litres(9_000), Timestamp(99), future);
+        assert_eq!((meter.volume_m3.as_deref(), meter.ts), (Some("1.000"), Some(Timestamp(10))));
+        let mut value = ParameterView {
+            param: "ph".into(),
+            value: None,
+            unit: String::new(),
+            low: None,
+            high: None,
+            ts: None,
+            flags: Vec::new(),
+        };
+        value.set(7.0, Timestamp(5), QualityFlags(0).with_time(crate::reading::TimeVerdict::Stale));
+        assert_eq!(value.value, None);
+        value.set(7.2, Timestamp(6), QualityFlags(0));
+        assert_eq!(value.value, Some(7.2));
     }
 }

@@ -3,7 +3,9 @@
 //! its view to the live hub.
 //!
 //! Timing: a tick is scheduled for the earliest due value with `send_after`, re-armed after each tick (never
-//! `send_interval`, whose ticks pile up in the unbounded mailbox behind a slow poll). A tick polls what is
+//! `send_interval`, whose ticks pile up in the unbounded mailbox behind a slow poll). The first tick after a
+//! (re)start polls everything at once; after that each value is due on its cycle's next wall-clock boundary
+//! in the utility's zone plus the device's spread offset (`crate::schedule`), so cycles do not drift. A tick polls what is
 //! due; values that failed are retried `retries` times, `retry_delay` apart; then the tick ends, and a tick
 //! with no data at all is a missed cycle. A tick that ran past the next due time starts the next one at once,
 //! so a late cycle is polled, not skipped.
@@ -21,12 +23,14 @@ use super::plan::{decode_reply, plan, Decoded, ReadRequest};
 use super::spec::{DeviceKindSpec, DeviceSpec};
 use crate::context::DeviceContext;
 use crate::event::Event;
+use crate::meter_book::{CycleEnd, MeterBook};
 use crate::metrics::Metrics;
 use crate::modbus_link::ModbusLink;
 use crate::model::comm::CycleOutcome;
 use crate::model::view::CommView;
 use crate::model::{
-    CommEvent, CommStatus, DeviceKind, DeviceView, LinkSelector, MeterReading, PathSwitch, QualitySample, Timestamp,
+    CommError, CommEvent, CommStatus, DeviceKind, DeviceView, ErrorCode, LinkSelector, MeterReading, PathSwitch,
+    QualitySample, Timestamp,
 };
 use crate::store::{Op, Store};
 use crate::supervisor::Slot;
@@ -60,7 +64,7 @@ struct Tick {
     attempts: u32,
     read: u32,
     expected: u32,
-    last_error: Option<String>,
+    last_error: Option<CommError>,
 }
 
 pub struct FieldDeviceState {
@@ -75,6 +79,11 @@ pub struct FieldDeviceState {
     cycles: Vec<Duration>,
     tick: Option<Tick>,
     ticks: u64,
+    /// Per-meter comm status and volume-check baselines of a concentrator's meters (issue 7 §4); empty for a
+    /// logger.
+    book: MeterBook,
+    /// The meters whose readings were committed in the current tick.
+    meters_read: Vec<usize>,
 }
 
 /// The view of a device as the store knows it: latest readings or samples, and the last saved comm status.
@@ -83,7 +92,9 @@ pub fn initial_view(spec: &DeviceSpec, store: &Store) -> DeviceView {
     let comm = crate::restore::comm(store, &spec.id, spec.path_name(0), spec.value_count() as u32);
     let (kind, meters, values) = match &spec.kind {
         DeviceKindSpec::Concentrator(c) => {
-            (DeviceKind::Concentrator, crate::restore::meters(store, c.meters.iter().map(|m| &m.id)), Vec::new())
+            let mut meters = crate::restore::meters(store, c.meters.iter().map(|m| &m.id));
+            crate::restore::meter_comm(store, &spec.id, &mut meters);
+            (DeviceKind::Concentrator, meters, Vec::new())
         }
         DeviceKindSpec::Logger(l) => (
             DeviceKind::Logger,
@@ -128,8 +139,9 @@ impl FieldDeviceState {
         if due.is_empty() {
             return None;
         }
+        let (id, wall) = (self.args.spec.id.as_str(), self.now());
         for &i in &due {
-            self.due[i] = now + self.cycles[i];
+            self.due[i] = now + self.args.ctx.time.delay_until_next(id, self.cycles[i], wall);
         }
         self.ticks += 1;
         let requests = plan(&self.args.spec, &due);
@@ -156,7 +168,8 @@ impl FieldDeviceState {
         let path = self.link.active();
         tick.attempts += 1;
         let spec = self.args.spec.clone();
-        let mut decoded: Vec<Decoded> = Vec::new();
+        // Each value with the time the read that carried it returned: when it was measured.
+        let mut decoded: Vec<(Decoded, Timestamp)> = Vec::new();
         let mut done: Vec<usize> = Vec::new();
         let mut restored = None;
         for &r in &tick.pending {
@@ -171,11 +184,14 @@ impl FieldDeviceState {
                     done.push(r);
                     for item in decode_reply(&spec, req, &words) {
                         match item {
-                            Ok(d) => decoded.push(d),
+                            Ok(d) => decoded.push((d, now)),
                             Err((_, reason)) => {
                                 Metrics::inc(&self.args.ctx.metrics.bad_values);
                                 tracing::warn!(message = "Value rejected.", device = %spec.id, error = %reason);
-                                tick.last_error = Some(format!("bad value: {reason}"));
+                                tick.last_error = Some(
+                                    CommError::new(ErrorCode::BadValue, format!("bad value: {reason}"))
+                                        .with("detail", reason.to_string()),
+                                );
                             }
                         }
                     }
@@ -184,17 +200,17 @@ impl FieldDeviceState {
                     // The device answered: the link is up, but this read was refused.
                     answered = true;
                     Metrics::inc(&self.args.ctx.metrics.poll_failures);
-                    let e = exception.to_string();
-                    tracing::warn!(message = "Poll refused by device.", device = %spec.id, address = req.address, error = %e);
-                    self.comm.record_attempt(now, true, Some(e.clone()));
+                    let e = crate::comm_error::modbus_exception(exception);
+                    tracing::warn!(message = "Poll refused by device.", device = %spec.id, address = req.address, error = %e.text);
+                    self.comm.record_failure(now, true, &e);
                     tick.last_error = Some(e);
                 }
                 Err(err) => {
                     // No valid reply: the link is down. The rest would cost a timeout each; try them next time.
                     Metrics::inc(&self.args.ctx.metrics.poll_failures);
-                    let e = err.to_string();
-                    tracing::warn!(message = "Poll failed.", device = %spec.id, address = req.address, error = %e);
-                    self.comm.record_attempt(now, false, Some(e.clone()));
+                    let e = crate::comm_error::modbus(&err);
+                    tracing::warn!(message = "Poll failed.", device = %spec.id, address = req.address, error = %e.text);
+                    self.comm.record_failure(now, false, &e);
                     tick.last_error = Some(e);
                     break;
                 }
@@ -207,8 +223,9 @@ impl FieldDeviceState {
                 tick.read += n;
                 restored = self.comm.record_values(self.now(), n);
             } else {
-                tick.last_error = Some("store unavailable; will retry".to_owned());
-                self.comm.last_error.clone_from(&tick.last_error);
+                let e = CommError::new(ErrorCode::StoreUnavailable, "store unavailable; will retry");
+                self.comm.note_error(&e);
+                tick.last_error = Some(e);
             }
         }
         self.tick = Some(tick);
@@ -253,45 +270,66 @@ impl FieldDeviceState {
     }
 
     /// Commits decoded values with the device status, and applies them to the view only once committed.
-    async fn commit(&mut self, decoded: &[Decoded]) -> bool {
+    async fn commit(&mut self, decoded: &[(Decoded, Timestamp)]) -> bool {
         let spec = self.args.spec.clone();
         let now = self.now();
-        let mut ops = Vec::with_capacity(decoded.len() + 1);
-        for d in decoded {
-            match (d, &spec.kind) {
-                (Decoded::Meter { index, volume, status }, DeviceKindSpec::Concentrator(c)) => {
-                    ops.push(Op::Reading(MeterReading {
-                        meter: c.meters[*index].id.clone(),
-                        device: spec.id.clone(),
-                        ts: now,
-                        volume: *volume,
-                        status: *status,
-                    }))
-                }
-                (Decoded::Parameter { index, value, flags }, DeviceKindSpec::Logger(l)) => {
-                    let p = &l.parameters[*index];
-                    ops.push(Op::Sample(QualitySample {
-                        device: spec.id.clone(),
-                        parameter: p.name.clone(),
-                        ts: now,
-                        value: *value,
-                        unit: p.unit.clone(),
-                        flags: *flags,
-                    }))
-                }
-                _ => {}
+        let mut ops = Vec::with_capacity(decoded.len() + 2);
+        // Meter readings go through the volume check (issue 7 §4) and are stored with its flags.
+        let readings: Vec<_> = decoded
+            .iter()
+            .filter_map(|(d, ts)| match d {
+                Decoded::Meter { index, volume, status } => Some((*index, *ts, *volume, *status)),
+                Decoded::Parameter { .. } => None,
+            })
+            .collect();
+        let checked = self.book.check(&readings, &self.args.ctx.metrics);
+        let read: Vec<usize> = checked.iter().map(|c| c.index).collect();
+        let (meter_comm, meter_events) = self.book.tentative(now, &read, None);
+        if let DeviceKindSpec::Concentrator(c) = &spec.kind {
+            for r in &checked {
+                ops.push(Op::Reading(MeterReading {
+                    meter: c.meters[r.index].id.clone(),
+                    device: spec.id.clone(),
+                    ts: r.ts,
+                    volume: r.volume,
+                    status: r.status,
+                    meter_clock: None,
+                    settlement_volume: None,
+                }))
+            }
+        }
+        for (d, ts) in decoded {
+            if let (Decoded::Parameter { index, value, flags }, DeviceKindSpec::Logger(l)) = (d, &spec.kind) {
+                let p = &l.parameters[*index];
+                ops.push(Op::Sample(QualitySample {
+                    device: spec.id.clone(),
+                    parameter: p.name.clone(),
+                    ts: *ts,
+                    value: *value,
+                    unit: p.unit.clone(),
+                    flags: *flags,
+                }))
             }
         }
         let mut status = self.comm.clone();
         let _ = status.record_values(now, decoded.len() as u32);
         ops.push(Op::DeviceStatus(spec.id.clone(), status));
+        ops.extend(self.book.save_op(&meter_comm));
         match self.args.ctx.writer.submit(ops).await {
             Ok(_) => {
-                for d in decoded {
-                    match d {
-                        Decoded::Meter { index, volume, status } => self.view.meters[*index].set(*volume, now, *status),
-                        Decoded::Parameter { index, value, flags } => self.view.values[*index].set(*value, now, *flags),
+                for (d, ts) in decoded {
+                    if let Decoded::Parameter { index, value, flags } = d {
+                        self.view.values[*index].set(*value, *ts, *flags);
                     }
+                }
+                for r in &checked {
+                    self.view.meters[r.index].set(r.volume, r.ts, r.status);
+                }
+                self.meters_read.extend(&read);
+                let meter_events = self.book.committed(&checked, meter_comm, meter_events, &mut self.view.meters, now);
+                if !meter_events.is_empty() {
+                    self.publish_view();
+                    meter_events.publish(&self.args.ctx.events);
                 }
                 true
             }
@@ -305,23 +343,38 @@ impl FieldDeviceState {
     /// Ends the tick: counts a miss if it brought no data, saves the status, schedules the next tick.
     async fn end_tick(&mut self, myself: &ActorRef<FieldMsg>) {
         if let Some(tick) = self.tick.take() {
-            let outcome = CycleOutcome { read: tick.read, expected: tick.expected, error: tick.last_error.clone() };
+            let error = tick.last_error.as_ref().map(|e| e.text.clone());
+            let outcome = CycleOutcome { read: tick.read, expected: tick.expected, error };
             let before = self.comm.consecutive_misses;
-            let event = self.comm.end_cycle(&outcome);
+            let event = self.comm.end_cycle_with(&outcome, tick.last_error.as_ref());
             // The view first, then the event: whoever reacts to the event finds the view already current.
             self.publish_view();
             if let Some(event) = event {
                 self.publish_comm_event(event, self.now());
             }
+            // The meters asked for in this tick that gave no data miss it (issue 7 §4), saved with the status.
+            let expected: Vec<usize> = tick.requests.iter().flat_map(|r| r.values.iter().copied()).collect();
+            let expected = if self.view.meters.is_empty() { Vec::new() } else { expected };
+            let read = std::mem::take(&mut self.meters_read);
+            let now = self.now();
+            let end = CycleEnd { expected: &expected, read: &read, delivered: tick.read > 0 };
+            let (meter_comm, meter_events) = self.book.tentative(now, &[], Some(end));
+            let mut ops = Vec::new();
             if self.comm.consecutive_misses != before {
-                if let Err(e) = self
-                    .args
-                    .ctx
-                    .writer
-                    .submit(vec![Op::DeviceStatus(self.args.spec.id.clone(), self.comm.clone())])
-                    .await
-                {
-                    tracing::warn!(message = "Device status not saved.", device = %self.args.spec.id, error = %e);
+                ops.push(Op::DeviceStatus(self.args.spec.id.clone(), self.comm.clone()));
+            }
+            ops.extend(self.book.save_op(&meter_comm));
+            if !ops.is_empty() {
+                match self.args.ctx.writer.submit(ops).await {
+                    Ok(_) => {
+                        let meter_events =
+                            self.book.committed(&[], meter_comm, meter_events, &mut self.view.meters, now);
+                        self.publish_view();
+                        meter_events.publish(&self.args.ctx.events);
+                    }
+                    Err(e) => {
+                        tracing::warn!(message = "Device status not saved.", device = %self.args.spec.id, error = %e)
+                    }
                 }
             }
             tracing::debug!(
@@ -373,8 +426,13 @@ impl Actor for FieldDevice {
         myself: ActorRef<FieldMsg>,
         args: FieldDeviceArgs,
     ) -> Result<FieldDeviceState, ActorProcessingErr> {
-        let view = initial_view(&args.spec, &args.ctx.store);
+        let mut view = initial_view(&args.spec, &args.ctx.store);
         let comm = view.comm.status.clone();
+        let modulus = match &args.spec.kind {
+            DeviceKindSpec::Concentrator(c) => c.layout.register_modulus(),
+            DeviceKindSpec::Logger(_) => None,
+        };
+        let book = MeterBook::restore(&args.ctx.store, &args.spec.id, &args.spec.region, &mut view.meters, modulus);
         let cycles = args.spec.cycles();
         let now = Instant::now();
         args.slot.set(myself);
@@ -387,6 +445,8 @@ impl Actor for FieldDevice {
             cycles,
             tick: None,
             ticks: 0,
+            book,
+            meters_read: Vec::new(),
             args,
         })
     }

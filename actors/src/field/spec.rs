@@ -80,6 +80,21 @@ pub struct MeterLayout {
     pub max_registers: u16,
 }
 
+impl MeterLayout {
+    /// The first volume the volume register cannot show (its modulus, issue 7 §4): 2^16 or 2^32 raw counts
+    /// times the scale for unsigned integers, 2^15 or 2^31 for signed ones; none for floats, which do not wrap.
+    pub fn register_modulus(&self) -> Option<crate::model::Volume> {
+        let counts: f64 = match self.volume.data_type {
+            DataType::U16 => 65_536.0,
+            DataType::I16 => 32_768.0,
+            DataType::U32 => 4_294_967_296.0,
+            DataType::I32 => 2_147_483_648.0,
+            DataType::F32 | DataType::F64 => return None,
+        };
+        crate::model::Volume::from_m3(counts * self.volume.scale.abs()).ok()
+    }
+}
+
 /// A water-quality data logger (R-A2).
 #[derive(Clone, Debug)]
 pub struct LoggerSpec {

@@ -10,15 +10,22 @@
 //!   itself, so a repeated write is idempotent;
 //! - `samples`: `(device/parameter, ts_ms) -> (value, flags, unit)`;
 //! - `device_status`: `device -> JSON CommStatus`;
+//! - `meter_comm`: `device -> JSON [(meter, MeterComm)]`, only the device's meters that were not read in the
+//!   last cycle or are comm-lost (issue 7 §4); no row when every meter was read. A meter's last success is
+//!   otherwise its latest reading's time. Created at open, so an older store gains it without a migration;
 //! - `users`: `username -> JSON UserRecord`;
-//! - `audit`: `sequence -> JSON AuditEntry`.
+//! - `audit`: `sequence -> JSON AuditEntry`;
+//! - `valve_status`: `device -> JSON ValveStatus` (in `valve_status.rs`; a new table, created on open, so no
+//!   schema step).
 //!
 //! Schema version 2 adds the durable change feed (DESIGN §12, [`feed`]):
 //! - `feed`: `seq -> JSON FeedData`: the readings and samples of one submission, under one sequence number;
 //! - `events`: `seq -> JSON StoredEvent`: one event per sequence number (same number space as `feed`);
 //! - `cursors`: `consumer name -> last handled seq`.
 
+pub mod actor_state;
 pub mod feed;
+mod valve_status;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -28,12 +35,13 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    CommStatus, DeviceId, MeterId, MeterReading, MeterStatus, QualityFlags, QualitySample, Timestamp, UserRecord,
-    Volume,
+    CommStatus, DeviceId, MeterComm, MeterId, MeterReading, MeterStatus, QualityFlags, QualitySample, Timestamp,
+    UserRecord, ValveStatus, Volume,
 };
 
+pub use actor_state::{ActorStateOp, ActorStates};
 pub use feed::{EventFilter, FeedEntry, FeedFact};
-pub use writer::{StoreHandle, StoreWriter, StoreWriterArgs, StoreWriterMsg};
+pub use writer::{Committed, StoreHandle, StoreWriter, StoreWriterArgs, StoreWriterMsg};
 
 use crate::event::{Event, EventRecord};
 
@@ -45,9 +53,14 @@ pub const DB_FILE: &str = "waterworks.redb";
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const READINGS: TableDefinition<(&str, i64), (i64, u16)> = TableDefinition::new("readings");
+/// What a CJ/T 188 meter reports beside its volume, keyed like `readings` (issue 7 §4): its own clock (ms since
+/// the epoch, `i64::MIN` when absent) and the settlement-day volume (litres, -1 when absent). A table of its own
+/// so that the readings table keeps its types; a new table needs no schema version step.
+const READING_EXTRAS: TableDefinition<(&str, i64), (i64, i64)> = TableDefinition::new("reading_extras");
 const SAMPLES: TableDefinition<(&str, i64), (f64, u8, &str)> = TableDefinition::new("samples");
 const DEVICE_STATUS: TableDefinition<&str, &[u8]> = TableDefinition::new("device_status");
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+const METER_COMM: TableDefinition<&str, &[u8]> = TableDefinition::new("meter_comm");
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 const FEED: TableDefinition<u64, &[u8]> = TableDefinition::new("feed");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -104,6 +117,9 @@ pub enum Op {
     Reading(MeterReading),
     Sample(QualitySample),
     DeviceStatus(DeviceId, CommStatus),
+    /// The meters of a device that are not clean (see [`MeterComm::is_clean`]); all others are. Replaces the
+    /// device's previous list.
+    MeterComm(DeviceId, Vec<(MeterId, MeterComm)>),
     User(UserRecord),
     Audit(AuditEntry),
     /// A fact for the change feed and the event journal; it gets its sequence number in the commit.
@@ -111,6 +127,10 @@ pub enum Op {
     /// A feed consumer's cursor: every entry up to and including this sequence number is handled. Submitted
     /// together with the consumer's own results, so they commit (or not) as one.
     Cursor(String, u64),
+    /// The state blob of an on-demand actor (`actor_state.rs`).
+    ActorState(ActorStateOp),
+    /// A valve's state, last command and latched fault (`valve_status.rs`).
+    ValveStatus(DeviceId, ValveStatus),
 }
 
 /// What a commit produced for the change feed.
@@ -129,6 +149,12 @@ pub struct StoredReading {
     pub ts: Timestamp,
     pub volume_m3: String,
     pub status: Vec<&'static str>,
+    /// What the meter's own clock showed (CJ/T 188), ms since the epoch; absent for other meters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meter_clock: Option<Timestamp>,
+    /// The settlement-day volume the meter reported (CJ/T 188), m³ with three decimals.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settlement_volume_m3: Option<String>,
 }
 
 /// A stored water-quality sample, as read back.
@@ -202,13 +228,16 @@ impl Store {
             }
             // Opening every table checks that each one's stored types match ours.
             txn.open_table(READINGS).map_err(|e| open_err(e.to_string()))?;
+            txn.open_table(READING_EXTRAS).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(SAMPLES).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(DEVICE_STATUS).map_err(|e| open_err(e.to_string()))?;
+            txn.open_table(METER_COMM).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(USERS).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(AUDIT).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(FEED).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(EVENTS).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(CURSORS).map_err(|e| open_err(e.to_string()))?;
+            txn.open_table(valve_status::VALVE_STATUS).map_err(|e| open_err(e.to_string()))?;
         }
         txn.commit().map_err(|e| open_err(e.to_string()))?;
         Ok(())
@@ -235,6 +264,7 @@ impl Store {
         let mut committed = Vec::new();
         {
             let mut readings = txn.open_table(READINGS)?;
+            let mut extras = txn.open_table(READING_EXTRAS)?;
             let mut samples = txn.open_table(SAMPLES)?;
             let mut status = txn.open_table(DEVICE_STATUS)?;
             let mut users = txn.open_table(USERS)?;
@@ -243,12 +273,18 @@ impl Store {
             let mut events = txn.open_table(EVENTS)?;
             let mut cursors = txn.open_table(CURSORS)?;
             let mut next_audit = audit.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+            let mut actor_states = actor_state::ActorStateWrites::new(&txn);
             for sub in subs {
                 let mut data = feed::FeedDataRef::default();
                 for op in sub {
                     match op {
                         Op::Reading(r) => {
                             readings.insert((r.meter.as_str(), r.ts.0), (r.volume.litres(), r.status.0))?;
+                            if r.meter_clock.is_some() || r.settlement_volume.is_some() {
+                                let clock = r.meter_clock.map_or(i64::MIN, |t| t.0);
+                                let settlement = r.settlement_volume.map_or(-1, |v| v.litres());
+                                extras.insert((r.meter.as_str(), r.ts.0), (clock, settlement))?;
+                            }
                             data.readings.push(r);
                         }
                         Op::Sample(s) => {
@@ -269,6 +305,15 @@ impl Store {
                             let json = serde_json::to_vec(st).map_err(|e| StoreError::Encode(e.to_string()))?;
                             status.insert(id.as_str(), json.as_slice())?;
                         }
+                        Op::MeterComm(id, meters) => {
+                            let mut table = txn.open_table(METER_COMM)?;
+                            if meters.is_empty() {
+                                table.remove(id.as_str())?;
+                            } else {
+                                let json = serde_json::to_vec(meters).map_err(|e| StoreError::Encode(e.to_string()))?;
+                                table.insert(id.as_str(), json.as_slice())?;
+                            }
+                        }
                         Op::User(u) => {
                             let json = serde_json::to_vec(u).map_err(|e| StoreError::Encode(e.to_string()))?;
                             users.insert(u.username.as_str(), json.as_slice())?;
@@ -278,6 +323,8 @@ impl Store {
                             audit.insert(next_audit, json.as_slice())?;
                             next_audit += 1;
                         }
+                        Op::ActorState(op) => actor_states.apply(op)?,
+                        Op::ValveStatus(id, st) => valve_status::put(&txn, id, st)?,
                     }
                 }
                 if !data.is_empty() {
@@ -302,15 +349,15 @@ impl Store {
     pub fn latest_reading(&self, meter: &MeterId) -> Result<Option<(Timestamp, Volume, MeterStatus)>, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(READINGS)?;
-        let mut range = t.range((meter.as_str(), i64::MIN)..=(meter.as_str(), i64::MAX))?;
-        Ok(match range.next_back() {
-            Some(entry) => {
-                let (k, v) = entry?;
-                let (litres, status) = v.value();
-                Some((Timestamp(k.value().1), Volume::from_litres(litres), MeterStatus(status)))
+        // Readings dated implausibly (`time_future`, `time_stale`) are kept but never the latest.
+        for entry in t.range((meter.as_str(), i64::MIN)..=(meter.as_str(), i64::MAX))?.rev() {
+            let (k, v) = entry?;
+            let (litres, status) = v.value();
+            if !MeterStatus(status).time_implausible() {
+                return Ok(Some((Timestamp(k.value().1), Volume::from_litres(litres), MeterStatus(status))));
             }
-            None => None,
-        })
+        }
+        Ok(None)
     }
 
     /// The latest sample of a logger parameter.
@@ -322,15 +369,14 @@ impl Store {
         let series = crate::model::reading::series_key(device, parameter);
         let txn = self.db.begin_read()?;
         let t = txn.open_table(SAMPLES)?;
-        let mut range = t.range((series.as_str(), i64::MIN)..=(series.as_str(), i64::MAX))?;
-        Ok(match range.next_back() {
-            Some(entry) => {
-                let (k, v) = entry?;
-                let (value, flags, _unit) = v.value();
-                Some((Timestamp(k.value().1), value, QualityFlags(flags)))
+        for entry in t.range((series.as_str(), i64::MIN)..=(series.as_str(), i64::MAX))?.rev() {
+            let (k, v) = entry?;
+            let (value, flags, _unit) = v.value();
+            if !QualityFlags(flags).time_implausible() {
+                return Ok(Some((Timestamp(k.value().1), value, QualityFlags(flags))));
             }
-            None => None,
-        })
+        }
+        Ok(None)
     }
 
     /// The sample of a logger parameter just before `ts` (strictly earlier).
@@ -364,6 +410,7 @@ impl Store {
     ) -> Result<Vec<StoredReading>, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(READINGS)?;
+        let extras = txn.open_table(READING_EXTRAS)?;
         let mut out = Vec::new();
         if from > to {
             return Ok(out);
@@ -371,11 +418,15 @@ impl Store {
         for entry in t.range((meter.as_str(), from.0)..=(meter.as_str(), to.0))?.take(limit) {
             let (k, v) = entry?;
             let (litres, status) = v.value();
+            let ts = k.value().1;
+            let (clock, settlement) = extras.get((meter.as_str(), ts))?.map_or((i64::MIN, -1), |e| e.value());
             out.push(StoredReading {
                 meter: meter.clone(),
-                ts: Timestamp(k.value().1),
+                ts: Timestamp(ts),
                 volume_m3: Volume::from_litres(litres).to_string(),
                 status: MeterStatus(status).names(),
+                meter_clock: (clock != i64::MIN).then_some(Timestamp(clock)),
+                settlement_volume_m3: (settlement >= 0).then(|| Volume::from_litres(settlement).to_string()),
             });
         }
         Ok(out)
@@ -428,6 +479,18 @@ impl Store {
         }
     }
 
+    /// The saved per-meter status of a device's meters that were not clean (issue 7 §4).
+    pub fn meter_comm(&self, device: &DeviceId) -> Result<Vec<(MeterId, MeterComm)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(METER_COMM)?;
+        match t.get(device.as_str())? {
+            Some(v) => {
+                serde_json::from_slice(v.value()).map_err(|e| StoreError::Io(format!("meter status of {device}: {e}")))
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+
     pub fn user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(USERS)?;
@@ -473,6 +536,8 @@ mod tests {
             device: DeviceId::new("c1"),
             ts: Timestamp(ts),
             volume: Volume::from_litres(litres),
+            meter_clock: None,
+            settlement_volume: None,
             status: MeterStatus(MeterStatus::BATTERY_LOW),
         })
     }

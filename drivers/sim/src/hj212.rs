@@ -16,7 +16,7 @@
 //! ignored.
 
 use crate::rng::SplitMix64 as Rng;
-use drivers::calendar::civil_from_days;
+use drivers::calendar::Zone;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -547,10 +547,9 @@ impl QnClock {
 
 /// Unix seconds as `YYYYMMDDhhmmss` in China Standard Time.
 fn local_timestamp(unix_seconds: i64) -> String {
-    let t = unix_seconds.saturating_add(UTC_OFFSET_SECONDS);
-    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}{m:02}{d:02}{:02}{:02}{:02}", secs / 3600, secs % 3600 / 60, secs % 60)
+    let china = Zone::fixed_minutes((UTC_OFFSET_SECONDS / 60) as i32).unwrap_or_else(Zone::utc);
+    let t = china.to_local(unix_seconds.saturating_mul(1000));
+    format!("{:04}{:02}{:02}{:02}{:02}{:02}", t.year, t.month, t.day, t.hour, t.minute, t.second)
 }
 
 #[cfg(test)]

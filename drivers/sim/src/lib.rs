@@ -20,7 +20,7 @@
 //!
 //! **Invariant:** the simulators speak the protocols with `waterworks-drivers`' own codecs and framing, so a
 //! simulator and a client never disagree on the wire format by accident. This crate never imports the model,
-//! the actors or the HMI, and reads no configuration file: the server's `src/sim.rs` turns its configuration
+//! the actors or the HMI, and reads no configuration file: the server's `src/simulation.rs` turns its configuration
 //! into specs. Nothing here is meant to face a network.
 
 pub mod cjt188;

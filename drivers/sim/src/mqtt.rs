@@ -26,7 +26,8 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use drivers::mqtt::{
-    check_filter, ms_to_rfc3339, Backoff, FieldPath, MeterSource, MqttError, PayloadMapping, StatusSpec, TimeFormat,
+    check_filter, ms_to_rfc3339, Backoff, FieldPath, MeterSource, MqttError, PayloadMapping, StatusSpec, TimeFallback,
+    TimeFormat,
 };
 
 /// Requests rumqttc queues while the broker is away; publishing waits beyond that, like a device's buffer.
@@ -81,12 +82,14 @@ impl SimLayout {
                     volume: path("/volume_l"),
                     scale: 0.001,
                     unit: None,
-                    time: path("/ts"),
+                    time: Some(path("/ts")),
                     time_format: TimeFormat::EpochMs,
+                    time_fallback: TimeFallback::Refuse,
                     status: Some(StatusSpec::Bits {
                         path: path("/status"),
                         bits: STATUS_BITS.iter().map(|(b, n)| (*b, (*n).to_owned())).collect(),
                     }),
+                    flags: Vec::new(),
                 }
             }
             SimLayout::Concentrator { .. } => PayloadMapping {
@@ -95,12 +98,14 @@ impl SimLayout {
                 volume: path("/volume"),
                 scale: 1.0,
                 unit: Some(path("/unit")),
-                time: path("^/time"),
+                time: Some(path("^/time")),
                 time_format: TimeFormat::Rfc3339,
+                time_fallback: TimeFallback::Refuse,
                 status: Some(StatusSpec::Names {
                     path: path("/alarms"),
                     names: VENDOR_NAMES.iter().map(|(v, o)| ((*v).to_owned(), (*o).to_owned())).collect(),
                 }),
+                flags: Vec::new(),
             },
         }
     }

@@ -225,7 +225,8 @@ async fn abnormal_replies_keep_the_connection_and_disconnects_are_survived() {
 
     set_fault(&sim, a(), Cjt188Fault { disconnect: true, ..Cjt188Fault::default() });
     let got = c.read_meter(&a()).await;
-    assert!(matches!(got, Err(Cjt188Error::Closed | Cjt188Error::Transport(_))), "{got:?}");
+    assert_eq!(got, Err(Cjt188Error::Closed), "the gateway closing the connection is said so");
+    assert_eq!(Cjt188Error::Closed.to_string(), "connection closed by device");
     assert!(!c.is_connected());
     set_fault(&sim, a(), Cjt188Fault::default());
     assert!(matches!(c.read_meter(&a()).await, Ok(Ok(_))));

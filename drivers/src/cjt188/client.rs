@@ -43,10 +43,11 @@ pub enum Cjt188Error {
     #[error("no reply within {0:?}")]
     Timeout(Duration),
     #[error("cannot connect to {addr}: {reason}")]
-    Connect { addr: String, reason: String },
+    Connect { addr: String, reason: crate::net::ConnectError },
     #[error("transport error: {0}")]
     Transport(String),
-    #[error("the peer closed the connection")]
+    /// The gateway closed or reset the connection (the same words as Modbus TCP's).
+    #[error("connection closed by device")]
     Closed,
     #[error("corrupt frame: {0}")]
     Frame(#[from] FrameError),
@@ -218,7 +219,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Cjt188Client<T> {
         let bytes = encode(request, self.model.preamble)?;
         // Whatever is left from an earlier exchange is stale.
         self.buf.clear();
-        let transport = |e: std::io::Error| Cjt188Error::Transport(e.to_string());
+        let transport = |e: std::io::Error| {
+            if crate::net::closed_by_peer(&e) {
+                Cjt188Error::Closed
+            } else {
+                Cjt188Error::Transport(e.to_string())
+            }
+        };
         self.io.write_all(&bytes).await.map_err(transport)?;
         self.io.flush().await.map_err(transport)?;
         loop {
@@ -481,9 +488,12 @@ impl Cjt188Master {
                     .await
                     .map(Port::Tcp)
                     .map_err(|reason| Cjt188Error::Connect { addr: addr.clone(), reason })?,
-                Cjt188Link::Serial(settings) => crate::serial::open(settings)
-                    .map(Port::Serial)
-                    .map_err(|reason| Cjt188Error::Connect { addr: settings.path.clone(), reason })?,
+                Cjt188Link::Serial(settings) => {
+                    crate::serial::open(settings).map(Port::Serial).map_err(|reason| Cjt188Error::Connect {
+                        addr: settings.path.clone(),
+                        reason: crate::net::ConnectError::Failed(reason),
+                    })?
+                }
             };
             let mut client = Cjt188Client::new(port, self.target.model, self.request_timeout());
             client.set_next_serial(self.serial);

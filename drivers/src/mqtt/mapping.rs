@@ -12,12 +12,25 @@
 //! topic name ([`MeterSource::TopicLevel`]): level 1 of `water/M-0042/reading` is `M-0042`, so the filter
 //! `water/+/reading` with `meter_topic_level = 1` reads the id from the `+`. Levels count from 0.
 //!
+//! # Status flags
+//! A mapping may read flags from several places of the payload ([`PayloadMapping::status`] and
+//! [`PayloadMapping::flags`]), each a [`StatusSpec`]: a bit word, an array of names, a boolean, or an enumerated
+//! value. The names they give are gathered (OR-ed) into one list. A status source that is absent or `null` gives
+//! no flags.
+//!
+//! # The time
+//! A payload without a time is refused, unless the mapping says [`TimeFallback::Arrival`]: then the reading has
+//! no time of its own ([`MappedReading::ts_ms`] is `None`) and the receiver stamps it with its arrival time.
+//!
 //! **Invariant:** [`map`] never panics and changes nothing: a payload either maps completely or is refused as a
 //! whole with a [`MapError`] that names the path and the reason (R-G3). One bad element of a concentrator's
 //! array refuses the whole message, because a partial commit could not be told apart from a complete one.
+//! The one exception is the status: when the meter, volume and time decode but a status source does not, the
+//! reading is kept, with the problem in [`MappedReading::status_error`], because refusing it would lose
+//! billing data over a flag (issue 7 §6).
 //!
 //! This module does not know what a status name means to the utility; it passes on the names the mapping
-//! gives the device's bits.
+//! gives the device's bits and values (the configuration checks them against the model's names).
 
 use std::fmt;
 use std::str::FromStr;
@@ -75,6 +88,11 @@ impl FieldPath {
             }
         }
         Ok(FieldPath { text: text.to_owned(), from_root, pointer: pointer.to_owned() })
+    }
+
+    /// The empty pointer: the whole payload (or the whole element inside an array of readings).
+    pub fn whole() -> FieldPath {
+        FieldPath { text: String::new(), from_root: false, pointer: String::new() }
     }
 
     pub fn as_str(&self) -> &str {
@@ -144,7 +162,28 @@ impl FromStr for TimeFormat {
     }
 }
 
-/// How a payload writes a meter's status.
+/// What to do with a reading whose payload has no time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TimeFallback {
+    /// Refuse it (the default): a reading without a time cannot be billed by period.
+    #[default]
+    Refuse,
+    /// Keep it; the receiver uses its arrival time and says so ([`MappedReading::ts_ms`] is `None`).
+    Arrival,
+}
+
+impl FromStr for TimeFallback {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "refuse" => Ok(TimeFallback::Refuse),
+            "arrival" => Ok(TimeFallback::Arrival),
+            other => Err(format!("unknown time fallback {other:?} (known: refuse, arrival)")),
+        }
+    }
+}
+
+/// How a payload writes a meter's status, or one part of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatusSpec {
     /// A non-negative integer whose bits mean something: `(bit, name)`; bits not listed are ignored.
@@ -152,12 +191,82 @@ pub enum StatusSpec {
     /// An array of strings. `names` maps a vendor's name to ours; when it is empty the names are taken as they
     /// are, otherwise names not listed are ignored.
     Names { path: FieldPath, names: Vec<(String, String)> },
+    /// A boolean (`true`/`false`, or the integers 1/0): true sets the flag `name`.
+    Bool { path: FieldPath, name: String },
+    /// One value out of a closed set, an integer or a string: `(value as text, name)`. A listed value sets the
+    /// flag `name`, or none when `name` is empty (`"0" = ""`: open, nothing to flag); a value not listed is a
+    /// decode problem, not silence.
+    Values { path: FieldPath, values: Vec<(String, String)> },
 }
 
 impl StatusSpec {
-    fn path(&self) -> &FieldPath {
+    pub fn path(&self) -> &FieldPath {
         match self {
-            StatusSpec::Bits { path, .. } | StatusSpec::Names { path, .. } => path,
+            StatusSpec::Bits { path, .. }
+            | StatusSpec::Names { path, .. }
+            | StatusSpec::Bool { path, .. }
+            | StatusSpec::Values { path, .. } => path,
+        }
+    }
+
+    /// The configuration key of this kind of spec: `bits`, `names`, `bool` or `values`.
+    pub fn kind_key(&self) -> &'static str {
+        match self {
+            StatusSpec::Bits { .. } => "bits",
+            StatusSpec::Names { .. } => "names",
+            StatusSpec::Bool { .. } => "bool",
+            StatusSpec::Values { .. } => "values",
+        }
+    }
+
+    /// Every flag name this spec can give (not the vendor's names), for checking against the model's names.
+    pub fn flag_names(&self) -> Vec<&str> {
+        match self {
+            StatusSpec::Bits { bits, .. } => bits.iter().map(|(_, n)| n.as_str()).collect(),
+            StatusSpec::Names { names, .. } => names.iter().map(|(_, ours)| ours.as_str()).collect(),
+            StatusSpec::Bool { name, .. } => vec![name.as_str()],
+            StatusSpec::Values { values, .. } => {
+                values.iter().map(|(_, n)| n.as_str()).filter(|n| !n.is_empty()).collect()
+            }
+        }
+    }
+
+    /// The problems of this spec, keyed under `prefix` (`status` or `flags[2]`).
+    fn problems(&self, prefix: &str, out: &mut Vec<(String, String)>) {
+        let key = format!("{prefix}.{}", self.kind_key());
+        let mut add = |reason: String| out.push((key.clone(), reason));
+        match self {
+            StatusSpec::Bits { bits, .. } => {
+                if bits.is_empty() {
+                    add("must map at least one bit to a status name".into());
+                }
+                for (bit, name) in bits {
+                    if *bit > 63 {
+                        add(format!("bit {bit} of {name:?} is beyond bit 63"));
+                    }
+                    if name.is_empty() {
+                        add(format!("bit {bit} has an empty name"));
+                    }
+                }
+            }
+            StatusSpec::Names { names, .. } => {
+                if names.iter().any(|(vendor, ours)| vendor.is_empty() || ours.is_empty()) {
+                    add("names must not be empty".into());
+                }
+            }
+            StatusSpec::Bool { name, .. } => {
+                if name.is_empty() {
+                    add("must name the status flag that true sets".into());
+                }
+            }
+            StatusSpec::Values { values, .. } => {
+                if values.is_empty() {
+                    add("must list at least one value".into());
+                }
+                if values.iter().any(|(value, _)| value.is_empty()) {
+                    add("a value must not be empty".into());
+                }
+            }
         }
     }
 }
@@ -177,41 +286,58 @@ pub struct PayloadMapping {
     /// Where the payload states the volume's unit (one of [`VOLUME_UNITS`]); its factor applies on top of
     /// `scale`, which is then normally 1.
     pub unit: Option<FieldPath>,
-    pub time: FieldPath,
+    /// Where the reading's time is; `None` only with [`TimeFallback::Arrival`] (the payload never has one).
+    pub time: Option<FieldPath>,
     pub time_format: TimeFormat,
+    /// When the time is absent (or `null`, or not configured).
+    pub time_fallback: TimeFallback,
     /// `None`: the payload carries no status. A configured status field that is absent or `null` means no flags.
     pub status: Option<StatusSpec>,
+    /// Further status sources, each at its own path; their flags are OR-ed with those of `status`.
+    pub flags: Vec<StatusSpec>,
 }
 
 impl PayloadMapping {
     /// A mapping for a payload that is one reading with the given fields, scale 1, no unit and no status.
     pub fn single(meter: MeterSource, volume: FieldPath, time: FieldPath, time_format: TimeFormat) -> PayloadMapping {
-        PayloadMapping { readings: None, meter, volume, scale: 1.0, unit: None, time, time_format, status: None }
+        PayloadMapping {
+            readings: None,
+            meter,
+            volume,
+            scale: 1.0,
+            unit: None,
+            time: Some(time),
+            time_format,
+            time_fallback: TimeFallback::Refuse,
+            status: None,
+            flags: Vec::new(),
+        }
     }
 
-    /// Every problem of this mapping, as `(key, reason)`, keyed like the proposed TOML (`scale`, `status.bits`).
-    pub fn problems(&self) -> Vec<(&'static str, String)> {
+    /// Every status source with its key: `status`, then `flags[0]`, `flags[1]`, …
+    pub fn status_sources(&self) -> impl Iterator<Item = (String, &StatusSpec)> {
+        let status = self.status.iter().map(|s| ("status".to_owned(), s));
+        status.chain(self.flags.iter().enumerate().map(|(i, s)| (format!("flags[{i}]"), s)))
+    }
+
+    /// Every problem of this mapping, as `(key, reason)`, keyed like the TOML (`scale`, `status.bits`,
+    /// `flags[1].values`).
+    pub fn problems(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         if !self.scale.is_finite() || self.scale <= 0.0 {
-            out.push(("scale", format!("must be a positive number, not {}", self.scale)));
+            out.push(("scale".into(), format!("must be a positive number, not {}", self.scale)));
         }
         if self.readings.as_ref().is_some_and(FieldPath::from_root) {
-            out.push(("readings", "the readings array is always taken from the payload root; drop the '^'".into()));
+            out.push((
+                "readings".into(),
+                "the readings array is always taken from the payload root; drop the '^'".into(),
+            ));
         }
-        if let Some(StatusSpec::Bits { bits, .. }) = &self.status {
-            for (bit, name) in bits {
-                if *bit > 63 {
-                    out.push(("status.bits", format!("bit {bit} of {name:?} is beyond bit 63")));
-                }
-                if name.is_empty() {
-                    out.push(("status.bits", format!("bit {bit} has an empty name")));
-                }
-            }
+        if self.time.is_none() && self.time_fallback != TimeFallback::Arrival {
+            out.push(("time".into(), "give the time's path, or time_fallback = \"arrival\"".into()));
         }
-        if let Some(StatusSpec::Names { names, .. }) = &self.status {
-            if names.iter().any(|(vendor, ours)| vendor.is_empty() || ours.is_empty()) {
-                out.push(("status.names", "names must not be empty".into()));
-            }
+        for (prefix, spec) in self.status_sources() {
+            spec.problems(&prefix, &mut out);
         }
         out
     }
@@ -229,12 +355,16 @@ impl PayloadMapping {
 #[derive(Debug, Clone, PartialEq)]
 pub struct MappedReading {
     pub meter: String,
-    /// Milliseconds since the Unix epoch, UTC.
-    pub ts_ms: i64,
+    /// Milliseconds since the Unix epoch, UTC. `None`: the payload had no time and the mapping's
+    /// [`TimeFallback::Arrival`] says to use the arrival time, which the receiver supplies and flags.
+    pub ts_ms: Option<i64>,
     /// Cumulative volume in m³ (not rounded; the model rounds to the litre).
     pub volume_m3: f64,
-    /// Status names in the mapping's order; empty when none is set.
+    /// Status names in the mapping's order, each once; empty when none is set.
     pub status: Vec<String>,
+    /// A status source that could not be decoded (the first one); `status` then holds what the others gave.
+    /// The meter, volume and time are good.
+    pub status_error: Option<MapError>,
 }
 
 /// Why a message produced no readings. Paths are the full JSON pointer in the payload.
@@ -310,12 +440,29 @@ fn map_one(mapping: &PayloadMapping, topic: &str, at: &At<'_>) -> Result<MappedR
         });
     }
 
-    let ts_ms = time_ms(&mapping.time, mapping.time_format, at)?;
-    let status = match &mapping.status {
-        None => Vec::new(),
-        Some(spec) => status_names(spec, at)?,
+    let ts_ms = match &mapping.time {
+        Some(path) => time_ms(path, mapping.time_format, mapping.time_fallback, at)?,
+        None if mapping.time_fallback == TimeFallback::Arrival => None,
+        None => return Err(MapError::Missing { path: "(time: no path configured)".to_owned() }),
     };
-    Ok(MappedReading { meter, ts_ms, volume_m3, status })
+    // Every source is read even after one fails: the flags that did decode are still true.
+    let mut status: Vec<String> = Vec::new();
+    let mut status_error = None;
+    for (_, spec) in mapping.status_sources() {
+        match status_names(spec, at) {
+            Ok(names) => {
+                for name in names {
+                    if !status.contains(&name) {
+                        status.push(name);
+                    }
+                }
+            }
+            Err(e) => {
+                status_error.get_or_insert(e);
+            }
+        }
+    }
+    Ok(MappedReading { meter, ts_ms, volume_m3, status, status_error })
 }
 
 /// The value at `path`, refusing an absent one. `null` is returned as it is, for a type error naming it.
@@ -377,8 +524,13 @@ fn unit_factor(path: &FieldPath, at: &At<'_>) -> Result<f64, MapError> {
     }
 }
 
-fn time_ms(path: &FieldPath, format: TimeFormat, at: &At<'_>) -> Result<i64, MapError> {
-    let (value, shown) = required(path, at)?;
+/// The time at `path`; `None` when it is absent or `null` and the fallback is the arrival time.
+fn time_ms(path: &FieldPath, format: TimeFormat, fallback: TimeFallback, at: &At<'_>) -> Result<Option<i64>, MapError> {
+    let (value, shown) = match path.lookup(at) {
+        (None | Some(Value::Null), _) if fallback == TimeFallback::Arrival => return Ok(None),
+        (Some(value), shown) => (value, shown),
+        (None, shown) => return Err(MapError::Missing { path: shown }),
+    };
     let ms = match format {
         TimeFormat::EpochS | TimeFormat::EpochMs => {
             let Some(n) = value.as_i64() else {
@@ -403,7 +555,7 @@ fn time_ms(path: &FieldPath, format: TimeFormat, at: &At<'_>) -> Result<i64, Map
             reason: format!("time {ms} ms since 1970 is outside 1970..=9999 (seconds and milliseconds mixed up?)"),
         });
     }
-    Ok(ms)
+    Ok(Some(ms))
 }
 
 fn status_names(spec: &StatusSpec, at: &At<'_>) -> Result<Vec<String>, MapError> {
@@ -438,6 +590,33 @@ fn status_names(spec: &StatusSpec, at: &At<'_>) -> Result<Vec<String>, MapError>
                 }
             }
             Ok(out)
+        }
+        StatusSpec::Bool { name, .. } => {
+            let set = match value {
+                Value::Bool(b) => *b,
+                Value::Number(n) if n.as_u64() == Some(0) => false,
+                Value::Number(n) if n.as_u64() == Some(1) => true,
+                other => return Err(wrong_type(shown, "a boolean (or 0/1)", other)),
+            };
+            Ok(if set { vec![name.clone()] } else { Vec::new() })
+        }
+        StatusSpec::Values { values, .. } => {
+            let key = match value {
+                Value::String(s) => s.clone(),
+                Value::Number(n) if n.as_i64().is_some() => n.to_string(),
+                other => return Err(wrong_type(shown, "an integer or a string (an enumerated status)", other)),
+            };
+            match values.iter().find(|(v, _)| *v == key) {
+                Some((_, name)) if name.is_empty() => Ok(Vec::new()),
+                Some((_, name)) => Ok(vec![name.clone()]),
+                None => {
+                    let known: Vec<&str> = values.iter().map(|(v, _)| v.as_str()).collect();
+                    Err(MapError::BadValue {
+                        path: shown,
+                        reason: format!("unknown status value {value} (known: {})", known.join(", ")),
+                    })
+                }
+            }
         }
     }
 }

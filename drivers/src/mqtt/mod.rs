@@ -30,7 +30,8 @@ mod topic;
 pub use backoff::Backoff;
 pub use ingest::{AckHandle, Incoming, IngestStats, MqttIngest, MqttSettings};
 pub use mapping::{
-    map, FieldPath, MapError, MappedReading, MeterSource, PayloadMapping, StatusSpec, TimeFormat, VOLUME_UNITS,
+    map, FieldPath, MapError, MappedReading, MeterSource, PayloadMapping, StatusSpec, TimeFallback, TimeFormat,
+    VOLUME_UNITS,
 };
 pub use time::{ms_to_rfc3339, rfc3339_to_ms};
 pub use topic::{check_filter, topic_matches};

@@ -8,10 +8,7 @@
 //!
 //! This module reads no clock and allocates only for error messages.
 
-use crate::calendar::{civil_from_days, days_from_civil, days_in_month};
-
-/// Milliseconds in a day.
-const DAY_MS: i64 = 86_400_000;
+use crate::calendar::{civil_from_days, days_from_civil, days_in_month, DAY_MS};
 
 /// Parses an RFC 3339 timestamp into milliseconds since 1970-01-01T00:00:00Z.
 pub fn rfc3339_to_ms(text: &str) -> Result<i64, String> {
@@ -91,7 +88,10 @@ pub fn rfc3339_to_ms(text: &str) -> Result<i64, String> {
     if second > 59 {
         return Err(format!("{text:?}: second {second} is out of range"));
     }
-    let local = days_from_civil(year, month, day) * DAY_MS + ((hour * 60 + minute) * 60 + second) * 1000 + millis;
+    let Some(days) = days_from_civil(year, month, day) else {
+        return Err(format!("{text:?}: {year:04}-{month:02}-{day:02} is not a date"));
+    };
+    let local = days * DAY_MS + ((hour * 60 + minute) * 60 + second) * 1000 + millis;
     let utc = local - offset_minutes * 60_000;
     if utc < 0 {
         return Err(format!("{text:?} is before 1970-01-01T00:00:00Z"));
@@ -119,9 +119,8 @@ fn expect(b: &[u8], at: usize, want: u8, text: &str) -> Result<(), String> {
 /// Writes milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ` (for the simulated meters; `ms` ≥ 0),
 /// which [`rfc3339_to_ms`] reads back exactly.
 pub fn ms_to_rfc3339(ms: i64) -> String {
-    let days = ms.div_euclid(DAY_MS);
-    let in_day = ms.rem_euclid(DAY_MS);
-    let (year, month, day) = civil_from_days(days);
+    let (days, in_day) = (ms.div_euclid(DAY_MS), ms.rem_euclid(DAY_MS));
+    let (year, month, day) = civil_from_days(days).unwrap_or((0, 0, 0));
     let (h, m, s, milli) = (in_day / 3_600_000, in_day / 60_000 % 60, in_day / 1000 % 60, in_day % 1000);
     format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
 }

@@ -20,7 +20,7 @@ use tokio_serial::SerialStream;
 
 use super::frame::{self, Scan, MAX_FRAME};
 use super::settings::LineSettings;
-use crate::modbus::{Exception, ModbusError, ModbusResult};
+use crate::modbus::{ConnectError, Exception, ModbusError, ModbusResult};
 use crate::registers::Function;
 
 /// The silence required before a request after noise, whatever the baud rate: t3.5 is the protocol's gap, but
@@ -253,7 +253,8 @@ impl RtuLine {
             return Ok(());
         }
         let s = &self.settings;
-        let port = crate::serial::open(s).map_err(|reason| ModbusError::Connect { addr: s.path.clone(), reason })?;
+        let port = crate::serial::open(s)
+            .map_err(|reason| ModbusError::Connect { addr: s.path.clone(), reason: ConnectError::Failed(reason) })?;
         self.port = Some(port);
         self.buf.clear();
         self.counters.opens += 1;

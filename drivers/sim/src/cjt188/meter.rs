@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use drivers::calendar::civil_from_days;
+use drivers::calendar::Zone;
 use drivers::cjt188::frame::{Address, Control, Frame, MeterType};
 use drivers::cjt188::payload::{
     metering_reply_data, parse_metering_request, parse_valve_request, split_header, valve_reply_data, DiOrder, Reading,
@@ -170,15 +170,13 @@ impl MeterState {
 
 /// The meter clock's seven BCD bytes (`ss mm hh DD MM YY YY`) for `unix_seconds`, in China Standard Time.
 pub(crate) fn clock_bytes(unix_seconds: i64) -> [u8; 7] {
-    let local = unix_seconds.saturating_add(8 * 3600);
-    let days = local.div_euclid(86_400);
-    let secs = local.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
+    let china = Zone::fixed_minutes(8 * 60).unwrap_or_else(Zone::utc);
+    let t = china.to_local(unix_seconds.saturating_mul(1000));
     let bcd = |v: i64| {
         let v = v.rem_euclid(100) as u8;
         ((v / 10) << 4) | (v % 10)
     };
-    [bcd(secs % 60), bcd(secs / 60 % 60), bcd(secs / 3600), bcd(day), bcd(month), bcd(year % 100), bcd(year / 100)]
+    [bcd(t.second), bcd(t.minute), bcd(t.hour), bcd(t.day), bcd(t.month), bcd(t.year % 100), bcd(t.year / 100)]
 }
 
 #[cfg(test)]

@@ -3,21 +3,24 @@
 //! Every child is *permanent*: when it fails (panic, `Err` from a handler), stops, or is killed, it is started
 //! again after an exponential backoff. The backoff resets once a child has run for `stable_after`. More than
 //! `max_restarts` restarts of one child within `window` escalate: the supervisor fails itself, and its own
-//! supervisor restarts it with all its children. A start that fails in `pre_start` comes back from
+//! supervisor restarts it with all its children. That bookkeeping is [`super::restart::RestartTracker`], shared
+//! with the dynamic supervisor; times are tokio's, so paused-time tests see them. A start that fails in `pre_start` comes back from
 //! `spawn_linked` as an `Err`, not as a supervision event, and is handled the same way as a crash.
 //!
 //! Children are built by [`ChildSpec::start`] closures, which also refill the [`Slot`] through which the rest
 //! of the system reaches that child, so a restarted actor is found again without a global name registry
 //! (names are process-global in ractor, and tests run several servers in one process).
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, Message, RpcReplyPort, SpawnErr, SupervisionEvent};
 
+use tokio::time::Instant;
+
+pub use super::restart::RestartPolicy;
+use super::restart::{RestartTracker, Verdict};
 use crate::event::{Event, EventBus};
 use crate::metrics::Metrics;
 
@@ -42,39 +45,6 @@ impl<M: Message> Slot<M> {
     }
     pub fn set(&self, actor: ActorRef<M>) {
         *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(actor);
-    }
-}
-
-/// Restart policy of a supervisor.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RestartPolicy {
-    /// Delay before the first restart; doubles with each further one.
-    pub base_backoff: Duration,
-    pub max_backoff: Duration,
-    /// A child that ran this long is considered healthy again: its backoff starts over.
-    pub stable_after: Duration,
-    /// More than this many restarts of one child within `window` escalate to the parent.
-    pub max_restarts: usize,
-    pub window: Duration,
-}
-
-impl Default for RestartPolicy {
-    fn default() -> Self {
-        RestartPolicy {
-            base_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(30),
-            stable_after: Duration::from_secs(60),
-            max_restarts: 10,
-            window: Duration::from_secs(60),
-        }
-    }
-}
-
-impl RestartPolicy {
-    /// The delay before restart number `attempt` (0-based).
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 2u32.saturating_pow(attempt.min(20));
-        self.base_backoff.saturating_mul(factor).min(self.max_backoff)
     }
 }
 
@@ -125,10 +95,7 @@ pub struct SupervisorArgs {
 struct Child {
     spec: ChildSpec,
     cell: Option<ActorCell>,
-    started_at: Option<Instant>,
-    attempt: u32,
-    recent: VecDeque<Instant>,
-    restarts: u64,
+    history: RestartTracker,
     /// A restart is scheduled; do not schedule another.
     pending: bool,
 }
@@ -159,24 +126,17 @@ impl SupervisorState {
         if child.pending {
             return Ok(());
         }
-        let now = Instant::now();
-        if child.started_at.is_some_and(|t| now.duration_since(t) >= policy.stable_after) {
-            child.attempt = 0;
-        }
-        child.started_at = None;
-        child.recent.retain(|t| now.duration_since(*t) < policy.window);
-        child.recent.push_back(now);
-        if child.recent.len() > policy.max_restarts {
-            let msg = format!(
-                "{}: child {} restarted more than {} times within {:?}; escalating",
-                self.name, child.spec.name, policy.max_restarts, policy.window
-            );
-            tracing::error!(message = "Restart intensity exceeded.", supervisor = %self.name, child = %child.spec.name, error = %reason);
-            return Err(msg.into());
-        }
-        let delay = policy.backoff(child.attempt);
-        child.attempt = child.attempt.saturating_add(1);
-        child.restarts += 1;
+        let delay = match child.history.stopped(&policy, Instant::now()) {
+            Verdict::Restart { delay } => delay,
+            Verdict::Escalate { .. } => {
+                let msg = format!(
+                    "{}: child {} restarted more than {} times within {:?}; escalating",
+                    self.name, child.spec.name, policy.max_restarts, policy.window
+                );
+                tracing::error!(message = "Restart intensity exceeded.", supervisor = %self.name, child = %child.spec.name, error = %reason);
+                return Err(msg.into());
+            }
+        };
         child.pending = true;
         Metrics::inc(&self.metrics.actor_restarts);
         tracing::warn!(
@@ -205,7 +165,7 @@ impl SupervisorState {
         match (child.spec.start)(myself.get_cell()).await {
             Ok(cell) => {
                 child.cell = Some(cell);
-                child.started_at = Some(Instant::now());
+                child.history.started(Instant::now());
                 Ok(())
             }
             Err(e) => {
@@ -231,15 +191,7 @@ impl Actor for Supervisor {
             children: args
                 .children
                 .into_iter()
-                .map(|spec| Child {
-                    spec,
-                    cell: None,
-                    started_at: None,
-                    attempt: 0,
-                    recent: VecDeque::new(),
-                    restarts: 0,
-                    pending: false,
-                })
+                .map(|spec| Child { spec, cell: None, history: RestartTracker::default(), pending: false })
                 .collect(),
             policy: args.policy,
             events: args.events,
@@ -269,7 +221,11 @@ impl Actor for Supervisor {
                 let info = state
                     .children
                     .iter()
-                    .map(|c| ChildInfo { name: c.spec.name.clone(), running: c.cell.is_some(), restarts: c.restarts })
+                    .map(|c| ChildInfo {
+                        name: c.spec.name.clone(),
+                        running: c.cell.is_some(),
+                        restarts: c.history.restarts(),
+                    })
                     .collect();
                 let _ = reply.send(info);
             }
@@ -305,6 +261,7 @@ impl Actor for Supervisor {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
 
     /// A child that fails its handler when told to, and whose start fails while `fail_starts` is positive.
     struct Flaky;
@@ -431,13 +388,5 @@ mod tests {
         // 4 restarts are allowed in the window; the 5th failure escalates and the supervisor dies.
         tokio::time::timeout(Duration::from_secs(5), join).await.expect("supervisor escalated").unwrap();
         assert!(matches!(sup.get_status(), ractor::ActorStatus::Stopped));
-    }
-
-    #[test]
-    fn backoff_doubles_and_caps() {
-        let p = policy();
-        assert_eq!(p.backoff(0), Duration::from_millis(10));
-        assert_eq!(p.backoff(3), Duration::from_millis(80));
-        assert_eq!(p.backoff(30), Duration::from_millis(80));
     }
 }
