@@ -2,7 +2,7 @@
 //!
 //! Run with `cargo bench --bench modbus_poll` (after `scripts/install-bench-deps.sh` for the reference).
 //!
-//! (a) **TCP.** The TCP simulator (`drivers::sim::Simulator`) plays 16 devices on loopback, on its own tokio
+//! (a) **TCP.** The TCP simulator (`sim::modbus::ModbusSim`) plays 16 devices on loopback, on its own tokio
 //! runtime. Our engine, `drivers::modbus::ModbusTcpClient`, runs 16 clients in parallel on a second runtime, one
 //! per device, each reading 10 holding registers in a loop for a fixed time. The reference is libmodbus
 //! (Debian's libmodbus 3.1.6): a small C client compiled here, run as 16 processes, one per device, doing the
@@ -28,7 +28,7 @@
 //! Why not `mbpoll`: its loop mode sleeps a poll period of more than 10 ms between requests (`-l`) and has no
 //! poll count, so it measures its own sleep, not libmodbus.
 //!
-//! (b) **RTU.** One simulated slave on a pty paced to the baud rate (`drivers::rtu::sim`), read by
+//! (b) **RTU.** One simulated slave on a pty paced to the baud rate (`sim::rtu::RtuSim`), read by
 //! `drivers::rtu::RtuLine`, 10 registers per poll. The wire limit of one poll is what the pacing allows: the
 //! client's t3.5 before the request, the request (8 bytes), the slave's t3.5 (end-of-frame detection), the
 //! reply (25 bytes); at 9600 8N1 (10 bits a character) that is 40 character times = 41.67 ms, 24.0 polls/s.
@@ -45,9 +45,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use drivers::modbus::{ModbusTcpClient, TcpTarget};
 use drivers::registers::{DataType, Function, WordOrder};
-use drivers::rtu::sim::{RtuSimSpec, RtuSimulator, RtuSlaveSpec, SlaveFault};
 use drivers::rtu::{CharFormat, RtuLine};
-use drivers::sim::{ConcentratorLayout, Fault, FieldSpec, SimDeviceSpec, SimKind, SimSpec, Simulator};
+use sim::modbus::{ConcentratorLayout, FieldSpec, ModbusFault, ModbusSim, ModbusSimSpec, SimDeviceSpec, SimKind};
+use sim::rtu::{RtuFault, RtuSim, RtuSimSpec, RtuSlaveSpec};
 use tokio::runtime::Runtime;
 
 const CONNECTIONS: usize = 16;
@@ -233,7 +233,7 @@ fn main() {
     };
 
     // (a) TCP
-    let sim = sim_rt.block_on(Simulator::start(tcp_spec())).expect("the tcp simulator starts");
+    let sim = sim_rt.block_on(ModbusSim::start(tcp_spec())).expect("the tcp simulator starts");
     let addrs: Vec<SocketAddr> = sim.device_ids().iter().map(|id| sim.addr(id).expect("device")).collect();
     let reference = build_reference();
     if let Err(why) = &reference {
@@ -418,17 +418,17 @@ fn meters_layout() -> ConcentratorLayout {
     }
 }
 
-fn tcp_spec() -> SimSpec {
+fn tcp_spec() -> ModbusSimSpec {
     let devices = (0..CONNECTIONS)
         .map(|i| SimDeviceSpec {
             id: format!("d{i}"),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             unit_id: 1,
             kind: SimKind::Concentrator(meters_layout()),
-            fault: Fault::default(),
+            fault: ModbusFault::default(),
         })
         .collect();
-    SimSpec { devices, speed: 1.0, seed: 7 }
+    ModbusSimSpec { devices, speed: 1.0, seed: 7 }
 }
 
 /// The round with the median rate (rounds are few and odd in number).
@@ -571,12 +571,12 @@ fn poll_rtu(sim_rt: &Runtime, client_rt: &Runtime, baud: u32, format: &str, wind
         id: "c1".to_owned(),
         unit_id: 1,
         kind: SimKind::Concentrator(meters_layout()),
-        fault: SlaveFault::default(),
+        fault: RtuFault::default(),
     };
     let spec = RtuSimSpec { baud, format: char_format, slaves: vec![slave], speed: 1.0, seed: 7 };
     let sim = {
         let _enter = sim_rt.enter();
-        RtuSimulator::start(spec).expect("the rtu simulator starts")
+        RtuSim::start(spec).expect("the rtu simulator starts")
     };
     let settings = sim.line_settings(Duration::from_millis(500));
     let per_poll =

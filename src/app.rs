@@ -15,10 +15,10 @@ use actors::api::Handle;
 use actors::clock::{SharedClock, SystemClock};
 use actors::metrics::Metrics;
 use actors::store::Store;
-use drivers::sim::Simulator;
+use sim::modbus::ModbusSim;
 
 use crate::config::Config;
-use crate::sim_control::{ControlServer, SimControl};
+use sim::control::{ControlServer, SimControl};
 
 /// Overrides from the command line.
 #[derive(Clone, Default)]
@@ -37,21 +37,21 @@ pub struct App {
     pub addr: SocketAddr,
     pub handle: Handle,
     /// The in-process simulator, when the configuration enables it (the demo, tests).
-    pub sim: Option<Simulator>,
+    pub sim: Option<ModbusSim>,
     /// Set when no account existed and a password was generated for `admin`: show it once.
     pub generated_admin_password: Option<String>,
     pub data_dir: PathBuf,
     /// Where HJ 212 stations connect, when stations are configured.
     pub hj212_addr: Option<SocketAddr>,
     /// Simulated HJ 212 stations pushing to this server (the demo).
-    pub stations: Vec<drivers::hj212::SimStation>,
+    pub stations: Vec<sim::hj212::Hj212Sim>,
     /// The demo's own MQTT broker process (killed on drop) and its simulated MQTT meters.
     pub demo_broker: Option<tokio::process::Child>,
-    pub mqtt_sims: Vec<drivers::mqtt::SimMeters>,
+    pub mqtt_sims: Vec<sim::mqtt::MqttSim>,
     /// Simulated RS-485 lines, by line id (the demo).
-    pub rtu_sims: Vec<(String, drivers::rtu::sim::RtuSimulator)>,
+    pub rtu_sims: Vec<(String, sim::rtu::RtuSim)>,
     /// Simulated CJ/T 188 gateways, by device id (the demo).
-    pub cjt188_sims: Vec<(String, drivers::cjt188::sim::Cjt188Sim)>,
+    pub cjt188_sims: Vec<(String, sim::cjt188::Cjt188Sim)>,
     /// Where the fault-injection API listens, when asked for (`RunOptions::sim_control`).
     pub sim_control_addr: Option<SocketAddr>,
     sim_control: Option<ControlServer>,
@@ -71,7 +71,7 @@ pub fn check_options(config: &Config, opts: &RunOptions) -> Result<(), String> {
                 config.source
             ));
         }
-        crate::sim_control::check_listen(listen)?;
+        sim::control::check_listen(listen).map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -98,22 +98,22 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
     let sim = match config.simulator.clone() {
         Some(settings) => {
             let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-            let spec = crate::sim::spec_from_config(&config, settings.speed, settings.seed, Some(loopback))
+            let spec = crate::simulation::spec_from_config(&config, settings.speed, settings.seed, Some(loopback))
                 .map_err(|e| anyhow!("cannot simulate: {e}"))?;
-            let sim = Simulator::start(spec).await.map_err(|e| anyhow!("cannot start the simulator: {e}"))?;
-            crate::sim::point_at(&mut config, &sim);
+            let sim = ModbusSim::start(spec).await.map_err(|e| anyhow!("cannot start the simulator: {e}"))?;
+            crate::simulation::point_at(&mut config, &sim);
             control.add_modbus_tcp(&sim);
-            let gateways = crate::sim::start_cjt188(&config, settings.seed, Some(loopback))
+            let gateways = crate::simulation::start_cjt188(&config, settings.seed, Some(loopback))
                 .await
                 .map_err(|e| anyhow!("cannot simulate: {e}"))?;
-            crate::sim::point_cjt188_at(&mut config, &gateways);
-            control.add_cjt188(&config, &gateways);
+            crate::simulation::point_cjt188_at(&mut config, &gateways);
+            control.add_cjt188(&gateways, |g| crate::simulation::cjt188_meters(&config, g));
             cjt188_sims = gateways;
-            let lines = crate::sim::start_rtu(&config, settings.speed, settings.seed)
+            let lines = crate::simulation::start_rtu(&config, settings.speed, settings.seed)
                 .await
                 .map_err(|e| anyhow!("cannot simulate: {e}"))?;
-            crate::sim::point_lines_at(&mut config, &lines);
-            control.add_rtu_lines(&config, &lines);
+            crate::simulation::point_lines_at(&mut config, &lines);
+            control.add_rtu_lines(&lines, |id| crate::simulation::primary_line(&config, id));
             rtu_sims = lines;
             Some(sim)
         }
@@ -124,7 +124,7 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
     let mut demo_broker = None;
     if let (Some(_), Some(mqtt)) = (&config.simulator, config.tree.mqtt.as_mut()) {
         if mqtt.port == 0 {
-            match crate::sim::start_broker(&data_dir).await {
+            match crate::simulation::start_broker(&data_dir).await {
                 Ok((child, port)) => {
                     mqtt.port = port;
                     demo_broker = Some(child);
@@ -145,9 +145,9 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
     let mut stations = Vec::new();
     if let (Some(settings), Some(addr)) = (&config.simulator, hj212_addr) {
         let server = if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr };
-        for (id, spec) in crate::sim::stations_from_config(&config, server, settings.seed) {
+        for (id, spec) in crate::simulation::stations_from_config(&config, server, settings.seed) {
             let mn = spec.mn.clone();
-            let station = drivers::hj212::SimStation::start(spec)
+            let station = sim::hj212::Hj212Sim::start(spec)
                 .await
                 .map_err(|e| anyhow!("cannot simulate HJ 212 station {mn}: {e}"))?;
             control.add_station(&id, &mn, server, &station);
@@ -158,14 +158,9 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
     if let (Some(settings), Some(mqtt), Some(_)) = (&config.simulator, &config.tree.mqtt, &demo_broker) {
         for group in config.tree.regions.iter().flat_map(|r| r.mqtt.iter()) {
             let meters = group.meters.iter().map(|m| m.to_string()).collect();
-            let layout = drivers::mqtt::SimLayout::PerMeter { topic: "water/{meter}/reading".into() };
-            let mut spec = drivers::mqtt::SimMetersSpec::new(
-                mqtt.host.clone(),
-                mqtt.port,
-                format!("demo-{}", group.id),
-                meters,
-                layout,
-            );
+            let layout = sim::mqtt::SimLayout::PerMeter { topic: "water/{meter}/reading".into() };
+            let mut spec =
+                sim::mqtt::MqttSimSpec::new(mqtt.host.clone(), mqtt.port, format!("demo-{}", group.id), meters, layout);
             spec.interval = group.interval / 2;
             // Reading times from now on, one interval apart, so they are plausible (issue 7 §4: readings dated
             // in the future or long ago are flagged and not shown).
@@ -173,8 +168,7 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
             spec.start_ts_ms = i64::try_from(now).unwrap_or(0);
             spec.step_ms = i64::try_from(spec.interval.as_millis()).unwrap_or(1).max(1);
             spec.seed = settings.seed;
-            let meters =
-                drivers::mqtt::SimMeters::start(spec).map_err(|e| anyhow!("cannot simulate MQTT meters: {e}"))?;
+            let meters = sim::mqtt::MqttSim::start(spec).map_err(|e| anyhow!("cannot simulate MQTT meters: {e}"))?;
             control.add_mqtt(group.id.as_str(), format!("{}:{}", mqtt.host, mqtt.port), &meters);
             mqtt_sims.push(meters);
         }

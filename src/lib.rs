@@ -7,13 +7,12 @@
 //! # Layout
 //! - [`config`]: raw TOML → validated [`config::Config`] (every problem named with file and key);
 //! - [`app`]: start-up order and shutdown of a running server;
-//! - [`sim`]: the configuration as the simulator sees it;
-//! - [`sim_control`]: the fault-injection HTTP API over every simulator the process runs.
+//! - [`simulation`]: the configuration as the simulators (crate `waterworks-sim`) see it, and the ids under
+//!   which the fault-injection API lists them.
 //!
 //! **Invariant:** only this package knows the config file format, signals and systemd; the crates below
 //! take resolved values.
 
 pub mod app;
 pub mod config;
-pub mod sim;
-pub mod sim_control;
+pub mod simulation;

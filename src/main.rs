@@ -9,9 +9,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use sim::control::SimControl;
 use waterworks::app::{self, RunOptions};
 use waterworks::config;
-use waterworks::sim_control::SimControl;
 
 #[derive(Parser)]
 #[command(name = "waterworks", version, about = "Supervisory control and business server for water utilities")]
@@ -211,7 +211,7 @@ async fn simulate(config: PathBuf, faults: Vec<String>, control: Option<SocketAd
         Err(code) => return code,
     };
     log_warnings(&cfg);
-    if let Some((listen, Err(e))) = control.map(|l| (l, waterworks::sim_control::check_listen(l))) {
+    if let Some((listen, Err(e))) = control.map(|l| (l, sim::control::check_listen(l))) {
         fail(&format!("--control {listen}: {e}"));
         return ExitCode::from(2);
     }
@@ -220,15 +220,16 @@ async fn simulate(config: PathBuf, faults: Vec<String>, control: Option<SocketAd
         seed: 1,
         valve_travel: std::time::Duration::from_secs(3),
     });
-    let mut spec = match waterworks::sim::spec_from_config(&cfg, speed.unwrap_or(settings.speed), settings.seed, None) {
-        Ok(s) => s,
-        Err(e) => {
-            fail(&e);
-            return ExitCode::from(2);
-        }
-    };
+    let mut spec =
+        match waterworks::simulation::spec_from_config(&cfg, speed.unwrap_or(settings.speed), settings.seed, None) {
+            Ok(s) => s,
+            Err(e) => {
+                fail(&e);
+                return ExitCode::from(2);
+            }
+        };
     for flag in &faults {
-        match drivers::sim::parse_fault_flag(flag) {
+        match sim::modbus::parse_fault_flag(flag) {
             Ok((id, fault)) => match spec.devices.iter_mut().find(|d| d.id == id) {
                 Some(d) => d.fault = fault,
                 None => {
@@ -242,7 +243,7 @@ async fn simulate(config: PathBuf, faults: Vec<String>, control: Option<SocketAd
             }
         }
     }
-    let sim = match drivers::sim::Simulator::start(spec).await {
+    let sim = match sim::modbus::ModbusSim::start(spec).await {
         Ok(s) => s,
         Err(e) => {
             fail(&format!("cannot start the simulator: {e}"));
@@ -258,14 +259,14 @@ async fn simulate(config: PathBuf, faults: Vec<String>, control: Option<SocketAd
     controlled.add_modbus_tcp(&sim);
     // The other kinds of device, from the same configuration.
     let seed = settings.seed;
-    let gateways = match waterworks::sim::start_cjt188(&cfg, seed, None).await {
+    let gateways = match waterworks::simulation::start_cjt188(&cfg, seed, None).await {
         Ok(g) => g,
         Err(e) => {
             fail(&format!("cannot simulate: {e}"));
             return ExitCode::FAILURE;
         }
     };
-    controlled.add_cjt188(&cfg, &gateways);
+    controlled.add_cjt188(&gateways, |g| waterworks::simulation::cjt188_meters(&cfg, g));
     for (id, g) in &gateways {
         match (g.addr(), g.path()) {
             (Some(addr), _) => say(&format!("simulating CJ/T 188 gateway {id} on {addr}")),
@@ -275,14 +276,14 @@ async fn simulate(config: PathBuf, faults: Vec<String>, control: Option<SocketAd
             (None, None) => {}
         }
     }
-    let lines = match waterworks::sim::start_rtu(&cfg, speed.unwrap_or(settings.speed), seed).await {
+    let lines = match waterworks::simulation::start_rtu(&cfg, speed.unwrap_or(settings.speed), seed).await {
         Ok(l) => l,
         Err(e) => {
             fail(&format!("cannot simulate: {e}"));
             return ExitCode::FAILURE;
         }
     };
-    controlled.add_rtu_lines(&cfg, &lines);
+    controlled.add_rtu_lines(&lines, |id| waterworks::simulation::primary_line(&cfg, id));
     for (id, l) in &lines {
         say(&format!("simulating RS-485 line {id} on {} (point the server's [[line]] path at it)", l.path()));
     }
@@ -290,9 +291,9 @@ async fn simulate(config: PathBuf, faults: Vec<String>, control: Option<SocketAd
     if let Some(listen) = cfg.tree.hj212_listen {
         let server =
             if listen.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], listen.port())) } else { listen };
-        for (id, spec) in waterworks::sim::stations_from_config(&cfg, server, seed) {
+        for (id, spec) in waterworks::simulation::stations_from_config(&cfg, server, seed) {
             let mn = spec.mn.clone();
-            match drivers::hj212::SimStation::start(spec).await {
+            match sim::hj212::Hj212Sim::start(spec).await {
                 Ok(s) => {
                     say(&format!("simulating HJ 212 station {id} (MN {mn}), pushing to {server}"));
                     controlled.add_station(&id, &mn, server, &s);
@@ -309,21 +310,16 @@ async fn simulate(config: PathBuf, faults: Vec<String>, control: Option<SocketAd
     if let Some(mqtt) = &cfg.tree.mqtt {
         for group in cfg.tree.regions.iter().flat_map(|r| r.mqtt.iter()) {
             let ids = group.meters.iter().map(|m| m.to_string()).collect();
-            let layout = drivers::mqtt::SimLayout::PerMeter { topic: "water/{meter}/reading".into() };
-            let mut spec = drivers::mqtt::SimMetersSpec::new(
-                mqtt.host.clone(),
-                mqtt.port,
-                format!("sim-{}", group.id),
-                ids,
-                layout,
-            );
+            let layout = sim::mqtt::SimLayout::PerMeter { topic: "water/{meter}/reading".into() };
+            let mut spec =
+                sim::mqtt::MqttSimSpec::new(mqtt.host.clone(), mqtt.port, format!("sim-{}", group.id), ids, layout);
             spec.interval = group.interval / 2;
             // Reading times from now on, one interval apart, so they are plausible (issue 7 §4: readings dated
             // in the future or long ago are flagged and not shown).
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
             spec.start_ts_ms = i64::try_from(now).unwrap_or(0);
             spec.step_ms = i64::try_from(spec.interval.as_millis()).unwrap_or(1).max(1);
-            match drivers::mqtt::SimMeters::start(spec) {
+            match sim::mqtt::MqttSim::start(spec) {
                 Ok(m) => {
                     say(&format!(
                         "simulating MQTT meters of {} on water/{{meter}}/reading at {}:{}",

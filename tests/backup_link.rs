@@ -46,8 +46,8 @@ fn is_switch(m: &Value, reason_word: &str) -> bool {
 async fn a_primary_failure_moves_to_the_backup_within_n_cycles_and_back_when_it_answers() {
     // The device itself, simulated, reachable through two paths.
     let shape = waterworks::config::parse("shape.toml", &config("127.0.0.1:1", "127.0.0.1:2"), None).unwrap();
-    let spec = waterworks::sim::spec_from_config(&shape, 60.0, 7, Some("127.0.0.1:0".parse().unwrap())).unwrap();
-    let sim = drivers::sim::Simulator::start(spec).await.unwrap();
+    let spec = waterworks::simulation::spec_from_config(&shape, 60.0, 7, Some("127.0.0.1:0".parse().unwrap())).unwrap();
+    let sim = sim::modbus::ModbusSim::start(spec).await.unwrap();
     let device = sim.addr("hill-c1").unwrap();
     let (primary, backup) = (Proxy::start(device).await, Proxy::start(device).await);
 

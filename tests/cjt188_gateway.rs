@@ -6,8 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use drivers::cjt188::sim::Fault;
 use drivers::cjt188::Address;
+use sim::cjt188::Cjt188Fault;
 use support::*;
 
 fn village_with_gateway() -> String {
@@ -28,7 +28,7 @@ meters = [
 "#
 }
 
-fn gateway(server: &TestServer) -> &drivers::cjt188::sim::Cjt188Sim {
+fn gateway(server: &TestServer) -> &sim::cjt188::Cjt188Sim {
     &server.app.cjt188_sims.iter().find(|(id, _)| id == "east-g1").expect("simulated gateway").1
 }
 
@@ -51,7 +51,7 @@ async fn meters_are_read_and_a_garbled_reply_fails_only_that_meter() {
 
     // CJ-2 starts answering garbage: only it fails; CJ-1 and CJ-3 are still read every cycle.
     let cj2: Address = "00000000000002".parse().unwrap();
-    gateway(&server).set_fault(&cj2, Fault { garbage: true, ..Fault::default() }).unwrap();
+    gateway(&server).set_fault(&cj2, Cjt188Fault { garbage: true, ..Cjt188Fault::default() }).unwrap();
     let partial = eventually(Duration::from_secs(10), "a cycle with CJ-2 failing", || async {
         let v = device(&server, &cookie, "east-g1").await;
         (v["comm"]["cycle_read"] == 2 && v["comm"]["last_error"].as_str()?.contains("CJ-2")).then_some(v)
@@ -67,7 +67,7 @@ async fn meters_are_read_and_a_garbled_reply_fails_only_that_meter() {
     assert_eq!(later["meters"][1]["ts"], partial["meters"][1]["ts"], "CJ-2 was not updated while garbled");
 
     // The next good reply from CJ-2 is read.
-    gateway(&server).set_fault(&cj2, Fault::default()).unwrap();
+    gateway(&server).set_fault(&cj2, Cjt188Fault::default()).unwrap();
     eventually(Duration::from_secs(10), "CJ-2 read again", || async {
         let v = device(&server, &cookie, "east-g1").await;
         (v["meters"][1]["ts"].as_i64()? > later["meters"][1]["ts"].as_i64()? && v["comm"]["cycle_read"] == 3)
@@ -186,7 +186,7 @@ async fn meters_on_a_serial_line_are_read_and_a_dead_one_fails_alone() {
 
     // CJS-2 goes silent: it fails alone; CJS-1 and CJS-3 are read every cycle.
     let cjs2: Address = "00000000000012".parse().unwrap();
-    line.set_fault(&cjs2, Fault { silent: true, ..Fault::default() }).unwrap();
+    line.set_fault(&cjs2, Cjt188Fault { silent: true, ..Cjt188Fault::default() }).unwrap();
     let partial = eventually(Duration::from_secs(15), "a cycle with CJS-2 failing", || async {
         let v = device(&server, &cookie, "east-m1").await;
         (v["comm"]["cycle_read"] == 2 && v["comm"]["last_error"].as_str()?.contains("CJS-2")).then_some(v)
@@ -206,7 +206,7 @@ async fn meters_on_a_serial_line_are_read_and_a_dead_one_fails_alone() {
     assert_eq!((closed["result"].as_str(), closed["state"].as_str()), (Some("confirmed"), Some("closed")), "{closed}");
     assert_eq!(line.valve_open(&"00000000000011".parse().unwrap()), Some(false));
 
-    line.set_fault(&cjs2, Fault::default()).unwrap();
+    line.set_fault(&cjs2, Cjt188Fault::default()).unwrap();
     eventually(Duration::from_secs(15), "CJS-2 read again", || async {
         let v = device(&server, &cookie, "east-m1").await;
         (ts(&v, 1) > ts(&later, 1) && v["comm"]["cycle_read"] == 3).then_some(())

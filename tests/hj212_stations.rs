@@ -6,7 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use drivers::hj212::{self, cn, Packet, StationFault};
+use drivers::hj212::{self, cn, Packet};
+use sim::hj212::Hj212Fault;
 use support::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -110,19 +111,19 @@ async fn a_silent_station_is_comm_lost_after_two_intervals_and_recovers() {
     })
     .await;
     let station = &server.app.stations[0];
-    station.set_fault(StationFault { silent: true, ..StationFault::default() }).unwrap();
+    station.set_fault(Hj212Fault { silent: true, ..Hj212Fault::default() }).unwrap();
     let lost = ws.until(Duration::from_secs(10), |m| m["type"] == "event" && m["event"]["kind"] == "comm_lost").await;
     assert_eq!((lost["event"]["device"].as_str(), lost["event"]["region"].as_str()), (Some("west-st1"), Some("west")));
-    station.set_fault(StationFault::default()).unwrap();
+    station.set_fault(Hj212Fault::default()).unwrap();
     let back =
         ws.until(Duration::from_secs(10), |m| m["type"] == "event" && m["event"]["kind"] == "comm_restored").await;
     assert_eq!(back["event"]["device"], "west-st1");
     // Garbage from the station is rejected and the station recovers.
-    station.set_fault(StationFault { garbage: true, ..StationFault::default() }).unwrap();
+    station.set_fault(Hj212Fault { garbage: true, ..Hj212Fault::default() }).unwrap();
     let faulty = station.stats().faulty;
     eventually(Duration::from_secs(10), "junk sent", || async { (station.stats().faulty > faulty + 1).then_some(()) })
         .await;
-    station.set_fault(StationFault::default()).unwrap();
+    station.set_fault(Hj212Fault::default()).unwrap();
     let acked = station.stats().acked;
     eventually(Duration::from_secs(10), "uploads answered again", || async {
         (station.stats().acked > acked + 1).then_some(())

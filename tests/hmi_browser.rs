@@ -15,8 +15,8 @@ mod support;
 
 use std::path::PathBuf;
 
-use drivers::sim::Fault;
 use serde_json::{json, Value};
+use sim::modbus::ModbusFault;
 use support::browser::{base64_encode, js_string, Browser};
 use support::*;
 
@@ -125,7 +125,7 @@ async fn the_hmi_shows_live_values_and_a_flagged_comm_lost_device() {
     assert!(volume(&later) >= volume(&first), "the volume went down: {first} then {later}");
 
     // 4. A silent concentrator is flagged on its card, visibly; the others are not.
-    server.sim().set_fault("east-c2", Fault { silent: true, ..Fault::default() }).unwrap();
+    server.sim().set_fault("east-c2", ModbusFault { silent: true, ..ModbusFault::default() }).unwrap();
     let comm = |id: &str| {
         format!(
             "(c => c && {{ lost: c.dataset.commLost, badge: c.querySelector('.lost-badge').textContent.trim(), \
@@ -147,7 +147,7 @@ async fn the_hmi_shows_live_values_and_a_flagged_comm_lost_device() {
     }
 
     // 5. A chlorine value below its low limit is flagged on its row.
-    let forced = Fault { values: [("free_chlorine".into(), 0.1)].into(), ..Fault::default() };
+    let forced = ModbusFault { values: [("free_chlorine".into(), 0.1)].into(), ..ModbusFault::default() };
     server.sim().set_fault("east-wq", forced).unwrap();
     let row = format!(
         "(r => r && {{ out: r.classList.contains('out-of-limit'), breach: r.dataset.breach ?? null, \
@@ -169,7 +169,7 @@ async fn the_hmi_shows_live_values_and_a_flagged_comm_lost_device() {
     browser.screenshot(&target_dir().join("hmi-screenshot-zh.png")).await;
 
     // 6. Revived, the concentrator loses its flag.
-    server.sim().set_fault("east-c2", Fault::default()).unwrap();
+    server.sim().set_fault("east-c2", ModbusFault::default()).unwrap();
     browser
         .wait_for("east-c2 no longer comm-lost", &comm("east-c2"), &card_html("east-c2"), |v| {
             (v["lost"] == "false" && v["shown"] == false).then_some(())
@@ -330,8 +330,9 @@ async fn command_valve(browser: &Browser, id: &str, action: &str, reason: &str) 
 async fn an_admin_commands_a_valve_through_a_confirmation_and_a_crew_member_only_watches() {
     // The backup path of west-c2: a simulator of its own.
     let shape = waterworks::config::parse("shape.toml", BACKUP_SHAPE, None).expect("backup shape");
-    let spec = waterworks::sim::spec_from_config(&shape, 600.0, 7, Some("127.0.0.1:0".parse().unwrap())).unwrap();
-    let backup = drivers::sim::Simulator::start(spec).await.expect("backup simulator");
+    let spec =
+        waterworks::simulation::spec_from_config(&shape, 600.0, 7, Some("127.0.0.1:0".parse().unwrap())).unwrap();
+    let backup = sim::modbus::ModbusSim::start(spec).await.expect("backup simulator");
     let backup_addr = backup.addr("west-c2").expect("backup address");
 
     let browser = Browser::launch().await;
@@ -346,7 +347,7 @@ async fn an_admin_commands_a_valve_through_a_confirmation_and_a_crew_member_only
     sign_in(&browser, &server, "admin", ADMIN_PASSWORD).await;
     // The primary path of west-c2 goes silent: after one failure the device moves to its backup. Only now,
     // with the page live: events are not part of the snapshot, so an earlier switch would not be listed.
-    server.sim().set_fault("west-c2", Fault { silent: true, ..Fault::default() }).unwrap();
+    server.sim().set_fault("west-c2", ModbusFault { silent: true, ..ModbusFault::default() }).unwrap();
 
     // 1. The valve card: open, so Open is disabled and Close is not; no command yet; its path is the primary.
     let first: Value = browser
@@ -512,7 +513,7 @@ async fn an_admin_commands_a_valve_through_a_confirmation_and_a_crew_member_only
     assert!(detail.contains("confirmed closed") && detail.contains(reason), "{detail}");
 
     // 6. A stuck valve: Open is never confirmed, the card shows the fault flashing red and why it failed.
-    server.sim().set_fault("west-v1", Fault { stuck: true, ..Fault::default() }).unwrap();
+    server.sim().set_fault("west-v1", ModbusFault { stuck: true, ..ModbusFault::default() }).unwrap();
     let reason = "抢修完毕，恢复供水";
     command_valve(&browser, "west-v1", "open", reason).await;
     let fault: Value = browser
@@ -559,14 +560,14 @@ async fn an_admin_commands_a_valve_through_a_confirmation_and_a_crew_member_only
 
     // 7b. A valve that does not answer cannot be commanded: Open and Close are disabled while it is comm-lost
     // (issue 7 §5), and enabled again when it answers.
-    server.sim().set_fault("west-v1", Fault { silent: true, ..Fault::default() }).unwrap();
+    server.sim().set_fault("west-v1", ModbusFault { silent: true, ..ModbusFault::default() }).unwrap();
     let silent: Value = browser
         .wait_for("west-v1 comm-lost", &valve("west-v1"), &card_html("west-v1"), |v| {
             (v["lost"] == "true").then(|| v.clone())
         })
         .await;
     assert_eq!((&silent["open"], &silent["close"]), (&json!(true), &json!(true)), "{silent}");
-    server.sim().set_fault("west-v1", Fault { stuck: true, ..Fault::default() }).unwrap();
+    server.sim().set_fault("west-v1", ModbusFault { stuck: true, ..ModbusFault::default() }).unwrap();
     browser
         .wait_for("west-v1 answers again", &valve("west-v1"), &card_html("west-v1"), |v| {
             (v["lost"] == "false" && v["open"] == false && v["close"] == false).then_some(())
@@ -664,7 +665,7 @@ async fn the_demo_labels_each_kind_and_renders_errors_in_the_chosen_language() {
     }
 
     // A silent concentrator times out: the code on the wire, the Chinese template on the page.
-    server.sim().set_fault("dc-c1", Fault { silent: true, ..Fault::default() }).unwrap();
+    server.sim().set_fault("dc-c1", ModbusFault { silent: true, ..ModbusFault::default() }).unwrap();
     let shown: Value = browser
         .wait_for("dc-c1's timeout in Chinese", &kind_and_error("dc-c1"), &card_html("dc-c1"), |v| {
             (v["code"] == "timeout").then(|| v.clone())

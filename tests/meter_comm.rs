@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use actors::model::DeviceId;
 use actors::store::Store;
-use drivers::cjt188::sim::Fault;
 use drivers::cjt188::Address;
-use drivers::mqtt::SimMetersSpec;
 use serde_json::Value;
+use sim::cjt188::Cjt188Fault;
+use sim::mqtt::MqttSimSpec;
 use support::*;
 
 fn village_with_gateway() -> String {
@@ -38,7 +38,7 @@ meters = [
 "#
 }
 
-fn gateway(server: &TestServer) -> &drivers::cjt188::sim::Cjt188Sim {
+fn gateway(server: &TestServer) -> &sim::cjt188::Cjt188Sim {
     &server.app.cjt188_sims.iter().find(|(id, _)| id == "east-g1").expect("simulated gateway").1
 }
 
@@ -98,7 +98,7 @@ async fn a_silent_cjt188_meter_goes_comm_lost_alone_and_is_saved() {
     .await;
     let mut ws = server.ws(&cookie, "").await;
 
-    gateway(&server).set_fault(&address(2), Fault { silent: true, ..Fault::default() }).unwrap();
+    gateway(&server).set_fault(&address(2), Cjt188Fault { silent: true, ..Cjt188Fault::default() }).unwrap();
     let seen = collect_until(&mut ws, Duration::from_secs(10), |m| is_event(m, "meter_comm_lost", "east-g1")).await;
     let lost = seen.last().unwrap();
     assert!(lost["event"]["message"].as_str().unwrap().contains("CJ-2"), "{lost}");
@@ -118,7 +118,7 @@ async fn a_silent_cjt188_meter_goes_comm_lost_alone_and_is_saved() {
     })
     .await;
     assert_eq!(events_of(&seen, "east-g1"), Vec::new());
-    gateway(&server).set_fault(&address(2), Fault::default()).unwrap();
+    gateway(&server).set_fault(&address(2), Cjt188Fault::default()).unwrap();
     let seen = collect_until(&mut ws, Duration::from_secs(10), |m| is_event(m, "meter_comm_restored", "east-g1")).await;
     assert_eq!(events_of(&seen, "east-g1").len(), 1, "{seen:?}");
     let view = device(&server, &cookie, "east-g1").await;
@@ -128,7 +128,7 @@ async fn a_silent_cjt188_meter_goes_comm_lost_alone_and_is_saved() {
     );
 
     // Lost again, then the server stops: the store holds CJ-2's status for the next start.
-    gateway(&server).set_fault(&address(2), Fault { silent: true, ..Fault::default() }).unwrap();
+    gateway(&server).set_fault(&address(2), Cjt188Fault { silent: true, ..Cjt188Fault::default() }).unwrap();
     collect_until(&mut ws, Duration::from_secs(10), |m| is_event(m, "meter_comm_lost", "east-g1")).await;
     ws.close().await;
     let dir = server.dir.clone();
@@ -154,7 +154,7 @@ async fn a_silent_gateway_is_one_device_event_and_no_meter_events() {
     .await;
     let mut ws = server.ws(&cookie, "").await;
     for n in 1..=3 {
-        gateway(&server).set_fault(&address(n), Fault { silent: true, ..Fault::default() }).unwrap();
+        gateway(&server).set_fault(&address(n), Cjt188Fault { silent: true, ..Cjt188Fault::default() }).unwrap();
     }
     let mut seen = collect_until(&mut ws, Duration::from_secs(15), |m| is_event(m, "comm_lost", "east-g1")).await;
     // Two more silent cycles: still no event per meter.
@@ -179,7 +179,7 @@ async fn a_silent_gateway_is_one_device_event_and_no_meter_events() {
 
     // The gateway answers again: the device is restored, and no meter has anything to restore.
     for n in 1..=3 {
-        gateway(&server).set_fault(&address(n), Fault::default()).unwrap();
+        gateway(&server).set_fault(&address(n), Cjt188Fault::default()).unwrap();
     }
     // Events are committed before they are delivered, so the restore event may come after the view; it comes
     // after every earlier event, so once it is here nothing raised before it is still on its way.
@@ -231,7 +231,7 @@ async fn a_silent_mqtt_meter_goes_comm_lost_while_its_group_stays_healthy() {
     let cookie = server.admin().await;
     let mut ws = server.ws(&cookie, "").await;
     // M05 is configured but never publishes.
-    let mut spec = SimMetersSpec::new(
+    let mut spec = MqttSimSpec::new(
         "127.0.0.1",
         broker.port(),
         "meter-comm-sim",
@@ -292,13 +292,8 @@ async fn volumes_that_fall_or_jump_are_stored_flagged_for_review() {
         r.json()["readings"].as_array().cloned().unwrap_or_default()
     };
     let sim_spec = |client: &str, seed: u64, start_ts_ms: i64| {
-        let mut spec = SimMetersSpec::new(
-            "127.0.0.1",
-            broker.port(),
-            client,
-            mqtt_support::meter_ids(5),
-            mqtt_support::per_meter(),
-        );
+        let mut spec =
+            MqttSimSpec::new("127.0.0.1", broker.port(), client, mqtt_support::meter_ids(5), mqtt_support::per_meter());
         spec.interval = Duration::from_millis(50);
         spec.rounds = Some(3);
         spec.seed = seed;

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use drivers::rtu::sim::SlaveFault;
+use sim::rtu::RtuFault;
 use support::*;
 
 const CONFIG: &str = r#"
@@ -81,7 +81,7 @@ async fn devices_on_a_line_are_read_and_a_dead_slave_costs_only_its_timeout() {
         assert!(v["comm"]["path"].as_str().unwrap().starts_with("primary rtu rs485-1 unit"), "{v}");
     }
     let line = &server.app.rtu_sims.iter().find(|(id, _)| id == "rs485-1").unwrap().1;
-    line.set_fault(2, SlaveFault { silent: true, ..SlaveFault::default() }).unwrap();
+    line.set_fault(2, RtuFault { silent: true, ..RtuFault::default() }).unwrap();
     let mut ws = server.ws(&cookie, "").await;
     let lost = ws.until(Duration::from_secs(15), |m| m["type"] == "event" && m["event"]["kind"] == "comm_lost").await;
     assert_eq!(lost["event"]["device"], "s-c2");
@@ -95,7 +95,7 @@ async fn devices_on_a_line_are_read_and_a_dead_slave_costs_only_its_timeout() {
     })
     .await;
     assert_eq!(device(&server, &cookie, "s-c1").await["comm"]["comm_lost"], false);
-    line.set_fault(2, SlaveFault::default()).unwrap();
+    line.set_fault(2, RtuFault::default()).unwrap();
     ws.until(Duration::from_secs(15), |m| {
         m["type"] == "event" && m["event"]["kind"] == "comm_restored" && m["event"]["device"] == "s-c2"
     })
@@ -112,7 +112,10 @@ async fn a_dead_4g_gateway_moves_the_device_to_its_rs485_backup() {
         (v["comm"]["cycle_read"] == 3 && v["comm"]["path"].as_str()?.starts_with("primary tcp")).then_some(())
     })
     .await;
-    server.sim().set_fault("s-c4", drivers::sim::Fault { silent: true, ..drivers::sim::Fault::default() }).unwrap();
+    server
+        .sim()
+        .set_fault("s-c4", sim::modbus::ModbusFault { silent: true, ..sim::modbus::ModbusFault::default() })
+        .unwrap();
     let v = eventually(Duration::from_secs(15), "s-c4 on its RS-485 backup with data", || async {
         let v = device(&server, &cookie, "s-c4").await;
         (v["comm"]["path"] == "backup 1 rtu rs485-1 unit 4"
@@ -123,7 +126,7 @@ async fn a_dead_4g_gateway_moves_the_device_to_its_rs485_backup() {
     .await;
     assert_eq!(v["comm"]["comm_lost"], false, "{v}");
     // The 4G gateway comes back: the device returns to it.
-    server.sim().set_fault("s-c4", drivers::sim::Fault::default()).unwrap();
+    server.sim().set_fault("s-c4", sim::modbus::ModbusFault::default()).unwrap();
     eventually(Duration::from_secs(15), "s-c4 back on TCP", || async {
         let v = device(&server, &cookie, "s-c4").await;
         v["comm"]["path"].as_str()?.starts_with("primary tcp").then_some(())

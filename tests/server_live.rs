@@ -7,8 +7,8 @@ mod support;
 
 use std::time::Duration;
 
-use drivers::sim::Fault;
 use serde_json::Value;
+use sim::modbus::ModbusFault;
 use support::*;
 
 fn device_in<'a>(msg: &'a Value, id: &str) -> Option<&'a Value> {
@@ -85,7 +85,7 @@ async fn a_silent_device_is_comm_lost_after_two_cycles_and_recovers() {
     let mut ws = server.ws(&cookie, "").await;
     ws.until(Duration::from_secs(10), |m| device_in(m, "east-c2").is_some_and(|d| d["comm"]["link"] == "up")).await;
 
-    server.sim().set_fault("east-c2", Fault { silent: true, ..Fault::default() }).unwrap();
+    server.sim().set_fault("east-c2", ModbusFault { silent: true, ..ModbusFault::default() }).unwrap();
     // One missed cycle is not yet an alarm.
     let one = ws
         .until(Duration::from_secs(10), |m| {
@@ -109,7 +109,7 @@ async fn a_silent_device_is_comm_lost_after_two_cycles_and_recovers() {
     assert_eq!(device(&server, &cookie, "east-c1").await["comm"]["comm_lost"], false);
 
     // Revived, it recovers by itself.
-    server.sim().set_fault("east-c2", Fault::default()).unwrap();
+    server.sim().set_fault("east-c2", ModbusFault::default()).unwrap();
     let restored =
         ws.until(Duration::from_secs(10), |m| m["type"] == "event" && m["event"]["kind"] == "comm_restored").await;
     assert_eq!(restored["event"]["device"], "east-c2");
@@ -135,8 +135,8 @@ async fn garbage_and_exceptions_crash_nothing_and_others_keep_their_cycle() {
     let c1_actor = handle.device_actor("east-c1").unwrap().get_id();
     let wq_actor = handle.device_actor("east-wq").unwrap().get_id();
 
-    server.sim().set_fault("east-c1", Fault { garbage: true, ..Fault::default() }).unwrap();
-    server.sim().set_fault("east-wq", Fault { exception: Some(4), ..Fault::default() }).unwrap();
+    server.sim().set_fault("east-c1", ModbusFault { garbage: true, ..ModbusFault::default() }).unwrap();
+    server.sim().set_fault("east-wq", ModbusFault { exception: Some(4), ..ModbusFault::default() }).unwrap();
     // Both are polled and refused for two full cycles.
     let (c1_start, wq_start, west_start) =
         (requests(&server, "east-c1"), requests(&server, "east-wq"), requests(&server, "west-c1"));
@@ -183,7 +183,7 @@ async fn garbage_and_exceptions_crash_nothing_and_others_keep_their_cycle() {
     assert!(failures >= 4, "{metrics}");
 
     for id in ["east-c1", "east-wq"] {
-        server.sim().set_fault(id, Fault::default()).unwrap();
+        server.sim().set_fault(id, ModbusFault::default()).unwrap();
     }
     eventually(Duration::from_secs(10), "recovery after the faults clear", || async {
         let c1 = handle.device("east-c1").await.ok()?;

@@ -156,7 +156,7 @@ async fn each_cjt188_meter_is_stamped_when_it_answered() {
     let app = start_server(&config(""), clock_start()).await;
     let gateway = &app.cjt188_sims.iter().find(|(id, _)| id == "east-g1").expect("simulated").1;
     let cj2: drivers::cjt188::Address = "00000000000002".parse().unwrap();
-    gateway.set_fault(&cj2, drivers::cjt188::sim::Fault { delay_ms: 800, ..Default::default() }).unwrap();
+    gateway.set_fault(&cj2, sim::cjt188::Cjt188Fault { delay_ms: 800, ..Default::default() }).unwrap();
     tokio::time::sleep(Duration::from_millis(2 * CYCLE as u64 + 1_000)).await;
     let h = history(&app, "east-g1").await;
     let (cj1, cj2) = (times(&h, "readings", "meter", "CJ-1"), times(&h, "readings", "meter", "CJ-2"));

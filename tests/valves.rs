@@ -6,8 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use drivers::sim::Fault;
 use serde_json::{json, Value};
+use sim::modbus::ModbusFault;
 use support::*;
 
 fn village_with_valve() -> String {
@@ -102,7 +102,7 @@ async fn a_valve_that_never_confirms_ends_in_fault_with_an_audit_entry() {
         (v.valve?.state == actors::model::ValveState::Open).then_some(())
     })
     .await;
-    server.sim().set_fault("west-v1", Fault { stuck: true, ..Fault::default() }).unwrap();
+    server.sim().set_fault("west-v1", ModbusFault { stuck: true, ..ModbusFault::default() }).unwrap();
     let record = command_valve(&server, &admin, "west-v1", "close", "arrears shut-off test").await.json();
     assert_eq!((record["result"].as_str(), record["state"].as_str()), (Some("failed"), Some("fault")), "{record}");
     assert!(record["error"].as_str().unwrap().contains("not confirmed within 1s (last read back: open)"), "{record}");
@@ -123,7 +123,7 @@ async fn a_valve_that_never_confirms_ends_in_fault_with_an_audit_entry() {
     assert!(failed[0]["detail"].as_str().unwrap().contains("not confirmed"), "{failed:?}");
 
     // Freed, the next command works and clears the fault.
-    server.sim().set_fault("west-v1", Fault::default()).unwrap();
+    server.sim().set_fault("west-v1", ModbusFault::default()).unwrap();
     let record = command_valve(&server, &admin, "west-v1", "close", "retry after freeing the spindle").await.json();
     assert_eq!((record["result"].as_str(), record["state"].as_str()), (Some("confirmed"), Some("closed")), "{record}");
     server.app.shutdown().await;
@@ -274,10 +274,10 @@ async fn an_operator_resets_a_latched_fault_audited_and_announced() {
     // Not in fault: nothing to reset.
     assert_eq!(reset_valve(&server, &operator, "west-v1", "just in case").await.status, 409);
 
-    server.sim().set_fault("west-v1", Fault { stuck: true, ..Fault::default() }).unwrap();
+    server.sim().set_fault("west-v1", ModbusFault { stuck: true, ..ModbusFault::default() }).unwrap();
     let record = command_valve(&server, &operator, "west-v1", "close", "arrears").await.json();
     assert_eq!(record["state"], "fault", "{record}");
-    server.sim().set_fault("west-v1", Fault::default()).unwrap();
+    server.sim().set_fault("west-v1", ModbusFault::default()).unwrap();
 
     let mut ws = server.ws(&operator, "").await;
     assert_eq!(reset_valve(&server, &crew, "west-v1", "not my job").await.status, 403);
@@ -332,11 +332,11 @@ async fn a_valve_that_stops_answering_raises_comm_lost_and_comm_restored() {
     let admin = server.admin().await;
     let mut ws = server.ws(&admin, "").await;
     polled_open(&server).await;
-    server.sim().set_fault("west-v1", Fault { silent: true, ..Fault::default() }).unwrap();
+    server.sim().set_fault("west-v1", ModbusFault { silent: true, ..ModbusFault::default() }).unwrap();
     let lost = ws.until(Duration::from_secs(10), |m| valve_event(m, "comm_lost")).await;
     assert_eq!(lost["event"]["region"], "west", "{lost}");
     assert_eq!(device(&server, &admin, "west-v1").await["comm"]["comm_lost"], true);
-    server.sim().set_fault("west-v1", Fault::default()).unwrap();
+    server.sim().set_fault("west-v1", ModbusFault::default()).unwrap();
     ws.until(Duration::from_secs(10), |m| valve_event(m, "comm_restored")).await;
     assert_eq!(device(&server, &admin, "west-v1").await["comm"]["comm_lost"], false);
     server.app.shutdown().await;
@@ -349,7 +349,7 @@ async fn the_last_command_and_the_fault_survive_a_restart() {
     let server = start(&config).await;
     let admin = server.admin().await;
     polled_open(&server).await;
-    server.sim().set_fault("west-v1", Fault { stuck: true, ..Fault::default() }).unwrap();
+    server.sim().set_fault("west-v1", ModbusFault { stuck: true, ..ModbusFault::default() }).unwrap();
     let record = command_valve(&server, &admin, "west-v1", "close", "before the restart").await.json();
     assert_eq!(record["state"], "fault", "{record}");
     let dir = server.dir.clone();

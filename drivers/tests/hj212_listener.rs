@@ -10,11 +10,10 @@ use std::time::Duration;
 use hj212_support::{
     any_port, assert_nothing_to_read, frame, read_line, recv, start_listener, until, upload_frame, LIMIT,
 };
+use sim::hj212::{Hj212Sim, Hj212SimSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use waterworks_drivers::hj212::{
-    decode, factor, Hj212Error, Hj212Listener, ListenerConfig, SimStation, StationSpec, MAX_FRAME_LEN,
-};
+use waterworks_drivers::hj212::{decode, factor, Hj212Error, Hj212Listener, ListenerConfig, MAX_FRAME_LEN};
 
 fn config() -> ListenerConfig {
     ListenerConfig::new(any_port())
@@ -27,9 +26,9 @@ async fn connect(listener: &Hj212Listener) -> TcpStream {
 #[tokio::test]
 async fn station_uploads_are_delivered_and_answered_only_after_commit() {
     let (listener, mut rx) = start_listener(config(), 8).await;
-    let mut spec = StationSpec::new(listener.local_addr(), "ST-0001");
+    let mut spec = Hj212SimSpec::new(listener.local_addr(), "ST-0001");
     spec.interval = Duration::from_millis(10);
-    let station = SimStation::start(spec).await.expect("station starts");
+    let station = Hj212Sim::start(spec).await.expect("station starts");
     let mut station_stats = station.subscribe();
 
     for (n, cn) in ["2011", "2051", "2061"].into_iter().enumerate() {

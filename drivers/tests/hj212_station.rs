@@ -7,15 +7,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hj212_support::{any_port, start_listener, until, LIMIT};
+use sim::hj212::{Hj212Fault, Hj212Sim, Hj212SimSpec};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use waterworks_drivers::hj212::{
-    decode, factor, Hj212Error, Hj212Listener, ListenerConfig, Packet, SimStation, StationFault, StationSpec,
-};
+use waterworks_drivers::hj212::{decode, factor, Hj212Error, Hj212Listener, ListenerConfig, Packet};
 
-fn fast_spec(listener: &Hj212Listener, mn: &str) -> StationSpec {
-    let mut spec = StationSpec::new(listener.local_addr(), mn);
+fn fast_spec(listener: &Hj212Listener, mn: &str) -> Hj212SimSpec {
+    let mut spec = Hj212SimSpec::new(listener.local_addr(), mn);
     spec.interval = Duration::from_millis(10);
     spec
 }
@@ -39,13 +38,13 @@ async fn junk_and_bad_crc_faults_are_rejected_and_clearing_them_resumes_on_the_s
     let (listener, rx) = start_listener(ListenerConfig::new(any_port()), 64).await;
     let _packets = commit_all(rx);
     let mut listener_stats = listener.subscribe();
-    let station = SimStation::start(fast_spec(&listener, "ST-0001")).await.expect("starts");
+    let station = Hj212Sim::start(fast_spec(&listener, "ST-0001")).await.expect("starts");
     let mut stats = station.subscribe();
     until(&mut stats, "a first reply", |s| s.acked >= 1).await;
 
     for (fault, what) in [
-        (StationFault { garbage: true, ..StationFault::default() }, "junk"),
-        (StationFault { bad_crc: true, ..StationFault::default() }, "bad crc"),
+        (Hj212Fault { garbage: true, ..Hj212Fault::default() }, "junk"),
+        (Hj212Fault { bad_crc: true, ..Hj212Fault::default() }, "bad crc"),
     ] {
         let rejected_before = listener.rejected();
         let faulty_before = station.stats().faulty;
@@ -58,7 +57,7 @@ async fn junk_and_bad_crc_faults_are_rejected_and_clearing_them_resumes_on_the_s
         }
         until(&mut stats, "faulty frames are counted", |s| s.faulty >= faulty_before + 2).await;
 
-        station.set_fault(StationFault::default()).expect("valid fault");
+        station.set_fault(Hj212Fault::default()).expect("valid fault");
         let acked = station.acked();
         until(&mut stats, "replies resume", |s| s.acked >= acked + 2).await;
     }
@@ -72,9 +71,9 @@ async fn junk_and_bad_crc_faults_are_rejected_and_clearing_them_resumes_on_the_s
 async fn forced_values_arrive_as_sent() {
     let (listener, rx) = start_listener(ListenerConfig::new(any_port()), 64).await;
     let mut packets = commit_all(rx);
-    let station = SimStation::start(fast_spec(&listener, "ST-0001")).await.expect("starts");
+    let station = Hj212Sim::start(fast_spec(&listener, "ST-0001")).await.expect("starts");
     station
-        .set_fault(StationFault { values: BTreeMap::from([(factor::PH.to_owned(), 9.5)]), ..StationFault::default() })
+        .set_fault(Hj212Fault { values: BTreeMap::from([(factor::PH.to_owned(), 9.5)]), ..Hj212Fault::default() })
         .expect("valid fault");
     let forced = tokio::time::timeout(LIMIT, async {
         loop {
@@ -97,10 +96,10 @@ async fn forced_values_arrive_as_sent() {
 async fn a_silent_station_sends_nothing_until_the_fault_is_cleared() {
     let (listener, rx) = start_listener(ListenerConfig::new(any_port()), 64).await;
     let _packets = commit_all(rx);
-    let station = SimStation::start(fast_spec(&listener, "ST-0001")).await.expect("starts");
+    let station = Hj212Sim::start(fast_spec(&listener, "ST-0001")).await.expect("starts");
     let mut stats = station.subscribe();
     until(&mut stats, "a first reply", |s| s.acked >= 1).await;
-    station.set_fault(StationFault { silent: true, ..StationFault::default() }).expect("valid fault");
+    station.set_fault(Hj212Fault { silent: true, ..Hj212Fault::default() }).expect("valid fault");
     // An upload already under way may still finish; after that, nothing. Proving "nothing" needs some time to
     // pass: 30 intervals.
     let sent = station.sent() + 1;
@@ -108,7 +107,7 @@ async fn a_silent_station_sends_nothing_until_the_fault_is_cleared() {
         .await
         .map(|seen| seen.map(|s| s.clone()));
     assert!(more.is_err(), "a silent station kept sending: {:?}", station.stats());
-    station.set_fault(StationFault::default()).expect("valid fault");
+    station.set_fault(Hj212Fault::default()).expect("valid fault");
     until(&mut stats, "uploads resume", |s| s.sent > sent + 1).await;
     station.shutdown().await;
     listener.shutdown().await;
@@ -117,10 +116,10 @@ async fn a_silent_station_sends_nothing_until_the_fault_is_cleared() {
 #[tokio::test]
 async fn the_station_reconnects_after_the_centre_drops_it() {
     let centre = TcpListener::bind(any_port()).await.expect("binds");
-    let mut spec = StationSpec::new(centre.local_addr().expect("addr"), "ST-0001");
+    let mut spec = Hj212SimSpec::new(centre.local_addr().expect("addr"), "ST-0001");
     spec.interval = Duration::from_millis(10);
     spec.reconnect_delay = Duration::from_millis(10);
-    let station = SimStation::start(spec).await.expect("starts");
+    let station = Hj212Sim::start(spec).await.expect("starts");
     let mut stats = station.subscribe();
 
     for round in 1..=2u64 {
@@ -151,7 +150,7 @@ async fn without_the_reply_bit_the_station_does_not_wait_and_the_listener_does_n
     let mut packets = commit_all(rx);
     let mut spec = fast_spec(&listener, "ST-0001");
     spec.request_replies = false;
-    let station = SimStation::start(spec).await.expect("starts");
+    let station = Hj212Sim::start(spec).await.expect("starts");
     let mut stats = station.subscribe();
     until(&mut stats, "three uploads", |s| s.sent >= 3).await;
     let p = tokio::time::timeout(LIMIT, packets.recv()).await.expect("delivered").expect("listener alive");
@@ -168,7 +167,7 @@ async fn two_stations_with_the_same_seed_send_the_same_values() {
         let (listener, mut rx) = start_listener(ListenerConfig::new(any_port()), 8).await;
         let mut spec = fast_spec(&listener, "ST-0001");
         spec.seed = 42;
-        let station = SimStation::start(spec).await.expect("starts");
+        let station = Hj212Sim::start(spec).await.expect("starts");
         let received = hj212_support::recv(&mut rx).await;
         values.push(received.packet.cp.values.clone());
         station.shutdown().await;
@@ -180,8 +179,8 @@ async fn two_stations_with_the_same_seed_send_the_same_values() {
 #[tokio::test]
 async fn bad_specs_and_faults_are_refused() {
     let server = any_port();
-    let refused = |change: &dyn Fn(&mut StationSpec)| {
-        let mut spec = StationSpec::new(server, "ST-0001");
+    let refused = |change: &dyn Fn(&mut Hj212SimSpec)| {
+        let mut spec = Hj212SimSpec::new(server, "ST-0001");
         change(&mut spec);
         spec
     };
@@ -197,16 +196,16 @@ async fn bad_specs_and_faults_are_refused() {
         refused(&|s| s.factors[0].nominal = f64::NAN),
         refused(&|s| s.factors[1].code = s.factors[0].code.clone()),
     ] {
-        match SimStation::start(spec.clone()).await {
+        match Hj212Sim::start(spec.clone()).await {
             Err(Hj212Error::InvalidConfig(_)) => {}
             other => panic!("{spec:?} gave {other:?}"),
         }
     }
-    let station = SimStation::start(StationSpec::new(server, "ST-0001")).await.expect("starts");
-    let unknown = StationFault { values: BTreeMap::from([("w99999".to_owned(), 1.0)]), ..StationFault::default() };
+    let station = Hj212Sim::start(Hj212SimSpec::new(server, "ST-0001")).await.expect("starts");
+    let unknown = Hj212Fault { values: BTreeMap::from([("w99999".to_owned(), 1.0)]), ..Hj212Fault::default() };
     assert!(matches!(station.set_fault(unknown), Err(Hj212Error::InvalidConfig(_))));
-    let nan = StationFault { values: BTreeMap::from([(factor::PH.to_owned(), f64::NAN)]), ..StationFault::default() };
+    let nan = Hj212Fault { values: BTreeMap::from([(factor::PH.to_owned(), f64::NAN)]), ..Hj212Fault::default() };
     assert!(matches!(station.set_fault(nan), Err(Hj212Error::InvalidConfig(_))));
-    assert_eq!(station.fault(), StationFault::default());
+    assert_eq!(station.fault(), Hj212Fault::default());
     station.shutdown().await;
 }

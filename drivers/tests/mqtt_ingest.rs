@@ -6,7 +6,8 @@ mod mqtt_support;
 use std::time::Duration;
 
 use mqtt_support::{expected_keys, next, sim_spec, start_ingest, start_sim, until, Broker, Committer};
-use waterworks_drivers::mqtt::{MapError, SimLayout, SimMetersSpec};
+use sim::mqtt::{MqttSimSpec, SimLayout};
+use waterworks_drivers::mqtt::MapError;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulated_meters_are_received_committed_and_acknowledged() {
@@ -51,7 +52,7 @@ async fn simulated_meters_are_received_committed_and_acknowledged() {
 async fn a_concentrator_publishes_all_its_meters_in_one_message() {
     let broker = Broker::start().await;
     let layout = SimLayout::Concentrator { id: "C-7".into(), topic: "conc/C-7/up".into() };
-    let mut spec = SimMetersSpec::new("127.0.0.1", broker.port(), "sim-conc", mqtt_support::meter_ids(12), layout);
+    let mut spec = MqttSimSpec::new("127.0.0.1", broker.port(), "sim-conc", mqtt_support::meter_ids(12), layout);
     spec.rounds = Some(3);
     spec.interval = Duration::from_millis(20);
     let (ingest, rx) = start_ingest(broker.port(), "ingest-conc", &spec.layout).await;

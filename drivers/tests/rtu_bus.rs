@@ -7,10 +7,10 @@ mod rtu_support;
 use std::time::Duration;
 
 use rtu_support::{client, concentrator, exchange_slack, exchange_time, start_line};
+use sim::rtu::RtuFault;
 use tokio::time::Instant;
 use waterworks_drivers::modbus::ModbusError;
 use waterworks_drivers::registers::{decode, DataType, Function, WordOrder};
-use waterworks_drivers::rtu::sim::SlaveFault;
 
 const SLAVES: u8 = 32;
 const DEAD: u8 = 17;
@@ -24,7 +24,7 @@ const REPLY: usize = 9;
 async fn a_dead_slave_costs_only_its_timeout_and_every_live_slave_is_read_every_cycle() {
     let slaves = (1..=SLAVES).map(|unit| concentrator(unit, 2)).collect();
     let sim = start_line(9600, "8N1", slaves);
-    sim.set_fault(DEAD, SlaveFault { silent: true, ..SlaveFault::default() }).expect("fault");
+    sim.set_fault(DEAD, RtuFault { silent: true, ..RtuFault::default() }).expect("fault");
     let settings = sim.line_settings(TIMEOUT);
     let mut line = client(&sim, TIMEOUT);
 

@@ -7,11 +7,11 @@ mod rtu_support;
 use std::time::Duration;
 
 use rtu_support::{client, forced_ph, logger, read_ph, start_line};
+use sim::rtu::RtuFault;
 use waterworks_drivers::modbus::ModbusError;
 use waterworks_drivers::registers::Function;
-use waterworks_drivers::rtu::sim::SlaveFault;
 
-async fn rejected_then_recovered(fault: SlaveFault, what: &str) {
+async fn rejected_then_recovered(fault: RtuFault, what: &str) {
     const TIMEOUT: Duration = Duration::from_millis(100);
     let sim = start_line(19_200, "8E1", vec![logger(2)]);
     let mut line = client(&sim, TIMEOUT);
@@ -24,7 +24,7 @@ async fn rejected_then_recovered(fault: SlaveFault, what: &str) {
     assert_eq!((c.bad_replies, c.replies, c.timeouts), (1, 0, 0), "{what}");
     assert!(c.discarded_bytes > 0, "{what}: the bytes were dropped");
 
-    sim.set_fault(2, SlaveFault::default()).expect("fault cleared");
+    sim.set_fault(2, RtuFault::default()).expect("fault cleared");
     let ph = read_ph(&mut line, 2).await.unwrap_or_else(|e| panic!("{what}: next request failed: {e}"));
     assert_eq!(Some(ph), sim.parameter_value(2, "ph"), "{what}");
     assert_eq!(line.counters().replies, 1, "{what}");
@@ -32,12 +32,12 @@ async fn rejected_then_recovered(fault: SlaveFault, what: &str) {
 
 #[tokio::test]
 async fn garbage_is_rejected_and_the_next_request_succeeds() {
-    rejected_then_recovered(SlaveFault { garbage: true, ..SlaveFault::default() }, "garbage").await;
+    rejected_then_recovered(RtuFault { garbage: true, ..RtuFault::default() }, "garbage").await;
 }
 
 #[tokio::test]
 async fn a_bad_crc_is_rejected_and_the_next_request_succeeds() {
-    rejected_then_recovered(SlaveFault { bad_crc: true, ..SlaveFault::default() }, "bad crc").await;
+    rejected_then_recovered(RtuFault { bad_crc: true, ..RtuFault::default() }, "bad crc").await;
 }
 
 #[tokio::test]
@@ -48,11 +48,11 @@ async fn a_late_reply_is_not_taken_for_the_same_slaves_next_answer() {
     // Half a timeout late: the reply (pH 7) arrives after the request has been given up, and a naive client
     // asking again at once would read it as the answer to its second request (pH 9).
     let late_ms = u64::try_from((TIMEOUT * 3 / 2).as_millis()).expect("small");
-    sim.set_fault(3, forced_ph(7.0, SlaveFault { delay_ms: late_ms, ..SlaveFault::default() })).expect("fault");
+    sim.set_fault(3, forced_ph(7.0, RtuFault { delay_ms: late_ms, ..RtuFault::default() })).expect("fault");
     let outcome = line.read_registers(3, Function::Input, 4, 2).await;
     assert!(matches!(outcome, Err(ModbusError::Timeout(_))), "{outcome:?}");
 
-    sim.set_fault(3, forced_ph(9.0, SlaveFault::default())).expect("fault");
+    sim.set_fault(3, forced_ph(9.0, RtuFault::default())).expect("fault");
     assert_eq!(read_ph(&mut line, 3).await, Ok(9.0));
     assert_eq!(sim.replies(3), Some(2), "the late reply was sent");
     let c = line.counters();
@@ -66,8 +66,8 @@ async fn a_late_reply_during_another_slaves_exchange_is_skipped() {
     let mut line = client(&sim, TIMEOUT);
     // Unit 3 answers 50 ms after its request is given up; unit 4 takes 100 ms, so unit 3's late reply arrives
     // in the middle of unit 4's exchange, before unit 4's own reply.
-    sim.set_fault(3, forced_ph(7.0, SlaveFault { delay_ms: 250, ..SlaveFault::default() })).expect("fault");
-    sim.set_fault(4, forced_ph(8.0, SlaveFault { delay_ms: 100, ..SlaveFault::default() })).expect("fault");
+    sim.set_fault(3, forced_ph(7.0, RtuFault { delay_ms: 250, ..RtuFault::default() })).expect("fault");
+    sim.set_fault(4, forced_ph(8.0, RtuFault { delay_ms: 100, ..RtuFault::default() })).expect("fault");
 
     let outcome = line.read_registers(3, Function::Input, 4, 2).await;
     assert!(matches!(outcome, Err(ModbusError::Timeout(_))), "{outcome:?}");
@@ -76,7 +76,7 @@ async fn a_late_reply_during_another_slaves_exchange_is_skipped() {
     assert_eq!(line.counters().stale_frames, 1);
 
     // Unit 3's late reply was heard, so asking it again does not wait for it.
-    sim.set_fault(3, forced_ph(9.0, SlaveFault::default())).expect("fault");
+    sim.set_fault(3, forced_ph(9.0, RtuFault::default())).expect("fault");
     assert_eq!(read_ph(&mut line, 3).await, Ok(9.0));
     let c = line.counters();
     assert_eq!((c.late_waits, c.stale_frames, c.timeouts, c.replies), (0, 1, 1, 2));

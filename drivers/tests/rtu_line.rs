@@ -7,10 +7,10 @@ mod rtu_support;
 use std::time::Duration;
 
 use rtu_support::{client, concentrator, exchange_slack, logger, read_ph, start_line};
+use sim::rtu::RtuFault;
 use tokio::time::Instant;
 use waterworks_drivers::modbus::{Exception, ModbusError};
 use waterworks_drivers::registers::{decode, DataType, Function, WordOrder};
-use waterworks_drivers::rtu::sim::SlaveFault;
 use waterworks_drivers::rtu::{LineSettings, RtuLine};
 
 const TIMEOUT: Duration = Duration::from_millis(150);
@@ -56,7 +56,7 @@ async fn exceptions_are_replies_not_failures() {
     // Two meters of stride 4: address 8 is past the map.
     let reply = line.read_registers(4, Function::Holding, 8, 2).await.expect("a reply");
     assert_eq!(reply, Err(Exception(2)));
-    sim.set_fault(4, SlaveFault { exception: Some(6), ..SlaveFault::default() }).expect("fault");
+    sim.set_fault(4, RtuFault { exception: Some(6), ..RtuFault::default() }).expect("fault");
     assert_eq!(line.read_registers(4, Function::Holding, 0, 2).await.expect("a reply"), Err(Exception(6)));
     assert_eq!(line.write_register(4, 10, 1).await.expect("a reply"), Err(Exception(6)));
     let c = line.counters();

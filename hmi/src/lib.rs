@@ -2,13 +2,15 @@
 //!
 //! # Layout
 //! - [`router`] builds the axum `Router` over an [`actors::api::Handle`];
-//! - `session`: sessions, login throttling, the authenticated-user extractor;
+//! - `session`: sessions, login throttling and the credential check, the authenticated-user extractor;
+//!   `cookie`: the session cookie's name and form;
 //! - `routes`: JSON handlers; `ws`: the live stream; `metrics`: Prometheus text; `openapi`: the API document;
 //! - `assets/`: the web page, compiled into the binary (no CDN; DESIGN.md §10).
 //!
 //! **Invariant:** every route except `/healthz`, `/login` and `POST /api/login` requires a valid session (or
 //! Basic credentials), and checks the role; unknown paths are refused the same way before they are 404s.
 
+mod cookie;
 mod error;
 mod metrics;
 pub mod openapi;

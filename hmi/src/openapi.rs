@@ -122,7 +122,7 @@ pub fn document() -> Value {
         },
         "components": {
             "securitySchemes": {
-                "session": { "type": "apiKey", "in": "cookie", "name": crate::session::COOKIE },
+                "session": { "type": "apiKey", "in": "cookie", "name": crate::cookie::COOKIE },
                 "basic": { "type": "http", "scheme": "basic" }
             },
             "schemas": { "Error": { "type": "object", "required": ["error", "code"],

@@ -1,8 +1,5 @@
 //! JSON API handlers: login and logout, devices, readings, users, audit, supervision, health, metrics.
 
-use std::net::IpAddr;
-use std::time::Duration;
-
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -15,8 +12,9 @@ use actors::api::UserInfo;
 use actors::metrics::Metrics;
 use actors::model::{Role, Timestamp};
 
+use crate::cookie::set_cookie;
 use crate::error::AppError;
-use crate::session::{AuthUser, ClientIp, COOKIE};
+use crate::session::{check_login, AuthUser, ClientIp};
 use crate::AppState;
 
 /// Roles that may watch the live state of the field (the HMI).
@@ -38,38 +36,6 @@ fn bad_query(state: &AppState, e: QueryRejection) -> AppError {
     AppError::BadRequest(format!("bad query: {}", e.body_text()))
 }
 
-/// Checks credentials with throttling, logging, counting and auditing; shared by login and Basic auth.
-pub async fn check_login(
-    state: &AppState,
-    username: &str,
-    password: &str,
-    ip: Option<IpAddr>,
-) -> Result<UserInfo, AppError> {
-    if let Some(retry_after_s) = state.throttle.check(username, ip) {
-        tracing::warn!(message = "Login refused while throttled.", username, client = ?ip, retry_after_s);
-        return Err(AppError::Throttled { retry_after_s });
-    }
-    match state.handle.login(username, password).await {
-        Ok(user) => {
-            state.throttle.succeeded(username);
-            Ok(user)
-        }
-        Err(actors::api::ApiError::InvalidCredentials) => {
-            let failures = state.throttle.failed(username, ip);
-            Metrics::inc(&state.handle.metrics().login_failures);
-            tracing::warn!(message = "Login failed.", username, client = ?ip, failures);
-            let detail = format!("from {}", ip.map_or("unknown".to_owned(), |i| i.to_string()));
-            if let Err(e) = state.handle.audit(username, "login.failure", username, &detail, false).await {
-                tracing::warn!(message = "Audit of a failed login not stored.", error = %e);
-            }
-            // Slow every failure down a little more, so guessing costs time even before the lockout.
-            tokio::time::sleep(Duration::from_millis(100 * u64::from(failures.min(20)))).await;
-            Err(AppError::InvalidCredentials)
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
@@ -78,8 +44,7 @@ pub struct LoginBody {
 }
 
 fn session_cookie(state: &AppState, value: &str, max_age_s: u64) -> HeaderValue {
-    let secure = if state.config.secure_cookies { "; Secure" } else { "" };
-    let cookie = format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}");
+    let cookie = set_cookie(value, max_age_s, state.config.secure_cookies);
     HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static("ww_session=; Path=/"))
 }
 

@@ -25,7 +25,7 @@ use actors::model::Role;
 use crate::error::AppError;
 use crate::AppState;
 
-pub const COOKIE: &str = "ww_session";
+use crate::cookie::COOKIE;
 
 /// Failures allowed within the window before attempts are delayed.
 const FREE_FAILURES: u32 = 3;
@@ -245,11 +245,43 @@ impl FromRequestParts<AppState> for AuthUser {
         }
         if let Some((username, password)) = basic_credentials(&parts.headers) {
             let ip = client_ip(parts);
-            let user = crate::routes::check_login(state, &username, &password, ip).await?;
+            let user = check_login(state, &username, &password, ip).await?;
             return Ok(AuthUser { user, token: None });
         }
         Metrics::inc(&state.handle.metrics().bad_requests);
         Err(AppError::Unauthenticated)
+    }
+}
+
+/// Checks credentials with throttling, logging, counting and auditing; shared by login and Basic auth.
+pub async fn check_login(
+    state: &AppState,
+    username: &str,
+    password: &str,
+    ip: Option<IpAddr>,
+) -> Result<UserInfo, AppError> {
+    if let Some(retry_after_s) = state.throttle.check(username, ip) {
+        tracing::warn!(message = "Login refused while throttled.", username, client = ?ip, retry_after_s);
+        return Err(AppError::Throttled { retry_after_s });
+    }
+    match state.handle.login(username, password).await {
+        Ok(user) => {
+            state.throttle.succeeded(username);
+            Ok(user)
+        }
+        Err(actors::api::ApiError::InvalidCredentials) => {
+            let failures = state.throttle.failed(username, ip);
+            Metrics::inc(&state.handle.metrics().login_failures);
+            tracing::warn!(message = "Login failed.", username, client = ?ip, failures);
+            let detail = format!("from {}", ip.map_or("unknown".to_owned(), |i| i.to_string()));
+            if let Err(e) = state.handle.audit(username, "login.failure", username, &detail, false).await {
+                tracing::warn!(message = "Audit of a failed login not stored.", error = %e);
+            }
+            // Slow every failure down a little more, so guessing costs time even before the lockout.
+            tokio::time::sleep(Duration::from_millis(100 * u64::from(failures.min(20)))).await;
+            Err(AppError::InvalidCredentials)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

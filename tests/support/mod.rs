@@ -129,7 +129,7 @@ async fn start_with(config_text: &str, dir: PathBuf, sim_control: Option<std::ne
 }
 
 impl TestServer {
-    pub fn sim(&self) -> &drivers::sim::Simulator {
+    pub fn sim(&self) -> &sim::modbus::ModbusSim {
         self.app.sim.as_ref().expect("simulator enabled")
     }
 

@@ -1,6 +1,6 @@
 //! CJ/T 188 (户用计量仪表数据传输技术条件), the household-meter protocol of Chinese water meters: the frame
-//! codec, 901F metering data and A017 valve control, a master over any byte stream, and a simulated
-//! transparent gateway with meters behind it.
+//! codec, 901F metering data and A017 valve control, a master over any byte stream. The simulated meters are in
+//! the `waterworks-sim` crate.
 //!
 //! # Layout
 //! - [`frame`]: [`Address`], [`MeterType`], [`Control`], [`Frame`], [`encode`] and the incremental [`decode`].
@@ -8,8 +8,6 @@
 //!   901F metering data ([`MeteringData`], [`Volume`]), A017 valve control, request builders.
 //! - [`client`]: [`Cjt188Client`] over any `AsyncRead + AsyncWrite` stream, and [`Cjt188Master`] over a TCP
 //!   transparent gateway or a serial line ([`Cjt188Link`]), which recovers after failures by itself.
-//! - [`sim`]: [`sim::Cjt188Sim`], N valve meters with faults behind a TCP transparent gateway or on a pty serial
-//!   line paced to its baud rate.
 //!
 //! Facts come from DOMAIN.md §2 (open-source implementations; the standard's text was not read). Where
 //! vendors disagree (DI byte order, status bits), the choice is a per-model setting, not code.
@@ -23,7 +21,6 @@
 pub mod client;
 pub mod frame;
 pub mod payload;
-pub mod sim;
 
 pub use client::{
     AbnormalReply, Cjt188Client, Cjt188Error, Cjt188Link, Cjt188Master, Cjt188Result, Cjt188Target, Port,

@@ -365,9 +365,9 @@ pub fn encode(packet: &Packet) -> Result<Vec<u8>, Hj212Error> {
     }
 }
 
-/// Wraps a data segment into a frame without checking it. Used by [`encode`] after its checks, and by the
-/// simulator to build deliberately broken frames.
-pub(crate) fn frame_segment(data: &[u8]) -> Vec<u8> {
+/// Wraps a data segment into a frame (`##`, length, segment, CRC, CR LF) without checking the segment. Used
+/// by [`encode`] after its checks, and by the simulated station to build deliberately broken frames.
+pub fn frame_segment(data: &[u8]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(data.len() + FRAME_OVERHEAD);
     frame.extend_from_slice(b"##");
     frame.extend_from_slice(format!("{:04}", data.len()).as_bytes());

@@ -1,6 +1,6 @@
 //! HJ 212-2017 (污染物在线监控（监测）系统数据传输标准), the protocol Chinese water-quality stations use to push
-//! their data to a monitoring centre over TCP: a frame codec, a listener for the centre's side, and a simulated
-//! station.
+//! their data to a monitoring centre over TCP: a frame codec and a listener for the centre's side. The simulated
+//! station is in the `waterworks-sim` crate.
 //!
 //! # Layout
 //! - `codec`: [`Packet`], [`decode`], [`encode`], [`crc16`], the data reply ([`data_response`]) and the
@@ -8,7 +8,6 @@
 //! - `framing`: [`LineFramer`], which cuts a TCP byte stream into CR LF-terminated frames with a bounded buffer.
 //! - `listener`: [`Hj212Listener`], a TCP server that decodes frames, hands packets to the caller through a
 //!   bounded channel and sends the data reply only after the caller has acknowledged the packet.
-//! - `sim`: [`SimStation`], a station that pushes real-time, minute and hour data to a listener, with faults.
 //!
 //! # The two directions
 //! Stations connect to us and push: uploads (`CN=2011` real-time, `2051` minute, `2061` hour data) flow in,
@@ -24,17 +23,15 @@
 mod codec;
 mod framing;
 mod listener;
-pub mod sim;
 
 use std::net::SocketAddr;
 
 pub use codec::{
-    crc16, data_response, decode, encode, Cp, CpParam, DataFlag, FactorReading, FactorValue, Packet, FRAME_OVERHEAD,
-    MAX_DATA_LEN, MAX_FRAME_LEN, STANDARD_MAX_DATA_LEN,
+    crc16, data_response, decode, encode, frame_segment, Cp, CpParam, DataFlag, FactorReading, FactorValue, Packet,
+    FRAME_OVERHEAD, MAX_DATA_LEN, MAX_FRAME_LEN, STANDARD_MAX_DATA_LEN,
 };
 pub use framing::LineFramer;
 pub use listener::{Ack, Hj212Listener, ListenerConfig, ListenerStats, Received, Rejection};
-pub use sim::{FactorSpec, SimStation, StationFault, StationHandle, StationSpec, StationStats};
 
 /// Everything that can go wrong with HJ 212: a frame that does not decode, a packet that cannot be encoded, a
 /// station that fails the password check, a bad configuration.

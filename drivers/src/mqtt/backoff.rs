@@ -1,13 +1,15 @@
 //! Capped exponential backoff between connection attempts. rumqttc reconnects on the next `poll()` with no delay
 //! at all (LIBRARY-NOTES.md §3: 17 140 attempts a second against a closed port), so every MQTT task here sleeps
-//! `Backoff::next_delay()` after a failure.
+//! `Backoff::next_delay()` after a failure (so do the simulated meters of `waterworks-sim`).
 //!
 //! No jitter: the server is one client of its broker, so there is no herd of clients to spread out.
 
 use std::time::{Duration, Instant};
 
+/// The delay before the next connection attempt: doubles from `initial` up to `max`, and starts again from
+/// `initial` after a connection that stayed up for `max`.
 #[derive(Debug, Clone)]
-pub(crate) struct Backoff {
+pub struct Backoff {
     initial: Duration,
     max: Duration,
     next: Duration,
@@ -16,19 +18,19 @@ pub(crate) struct Backoff {
 }
 
 impl Backoff {
-    pub(crate) fn new(initial: Duration, max: Duration) -> Backoff {
+    pub fn new(initial: Duration, max: Duration) -> Backoff {
         let initial = initial.min(max);
         Backoff { initial, max, next: initial, up_since: None }
     }
 
     /// A connection came up. The delay is not reset yet: a broker that accepts and then drops us at once (a
     /// duplicate client id, a packet it refuses) must not be retried at the initial pace for ever.
-    pub(crate) fn connected(&mut self) {
+    pub fn connected(&mut self) {
         self.up_since = Some(Instant::now());
     }
 
     /// A connection attempt failed or a connection broke: the delay to wait before the next attempt.
-    pub(crate) fn next_delay(&mut self) -> Duration {
+    pub fn next_delay(&mut self) -> Duration {
         if self.up_since.take().is_some_and(|since| since.elapsed() >= self.max) {
             self.next = self.initial;
         }

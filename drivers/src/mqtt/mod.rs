@@ -9,7 +9,7 @@
 //! - `topic`: topic filter checks and matching. Pure.
 //! - `ingest`: [`MqttIngest`], the subscribing client (rumqttc) with a persistent session, manual
 //!   acknowledgements after commit, capped exponential reconnect backoff and a bounded hand-over channel.
-//! - [`sim`]: simulated meters and concentrators that publish readings, with faults, for tests and the demo.
+//! - `backoff`: [`Backoff`], the capped exponential delay between connection attempts.
 //!
 //! # The two directions
 //! Readings flow in (PUBLISH from the broker); what flows out is SUBSCRIBE once per session and one PUBACK per
@@ -24,17 +24,16 @@
 mod backoff;
 mod ingest;
 mod mapping;
-pub mod sim;
 mod time;
 mod topic;
 
+pub use backoff::Backoff;
 pub use ingest::{AckHandle, Incoming, IngestStats, MqttIngest, MqttSettings};
 pub use mapping::{
     map, FieldPath, MapError, MappedReading, MeterSource, PayloadMapping, StatusSpec, TimeFallback, TimeFormat,
     VOLUME_UNITS,
 };
-pub use sim::{SimLayout, SimMeters, SimMetersFault, SimMetersHandle, SimMetersSpec, SimStats};
-pub use time::rfc3339_to_ms;
+pub use time::{ms_to_rfc3339, rfc3339_to_ms};
 pub use topic::{check_filter, topic_matches};
 
 /// What can go wrong when starting an MQTT client. Connection failures after the start are not errors: they

@@ -116,8 +116,9 @@ fn expect(b: &[u8], at: usize, want: u8, text: &str) -> Result<(), String> {
     }
 }
 
-/// Writes milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ` (for the simulator; `ms` ≥ 0).
-pub(crate) fn ms_to_rfc3339(ms: i64) -> String {
+/// Writes milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ` (for the simulated meters; `ms` ≥ 0),
+/// which [`rfc3339_to_ms`] reads back exactly.
+pub fn ms_to_rfc3339(ms: i64) -> String {
     let (days, in_day) = (ms.div_euclid(DAY_MS), ms.rem_euclid(DAY_MS));
     let (year, month, day) = civil_from_days(days).unwrap_or((0, 0, 0));
     let (h, m, s, milli) = (in_day / 3_600_000, in_day / 60_000 % 60, in_day / 1000 % 60, in_day % 1000);

@@ -3,15 +3,16 @@
 //!
 //! RTU frames are `unit, function, data…, crc low, crc high`. A frame carries no length field, so the length is
 //! derived from the function code (and, for reads and multiple writes, a byte-count field). Pure functions over
-//! byte slices; this module deliberately does not read ports or know about timing.
+//! byte slices, public so that a simulated slave (the `waterworks-sim` crate) frames its answers with the same
+//! code the client checks them with; this module deliberately does not read ports or know about timing.
 
 /// Bytes of the CRC at the end of every frame.
-pub(crate) const CRC_LEN: usize = 2;
+pub const CRC_LEN: usize = 2;
 /// The longest RTU frame (Modbus over Serial Line §2.5.1: 256 bytes).
-pub(crate) const MAX_FRAME: usize = 256;
+pub const MAX_FRAME: usize = 256;
 
 /// CRC-16/MODBUS (reflected polynomial 0xA001, initial value 0xFFFF), as sent: low byte first.
-pub(crate) fn crc16(bytes: &[u8]) -> u16 {
+pub fn crc16(bytes: &[u8]) -> u16 {
     let mut crc: u16 = 0xFFFF;
     for &b in bytes {
         crc ^= u16::from(b);
@@ -23,7 +24,7 @@ pub(crate) fn crc16(bytes: &[u8]) -> u16 {
 }
 
 /// A frame for `unit` carrying `pdu` (function code first), with its CRC appended.
-pub(crate) fn encode(unit: u8, pdu: &[u8]) -> Vec<u8> {
+pub fn encode(unit: u8, pdu: &[u8]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(1 + pdu.len() + CRC_LEN);
     frame.push(unit);
     frame.extend_from_slice(pdu);
@@ -33,7 +34,7 @@ pub(crate) fn encode(unit: u8, pdu: &[u8]) -> Vec<u8> {
 }
 
 /// Whether `frame` (unit through CRC) ends with the right CRC.
-pub(crate) fn crc_ok(frame: &[u8]) -> bool {
+pub fn crc_ok(frame: &[u8]) -> bool {
     frame.len() >= 2 + CRC_LEN && {
         let (body, crc) = frame.split_at(frame.len() - CRC_LEN);
         crc16(body) == u16::from_le_bytes([crc[0], crc[1]])
@@ -42,7 +43,7 @@ pub(crate) fn crc_ok(frame: &[u8]) -> bool {
 
 /// The full length of a frame starting at `bytes[0]`, as far as it can be told yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Length {
+pub enum Length {
     /// The frame is this many bytes long (it may not all be there yet).
     Known(usize),
     /// More bytes are needed to know (the function code or byte count has not arrived).
@@ -52,7 +53,7 @@ pub(crate) enum Length {
 }
 
 /// Length of a reply (server to client) frame from its function code.
-pub(crate) fn reply_length(bytes: &[u8]) -> Length {
+pub fn reply_length(bytes: &[u8]) -> Length {
     let Some(&function) = bytes.get(1) else {
         return Length::NeedMore;
     };
@@ -68,7 +69,7 @@ pub(crate) fn reply_length(bytes: &[u8]) -> Length {
 }
 
 /// Length of a request (client to server) frame from its function code.
-pub(crate) fn request_length(bytes: &[u8]) -> Length {
+pub fn request_length(bytes: &[u8]) -> Length {
     let Some(&function) = bytes.get(1) else {
         return Length::NeedMore;
     };
@@ -83,7 +84,7 @@ pub(crate) fn request_length(bytes: &[u8]) -> Length {
 
 /// What [`scan`] found in received bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Scan {
+pub enum Scan {
     /// A complete frame with a good CRC at `bytes[start..start + len]`.
     Found { start: usize, len: usize },
     /// No frame yet. The first `noise` bytes cannot start one (the frame they would start is complete with a bad
@@ -94,7 +95,7 @@ pub(crate) enum Scan {
 /// Looks for the first complete frame with a good CRC in `bytes`, trying every start offset, so that noise before
 /// a frame (a byte from a transceiver switching direction, the tail of an earlier frame) never hides it, and a
 /// frame delayed in the middle is still found when its last byte comes.
-pub(crate) fn scan(bytes: &[u8], length: fn(&[u8]) -> Length) -> Scan {
+pub fn scan(bytes: &[u8], length: fn(&[u8]) -> Length) -> Scan {
     let mut first_possible = None;
     for start in 0..bytes.len() {
         match length(&bytes[start..]) {
@@ -113,9 +114,8 @@ pub(crate) fn scan(bytes: &[u8], length: fn(&[u8]) -> Length) -> Scan {
     Scan::Pending { noise: first_possible.unwrap_or(bytes.len()) }
 }
 
-/// The first complete frame with a good CRC in `bytes`, as `(start, length)`.
-#[cfg(test)]
-pub(crate) fn find_frame(bytes: &[u8], length: fn(&[u8]) -> Length) -> Option<(usize, usize)> {
+/// The first complete frame with a good CRC in `bytes`, as `(start, length)` ([`scan`] without the noise count).
+pub fn find_frame(bytes: &[u8], length: fn(&[u8]) -> Length) -> Option<(usize, usize)> {
     match scan(bytes, length) {
         Scan::Found { start, len } => Some((start, len)),
         Scan::Pending { .. } => None,

@@ -1,10 +1,10 @@
-//! Modbus RTU over serial lines (RS-485), and a simulated line for tests and benchmarks.
+//! Modbus RTU over serial lines (RS-485). The simulated line is in the `waterworks-sim` crate.
 //!
 //! # Layout
 //! - `settings`: [`LineSettings`] (port, baud, character format, timeout), [`CharFormat`] (`"8E1"`), timing.
-//! - `frame`: CRC-16/MODBUS, request frames, finding frames by the length their function code implies (pure).
+//! - [`frame`]: CRC-16/MODBUS, request frames, finding frames by the length their function code implies (pure;
+//!   public for the simulated line in `waterworks-sim`).
 //! - `line`: [`RtuLine`], one serial line and its exchanges; [`LineCounters`].
-//! - [`sim`]: several simulated slaves on one pty, paced to the baud rate, with per-slave faults.
 //!
 //! # Line settings
 //! `path` (e.g. `/dev/ttyUSB0`), `baud`, `data_bits` (RTU needs 8; 7 is refused, it is Modbus ASCII), `parity`
@@ -62,10 +62,9 @@
 //!
 //! This module deliberately does not decide what to poll, how often, or what a register means.
 
-mod frame;
+pub mod frame;
 mod line;
 mod settings;
-pub mod sim;
 
 pub use line::{LineCounters, RtuLine};
 pub use settings::{CharFormat, DataBits, LineSettings, Parity, SettingsError, StopBits};

@@ -73,6 +73,11 @@ impl CharFormat {
     pub fn wire_time(self, baud: u32, bytes: usize) -> Duration {
         wire_time(baud, self, bytes)
     }
+
+    /// The inter-frame silence t3.5 at `baud`: 3.5 characters, or 1.75 ms above 19 200 baud.
+    pub fn silence(self, baud: u32) -> Duration {
+        silence(baud, self)
+    }
 }
 
 impl FromStr for CharFormat {

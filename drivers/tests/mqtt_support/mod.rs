@@ -14,11 +14,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use sim::mqtt::{MqttSim, MqttSimSpec, SimLayout};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use waterworks_drivers::mqtt::{
-    Incoming, MqttIngest, MqttSettings, PayloadMapping, SimLayout, SimMeters, SimMetersSpec,
-};
+use waterworks_drivers::mqtt::{Incoming, MqttIngest, MqttSettings, PayloadMapping};
 
 /// The broker the tests run; `scripts/install-test-deps.sh` installs it.
 pub const MOSQUITTO: &str = "/usr/sbin/mosquitto";
@@ -245,8 +244,8 @@ pub fn meter_ids(n: usize) -> Vec<String> {
 }
 
 /// A simulator spec for `meters` meters publishing `rounds` rounds every `interval`.
-pub fn sim_spec(port: u16, client_id: &str, meters: usize, rounds: u64, interval: Duration) -> SimMetersSpec {
-    let mut spec = SimMetersSpec::new("127.0.0.1", port, client_id, meter_ids(meters), per_meter());
+pub fn sim_spec(port: u16, client_id: &str, meters: usize, rounds: u64, interval: Duration) -> MqttSimSpec {
+    let mut spec = MqttSimSpec::new("127.0.0.1", port, client_id, meter_ids(meters), per_meter());
     spec.rounds = Some(rounds);
     // The last round's time is now: older than the server's age limit or in its future would be flagged.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
@@ -257,15 +256,15 @@ pub fn sim_spec(port: u16, client_id: &str, meters: usize, rounds: u64, interval
     spec
 }
 
-pub fn start_sim(spec: SimMetersSpec) -> SimMeters {
-    match SimMeters::start(spec) {
+pub fn start_sim(spec: MqttSimSpec) -> MqttSim {
+    match MqttSim::start(spec) {
         Ok(sim) => sim,
         Err(e) => panic!("simulator did not start: {e}"),
     }
 }
 
 /// Every `(meter, time)` key a simulator spec sends.
-pub fn expected_keys(spec: &SimMetersSpec) -> BTreeSet<(String, i64)> {
+pub fn expected_keys(spec: &MqttSimSpec) -> BTreeSet<(String, i64)> {
     let rounds = spec.rounds.expect("a finite simulator");
     (0..rounds).flat_map(|r| spec.meters.iter().map(move |m| (m.clone(), spec.ts_of_round(r)))).collect()
 }

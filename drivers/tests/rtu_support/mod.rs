@@ -8,10 +8,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use sim::modbus::{ConcentratorLayout, FieldSpec, SimKind, SimParameter};
+use sim::rtu::{RtuFault, RtuSim, RtuSimSpec, RtuSlaveSpec};
 use waterworks_drivers::registers::{DataType, Function, RegisterSpec, WordOrder};
-use waterworks_drivers::rtu::sim::{RtuSimSpec, RtuSimulator, RtuSlaveSpec, SlaveFault};
 use waterworks_drivers::rtu::{CharFormat, LineSettings, RtuLine};
-use waterworks_drivers::sim::{ConcentratorLayout, FieldSpec, SimKind, SimParameter};
 
 /// How late one timed wait may end: tokio's timer wheel has 1 ms slots and rounds deadlines up to the next one,
 /// and a parked runtime sleeps in whole milliseconds, so a wait can end up to two ticks after its deadline.
@@ -44,7 +44,7 @@ pub fn concentrator(unit: u8, meters: u16) -> RtuSlaveSpec {
         id: format!("c{unit}"),
         unit_id: unit,
         kind: SimKind::Concentrator(litres_layout(meters)),
-        fault: SlaveFault::default(),
+        fault: RtuFault::default(),
     }
 }
 
@@ -67,26 +67,26 @@ pub fn logger(unit: u8) -> RtuSlaveSpec {
         id: format!("q{unit}"),
         unit_id: unit,
         kind: SimKind::Logger(vec![f32_cdab("free_chlorine", 0), f32_cdab("turbidity", 2), f32_cdab("ph", 4)]),
-        fault: SlaveFault::default(),
+        fault: RtuFault::default(),
     }
 }
 
 /// A logger fault that forces pH to `ph`, on top of `fault`.
-pub fn forced_ph(ph: f64, fault: SlaveFault) -> SlaveFault {
-    SlaveFault { values: BTreeMap::from([("ph".to_owned(), ph)]), ..fault }
+pub fn forced_ph(ph: f64, fault: RtuFault) -> RtuFault {
+    RtuFault { values: BTreeMap::from([("ph".to_owned(), ph)]), ..fault }
 }
 
 /// Starts a simulated line with these slaves.
-pub fn start_line(baud: u32, format: &str, slaves: Vec<RtuSlaveSpec>) -> RtuSimulator {
+pub fn start_line(baud: u32, format: &str, slaves: Vec<RtuSlaveSpec>) -> RtuSim {
     let format: CharFormat = format.parse().unwrap_or_else(|e| panic!("{format}: {e}"));
-    match RtuSimulator::start(RtuSimSpec { baud, format, slaves, speed: 1.0, seed: 2024 }) {
+    match RtuSim::start(RtuSimSpec { baud, format, slaves, speed: 1.0, seed: 2024 }) {
         Ok(sim) => sim,
         Err(e) => panic!("simulated line did not start: {e}"),
     }
 }
 
 /// A client line on the simulator's pty.
-pub fn client(sim: &RtuSimulator, timeout: Duration) -> RtuLine {
+pub fn client(sim: &RtuSim, timeout: Duration) -> RtuLine {
     RtuLine::new(sim.line_settings(timeout))
 }
 

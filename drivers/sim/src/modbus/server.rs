@@ -14,8 +14,9 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
-use super::device::{exception_pdu, Device, GATEWAY_TARGET_FAILED};
-use super::fault::Fault;
+use super::device::Device;
+use super::exception::{exception_pdu, GATEWAY_TARGET_FAILED};
+use super::fault::ModbusFault;
 use super::mbap::{self, Request, FRAME_COMPLETION};
 use super::SimClock;
 
@@ -95,7 +96,7 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, device: Arc<Devic
 }
 
 /// The reply frame to `request` under `fault` (silence, delay and disconnection are handled by the caller).
-fn respond(device: &Device, request: &Request, fault: &Fault, t: f64) -> Vec<u8> {
+fn respond(device: &Device, request: &Request, fault: &ModbusFault, t: f64) -> Vec<u8> {
     if fault.garbage {
         return mbap::garbage(request.transaction_id);
     }

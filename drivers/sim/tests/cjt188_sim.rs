@@ -9,14 +9,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-use waterworks_drivers::cjt188::sim::{Cjt188Sim, Fault, GatewaySpec, SimLink, SimMeterSpec};
-use waterworks_drivers::cjt188::{
+use drivers::cjt188::{
     Address, Cjt188Error, Cjt188Link, Cjt188Master, Cjt188Model, Cjt188Target, Control, DiOrder, FrameError, StBits,
     ValveState, Volume, VolumeUnit,
 };
-use waterworks_drivers::rtu::{CharFormat, LineSettings};
+use drivers::rtu::{CharFormat, LineSettings};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use waterworks_sim::cjt188::{Cjt188Fault, Cjt188Sim, Cjt188SimSpec, SimLink, SimMeterSpec};
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -42,7 +42,7 @@ fn two_meters() -> Vec<SimMeterSpec> {
 }
 
 async fn gateway(meters: Vec<SimMeterSpec>, preamble: usize) -> Cjt188Sim {
-    let spec = GatewaySpec {
+    let spec = Cjt188SimSpec {
         link: SimLink::Tcp(SocketAddr::from(([127, 0, 0, 1], 0))),
         preamble,
         st_bits: StBits::KINGDA,
@@ -60,7 +60,7 @@ fn tcp_addr(sim: &Cjt188Sim) -> SocketAddr {
     sim.addr().unwrap_or_else(|| panic!("a tcp gateway has an address"))
 }
 
-fn set_fault(sim: &Cjt188Sim, meter: Address, fault: Fault) {
+fn set_fault(sim: &Cjt188Sim, meter: Address, fault: Cjt188Fault) {
     sim.set_fault(&meter, fault).unwrap_or_else(|e| panic!("{e}"));
 }
 
@@ -150,7 +150,7 @@ async fn a_garbled_reply_is_rejected_and_the_next_request_succeeds() {
     let mut c = client(&sim, Cjt188Model::default());
     assert!(matches!(c.read_meter(&a()).await, Ok(Ok(_))));
 
-    set_fault(&sim, a(), Fault { garbage: true, ..Fault::default() });
+    set_fault(&sim, a(), Cjt188Fault { garbage: true, ..Cjt188Fault::default() });
     let began = tokio::time::Instant::now();
     assert_eq!(c.read_meter(&a()).await, Err(Cjt188Error::Frame(FrameError::Length(0xFF))));
     assert!(began.elapsed() < TIMEOUT, "garbage is rejected at once, not waited on");
@@ -159,12 +159,12 @@ async fn a_garbled_reply_is_rejected_and_the_next_request_succeeds() {
     assert!(matches!(c.read_meter(&b()).await, Ok(Ok(_))));
     assert_eq!(c.connects(), 2);
 
-    set_fault(&sim, a(), Fault { bad_checksum: true, ..Fault::default() });
+    set_fault(&sim, a(), Cjt188Fault { bad_checksum: true, ..Cjt188Fault::default() });
     let got = c.set_valve(&a(), false).await;
     assert!(matches!(got, Err(Cjt188Error::Frame(FrameError::Checksum { .. }))), "{got:?}");
     assert!(!c.is_connected());
 
-    set_fault(&sim, a(), Fault::default());
+    set_fault(&sim, a(), Cjt188Fault::default());
     assert!(matches!(c.read_meter(&a()).await, Ok(Ok(_))), "the same meter, once healthy");
     assert_eq!(c.connects(), 3);
     sim.shutdown().await;
@@ -173,7 +173,7 @@ async fn a_garbled_reply_is_rejected_and_the_next_request_succeeds() {
 #[tokio::test(start_paused = true)]
 async fn a_silent_meter_times_out_while_another_meter_answers() {
     let sim = gateway(two_meters(), 2).await;
-    set_fault(&sim, a(), Fault { silent: true, ..Fault::default() });
+    set_fault(&sim, a(), Cjt188Fault { silent: true, ..Cjt188Fault::default() });
     let mut silent = client(&sim, Cjt188Model::default());
     let mut other = client(&sim, Cjt188Model::default());
     let (meter_a, meter_b) = (a(), b());
@@ -186,9 +186,9 @@ async fn a_silent_meter_times_out_while_another_meter_answers() {
     assert_eq!(silent.connects(), 2);
 
     // A delay beyond the timeout times out; within it, the reply comes late but comes.
-    set_fault(&sim, a(), Fault { delay_ms: 5_000, ..Fault::default() });
+    set_fault(&sim, a(), Cjt188Fault { delay_ms: 5_000, ..Cjt188Fault::default() });
     assert_eq!(silent.read_meter(&a()).await, Err(Cjt188Error::Timeout(TIMEOUT)));
-    set_fault(&sim, a(), Fault { delay_ms: 500, ..Fault::default() });
+    set_fault(&sim, a(), Cjt188Fault { delay_ms: 500, ..Cjt188Fault::default() });
     let began = tokio::time::Instant::now();
     assert!(matches!(silent.read_meter(&a()).await, Ok(Ok(_))));
     assert!(began.elapsed() >= Duration::from_millis(500));
@@ -202,7 +202,7 @@ async fn junk_preambles_and_frames_for_other_meters_are_skipped() {
     meters[1].reply_di_order = Some(DiOrder::LittleEndian);
     let sim = gateway(meters, 4).await;
     let mut c = client(&sim, Cjt188Model::edition_2004());
-    set_fault(&sim, a(), Fault { noise: true, foreign_frame: true, ..Fault::default() });
+    set_fault(&sim, a(), Cjt188Fault { noise: true, foreign_frame: true, ..Cjt188Fault::default() });
     assert!(matches!(c.read_meter(&a()).await, Ok(Ok(_))));
     assert_eq!(c.set_valve(&a(), false).await, Ok(Ok(ValveState::Closed)));
     assert!(matches!(c.read_meter(&b()).await, Ok(Ok(_))));
@@ -216,22 +216,22 @@ async fn junk_preambles_and_frames_for_other_meters_are_skipped() {
 async fn abnormal_replies_keep_the_connection_and_disconnects_are_survived() {
     let sim = gateway(two_meters(), 2).await;
     let mut c = client(&sim, Cjt188Model::default());
-    set_fault(&sim, a(), Fault { abnormal: true, ..Fault::default() });
+    set_fault(&sim, a(), Cjt188Fault { abnormal: true, ..Cjt188Fault::default() });
     let got = c.set_valve(&a(), false).await;
     assert!(matches!(&got, Ok(Err(abnormal)) if abnormal.control == Control(0xC4)), "{got:?}");
     assert_eq!(sim.valve_open(&a()), Some(true), "an abnormal reply did nothing");
     assert!(matches!(c.read_meter(&a()).await, Ok(Err(_))));
     assert_eq!(c.connects(), 1, "an abnormal reply is a valid reply");
 
-    set_fault(&sim, a(), Fault { disconnect: true, ..Fault::default() });
+    set_fault(&sim, a(), Cjt188Fault { disconnect: true, ..Cjt188Fault::default() });
     let got = c.read_meter(&a()).await;
     assert_eq!(got, Err(Cjt188Error::Closed), "the gateway closing the connection is said so");
     assert_eq!(Cjt188Error::Closed.to_string(), "connection closed by device");
     assert!(!c.is_connected());
-    set_fault(&sim, a(), Fault::default());
+    set_fault(&sim, a(), Cjt188Fault::default());
     assert!(matches!(c.read_meter(&a()).await, Ok(Ok(_))));
     assert_eq!(c.connects(), 2);
-    assert_eq!(sim.fault(&a()), Some(Fault::default()));
+    assert_eq!(sim.fault(&a()), Some(Cjt188Fault::default()));
     sim.shutdown().await;
 }
 
@@ -250,7 +250,7 @@ async fn meters_report_their_status_flags_and_unknown_meters_stay_silent() {
     let nobody = address("11111111111111");
     assert_eq!(c.read_meter(&nobody).await, Err(Cjt188Error::Timeout(TIMEOUT)));
     assert_eq!(sim.requests(&nobody), None);
-    assert!(sim.set_fault(&nobody, Fault::default()).is_err());
+    assert!(sim.set_fault(&nobody, Cjt188Fault::default()).is_err());
     // The wildcard is not answered by a gateway with two meters (they would collide on a real bus).
     assert_eq!(c.read_meter(&Address::WILDCARD).await, Err(Cjt188Error::Timeout(TIMEOUT)));
     sim.shutdown().await;
@@ -304,7 +304,7 @@ const SERIAL_TIMEOUT: Duration = Duration::from_millis(300);
 async fn serial_line(meters: Vec<SimMeterSpec>) -> (Cjt188Sim, Cjt188Master) {
     let format: CharFormat = "8E1".parse().unwrap_or_else(|e| panic!("{e}"));
     let spec =
-        GatewaySpec { link: SimLink::Serial { baud: 2400, format }, preamble: 2, st_bits: StBits::KINGDA, meters };
+        Cjt188SimSpec { link: SimLink::Serial { baud: 2400, format }, preamble: 2, st_bits: StBits::KINGDA, meters };
     let sim = Cjt188Sim::start(spec).await.unwrap_or_else(|e| panic!("line did not start: {e}"));
     let path = sim.path().unwrap_or_else(|| panic!("a serial line has a path"));
     let settings = LineSettings::new(path, 2400, "8E1", SERIAL_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
@@ -338,12 +338,12 @@ async fn on_a_serial_line_a_garbled_or_dead_meter_fails_alone_and_the_port_is_ke
     let (sim, mut c) = serial_line(two_meters()).await;
     volume(&mut c, a()).await;
 
-    set_fault(&sim, a(), Fault { garbage: true, ..Fault::default() });
+    set_fault(&sim, a(), Cjt188Fault { garbage: true, ..Cjt188Fault::default() });
     let got = c.read_meter(&a()).await;
     assert!(matches!(got, Err(Cjt188Error::Frame(_))), "{got:?}");
     volume(&mut c, b()).await;
 
-    set_fault(&sim, a(), Fault { silent: true, ..Fault::default() });
+    set_fault(&sim, a(), Cjt188Fault { silent: true, ..Cjt188Fault::default() });
     let started = std::time::Instant::now();
     let got = c.read_meter(&a()).await;
     assert!(matches!(got, Err(Cjt188Error::Timeout(_))), "{got:?}");
@@ -352,7 +352,7 @@ async fn on_a_serial_line_a_garbled_or_dead_meter_fails_alone_and_the_port_is_ke
     assert!(cost >= SERIAL_TIMEOUT && cost < SERIAL_TIMEOUT + Duration::from_millis(312 + 500), "{cost:?}");
     volume(&mut c, b()).await;
 
-    set_fault(&sim, a(), Fault::default());
+    set_fault(&sim, a(), Cjt188Fault::default());
     volume(&mut c, a()).await;
     assert_eq!(c.connects(), 1, "a garbled or dead meter does not reopen the port");
     assert!(sim.malformed() == 0, "the master sent only well-formed frames");
@@ -363,15 +363,15 @@ async fn on_a_serial_line_a_garbled_or_dead_meter_fails_alone_and_the_port_is_ke
 async fn a_serial_line_silent_for_three_requests_in_a_row_is_reopened() {
     let (sim, mut c) = serial_line(two_meters()).await;
     volume(&mut c, a()).await;
-    set_fault(&sim, a(), Fault { silent: true, ..Fault::default() });
-    set_fault(&sim, b(), Fault { silent: true, ..Fault::default() });
+    set_fault(&sim, a(), Cjt188Fault { silent: true, ..Cjt188Fault::default() });
+    set_fault(&sim, b(), Cjt188Fault { silent: true, ..Cjt188Fault::default() });
     for meter in [a(), b()] {
         assert!(matches!(c.read_meter(&meter).await, Err(Cjt188Error::Timeout(_))));
         assert!(c.is_connected(), "kept after a timeout");
     }
     assert!(matches!(c.read_meter(&a()).await, Err(Cjt188Error::Timeout(_))));
     assert!(!c.is_connected(), "closed after three timeouts in a row (a wedged adapter looks like this)");
-    set_fault(&sim, a(), Fault::default());
+    set_fault(&sim, a(), Cjt188Fault::default());
     volume(&mut c, a()).await;
     assert_eq!(c.connects(), 2);
     sim.shutdown().await;

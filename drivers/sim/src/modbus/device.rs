@@ -10,18 +10,13 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::registers::Function;
+use drivers::registers::Function;
 
-use super::fault::Fault;
+use super::exception::{exception_pdu, ILLEGAL_DATA_ADDRESS, ILLEGAL_DATA_VALUE, ILLEGAL_FUNCTION};
+use super::fault::ModbusFault;
 use super::logger::Logger;
 use super::meters::Concentrator;
 use super::valve::Valve;
-
-/// Modbus exception codes the simulator answers with on its own.
-pub(crate) const ILLEGAL_FUNCTION: u8 = 0x01;
-pub(crate) const ILLEGAL_DATA_ADDRESS: u8 = 0x02;
-pub(crate) const ILLEGAL_DATA_VALUE: u8 = 0x03;
-pub(crate) const GATEWAY_TARGET_FAILED: u8 = 0x0B;
 
 /// The most registers one read may ask for (Modbus application protocol, functions 3 and 4).
 const MAX_READ: u16 = 125;
@@ -53,7 +48,7 @@ pub(crate) struct Device {
     pub(crate) addr: SocketAddr,
     pub(crate) unit_id: u8,
     pub(crate) kind: &'static str,
-    fault: Mutex<Fault>,
+    fault: Mutex<ModbusFault>,
     /// Well-framed requests received, whatever the fault did with them.
     requests: AtomicU64,
     /// Byte streams that were not Modbus TCP requests; each closed its connection.
@@ -67,7 +62,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Device {
-    pub(crate) fn new(id: String, addr: SocketAddr, unit_id: u8, model: Model, fault: Fault) -> Self {
+    pub(crate) fn new(id: String, addr: SocketAddr, unit_id: u8, model: Model, fault: ModbusFault) -> Self {
         let kind = match model {
             Model::Concentrator(_) => "concentrator",
             Model::Logger(_) => "logger",
@@ -85,12 +80,12 @@ impl Device {
         }
     }
 
-    pub(crate) fn fault(&self) -> Fault {
+    pub(crate) fn fault(&self) -> ModbusFault {
         lock(&self.fault).clone()
     }
 
     /// Replaces the fault after checking it fits this device (forced values must name its parameters).
-    pub(crate) fn set_fault(&self, fault: Fault) -> Result<(), String> {
+    pub(crate) fn set_fault(&self, fault: ModbusFault) -> Result<(), String> {
         {
             let registers = lock(&self.registers);
             let names: Vec<&str> = match &registers.model {
@@ -152,14 +147,9 @@ impl Device {
     }
 
     /// Answers one request PDU (function code first) at simulated time `t`, with `forced` logger values.
-    pub(crate) fn answer(&self, pdu: &[u8], t: f64, fault: &Fault) -> Vec<u8> {
+    pub(crate) fn answer(&self, pdu: &[u8], t: f64, fault: &ModbusFault) -> Vec<u8> {
         lock(&self.registers).answer(pdu, t, fault)
     }
-}
-
-/// An exception reply PDU to function `function`.
-pub(crate) fn exception_pdu(function: u8, code: u8) -> Vec<u8> {
-    vec![function | 0x80, code]
 }
 
 fn be16(bytes: &[u8], at: usize) -> u16 {
@@ -173,7 +163,7 @@ fn in_address_space(address: u16, count: u16) -> bool {
 
 impl Registers {
     /// Answers one request PDU; see the module doc for the exceptions.
-    fn answer(&mut self, pdu: &[u8], t: f64, fault: &Fault) -> Vec<u8> {
+    fn answer(&mut self, pdu: &[u8], t: f64, fault: &ModbusFault) -> Vec<u8> {
         let forced = &fault.values;
         let Some((&function, data)) = pdu.split_first() else {
             // The framing layer never passes an empty PDU; answer something harmless if it ever does.
@@ -287,8 +277,8 @@ impl Registers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registers::{DataType, RegisterSpec, WordOrder};
-    use crate::sim::spec::SimParameter;
+    use crate::modbus::spec::SimParameter;
+    use drivers::registers::{DataType, RegisterSpec, WordOrder};
 
     const T0: f64 = 1_772_323_200.0;
 
@@ -304,18 +294,18 @@ mod tests {
             },
         };
         let model = Model::Logger(Logger::new(vec![ph], 1));
-        Device::new("q1".to_owned(), SocketAddr::from(([127, 0, 0, 1], 0)), 1, model, Fault::default())
+        Device::new("q1".to_owned(), SocketAddr::from(([127, 0, 0, 1], 0)), 1, model, ModbusFault::default())
     }
 
     /// Sends `request` and compares the reply PDU with `expect`.
     fn check(device: &Device, request: &[u8], expect: &[u8]) {
-        assert_eq!(device.answer(request, T0, &Fault::default()), expect, "request {request:02X?}");
+        assert_eq!(device.answer(request, T0, &ModbusFault::default()), expect, "request {request:02X?}");
     }
 
     #[test]
     fn reads_answer_in_the_map_and_refuse_outside() {
         let d = logger_device();
-        let reply = d.answer(&[4, 0, 10, 0, 1], T0, &Fault::default());
+        let reply = d.answer(&[4, 0, 10, 0, 1], T0, &ModbusFault::default());
         assert_eq!(&reply[..2], &[4, 2]);
         let ph = f64::from(i16::from_be_bytes([reply[2], reply[3]])) * 0.01;
         assert!((ph - 7.2).abs() < 0.2, "{ph}");
@@ -348,10 +338,10 @@ mod tests {
     #[test]
     fn forced_values_must_name_a_parameter() {
         let d = logger_device();
-        let ok = Fault { values: BTreeMap::from([("ph".to_owned(), 9.9)]), ..Fault::default() };
+        let ok = ModbusFault { values: BTreeMap::from([("ph".to_owned(), 9.9)]), ..ModbusFault::default() };
         assert_eq!(d.set_fault(ok.clone()), Ok(()));
         assert_eq!(d.fault(), ok);
-        let bad = Fault { values: BTreeMap::from([("lead".to_owned(), 1.0)]), ..Fault::default() };
+        let bad = ModbusFault { values: BTreeMap::from([("lead".to_owned(), 1.0)]), ..ModbusFault::default() };
         assert_eq!(d.set_fault(bad), Err("no parameter \"lead\" to force".to_owned()));
         assert_eq!(d.fault(), ok, "a refused fault leaves the old one");
     }

@@ -6,17 +6,17 @@
 //! noise from a seeded generator, so a run is reproducible apart from the timestamps, which follow the wall
 //! clock in China Standard Time (UTC+8) as a real station's would.
 //!
-//! Faults are set at runtime through the handle ([`SimStation::set_fault`]) and apply from the next upload:
+//! Faults are set at runtime through the handle ([`Hj212Sim::set_fault`]) and apply from the next upload:
 //! `garbage` sends a line of junk instead of the frame, `bad_crc` sends the frame with a wrong CRC, `silent`
 //! sends nothing (the connection stays open), and `values` forces factors to given values. A junk or bad-CRC
-//! frame expects no reply. After a disconnect the station reconnects after [`StationSpec::reconnect_delay`].
+//! frame expects no reply. After a disconnect the station reconnects after [`Hj212SimSpec::reconnect_delay`].
 //!
 //! Deliberately simple: an upload without a reply in time is counted as unanswered and not sent again (a real
 //! station resends up to its configured count), packets are never split, and commands from the centre are
 //! ignored.
 
-use crate::calendar::Zone;
-use crate::sim::rng::SplitMix64 as Rng;
+use crate::rng::SplitMix64 as Rng;
+use drivers::calendar::Zone;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -29,9 +29,9 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::Instrument;
 
-use super::codec::{decode, encode, frame_segment, Cp, FactorValue, Packet, MAX_FRAME_LEN};
-use super::framing::LineFramer;
-use super::{cn, factor, flag, st, Hj212Error};
+use drivers::hj212::{
+    cn, decode, encode, factor, flag, frame_segment, st, Cp, FactorValue, Hj212Error, LineFramer, Packet, MAX_FRAME_LEN,
+};
 
 /// China Standard Time, the time zone of `DataTime` and `QN`.
 const UTC_OFFSET_SECONDS: i64 = 8 * 3600;
@@ -74,7 +74,7 @@ pub fn default_factors() -> Vec<FactorSpec> {
 
 /// What to simulate.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StationSpec {
+pub struct Hj212SimSpec {
     /// The centre to connect to.
     pub server: SocketAddr,
     /// Station identifier (`MN`).
@@ -98,10 +98,10 @@ pub struct StationSpec {
     pub seed: u64,
 }
 
-impl StationSpec {
+impl Hj212SimSpec {
     /// A station `mn` with the default factors, cycling 2011, 2051, 2061 every second, password `123456`.
     pub fn new(server: SocketAddr, mn: &str) -> Self {
-        StationSpec {
+        Hj212SimSpec {
             server,
             mn: mn.to_owned(),
             pw: "123456".to_owned(),
@@ -154,10 +154,10 @@ impl StationSpec {
     }
 }
 
-/// What the station does wrong. `StationFault::default()` is a healthy station.
+/// What the station does wrong. `Hj212Fault::default()` is a healthy station.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct StationFault {
+pub struct Hj212Fault {
     /// Send a line of junk instead of each frame.
     pub garbage: bool,
     /// Send each frame with a wrong CRC.
@@ -170,7 +170,7 @@ pub struct StationFault {
 
 /// The station's counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct StationStats {
+pub struct Hj212SimStats {
     /// Connections opened.
     pub connects: u64,
     /// Good frames written.
@@ -187,32 +187,32 @@ pub struct StationStats {
 
 #[derive(Debug)]
 struct Shared {
-    fault: Mutex<StationFault>,
-    stats: watch::Sender<StationStats>,
+    fault: Mutex<Hj212Fault>,
+    stats: watch::Sender<Hj212SimStats>,
 }
 
 impl Shared {
-    fn fault(&self) -> StationFault {
+    fn fault(&self) -> Hj212Fault {
         self.fault.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    fn count(&self, bump: impl FnOnce(&mut StationStats)) {
+    fn count(&self, bump: impl FnOnce(&mut Hj212SimStats)) {
         self.stats.send_modify(bump);
     }
 }
 
 /// A cloneable handle on a running station's fault and counters, for a control API that also serves other
-/// simulators. It does not keep the station running: once the [`SimStation`] is shut down, faults set here change
+/// simulators. It does not keep the station running: once the [`Hj212Sim`] is shut down, faults set here change
 /// nothing.
 #[derive(Debug, Clone)]
-pub struct StationHandle {
+pub struct Hj212SimHandle {
     shared: Arc<Shared>,
     codes: Arc<[String]>,
 }
 
-impl StationHandle {
+impl Hj212SimHandle {
     /// Replaces the fault; forced values must be finite and for factors the station has.
-    pub fn set_fault(&self, fault: StationFault) -> Result<(), Hj212Error> {
+    pub fn set_fault(&self, fault: Hj212Fault) -> Result<(), Hj212Error> {
         for (code, value) in &fault.values {
             if !self.codes.contains(code) {
                 return Err(Hj212Error::InvalidConfig(format!("the station has no factor {code:?} to force")));
@@ -226,45 +226,45 @@ impl StationHandle {
         Ok(())
     }
 
-    pub fn fault(&self) -> StationFault {
+    pub fn fault(&self) -> Hj212Fault {
         self.shared.fault()
     }
 
-    pub fn stats(&self) -> StationStats {
+    pub fn stats(&self) -> Hj212SimStats {
         self.shared.stats.borrow().clone()
     }
 }
 
-/// A running simulated station. Dropping it stops it too; [`SimStation::shutdown`] also waits.
+/// A running simulated station. Dropping it stops it too; [`Hj212Sim::shutdown`] also waits.
 #[derive(Debug)]
-pub struct SimStation {
-    handle: StationHandle,
+pub struct Hj212Sim {
+    handle: Hj212SimHandle,
     task: Option<JoinHandle<()>>,
 }
 
-impl SimStation {
+impl Hj212Sim {
     /// Checks `spec` and starts the station; it connects on its first upload.
-    pub async fn start(spec: StationSpec) -> Result<SimStation, Hj212Error> {
+    pub async fn start(spec: Hj212SimSpec) -> Result<Hj212Sim, Hj212Error> {
         spec.check()?;
-        let (stats, _) = watch::channel(StationStats::default());
-        let shared = Arc::new(Shared { fault: Mutex::new(StationFault::default()), stats });
+        let (stats, _) = watch::channel(Hj212SimStats::default());
+        let shared = Arc::new(Shared { fault: Mutex::new(Hj212Fault::default()), stats });
         let codes = spec.factors.iter().map(|f| f.code.clone()).collect();
         let span = tracing::info_span!("hj212_station", mn = %spec.mn);
         let task = tokio::spawn(run(spec, Arc::clone(&shared)).instrument(span));
-        Ok(SimStation { handle: StationHandle { shared, codes }, task: Some(task) })
+        Ok(Hj212Sim { handle: Hj212SimHandle { shared, codes }, task: Some(task) })
     }
 
     /// Replaces the fault; forced values must be finite and for factors the station has.
-    pub fn set_fault(&self, fault: StationFault) -> Result<(), Hj212Error> {
+    pub fn set_fault(&self, fault: Hj212Fault) -> Result<(), Hj212Error> {
         self.handle.set_fault(fault)
     }
 
-    pub fn fault(&self) -> StationFault {
+    pub fn fault(&self) -> Hj212Fault {
         self.handle.fault()
     }
 
-    /// A handle for a control API (see [`StationHandle`]).
-    pub fn handle(&self) -> StationHandle {
+    /// A handle for the fault-injection API (see [`Hj212SimHandle`]).
+    pub fn handle(&self) -> Hj212SimHandle {
         self.handle.clone()
     }
 
@@ -278,12 +278,12 @@ impl SimStation {
         self.handle.shared.stats.borrow().acked
     }
 
-    pub fn stats(&self) -> StationStats {
+    pub fn stats(&self) -> Hj212SimStats {
         self.handle.stats()
     }
 
     /// A receiver that sees every change of the counters, to wait for one (`wait_for`).
-    pub fn subscribe(&self) -> watch::Receiver<StationStats> {
+    pub fn subscribe(&self) -> watch::Receiver<Hj212SimStats> {
         self.handle.shared.stats.subscribe()
     }
 
@@ -296,7 +296,7 @@ impl SimStation {
     }
 }
 
-impl Drop for SimStation {
+impl Drop for Hj212Sim {
     fn drop(&mut self) {
         if let Some(task) = &self.task {
             task.abort();
@@ -319,7 +319,7 @@ enum ReplyOutcome {
 }
 
 /// The station's loop: one upload per tick, (re)connecting as needed.
-async fn run(spec: StationSpec, shared: Arc<Shared>) {
+async fn run(spec: Hj212SimSpec, shared: Arc<Shared>) {
     let mut rng = Rng::new(spec.seed);
     let mut qns = QnClock::default();
     let mut link: Option<Link> = None;
@@ -385,7 +385,7 @@ async fn run(spec: StationSpec, shared: Arc<Shared>) {
 }
 
 /// The open link, connecting first if there is none. `None` if connecting failed.
-async fn connected<'a>(spec: &StationSpec, shared: &Shared, link: &'a mut Option<Link>) -> Option<&'a mut Link> {
+async fn connected<'a>(spec: &Hj212SimSpec, shared: &Shared, link: &'a mut Option<Link>) -> Option<&'a mut Link> {
     if link.is_none() {
         let attempt = tokio::time::timeout(spec.reply_timeout, TcpStream::connect(spec.server)).await;
         match attempt {
@@ -445,7 +445,7 @@ async fn await_reply(link: &mut Link, qn: &str, limit: Duration, shared: &Shared
 }
 
 /// The upload `cn` for the time `now` (Unix seconds), with values drawn from `rng` unless `forced`.
-fn build_packet(spec: &StationSpec, cn: &str, rng: &mut Rng, forced: &BTreeMap<String, f64>, now: u64) -> Packet {
+fn build_packet(spec: &Hj212SimSpec, cn: &str, rng: &mut Rng, forced: &BTreeMap<String, f64>, now: u64) -> Packet {
     let now = i64::try_from(now).unwrap_or(i64::MAX);
     // Minute and hour data describe the last period that has ended.
     let data_time = match cn {
@@ -558,9 +558,9 @@ mod tests {
 
     #[test]
     fn fault_json_rejects_unknown_keys_and_fills_defaults() {
-        let fault: StationFault = serde_json::from_str(r#"{"values": {"w01001": 9.4}}"#).expect("valid fault");
-        assert_eq!(fault, StationFault { values: BTreeMap::from([("w01001".to_owned(), 9.4)]), ..Default::default() });
-        assert!(serde_json::from_str::<StationFault>(r#"{"bad_checksum": true}"#).is_err());
+        let fault: Hj212Fault = serde_json::from_str(r#"{"values": {"w01001": 9.4}}"#).expect("valid fault");
+        assert_eq!(fault, Hj212Fault { values: BTreeMap::from([("w01001".to_owned(), 9.4)]), ..Default::default() });
+        assert!(serde_json::from_str::<Hj212Fault>(r#"{"bad_checksum": true}"#).is_err());
     }
 
     #[test]
@@ -582,7 +582,7 @@ mod tests {
 
     #[test]
     fn bad_crc_frames_differ_only_in_the_crc() {
-        let spec = StationSpec::new(SocketAddr::from(([127, 0, 0, 1], 1)), "ST-1");
+        let spec = Hj212SimSpec::new(SocketAddr::from(([127, 0, 0, 1], 1)), "ST-1");
         let mut packet = build_packet(&spec, "2011", &mut Rng::new(1), &BTreeMap::new(), 1_709_222_400);
         packet.qn = Some("20240301000000000".to_owned());
         let good = encode(&packet).expect("sample packet encodes");

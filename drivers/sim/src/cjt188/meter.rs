@@ -8,9 +8,9 @@
 
 use std::time::Duration;
 
-use crate::calendar::Zone;
-use crate::cjt188::frame::{Address, Control, Frame, MeterType};
-use crate::cjt188::payload::{
+use drivers::calendar::Zone;
+use drivers::cjt188::frame::{Address, Control, Frame, MeterType};
+use drivers::cjt188::payload::{
     metering_reply_data, parse_metering_request, parse_valve_request, split_header, valve_reply_data, DiOrder, Reading,
     StBits, ValveState, Volume, VolumeUnit,
 };
@@ -144,7 +144,7 @@ impl MeterState {
                 Ok((di, serial)) => {
                     let current = Reading { volume: self.volume(elapsed), unit: self.unit };
                     let settlement = Reading { volume: self.initial, unit: self.unit };
-                    let di = self.reply_di(di, crate::cjt188::payload::DI_METERING);
+                    let di = self.reply_di(di, drivers::cjt188::payload::DI_METERING);
                     let data = metering_reply_data(di, serial, current, settlement, clock, self.status(st_bits));
                     self.reply(function, data)
                 }
@@ -158,7 +158,7 @@ impl MeterState {
                         self.valve_open = open;
                     }
                     let di = split_header(&request.data).map(|(di, _, _)| di).unwrap_or([0xA0, 0x17]);
-                    let di = self.reply_di(di, crate::cjt188::payload::DI_VALVE);
+                    let di = self.reply_di(di, drivers::cjt188::payload::DI_VALVE);
                     self.reply(function, valve_reply_data(di, serial, self.status(st_bits)))
                 }
                 Err(_) => self.abnormal(function, serial, st_bits),
@@ -182,8 +182,8 @@ pub(crate) fn clock_bytes(unix_seconds: i64) -> [u8; 7] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cjt188::payload::{parse_metering_reply, parse_valve_reply, read_metering_request, valve_request};
-    use crate::cjt188::payload::{Cjt188Model, MeterTime};
+    use drivers::cjt188::payload::{parse_metering_reply, parse_valve_reply, read_metering_request, valve_request};
+    use drivers::cjt188::payload::{Cjt188Model, MeterTime};
 
     fn meter(open: bool, stuck: bool) -> MeterState {
         let address = "00000000000001".parse().unwrap_or(Address::WILDCARD);

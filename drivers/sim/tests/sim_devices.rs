@@ -8,12 +8,12 @@ mod support;
 
 use std::time::Duration;
 
+use drivers::modbus::Exception;
+use drivers::registers::{DataType, Function, RegisterSpec, WordOrder};
 use support::{client, concentrator, litres_layout, parameter, small_logger, start};
 use tokio::io::AsyncReadExt;
-use waterworks_drivers::modbus::Exception;
-use waterworks_drivers::registers::{DataType, Function, RegisterSpec, WordOrder};
-use waterworks_drivers::sim::{
-    ConcentratorLayout, Fault, FieldSpec, SimDeviceSpec, SimError, SimKind, SimSpec, Simulator,
+use waterworks_sim::modbus::{
+    ConcentratorLayout, FieldSpec, ModbusFault, ModbusSim, ModbusSimError, ModbusSimSpec, SimDeviceSpec, SimKind,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -21,12 +21,7 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 const FAST: f64 = 86_400.0;
 
 /// Reads `count` registers or fails the test with the reason.
-async fn read(
-    client: &mut waterworks_drivers::modbus::ModbusTcpClient,
-    function: Function,
-    address: u16,
-    count: u16,
-) -> Vec<u16> {
+async fn read(client: &mut drivers::modbus::ModbusTcpClient, function: Function, address: u16, count: u16) -> Vec<u16> {
     match client.read_registers(function, address, count).await {
         Ok(Ok(words)) => words,
         other => panic!("read {function} {address}+{count} failed: {other:?}"),
@@ -161,7 +156,7 @@ async fn logger_serves_every_parameter_near_nominal_in_its_encoding() {
         listen: support::any_port(),
         unit_id: 1,
         kind: SimKind::Logger(parameters.clone()),
-        fault: Fault::default(),
+        fault: ModbusFault::default(),
     };
     let sim = start(vec![spec], FAST).await;
     let mut c = client(&sim, "q1", TIMEOUT);
@@ -178,9 +173,9 @@ async fn logger_serves_every_parameter_near_nominal_in_its_encoding() {
     assert_eq!(sim.parameter_value("q1", "no_such"), None);
 
     // Forced values are served as given, even out of range.
-    let forced = Fault {
+    let forced = ModbusFault {
         values: [("free_chlorine".to_owned(), 0.01), ("ph".to_owned(), 9.87)].into_iter().collect(),
-        ..Fault::default()
+        ..ModbusFault::default()
     };
     assert!(sim.set_fault("q1", forced).is_ok());
     let chlorine = parameters[0].spec.decode(&read(&mut c, Input, 0, 2).await).unwrap_or(f64::NAN);
@@ -189,8 +184,9 @@ async fn logger_serves_every_parameter_near_nominal_in_its_encoding() {
     assert!((ph - 9.87).abs() < 1e-9, "{ph}");
     assert_eq!(sim.parameter_value("q1", "ph"), Some(ph));
 
-    let unknown = Fault { values: [("lead_ish".to_owned(), 1.0)].into_iter().collect(), ..Fault::default() };
-    assert!(matches!(sim.set_fault("q1", unknown), Err(SimError::InvalidFault { .. })));
+    let unknown =
+        ModbusFault { values: [("lead_ish".to_owned(), 1.0)].into_iter().collect(), ..ModbusFault::default() };
+    assert!(matches!(sim.set_fault("q1", unknown), Err(ModbusSimError::InvalidFault { .. })));
     sim.shutdown().await;
 }
 
@@ -232,9 +228,10 @@ async fn bad_specs_fail_before_binding_and_bind_errors_name_the_device() {
     };
     let mut clash = small_logger("q-clash");
     clash.listen = taken.0;
-    let result = Simulator::start(SimSpec { devices: vec![small_logger("q-ok"), clash], speed: 1.0, seed: 1 }).await;
+    let result =
+        ModbusSim::start(ModbusSimSpec { devices: vec![small_logger("q-ok"), clash], speed: 1.0, seed: 1 }).await;
     match result {
-        Err(e @ SimError::Bind { .. }) => {
+        Err(e @ ModbusSimError::Bind { .. }) => {
             let message = e.to_string();
             assert!(message.contains("q-clash") && message.contains(&taken.0.to_string()), "{message}");
         }
@@ -242,16 +239,17 @@ async fn bad_specs_fail_before_binding_and_bind_errors_name_the_device() {
     }
 
     let twice =
-        Simulator::start(SimSpec { devices: vec![small_logger("a"), small_logger("a")], speed: 1.0, seed: 1 }).await;
+        ModbusSim::start(ModbusSimSpec { devices: vec![small_logger("a"), small_logger("a")], speed: 1.0, seed: 1 })
+            .await;
     assert_eq!(
         twice.err().map(|e| e.to_string()),
         Some("invalid simulator spec: device id \"a\" is used twice".to_owned())
     );
-    let still = Simulator::start(SimSpec { devices: vec![], speed: 0.0, seed: 1 }).await;
-    assert!(matches!(still, Err(SimError::InvalidSpec(_))));
+    let still = ModbusSim::start(ModbusSimSpec { devices: vec![], speed: 0.0, seed: 1 }).await;
+    assert!(matches!(still, Err(ModbusSimError::InvalidSpec(_))));
     let mut bad_fault = small_logger("q");
     bad_fault.fault.exception = Some(0);
-    let refused = Simulator::start(SimSpec { devices: vec![bad_fault], speed: 1.0, seed: 1 }).await;
+    let refused = ModbusSim::start(ModbusSimSpec { devices: vec![bad_fault], speed: 1.0, seed: 1 }).await;
     assert_eq!(
         refused.err().map(|e| e.to_string()),
         Some("invalid simulated device q: exception code 0 is not a modbus exception".to_owned())

@@ -4,8 +4,9 @@
 //! seconds after a command; a `stuck` fault makes it ignore commands, so a caller can test a valve that never
 //! confirms. This module does not read sockets or apply other faults.
 
-use crate::registers::Function;
+use drivers::registers::Function;
 
+use super::exception::ILLEGAL_DATA_VALUE;
 use super::spec::ValveLayout;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -53,7 +54,7 @@ impl Valve {
         } else if value == self.layout.close_value {
             false
         } else {
-            return Some(Err(super::device::ILLEGAL_DATA_VALUE));
+            return Some(Err(ILLEGAL_DATA_VALUE));
         };
         Some(self.command(to_open, t, stuck))
     }
@@ -173,6 +174,6 @@ mod tests {
     fn other_writes_and_bad_values() {
         let mut v = Valve::new(layout());
         assert_eq!(v.write(7, 2, 0.0, false), None);
-        assert_eq!(v.write(0, 9, 0.0, false), Some(Err(super::super::device::ILLEGAL_DATA_VALUE)));
+        assert_eq!(v.write(0, 9, 0.0, false), Some(Err(ILLEGAL_DATA_VALUE)));
     }
 }

@@ -1,5 +1,5 @@
 //! A simulated RS-485 line: several Modbus RTU slaves sharing one pseudo-terminal, each playing a concentrator,
-//! water-quality logger or valve from [`crate::sim`]'s register models, each answering only its own unit id.
+//! water-quality logger or valve from [`crate::modbus`]'s register models, each answering only its own unit id.
 //!
 //! **Timing is the point.** A pty moves bytes instantly and ignores baud rate and parity, so the simulator
 //! keeps the wire time itself: a request occupies the line for its length in character times from the moment
@@ -10,15 +10,15 @@
 //! 8E1). Timers are only as fine as tokio's (1 ms wheel, rounded up), so a byte may come a millisecond or two
 //! late, never early: measured rates are at or below what a real line would allow.
 //!
-//! **How a client finds the line:** [`RtuSimulator::path`] is the pty's slave side (`/dev/pts/N`, from
+//! **How a client finds the line:** [`RtuSim::path`] is the pty's slave side (`/dev/pts/N`, from
 //! `tokio_serial::SerialStream::pair()`), which a client opens like any serial port. The simulator keeps its own
 //! handle on that side open, so a client may close and reopen the path at will without the pty hanging up.
 //!
-//! Faults are per slave ([`SlaveFault`]): silence, a delay, an exception, garbage bytes, a bad CRC, forced logger
+//! Faults are per slave ([`RtuFault`]): silence, a delay, an exception, garbage bytes, a bad CRC, forced logger
 //! values, a stuck valve. A request with a bad CRC is dropped, as a real slave drops it. Answers are computed when the request
 //! is heard, so a delayed reply carries the values of its own moment. This module deliberately does not parse
-//! configuration, and runs no HTTP control API of its own (tests drive it directly; the server's composite control
-//! API uses [`RtuSimHandle`]).
+//! configuration, and runs no HTTP control API of its own (tests drive it directly; the fault-injection API,
+//! [`crate::control`], uses [`RtuSimHandle`]).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -32,10 +32,11 @@ use tokio::task::JoinHandle;
 use tokio::time::{sleep, sleep_until, Instant};
 use tokio_serial::{SerialPort, SerialStream};
 
-use super::frame::{self, Length, MAX_FRAME};
-use super::settings::{self, CharFormat, LineSettings};
-use crate::sim::device::{exception_pdu, Device};
-use crate::sim::{check_device, new_model, Fault, SimClock, SimKind};
+use crate::modbus::device::Device;
+use crate::modbus::exception::exception_pdu;
+use crate::modbus::{check_device, new_model, ModbusFault, SimClock, SimKind};
+use drivers::rtu::frame::{self, Length, MAX_FRAME};
+use drivers::rtu::{CharFormat, LineSettings};
 
 /// Bytes of an unfinished request older than this (or t3.5, if longer) are dropped, as a slave drops a frame cut
 /// short by silence.
@@ -60,12 +61,12 @@ pub enum RtuSimError {
     InvalidFault { unit: u8, reason: String },
 }
 
-/// What a slave does wrong. `SlaveFault::default()` is a healthy slave. In order of precedence: `silent`, then
+/// What a slave does wrong. `RtuFault::default()` is a healthy slave. In order of precedence: `silent`, then
 /// the reply is delayed by `delay_ms`, and is `garbage`, or else the `exception` or the normal answer (with
 /// `values` forced, and a valve `stuck`), sent with a `bad_crc` if asked.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct SlaveFault {
+pub struct RtuFault {
     /// Hears requests, never answers (a dead slave).
     pub silent: bool,
     /// Starts the reply this much later than it could.
@@ -82,10 +83,10 @@ pub struct SlaveFault {
     pub stuck: bool,
 }
 
-impl SlaveFault {
+impl RtuFault {
     /// The TCP simulator's fault type carries what the register models look at (forced values, a stuck valve).
-    fn model_fault(&self) -> Fault {
-        Fault { values: self.values.clone(), stuck: self.stuck, ..Fault::default() }
+    fn model_fault(&self) -> ModbusFault {
+        ModbusFault { values: self.values.clone(), stuck: self.stuck, ..ModbusFault::default() }
     }
 }
 
@@ -96,7 +97,7 @@ pub struct SlaveStatus {
     pub unit_id: u8,
     /// `concentrator`, `logger` or `valve`.
     pub kind: &'static str,
-    pub fault: SlaveFault,
+    pub fault: RtuFault,
     /// Requests with a valid CRC addressed to this slave, whatever its fault did with them.
     pub requests: u64,
     /// Replies (garbage included) completely written to the line.
@@ -110,7 +111,7 @@ pub struct RtuSlaveSpec {
     /// 1 to 247.
     pub unit_id: u8,
     pub kind: SimKind,
-    pub fault: SlaveFault,
+    pub fault: RtuFault,
 }
 
 /// The whole line: its speed and character format, the slaves on it, and the simulation's time and seed.
@@ -128,7 +129,7 @@ pub struct RtuSimSpec {
 struct Slave {
     unit_id: u8,
     device: Device,
-    fault: Mutex<SlaveFault>,
+    fault: Mutex<RtuFault>,
     /// Replies completely written to the line.
     replies: AtomicU64,
 }
@@ -148,7 +149,7 @@ impl Shared {
         self.slaves.iter().find(|s| s.unit_id == unit)
     }
 
-    fn set_fault(&self, unit: u8, fault: SlaveFault) -> Result<(), RtuSimError> {
+    fn set_fault(&self, unit: u8, fault: RtuFault) -> Result<(), RtuSimError> {
         let slave = self.slave(unit).ok_or(RtuSimError::UnknownUnit(unit))?;
         let invalid = |reason: String| RtuSimError::InvalidFault { unit, reason };
         check_exception(fault.exception).map_err(invalid)?;
@@ -171,8 +172,8 @@ impl Shared {
     }
 }
 
-/// A cloneable handle on a running line's slaves, for a control API that also serves other simulators. It does
-/// not keep the line running: once the [`RtuSimulator`] is shut down, faults set here change nothing.
+/// A cloneable handle on a running line's slaves, for the fault-injection API ([`crate::control`]). It does
+/// not keep the line running: once the [`RtuSim`] is shut down, faults set here change nothing.
 #[derive(Debug, Clone)]
 pub struct RtuSimHandle {
     path: String,
@@ -194,8 +195,8 @@ impl RtuSimHandle {
         self.shared.slave(unit).map(|s| self.shared.status(s))
     }
 
-    /// As [`RtuSimulator::set_fault`].
-    pub fn set_fault(&self, unit: u8, fault: SlaveFault) -> Result<(), RtuSimError> {
+    /// As [`RtuSim::set_fault`].
+    pub fn set_fault(&self, unit: u8, fault: RtuFault) -> Result<(), RtuSimError> {
         self.shared.set_fault(unit, fault)
     }
 }
@@ -209,17 +210,17 @@ struct Wire {
 
 impl Wire {
     fn time(self, bytes: usize) -> Duration {
-        settings::wire_time(self.baud, self.format, bytes)
+        self.format.wire_time(self.baud, bytes)
     }
 
     fn silence(self) -> Duration {
-        settings::silence(self.baud, self.format)
+        self.format.silence(self.baud)
     }
 }
 
-/// A running simulated line. Dropping it stops it; [`RtuSimulator::shutdown`] also waits.
+/// A running simulated line. Dropping it stops it; [`RtuSim::shutdown`] also waits.
 #[derive(Debug)]
-pub struct RtuSimulator {
+pub struct RtuSim {
     path: String,
     baud: u32,
     format: CharFormat,
@@ -229,9 +230,9 @@ pub struct RtuSimulator {
     _keep_open: SerialStream,
 }
 
-impl RtuSimulator {
+impl RtuSim {
     /// Checks the spec, creates the pty and starts answering. Must be called inside a tokio runtime.
-    pub fn start(spec: RtuSimSpec) -> Result<RtuSimulator, RtuSimError> {
+    pub fn start(spec: RtuSimSpec) -> Result<RtuSim, RtuSimError> {
         if spec.baud == 0 {
             return Err(RtuSimError::InvalidLine("baud rate must be above 0".to_owned()));
         }
@@ -263,7 +264,7 @@ impl RtuSimulator {
                 let model = new_model(s.kind, spec.seed, &s.id, &clock);
                 Slave {
                     unit_id: s.unit_id,
-                    device: Device::new(s.id, no_addr, s.unit_id, model, Fault::default()),
+                    device: Device::new(s.id, no_addr, s.unit_id, model, ModbusFault::default()),
                     fault: Mutex::new(s.fault),
                     replies: AtomicU64::new(0),
                 }
@@ -273,7 +274,7 @@ impl RtuSimulator {
         let wire = Wire { baud: spec.baud, format: spec.format };
         let task = tokio::spawn(run_line(master, Arc::clone(&shared), wire));
         tracing::info!(message = "simulated rtu line started", path = %path, baud = spec.baud, format = %spec.format);
-        Ok(RtuSimulator { path, baud: spec.baud, format: spec.format, shared, task: Some(task), _keep_open: keep_open })
+        Ok(RtuSim { path, baud: spec.baud, format: spec.format, shared, task: Some(task), _keep_open: keep_open })
     }
 
     /// The serial device path a client opens.
@@ -288,16 +289,16 @@ impl RtuSimulator {
     }
 
     /// Replaces a slave's fault; it applies from the next request the slave hears.
-    pub fn set_fault(&self, unit: u8, fault: SlaveFault) -> Result<(), RtuSimError> {
+    pub fn set_fault(&self, unit: u8, fault: RtuFault) -> Result<(), RtuSimError> {
         self.shared.set_fault(unit, fault)
     }
 
-    /// A handle for a control API (see [`RtuSimHandle`]).
+    /// A handle for the fault-injection API (see [`RtuSimHandle`]).
     pub fn handle(&self) -> RtuSimHandle {
         RtuSimHandle { path: self.path.clone(), shared: Arc::clone(&self.shared) }
     }
 
-    pub fn fault(&self, unit: u8) -> Option<SlaveFault> {
+    pub fn fault(&self, unit: u8) -> Option<RtuFault> {
         self.shared.slave(unit).map(|s| s.fault.lock().unwrap_or_else(PoisonError::into_inner).clone())
     }
 
@@ -340,7 +341,7 @@ impl RtuSimulator {
     }
 }
 
-impl Drop for RtuSimulator {
+impl Drop for RtuSim {
     fn drop(&mut self) {
         if let Some(task) = &self.task {
             task.abort();
@@ -554,10 +555,10 @@ mod tests {
 
     #[test]
     fn fault_json_rejects_unknown_keys_and_fills_defaults() {
-        let fault: SlaveFault = serde_json::from_str(r#"{"bad_crc": true, "stuck": true}"#).expect("valid fault");
-        assert_eq!(fault, SlaveFault { bad_crc: true, stuck: true, ..SlaveFault::default() });
+        let fault: RtuFault = serde_json::from_str(r#"{"bad_crc": true, "stuck": true}"#).expect("valid fault");
+        assert_eq!(fault, RtuFault { bad_crc: true, stuck: true, ..RtuFault::default() });
         assert!(fault.model_fault().stuck, "a stuck valve reaches the register model");
-        assert!(serde_json::from_str::<SlaveFault>(r#"{"disconnect": true}"#).is_err());
+        assert!(serde_json::from_str::<RtuFault>(r#"{"disconnect": true}"#).is_err());
     }
 
     #[test]

@@ -8,13 +8,13 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
-use crate::registers::{DataType, Function, RegisterSpec, WordOrder};
+use drivers::registers::{DataType, Function, RegisterSpec, WordOrder};
 
-use super::fault::Fault;
+use super::fault::ModbusFault;
 
 /// The whole simulation: a set of devices, a time acceleration and a seed.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SimSpec {
+pub struct ModbusSimSpec {
     pub devices: Vec<SimDeviceSpec>,
     /// Simulated time runs this many times faster than wall time (consumption profile, drift).
     pub speed: f64,
@@ -26,12 +26,12 @@ pub struct SimSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimDeviceSpec {
     pub id: String,
-    /// Where to listen; port 0 picks a free port (see [`super::Simulator::addr`]).
+    /// Where to listen; port 0 picks a free port (see [`super::ModbusSim::addr`]).
     pub listen: SocketAddr,
     pub unit_id: u8,
     pub kind: SimKind,
-    /// The fault the device starts with; usually `Fault::default()` (none).
-    pub fault: Fault,
+    /// The fault the device starts with; usually `ModbusFault::default()` (none).
+    pub fault: ModbusFault,
 }
 
 /// What a simulated device plays.
@@ -129,7 +129,7 @@ fn check_scale(what: &str, scale: f64) -> Result<(), String> {
 }
 
 /// Checks the spec-wide settings: a usable speed, and device ids that are present and unique.
-pub(crate) fn check_spec(spec: &SimSpec) -> Result<(), String> {
+pub(crate) fn check_spec(spec: &ModbusSimSpec) -> Result<(), String> {
     if !(spec.speed.is_finite() && spec.speed > 0.0) {
         return Err(format!("speed must be a finite number above 0, got {}", spec.speed));
     }

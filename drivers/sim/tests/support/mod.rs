@@ -10,10 +10,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use waterworks_drivers::modbus::{ModbusTcpClient, TcpTarget};
-use waterworks_drivers::registers::{DataType, Function, RegisterSpec, WordOrder};
-use waterworks_drivers::sim::{
-    ConcentratorLayout, Fault, FieldSpec, SimDeviceSpec, SimKind, SimParameter, SimSpec, Simulator,
+use drivers::modbus::{ModbusTcpClient, TcpTarget};
+use drivers::registers::{DataType, Function, RegisterSpec, WordOrder};
+use waterworks_sim::modbus::{
+    ConcentratorLayout, FieldSpec, ModbusFault, ModbusSim, ModbusSimSpec, SimDeviceSpec, SimKind, SimParameter,
 };
 
 /// Any free port on loopback.
@@ -46,7 +46,7 @@ pub fn concentrator(id: &str, layout: ConcentratorLayout) -> SimDeviceSpec {
         listen: any_port(),
         unit_id: 1,
         kind: SimKind::Concentrator(layout),
-        fault: Fault::default(),
+        fault: ModbusFault::default(),
     }
 }
 
@@ -73,19 +73,19 @@ pub fn small_logger(id: &str) -> SimDeviceSpec {
         listen: any_port(),
         unit_id: 1,
         kind: SimKind::Logger(vec![f32_cdab("free_chlorine", 0), f32_cdab("turbidity", 2), f32_cdab("ph", 4)]),
-        fault: Fault::default(),
+        fault: ModbusFault::default(),
     }
 }
 
-pub async fn start(devices: Vec<SimDeviceSpec>, speed: f64) -> Simulator {
-    match Simulator::start(SimSpec { devices, speed, seed: 2024 }).await {
+pub async fn start(devices: Vec<SimDeviceSpec>, speed: f64) -> ModbusSim {
+    match ModbusSim::start(ModbusSimSpec { devices, speed, seed: 2024 }).await {
         Ok(sim) => sim,
         Err(e) => panic!("simulator did not start: {e}"),
     }
 }
 
 /// A guarded client for device `id` with unit id 1 and the given timeout.
-pub fn client(sim: &Simulator, id: &str, timeout: Duration) -> ModbusTcpClient {
+pub fn client(sim: &ModbusSim, id: &str, timeout: Duration) -> ModbusTcpClient {
     let addr = sim.addr(id).unwrap_or_else(|| panic!("no device {id}"));
     ModbusTcpClient::new(TcpTarget { addr: addr.to_string(), unit_id: 1, timeout })
 }

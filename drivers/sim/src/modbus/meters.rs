@@ -9,10 +9,10 @@
 //! and depends only on the seed, the meter and that minute. A volume is summed minute by minute in the same
 //! order whatever the read pattern, so the same seed, start and read time give the same bits.
 
-use crate::registers::Function;
+use drivers::registers::Function;
 
-use super::rng::{hash2, unit, SplitMix64};
 use super::spec::ConcentratorLayout;
+use crate::rng::{hash2, unit, SplitMix64};
 
 /// Simulated seconds per integration step; volumes are exact sums over these steps.
 pub(crate) const STEP_SECONDS: f64 = 60.0;
@@ -196,8 +196,8 @@ impl Concentrator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registers::{DataType, WordOrder};
-    use crate::sim::spec::FieldSpec;
+    use crate::modbus::spec::FieldSpec;
+    use drivers::registers::{DataType, WordOrder};
 
     /// 2026-03-01 00:00:00 UTC, a Sunday; any fixed time works.
     const T0: f64 = 1_772_323_200.0;

@@ -11,9 +11,9 @@
 //! `session_present`); the event loop is polled in its own task and publishing happens in another
 //! (LIBRARY-NOTES.md §3); reconnects back off up to a cap.
 //!
-//! Faults: [`SimMeters::inject_malformed`] sends extra messages that cannot be mapped (truncated JSON, a JSON
-//! array, a bare string), in addition to the round's readings; [`SimMeters::pause`] stops publishing until
-//! [`SimMeters::resume`]; [`SimMetersHandle::set_fault`] does both for a control API ([`SimMetersFault`]).
+//! Faults: [`MqttSim::inject_malformed`] sends extra messages that cannot be mapped (truncated JSON, a JSON
+//! array, a bare string), in addition to the round's readings; [`MqttSim::pause`] stops publishing until
+//! [`MqttSim::resume`]; [`MqttSimHandle::set_fault`] does both for a control API ([`MqttFault`]).
 //!
 //! It does not subscribe to anything and takes no commands.
 
@@ -25,11 +25,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use super::backoff::Backoff;
-use super::mapping::{FieldPath, MeterSource, PayloadMapping, StatusSpec, TimeFallback, TimeFormat};
-use super::time::ms_to_rfc3339;
-use super::topic::check_filter;
-use super::MqttError;
+use drivers::mqtt::{
+    check_filter, ms_to_rfc3339, Backoff, FieldPath, MeterSource, MqttError, PayloadMapping, StatusSpec, TimeFallback,
+    TimeFormat,
+};
 
 /// Requests rumqttc queues while the broker is away; publishing waits beyond that, like a device's buffer.
 const REQUEST_CAPACITY: usize = 16;
@@ -114,7 +113,7 @@ impl SimLayout {
 
 /// Settings of one simulated group of meters.
 #[derive(Debug, Clone)]
-pub struct SimMetersSpec {
+pub struct MqttSimSpec {
     pub host: String,
     pub port: u16,
     /// Stable: the broker keeps the simulator's session under it.
@@ -131,13 +130,13 @@ pub struct SimMetersSpec {
     pub rounds: Option<u64>,
     /// Seeds the volume increments.
     pub seed: u64,
-    /// Start paused (see [`SimMeters::resume`]), e.g. to inject faults before the first message.
+    /// Start paused (see [`MqttSim::resume`]), e.g. to inject faults before the first message.
     pub start_paused: bool,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
 }
 
-impl SimMetersSpec {
+impl MqttSimSpec {
     /// A spec with defaults: rounds every second, 15 minutes of reading time per round from 2024-03-01, no round
     /// limit, not paused, backoff 200 ms to 5 s.
     pub fn new(
@@ -147,7 +146,7 @@ impl SimMetersSpec {
         meters: Vec<String>,
         layout: SimLayout,
     ) -> Self {
-        SimMetersSpec {
+        MqttSimSpec {
             host: host.into(),
             port,
             client_id: client_id.into(),
@@ -205,7 +204,7 @@ impl SimMetersSpec {
 
 /// Counters of a simulator.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct SimStats {
+pub struct MqttSimStats {
     /// Rounds fully handed to the client.
     pub rounds: u64,
     /// Messages handed to the client (malformed ones included).
@@ -221,39 +220,39 @@ pub struct SimStats {
     pub paused: bool,
 }
 
-/// The faults of a group of simulated meters, as a control API sets them. `SimMetersFault::default()` is a
+/// The faults of a group of simulated meters, as a control API sets them. `MqttFault::default()` is a
 /// healthy group.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct SimMetersFault {
-    /// Publish nothing (the connection stays up), as [`SimMeters::pause`].
+pub struct MqttFault {
+    /// Publish nothing (the connection stays up), as [`MqttSim::pause`].
     pub paused: bool,
-    /// Malformed messages still to send, one before each of the next readings (see [`SimMeters::inject_malformed`]).
+    /// Malformed messages still to send, one before each of the next readings (see [`MqttSim::inject_malformed`]).
     pub malformed: u64,
 }
 
 /// A cloneable handle on a running simulator's controls and counters, for a control API that also serves other
-/// simulators. It does not keep the simulator running: once the [`SimMeters`] is shut down, faults set here
+/// simulators. It does not keep the simulator running: once the [`MqttSim`] is shut down, faults set here
 /// change nothing.
 #[derive(Debug, Clone)]
-pub struct SimMetersHandle {
-    stats: watch::Sender<SimStats>,
+pub struct MqttSimHandle {
+    stats: watch::Sender<MqttSimStats>,
     controls: Arc<watch::Sender<Controls>>,
 }
 
-impl SimMetersHandle {
-    pub fn stats(&self) -> SimStats {
+impl MqttSimHandle {
+    pub fn stats(&self) -> MqttSimStats {
         self.stats.borrow().clone()
     }
 
     /// Whether publishing is paused, and the malformed messages not sent yet.
-    pub fn fault(&self) -> SimMetersFault {
+    pub fn fault(&self) -> MqttFault {
         let controls = self.controls.borrow();
-        SimMetersFault { paused: controls.paused, malformed: controls.malformed_pending }
+        MqttFault { paused: controls.paused, malformed: controls.malformed_pending }
     }
 
     /// Replaces the fault: pauses or resumes, and sets the number of malformed messages still to send.
-    pub fn set_fault(&self, fault: SimMetersFault) {
+    pub fn set_fault(&self, fault: MqttFault) {
         self.controls.send_modify(|c| {
             c.paused = fault.paused;
             c.malformed_pending = fault.malformed;
@@ -272,20 +271,20 @@ struct Controls {
 
 /// A running simulator. Dropping it stops it.
 #[derive(Debug)]
-pub struct SimMeters {
-    stats: watch::Sender<SimStats>,
+pub struct MqttSim {
+    stats: watch::Sender<MqttSimStats>,
     controls: Arc<watch::Sender<Controls>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
-impl SimMeters {
+impl MqttSim {
     /// Checks `spec` and starts publishing (call it inside a Tokio runtime).
-    pub fn start(spec: SimMetersSpec) -> Result<SimMeters, MqttError> {
+    pub fn start(spec: MqttSimSpec) -> Result<MqttSim, MqttError> {
         spec.check()?;
         let mut options = MqttOptions::new(spec.client_id.clone(), spec.host.clone(), spec.port);
         options.set_keep_alive(Duration::from_secs(30)).set_clean_session(false).set_max_packet_size(1 << 20, 1 << 20);
         let (client, eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
-        let (stats, _) = watch::channel(SimStats { paused: spec.start_paused, ..SimStats::default() });
+        let (stats, _) = watch::channel(MqttSimStats { paused: spec.start_paused, ..MqttSimStats::default() });
         let controls = Arc::new(watch::Sender::new(Controls { paused: spec.start_paused, malformed_pending: 0 }));
         let span = tracing::info_span!("mqtt_sim", client_id = %spec.client_id);
         let poller = tokio::spawn(
@@ -293,21 +292,21 @@ impl SimMeters {
                 .instrument(span.clone()),
         );
         let publisher = tokio::spawn(publish(spec, client, Arc::clone(&controls), stats.clone()).instrument(span));
-        Ok(SimMeters { stats, controls, tasks: vec![poller, publisher] })
+        Ok(MqttSim { stats, controls, tasks: vec![poller, publisher] })
     }
 
-    pub fn stats(&self) -> SimStats {
+    pub fn stats(&self) -> MqttSimStats {
         self.stats.borrow().clone()
     }
 
     /// A receiver that sees every change of the counters.
-    pub fn subscribe(&self) -> watch::Receiver<SimStats> {
+    pub fn subscribe(&self) -> watch::Receiver<MqttSimStats> {
         self.stats.subscribe()
     }
 
-    /// A handle for a control API (see [`SimMetersHandle`]).
-    pub fn handle(&self) -> SimMetersHandle {
-        SimMetersHandle { stats: self.stats.clone(), controls: Arc::clone(&self.controls) }
+    /// A handle for the fault-injection API (see [`MqttSimHandle`]).
+    pub fn handle(&self) -> MqttSimHandle {
+        MqttSimHandle { stats: self.stats.clone(), controls: Arc::clone(&self.controls) }
     }
 
     /// Messages handed to the client so far.
@@ -340,7 +339,7 @@ impl SimMeters {
     }
 }
 
-impl Drop for SimMeters {
+impl Drop for MqttSim {
     fn drop(&mut self) {
         for task in &self.tasks {
             task.abort();
@@ -349,7 +348,7 @@ impl Drop for SimMeters {
 }
 
 /// Polls the event loop for ever, counting PUBACKs and backing off after errors.
-async fn poll(mut eventloop: EventLoop, mut backoff: Backoff, stats: watch::Sender<SimStats>) {
+async fn poll(mut eventloop: EventLoop, mut backoff: Backoff, stats: watch::Sender<MqttSimStats>) {
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(connack))) => {
@@ -397,10 +396,10 @@ impl Meter {
 
 /// Publishes rounds until the round limit, honouring pause and malformed injections.
 async fn publish(
-    spec: SimMetersSpec,
+    spec: MqttSimSpec,
     client: AsyncClient,
     control: Arc<watch::Sender<Controls>>,
-    stats: watch::Sender<SimStats>,
+    stats: watch::Sender<MqttSimStats>,
 ) {
     let mut controls = control.subscribe();
     let mut meters: Vec<Meter> = spec
@@ -514,28 +513,28 @@ mod tests {
 
     #[test]
     fn fault_json_rejects_unknown_keys_and_fills_defaults() {
-        let fault: SimMetersFault = serde_json::from_str(r#"{"malformed": 3}"#).expect("valid fault");
-        assert_eq!(fault, SimMetersFault { paused: false, malformed: 3 });
-        assert!(serde_json::from_str::<SimMetersFault>(r#"{"silent": true}"#).is_err());
+        let fault: MqttFault = serde_json::from_str(r#"{"malformed": 3}"#).expect("valid fault");
+        assert_eq!(fault, MqttFault { paused: false, malformed: 3 });
+        assert!(serde_json::from_str::<MqttFault>(r#"{"silent": true}"#).is_err());
     }
 
     #[tokio::test]
     async fn the_handle_pauses_and_queues_malformed_messages() {
-        let spec = SimMetersSpec::new(
+        let spec = MqttSimSpec::new(
             "127.0.0.1",
             1,
             "t",
             vec!["M1".into()],
             SimLayout::PerMeter { topic: "water/{meter}/reading".into() },
         );
-        let meters = SimMeters::start(SimMetersSpec { start_paused: true, ..spec }).expect("valid spec");
+        let meters = MqttSim::start(MqttSimSpec { start_paused: true, ..spec }).expect("valid spec");
         let handle = meters.handle();
-        assert_eq!(handle.fault(), SimMetersFault { paused: true, malformed: 0 });
+        assert_eq!(handle.fault(), MqttFault { paused: true, malformed: 0 });
         // Paused, so that nothing takes the malformed messages before they are looked at.
-        handle.set_fault(SimMetersFault { paused: true, malformed: 2 });
-        assert_eq!(handle.fault(), SimMetersFault { paused: true, malformed: 2 });
-        handle.set_fault(SimMetersFault::default());
-        assert_eq!(handle.fault(), SimMetersFault::default());
+        handle.set_fault(MqttFault { paused: true, malformed: 2 });
+        assert_eq!(handle.fault(), MqttFault { paused: true, malformed: 2 });
+        handle.set_fault(MqttFault::default());
+        assert_eq!(handle.fault(), MqttFault::default());
         assert!(!meters.stats().paused);
         meters.shutdown().await;
     }

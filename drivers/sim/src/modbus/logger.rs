@@ -3,14 +3,14 @@
 //!
 //! Pure: time comes in as simulated Unix seconds. Values are a function of seed, parameter and time only, so
 //! they are reproducible. It deliberately does not model sensor failures or calibration; forced values
-//! (`Fault::values`) are the way to show an out-of-range reading.
+//! (`ModbusFault::values`) are the way to show an out-of-range reading.
 
 use std::collections::BTreeMap;
 
-use crate::registers::Function;
+use drivers::registers::Function;
 
-use super::rng::{fnv1a, hash2, unit, SplitMix64};
 use super::spec::SimParameter;
+use crate::rng::{fnv1a, hash2, unit, SplitMix64};
 
 /// Noise changes every this many simulated seconds, like a sensor's update interval.
 const NOISE_SECONDS: f64 = 5.0;
@@ -148,7 +148,7 @@ fn value_at(p: &Parameter, t: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registers::{DataType, RegisterSpec, WordOrder};
+    use drivers::registers::{DataType, RegisterSpec, WordOrder};
 
     const T0: f64 = 1_772_323_200.0;
 

@@ -1,8 +1,9 @@
-//! The fault-injection HTTP API over every simulator the process runs (`waterworks simulate --control`,
-//! `waterworks run --sim-control`): Modbus TCP devices and valves, Modbus RTU slaves on simulated RS-485 lines,
-//! CJ/T 188 meters, HJ 212 stations and MQTT meter groups, each addressed by the id the server's configuration
-//! gives it. It lives here, not in `drivers`, because it spans simulators that `drivers` keeps apart, and needs
-//! the configuration to name them.
+//! The one fault-injection HTTP API, over every simulator a process runs (`waterworks simulate --control`,
+//! `waterworks run --sim-control`, and tests): Modbus TCP devices and valves, Modbus RTU slaves on simulated
+//! RS-485 lines, CJ/T 188 meters, HJ 212 stations and MQTT meter groups, each addressed by the id the caller
+//! gives it (the server names them after its configuration). It knows no configuration format: where an id
+//! depends on configuration (which line is a device's primary path, which meter id a CJ/T 188 address has), the
+//! caller says so when adding the simulator.
 //!
 //! - `GET /devices`: every simulated device, with its `protocol` and `kind`, where it is, its current `fault`
 //!   and its counters.
@@ -10,23 +11,22 @@
 //! - `PUT /devices/{id}/fault` with the JSON fault of the device's protocol (unknown keys are refused): replaces
 //!   the fault. `DELETE /devices/{id}/fault`: clears it.
 //!
-//! The fault JSON per protocol is the simulator's own fault type: [`drivers::sim::Fault`] (Modbus TCP),
-//! [`drivers::rtu::sim::SlaveFault`] (Modbus RTU), [`drivers::cjt188::sim::Fault`] (a CJ/T 188 meter),
-//! [`drivers::hj212::StationFault`] (an HJ 212 station), [`drivers::mqtt::SimMetersFault`] (an MQTT group).
+//! The fault JSON per protocol is the simulator's own fault type: [`crate::modbus::ModbusFault`] (Modbus TCP),
+//! [`crate::rtu::RtuFault`] (Modbus RTU), [`crate::cjt188::Cjt188Fault`] (a CJ/T 188 meter),
+//! [`crate::hj212::Hj212Fault`] (an HJ 212 station), [`crate::mqtt::MqttFault`] (an MQTT group).
 //!
 //! Ids: a Modbus device is listed under its id on its primary path; a device also simulated as a slave on the
 //! line of a backup path is listed a second time as `ID@LINE` (`@` never occurs in a configured id), so that
 //! one path can fail alone. A CJ/T 188 meter is listed under its meter id.
 //!
-//! Errors are JSON `{"error": "...", "code": "..."}`, as in the Modbus simulator's own control API: 404
-//! `unknown_device` or `not_found`, 400 `bad_fault` (not JSON for that fault, or an unknown key) or
-//! `invalid_fault` (a fault that does not fit the device, e.g. a forced value for a parameter it lacks). Like
-//! that API it has no authentication and only ever listens on loopback.
+//! Errors are JSON `{"error": "...", "code": "..."}`: 404 `unknown_device` or `not_found`, 400 `bad_fault` (not
+//! JSON for that fault, or an unknown key) or `invalid_fault` (a fault that does not fit the device, e.g. a
+//! forced value for a parameter it lacks). It has no authentication and only ever listens on loopback; it is a
+//! test and demo tool, not part of the server's HTTP surface (that is `waterworks-hmi`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::anyhow;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -37,32 +37,39 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use actors::valve::ValveInterface;
-use drivers::cjt188::sim::{Cjt188Sim, Cjt188SimHandle};
 use drivers::cjt188::Address;
-use drivers::hj212::{SimStation, StationHandle};
-use drivers::mqtt::{SimMeters, SimMetersHandle};
-use drivers::rtu::sim::{RtuSimHandle, RtuSimulator};
-use drivers::sim::{SimHandle, Simulator};
 
-use crate::config::Config;
+use crate::cjt188::{Cjt188Sim, Cjt188SimHandle};
+use crate::hj212::{Hj212Sim, Hj212SimHandle};
+use crate::modbus::{ModbusSim, ModbusSimHandle};
+use crate::mqtt::{MqttSim, MqttSimHandle};
+use crate::rtu::{RtuSim, RtuSimHandle};
+
+/// Why the API cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("the fault-injection API listens on loopback only, not on {0}")]
+    NotLoopback(SocketAddr),
+    #[error("the fault-injection API cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
 
 /// Whether the API may listen on `listen`: it has no authentication, so only on loopback.
-pub fn check_listen(listen: SocketAddr) -> Result<(), String> {
+pub fn check_listen(listen: SocketAddr) -> Result<(), ServeError> {
     if listen.ip().is_loopback() {
         Ok(())
     } else {
-        Err(format!("the fault-injection API listens on loopback only, not on {listen}"))
+        Err(ServeError::NotLoopback(listen))
     }
 }
 
 /// One simulated thing the API can break, and the simulator that plays it.
 enum Target {
-    ModbusTcp { sim: SimHandle, device: String },
+    ModbusTcp { sim: ModbusSimHandle, device: String },
     ModbusRtu { line: String, sim: RtuSimHandle, unit: u8 },
     Cjt188 { gateway: String, at: GatewayAt, sim: Cjt188SimHandle, address: Address },
-    Hj212 { mn: String, server: SocketAddr, sim: StationHandle },
-    Mqtt { broker: String, sim: SimMetersHandle },
+    Hj212 { mn: String, server: SocketAddr, sim: Hj212SimHandle },
+    Mqtt { broker: String, sim: MqttSimHandle },
 }
 
 /// Where a simulated CJ/T 188 gateway is reached.
@@ -95,7 +102,7 @@ impl SimControl {
     }
 
     /// The Modbus TCP devices and valves of `sim`.
-    pub fn add_modbus_tcp(&mut self, sim: &Simulator) {
+    pub fn add_modbus_tcp(&mut self, sim: &ModbusSim) {
         let handle = sim.handle();
         for status in handle.statuses() {
             self.push(status.id.clone(), Target::ModbusTcp { sim: handle.clone(), device: status.id });
@@ -103,12 +110,13 @@ impl SimControl {
     }
 
     /// The slaves of the simulated RS-485 lines, by line id: each under its own id when the line is its primary
-    /// path, else as `ID@LINE`.
-    pub fn add_rtu_lines(&mut self, config: &Config, lines: &[(String, RtuSimulator)]) {
+    /// path (`primary_line` gives the line of a device's primary path, `None` when that is no line), else as
+    /// `ID@LINE`.
+    pub fn add_rtu_lines(&mut self, lines: &[(String, RtuSim)], primary_line: impl Fn(&str) -> Option<String>) {
         for (line, sim) in lines {
             let handle = sim.handle();
             for slave in handle.slaves() {
-                let id = if primary_line(config, &slave.id).as_deref() == Some(line.as_str()) {
+                let id = if primary_line(&slave.id).as_deref() == Some(line.as_str()) {
                     slave.id
                 } else {
                     format!("{}@{line}", slave.id)
@@ -119,36 +127,28 @@ impl SimControl {
         }
     }
 
-    /// The meters of the simulated CJ/T 188 gateways and lines, by gateway id, under their meter ids.
-    pub fn add_cjt188(&mut self, config: &Config, gateways: &[(String, Cjt188Sim)]) {
+    /// The meters of the simulated CJ/T 188 gateways and lines, by gateway id, under their meter ids:
+    /// `meters(gateway)` gives each meter's id and address.
+    pub fn add_cjt188(&mut self, gateways: &[(String, Cjt188Sim)], meters: impl Fn(&str) -> Vec<(String, Address)>) {
         for (gateway, sim) in gateways {
-            let Some(spec) = config.tree.regions.iter().flat_map(|r| &r.cjt188).find(|g| g.id.as_str() == gateway)
-            else {
-                continue;
-            };
             let at = match (sim.addr(), sim.path()) {
                 (Some(addr), _) => GatewayAt::Tcp(addr),
                 (None, path) => GatewayAt::Serial(path.unwrap_or_default().to_owned()),
             };
-            for meter in &spec.meters {
-                let target = Target::Cjt188 {
-                    gateway: gateway.clone(),
-                    at: at.clone(),
-                    sim: sim.handle(),
-                    address: meter.address,
-                };
-                self.push(meter.id.to_string(), target);
+            for (id, address) in meters(gateway) {
+                let target = Target::Cjt188 { gateway: gateway.clone(), at: at.clone(), sim: sim.handle(), address };
+                self.push(id, target);
             }
         }
     }
 
     /// A simulated HJ 212 station: `id` of its `[[region.station]]`, pushing to `server`.
-    pub fn add_station(&mut self, id: &str, mn: &str, server: SocketAddr, station: &SimStation) {
+    pub fn add_station(&mut self, id: &str, mn: &str, server: SocketAddr, station: &Hj212Sim) {
         self.push(id.to_owned(), Target::Hj212 { mn: mn.to_owned(), server, sim: station.handle() });
     }
 
     /// A simulated MQTT meter group: `id` of its `[[region.mqtt]]`, publishing to `broker` (`host:port`).
-    pub fn add_mqtt(&mut self, id: &str, broker: String, meters: &SimMeters) {
+    pub fn add_mqtt(&mut self, id: &str, broker: String, meters: &MqttSim) {
         self.push(id.to_owned(), Target::Mqtt { broker, sim: meters.handle() });
     }
 
@@ -158,12 +158,11 @@ impl SimControl {
     }
 
     /// Serves the API on `listen` (loopback only; port 0 picks a port) until the returned server is dropped.
-    pub async fn serve(self, listen: SocketAddr) -> anyhow::Result<ControlServer> {
-        check_listen(listen).map_err(|e| anyhow!(e))?;
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|e| anyhow!("the fault-injection API cannot listen on {listen}: {e}"))?;
-        let addr = listener.local_addr()?;
+    pub async fn serve(self, listen: SocketAddr) -> Result<ControlServer, ServeError> {
+        check_listen(listen)?;
+        let bind_error = |source| ServeError::Bind { addr: listen, source };
+        let listener = TcpListener::bind(listen).await.map_err(bind_error)?;
+        let addr = listener.local_addr().map_err(bind_error)?;
         let router = router(Arc::new(self));
         let task = tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, router).await {
@@ -177,20 +176,6 @@ impl SimControl {
     fn entry(&self, id: &str) -> Result<&Entry, ControlError> {
         self.entries.iter().find(|e| e.id == id).ok_or_else(|| ControlError::UnknownDevice(id.to_owned()))
     }
-}
-
-/// The line of a Modbus device's or register valve's primary path, if that is an RS-485 line.
-fn primary_line(config: &Config, id: &str) -> Option<String> {
-    config.tree.regions.iter().find_map(|r| {
-        let device = r.devices.iter().find(|d| d.id.as_str() == id).map(|d| &d.target);
-        let valve = || {
-            r.valves.iter().find(|v| v.id.as_str() == id).and_then(|v| match &v.interface {
-                ValveInterface::Register { path, .. } => Some(path),
-                ValveInterface::Cjt188 { .. } => None,
-            })
-        };
-        device.or_else(valve).and_then(|path| path.line().map(str::to_owned))
-    })
 }
 
 /// A running fault-injection API. Dropping it stops it.

@@ -19,15 +19,15 @@ use tokio::task::JoinSet;
 use tokio_serial::SerialStream;
 
 use super::meter::Answer;
-use super::{lock, Fault, Meter, Shared};
-use crate::cjt188::frame::{decode, encode, junk_len, Address, Frame, PREAMBLE_BYTE, START_BYTE};
-use crate::rtu::CharFormat;
+use super::{lock, Cjt188Fault, Meter, Shared};
+use drivers::cjt188::frame::{decode, encode, junk_len, Address, Frame, PREAMBLE_BYTE, START_BYTE};
+use drivers::rtu::CharFormat;
 
 /// Pause after a failed accept (out of file descriptors, say), so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Pause after a failed read of the pty, so the loop does not spin.
 const READ_BACKOFF: Duration = Duration::from_millis(20);
-/// Line noise put before a reply by [`Fault::noise`]: no 68 among it, so a reader can only skip it.
+/// Line noise put before a reply by [`Cjt188Fault::noise`]: no 68 among it, so a reader can only skip it.
 const NOISE: [u8; 6] = [0x00, 0xFF, 0x55, 0x16, 0xFE, 0x13];
 
 /// Accepts connections until the task is aborted. Aborting it also ends every connection, because the
@@ -190,7 +190,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// The bytes `meter` sends for `request` under `fault` (silence, delay and disconnection are handled by the
 /// caller); empty for no reply.
-fn respond(shared: &Shared, meter: &Meter, request: &Frame, fault: &Fault) -> Vec<u8> {
+fn respond(shared: &Shared, meter: &Meter, request: &Frame, fault: &Cjt188Fault) -> Vec<u8> {
     if fault.garbage {
         return garbage(meter.address);
     }

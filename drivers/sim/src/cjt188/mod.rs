@@ -6,7 +6,7 @@
 //! - `meter`: the pure meter model (volume, valve, the answer to one request, the meter clock).
 //! - `server`: the TCP listener and one task per connection, or the task on the pty, and the faults applied to
 //!   each reply.
-//! - here: the spec ([`GatewaySpec`], [`SimMeterSpec`]), [`Fault`], and the handle [`Cjt188Sim`].
+//! - here: the spec ([`Cjt188SimSpec`], [`SimMeterSpec`]), [`Cjt188Fault`], and the handle [`Cjt188Sim`].
 //!
 //! Time: volumes follow tokio's clock (elapsed time since start), so a test with a paused clock controls
 //! them exactly; the meter clock in replies is the wall clock at start plus that elapsed time, in China
@@ -35,9 +35,9 @@ use tokio::time::Instant;
 
 use tokio_serial::{SerialPort, SerialStream};
 
-use super::frame::{Address, MeterType, MAX_PREAMBLE};
-use super::payload::{DiOrder, StBits, Volume, VolumeUnit};
-use crate::rtu::CharFormat;
+use drivers::cjt188::frame::{Address, MeterType, MAX_PREAMBLE};
+use drivers::cjt188::payload::{DiOrder, StBits, Volume, VolumeUnit};
+use drivers::rtu::CharFormat;
 use meter::MeterState;
 
 /// Why the simulator could not start or do what it was asked.
@@ -53,14 +53,14 @@ pub enum Cjt188SimError {
     UnknownMeter(Address),
 }
 
-/// What a meter does wrong. `Fault::default()` is a healthy meter.
+/// What a meter does wrong. `Cjt188Fault::default()` is a healthy meter.
 ///
 /// When several are set they apply in this order: `disconnect`, `silent`, `delay_ms`, then the reply is
 /// `garbage`, else an abnormal reply with `abnormal`, else the normal reply; then `bad_checksum` spoils the
 /// reply's checksum, and `noise` and `foreign_frame` put junk bytes and another meter's frame before it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct Fault {
+pub struct Cjt188Fault {
     /// Read requests, never answer (the connection stays open).
     pub silent: bool,
     /// Answer this many milliseconds late.
@@ -98,7 +98,7 @@ pub struct SimMeterSpec {
     pub magnetic_tamper: bool,
     /// DI byte order in replies; `None` echoes the request's bytes.
     pub reply_di_order: Option<DiOrder>,
-    pub fault: Fault,
+    pub fault: Cjt188Fault,
 }
 
 impl SimMeterSpec {
@@ -116,7 +116,7 @@ impl SimMeterSpec {
             battery_low: false,
             magnetic_tamper: false,
             reply_di_order: None,
-            fault: Fault::default(),
+            fault: Cjt188Fault::default(),
         }
     }
 }
@@ -132,7 +132,7 @@ pub enum SimLink {
 
 /// A transparent gateway or a serial line, and the meters on its bus.
 #[derive(Debug, Clone)]
-pub struct GatewaySpec {
+pub struct Cjt188SimSpec {
     pub link: SimLink,
     /// FE bytes the meters send before every reply.
     pub preamble: usize,
@@ -145,7 +145,7 @@ pub struct GatewaySpec {
 #[derive(Debug)]
 pub(crate) struct Meter {
     address: Address,
-    fault: Mutex<Fault>,
+    fault: Mutex<Cjt188Fault>,
     /// Well-framed requests addressed to this meter, whatever its fault did with them.
     requests: AtomicU64,
     state: Mutex<MeterState>,
@@ -175,13 +175,13 @@ impl Shared {
         self.meters.iter().find(|m| m.address == *address).ok_or(Cjt188SimError::UnknownMeter(*address))
     }
 
-    fn set_fault(&self, address: &Address, fault: Fault) -> Result<(), Cjt188SimError> {
+    fn set_fault(&self, address: &Address, fault: Cjt188Fault) -> Result<(), Cjt188SimError> {
         *lock(&self.meter(address)?.fault) = fault.clone();
         tracing::info!(message = "fault set", meter = %address, fault = ?fault);
         Ok(())
     }
 
-    fn fault(&self, address: &Address) -> Option<Fault> {
+    fn fault(&self, address: &Address) -> Option<Cjt188Fault> {
         self.meter(address).ok().map(|m| lock(&m.fault).clone())
     }
 
@@ -218,7 +218,7 @@ pub struct Cjt188Sim {
 impl Cjt188Sim {
     /// Checks the spec, binds the listener or creates the pty, then serves. Nothing is opened if the spec is
     /// invalid. Must be called inside a tokio runtime.
-    pub async fn start(spec: GatewaySpec) -> Result<Cjt188Sim, Cjt188SimError> {
+    pub async fn start(spec: Cjt188SimSpec) -> Result<Cjt188Sim, Cjt188SimError> {
         check_spec(&spec).map_err(Cjt188SimError::InvalidSpec)?;
         let origin_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let meters = spec
@@ -292,15 +292,15 @@ impl Cjt188Sim {
     }
 
     /// Replaces a meter's fault; it applies from the next request, also on open connections.
-    pub fn set_fault(&self, address: &Address, fault: Fault) -> Result<(), Cjt188SimError> {
+    pub fn set_fault(&self, address: &Address, fault: Cjt188Fault) -> Result<(), Cjt188SimError> {
         self.shared.set_fault(address, fault)
     }
 
-    pub fn fault(&self, address: &Address) -> Option<Fault> {
+    pub fn fault(&self, address: &Address) -> Option<Cjt188Fault> {
         self.shared.fault(address)
     }
 
-    /// A handle for a control API (see [`Cjt188SimHandle`]).
+    /// A handle for the fault-injection API (see [`Cjt188SimHandle`]).
     pub fn handle(&self) -> Cjt188SimHandle {
         Cjt188SimHandle { shared: Arc::clone(&self.shared) }
     }
@@ -351,7 +351,7 @@ impl Drop for Cjt188Sim {
     }
 }
 
-/// A cloneable handle on a running gateway's meters, for a control API that also serves other simulators. It
+/// A cloneable handle on a running gateway's meters, for the fault-injection API ([`crate::control`]). It
 /// does not keep the gateway running: once the [`Cjt188Sim`] is shut down, faults set here change nothing.
 #[derive(Debug, Clone)]
 pub struct Cjt188SimHandle {
@@ -360,11 +360,11 @@ pub struct Cjt188SimHandle {
 
 impl Cjt188SimHandle {
     /// As [`Cjt188Sim::set_fault`].
-    pub fn set_fault(&self, address: &Address, fault: Fault) -> Result<(), Cjt188SimError> {
+    pub fn set_fault(&self, address: &Address, fault: Cjt188Fault) -> Result<(), Cjt188SimError> {
         self.shared.set_fault(address, fault)
     }
 
-    pub fn fault(&self, address: &Address) -> Option<Fault> {
+    pub fn fault(&self, address: &Address) -> Option<Cjt188Fault> {
         self.shared.fault(address)
     }
 
@@ -380,7 +380,7 @@ impl Cjt188SimHandle {
 }
 
 /// The checks run before anything is bound.
-fn check_spec(spec: &GatewaySpec) -> Result<(), String> {
+fn check_spec(spec: &Cjt188SimSpec) -> Result<(), String> {
     if let SimLink::Serial { baud: 0, .. } = spec.link {
         return Err("baud rate must be above 0".to_owned());
     }
@@ -406,8 +406,8 @@ fn check_spec(spec: &GatewaySpec) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn spec(meters: Vec<SimMeterSpec>) -> GatewaySpec {
-        GatewaySpec {
+    fn spec(meters: Vec<SimMeterSpec>) -> Cjt188SimSpec {
+        Cjt188SimSpec {
             link: SimLink::Tcp(SocketAddr::from(([127, 0, 0, 1], 0))),
             preamble: 2,
             st_bits: StBits::STANDARD,
@@ -437,8 +437,8 @@ mod tests {
 
     #[test]
     fn fault_json_rejects_unknown_keys_and_fills_defaults() {
-        let fault: Fault = serde_json::from_str(r#"{"bad_checksum": true}"#).expect("valid fault json");
-        assert_eq!(fault, Fault { bad_checksum: true, ..Fault::default() });
-        assert!(serde_json::from_str::<Fault>(r#"{"checksum": true}"#).is_err());
+        let fault: Cjt188Fault = serde_json::from_str(r#"{"bad_checksum": true}"#).expect("valid fault json");
+        assert_eq!(fault, Cjt188Fault { bad_checksum: true, ..Cjt188Fault::default() });
+        assert!(serde_json::from_str::<Cjt188Fault>(r#"{"checksum": true}"#).is_err());
     }
 }

@@ -1,4 +1,4 @@
-//! Fault injection seen through the guarded client, and robustness against malformed requests.
+//! ModbusFault injection seen through the guarded client, and robustness against malformed requests.
 //!
 //! Each fault must produce the failure the client is built to handle (timeout, exception, bad bytes, dropped
 //! connection), a cleared fault must let the next call succeed, and one faulted device must never hold up
@@ -8,18 +8,18 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use drivers::modbus::{Exception, ModbusError};
+use drivers::registers::Function;
 use support::{client, concentrator, eventually, litres_layout, small_logger, start};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use waterworks_drivers::modbus::{Exception, ModbusError};
-use waterworks_drivers::registers::Function;
-use waterworks_drivers::sim::Fault;
+use waterworks_sim::modbus::ModbusFault;
 
 const SHORT: Duration = Duration::from_millis(200);
 const LONG: Duration = Duration::from_secs(3);
 
-fn fault(set: impl FnOnce(&mut Fault)) -> Fault {
-    let mut f = Fault::default();
+fn fault(set: impl FnOnce(&mut ModbusFault)) -> ModbusFault {
+    let mut f = ModbusFault::default();
     set(&mut f);
     f
 }
@@ -32,7 +32,7 @@ async fn silent_device_times_out_then_recovers() {
     let got = c.read_registers(Function::Input, 0, 2).await;
     assert!(matches!(got, Err(ModbusError::Timeout(_))), "{got:?}");
     assert_eq!(sim.requests("q1"), Some(1), "the request was read, just not answered");
-    assert!(sim.set_fault("q1", Fault::default()).is_ok());
+    assert!(sim.set_fault("q1", ModbusFault::default()).is_ok());
     assert!(matches!(c.read_registers(Function::Input, 0, 2).await, Ok(Ok(_))));
     sim.shutdown().await;
 }
@@ -77,7 +77,7 @@ async fn garbage_is_rejected_and_clearing_it_lets_the_client_reconnect() {
         Ok(reply) => panic!("garbage was taken for a reply: {reply:?}"),
     }
     assert!(!c.is_connected(), "a connection that carried garbage is dropped");
-    assert!(sim.set_fault("q1", Fault::default()).is_ok());
+    assert!(sim.set_fault("q1", ModbusFault::default()).is_ok());
     assert!(matches!(c.read_registers(Function::Input, 0, 2).await, Ok(Ok(_))));
     assert_eq!(c.connects(), 2);
     sim.shutdown().await;
@@ -97,7 +97,7 @@ async fn disconnect_fault_reads_connection_closed_by_device() {
         assert!(!c.is_connected(), "a closed connection is dropped");
     }
     assert_eq!(sim.requests("q1"), Some(3));
-    assert!(sim.set_fault("q1", Fault::default()).is_ok());
+    assert!(sim.set_fault("q1", ModbusFault::default()).is_ok());
     assert!(matches!(c.read_registers(Function::Input, 0, 2).await, Ok(Ok(_))));
     sim.shutdown().await;
 }
@@ -133,7 +133,7 @@ async fn a_faulted_device_never_delays_another() {
         assert!(matches!(c.read_registers(Function::Input, 0, 6).await, Ok(Ok(_))));
     }
     assert!(waiting.iter().all(|task| !task.is_finished()), "the faulted devices are still holding their clients");
-    assert_eq!(sim.fault("fine"), Some(Fault::default()));
+    assert_eq!(sim.fault("fine"), Some(ModbusFault::default()));
     for task in waiting {
         task.abort();
     }

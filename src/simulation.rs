@@ -1,5 +1,7 @@
-//! Turns the validated configuration into what the simulator plays: each configured device, with the
-//! register layout of its model, so that the simulator and the server read the same register maps.
+//! Turns the validated configuration into what the simulators (crate `waterworks-sim`) play: each configured
+//! device, with the register layout of its model, so that a simulator and the server read the same register
+//! maps; and the configured names the fault-injection API ([`sim::control::SimControl`]) lists them under.
+//! It deliberately starts no HTTP server of its own and holds no simulator state.
 
 use std::net::SocketAddr;
 
@@ -7,7 +9,10 @@ use actors::field::{DeviceKindSpec, FieldLayout};
 use actors::modbus_link::ModbusPath;
 use actors::model::MeterStatus;
 use actors::valve::{RegisterValve, ValveInterface};
-use drivers::sim::{ConcentratorLayout, Fault, FieldSpec, SimDeviceSpec, SimKind, SimParameter, SimSpec, ValveLayout};
+use drivers::cjt188::Address;
+use sim::modbus::{
+    ConcentratorLayout, FieldSpec, ModbusFault, ModbusSimSpec, SimDeviceSpec, SimKind, SimParameter, ValveLayout,
+};
 
 use crate::config::Config;
 
@@ -23,7 +28,7 @@ pub fn spec_from_config(
     speed: f64,
     seed: u64,
     listen_override: Option<SocketAddr>,
-) -> Result<SimSpec, String> {
+) -> Result<ModbusSimSpec, String> {
     let mut devices = Vec::new();
     let mut add = |what: &str, id: String, path: &ModbusPath, kind: SimKind| -> Result<(), String> {
         let ModbusPath::Tcp(target) = path else { return Ok(()) };
@@ -33,7 +38,7 @@ pub fn spec_from_config(
                 format!("{what} {id}: address {:?} must be an IP address and port to be simulated", target.addr)
             })?,
         };
-        devices.push(SimDeviceSpec { id, listen, unit_id: target.unit_id, kind, fault: Fault::default() });
+        devices.push(SimDeviceSpec { id, listen, unit_id: target.unit_id, kind, fault: ModbusFault::default() });
         Ok(())
     };
     for region in &config.tree.regions {
@@ -47,7 +52,7 @@ pub fn spec_from_config(
             }
         }
     }
-    Ok(SimSpec { devices, speed, seed })
+    Ok(ModbusSimSpec { devices, speed, seed })
 }
 
 /// What the simulator plays for a register valve: its model's registers, open at start.
@@ -99,7 +104,7 @@ fn sim_kind(d: &actors::field::DeviceSpec) -> SimKind {
 }
 
 /// Points every Modbus TCP device and valve of the configuration at the address the simulator bound for it.
-pub fn point_at(config: &mut Config, sim: &drivers::sim::Simulator) {
+pub fn point_at(config: &mut Config, sim: &sim::modbus::ModbusSim) {
     let point = |path: &mut ModbusPath, id: &str| {
         if let (ModbusPath::Tcp(target), Some(addr)) = (path, sim.addr(id)) {
             target.addr = addr.to_string();
@@ -121,13 +126,10 @@ pub fn point_at(config: &mut Config, sim: &drivers::sim::Simulator) {
 
 /// Simulated HJ 212 stations for the configured stations, by station (device) id, pushing real-time data to
 /// `server` twice per configured interval, with values near each factor's nominal value.
-pub fn stations_from_config(
-    config: &Config,
-    server: SocketAddr,
-    seed: u64,
-) -> Vec<(String, drivers::hj212::StationSpec)> {
-    use drivers::hj212::sim::default_factors;
-    use drivers::hj212::{cn, FactorSpec, StationSpec};
+pub fn stations_from_config(config: &Config, server: SocketAddr, seed: u64) -> Vec<(String, sim::hj212::Hj212SimSpec)> {
+    use drivers::hj212::cn;
+    use sim::hj212::default_factors;
+    use sim::hj212::{FactorSpec, Hj212SimSpec};
     let nominal = |code: &str| -> FactorSpec {
         default_factors().into_iter().find(|f| f.code == code).unwrap_or_else(|| match code {
             "w20120" | "w20119" => FactorSpec::new(code, 0.003, 0.001, 4),
@@ -139,7 +141,7 @@ pub fn stations_from_config(
     let mut out = Vec::new();
     for (i, region) in config.tree.regions.iter().enumerate() {
         for (j, st) in region.stations.iter().enumerate() {
-            let mut spec = StationSpec::new(server, &st.mn);
+            let mut spec = Hj212SimSpec::new(server, &st.mn);
             spec.pw = st.password.clone().unwrap_or_default();
             spec.factors = st.parameters.iter().map(|p| nominal(&p.factor)).collect();
             spec.uploads = vec![cn::REALTIME_DATA.to_owned()];
@@ -158,9 +160,9 @@ pub async fn start_cjt188(
     config: &Config,
     seed: u64,
     listen_override: Option<SocketAddr>,
-) -> Result<Vec<(String, drivers::cjt188::sim::Cjt188Sim)>, String> {
-    use drivers::cjt188::sim::{Cjt188Sim, GatewaySpec, SimLink, SimMeterSpec};
+) -> Result<Vec<(String, sim::cjt188::Cjt188Sim)>, String> {
     use drivers::cjt188::{Cjt188Link, Volume as CjtVolume};
+    use sim::cjt188::{Cjt188Sim, Cjt188SimSpec, SimLink, SimMeterSpec};
     let mut out = Vec::new();
     for region in &config.tree.regions {
         for g in &region.cjt188 {
@@ -184,7 +186,7 @@ pub async fn start_cjt188(
                     spec
                 })
                 .collect();
-            let spec = GatewaySpec { link, preamble: g.model.preamble, st_bits: g.model.st_bits, meters };
+            let spec = Cjt188SimSpec { link, preamble: g.model.preamble, st_bits: g.model.st_bits, meters };
             let sim = Cjt188Sim::start(spec).await.map_err(|e| format!("cjt188 {}: {e}", g.id))?;
             out.push((g.id.to_string(), sim));
         }
@@ -193,7 +195,7 @@ pub async fn start_cjt188(
 }
 
 /// Points every CJ/T 188 gateway at its simulator: its TCP address, or its line's pseudo-terminal.
-pub fn point_cjt188_at(config: &mut Config, sims: &[(String, drivers::cjt188::sim::Cjt188Sim)]) {
+pub fn point_cjt188_at(config: &mut Config, sims: &[(String, sim::cjt188::Cjt188Sim)]) {
     use drivers::cjt188::Cjt188Link;
     for region in &mut config.tree.regions {
         for g in &mut region.cjt188 {
@@ -210,17 +212,13 @@ pub fn point_cjt188_at(config: &mut Config, sims: &[(String, drivers::cjt188::si
 
 /// Simulated RS-485 lines for the configured ones: each plays, paced to its baud rate, every device that has a
 /// path on it (as an RTU slave with the device's unit id).
-pub async fn start_rtu(
-    config: &Config,
-    speed: f64,
-    seed: u64,
-) -> Result<Vec<(String, drivers::rtu::sim::RtuSimulator)>, String> {
-    use drivers::rtu::sim::{RtuSimSpec, RtuSimulator, RtuSlaveSpec, SlaveFault};
+pub async fn start_rtu(config: &Config, speed: f64, seed: u64) -> Result<Vec<(String, sim::rtu::RtuSim)>, String> {
+    use sim::rtu::{RtuFault, RtuSim, RtuSimSpec, RtuSlaveSpec};
     let mut out = Vec::new();
     for (id, settings) in &config.tree.lines {
         let mut slaves = Vec::new();
         let mut add = |id: String, path: &ModbusPath, kind: SimKind| {
-            slaves.push(RtuSlaveSpec { id, unit_id: path.unit_id(), kind, fault: SlaveFault::default() });
+            slaves.push(RtuSlaveSpec { id, unit_id: path.unit_id(), kind, fault: RtuFault::default() });
         };
         for region in &config.tree.regions {
             for d in &region.devices {
@@ -240,19 +238,41 @@ pub async fn start_rtu(
             continue;
         }
         let spec = RtuSimSpec { baud: settings.baud, format: settings.format(), slaves, speed, seed };
-        let sim = RtuSimulator::start(spec).map_err(|e| format!("line {id}: {e}"))?;
+        let sim = RtuSim::start(spec).map_err(|e| format!("line {id}: {e}"))?;
         out.push((id.clone(), sim));
     }
     Ok(out)
 }
 
 /// Points every simulated line at its simulator's pseudo-terminal.
-pub fn point_lines_at(config: &mut Config, sims: &[(String, drivers::rtu::sim::RtuSimulator)]) {
+pub fn point_lines_at(config: &mut Config, sims: &[(String, sim::rtu::RtuSim)]) {
     for (id, settings) in &mut config.tree.lines {
         if let Some((_, sim)) = sims.iter().find(|(l, _)| l == id) {
             settings.path = sim.path().to_owned();
         }
     }
+}
+
+/// The line of a Modbus device's or register valve's primary path, if that is an RS-485 line: a slave of a
+/// simulated line is listed by the fault-injection API under its own id only on its primary line.
+pub fn primary_line(config: &Config, id: &str) -> Option<String> {
+    config.tree.regions.iter().find_map(|r| {
+        let device = r.devices.iter().find(|d| d.id.as_str() == id).map(|d| &d.target);
+        let valve = || {
+            r.valves.iter().find(|v| v.id.as_str() == id).and_then(|v| match &v.interface {
+                ValveInterface::Register { path, .. } => Some(path),
+                ValveInterface::Cjt188 { .. } => None,
+            })
+        };
+        device.or_else(valve).and_then(|path| path.line().map(str::to_owned))
+    })
+}
+
+/// The meters of the configured CJ/T 188 gateway or line `gateway`: id and address, in configuration order
+/// (none for an unknown gateway).
+pub fn cjt188_meters(config: &Config, gateway: &str) -> Vec<(String, Address)> {
+    let spec = config.tree.regions.iter().flat_map(|r| &r.cjt188).find(|g| g.id.as_str() == gateway);
+    spec.map(|g| g.meters.iter().map(|m| (m.id.to_string(), m.address)).collect()).unwrap_or_default()
 }
 
 /// Starts a Mosquitto broker for the demo, on a free loopback port, with its persistence in the data

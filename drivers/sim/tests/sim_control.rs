@@ -1,4 +1,6 @@
-//! The simulator's HTTP control API over a real socket on port 0, spoken to with a tiny HTTP/1.1 client.
+//! The fault-injection HTTP API ([`SimControl`]) over simulated Modbus TCP devices, on a real socket on port 0,
+//! spoken to with a tiny HTTP/1.1 client. The other protocols are broken through it in the server's own
+//! `tests/sim_control.rs`.
 //!
 //! The client is hand-written on purpose: one request per connection (`Connection: close`), read to the end,
 //! so the tests need no HTTP client crate. It only understands bodies with a `Content-Length`.
@@ -8,15 +10,26 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use drivers::modbus::Exception;
+use drivers::registers::Function;
 use serde_json::{json, Value};
 use support::{client, concentrator, litres_layout, small_logger, start};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use waterworks_drivers::modbus::Exception;
-use waterworks_drivers::registers::Function;
-use waterworks_drivers::sim::{Fault, SimError};
+use waterworks_sim::control::{ControlServer, ServeError, SimControl};
+use waterworks_sim::modbus::{ModbusFault, ModbusSim};
 
 const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Serves the fault-injection API over the devices of `sim` on a loopback port.
+async fn serve(sim: &ModbusSim) -> ControlServer {
+    let mut control = SimControl::default();
+    control.add_modbus_tcp(sim);
+    match control.serve(support::any_port()).await {
+        Ok(server) => server,
+        Err(e) => panic!("control api did not start: {e}"),
+    }
+}
 
 /// Sends one request and returns the status code and the JSON body (`Value::Null` when empty).
 async fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
@@ -52,10 +65,8 @@ async fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) ->
 #[tokio::test]
 async fn list_show_set_and_clear_faults_over_http() {
     let sim = start(vec![concentrator("c1", litres_layout(4)), small_logger("q1")], 1.0).await;
-    let api = match sim.serve_control(support::any_port()).await {
-        Ok(addr) => addr,
-        Err(e) => panic!("control api did not start: {e}"),
-    };
+    let server = serve(&sim).await;
+    let api = server.addr;
 
     let (status, list) = http(api, "GET", "/devices", None).await;
     assert_eq!(status, 200);
@@ -63,7 +74,7 @@ async fn list_show_set_and_clear_faults_over_http() {
     assert_eq!(
         list[0],
         json!({
-            "id": "c1", "addr": c1_addr, "kind": "concentrator", "unit_id": 1, "requests": 0, "malformed": 0,
+            "id": "c1", "protocol": "modbus_tcp", "addr": c1_addr, "kind": "concentrator", "unit_id": 1, "requests": 0, "malformed": 0,
             "fault": {"silent": false, "delay_ms": 0, "exception": null, "garbage": false, "disconnect": false, "values": {}, "stuck": false}
         })
     );
@@ -73,7 +84,7 @@ async fn list_show_set_and_clear_faults_over_http() {
     let (status, device) = http(api, "PUT", "/devices/c1/fault", Some(r#"{"exception": 4}"#)).await;
     assert_eq!(status, 200);
     assert_eq!(device["fault"]["exception"], 4);
-    assert_eq!(sim.fault("c1"), Some(Fault { exception: Some(4), ..Fault::default() }));
+    assert_eq!(sim.fault("c1"), Some(ModbusFault { exception: Some(4), ..ModbusFault::default() }));
     let mut c = client(&sim, "c1", TIMEOUT);
     assert!(matches!(c.read_registers(Function::Holding, 0, 4).await, Ok(Err(Exception(4)))));
     let (_, device) = http(api, "GET", "/devices/c1", None).await;
@@ -86,16 +97,15 @@ async fn list_show_set_and_clear_faults_over_http() {
     let forced = r#"{"values": {"free_chlorine": 0.02}}"#;
     let (status, device) = http(api, "PUT", "/devices/q1/fault", Some(forced)).await;
     assert_eq!((status, &device["fault"]["values"]["free_chlorine"]), (200, &json!(0.02)));
+    server.shutdown().await;
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn bad_requests_get_json_errors() {
     let sim = start(vec![small_logger("q1")], 1.0).await;
-    let api = match sim.serve_control(support::any_port()).await {
-        Ok(addr) => addr,
-        Err(e) => panic!("control api did not start: {e}"),
-    };
+    let server = serve(&sim).await;
+    let api = server.addr;
     let cases = [
         ("PUT", "/devices/q1/fault", Some(r#"{"exceptoin": 4}"#), 400, "bad_fault"),
         ("PUT", "/devices/q1/fault", Some("silent please"), 400, "bad_fault"),
@@ -113,7 +123,8 @@ async fn bad_requests_get_json_errors() {
         assert_eq!((status, error["code"].as_str()), (expect_status, Some(expect_code)), "{method} {path} {body:?}");
         assert!(error["error"].as_str().is_some_and(|m| !m.is_empty()), "{method} {path}: {error}");
     }
-    assert_eq!(sim.fault("q1"), Some(Fault::default()), "no bad request changed the fault");
+    assert_eq!(sim.fault("q1"), Some(ModbusFault::default()), "no bad request changed the fault");
+    server.shutdown().await;
     sim.shutdown().await;
 }
 
@@ -121,6 +132,8 @@ async fn bad_requests_get_json_errors() {
 async fn control_api_refuses_non_loopback_addresses() {
     let sim = start(vec![small_logger("q1")], 1.0).await;
     let everywhere = SocketAddr::from(([0, 0, 0, 0], 0));
-    assert!(matches!(sim.serve_control(everywhere).await, Err(SimError::ControlNotLoopback(_))));
+    let mut control = SimControl::default();
+    control.add_modbus_tcp(&sim);
+    assert!(matches!(control.serve(everywhere).await, Err(ServeError::NotLoopback(_))));
     sim.shutdown().await;
 }

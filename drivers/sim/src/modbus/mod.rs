@@ -1,66 +1,58 @@
-//! The field-device simulator: our own Modbus TCP servers that play meter concentrators and water-quality
-//! loggers, with faults injected on demand, and a small HTTP control API to inject them.
+//! Simulated Modbus devices: our own Modbus TCP servers that play meter concentrators, water-quality loggers
+//! and register valves, with faults injected on demand ([`ModbusSim`]); the register models are shared with
+//! the simulated RS-485 line ([`crate::rtu`]). Faults are set through [`ModbusSimHandle`], which the one
+//! fault-injection HTTP API ([`crate::control`]) holds.
 //!
 //! # Layout
-//! - `spec`: what to simulate ([`SimSpec`], [`SimDeviceSpec`], layouts) and the checks run before any bind.
-//! - `fault`: [`Fault`] and the `--fault` flag syntax ([`parse_fault_flag`]).
+//! - `spec`: what to simulate ([`ModbusSimSpec`], [`SimDeviceSpec`], layouts) and the checks run before any bind.
+//! - `fault`: [`ModbusFault`] and the `--fault` flag syntax ([`parse_fault_flag`]).
 //! - `meters`, `logger`: the pure models (volumes from a seeded daily profile; quality values with drift).
-//! - `device`: one device's shared state and the answer to a request PDU.
+//! - `device`: one device's shared state and the answer to a request PDU; `exception`: the exception codes.
 //! - `mbap`, `server`: hand-written Modbus TCP framing, and the listener and connection tasks applying faults.
-//! - `control`: the HTTP control API (`GET /devices`, `PUT /devices/{id}/fault`, …).
 //!
-//! Time: simulated time is the wall time at [`Simulator::start`] plus the elapsed time × [`SimSpec::speed`];
+//! Time: simulated time is the wall time at [`ModbusSim::start`] plus the elapsed time × [`ModbusSimSpec::speed`];
 //! the daily profile uses China Standard Time (UTC+8).
 //!
 //! **Invariant:** one device's fault never affects another device: each device has its own listener task
 //! and each connection its own task. A malformed request closes only its own connection.
 //!
-//! This module deliberately does not read configuration files, does not speak any protocol but Modbus TCP,
-//! and is not meant to face a network: the control API has no authentication and only listens on loopback.
+//! This module deliberately does not read configuration files, does not speak HTTP, and is not meant to face a
+//! network.
 
-mod control;
 pub(crate) mod device;
+pub(crate) mod exception;
 mod fault;
 mod logger;
 mod mbap;
 mod meters;
-pub(crate) mod rng;
 mod server;
 mod spec;
 mod valve;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use fault::{parse_fault_flag, Fault};
-pub use spec::{ConcentratorLayout, FieldSpec, SimDeviceSpec, SimKind, SimParameter, SimSpec, ValveLayout};
+pub use fault::{parse_fault_flag, ModbusFault};
+pub use spec::{ConcentratorLayout, FieldSpec, ModbusSimSpec, SimDeviceSpec, SimKind, SimParameter, ValveLayout};
 
+use crate::rng::{fnv1a, hash2};
 use device::{Device, Model};
 use logger::Logger;
 use meters::Concentrator;
-use rng::{fnv1a, hash2};
-
-/// How long [`Simulator::shutdown`] lets the control API finish open HTTP exchanges before cutting them.
-const CONTROL_GRACE: Duration = Duration::from_secs(1);
 
 /// Why the simulator could not start or do what it was asked.
 #[derive(Debug, thiserror::Error)]
-pub enum SimError {
+pub enum ModbusSimError {
     #[error("invalid simulator spec: {0}")]
     InvalidSpec(String),
     #[error("invalid simulated device {device}: {reason}")]
     InvalidDevice { device: String, reason: String },
     #[error("simulated device {device} cannot listen on {addr}: {source}")]
     Bind { device: String, addr: SocketAddr, source: std::io::Error },
-    #[error("simulator control api cannot listen on {addr}: {source}")]
-    ControlBind { addr: SocketAddr, source: std::io::Error },
-    #[error("simulator control api only listens on loopback, not on {0}")]
-    ControlNotLoopback(SocketAddr),
     #[error("no simulated device {0:?}")]
     UnknownDevice(String),
     #[error("invalid fault for device {device}: {reason}")]
@@ -92,7 +84,7 @@ impl SimClock {
 }
 
 /// Checks a device's layout, and that `fault` fits it (forced values must name its logger parameters).
-pub(crate) fn check_device(kind: &SimKind, fault: &Fault) -> Result<(), String> {
+pub(crate) fn check_device(kind: &SimKind, fault: &ModbusFault) -> Result<(), String> {
     spec::check_kind(kind)?;
     let parameters: Vec<&str> = match kind {
         SimKind::Logger(parameters) => parameters.iter().map(|p| p.name.as_str()).collect(),
@@ -102,7 +94,7 @@ pub(crate) fn check_device(kind: &SimKind, fault: &Fault) -> Result<(), String> 
 }
 
 /// The register model of a device `id` of `kind`, seeded from the simulation seed and the id, so the same seed
-/// gives the same meters whatever the transport (Modbus TCP here, RTU in `crate::rtu::sim`).
+/// gives the same meters whatever the transport (Modbus TCP here, RTU in [`crate::rtu`]).
 pub(crate) fn new_model(kind: SimKind, seed: u64, id: &str, clock: &SimClock) -> Model {
     let seed = hash2(seed, fnv1a(id.as_bytes()));
     match kind {
@@ -137,9 +129,11 @@ impl Shared {
         })
     }
 
-    fn set_fault(&self, id: &str, fault: Fault) -> Result<(), SimError> {
-        let device = self.device(id).ok_or_else(|| SimError::UnknownDevice(id.to_owned()))?;
-        device.set_fault(fault.clone()).map_err(|reason| SimError::InvalidFault { device: id.to_owned(), reason })?;
+    fn set_fault(&self, id: &str, fault: ModbusFault) -> Result<(), ModbusSimError> {
+        let device = self.device(id).ok_or_else(|| ModbusSimError::UnknownDevice(id.to_owned()))?;
+        device
+            .set_fault(fault.clone())
+            .map_err(|reason| ModbusSimError::InvalidFault { device: id.to_owned(), reason })?;
         tracing::info!(message = "fault set", device = %id, fault = ?fault);
         Ok(())
     }
@@ -153,21 +147,21 @@ pub struct DeviceStatus {
     /// `concentrator`, `logger` or `valve`.
     pub kind: &'static str,
     pub unit_id: u8,
-    pub fault: Fault,
+    pub fault: ModbusFault,
     /// Well-framed requests received, whatever the fault did with them.
     pub requests: u64,
     /// Connections closed because the peer sent something that was not a Modbus TCP request.
     pub malformed: u64,
 }
 
-/// A cloneable handle on a running simulator's devices, for a control API that also serves other simulators.
-/// It does not keep the devices running: once the [`Simulator`] is shut down, faults set here change nothing.
+/// A cloneable handle on a running simulator's devices, for the fault-injection API ([`crate::control`]).
+/// It does not keep the devices running: once the [`ModbusSim`] is shut down, faults set here change nothing.
 #[derive(Debug, Clone)]
-pub struct SimHandle {
+pub struct ModbusSimHandle {
     shared: Arc<Shared>,
 }
 
-impl SimHandle {
+impl ModbusSimHandle {
     /// Every device, in spec order.
     pub fn statuses(&self) -> Vec<DeviceStatus> {
         self.shared.devices.iter().filter_map(|d| self.shared.status(&d.id)).collect()
@@ -177,36 +171,32 @@ impl SimHandle {
         self.shared.status(id)
     }
 
-    /// As [`Simulator::set_fault`].
-    pub fn set_fault(&self, id: &str, fault: Fault) -> Result<(), SimError> {
+    /// As [`ModbusSim::set_fault`].
+    pub fn set_fault(&self, id: &str, fault: ModbusFault) -> Result<(), ModbusSimError> {
         self.shared.set_fault(id, fault)
     }
 }
 
-/// A running set of simulated devices. Dropping it stops them too; [`Simulator::shutdown`] also waits.
+/// A running set of simulated devices. Dropping it stops them too; [`ModbusSim::shutdown`] also waits.
 #[derive(Debug)]
-pub struct Simulator {
+pub struct ModbusSim {
     shared: Arc<Shared>,
     /// One task per device; each owns its connections.
     listeners: Vec<JoinHandle<()>>,
-    /// Control API tasks started by [`Simulator::serve_control`].
-    control: Mutex<Vec<JoinHandle<()>>>,
-    /// Tells the control API to stop accepting and finish its exchanges.
-    stop: watch::Sender<bool>,
 }
 
-impl Simulator {
+impl ModbusSim {
     /// Checks the spec, binds every device's listener, then starts serving. Nothing is bound if the spec is
     /// invalid, and a bind failure (naming the device and address) releases the listeners already bound.
-    pub async fn start(spec: SimSpec) -> Result<Simulator, SimError> {
-        spec::check_spec(&spec).map_err(SimError::InvalidSpec)?;
+    pub async fn start(spec: ModbusSimSpec) -> Result<ModbusSim, ModbusSimError> {
+        spec::check_spec(&spec).map_err(ModbusSimError::InvalidSpec)?;
         for device in &spec.devices {
-            let invalid = |reason: String| SimError::InvalidDevice { device: device.id.clone(), reason };
+            let invalid = |reason: String| ModbusSimError::InvalidDevice { device: device.id.clone(), reason };
             check_device(&device.kind, &device.fault).map_err(invalid)?;
         }
         let mut listeners = Vec::with_capacity(spec.devices.len());
         for device in &spec.devices {
-            let bind_error = |source| SimError::Bind { device: device.id.clone(), addr: device.listen, source };
+            let bind_error = |source| ModbusSimError::Bind { device: device.id.clone(), addr: device.listen, source };
             let listener = TcpListener::bind(device.listen).await.map_err(bind_error)?;
             let addr = listener.local_addr().map_err(bind_error)?;
             listeners.push((listener, addr));
@@ -234,13 +224,12 @@ impl Simulator {
                 tokio::spawn(server::run_listener(listener, Arc::clone(device), clock))
             })
             .collect();
-        let (stop, _) = watch::channel(false);
-        Ok(Simulator { shared, listeners, control: Mutex::new(Vec::new()), stop })
+        Ok(ModbusSim { shared, listeners })
     }
 
-    /// A handle for a control API (see [`SimHandle`]).
-    pub fn handle(&self) -> SimHandle {
-        SimHandle { shared: Arc::clone(&self.shared) }
+    /// A handle for the fault-injection API (see [`ModbusSimHandle`]).
+    pub fn handle(&self) -> ModbusSimHandle {
+        ModbusSimHandle { shared: Arc::clone(&self.shared) }
     }
 
     /// The address a device actually listens on (the real port when the spec said port 0).
@@ -254,11 +243,11 @@ impl Simulator {
     }
 
     /// Replaces a device's fault; it applies from the next request, also on open connections.
-    pub fn set_fault(&self, id: &str, fault: Fault) -> Result<(), SimError> {
+    pub fn set_fault(&self, id: &str, fault: ModbusFault) -> Result<(), ModbusSimError> {
         self.shared.set_fault(id, fault)
     }
 
-    pub fn fault(&self, id: &str) -> Option<Fault> {
+    pub fn fault(&self, id: &str) -> Option<ModbusFault> {
         self.shared.device(id).map(|d| d.fault())
     }
 
@@ -296,56 +285,19 @@ impl Simulator {
         self.shared.device(id)?.parameter_value(name)
     }
 
-    /// Starts the HTTP control API on `listen` (loopback only; port 0 picks a port) and returns its address.
-    pub async fn serve_control(&self, listen: SocketAddr) -> Result<SocketAddr, SimError> {
-        if !listen.ip().is_loopback() {
-            return Err(SimError::ControlNotLoopback(listen));
-        }
-        let bind_error = |source| SimError::ControlBind { addr: listen, source };
-        let listener = TcpListener::bind(listen).await.map_err(bind_error)?;
-        let addr = listener.local_addr().map_err(bind_error)?;
-        let router = control::router(Arc::clone(&self.shared));
-        let mut stop = self.stop.subscribe();
-        let task = tokio::spawn(async move {
-            let stopped = async move {
-                // An error means the simulator is gone, which is a reason to stop as well.
-                let _ = stop.wait_for(|stopped| *stopped).await;
-            };
-            if let Err(error) = axum::serve(listener, router).with_graceful_shutdown(stopped).await {
-                tracing::warn!(message = "control api stopped", error = %error);
-            }
-        });
-        self.control.lock().unwrap_or_else(PoisonError::into_inner).push(task);
-        tracing::info!(message = "simulator control api listening", addr = %addr);
-        Ok(addr)
-    }
-
-    /// Stops every listener, connection and the control API, and waits until they are gone.
+    /// Stops every listener and connection, and waits until they are gone.
     pub async fn shutdown(mut self) {
-        self.stop.send_replace(true);
         for task in std::mem::take(&mut self.listeners) {
             // A listener never ends by itself; aborting it drops its connections with it.
             task.abort();
             let _ = task.await;
         }
-        let control = std::mem::take(&mut *self.control.lock().unwrap_or_else(PoisonError::into_inner));
-        for mut task in control {
-            // The control API gets a moment to finish its exchanges, then is cut off.
-            if tokio::time::timeout(CONTROL_GRACE, &mut task).await.is_err() {
-                task.abort();
-                let _ = task.await;
-            }
-        }
     }
 }
 
-impl Drop for Simulator {
+impl Drop for ModbusSim {
     fn drop(&mut self) {
-        self.stop.send_replace(true);
         for task in &self.listeners {
-            task.abort();
-        }
-        for task in self.control.lock().unwrap_or_else(PoisonError::into_inner).iter() {
             task.abort();
         }
     }

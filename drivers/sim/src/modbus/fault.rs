@@ -2,19 +2,19 @@
 //!
 //! A fault is data: the connection task reads the device's current fault at every request and acts on it
 //! (see `server.rs`). This module only describes and parses faults; it does not apply them and does not
-//! know which devices exist (checking a fault against a device happens in `Simulator::set_fault`).
+//! know which devices exist (checking a fault against a device happens in `ModbusSim::set_fault`).
 
 use std::collections::BTreeMap;
 
-use super::SimError;
+use super::ModbusSimError;
 
-/// What a device does wrong. `Fault::default()` is a healthy device.
+/// What a device does wrong. `ModbusFault::default()` is a healthy device.
 ///
 /// When several are set, they apply in this order: `disconnect`, `silent`, `delay_ms`, then the reply is
 /// `garbage`, else the `exception`, else a normal answer (with `values` forced).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct Fault {
+pub struct ModbusFault {
     /// Read requests, never answer (the connection stays open).
     pub silent: bool,
     /// Answer this many milliseconds late.
@@ -31,7 +31,7 @@ pub struct Fault {
     pub stuck: bool,
 }
 
-impl Fault {
+impl ModbusFault {
     /// Checks that this fault makes sense for a device with these logger `parameters` (none for a
     /// concentrator): a real exception code, and finite forced values for parameters the device has.
     pub(crate) fn check_for(&self, parameters: &[&str]) -> Result<(), String> {
@@ -55,8 +55,8 @@ impl Fault {
 /// `value:PARAMETER=NUMBER`.
 ///
 /// Examples: `"w1=silent"`, `"w1=delay:200,garbage"`, `"q1=value:free_chlorine=0.1"`, `"w2=exception:0x0B"`.
-pub fn parse_fault_flag(flag: &str) -> Result<(String, Fault), SimError> {
-    let bad = |reason: String| SimError::FaultFlag { flag: flag.to_owned(), reason };
+pub fn parse_fault_flag(flag: &str) -> Result<(String, ModbusFault), ModbusSimError> {
+    let bad = |reason: String| ModbusSimError::FaultFlag { flag: flag.to_owned(), reason };
     let Some((id, faults)) = flag.split_once('=') else {
         return Err(bad("expected ID=FAULT, e.g. w1=silent".to_owned()));
     };
@@ -67,7 +67,7 @@ pub fn parse_fault_flag(flag: &str) -> Result<(String, Fault), SimError> {
     if faults.trim().is_empty() {
         return Err(bad(format!("no fault given after {id:?}=")));
     }
-    let mut fault = Fault::default();
+    let mut fault = ModbusFault::default();
     let mut delay_given = false;
     for part in faults.split(',') {
         parse_part(part.trim(), &mut fault, &mut delay_given)
@@ -78,7 +78,7 @@ pub fn parse_fault_flag(flag: &str) -> Result<(String, Fault), SimError> {
 
 /// Applies one comma-separated part of a fault flag to `fault`. `delay_given` remembers an earlier `delay`, since
 /// `delay:0` leaves no trace in the fault itself.
-fn parse_part(part: &str, fault: &mut Fault, delay_given: &mut bool) -> Result<(), String> {
+fn parse_part(part: &str, fault: &mut ModbusFault, delay_given: &mut bool) -> Result<(), String> {
     let (name, arg) = match part.split_once(':') {
         Some((name, arg)) => (name.trim(), Some(arg.trim())),
         None => (part, None),
@@ -154,7 +154,7 @@ fn parse_part(part: &str, fault: &mut Fault, delay_given: &mut bool) -> Result<(
 mod tests {
     use super::*;
 
-    fn ok(flag: &str) -> (String, Fault) {
+    fn ok(flag: &str) -> (String, ModbusFault) {
         parse_fault_flag(flag).unwrap_or_else(|e| panic!("{flag}: {e}"))
     }
 
@@ -167,17 +167,20 @@ mod tests {
 
     #[test]
     fn accepted_syntaxes() {
-        assert_eq!(ok("w1=silent"), ("w1".to_owned(), Fault { silent: true, ..Fault::default() }));
-        assert_eq!(ok("w1=delay:500").1, Fault { delay_ms: 500, ..Fault::default() });
-        assert_eq!(ok("w1=exception:4").1, Fault { exception: Some(4), ..Fault::default() });
-        assert_eq!(ok("w1=exception:0x0B").1, Fault { exception: Some(11), ..Fault::default() });
-        assert_eq!(ok("w1=garbage").1, Fault { garbage: true, ..Fault::default() });
-        assert_eq!(ok("w1=disconnect").1, Fault { disconnect: true, ..Fault::default() });
-        assert_eq!(ok("v1=stuck").1, Fault { stuck: true, ..Fault::default() });
+        assert_eq!(ok("w1=silent"), ("w1".to_owned(), ModbusFault { silent: true, ..ModbusFault::default() }));
+        assert_eq!(ok("w1=delay:500").1, ModbusFault { delay_ms: 500, ..ModbusFault::default() });
+        assert_eq!(ok("w1=exception:4").1, ModbusFault { exception: Some(4), ..ModbusFault::default() });
+        assert_eq!(ok("w1=exception:0x0B").1, ModbusFault { exception: Some(11), ..ModbusFault::default() });
+        assert_eq!(ok("w1=garbage").1, ModbusFault { garbage: true, ..ModbusFault::default() });
+        assert_eq!(ok("w1=disconnect").1, ModbusFault { disconnect: true, ..ModbusFault::default() });
+        assert_eq!(ok("v1=stuck").1, ModbusFault { stuck: true, ..ModbusFault::default() });
         let (id, fault) = ok("q-1=value:free_chlorine=0.1");
         assert_eq!(id, "q-1");
         assert_eq!(fault.values.get("free_chlorine"), Some(&0.1));
-        assert_eq!(ok("w1=delay:200,garbage").1, Fault { delay_ms: 200, garbage: true, ..Fault::default() });
+        assert_eq!(
+            ok("w1=delay:200,garbage").1,
+            ModbusFault { delay_ms: 200, garbage: true, ..ModbusFault::default() }
+        );
         let both = ok(" q1 = value:ph=9.5, value:turbidity=-1 , SILENT").1;
         assert_eq!(both.values.len(), 2);
         assert_eq!(both.values.get("turbidity"), Some(&-1.0));
@@ -211,20 +214,20 @@ mod tests {
 
     #[test]
     fn fault_json_rejects_unknown_keys_and_fills_defaults() {
-        let fault: Fault = serde_json::from_str(r#"{"delay_ms": 300}"#).expect("valid fault json");
-        assert_eq!(fault, Fault { delay_ms: 300, ..Fault::default() });
-        assert!(serde_json::from_str::<Fault>(r#"{"delay": 300}"#).is_err());
+        let fault: ModbusFault = serde_json::from_str(r#"{"delay_ms": 300}"#).expect("valid fault json");
+        assert_eq!(fault, ModbusFault { delay_ms: 300, ..ModbusFault::default() });
+        assert!(serde_json::from_str::<ModbusFault>(r#"{"delay": 300}"#).is_err());
     }
 
     #[test]
     fn check_for_a_device() {
-        assert_eq!(Fault::default().check_for(&[]), Ok(()));
-        let zero = Fault { exception: Some(0), ..Fault::default() };
+        assert_eq!(ModbusFault::default().check_for(&[]), Ok(()));
+        let zero = ModbusFault { exception: Some(0), ..ModbusFault::default() };
         assert_eq!(zero.check_for(&[]), Err("exception code 0 is not a modbus exception".to_owned()));
-        let forced = Fault { values: BTreeMap::from([("ph".to_owned(), 9.9)]), ..Fault::default() };
+        let forced = ModbusFault { values: BTreeMap::from([("ph".to_owned(), 9.9)]), ..ModbusFault::default() };
         assert_eq!(forced.check_for(&["ph"]), Ok(()));
         assert_eq!(forced.check_for(&["lead"]), Err("no parameter \"ph\" to force".to_owned()));
-        let nan = Fault { values: BTreeMap::from([("ph".to_owned(), f64::NAN)]), ..Fault::default() };
+        let nan = ModbusFault { values: BTreeMap::from([("ph".to_owned(), f64::NAN)]), ..ModbusFault::default() };
         assert_eq!(nan.check_for(&["ph"]), Err("value NaN for \"ph\" is not a finite number".to_owned()));
     }
 }
