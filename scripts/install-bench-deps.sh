@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what `cargo bench --bench modbus_poll` needs beyond the Rust toolchain: a C compiler and libmodbus
-# (Debian's libmodbus-dev), for the reference Modbus TCP client the benchmark compiles and runs beside ours.
+# Installs what the benchmarks need beyond the Rust toolchain: a C compiler and libmodbus (Debian's
+# libmodbus-dev), for the reference Modbus TCP client `modbus_poll` runs beside ours, and PostgreSQL with pgbench
+# (Debian's postgresql), the peer `store_writer` runs beside our store.
 # Idempotent: it installs only what is missing, and refreshes the package lists only when a package cannot be
 # found without it.
 set -euo pipefail
@@ -9,9 +10,10 @@ export DEBIAN_FRONTEND=noninteractive
 HEADER=/usr/include/modbus/modbus.h
 
 have_cc() { command -v cc >/dev/null 2>&1; }
+have_pg() { compgen -G "/usr/lib/postgresql/*/bin/pgbench" >/dev/null; }
 
-if [[ -f "$HEADER" ]] && have_cc; then
-    echo "install-bench-deps: libmodbus-dev and a C compiler are already installed, nothing to do"
+if [[ -f "$HEADER" ]] && have_cc && have_pg; then
+    echo "install-bench-deps: libmodbus-dev, a C compiler and PostgreSQL are already installed, nothing to do"
     exit 0
 fi
 
@@ -24,6 +26,7 @@ fi
 PACKAGES=()
 [[ -f "$HEADER" ]] || PACKAGES+=(libmodbus-dev)
 have_cc || PACKAGES+=(gcc libc6-dev)
+have_pg || PACKAGES+=(postgresql)
 
 # A fresh machine may have no package lists at all; update them only then.
 if ! apt-cache show libmodbus-dev >/dev/null 2>&1; then
