@@ -106,7 +106,11 @@ impl Event {
 
     /// When it happened, if the event says so itself.
     pub fn ts(&self) -> Option<Timestamp> {
-        self.to_live(Timestamp(i64::MIN)).map(|l| l.ts).filter(|ts| ts.0 != i64::MIN)
+        match self {
+            // A restart is stamped when it is published.
+            Event::ChildRestarting { .. } => None,
+            other => other.to_live(Timestamp(0)).map(|l| l.ts),
+        }
     }
 
     /// The event as the HMI shows it, if the HMI shows it at all.

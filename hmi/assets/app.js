@@ -1699,6 +1699,11 @@
     if (!p) return ev.message ? String(ev.message) : '';
     const vars = Object.assign({}, p);
     if (vars.parameter) vars.parameter = paramLabel(vars.parameter);
+    // Values come from f32 registers: 0.10000000149011612 reads as 0.1.
+    for (const k of ['value', 'limit']) {
+      const n = Number(vars[k]);
+      if (vars[k] !== undefined && Number.isFinite(n)) vars[k] = String(Number(n.toPrecision(6)));
+    }
     let key = null;
     switch (String(ev.kind || '')) {
       case 'comm_lost': key = 'evm_comm_lost'; break;
