@@ -1,8 +1,9 @@
 //! The durable change feed (DESIGN §12): every committed fact with a sequence number, read by consumers
 //! from a cursor they persist.
 //!
-//! Two tables share one sequence: `feed` holds, per submission, the readings and samples it carried (one
-//! entry per submission, not per reading, so a concentrator's 120 readings cost one feed row); `events`
+//! Two tables share one sequence: `feed` holds, per commit, the readings and samples it carried (one entry
+//! per commit, not per reading or submission, so a group commit of 5,000 readings costs one feed row, in the
+//! compact encoding of `feed_codec.rs`); `events`
 //! holds one event per number, which also makes it the event journal the HMI searches. Numbers are given by
 //! the writer in its commit, so an entry exists in the feed exactly when its facts are committed.
 //!
@@ -39,29 +40,6 @@ impl FeedHead {
     }
 }
 
-/// The data of one submission as written (borrowed from the submission).
-#[derive(Default, Serialize)]
-pub(crate) struct FeedDataRef<'a> {
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub readings: Vec<&'a MeterReading>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub samples: Vec<&'a QualitySample>,
-}
-
-impl FeedDataRef<'_> {
-    pub(crate) fn is_empty(&self) -> bool {
-        self.readings.is_empty() && self.samples.is_empty()
-    }
-}
-
-#[derive(Deserialize)]
-struct FeedData {
-    #[serde(default)]
-    readings: Vec<MeterReading>,
-    #[serde(default)]
-    samples: Vec<QualitySample>,
-}
-
 #[derive(Serialize)]
 pub(crate) struct StoredEventRef<'a> {
     pub ts: Timestamp,
@@ -77,7 +55,7 @@ struct StoredEvent {
 /// What one feed entry carries.
 #[derive(Clone, Debug, PartialEq)]
 pub enum FeedFact {
-    /// The readings and samples of one submission (one device's cycle, usually).
+    /// The readings and samples of one commit (one or more submissions, each usually one device's cycle).
     Data {
         readings: Vec<MeterReading>,
         samples: Vec<QualitySample>,
@@ -185,7 +163,7 @@ impl Store {
             if take_data {
                 let (k, v) = a.next().expect("peeked")?;
                 let seq = k.value();
-                let data: FeedData = serde_json::from_slice(v.value())
+                let data = super::feed_codec::decode(v.value())
                     .map_err(|e| StoreError::Io(format!("feed entry {seq} cannot be read: {e}")))?;
                 out.push(FeedEntry { seq, fact: FeedFact::Data { readings: data.readings, samples: data.samples } });
             } else {

@@ -7,7 +7,7 @@
 //! Schema version 1 tables:
 //! - `meta`: `&str -> u64` (`schema_version`);
 //! - `readings`: `(meter, ts_ms) -> (litres, status)`; a reading of the same meter and time overwrites
-//!   itself, so a repeated write is idempotent;
+//!   itself, so a repeated write is idempotent (re-keyed in version 3, below);
 //! - `samples`: `(device/parameter, ts_ms) -> (value, flags, unit)`;
 //! - `device_status`: `device -> JSON CommStatus`;
 //! - `meter_comm`: `device -> JSON [(meter, MeterComm)]`, only the device's meters that were not read in the
@@ -18,13 +18,21 @@
 //! - `valve_status`: `device -> JSON ValveStatus` (in `valve_status.rs`; a new table, created on open, so no
 //!   schema step).
 //!
+//! Schema version 3 (issue 7 §8) re-keys `readings` and `reading_extras` as `meter_readings` and
+//! `meter_reading_extras`, keyed by the byte string of `reading_key.rs` (compared with `memcmp`, where the
+//! tuple key decoded and UTF-8-checked both sides on every comparison); `migrate.rs` copies older stores.
+//!
 //! Schema version 2 adds the durable change feed (DESIGN §12, [`feed`]):
-//! - `feed`: `seq -> JSON FeedData`: the readings and samples of one submission, under one sequence number;
+//! - `feed`: `seq -> FeedData`: the readings and samples of one commit, under one sequence number, in the
+//!   binary encoding of `feed_codec.rs` (entries written before it are JSON and still read);
 //! - `events`: `seq -> JSON StoredEvent`: one event per sequence number (same number space as `feed`);
 //! - `cursors`: `consumer name -> last handled seq`.
 
 pub mod actor_state;
 pub mod feed;
+pub mod feed_codec;
+mod migrate;
+mod reading_key;
 mod valve_status;
 pub mod writer;
 
@@ -46,17 +54,21 @@ pub use writer::{Committed, StoreHandle, StoreWriter, StoreWriterArgs, StoreWrit
 use crate::event::{Event, EventRecord};
 
 /// The schema this program writes. A store with a newer version is refused; older versions are migrated.
-pub const SCHEMA_VERSION: u64 = 2;
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "waterworks.redb";
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-const READINGS: TableDefinition<(&str, i64), (i64, u16)> = TableDefinition::new("readings");
-/// What a CJ/T 188 meter reports beside its volume, keyed like `readings` (issue 7 §4): its own clock (ms since
-/// the epoch, `i64::MIN` when absent) and the settlement-day volume (litres, -1 when absent). A table of its own
-/// so that the readings table keeps its types; a new table needs no schema version step.
-const READING_EXTRAS: TableDefinition<(&str, i64), (i64, i64)> = TableDefinition::new("reading_extras");
+/// Meter readings: `reading_key(meter, ts) -> (litres, status)` (schema version 3; `reading_key.rs`).
+const READINGS: TableDefinition<&[u8], (i64, u16)> = TableDefinition::new("meter_readings");
+/// What a CJ/T 188 meter reports beside its volume, keyed like `READINGS` (issue 7 §4): its own clock (ms since
+/// the epoch, `i64::MIN` when absent) and the settlement-day volume (litres, -1 when absent).
+const READING_EXTRAS: TableDefinition<&[u8], (i64, i64)> = TableDefinition::new("meter_reading_extras");
+/// The readings tables of schema versions 1 and 2, keyed by a `(meter, ts)` tuple; copied into the tables above
+/// and deleted when such a store is opened (`migrate.rs`).
+const READINGS_V2: TableDefinition<(&str, i64), (i64, u16)> = TableDefinition::new("readings");
+const READING_EXTRAS_V2: TableDefinition<(&str, i64), (i64, i64)> = TableDefinition::new("reading_extras");
 const SAMPLES: TableDefinition<(&str, i64), (f64, u8, &str)> = TableDefinition::new("samples");
 const DEVICE_STATUS: TableDefinition<&str, &[u8]> = TableDefinition::new("device_status");
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
@@ -205,27 +217,32 @@ impl Store {
 
     fn init_schema(&self) -> Result<(), StoreError> {
         let open_err = |e: String| StoreError::Open { path: self.path.clone(), reason: e };
+        let found = {
+            let txn = self.db.begin_read().map_err(|e| open_err(e.to_string()))?;
+            match txn.open_table(META) {
+                Ok(meta) => meta.get("schema_version").map_err(|e| open_err(e.to_string()))?.map(|v| v.value()),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(open_err(e.to_string())),
+            }
+        };
+        if let Some(v) = found.filter(|&v| v > SCHEMA_VERSION) {
+            return Err(StoreError::SchemaTooNew { path: self.path.clone(), found: v, supported: SCHEMA_VERSION });
+        }
+        // Version 1 → 2 added the feed, events and cursors tables (created below); nothing to convert.
+        // Version 2 → 3 re-keys the readings tables: copied first, in chunks; the old ones go below.
+        if found.is_some_and(|v| v < 3) {
+            let rows =
+                migrate::readings_to_v3(&self.db).map_err(|e| open_err(format!("migration to schema 3: {e}")))?;
+            tracing::info!(message = "Store migrated to schema version 3.", rows_copied = rows);
+        }
         let txn = self.db.begin_write().map_err(|e| open_err(e.to_string()))?;
         {
             let mut meta = txn.open_table(META).map_err(|e| open_err(e.to_string()))?;
-            let found = meta.get("schema_version").map_err(|e| open_err(e.to_string()))?.map(|v| v.value());
-            match found {
-                Some(v) if v > SCHEMA_VERSION => {
-                    return Err(StoreError::SchemaTooNew {
-                        path: self.path.clone(),
-                        found: v,
-                        supported: SCHEMA_VERSION,
-                    })
-                }
-                // Version 1 → 2 adds the feed, events and cursors tables (created below); nothing to convert.
-                Some(v) if v < SCHEMA_VERSION => {
-                    meta.insert("schema_version", SCHEMA_VERSION).map_err(|e| open_err(e.to_string()))?;
-                }
-                Some(_) => {}
-                None => {
-                    meta.insert("schema_version", SCHEMA_VERSION).map_err(|e| open_err(e.to_string()))?;
-                }
+            if found != Some(SCHEMA_VERSION) {
+                meta.insert("schema_version", SCHEMA_VERSION).map_err(|e| open_err(e.to_string()))?;
             }
+            txn.delete_table(READINGS_V2).map_err(|e| open_err(e.to_string()))?;
+            txn.delete_table(READING_EXTRAS_V2).map_err(|e| open_err(e.to_string()))?;
             // Opening every table checks that each one's stored types match ours.
             txn.open_table(READINGS).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(READING_EXTRAS).map_err(|e| open_err(e.to_string()))?;
@@ -252,9 +269,10 @@ impl Store {
     /// Applies a batch in one durable transaction. Only the writer thread calls this. It takes the operations by
     /// reference, so the writer can pass the submissions it holds without copying them.
     ///
-    /// Change feed: each submission (`subs`) that carries readings or samples becomes one `feed` entry, and
-    /// each event one `events` entry, numbered in commit order from one counter. Numbers are taken only when
-    /// the commit succeeds, so the feed has no holes from failed commits.
+    /// Change feed: the readings and samples of the whole batch become one `feed` entry (binary,
+    /// `feed_codec.rs`), numbered after the batch's events; each event is one `events` entry, numbered in
+    /// commit order from the same counter. Numbers are taken only when the commit succeeds, so the feed has no
+    /// holes from failed commits.
     pub(crate) fn apply<'a, S>(&self, subs: impl IntoIterator<Item = S>) -> Result<Applied, StoreError>
     where
         S: IntoIterator<Item = &'a Op>,
@@ -274,22 +292,26 @@ impl Store {
             let mut cursors = txn.open_table(CURSORS)?;
             let mut next_audit = audit.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
             let mut actor_states = actor_state::ActorStateWrites::new(&txn);
+            let mut key = Vec::with_capacity(32);
+            // The readings and samples of the whole commit make one feed entry (issue 7 §8): one row and one
+            // encoding per commit, however many submissions it groups.
+            let mut data = feed_codec::FeedEncoder::default();
             for sub in subs {
-                let mut data = feed::FeedDataRef::default();
                 for op in sub {
                     match op {
                         Op::Reading(r) => {
-                            readings.insert((r.meter.as_str(), r.ts.0), (r.volume.litres(), r.status.0))?;
+                            reading_key::encode_into(&mut key, r.meter.as_str(), r.ts.0);
+                            readings.insert(key.as_slice(), (r.volume.litres(), r.status.0))?;
                             if r.meter_clock.is_some() || r.settlement_volume.is_some() {
                                 let clock = r.meter_clock.map_or(i64::MIN, |t| t.0);
                                 let settlement = r.settlement_volume.map_or(-1, |v| v.litres());
-                                extras.insert((r.meter.as_str(), r.ts.0), (clock, settlement))?;
+                                extras.insert(key.as_slice(), (clock, settlement))?;
                             }
-                            data.readings.push(r);
+                            data.reading(r);
                         }
                         Op::Sample(s) => {
                             samples.insert((s.series().as_str(), s.ts.0), (s.value, s.flags.0, s.unit.as_str()))?;
-                            data.samples.push(s);
+                            data.sample(s);
                         }
                         Op::Event(ts, event) => {
                             seq += 1;
@@ -327,11 +349,10 @@ impl Store {
                         Op::ValveStatus(id, st) => valve_status::put(&txn, id, st)?,
                     }
                 }
-                if !data.is_empty() {
-                    seq += 1;
-                    let json = serde_json::to_vec(&data).map_err(|e| StoreError::Encode(e.to_string()))?;
-                    feed.insert(seq, json.as_slice())?;
-                }
+            }
+            if !data.is_empty() {
+                seq += 1;
+                feed.insert(seq, data.encode().as_slice())?;
             }
         }
         txn.commit()?;
@@ -349,12 +370,15 @@ impl Store {
     pub fn latest_reading(&self, meter: &MeterId) -> Result<Option<(Timestamp, Volume, MeterStatus)>, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(READINGS)?;
+        let (lo, hi) =
+            (reading_key::encode(meter, Timestamp(i64::MIN)), reading_key::encode(meter, Timestamp(i64::MAX)));
         // Readings dated implausibly (`time_future`, `time_stale`) are kept but never the latest.
-        for entry in t.range((meter.as_str(), i64::MIN)..=(meter.as_str(), i64::MAX))?.rev() {
+        for entry in t.range(lo.as_slice()..=hi.as_slice())?.rev() {
             let (k, v) = entry?;
             let (litres, status) = v.value();
             if !MeterStatus(status).time_implausible() {
-                return Ok(Some((Timestamp(k.value().1), Volume::from_litres(litres), MeterStatus(status))));
+                let ts = reading_key::time_of(k.value()).ok_or_else(|| bad_key(meter))?;
+                return Ok(Some((ts, Volume::from_litres(litres), MeterStatus(status))));
             }
         }
         Ok(None)
@@ -415,14 +439,15 @@ impl Store {
         if from > to {
             return Ok(out);
         }
-        for entry in t.range((meter.as_str(), from.0)..=(meter.as_str(), to.0))?.take(limit) {
+        let (lo, hi) = (reading_key::encode(meter, from), reading_key::encode(meter, to));
+        for entry in t.range(lo.as_slice()..=hi.as_slice())?.take(limit) {
             let (k, v) = entry?;
             let (litres, status) = v.value();
-            let ts = k.value().1;
-            let (clock, settlement) = extras.get((meter.as_str(), ts))?.map_or((i64::MIN, -1), |e| e.value());
+            let ts = reading_key::time_of(k.value()).ok_or_else(|| bad_key(meter))?;
+            let (clock, settlement) = extras.get(k.value())?.map_or((i64::MIN, -1), |e| e.value());
             out.push(StoredReading {
                 meter: meter.clone(),
-                ts: Timestamp(ts),
+                ts,
                 volume_m3: Volume::from_litres(litres).to_string(),
                 status: MeterStatus(status).names(),
                 meter_clock: (clock != i64::MIN).then_some(Timestamp(clock)),
@@ -526,6 +551,10 @@ impl Store {
     }
 }
 
+fn bad_key(meter: &MeterId) -> StoreError {
+    StoreError::Io(format!("a stored reading key of meter {meter} is damaged"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -584,6 +613,43 @@ mod tests {
         let err = Store::open(&dir).unwrap_err();
         assert!(matches!(err, StoreError::Locked { .. }), "{err}");
         assert!(err.to_string().contains("locked by another running process"));
+    }
+
+    #[test]
+    fn a_version_2_store_is_migrated_to_byte_keys_with_every_reading_and_extra() {
+        let dir = tempdir();
+        {
+            let db = Database::create(dir.join(DB_FILE)).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                txn.open_table(META).unwrap().insert("schema_version", 2).unwrap();
+                let mut t = txn.open_table(READINGS_V2).unwrap();
+                for m in 0..300i64 {
+                    for ts in [-1_000, 0, 1_767_225_600_000] {
+                        t.insert((format!("m-{m}").as_str(), ts + m), (m * 10, (m % 7) as u16)).unwrap();
+                    }
+                }
+                txn.open_table(READING_EXTRAS_V2).unwrap().insert(("m-5", 5), (1_700_000_000_000, 42)).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(store.reading_count().unwrap(), 900);
+        let got = store.meter_readings(&MeterId::new("m-5"), Timestamp(i64::MIN), Timestamp(i64::MAX), 10).unwrap();
+        let times: Vec<i64> = got.iter().map(|r| r.ts.0).collect();
+        assert_eq!(times, vec![-995, 5, 1_767_225_600_005]);
+        assert_eq!(got[1].meter_clock, Some(Timestamp(1_700_000_000_000)));
+        assert_eq!(got[1].settlement_volume_m3.as_deref(), Some("0.042"));
+        assert_eq!(got[0].volume_m3, "0.050");
+        let latest = store.latest_reading(&MeterId::new("m-299")).unwrap().unwrap();
+        assert_eq!((latest.0, latest.1.litres()), (Timestamp(1_767_225_600_299), 2_990));
+        // The old tables are gone, and a second open changes nothing.
+        let txn = store.db.begin_read().unwrap();
+        assert!(matches!(txn.open_table(READINGS_V2), Err(redb::TableError::TableDoesNotExist(_))));
+        drop(txn);
+        drop(store);
+        assert_eq!(Store::open(&dir).unwrap().reading_count().unwrap(), 900);
     }
 
     #[test]

@@ -5,8 +5,11 @@
 //! readings it carries, and under load batches grow by themselves (no artificial wait). A submission is
 //! answered only after the transaction that holds it has committed: that answer is the acknowledgement.
 //!
-//! The thread owns no state but the batch in hand; if this actor is restarted, the old thread ends when its
-//! channel closes and a new one starts. Submitters reach the writer through a [`StoreHandle`], whose slot the
+//! The committer hands each finished batch to a second thread, the acker, which answers the submitters and
+//! frees their operations, so the committer starts the next commit at once.
+//!
+//! The threads own no state but the batch in hand; if this actor is restarted, the old threads end when their
+//! channels close and new ones start. Submitters reach the writer through a [`StoreHandle`], whose slot the
 //! supervisor refills on restart; while the writer is down, submissions fail with `Unavailable` and the
 //! submitter keeps its data to try again.
 
@@ -95,6 +98,16 @@ impl Actor for StoreWriter {
         args: StoreWriterArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let (tx, rx) = mpsc::channel::<Vec<(Vec<Op>, Reply)>>();
+        // Answering a batch (waking each submitter) and freeing its operations is the acker thread's work, so
+        // the committer turns to the next batch at once (issue 7 §8). The acker ends when the committer does.
+        let (ack_tx, ack_rx) = mpsc::channel::<(Vec<(Vec<Op>, Reply)>, Result<Committed, StoreError>)>();
+        std::thread::Builder::new().name("store-acker".into()).spawn(move || {
+            while let Ok((batch, result)) = ack_rx.recv() {
+                for (_, reply) in batch {
+                    let _ = reply.send(result.clone());
+                }
+            }
+        })?;
         let store = args.store.clone();
         let metrics = args.metrics.clone();
         let events = args.events.clone();
@@ -124,11 +137,14 @@ impl Actor for StoreWriter {
                         tracing::error!(message = "Commit failed; submissions are not acknowledged.", ops = n, error = %e);
                     }
                 }
-                let result = result.map(|_| ());
-                for (_, reply) in batch {
-                    let _ = reply.send(result.clone().map(|()| Committed { batch_ops: n }));
+                let result = result.map(|_| Committed { batch_ops: n });
+                let stopping = myself.cast(StoreWriterMsg::BatchDone).is_err();
+                if let Err(mpsc::SendError((batch, result))) = ack_tx.send((batch, result)) {
+                    for (_, reply) in batch {
+                        let _ = reply.send(result.clone());
+                    }
                 }
-                if myself.cast(StoreWriterMsg::BatchDone).is_err() {
+                if stopping {
                     break;
                 }
             }
