@@ -185,6 +185,9 @@ pub struct Store {
     db: Arc<Database>,
     path: PathBuf,
     feed: Arc<feed::FeedHead>,
+    /// Held by `apply` from `begin_write` until the feed head has moved, so that a second writer (an old
+    /// committer finishing while a restarted one begins) never takes a sequence number twice.
+    commit: Arc<std::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -204,7 +207,12 @@ impl Store {
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::Locked { path }),
             Err(e) => return Err(StoreError::Open { path, reason: e.to_string() }),
         };
-        let mut store = Store { db: Arc::new(db), path, feed: Arc::new(feed::FeedHead::new(0)) };
+        let mut store = Store {
+            db: Arc::new(db),
+            path,
+            feed: Arc::new(feed::FeedHead::new(0)),
+            commit: Arc::new(std::sync::Mutex::new(())),
+        };
         store.init_schema()?;
         let head = store.last_seq()?;
         store.feed = Arc::new(feed::FeedHead::new(head));
@@ -277,6 +285,8 @@ impl Store {
     where
         S: IntoIterator<Item = &'a Op>,
     {
+        // A poisoned lock guards nothing broken: the sequence is re-read from the feed head below.
+        let _commit = self.commit.lock().unwrap_or_else(|p| p.into_inner());
         let txn = self.db.begin_write()?;
         let mut seq = self.feed.last();
         let mut committed = Vec::new();
