@@ -244,6 +244,8 @@ async fn basic_credentials_work_for_scripts_and_the_cookie_is_hardened() {
     let r = http(&server.base, "GET", "/metrics", &[("authorization", basic.as_str())], "").await;
     assert_eq!(r.status, 200);
     assert!(r.body.contains("# TYPE waterworks_commit_latency_seconds histogram"));
+    assert!(r.body.contains("# TYPE waterworks_commit_duration_seconds histogram"));
+    assert!(r.body.contains("waterworks_commit_duration_seconds_count "));
     let body = json!({ "username": "admin", "password": ADMIN_PASSWORD }).to_string();
     let r = post_json(&server, "/api/login", None, &body).await;
     let cookie = r.header("set-cookie").unwrap();

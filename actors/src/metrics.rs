@@ -53,6 +53,9 @@ pub struct Metrics {
     pub commit_failures: AtomicU64,
     /// From submit to acknowledgement (after the batch's commit).
     pub commit_latency: Histogram,
+    /// One transaction of the store committer, from its start until it is durable (issue 7 §8: tells a slow
+    /// commit from a long queue).
+    pub commit_duration: Histogram,
     pub ws_clients: AtomicI64,
     pub ws_resyncs: AtomicU64,
     pub actor_restarts: AtomicU64,

@@ -70,16 +70,29 @@ pub fn render(m: &Metrics) -> String {
         "# HELP waterworks_ws_clients Connected WebSocket clients.\n# TYPE waterworks_ws_clients gauge\nwaterworks_ws_clients {}",
         m.ws_clients.load(Ordering::Relaxed)
     );
-    let (buckets, count, sum_us) = m.commit_latency.snapshot();
-    let name = "waterworks_commit_latency_seconds";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Time from submitting a write to its acknowledgement after commit.\n# TYPE {name} histogram"
-    );
-    for (le_us, c) in buckets {
-        let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {c}", le_us as f64 / 1e6);
+    let histograms = [
+        (
+            "waterworks_commit_latency_seconds",
+            "Time from submitting a write to its acknowledgement after commit.",
+            &m.commit_latency,
+        ),
+        (
+            "waterworks_commit_duration_seconds",
+            "Time the store committer spent on one transaction, from its start until it was durable.",
+            &m.commit_duration,
+        ),
+    ];
+    for (name, help, h) in histograms {
+        let (buckets, count, sum_us) = h.snapshot();
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (le_us, c) in buckets {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {c}", le_us as f64 / 1e6);
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {}\n{name}_count {count}",
+            sum_us as f64 / 1e6
+        );
     }
-    let _ =
-        writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {}\n{name}_count {count}", sum_us as f64 / 1e6);
     out
 }

@@ -94,7 +94,9 @@ fn run_committer(
                 Err(_) => break,
             }
         }
+        let started = Instant::now();
         let result = store.apply(batch.iter().map(|(ops, _)| ops));
+        metrics.commit_duration.observe(started.elapsed());
         match &result {
             Ok(applied) => {
                 Metrics::add(&metrics.events_committed, applied.events.len() as u64);
