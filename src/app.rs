@@ -175,6 +175,7 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
     }
     let generated_admin_password = tree
         .handle
+        .users()
         .ensure_first_admin(opts.admin_password.clone())
         .await
         .map_err(|e| anyhow!("cannot create the first admin: {e}"))?;

@@ -128,12 +128,12 @@ async fn garbage_and_exceptions_crash_nothing_and_others_keep_their_cycle() {
     let cookie = server.admin().await;
     let handle = server.app.handle.clone();
     eventually(Duration::from_secs(10), "first readings", || async {
-        let v = handle.device("west-c1").await.ok()?;
+        let v = handle.field().device("west-c1").await.ok()?;
         (v.comm.status.cycle_read == 5).then_some(())
     })
     .await;
-    let c1_actor = handle.device_actor("east-c1").unwrap().get_id();
-    let wq_actor = handle.device_actor("east-wq").unwrap().get_id();
+    let c1_actor = handle.field().device_actor("east-c1").unwrap().get_id();
+    let wq_actor = handle.field().device_actor("east-wq").unwrap().get_id();
 
     server.sim().set_fault("east-c1", ModbusFault { garbage: true, ..ModbusFault::default() }).unwrap();
     server.sim().set_fault("east-wq", ModbusFault { exception: Some(4), ..ModbusFault::default() }).unwrap();
@@ -142,8 +142,8 @@ async fn garbage_and_exceptions_crash_nothing_and_others_keep_their_cycle() {
         (requests(&server, "east-c1"), requests(&server, "east-wq"), requests(&server, "west-c1"));
     let started = std::time::Instant::now();
     eventually(Duration::from_secs(10), "two bad cycles each", || async {
-        let c1 = handle.device("east-c1").await.ok()?;
-        let wq = handle.device("east-wq").await.ok()?;
+        let c1 = handle.field().device("east-c1").await.ok()?;
+        let wq = handle.field().device("east-wq").await.ok()?;
         (c1.comm.status.comm_lost && wq.comm.status.comm_lost).then_some(())
     })
     .await;
@@ -154,8 +154,8 @@ async fn garbage_and_exceptions_crash_nothing_and_others_keep_their_cycle() {
     let c1 = device(&server, &cookie, "east-c1").await;
     assert_eq!(c1["comm"]["link"], "down");
     // The same actors are still running: bad replies are data, not crashes.
-    assert_eq!(handle.device_actor("east-c1").unwrap().get_id(), c1_actor);
-    assert_eq!(handle.device_actor("east-wq").unwrap().get_id(), wq_actor);
+    assert_eq!(handle.field().device_actor("east-c1").unwrap().get_id(), c1_actor);
+    assert_eq!(handle.field().device_actor("east-wq").unwrap().get_id(), wq_actor);
     assert!(requests(&server, "east-c1") > c1_start && requests(&server, "east-wq") > wq_start);
 
     // Meanwhile the healthy device kept polling every cycle (300 ms): one poll per cycle elapsed, give or
@@ -166,7 +166,7 @@ async fn garbage_and_exceptions_crash_nothing_and_others_keep_their_cycle() {
         west_polls + 1 >= cycles && west_polls >= 2,
         "west-c1 polled {west_polls} times in {cycles} cycles while the others failed"
     );
-    let west = handle.device("west-c1").await.unwrap();
+    let west = handle.field().device("west-c1").await.unwrap();
     assert!(!west.comm.status.comm_lost && west.comm.status.consecutive_misses == 0);
 
     // Bad replies are counted.
@@ -186,8 +186,8 @@ async fn garbage_and_exceptions_crash_nothing_and_others_keep_their_cycle() {
         server.sim().set_fault(id, ModbusFault::default()).unwrap();
     }
     eventually(Duration::from_secs(10), "recovery after the faults clear", || async {
-        let c1 = handle.device("east-c1").await.ok()?;
-        let wq = handle.device("east-wq").await.ok()?;
+        let c1 = handle.field().device("east-c1").await.ok()?;
+        let wq = handle.field().device("east-wq").await.ok()?;
         (!c1.comm.status.comm_lost && !wq.comm.status.comm_lost).then_some(())
     })
     .await;
@@ -201,10 +201,10 @@ async fn a_killed_device_actor_is_restarted_and_keeps_polling() {
     let handle = server.app.handle.clone();
     eventually(Duration::from_secs(10), "first poll", || async { (requests(&server, "east-c1") > 0).then_some(()) })
         .await;
-    let before = handle.device_actor("east-c1").unwrap();
+    let before = handle.field().device_actor("east-c1").unwrap();
     before.kill();
     let after = eventually(Duration::from_secs(10), "a new actor for east-c1", || async {
-        let now = handle.device_actor("east-c1")?;
+        let now = handle.field().device_actor("east-c1")?;
         (now.get_id() != before.get_id() && matches!(now.get_status(), ractor::ActorStatus::Running)).then_some(now)
     })
     .await;
@@ -213,7 +213,7 @@ async fn a_killed_device_actor_is_restarted_and_keeps_polling() {
         (requests(&server, "east-c1") > polls + 2).then_some(())
     })
     .await;
-    assert_eq!(handle.device_actor("east-c1").unwrap().get_id(), after.get_id());
+    assert_eq!(handle.field().device_actor("east-c1").unwrap().get_id(), after.get_id());
 
     // The supervision tree reports the restart.
     let tree = server.get("/api/system/supervision", &cookie).await.json();
@@ -237,7 +237,7 @@ async fn a_reconnect_with_since_resumes_without_a_snapshot() {
     ws.close().await;
     // Some deltas happen while disconnected.
     eventually(Duration::from_secs(10), "more deltas", || async {
-        let s = server.app.handle.snapshot().await.ok()?;
+        let s = server.app.handle.events().snapshot().await.ok()?;
         (s.seq > seq + 3).then_some(())
     })
     .await;

@@ -4,12 +4,12 @@
 //! (fault). A command for the position the valve already has writes nothing (idempotent). Every command is
 //! audited twice: when it is requested (who, when, why) and when it ends (result), each durably.
 //!
-//! One entry point serves everyone: `ValveMsg::Command` through `api::Handle::command_valve`, used by an
+//! One entry point serves everyone: `ValveMsg::Command` through `api::FieldApi::command_valve`, used by an
 //! operator on the HMI and, later, by billing for arrears shut-off and restore.
 //!
 //! A command that ends in fault latches it (`model::valve::ValveStatus` decides): it clears when a read-back
 //! shows the commanded position, or when an operator resets it (`ValveMsg::Reset` through
-//! `api::Handle::reset_valve`, audited). Going into and out of fault, and comm-lost and restored, are events.
+//! `api::FieldApi::reset_valve`, audited). Going into and out of fault, and comm-lost and restored, are events.
 //! The status (state, last command, latched fault) and the comm status are stored with each poll and in the
 //! same submission as a command's or reset's audit record, and restored when the actor (re)starts.
 //!
