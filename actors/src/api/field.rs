@@ -263,3 +263,30 @@ fn checked_reason(reason: &str, what: &str) -> Result<String, ApiError> {
     }
     Ok(reason.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ResetRefused;
+
+    /// A refused reset is the operator's to fix (409 in the HMI), a store failure is ours (503); the text
+    /// names the valve and keeps the refusal's words.
+    #[test]
+    fn reset_errors_map_to_conflict_or_unavailable() {
+        let refused = reset_error("v1", ResetError::Refused(ResetRefused::NotInFault));
+        assert_eq!(refused, ApiError::Conflict("valve v1: the valve is not in fault".into()));
+        let store = reset_error("v1", ResetError::Store("disk full".into()));
+        assert_eq!(store, ApiError::Unavailable("the store".into()));
+        assert_eq!(store.to_string(), "the store is unavailable, try again");
+    }
+
+    #[test]
+    fn a_reason_is_required_trimmed_and_bounded() {
+        assert_eq!(checked_reason("  leak  ", "a valve reset"), Ok("leak".to_owned()));
+        assert_eq!(
+            checked_reason(" ", "a valve reset"),
+            Err(ApiError::BadRequest("a valve reset needs a reason".into()))
+        );
+        assert!(checked_reason(&"x".repeat(501), "a valve command").is_err());
+    }
+}
