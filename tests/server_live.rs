@@ -256,3 +256,51 @@ async fn a_reconnect_with_since_resumes_without_a_snapshot() {
     ws.close().await;
     server.app.shutdown().await;
 }
+
+/// The supervision tree is what `actors::tree`'s diagram says (issue 7 §1): under the root the store writer,
+/// the hub, the limit watcher, the serial lines, the regions, then the HJ 212 and MQTT gateways, in that
+/// order; in each region the field devices, CJ/T 188 gateways and lines, MQTT groups, stations and valves,
+/// in that order. The demo has every kind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_supervision_tree_is_laid_out_as_its_diagram_says() {
+    use actors::model::DeviceKind;
+    let server = start(include_str!("../config/demo.toml")).await;
+    let api = &server.app.handle;
+    let tree = api.system().supervision().await;
+    let root = tree.iter().find(|s| s.name == "root").expect("the root reports its children");
+    let rank = |name: &str| match name {
+        "store-writer" => 0,
+        "live-hub" => 1,
+        "limit-watcher" => 2,
+        n if n.starts_with("line:") => 3,
+        n if n.starts_with("region:") => 4,
+        "hj212-gateway" => 5,
+        "mqtt-gateway" => 6,
+        other => panic!("a root child the diagram does not show: {other}"),
+    };
+    let ranks: Vec<u8> = root.children.iter().map(|c| rank(&c.name)).collect();
+    assert!(ranks.is_sorted(), "root children out of the diagram's order: {:?}", root.children);
+    for r in 0..=6 {
+        assert!(ranks.contains(&r), "the demo starts every kind of root child: {:?}", root.children);
+    }
+
+    let kinds: std::collections::HashMap<String, DeviceKind> =
+        api.field().devices().await.expect("views").into_iter().map(|d| (d.id.to_string(), d.kind)).collect();
+    let rank = |id: &str| match kinds.get(id) {
+        Some(DeviceKind::Concentrator | DeviceKind::Logger) => 0,
+        Some(DeviceKind::Cjt188Gateway | DeviceKind::Cjt188Line) => 1,
+        Some(DeviceKind::MqttGroup) => 2,
+        Some(DeviceKind::Hj212Station) => 3,
+        Some(DeviceKind::Valve) => 4,
+        None => panic!("a region child that is no device: {id}"),
+    };
+    let regions: Vec<_> = tree.iter().filter(|s| s.name.starts_with("region:")).collect();
+    assert_eq!(regions.len(), root.children.iter().filter(|c| c.name.starts_with("region:")).count());
+    let mut seen = std::collections::HashSet::new();
+    for region in regions {
+        let ranks: Vec<u8> = region.children.iter().map(|c| rank(&c.name)).collect();
+        assert!(ranks.is_sorted(), "{} children out of the diagram's order: {:?}", region.name, region.children);
+        seen.extend(ranks);
+    }
+    assert_eq!(seen.len(), 5, "the demo's regions hold every kind of device actor");
+}
