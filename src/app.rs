@@ -61,24 +61,34 @@ pub struct App {
     stop_server: oneshot::Sender<()>,
 }
 
+/// Why the run options do not fit the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum OptionsError {
+    /// `--sim-control` with a configuration that simulates nothing; names the configuration.
+    #[error(
+        "{0} does not enable the simulator ([simulator] enabled = true), so there is no simulated device to \
+         break; use `waterworks simulate --control` beside this server instead"
+    )]
+    NoSimulator(String),
+    /// `--sim-control` on an address the fault-injection API may not listen on.
+    #[error("{0}")]
+    SimControl(sim::control::ServeError),
+}
+
 /// Checks the options against the configuration before anything starts.
-pub fn check_options(config: &Config, opts: &RunOptions) -> Result<(), String> {
+pub fn check_options(config: &Config, opts: &RunOptions) -> Result<(), OptionsError> {
     if let Some(listen) = opts.sim_control {
         if config.simulator.is_none() {
-            return Err(format!(
-                "{} does not enable the simulator ([simulator] enabled = true), so there is no simulated device to \
-                 break; use `waterworks simulate --control` beside this server instead",
-                config.source
-            ));
+            return Err(OptionsError::NoSimulator(config.source.clone()));
         }
-        sim::control::check_listen(listen).map_err(|e| e.to_string())?;
+        sim::control::check_listen(listen).map_err(OptionsError::SimControl)?;
     }
     Ok(())
 }
 
 /// Starts everything. The config must already be validated.
 pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> {
-    check_options(&config, &opts).map_err(|e| anyhow!(e))?;
+    check_options(&config, &opts).map_err(|e| anyhow!("{e}"))?;
     let data_dir = opts.data_dir.clone().unwrap_or_else(|| config.server.data_dir.clone());
     let store = Store::open(&data_dir).map_err(|e| anyhow!("cannot start: {e}"))?;
     let listen = opts.listen.unwrap_or(config.server.listen);
@@ -175,6 +185,7 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
     }
     let generated_admin_password = tree
         .handle
+        .users()
         .ensure_first_admin(opts.admin_password.clone())
         .await
         .map_err(|e| anyhow!("cannot create the first admin: {e}"))?;

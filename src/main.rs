@@ -224,7 +224,7 @@ async fn simulate(config: PathBuf, faults: Vec<String>, control: Option<SocketAd
         match waterworks::simulation::spec_from_config(&cfg, speed.unwrap_or(settings.speed), settings.seed, None) {
             Ok(s) => s,
             Err(e) => {
-                fail(&e);
+                fail(&e.to_string());
                 return ExitCode::from(2);
             }
         };

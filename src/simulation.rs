@@ -20,6 +20,35 @@ fn field(f: &FieldLayout) -> FieldSpec {
     FieldSpec { offset: f.offset, data_type: f.data_type, word_order: f.word_order, scale: f.scale }
 }
 
+/// Why the configuration cannot be simulated as it stands, or a simulator did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimulationError {
+    /// Without an override, a simulated device listens on its configured address, which must be an IP.
+    #[error("{what} {id}: address {addr:?} must be an IP address and port to be simulated")]
+    NotAnIpAddress { what: &'static str, id: String, addr: String },
+    #[error("cjt188 {id}: {error}")]
+    Cjt188 { id: String, error: sim::cjt188::Cjt188SimError },
+    #[error("line {id}: {error}")]
+    Line { id: String, error: sim::rtu::RtuSimError },
+}
+
+/// Why the demo's MQTT broker could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("mosquitto is not installed (apt-get install mosquitto)")]
+    NotInstalled,
+    #[error("cannot create {}: {source}", dir.display())]
+    CreateDir { dir: std::path::PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    NoPort(std::io::Error),
+    #[error("cannot write {}: {source}", path.display())]
+    WriteConfig { path: std::path::PathBuf, source: std::io::Error },
+    #[error("cannot start {binary}: {source}")]
+    Spawn { binary: &'static str, source: std::io::Error },
+    #[error("mosquitto did not accept connections on port {0}")]
+    NotListening(u16),
+}
+
 /// The simulation of every configured device reached over Modbus TCP (devices on a serial line are played by
 /// [`start_rtu`]). `listen_override` replaces each address (port 0 for the in-process demo and tests); otherwise
 /// each device's configured address must be an IP and port.
@@ -28,14 +57,16 @@ pub fn spec_from_config(
     speed: f64,
     seed: u64,
     listen_override: Option<SocketAddr>,
-) -> Result<ModbusSimSpec, String> {
+) -> Result<ModbusSimSpec, SimulationError> {
     let mut devices = Vec::new();
-    let mut add = |what: &str, id: String, path: &ModbusPath, kind: SimKind| -> Result<(), String> {
+    let mut add = |what: &'static str, id: String, path: &ModbusPath, kind: SimKind| -> Result<(), SimulationError> {
         let ModbusPath::Tcp(target) = path else { return Ok(()) };
         let listen = match listen_override {
             Some(a) => a,
-            None => target.addr.parse::<SocketAddr>().map_err(|_| {
-                format!("{what} {id}: address {:?} must be an IP address and port to be simulated", target.addr)
+            None => target.addr.parse::<SocketAddr>().map_err(|_| SimulationError::NotAnIpAddress {
+                what,
+                id: id.clone(),
+                addr: target.addr.clone(),
             })?,
         };
         devices.push(SimDeviceSpec { id, listen, unit_id: target.unit_id, kind, fault: ModbusFault::default() });
@@ -160,7 +191,7 @@ pub async fn start_cjt188(
     config: &Config,
     seed: u64,
     listen_override: Option<SocketAddr>,
-) -> Result<Vec<(String, sim::cjt188::Cjt188Sim)>, String> {
+) -> Result<Vec<(String, sim::cjt188::Cjt188Sim)>, SimulationError> {
     use drivers::cjt188::{Cjt188Link, Volume as CjtVolume};
     use sim::cjt188::{Cjt188Sim, Cjt188SimSpec, SimLink, SimMeterSpec};
     let mut out = Vec::new();
@@ -170,7 +201,7 @@ pub async fn start_cjt188(
                 (Cjt188Link::Serial(settings), _) => SimLink::Serial { baud: settings.baud, format: settings.format() },
                 (Cjt188Link::Tcp(_), Some(listen)) => SimLink::Tcp(listen),
                 (Cjt188Link::Tcp(addr), None) => SimLink::Tcp(addr.parse::<SocketAddr>().map_err(|_| {
-                    format!("cjt188 {}: address {addr:?} must be an IP address and port to be simulated", g.id)
+                    SimulationError::NotAnIpAddress { what: "cjt188", id: g.id.to_string(), addr: addr.clone() }
                 })?),
             };
             let meters = g
@@ -187,7 +218,9 @@ pub async fn start_cjt188(
                 })
                 .collect();
             let spec = Cjt188SimSpec { link, preamble: g.model.preamble, st_bits: g.model.st_bits, meters };
-            let sim = Cjt188Sim::start(spec).await.map_err(|e| format!("cjt188 {}: {e}", g.id))?;
+            let sim = Cjt188Sim::start(spec)
+                .await
+                .map_err(|error| SimulationError::Cjt188 { id: g.id.to_string(), error })?;
             out.push((g.id.to_string(), sim));
         }
     }
@@ -212,7 +245,11 @@ pub fn point_cjt188_at(config: &mut Config, sims: &[(String, sim::cjt188::Cjt188
 
 /// Simulated RS-485 lines for the configured ones: each plays, paced to its baud rate, every device that has a
 /// path on it (as an RTU slave with the device's unit id).
-pub async fn start_rtu(config: &Config, speed: f64, seed: u64) -> Result<Vec<(String, sim::rtu::RtuSim)>, String> {
+pub async fn start_rtu(
+    config: &Config,
+    speed: f64,
+    seed: u64,
+) -> Result<Vec<(String, sim::rtu::RtuSim)>, SimulationError> {
     use sim::rtu::{RtuFault, RtuSim, RtuSimSpec, RtuSlaveSpec};
     let mut out = Vec::new();
     for (id, settings) in &config.tree.lines {
@@ -238,7 +275,7 @@ pub async fn start_rtu(config: &Config, speed: f64, seed: u64) -> Result<Vec<(St
             continue;
         }
         let spec = RtuSimSpec { baud: settings.baud, format: settings.format(), slaves, speed, seed };
-        let sim = RtuSim::start(spec).map_err(|e| format!("line {id}: {e}"))?;
+        let sim = RtuSim::start(spec).map_err(|error| SimulationError::Line { id: id.clone(), error })?;
         out.push((id.clone(), sim));
     }
     Ok(out)
@@ -277,22 +314,22 @@ pub fn cjt188_meters(config: &Config, gateway: &str) -> Vec<(String, Address)> {
 
 /// Starts a Mosquitto broker for the demo, on a free loopback port, with its persistence in the data
 /// directory. Fails (with the reason) when Mosquitto is not installed.
-pub async fn start_broker(data_dir: &std::path::Path) -> Result<(tokio::process::Child, u16), String> {
+pub async fn start_broker(data_dir: &std::path::Path) -> Result<(tokio::process::Child, u16), BrokerError> {
     let binary = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].into_iter().find(|p| std::path::Path::new(p).exists());
     let Some(binary) = binary else {
-        return Err("mosquitto is not installed (apt-get install mosquitto)".into());
+        return Err(BrokerError::NotInstalled);
     };
     let dir = data_dir.join("mosquitto");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|source| BrokerError::CreateDir { dir: dir.clone(), source })?;
     let port =
-        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(BrokerError::NoPort)?.port();
     let config = format!(
         "user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nlog_dest file {}/mosquitto.log\n",
         dir.display(),
         dir.display()
     );
     let conf = dir.join("mosquitto.conf");
-    std::fs::write(&conf, config).map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
+    std::fs::write(&conf, config).map_err(|source| BrokerError::WriteConfig { path: conf.clone(), source })?;
     let child = tokio::process::Command::new(binary)
         .arg("-c")
         .arg(&conf)
@@ -300,7 +337,7 @@ pub async fn start_broker(data_dir: &std::path::Path) -> Result<(tokio::process:
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot start {binary}: {e}"))?;
+        .map_err(|source| BrokerError::Spawn { binary, source })?;
     // Ready when it accepts connections.
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
@@ -308,5 +345,31 @@ pub async fn start_broker(data_dir: &std::path::Path) -> Result<(tokio::process:
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    Err(format!("mosquitto did not accept connections on port {port}"))
+    Err(BrokerError::NotListening(port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `waterworks simulate` on a configuration whose device has a host name, not an IP, says which device.
+    #[test]
+    fn a_device_without_an_ip_address_is_named() {
+        let text = r#"
+            [[region]]
+            id = "west"
+            [[region.concentrator]]
+            id = "west-c1"
+            address = "meters.example:502"
+            model = "ww-concentrator-v1"
+            meters = ["M1", "M2"]
+        "#;
+        let config = crate::config::parse("test.toml", text, None).expect("valid configuration");
+        let e = spec_from_config(&config, 1.0, 1, None).expect_err("a host name cannot be simulated");
+        assert_eq!(
+            e.to_string(),
+            "device west-c1: address \"meters.example:502\" must be an IP address and port to be simulated"
+        );
+        assert!(spec_from_config(&config, 1.0, 1, Some("127.0.0.1:0".parse().unwrap())).is_ok());
+    }
 }

@@ -128,12 +128,12 @@ async fn garbage_and_exceptions_crash_nothing_and_others_keep_their_cycle() {
     let cookie = server.admin().await;
     let handle = server.app.handle.clone();
     eventually(Duration::from_secs(10), "first readings", || async {
-        let v = handle.device("west-c1").await.ok()?;
+        let v = handle.field().device("west-c1").await.ok()?;
         (v.comm.status.cycle_read == 5).then_some(())
     })
     .await;
-    let c1_actor = handle.device_actor("east-c1").unwrap().get_id();
-    let wq_actor = handle.device_actor("east-wq").unwrap().get_id();
+    let c1_actor = handle.field().device_actor("east-c1").unwrap().get_id();
+    let wq_actor = handle.field().device_actor("east-wq").unwrap().get_id();
 
     server.sim().set_fault("east-c1", ModbusFault { garbage: true, ..ModbusFault::default() }).unwrap();
     server.sim().set_fault("east-wq", ModbusFault { exception: Some(4), ..ModbusFault::default() }).unwrap();
@@ -142,8 +142,8 @@ async fn garbage_and_exceptions_crash_nothing_and_others_keep_their_cycle() {
         (requests(&server, "east-c1"), requests(&server, "east-wq"), requests(&server, "west-c1"));
     let started = std::time::Instant::now();
     eventually(Duration::from_secs(10), "two bad cycles each", || async {
-        let c1 = handle.device("east-c1").await.ok()?;
-        let wq = handle.device("east-wq").await.ok()?;
+        let c1 = handle.field().device("east-c1").await.ok()?;
+        let wq = handle.field().device("east-wq").await.ok()?;
         (c1.comm.status.comm_lost && wq.comm.status.comm_lost).then_some(())
     })
     .await;
@@ -154,8 +154,8 @@ async fn garbage_and_exceptions_crash_nothing_and_others_keep_their_cycle() {
     let c1 = device(&server, &cookie, "east-c1").await;
     assert_eq!(c1["comm"]["link"], "down");
     // The same actors are still running: bad replies are data, not crashes.
-    assert_eq!(handle.device_actor("east-c1").unwrap().get_id(), c1_actor);
-    assert_eq!(handle.device_actor("east-wq").unwrap().get_id(), wq_actor);
+    assert_eq!(handle.field().device_actor("east-c1").unwrap().get_id(), c1_actor);
+    assert_eq!(handle.field().device_actor("east-wq").unwrap().get_id(), wq_actor);
     assert!(requests(&server, "east-c1") > c1_start && requests(&server, "east-wq") > wq_start);
 
     // Meanwhile the healthy device kept polling every cycle (300 ms): one poll per cycle elapsed, give or
@@ -166,7 +166,7 @@ async fn garbage_and_exceptions_crash_nothing_and_others_keep_their_cycle() {
         west_polls + 1 >= cycles && west_polls >= 2,
         "west-c1 polled {west_polls} times in {cycles} cycles while the others failed"
     );
-    let west = handle.device("west-c1").await.unwrap();
+    let west = handle.field().device("west-c1").await.unwrap();
     assert!(!west.comm.status.comm_lost && west.comm.status.consecutive_misses == 0);
 
     // Bad replies are counted.
@@ -186,8 +186,8 @@ async fn garbage_and_exceptions_crash_nothing_and_others_keep_their_cycle() {
         server.sim().set_fault(id, ModbusFault::default()).unwrap();
     }
     eventually(Duration::from_secs(10), "recovery after the faults clear", || async {
-        let c1 = handle.device("east-c1").await.ok()?;
-        let wq = handle.device("east-wq").await.ok()?;
+        let c1 = handle.field().device("east-c1").await.ok()?;
+        let wq = handle.field().device("east-wq").await.ok()?;
         (!c1.comm.status.comm_lost && !wq.comm.status.comm_lost).then_some(())
     })
     .await;
@@ -201,10 +201,10 @@ async fn a_killed_device_actor_is_restarted_and_keeps_polling() {
     let handle = server.app.handle.clone();
     eventually(Duration::from_secs(10), "first poll", || async { (requests(&server, "east-c1") > 0).then_some(()) })
         .await;
-    let before = handle.device_actor("east-c1").unwrap();
+    let before = handle.field().device_actor("east-c1").unwrap();
     before.kill();
     let after = eventually(Duration::from_secs(10), "a new actor for east-c1", || async {
-        let now = handle.device_actor("east-c1")?;
+        let now = handle.field().device_actor("east-c1")?;
         (now.get_id() != before.get_id() && matches!(now.get_status(), ractor::ActorStatus::Running)).then_some(now)
     })
     .await;
@@ -213,7 +213,7 @@ async fn a_killed_device_actor_is_restarted_and_keeps_polling() {
         (requests(&server, "east-c1") > polls + 2).then_some(())
     })
     .await;
-    assert_eq!(handle.device_actor("east-c1").unwrap().get_id(), after.get_id());
+    assert_eq!(handle.field().device_actor("east-c1").unwrap().get_id(), after.get_id());
 
     // The supervision tree reports the restart.
     let tree = server.get("/api/system/supervision", &cookie).await.json();
@@ -237,7 +237,7 @@ async fn a_reconnect_with_since_resumes_without_a_snapshot() {
     ws.close().await;
     // Some deltas happen while disconnected.
     eventually(Duration::from_secs(10), "more deltas", || async {
-        let s = server.app.handle.snapshot().await.ok()?;
+        let s = server.app.handle.events().snapshot().await.ok()?;
         (s.seq > seq + 3).then_some(())
     })
     .await;
@@ -255,4 +255,52 @@ async fn a_reconnect_with_since_resumes_without_a_snapshot() {
     assert_eq!(ws.next().await["type"], "snapshot");
     ws.close().await;
     server.app.shutdown().await;
+}
+
+/// The supervision tree is what `actors::tree`'s diagram says (issue 7 §1): under the root the store writer,
+/// the hub, the limit watcher, the serial lines, the regions, then the HJ 212 and MQTT gateways, in that
+/// order; in each region the field devices, CJ/T 188 gateways and lines, MQTT groups, stations and valves,
+/// in that order. The demo has every kind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_supervision_tree_is_laid_out_as_its_diagram_says() {
+    use actors::model::DeviceKind;
+    let server = start(include_str!("../config/demo.toml")).await;
+    let api = &server.app.handle;
+    let tree = api.system().supervision().await;
+    let root = tree.iter().find(|s| s.name == "root").expect("the root reports its children");
+    let rank = |name: &str| match name {
+        "store-writer" => 0,
+        "live-hub" => 1,
+        "limit-watcher" => 2,
+        n if n.starts_with("line:") => 3,
+        n if n.starts_with("region:") => 4,
+        "hj212-gateway" => 5,
+        "mqtt-gateway" => 6,
+        other => panic!("a root child the diagram does not show: {other}"),
+    };
+    let ranks: Vec<u8> = root.children.iter().map(|c| rank(&c.name)).collect();
+    assert!(ranks.is_sorted(), "root children out of the diagram's order: {:?}", root.children);
+    for r in 0..=6 {
+        assert!(ranks.contains(&r), "the demo starts every kind of root child: {:?}", root.children);
+    }
+
+    let kinds: std::collections::HashMap<String, DeviceKind> =
+        api.field().devices().await.expect("views").into_iter().map(|d| (d.id.to_string(), d.kind)).collect();
+    let rank = |id: &str| match kinds.get(id) {
+        Some(DeviceKind::Concentrator | DeviceKind::Logger) => 0,
+        Some(DeviceKind::Cjt188Gateway | DeviceKind::Cjt188Line) => 1,
+        Some(DeviceKind::MqttGroup) => 2,
+        Some(DeviceKind::Hj212Station) => 3,
+        Some(DeviceKind::Valve) => 4,
+        None => panic!("a region child that is no device: {id}"),
+    };
+    let regions: Vec<_> = tree.iter().filter(|s| s.name.starts_with("region:")).collect();
+    assert_eq!(regions.len(), root.children.iter().filter(|c| c.name.starts_with("region:")).count());
+    let mut seen = std::collections::HashSet::new();
+    for region in regions {
+        let ranks: Vec<u8> = region.children.iter().map(|c| rank(&c.name)).collect();
+        assert!(ranks.is_sorted(), "{} children out of the diagram's order: {:?}", region.name, region.children);
+        seen.extend(ranks);
+    }
+    assert_eq!(seen.len(), 5, "the demo's regions hold every kind of device actor");
 }

@@ -91,7 +91,7 @@ async fn start_server(config_text: &str, clock_start: i64) -> App {
 
 /// The stored history of a device as JSON.
 async fn history(app: &App, id: &str) -> Value {
-    let h = app.handle.history(id, Timestamp(0), Timestamp(i64::MAX), 10_000).await.expect("history");
+    let h = app.handle.field().history(id, Timestamp(0), Timestamp(i64::MAX), 10_000).await.expect("history");
     serde_json::to_value(h).expect("serialisable")
 }
 
@@ -222,7 +222,7 @@ factors = [{ factor = "w01001" }]
     let h = history(&app, "east-st1").await;
     let flags: Vec<Value> = h["samples"].as_array().unwrap().iter().map(|s| s["flags"].clone()).collect();
     assert_eq!(flags, vec![serde_json::json!([]), serde_json::json!(["high", "time_future"])], "{h}");
-    let view = app.handle.device("east-st1").await.expect("view");
+    let view = app.handle.field().device("east-st1").await.expect("view");
     assert_eq!(view.values[0].value, Some(7.10), "the future-dated sample is not the current value");
     assert_eq!(app.handle.metrics().readings_time_future.load(std::sync::atomic::Ordering::Relaxed), 1);
     app.shutdown().await;

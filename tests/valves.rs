@@ -98,7 +98,7 @@ async fn a_valve_that_never_confirms_ends_in_fault_with_an_audit_entry() {
     let server = start(&village_with_valve()).await;
     let admin = server.admin().await;
     eventually(Duration::from_secs(10), "valve polled", || async {
-        let v = server.app.handle.device("west-v1").await.ok()?;
+        let v = server.app.handle.field().device("west-v1").await.ok()?;
         (v.valve?.state == actors::model::ValveState::Open).then_some(())
     })
     .await;
@@ -135,7 +135,15 @@ async fn commands_to_one_valve_run_one_at_a_time_and_roles_and_input_are_checked
     let admin = server.admin().await;
     let crew = create_user(&server, &admin, "crew1", "crew").await;
     eventually(Duration::from_secs(10), "valve polled", || async {
-        server.app.handle.device("west-v1").await.ok()?.valve.filter(|v| v.state == actors::model::ValveState::Open)
+        server
+            .app
+            .handle
+            .field()
+            .device("west-v1")
+            .await
+            .ok()?
+            .valve
+            .filter(|v| v.state == actors::model::ValveState::Open)
     })
     .await;
 
@@ -186,7 +194,15 @@ confirm_poll = "40ms"
     let server = start(&config).await;
     let admin = server.admin().await;
     eventually(Duration::from_secs(10), "valve polled", || async {
-        server.app.handle.device("west-v2").await.ok()?.valve.filter(|v| v.state == actors::model::ValveState::Open)
+        server
+            .app
+            .handle
+            .field()
+            .device("west-v2")
+            .await
+            .ok()?
+            .valve
+            .filter(|v| v.state == actors::model::ValveState::Open)
     })
     .await;
     let closed = command_valve(&server, &admin, "west-v2", "close", "coil test").await.json();
@@ -225,7 +241,15 @@ fn valve_event(m: &Value, kind: &str) -> bool {
 
 async fn polled_open(server: &TestServer) {
     eventually(Duration::from_secs(10), "valve polled open", || async {
-        server.app.handle.device("west-v1").await.ok()?.valve.filter(|v| v.state == actors::model::ValveState::Open)
+        server
+            .app
+            .handle
+            .field()
+            .device("west-v1")
+            .await
+            .ok()?
+            .valve
+            .filter(|v| v.state == actors::model::ValveState::Open)
     })
     .await;
 }
@@ -371,7 +395,7 @@ async fn the_last_command_and_the_fault_survive_a_restart() {
     assert_eq!(west_status(&server, &admin).await["valve_fault"], 1);
     // And after polls of the restarted actor, still.
     eventually(Duration::from_secs(10), "polled after the restart", || async {
-        let v = server.app.handle.device("west-v1").await.ok()?;
+        let v = server.app.handle.field().device("west-v1").await.ok()?;
         v.comm.status.last_success.map(|_| ())
     })
     .await;

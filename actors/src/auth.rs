@@ -8,10 +8,15 @@ use argon2::Argon2;
 /// Shortest password accepted for an account.
 pub const MIN_PASSWORD_LEN: usize = 10;
 
+/// Why a password could not be hashed (argon2 refused its parameters or the input).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct HashError(argon2::password_hash::Error);
+
 /// Hashes a password into an argon2id PHC string with a fresh random salt.
-pub fn hash_password(password: &str) -> Result<String, String> {
+pub fn hash_password(password: &str) -> Result<String, HashError> {
     let salt = SaltString::generate(&mut OsRng);
-    Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| e.to_string())
+    Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(HashError)
 }
 
 /// Checks a password against a PHC string; a malformed hash never verifies.

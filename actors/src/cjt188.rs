@@ -68,19 +68,30 @@ impl Cjt188Spec {
     }
 }
 
+/// Why a CJ/T 188 valve meter could not be read or commanded through its gateway's actor.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum MeterValveError {
+    /// The meter answered with an abnormal reply (it would or could not do it).
+    #[error("abnormal reply (control {0:02X})")]
+    Abnormal(u8),
+    /// No valid reply.
+    #[error("{0}")]
+    Link(#[from] drivers::cjt188::Cjt188Error),
+}
+
 pub enum Cjt188Msg {
     Cycle,
     View(RpcReplyPort<DeviceView>),
     /// The valve position of one meter, from its metering data's status (for a valve actor).
     ReadValve {
         address: Address,
-        reply: RpcReplyPort<Result<drivers::cjt188::ValveState, String>>,
+        reply: RpcReplyPort<Result<drivers::cjt188::ValveState, MeterValveError>>,
     },
     /// Opens or closes one meter's valve (A017); answers with the state the meter reports.
     SetValve {
         address: Address,
         open: bool,
-        reply: RpcReplyPort<Result<drivers::cjt188::ValveState, String>>,
+        reply: RpcReplyPort<Result<drivers::cjt188::ValveState, MeterValveError>>,
     },
 }
 
@@ -362,8 +373,8 @@ impl Actor for Cjt188Device {
             Cjt188Msg::ReadValve { address, reply } => {
                 let result = match state.client.read_meter(&address).await {
                     Ok(Ok(data)) => Ok(data.status.valve),
-                    Ok(Err(abnormal)) => Err(format!("abnormal reply (control {:02X})", abnormal.control.0)),
-                    Err(e) => Err(e.to_string()),
+                    Ok(Err(abnormal)) => Err(MeterValveError::Abnormal(abnormal.control.0)),
+                    Err(e) => Err(MeterValveError::Link(e)),
                 };
                 let _ = reply.send(result);
             }
@@ -371,12 +382,25 @@ impl Actor for Cjt188Device {
                 Metrics::inc(&state.args.ctx.metrics.polls);
                 let result = match state.client.set_valve(&address, open).await {
                     Ok(Ok(valve)) => Ok(valve),
-                    Ok(Err(abnormal)) => Err(format!("abnormal reply (control {:02X})", abnormal.control.0)),
-                    Err(e) => Err(e.to_string()),
+                    Ok(Err(abnormal)) => Err(MeterValveError::Abnormal(abnormal.control.0)),
+                    Err(e) => Err(MeterValveError::Link(e)),
                 };
                 let _ = reply.send(result);
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a valve actor shows as its last error when its meter refuses or cannot be reached.
+    #[test]
+    fn meter_valve_errors_read_as_before() {
+        assert_eq!(MeterValveError::Abnormal(0xC4).to_string(), "abnormal reply (control C4)");
+        let link = MeterValveError::from(drivers::cjt188::Cjt188Error::Closed);
+        assert_eq!(link.to_string(), "connection closed by device");
     }
 }

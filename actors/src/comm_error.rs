@@ -55,7 +55,7 @@ pub fn cjt188(e: &Cjt188Error) -> CommError {
         Cjt188Error::Frame(FrameError::Checksum { .. }) => CommError::new(ErrorCode::CrcError, text),
         Cjt188Error::Frame(f) => CommError::new(ErrorCode::GarbageReply, text).with("detail", f.to_string()),
         Cjt188Error::BadReply(d) => CommError::new(ErrorCode::BadReply, text).with("detail", d.as_str()),
-        Cjt188Error::Model(d) => CommError::new(ErrorCode::Internal, text).with("detail", d.as_str()),
+        Cjt188Error::Model(d) => CommError::new(ErrorCode::Internal, text).with("detail", d.to_string()),
         Cjt188Error::Poisoned => CommError::new(ErrorCode::Internal, text),
     }
 }
@@ -140,7 +140,11 @@ mod tests {
                 vec![("detail", t("frame ends with 0x17, not 0x16"))],
             ),
             (Cjt188Error::BadReply("short".into()), ErrorCode::BadReply, vec![("detail", t("short"))]),
-            (Cjt188Error::Model("m".into()), ErrorCode::Internal, vec![("detail", t("m"))]),
+            (
+                Cjt188Error::Model(drivers::cjt188::ModelError::EmptyMask),
+                ErrorCode::Internal,
+                vec![("detail", t("the valve mask is empty"))],
+            ),
             (Cjt188Error::Poisoned, ErrorCode::Internal, vec![]),
         ];
         for (e, code, params) in cases {

@@ -16,13 +16,14 @@
 //! - [`station`]: HJ 212 water-quality stations that push data, and the listener that routes them.
 //! - [`valve`]: one actor per remote valve: commands with read-back confirmation, audited.
 //! - [`tree`]: builds the whole supervision tree from resolved configuration.
-//! - [`api`]: the handle through which the `hmi` crate sees and commands the system.
+//! - [`api`]: what the `hmi` crate may call: one narrow handle per business domain (field, events, users,
+//!   system), built and handed out by the composite [`api::Handle`].
 //! - [`comm_error`]: each driver's errors as a code and parameters for the HMI, beside the English text.
 //! - [`event`], [`metrics`], [`clock`]: durable events and their bus, counters, the injected clock.
 //! - [`feed`]: consumers of the durable change feed (cursor persisted with their results).
 //!
 //! **Invariant:** this crate knows no HTTP, JSON-over-HTTP or config file format; `src/` resolves config
-//! into the `*Args`/`*Spec` types here, and `hmi` turns [`api::Handle`] calls into HTTP.
+//! into the `*Args`/`*Spec` types here, and `hmi` turns [`api`] calls into HTTP.
 
 pub mod api;
 pub mod auth;

@@ -5,16 +5,24 @@
 //! ├─ store-writer (StoreWriter)
 //! ├─ live-hub (LiveHub)
 //! ├─ limit-watcher (FeedConsumer<LimitWatcher>): water-quality limit crossings from the change feed
-//! ├─ line:<id> (RtuBus), one per RS-485 serial line
-//! └─ region:<id> (Supervisor), one per region
-//!    ├─ <device id> (FieldDevice), one per concentrator and data logger
-//!    ├─ <station id> (StationActor), one per HJ 212 water-quality station
-//!    └─ <valve id> (ValveActor), one per remote valve
-//! └─ hj212-gateway (Hj212Gateway), when stations are configured: the listener, routing by MN
+//! ├─ line:<id> (RtuBus), one per RS-485 serial line (except lines a CJ/T 188 gateway owns)
+//! ├─ region:<id> (Supervisor), one per region
+//! │  ├─ <device id> (FieldDevice), one per concentrator and data logger
+//! │  ├─ <gateway id> (Cjt188Device), one per CJ/T 188 gateway or CJ/T 188 serial line
+//! │  ├─ <group id> (MqttGroup), one per group of meters that publish over MQTT
+//! │  ├─ <station id> (StationActor), one per HJ 212 water-quality station
+//! │  └─ <valve id> (ValveActor), one per remote valve
+//! ├─ hj212-gateway (Hj212Gateway), when stations are configured: the listener, routing by MN
+//! └─ mqtt-gateway (MqttGateway), when MQTT groups are configured: the broker connection, routing by meter
 //! ```
 //!
-//! Children start in that order. Each child's start closure refills the [`Slot`] through which the others
-//! reach it, so a restarted store writer or hub is found again at once.
+//! Children start in that order, so the store writer and the hub exist before any device uses them, and a
+//! line's bus before the devices on it. Each child's start closure refills the [`Slot`] through which the
+//! others reach it, so a restarted store writer, hub or device is found again at once.
+//!
+//! [`start`] reads as that list: one small function per step (`store_writer`, `live_hub`, `limit_watcher`,
+//! `lines`, `region`, `hj212_gateway`, `mqtt_gateway`), then `start_root`, then the API handle. This module
+//! decides only who starts where and how actors find each other; what each actor does is in its own module.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,13 +31,13 @@ use ractor::{Actor, ActorRef, SpawnErr};
 use tokio::task::JoinHandle;
 
 use crate::api::Handle;
-use crate::cjt188::{self, Cjt188Args, Cjt188Device, Cjt188Spec};
+use crate::cjt188::{self, Cjt188Args, Cjt188Device, Cjt188Msg, Cjt188Spec};
 use crate::clock::SharedClock;
 use crate::context::DeviceContext;
 use crate::event::EventBus;
 use crate::feed::{FeedConsumer, FeedConsumerArgs, LimitWatcher, SeriesLimits};
-use crate::field::{initial_view, DeviceSpec, FieldDevice, FieldDeviceArgs, FieldMsg};
-use crate::hub::{HubArgs, HubMsg, LiveHub};
+use crate::field::{initial_view, DeviceKindSpec, DeviceSpec, FieldDevice, FieldDeviceArgs, FieldMsg};
+use crate::hub::{HubArgs, HubMsg, LiveHub, ViewLoader};
 use crate::metrics::Metrics;
 use crate::model::{DeviceId, RegionId, RegionView};
 use crate::mqtt::{
@@ -83,6 +91,114 @@ pub struct Tree {
     pub hj212_addr: Option<std::net::SocketAddr>,
 }
 
+/// Every spec of every region, flattened once (the hub, the feed consumer, the gateways and the API need
+/// them across regions).
+struct AllSpecs {
+    regions: Vec<RegionView>,
+    devices: Vec<Arc<DeviceSpec>>,
+    valves: Vec<Arc<ValveSpec>>,
+    groups: Vec<Arc<MqttGroupSpec>>,
+    gateways: Vec<Arc<Cjt188Spec>>,
+    stations: Vec<Arc<StationSpec>>,
+}
+
+impl AllSpecs {
+    fn of(spec: &TreeSpec) -> AllSpecs {
+        fn all<T: Clone>(spec: &TreeSpec, of: impl Fn(&RegionSpec) -> &Vec<T>) -> Vec<T> {
+            spec.regions.iter().flat_map(|r| of(r).iter().cloned()).collect()
+        }
+        AllSpecs {
+            regions: spec.regions.iter().map(|r| RegionView { id: r.id.clone(), name: r.name.clone() }).collect(),
+            devices: all(spec, |r| &r.devices),
+            valves: all(spec, |r| &r.valves),
+            groups: all(spec, |r| &r.mqtt),
+            gateways: all(spec, |r| &r.cjt188),
+            stations: all(spec, |r| &r.stations),
+        }
+    }
+}
+
+/// The slots through which actors (and the API) reach each other, filled as their children start.
+#[derive(Default)]
+struct Slots {
+    writer: Slot<StoreWriterMsg>,
+    hub: Slot<HubMsg>,
+    devices: HashMap<DeviceId, Slot<FieldMsg>>,
+    valves: HashMap<DeviceId, Slot<ValveMsg>>,
+    /// CJ/T 188 gateways by id (valve actors on their meters reach them through [`DeviceContext`]).
+    gateways: HashMap<String, Slot<Cjt188Msg>>,
+    groups: Vec<(Arc<MqttGroupSpec>, Slot<MqttGroupMsg>)>,
+    stations: Vec<(Arc<StationSpec>, Slot<StationMsg>)>,
+    regions: Vec<(RegionId, Slot<SupervisorMsg>)>,
+}
+
+impl Slots {
+    fn new(all: &AllSpecs) -> Slots {
+        Slots {
+            gateways: all.gateways.iter().map(|g| (g.id.to_string(), Slot::default())).collect(),
+            groups: all.groups.iter().map(|g| (g.clone(), Slot::default())).collect(),
+            stations: all.stations.iter().map(|s| (s.clone(), Slot::default())).collect(),
+            ..Slots::default()
+        }
+    }
+}
+
+/// Starts the whole tree. Returns once the root and (in order) all its children have started.
+pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Arc<Metrics>) -> Result<Tree, SpawnErr> {
+    let all = AllSpecs::of(&spec);
+    let mut slots = Slots::new(&all);
+    let writer = StoreHandle::new(slots.writer.clone(), metrics.clone());
+    // Events are committed through the writer (which delivers them after the commit) before anyone sees them.
+    let events = EventBus::durable(1024, writer.clone(), clock.clone(), metrics.clone());
+
+    let mut children = vec![
+        store_writer(&store, &slots, &events, &metrics, spec.max_batch_ops),
+        live_hub(&spec, &all, &store, &slots, &events, &clock),
+        limit_watcher(&all, &store, &writer, &metrics),
+    ];
+    let (line_children, buses) = lines(&spec, &all, &metrics);
+    children.extend(line_children);
+    let ctx = DeviceContext {
+        gateways: Arc::new(slots.gateways.clone()),
+        buses: Arc::new(buses),
+        store: store.clone(),
+        writer: writer.clone(),
+        hub: slots.hub.clone(),
+        events: events.clone(),
+        clock: clock.clone(),
+        time: Arc::new(spec.time.clone()),
+        metrics: metrics.clone(),
+    };
+    for r in &spec.regions {
+        children.push(region(r, &ctx, &mut slots, spec.policy));
+    }
+    let hj212_bound: Arc<std::sync::Mutex<Option<std::net::SocketAddr>>> = Arc::default();
+    children.extend(hj212_gateway(&spec, &slots, &hj212_bound, &metrics));
+    children.extend(mqtt_gateway(&spec, &slots, &metrics));
+
+    let (root, join) = start_root(children, spec.policy, &events, &metrics).await?;
+    let handle = Handle::new(crate::api::HandleParts {
+        store,
+        writer,
+        hub: slots.hub,
+        devices: all.devices,
+        device_slots: slots.devices,
+        valves: all.valves,
+        stations: all.stations,
+        gateways: all.gateways,
+        groups: all.groups,
+        valve_slots: slots.valves,
+        regions: all.regions,
+        region_supervisors: slots.regions,
+        root: root.clone(),
+        events,
+        clock,
+        metrics,
+    });
+    let hj212_addr = *hj212_bound.lock().unwrap_or_else(|p| p.into_inner());
+    Ok(Tree { root, join, handle, hj212_addr })
+}
+
 /// A child whose actor is started with arguments rebuilt by `make` on every (re)start.
 fn child<A, F>(name: impl Into<String>, actor: A, make: F) -> ChildSpec
 where
@@ -95,115 +211,122 @@ where
     })
 }
 
-/// Starts the whole tree. Returns once the root and (in order) all its children have started.
-pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Arc<Metrics>) -> Result<Tree, SpawnErr> {
-    let writer_slot: Slot<StoreWriterMsg> = Slot::default();
-    let hub_slot: Slot<HubMsg> = Slot::default();
-    let writer = StoreHandle::new(writer_slot.clone(), metrics.clone());
-    // Events are committed through the writer (which delivers them after the commit) before anyone sees them.
-    let events = EventBus::durable(1024, writer.clone(), clock.clone(), metrics.clone());
-    let regions: Vec<RegionView> =
-        spec.regions.iter().map(|r| RegionView { id: r.id.clone(), name: r.name.clone() }).collect();
-    let all_devices: Vec<Arc<DeviceSpec>> = spec.regions.iter().flat_map(|r| r.devices.iter().cloned()).collect();
-    let all_valves: Vec<Arc<ValveSpec>> = spec.regions.iter().flat_map(|r| r.valves.iter().cloned()).collect();
-    let all_groups: Vec<Arc<MqttGroupSpec>> = spec.regions.iter().flat_map(|r| r.mqtt.iter().cloned()).collect();
-    let group_slots: Vec<(Arc<MqttGroupSpec>, Slot<MqttGroupMsg>)> =
-        all_groups.iter().map(|g| (g.clone(), Slot::default())).collect();
-    let all_gateways: Vec<Arc<Cjt188Spec>> = spec.regions.iter().flat_map(|r| r.cjt188.iter().cloned()).collect();
-    let all_stations: Vec<Arc<StationSpec>> = spec.regions.iter().flat_map(|r| r.stations.iter().cloned()).collect();
-    let station_slots: Vec<(Arc<StationSpec>, Slot<StationMsg>)> =
-        all_stations.iter().map(|s| (s.clone(), Slot::default())).collect();
+/// A child like [`child`] whose running reference is put into `slot` on every (re)start, for the actors
+/// that others call (the store writer, the hub, region supervisors). `actor` makes the actor value.
+fn slotted<A, N, F>(name: impl Into<String>, actor: N, slot: Slot<A::Msg>, make: F) -> ChildSpec
+where
+    A: Actor,
+    N: Fn() -> A + Send + Sync + 'static,
+    F: Fn() -> A::Arguments + Send + Sync + 'static,
+{
+    ChildSpec::new(name, move |sup| {
+        let (actor, args, slot) = (actor(), make(), slot.clone());
+        async move {
+            let (started, _) = Actor::spawn_linked(None, actor, args, sup).await?;
+            slot.set(started.clone());
+            Ok(started.get_cell())
+        }
+    })
+}
 
-    let mut children = Vec::new();
-    {
-        let (store, metrics, slot, max) = (store.clone(), metrics.clone(), writer_slot.clone(), spec.max_batch_ops);
-        let events = events.clone();
-        children.push(ChildSpec::new("store-writer", move |sup| {
-            let args = StoreWriterArgs {
-                store: store.clone(),
-                metrics: metrics.clone(),
-                max_batch_ops: max,
-                events: Some(events.clone()),
-            };
-            let slot = slot.clone();
-            async move {
-                let (actor, _) = Actor::spawn_linked(None, StoreWriter, args, sup).await?;
-                slot.set(actor.clone());
-                Ok(actor.get_cell())
-            }
-        }));
-    }
-    {
-        let (store, devices, events, clock, slot) =
-            (store.clone(), all_devices.clone(), events.clone(), clock.clone(), hub_slot.clone());
-        let (regions, replay, channel) = (regions.clone(), spec.live_replay, spec.live_channel);
-        let valves = all_valves.clone();
-        let stations = all_stations.clone();
-        let gateways = all_gateways.clone();
-        let groups = all_groups.clone();
-        children.push(ChildSpec::new("live-hub", move |sup| {
-            let (store, devices, valves, stations, gateways, groups) =
-                (store.clone(), devices.clone(), valves.clone(), stations.clone(), gateways.clone(), groups.clone());
-            let args = HubArgs {
-                regions: regions.clone(),
-                load: Arc::new(move || {
-                    devices
-                        .iter()
-                        .map(|d| initial_view(d, &store))
-                        .chain(gateways.iter().map(|g| cjt188::initial_view(g, &store)))
-                        .chain(groups.iter().map(|g| mqtt_group::initial_view(g, &store)))
-                        .chain(stations.iter().map(|s| station::initial_view(s, &store)))
-                        .chain(valves.iter().map(|v| valve::initial_view(v, &store)))
-                        .collect()
-                }),
-                events: events.clone(),
-                clock: clock.clone(),
-                replay,
-                channel,
-            };
-            let slot = slot.clone();
-            async move {
-                let (actor, _) = Actor::spawn_linked(None, LiveHub, args, sup).await?;
-                slot.set(actor.clone());
-                Ok(actor.get_cell())
-            }
-        }));
-    }
-    {
-        // Water-quality limit crossings are derived from the change feed, exactly once (see `feed`).
-        let mut limits = HashMap::new();
-        for d in &all_devices {
-            if let crate::field::DeviceKindSpec::Logger(l) = &d.kind {
-                for p in &l.parameters {
-                    limits.insert(
-                        (d.id.clone(), p.name.clone()),
-                        SeriesLimits { region: d.region.clone(), low: p.low, high: p.high },
-                    );
-                }
-            }
-        }
-        for st in &all_stations {
-            for p in &st.parameters {
-                limits.insert(
-                    (st.id.clone(), p.name.clone()),
-                    SeriesLimits { region: st.region.clone(), low: p.low, high: p.high },
-                );
-            }
-        }
-        let (store, writer, metrics) = (store.clone(), writer.clone(), metrics.clone());
-        children.push(child("limit-watcher", FeedConsumer::<LimitWatcher>::default(), move || FeedConsumerArgs {
-            handler: LimitWatcher { limits: limits.clone() },
+/// The store writer: every durable write goes through it (group commit, acknowledged after commit).
+fn store_writer(store: &Store, slots: &Slots, events: &EventBus, metrics: &Arc<Metrics>, max: usize) -> ChildSpec {
+    let (store, events, metrics) = (store.clone(), events.clone(), metrics.clone());
+    slotted(
+        "store-writer",
+        || StoreWriter,
+        slots.writer.clone(),
+        move || StoreWriterArgs {
             store: store.clone(),
-            writer: writer.clone(),
             metrics: metrics.clone(),
-            batch: crate::feed::DEFAULT_BATCH,
-        }));
+            max_batch_ops: max,
+            events: Some(events.clone()),
+        },
+    )
+}
+
+/// The live hub, which on every (re)start loads each device's view from the store, in configuration order.
+fn live_hub(
+    spec: &TreeSpec,
+    all: &AllSpecs,
+    store: &Store,
+    slots: &Slots,
+    events: &EventBus,
+    clock: &SharedClock,
+) -> ChildSpec {
+    let (regions, replay, channel) = (all.regions.clone(), spec.live_replay, spec.live_channel);
+    let (devices, gateways, groups) = (all.devices.clone(), all.gateways.clone(), all.groups.clone());
+    let (stations, valves) = (all.stations.clone(), all.valves.clone());
+    let (store, events, clock) = (store.clone(), events.clone(), clock.clone());
+    let load: ViewLoader = Arc::new(move || {
+        devices
+            .iter()
+            .map(|d| initial_view(d, &store))
+            .chain(gateways.iter().map(|g| cjt188::initial_view(g, &store)))
+            .chain(groups.iter().map(|g| mqtt_group::initial_view(g, &store)))
+            .chain(stations.iter().map(|s| station::initial_view(s, &store)))
+            .chain(valves.iter().map(|v| valve::initial_view(v, &store)))
+            .collect()
+    });
+    slotted(
+        "live-hub",
+        || LiveHub,
+        slots.hub.clone(),
+        move || HubArgs {
+            regions: regions.clone(),
+            load: load.clone(),
+            events: events.clone(),
+            clock: clock.clone(),
+            replay,
+            channel,
+        },
+    )
+}
+
+/// The first consumer of the change feed: water-quality limit crossings, exactly once (see `feed`).
+fn limit_watcher(all: &AllSpecs, store: &Store, writer: &StoreHandle, metrics: &Arc<Metrics>) -> ChildSpec {
+    let limits = series_limits(all);
+    let (store, writer, metrics) = (store.clone(), writer.clone(), metrics.clone());
+    child("limit-watcher", FeedConsumer::<LimitWatcher>::default(), move || FeedConsumerArgs {
+        handler: LimitWatcher { limits: limits.clone() },
+        store: store.clone(),
+        writer: writer.clone(),
+        metrics: metrics.clone(),
+        batch: crate::feed::DEFAULT_BATCH,
+    })
+}
+
+/// The limits of every water-quality series (a logger's or a station's parameter), by device and parameter.
+fn series_limits(all: &AllSpecs) -> HashMap<(DeviceId, String), SeriesLimits> {
+    let mut limits = HashMap::new();
+    for d in &all.devices {
+        if let DeviceKindSpec::Logger(l) = &d.kind {
+            for p in &l.parameters {
+                let series = SeriesLimits { region: d.region.clone(), low: p.low, high: p.high };
+                limits.insert((d.id.clone(), p.name.clone()), series);
+            }
+        }
     }
-    // One bus actor per Modbus serial line, started before the regions whose devices use them. A line owned by a
-    // CJ/T 188 gateway is driven by that gateway's actor alone.
+    for st in &all.stations {
+        for p in &st.parameters {
+            let series = SeriesLimits { region: st.region.clone(), low: p.low, high: p.high };
+            limits.insert((st.id.clone(), p.name.clone()), series);
+        }
+    }
+    limits
+}
+
+/// One bus actor per Modbus serial line, started before the regions whose devices use them, and the slots
+/// by line id. A line owned by a CJ/T 188 gateway is driven by that gateway's actor alone.
+fn lines(
+    spec: &TreeSpec,
+    all: &AllSpecs,
+    metrics: &Arc<Metrics>,
+) -> (Vec<ChildSpec>, HashMap<String, Slot<RtuBusMsg>>) {
+    let mut children = Vec::new();
     let mut buses = HashMap::new();
     for (id, settings) in &spec.lines {
-        if all_gateways.iter().any(|g| g.line.as_deref() == Some(id.as_str())) {
+        if all.gateways.iter().any(|g| g.line.as_deref() == Some(id.as_str())) {
             continue;
         }
         let slot: Slot<RtuBusMsg> = Slot::default();
@@ -216,140 +339,120 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
             metrics: metrics.clone(),
         }));
     }
-    let gateway_slots: HashMap<String, Slot<crate::cjt188::Cjt188Msg>> =
-        all_gateways.iter().map(|g| (g.id.to_string(), Slot::default())).collect();
-    let ctx = DeviceContext {
-        gateways: Arc::new(gateway_slots.clone()),
-        buses: Arc::new(buses),
-        store: store.clone(),
-        writer: writer.clone(),
-        hub: hub_slot.clone(),
-        events: events.clone(),
-        clock: clock.clone(),
-        time: Arc::new(spec.time.clone()),
-        metrics: metrics.clone(),
-    };
-    let mut device_slots: HashMap<DeviceId, Slot<FieldMsg>> = HashMap::new();
-    let mut valve_slots: HashMap<DeviceId, Slot<ValveMsg>> = HashMap::new();
-    let mut region_slots: Vec<(RegionId, Slot<SupervisorMsg>)> = Vec::new();
-    for region in &spec.regions {
-        let mut device_children = Vec::new();
-        for device in &region.devices {
-            let slot: Slot<FieldMsg> = Slot::default();
-            device_slots.insert(device.id.clone(), slot.clone());
-            let (spec, ctx) = (device.clone(), ctx.clone());
-            device_children.push(child(device.id.to_string(), FieldDevice, move || FieldDeviceArgs {
-                spec: spec.clone(),
-                ctx: ctx.clone(),
-                slot: slot.clone(),
-            }));
-        }
-        for g in &region.cjt188 {
-            let (spec, ctx) = (g.clone(), ctx.clone());
-            let slot = gateway_slots.get(g.id.as_str()).cloned().unwrap_or_default();
-            device_children.push(child(g.id.to_string(), Cjt188Device, move || Cjt188Args {
-                spec: spec.clone(),
-                ctx: ctx.clone(),
-                slot: slot.clone(),
-            }));
-        }
-        for g in &region.mqtt {
-            let slot = group_slots.iter().find(|(s, _)| s.id == g.id).map(|(_, slot)| slot.clone()).unwrap_or_default();
-            let (spec, ctx) = (g.clone(), ctx.clone());
-            device_children.push(child(g.id.to_string(), MqttGroup, move || MqttGroupArgs {
-                spec: spec.clone(),
-                ctx: ctx.clone(),
-                slot: slot.clone(),
-            }));
-        }
-        for st in &region.stations {
-            let slot =
-                station_slots.iter().find(|(s, _)| s.id == st.id).map(|(_, slot)| slot.clone()).unwrap_or_default();
-            let (spec, ctx) = (st.clone(), ctx.clone());
-            device_children.push(child(st.id.to_string(), StationActor, move || StationArgs {
-                spec: spec.clone(),
-                ctx: ctx.clone(),
-                slot: slot.clone(),
-            }));
-        }
-        for v in &region.valves {
-            let slot: Slot<ValveMsg> = Slot::default();
-            valve_slots.insert(v.id.clone(), slot.clone());
-            let (spec, ctx) = (v.clone(), ctx.clone());
-            device_children.push(child(v.id.to_string(), ValveActor, move || ValveArgs {
-                spec: spec.clone(),
-                ctx: ctx.clone(),
-                slot: slot.clone(),
-            }));
-        }
-        let region_slot: Slot<SupervisorMsg> = Slot::default();
-        region_slots.push((region.id.clone(), region_slot.clone()));
-        let (name, policy, events, metrics) =
-            (format!("region:{}", region.id), spec.policy, events.clone(), metrics.clone());
-        children.push(ChildSpec::new(name.clone(), move |sup| {
-            let args = SupervisorArgs {
-                name: name.clone(),
-                children: device_children.clone(),
-                policy,
-                events: events.clone(),
-                metrics: metrics.clone(),
-            };
-            let slot = region_slot.clone();
-            async move {
-                let (actor, _) = Actor::spawn_linked(None, Supervisor, args, sup).await?;
-                slot.set(actor.clone());
-                Ok(actor.get_cell())
-            }
+    (children, buses)
+}
+
+/// A region's supervisor and its device actors, in the order the module documentation lists them. Records
+/// the slots of the devices, valves and the supervisor itself.
+fn region(region: &RegionSpec, ctx: &DeviceContext, slots: &mut Slots, policy: RestartPolicy) -> ChildSpec {
+    let mut children = Vec::new();
+    for device in &region.devices {
+        let slot: Slot<FieldMsg> = Slot::default();
+        slots.devices.insert(device.id.clone(), slot.clone());
+        let (spec, ctx) = (device.clone(), ctx.clone());
+        children.push(child(device.id.to_string(), FieldDevice, move || FieldDeviceArgs {
+            spec: spec.clone(),
+            ctx: ctx.clone(),
+            slot: slot.clone(),
         }));
     }
-    let hj212_bound: Arc<std::sync::Mutex<Option<std::net::SocketAddr>>> = Arc::default();
-    if !all_stations.is_empty() {
-        let listen = spec.hj212_listen.unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 9212)));
-        let (stations, bound, metrics) = (station_slots.clone(), hj212_bound.clone(), metrics.clone());
-        children.push(ChildSpec::new("hj212-gateway", move |sup| {
-            let args =
-                GatewayArgs { listen, stations: stations.clone(), bound: bound.clone(), metrics: metrics.clone() };
-            async move { Actor::spawn_linked(None, Hj212Gateway, args, sup).await.map(|(a, _)| a.get_cell()) }
+    for g in &region.cjt188 {
+        let slot = slots.gateways.get(g.id.as_str()).cloned().unwrap_or_default();
+        let (spec, ctx) = (g.clone(), ctx.clone());
+        children.push(child(g.id.to_string(), Cjt188Device, move || Cjt188Args {
+            spec: spec.clone(),
+            ctx: ctx.clone(),
+            slot: slot.clone(),
         }));
     }
-    if let (false, Some(settings)) = (all_groups.is_empty(), spec.mqtt.clone()) {
-        let (groups, metrics) = (group_slots.clone(), metrics.clone());
-        children.push(child("mqtt-gateway", MqttGateway, move || MqttGatewayArgs {
-            settings: settings.clone(),
-            groups: groups.clone(),
+    for g in &region.mqtt {
+        let slot = slots.groups.iter().find(|(s, _)| s.id == g.id).map(|(_, slot)| slot.clone()).unwrap_or_default();
+        let (spec, ctx) = (g.clone(), ctx.clone());
+        children.push(child(g.id.to_string(), MqttGroup, move || MqttGroupArgs {
+            spec: spec.clone(),
+            ctx: ctx.clone(),
+            slot: slot.clone(),
+        }));
+    }
+    for st in &region.stations {
+        let slot = slots.stations.iter().find(|(s, _)| s.id == st.id).map(|(_, slot)| slot.clone()).unwrap_or_default();
+        let (spec, ctx) = (st.clone(), ctx.clone());
+        children.push(child(st.id.to_string(), StationActor, move || StationArgs {
+            spec: spec.clone(),
+            ctx: ctx.clone(),
+            slot: slot.clone(),
+        }));
+    }
+    for v in &region.valves {
+        let slot: Slot<ValveMsg> = Slot::default();
+        slots.valves.insert(v.id.clone(), slot.clone());
+        let (spec, ctx) = (v.clone(), ctx.clone());
+        children.push(child(v.id.to_string(), ValveActor, move || ValveArgs {
+            spec: spec.clone(),
+            ctx: ctx.clone(),
+            slot: slot.clone(),
+        }));
+    }
+    let slot: Slot<SupervisorMsg> = Slot::default();
+    slots.regions.push((region.id.clone(), slot.clone()));
+    let name = format!("region:{}", region.id);
+    let (events, metrics) = (ctx.events.clone(), ctx.metrics.clone());
+    slotted(
+        name.clone(),
+        || Supervisor,
+        slot,
+        move || SupervisorArgs {
+            name: name.clone(),
+            children: children.clone(),
+            policy,
+            events: events.clone(),
             metrics: metrics.clone(),
-        }));
+        },
+    )
+}
+
+/// The HJ 212 listener, when any station is configured; it reports its bound address into `bound`.
+fn hj212_gateway(
+    spec: &TreeSpec,
+    slots: &Slots,
+    bound: &Arc<std::sync::Mutex<Option<std::net::SocketAddr>>>,
+    metrics: &Arc<Metrics>,
+) -> Option<ChildSpec> {
+    if slots.stations.is_empty() {
+        return None;
     }
-    let root_args = SupervisorArgs {
-        name: "root".into(),
-        children,
-        policy: spec.policy,
-        events: events.clone(),
+    let listen = spec.hj212_listen.unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 9212)));
+    let (stations, bound, metrics) = (slots.stations.clone(), bound.clone(), metrics.clone());
+    Some(ChildSpec::new("hj212-gateway", move |sup| {
+        let args = GatewayArgs { listen, stations: stations.clone(), bound: bound.clone(), metrics: metrics.clone() };
+        async move { Actor::spawn_linked(None, Hj212Gateway, args, sup).await.map(|(a, _)| a.get_cell()) }
+    }))
+}
+
+/// The MQTT broker connection, when any meter group is configured (and the broker with it).
+fn mqtt_gateway(spec: &TreeSpec, slots: &Slots, metrics: &Arc<Metrics>) -> Option<ChildSpec> {
+    let settings = spec.mqtt.clone().filter(|_| !slots.groups.is_empty())?;
+    let (groups, metrics) = (slots.groups.clone(), metrics.clone());
+    Some(child("mqtt-gateway", MqttGateway, move || MqttGatewayArgs {
+        settings: settings.clone(),
+        groups: groups.clone(),
         metrics: metrics.clone(),
-    };
-    let (root, join) = Actor::spawn(None, Supervisor, root_args).await?;
+    }))
+}
+
+/// Spawns the root supervisor over `children` and waits until they have all started.
+async fn start_root(
+    children: Vec<ChildSpec>,
+    policy: RestartPolicy,
+    events: &EventBus,
+    metrics: &Arc<Metrics>,
+) -> Result<(ActorRef<SupervisorMsg>, JoinHandle<()>), SpawnErr> {
+    let args =
+        SupervisorArgs { name: "root".into(), children, policy, events: events.clone(), metrics: metrics.clone() };
+    let (root, join) = Actor::spawn(None, Supervisor, args).await?;
     // `spawn` returns after the root's `pre_start`; its children start in `post_start`, before it handles any
     // message. So a reply to this call means the store writer, the hub and every region are up.
     ractor::call!(root, SupervisorMsg::Children)
         .map_err(|e| SpawnErr::StartupFailed(format!("the root supervisor did not start: {e}").into()))?;
-    let handle = Handle::new(crate::api::HandleParts {
-        store,
-        writer,
-        hub: hub_slot,
-        devices: all_devices,
-        device_slots,
-        valves: all_valves,
-        stations: all_stations,
-        gateways: all_gateways,
-        groups: all_groups,
-        valve_slots,
-        regions,
-        region_supervisors: region_slots,
-        root: root.clone(),
-        events,
-        clock,
-        metrics,
-    });
-    let hj212_addr = *hj212_bound.lock().unwrap_or_else(|p| p.into_inner());
-    Ok(Tree { root, join, handle, hj212_addr })
+    Ok((root, join))
 }

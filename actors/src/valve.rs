@@ -4,12 +4,12 @@
 //! (fault). A command for the position the valve already has writes nothing (idempotent). Every command is
 //! audited twice: when it is requested (who, when, why) and when it ends (result), each durably.
 //!
-//! One entry point serves everyone: `ValveMsg::Command` through `api::Handle::command_valve`, used by an
+//! One entry point serves everyone: `ValveMsg::Command` through `api::FieldApi::command_valve`, used by an
 //! operator on the HMI and, later, by billing for arrears shut-off and restore.
 //!
 //! A command that ends in fault latches it (`model::valve::ValveStatus` decides): it clears when a read-back
 //! shows the commanded position, or when an operator resets it (`ValveMsg::Reset` through
-//! `api::Handle::reset_valve`, audited). Going into and out of fault, and comm-lost and restored, are events.
+//! `api::FieldApi::reset_valve`, audited). Going into and out of fault, and comm-lost and restored, are events.
 //! The status (state, last command, latched fault) and the comm status are stored with each poll and in the
 //! same submission as a command's or reset's audit record, and restored when the actor (re)starts.
 //!
@@ -22,7 +22,7 @@ use crate::modbus_link::{ModbusLink, ModbusPath};
 use drivers::registers::Function;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-use crate::cjt188::Cjt188Msg;
+use crate::cjt188::{Cjt188Msg, MeterValveError};
 use crate::context::DeviceContext;
 use crate::event::Event;
 use crate::metrics::Metrics;
@@ -33,7 +33,7 @@ use crate::model::{
     CommEvent, CommStatus, CommandRecord, CommandResult, DeviceId, DeviceKind, DeviceView, FaultChange, RegionId,
     Reported, ResetRecord, ResetRefused, Timestamp, ValveAction, ValveState, ValveStatus,
 };
-use crate::store::{AuditEntry, Op, Store};
+use crate::store::{AuditEntry, Op, Store, StoreError};
 use crate::supervisor::Slot;
 
 /// How a valve model is driven over Modbus: a command register and a status register.
@@ -148,11 +148,14 @@ pub struct ValveArgs {
     pub slot: Slot<ValveMsg>,
 }
 
-/// Why a valve could not be read or commanded.
+/// Why a valve could not be read or commanded. The text is what the valve's comm status shows.
+#[derive(Clone, Debug, thiserror::Error)]
 enum LinkError {
     /// The device answered, but refused (an exception or abnormal reply).
+    #[error("{0}")]
     Refused(String),
     /// No valid answer.
+    #[error("{0}")]
     Unreachable(String),
 }
 
@@ -166,8 +169,8 @@ enum ValveLink {
 async fn ask_gateway<T: Send + 'static>(
     gateway: &Slot<Cjt188Msg>,
     wait: Duration,
-    msg: impl FnOnce(RpcReplyPort<Result<T, String>>) -> Cjt188Msg,
-) -> Result<Result<T, String>, LinkError> {
+    msg: impl FnOnce(RpcReplyPort<Result<T, MeterValveError>>) -> Cjt188Msg,
+) -> Result<Result<T, MeterValveError>, LinkError> {
     let Some(g) = gateway.get() else {
         return Err(LinkError::Unreachable("the gateway actor is not running".into()));
     };
@@ -187,7 +190,7 @@ impl ValveLink {
             ValveLink::Cjt188 { gateway, address, wait } => {
                 let address = *address;
                 let asked = ask_gateway(gateway, *wait, |reply| Cjt188Msg::ReadValve { address, reply }).await?;
-                asked.map(reported_of).map_err(LinkError::Unreachable)
+                asked.map(reported_of).map_err(|e| LinkError::Unreachable(e.to_string()))
             }
         }
     }
@@ -211,7 +214,7 @@ impl ValveLink {
             ValveLink::Cjt188 { gateway, address, wait } => {
                 let address = *address;
                 let asked = ask_gateway(gateway, *wait, |reply| Cjt188Msg::SetValve { address, open, reply }).await?;
-                asked.map(drop).map_err(LinkError::Refused)
+                asked.map(drop).map_err(|e| LinkError::Refused(e.to_string()))
             }
         }
     }
@@ -313,13 +316,13 @@ impl ValveActorState {
     /// Stores the valve status and comm status, with `audit` if given, in one submission; then publishes the
     /// queued events (comm lost and restored through `EventBus::comm`, like every device's) and the view.
     /// The view goes out even if the store failed: it is what the valve reported, and the error is logged.
-    async fn commit(&mut self, audit: Option<AuditEntry>) -> Result<(), String> {
+    async fn commit(&mut self, audit: Option<AuditEntry>) -> Result<(), StoreError> {
         let id = self.args.spec.id.clone();
         let mut ops = Vec::with_capacity(3);
         ops.extend(audit.map(Op::Audit));
         ops.push(Op::ValveStatus(id.clone(), self.status.clone()));
         ops.push(Op::DeviceStatus(id.clone(), self.comm.clone()));
-        let stored = self.args.ctx.writer.submit(ops).await.map(drop).map_err(|e| e.to_string());
+        let stored = self.args.ctx.writer.submit(ops).await.map(drop);
         if let Err(e) = &stored {
             tracing::error!(message = "Valve status not stored.", valve = %id, error = %e);
         }
@@ -342,7 +345,7 @@ impl ValveActorState {
     }
 
     /// Reads the position once; updates comm status and what the valve last reported.
-    async fn read(&mut self) -> Result<Reported, String> {
+    async fn read(&mut self) -> Result<Reported, LinkError> {
         Metrics::inc(&self.args.ctx.metrics.polls);
         let result = self.link.read().await;
         let now = self.now();
@@ -355,14 +358,10 @@ impl ValveActorState {
                 self.reported = Some(reported);
                 Ok(reported)
             }
-            Err(LinkError::Refused(e)) => {
+            Err(e) => {
                 Metrics::inc(&self.args.ctx.metrics.poll_failures);
-                self.comm.record_attempt(now, true, Some(e.clone()));
-                Err(e)
-            }
-            Err(LinkError::Unreachable(e)) => {
-                Metrics::inc(&self.args.ctx.metrics.poll_failures);
-                self.comm.record_attempt(now, false, Some(e.clone()));
+                let answered = matches!(e, LinkError::Refused(_));
+                self.comm.record_attempt(now, answered, Some(e.to_string()));
                 Err(e)
             }
         }
@@ -462,7 +461,7 @@ impl ValveActorState {
                     self.status = before;
                     self.pending.pop();
                     self.publish();
-                    return Err(ResetError::Store(e));
+                    return Err(ResetError::Store(e.to_string()));
                 }
                 Ok(ResetRecord { requested_by, reason, at, cleared: before.fault, state: self.status.state })
             }
@@ -544,7 +543,7 @@ impl ValveActorState {
                 self.fault_event(change, now);
                 CycleOutcome { read: 1, expected: 1, error: None }
             }
-            Err(e) => CycleOutcome { read: 0, expected: 1, error: Some(e.clone()) },
+            Err(e) => CycleOutcome { read: 0, expected: 1, error: Some(e.to_string()) },
         };
         let lost = self.comm.end_cycle(&outcome);
         self.comm_event(lost, now);

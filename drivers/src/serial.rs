@@ -4,14 +4,25 @@
 
 use tokio_serial::{ClearBuffer, FlowControl, SerialPort, SerialStream};
 
-use crate::rtu::{DataBits, LineSettings, Parity, StopBits};
+use crate::rtu::{DataBits, LineSettings, Parity, SettingsError, StopBits};
+
+/// Why a serial port could not be opened. The text names no path (callers name it).
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The line's settings are not usable.
+    #[error("{0}")]
+    Settings(#[from] SettingsError),
+    /// The operating system refused to open or flush the port.
+    #[error("{0}")]
+    Port(#[from] tokio_serial::Error),
+}
 
 /// Opens the port of `settings` with its baud rate and character format, no flow control, and exclusive access
 /// (TIOCEXCL, so that a second program cannot interleave bytes on the half-duplex line). Whatever the driver had
 /// buffered before is discarded: it is no answer to anything asked from now on. The error says why, without the
 /// path (callers name it).
-pub fn open(settings: &LineSettings) -> Result<SerialStream, String> {
-    settings.check().map_err(|e| e.to_string())?;
+pub fn open(settings: &LineSettings) -> Result<SerialStream, OpenError> {
+    settings.check()?;
     let builder = tokio_serial::new(&settings.path, settings.baud)
         .data_bits(match settings.data_bits {
             DataBits::Seven => tokio_serial::DataBits::Seven,
@@ -27,8 +38,8 @@ pub fn open(settings: &LineSettings) -> Result<SerialStream, String> {
             StopBits::Two => tokio_serial::StopBits::Two,
         })
         .flow_control(FlowControl::None);
-    let port = SerialStream::open(&builder).map_err(|e| e.to_string())?;
-    port.clear(ClearBuffer::Input).map_err(|e| e.to_string())?;
+    let port = SerialStream::open(&builder)?;
+    port.clear(ClearBuffer::Input)?;
     Ok(port)
 }
 

@@ -75,3 +75,42 @@ impl From<ApiError> for AppError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every API error reaches the client with the status and code the HMI and scripts rely on, and the
+    /// message users see; nothing internal leaks.
+    #[test]
+    fn each_api_error_variant_has_its_status_code_and_message() {
+        let cases = [
+            (ApiError::NotFound("no device \"x\"".into()), StatusCode::NOT_FOUND, "not_found", "no device \"x\""),
+            (ApiError::BadRequest("bad".into()), StatusCode::BAD_REQUEST, "bad_request", "bad"),
+            (
+                ApiError::Conflict("valve v1: not in fault".into()),
+                StatusCode::CONFLICT,
+                "conflict",
+                "valve v1: not in fault",
+            ),
+            (
+                ApiError::InvalidCredentials,
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "invalid username or password",
+            ),
+            (ApiError::Forbidden("no".into()), StatusCode::FORBIDDEN, "forbidden", "no"),
+            (
+                ApiError::Unavailable("the live hub".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the live hub is unavailable, try again",
+            ),
+            (ApiError::Internal, StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log"),
+        ];
+        for (api, status, code, message) in cases {
+            let (s, c, m) = AppError::from(api.clone()).parts();
+            assert_eq!((s, c, m.as_str()), (status, code, message), "{api:?}");
+        }
+    }
+}

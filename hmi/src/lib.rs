@@ -1,7 +1,8 @@
 //! The control-room HMI and the HTTP API: the only crate that speaks HTTP, JSON and WebSocket.
 //!
 //! # Layout
-//! - [`router`] builds the axum `Router` over an [`actors::api::Handle`];
+//! - [`router`] builds the axum `Router` over an [`actors::api::Handle`]; each route takes from [`AppState`]
+//!   only the domain handle it serves (`State<FieldApi>`, `State<UsersApi>`, …, through `FromRef`);
 //! - `session`: sessions, login throttling and the credential check, the authenticated-user extractor;
 //!   `cookie`: the session cookie's name and form;
 //! - `routes`: JSON handlers; `ws`: the live stream; `metrics`: Prometheus text; `openapi`: the API document;
@@ -21,12 +22,14 @@ mod ws;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::{FromRef, Request, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
+use actors::api::{EventsApi, FieldApi, SystemApi, UsersApi};
+use actors::metrics::Metrics;
 pub use error::AppError;
 use session::{AuthUser, Sessions, Throttle};
 
@@ -45,12 +48,45 @@ impl Default for HmiConfig {
     }
 }
 
+/// What the routes share. A route that needs one domain extracts that domain's handle alone
+/// (`State<FieldApi>`); only login, logout and the session extractor take the whole state.
 #[derive(Clone)]
 pub struct AppState {
-    handle: actors::api::Handle,
+    api: actors::api::Handle,
+    metrics: Arc<Metrics>,
     sessions: Arc<Sessions>,
     throttle: Arc<Throttle>,
     config: Arc<HmiConfig>,
+}
+
+impl FromRef<AppState> for FieldApi {
+    fn from_ref(state: &AppState) -> Self {
+        state.api.field().clone()
+    }
+}
+
+impl FromRef<AppState> for EventsApi {
+    fn from_ref(state: &AppState) -> Self {
+        state.api.events().clone()
+    }
+}
+
+impl FromRef<AppState> for UsersApi {
+    fn from_ref(state: &AppState) -> Self {
+        state.api.users().clone()
+    }
+}
+
+impl FromRef<AppState> for SystemApi {
+    fn from_ref(state: &AppState) -> Self {
+        state.api.system().clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Metrics> {
+    fn from_ref(state: &AppState) -> Self {
+        state.metrics.clone()
+    }
 }
 
 const INDEX_HTML: &str = include_str!("../assets/index.html");
@@ -111,7 +147,8 @@ async fn method_not_allowed() -> AppError {
 /// Builds the whole HTTP surface.
 pub fn router(handle: actors::api::Handle, config: HmiConfig) -> Router {
     let state = AppState {
-        handle,
+        metrics: handle.metrics_arc(),
+        api: handle,
         sessions: Arc::new(Sessions::new(config.session_idle)),
         throttle: Arc::new(Throttle::default()),
         config: Arc::new(config),

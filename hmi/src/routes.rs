@@ -8,7 +8,9 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use actors::api::UserInfo;
+use actors::api::{EventsApi, FieldApi, SystemApi, UserInfo, UsersApi};
+use std::sync::Arc;
+
 use actors::metrics::Metrics;
 use actors::model::{Role, Timestamp};
 
@@ -26,13 +28,13 @@ pub const OPS_ROLES: &[Role] = &[Role::Admin, Role::Operator];
 const MAX_LIMIT: usize = 10_000;
 
 /// Maps a JSON extraction failure to a counted 400.
-pub fn bad_json(state: &AppState, e: JsonRejection) -> AppError {
-    Metrics::inc(&state.handle.metrics().bad_requests);
+pub fn bad_json(metrics: &Metrics, e: JsonRejection) -> AppError {
+    Metrics::inc(&metrics.bad_requests);
     AppError::BadRequest(format!("bad JSON body: {}", e.body_text()))
 }
 
-fn bad_query(state: &AppState, e: QueryRejection) -> AppError {
-    Metrics::inc(&state.handle.metrics().bad_requests);
+fn bad_query(metrics: &Metrics, e: QueryRejection) -> AppError {
+    Metrics::inc(&metrics.bad_requests);
     AppError::BadRequest(format!("bad query: {}", e.body_text()))
 }
 
@@ -53,11 +55,11 @@ pub async fn login(
     ClientIp(ip): ClientIp,
     body: Result<Json<LoginBody>, JsonRejection>,
 ) -> Result<Response, AppError> {
-    let Json(body) = body.map_err(|e| bad_json(&state, e))?;
+    let Json(body) = body.map_err(|e| bad_json(&state.metrics, e))?;
     let user = check_login(&state, &body.username, &body.password, ip).await?;
     let token = state.sessions.create(&user.username);
     tracing::info!(message = "Login.", username = %user.username, role = %user.role, client = ?ip);
-    if let Err(e) = state.handle.audit(&user.username, "login", &user.username, "session opened", true).await {
+    if let Err(e) = state.api.users().audit(&user.username, "login", &user.username, "session opened", true).await {
         tracing::warn!(message = "Audit of a login not stored.", error = %e);
     }
     let mut response = Json(json!({ "user": user })).into_response();
@@ -71,7 +73,7 @@ pub async fn logout(State(state): State<AppState>, user: AuthUser) -> Result<Res
     if let Some(token) = &user.token {
         state.sessions.remove(token);
     }
-    let _ = state.handle.audit(&user.user.username, "logout", &user.user.username, "session closed", true).await;
+    let _ = state.api.users().audit(&user.user.username, "logout", &user.user.username, "session closed", true).await;
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(header::SET_COOKIE, session_cookie(&state, "", 0));
     Ok(response)
@@ -81,20 +83,20 @@ pub async fn me(user: AuthUser) -> Json<UserInfo> {
     Json(user.user)
 }
 
-pub async fn devices(State(state): State<AppState>, user: AuthUser) -> Result<Response, AppError> {
+pub async fn devices(State(field): State<FieldApi>, user: AuthUser) -> Result<Response, AppError> {
     user.require(VIEW_ROLES)?;
-    let devices = state.handle.devices().await?;
-    let regions = actors::model::region_status(state.handle.regions(), &devices);
+    let devices = field.devices().await?;
+    let regions = actors::model::region_status(field.regions(), &devices);
     Ok(Json(json!({ "regions": regions, "devices": devices })).into_response())
 }
 
 pub async fn device(
-    State(state): State<AppState>,
+    State(field): State<FieldApi>,
     user: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     user.require(VIEW_ROLES)?;
-    Ok(Json(state.handle.device(&id).await?).into_response())
+    Ok(Json(field.device(&id).await?).into_response())
 }
 
 #[derive(Deserialize)]
@@ -109,16 +111,17 @@ pub struct ReadingsQuery {
 }
 
 pub async fn readings(
-    State(state): State<AppState>,
+    State(field): State<FieldApi>,
+    State(metrics): State<Arc<Metrics>>,
     user: AuthUser,
     query: Result<Query<ReadingsQuery>, QueryRejection>,
 ) -> Result<Response, AppError> {
     user.require(VIEW_ROLES)?;
-    let Query(q) = query.map_err(|e| bad_query(&state, e))?;
-    let to = Timestamp(q.to.unwrap_or_else(|| state.handle.clock().now().0));
+    let Query(q) = query.map_err(|e| bad_query(&metrics, e))?;
+    let to = Timestamp(q.to.unwrap_or_else(|| field.clock().now().0));
     let from = Timestamp(q.from.unwrap_or(to.0.saturating_sub(24 * 3600 * 1000)));
     let limit = q.limit.unwrap_or(1000).clamp(1, MAX_LIMIT);
-    Ok(Json(state.handle.history(&q.device, from, to, limit).await?).into_response())
+    Ok(Json(field.history(&q.device, from, to, limit).await?).into_response())
 }
 
 #[derive(Deserialize)]
@@ -141,12 +144,13 @@ const MAX_EVENTS: usize = 1000;
 
 /// The event journal: every committed event, newest first (issue 7 §3).
 pub async fn events(
-    State(state): State<AppState>,
+    State(events): State<EventsApi>,
+    State(metrics): State<Arc<Metrics>>,
     user: AuthUser,
     query: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Response, AppError> {
     user.require(VIEW_ROLES)?;
-    let Query(q) = query.map_err(|e| bad_query(&state, e))?;
+    let Query(q) = query.map_err(|e| bad_query(&metrics, e))?;
     let bounded = |s: &Option<String>| s.as_ref().is_some_and(|s| s.len() > 200);
     if bounded(&q.region) || bounded(&q.device) || bounded(&q.kind) {
         return Err(AppError::BadRequest("a filter is longer than 200 characters".into()));
@@ -160,7 +164,7 @@ pub async fn events(
         before: q.before,
     };
     let limit = q.limit.unwrap_or(200).clamp(1, MAX_EVENTS);
-    Ok(Json(state.handle.event_journal(filter, limit).await?).into_response())
+    Ok(Json(events.journal(filter, limit).await?).into_response())
 }
 
 /// Roles that may command valves (R-A7).
@@ -176,15 +180,16 @@ pub struct ValveCommandBody {
 /// Opens or closes a valve and waits for the read-back. 200 with the command record whatever the result;
 /// `result` says `confirmed`, `already_in_position` or `failed` (with the reason).
 pub async fn command_valve(
-    State(state): State<AppState>,
+    State(field): State<FieldApi>,
+    State(metrics): State<Arc<Metrics>>,
     user: AuthUser,
     Path(id): Path<String>,
     body: Result<Json<ValveCommandBody>, JsonRejection>,
 ) -> Result<Response, AppError> {
     user.require(VALVE_ROLES)?;
-    let Json(body) = body.map_err(|e| bad_json(&state, e))?;
+    let Json(body) = body.map_err(|e| bad_json(&metrics, e))?;
     let action = body.action.parse().map_err(AppError::BadRequest)?;
-    let record = state.handle.command_valve(&id, action, &body.reason, &user.user.username).await?;
+    let record = field.command_valve(&id, action, &body.reason, &user.user.username).await?;
     Ok(Json(record).into_response())
 }
 
@@ -197,14 +202,15 @@ pub struct ValveResetBody {
 /// Resets a valve's latched fault after the operator checked it (issue 7 §5). 200 with the reset record; 409
 /// if the valve is not in fault or reports a fault itself. Audited either way.
 pub async fn reset_valve(
-    State(state): State<AppState>,
+    State(field): State<FieldApi>,
+    State(metrics): State<Arc<Metrics>>,
     user: AuthUser,
     Path(id): Path<String>,
     body: Result<Json<ValveResetBody>, JsonRejection>,
 ) -> Result<Response, AppError> {
     user.require(VALVE_ROLES)?;
-    let Json(body) = body.map_err(|e| bad_json(&state, e))?;
-    let record = state.handle.reset_valve(&id, &body.reason, &user.user.username).await?;
+    let Json(body) = body.map_err(|e| bad_json(&metrics, e))?;
+    let record = field.reset_valve(&id, &body.reason, &user.user.username).await?;
     Ok(Json(record).into_response())
 }
 
@@ -216,20 +222,21 @@ pub struct NewUser {
     role: String,
 }
 
-pub async fn users(State(state): State<AppState>, user: AuthUser) -> Result<Response, AppError> {
+pub async fn users(State(users): State<UsersApi>, user: AuthUser) -> Result<Response, AppError> {
     user.require(&[Role::Admin])?;
-    Ok(Json(state.handle.users()?).into_response())
+    Ok(Json(users.users()?).into_response())
 }
 
 pub async fn create_user(
-    State(state): State<AppState>,
+    State(users): State<UsersApi>,
+    State(metrics): State<Arc<Metrics>>,
     user: AuthUser,
     body: Result<Json<NewUser>, JsonRejection>,
 ) -> Result<Response, AppError> {
     user.require(&[Role::Admin])?;
-    let Json(body) = body.map_err(|e| bad_json(&state, e))?;
+    let Json(body) = body.map_err(|e| bad_json(&metrics, e))?;
     let role: Role = body.role.parse().map_err(AppError::BadRequest)?;
-    let created = state.handle.create_user(&user.user, &body.username, &body.password, role).await?;
+    let created = users.create_user(&user.user, &body.username, &body.password, role).await?;
     tracing::info!(message = "User created.", by = %user.user.username, username = %created.username, role = %created.role);
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
@@ -241,30 +248,31 @@ pub struct AuditQuery {
 }
 
 pub async fn audit(
-    State(state): State<AppState>,
+    State(users): State<UsersApi>,
+    State(metrics): State<Arc<Metrics>>,
     user: AuthUser,
     query: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Response, AppError> {
     user.require(&[Role::Admin])?;
-    let Query(q) = query.map_err(|e| bad_query(&state, e))?;
-    Ok(Json(state.handle.audit_log(q.limit.unwrap_or(200).clamp(1, 5000))?).into_response())
+    let Query(q) = query.map_err(|e| bad_query(&metrics, e))?;
+    Ok(Json(users.audit_log(q.limit.unwrap_or(200).clamp(1, 5000))?).into_response())
 }
 
-pub async fn supervision(State(state): State<AppState>, user: AuthUser) -> Result<Response, AppError> {
+pub async fn supervision(State(system): State<SystemApi>, user: AuthUser) -> Result<Response, AppError> {
     user.require(OPS_ROLES)?;
-    Ok(Json(state.handle.supervision().await).into_response())
+    Ok(Json(system.supervision().await).into_response())
 }
 
 /// Liveness for load balancers and systemd: no authentication, no secrets.
-pub async fn healthz(State(state): State<AppState>) -> Response {
-    let health = state.handle.health().await;
+pub async fn healthz(State(system): State<SystemApi>) -> Response {
+    let health = system.health().await;
     let status = if health.ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(health)).into_response()
 }
 
-pub async fn metrics(State(state): State<AppState>, user: AuthUser) -> Result<Response, AppError> {
+pub async fn metrics(State(system): State<SystemApi>, user: AuthUser) -> Result<Response, AppError> {
     user.require(OPS_ROLES)?;
-    let body = crate::metrics::render(state.handle.metrics());
+    let body = crate::metrics::render(system.metrics());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response())
 }
 

@@ -234,7 +234,7 @@ impl FromRequestParts<AppState> for AuthUser {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         if let Some(token) = session_token(&parts.headers) {
             if let Some(username) = state.sessions.touch(&token) {
-                return match state.handle.user(&username)? {
+                return match state.api.users().user(&username)? {
                     Some(user) => Ok(AuthUser { user, token: Some(token) }),
                     None => {
                         state.sessions.remove(&token);
@@ -248,7 +248,7 @@ impl FromRequestParts<AppState> for AuthUser {
             let user = check_login(state, &username, &password, ip).await?;
             return Ok(AuthUser { user, token: None });
         }
-        Metrics::inc(&state.handle.metrics().bad_requests);
+        Metrics::inc(&state.metrics.bad_requests);
         Err(AppError::Unauthenticated)
     }
 }
@@ -264,17 +264,17 @@ pub async fn check_login(
         tracing::warn!(message = "Login refused while throttled.", username, client = ?ip, retry_after_s);
         return Err(AppError::Throttled { retry_after_s });
     }
-    match state.handle.login(username, password).await {
+    match state.api.users().login(username, password).await {
         Ok(user) => {
             state.throttle.succeeded(username);
             Ok(user)
         }
         Err(actors::api::ApiError::InvalidCredentials) => {
             let failures = state.throttle.failed(username, ip);
-            Metrics::inc(&state.handle.metrics().login_failures);
+            Metrics::inc(&state.metrics.login_failures);
             tracing::warn!(message = "Login failed.", username, client = ?ip, failures);
             let detail = format!("from {}", ip.map_or("unknown".to_owned(), |i| i.to_string()));
-            if let Err(e) = state.handle.audit(username, "login.failure", username, &detail, false).await {
+            if let Err(e) = state.api.users().audit(username, "login.failure", username, &detail, false).await {
                 tracing::warn!(message = "Audit of a failed login not stored.", error = %e);
             }
             // Slow every failure down a little more, so guessing costs time even before the lockout.

@@ -56,7 +56,7 @@ pub async fn upgrade(
 ) -> Result<Response, AppError> {
     user.require(VIEW_ROLES)?;
     if !same_origin(&headers) {
-        Metrics::inc(&state.handle.metrics().bad_requests);
+        Metrics::inc(&state.metrics.bad_requests);
         return Err(AppError::Forbidden("cross-origin WebSocket refused".into()));
     }
     let Query(q) = query.map_err(|e| AppError::BadRequest(format!("bad query: {}", e.body_text())))?;
@@ -82,7 +82,7 @@ async fn send(sink: &mut futures_util::stream::SplitSink<WebSocket, Message>, js
 }
 
 async fn session(socket: WebSocket, state: AppState, user: AuthUser, mut resume: Option<Resume>) {
-    let metrics = state.handle.metrics();
+    let metrics = &*state.metrics;
     metrics.ws_clients.fetch_add(1, Ordering::Relaxed);
     let _gauge = ClientGauge(metrics);
     let username = user.user.username.clone();
@@ -91,7 +91,7 @@ async fn session(socket: WebSocket, state: AppState, user: AuthUser, mut resume:
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     'subscription: loop {
-        let sub = match state.handle.subscribe(resume.take()).await {
+        let sub = match state.api.events().subscribe(resume.take()).await {
             Ok(sub) => sub,
             Err(e) => {
                 tracing::warn!(message = "Live stream cannot subscribe.", username = %username, error = %e);
@@ -131,7 +131,7 @@ async fn session(socket: WebSocket, state: AppState, user: AuthUser, mut resume:
                         if !send(&mut sink, &Wire::Resync { reason: "lagged" }.to_json()).await {
                             return;
                         }
-                        match state.handle.snapshot().await {
+                        match state.api.events().snapshot().await {
                             Ok(snap) => {
                                 if !send(&mut sink, &snap.json).await {
                                     return;

@@ -74,7 +74,7 @@ pub(super) fn resolve_gateways(rs: &mut Resolver, region: &RegionScope<'_>) -> V
             model.preamble = p;
         }
         if let Err(e) = model.check() {
-            check.add(format!("{key}.preamble"), e);
+            check.add(format!("{key}.preamble"), e.to_string());
         }
         let timeout = check.duration(&format!("{key}.timeout"), g.timeout.as_ref(), rs.defaults.timeout);
         let cycle = check.duration(&format!("{key}.cycle"), g.cycle.as_ref(), Duration::from_secs(15 * 60));

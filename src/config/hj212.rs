@@ -27,12 +27,17 @@ pub(super) fn resolve_listen(check: &mut Check, raw: Option<&RawHj212>) -> Optio
     }
 }
 
+/// A text that is not a UTC offset.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a UTC offset like \"+08:00\" or \"Z\"")]
+struct OffsetError(String);
+
 /// `+08:00`, `Z`, `-05:30` → minutes east of UTC.
-fn parse_utc_offset(text: &str) -> Result<i32, String> {
+fn parse_utc_offset(text: &str) -> Result<i32, OffsetError> {
     if text == "Z" {
         return Ok(0);
     }
-    let bad = || format!("{text:?} is not a UTC offset like \"+08:00\" or \"Z\"");
+    let bad = || OffsetError(text.to_owned());
     let (sign, rest) = match text.as_bytes().first() {
         Some(b'+') => (1, &text[1..]),
         Some(b'-') => (-1, &text[1..]),
@@ -61,7 +66,7 @@ pub(super) fn resolve_stations(rs: &mut Resolver, region: &RegionScope<'_>) -> V
         }
         let interval = check.duration(&format!("{key}.interval"), st.interval.as_ref(), Duration::from_secs(60));
         let utc_offset_minutes = parse_utc_offset(st.utc_offset.as_deref().unwrap_or("+08:00")).unwrap_or_else(|e| {
-            check.add(format!("{key}.utc_offset"), e);
+            check.add(format!("{key}.utc_offset"), e.to_string());
             480
         });
         let site = check.site_type(&key, st.site_type.as_ref());
@@ -143,7 +148,10 @@ mod tests {
         assert_eq!(parse_utc_offset("+08:00"), Ok(480));
         assert_eq!(parse_utc_offset("-05:30"), Ok(-330));
         assert_eq!(parse_utc_offset("Z"), Ok(0));
-        assert!(parse_utc_offset("08:00").is_err());
+        assert_eq!(
+            parse_utc_offset("08:00").map_err(|e| e.to_string()),
+            Err("\"08:00\" is not a UTC offset like \"+08:00\" or \"Z\"".to_owned())
+        );
         assert!(parse_utc_offset("+15:00").is_err());
     }
 }

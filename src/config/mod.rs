@@ -38,7 +38,7 @@ mod testing;
 mod valves;
 
 pub use models::{DeviceModel, BUILTIN_MODELS};
-pub use problems::{parse_duration, ConfigErrors, Problem, Severity};
+pub use problems::{parse_duration, ConfigErrors, DurationError, Problem, Severity};
 
 use lines::Lines;
 use problems::Check;

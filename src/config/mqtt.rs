@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use actors::model::{DeviceId, MeterId, MeterStatus};
 use actors::mqtt::MqttGroupSpec;
-use drivers::mqtt::{FieldPath, MeterSource, MqttSettings, PayloadMapping, StatusSpec, TimeFallback, TimeFormat};
+use drivers::mqtt::{
+    FieldPath, MeterSource, MqttSettings, PayloadMapping, StatusSpec, TimeFallback, TimeFormat, UnknownName,
+};
 
 use super::meters::resolve_meters;
 use super::problems::Check;
@@ -20,7 +22,7 @@ use super::{RegionScope, Resolver};
 /// A JSON pointer from the config, or a problem naming its key.
 fn field_path(check: &mut Check, key: &str, field: &str, text: &str) -> FieldPath {
     FieldPath::parse(text).unwrap_or_else(|e| {
-        check.add(format!("{key}.{field}"), e);
+        check.add(format!("{key}.{field}"), e.to_string());
         FieldPath::parse("/").unwrap_or_else(|_| unreachable!("\"/\" is a valid pointer"))
     })
 }
@@ -74,8 +76,8 @@ pub(super) fn resolve_broker(check: &mut Check, m: &RawMqtt, simulated: bool) ->
 fn resolve_mqtt_time(check: &mut Check, key: &str, t: &RawMqttTopic, mapping: &mut PayloadMapping) {
     mapping.time = t.time.as_ref().map(|p| field_path(check, key, "time", p));
     mapping.time_format = match (&t.time, &t.time_format) {
-        (_, Some(format)) => format.parse().unwrap_or_else(|e: String| {
-            check.add(format!("{key}.time_format"), e);
+        (_, Some(format)) => format.parse().unwrap_or_else(|e: UnknownName| {
+            check.add(format!("{key}.time_format"), e.to_string());
             TimeFormat::EpochMs
         }),
         (Some(_), None) => {
@@ -86,8 +88,8 @@ fn resolve_mqtt_time(check: &mut Check, key: &str, t: &RawMqttTopic, mapping: &m
     };
     mapping.time_fallback = match &t.time_fallback {
         None => TimeFallback::Refuse,
-        Some(text) => text.parse().unwrap_or_else(|e: String| {
-            check.add(format!("{key}.time_fallback"), e);
+        Some(text) => text.parse().unwrap_or_else(|e: UnknownName| {
+            check.add(format!("{key}.time_fallback"), e.to_string());
             TimeFallback::Refuse
         }),
     };
@@ -97,7 +99,7 @@ fn resolve_mqtt_time(check: &mut Check, key: &str, t: &RawMqttTopic, mapping: &m
 /// `key`): its path and exactly one of `bits`, `names`, `bool`, `values`.
 fn resolve_mqtt_status(check: &mut Check, key: &str, st: &RawMqttStatus) -> StatusSpec {
     let path = FieldPath::parse(&st.path).unwrap_or_else(|e| {
-        check.add(format!("{key}.path"), e);
+        check.add(format!("{key}.path"), e.to_string());
         FieldPath::whole()
     });
     let pairs = |map: &BTreeMap<String, String>| map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();

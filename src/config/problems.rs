@@ -65,23 +65,33 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+/// Why a text is not a duration. Each variant carries the text as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("{0:?} is not a duration like \"500ms\", \"30s\", \"15m\", \"2h\"")]
+    NotANumber(String),
+    #[error("{0:?} has no unit; use ms, s, m, h or d")]
+    NoUnit(String),
+    #[error("{0:?} must be more than 0 and at most a year")]
+    OutOfRange(String),
+}
+
 /// Parses a duration such as `500ms`, `30s`, `15m`, `2h`, `1d`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let value: f64 =
-        num.parse().map_err(|_| format!("{text:?} is not a duration like \"500ms\", \"30s\", \"15m\", \"2h\""))?;
+    let value: f64 = num.parse().map_err(|_| DurationError::NotANumber(text.to_owned()))?;
     let secs = match unit.trim() {
         "ms" => value / 1000.0,
         "s" => value,
         "m" | "min" => value * 60.0,
         "h" => value * 3600.0,
         "d" => value * 86400.0,
-        _ => return Err(format!("{text:?} has no unit; use ms, s, m, h or d")),
+        _ => return Err(DurationError::NoUnit(text.to_owned())),
     };
     if !secs.is_finite() || secs <= 0.0 || secs > 366.0 * 86400.0 {
-        return Err(format!("{text:?} must be more than 0 and at most a year"));
+        return Err(DurationError::OutOfRange(text.to_owned()));
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -157,7 +167,7 @@ impl Check {
         match value {
             None => default,
             Some(v) => parse_duration(v).unwrap_or_else(|e| {
-                self.add(key, e);
+                self.add(key, e.to_string());
                 default
             }),
         }
@@ -268,7 +278,12 @@ mod tests {
         assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert!(parse_duration("15").is_err());
+        assert_eq!(parse_duration("15"), Err(DurationError::NoUnit("15".into())));
+        assert_eq!(
+            parse_duration("15").unwrap_err().to_string(),
+            "\"15\" has no unit; use ms, s, m, h or d",
+            "the problem text users see is unchanged"
+        );
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("10y").is_err());
     }

@@ -5,10 +5,11 @@
 //! parameters are read one request each: their registers are scattered and reading across unmapped
 //! registers makes many devices answer "illegal data address".
 
-use drivers::registers::{decode, Function};
+use drivers::registers::{decode, DecodeError, Function};
 
 use super::spec::{DeviceKindSpec, DeviceSpec, MeterLayout};
-use crate::model::{MeterStatus, QualityFlags, Volume};
+use crate::model::reading::VolumeError;
+use crate::model::{MeterId, MeterStatus, QualityFlags, Volume};
 
 /// One Modbus read covering one or more values.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +26,23 @@ pub struct ReadRequest {
 pub enum Decoded {
     Meter { index: usize, volume: Volume, status: MeterStatus },
     Parameter { index: usize, value: f64, flags: QualityFlags },
+}
+
+/// Why one value of a reply was rejected (the others still decode).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ValueError {
+    /// The reply ends before this meter's registers.
+    #[error("reply too short for {0}")]
+    ShortReply(MeterId),
+    /// A meter's register does not decode (NaN, wrong length).
+    #[error("{0}")]
+    Register(#[from] DecodeError),
+    /// A meter's volume is not a volume (negative, too large).
+    #[error("{0}")]
+    Volume(#[from] VolumeError),
+    /// A logger parameter's register does not decode.
+    #[error("{name}: {error}")]
+    Parameter { name: String, error: DecodeError },
 }
 
 /// Plans the reads for the due values (indices into the device's values).
@@ -83,7 +101,11 @@ fn plan_meter_blocks(layout: &MeterLayout, slots: impl Iterator<Item = (usize, u
 
 /// Decodes every value of a request from its reply words. A value that does not decode (NaN, a negative
 /// volume) comes back as `Err` with the reason, and the others still decode.
-pub fn decode_reply(spec: &DeviceSpec, request: &ReadRequest, words: &[u16]) -> Vec<Result<Decoded, (usize, String)>> {
+pub fn decode_reply(
+    spec: &DeviceSpec,
+    request: &ReadRequest,
+    words: &[u16],
+) -> Vec<Result<Decoded, (usize, ValueError)>> {
     let mut out = Vec::with_capacity(request.values.len());
     match &spec.kind {
         DeviceKindSpec::Concentrator(c) => {
@@ -91,24 +113,22 @@ pub fn decode_reply(spec: &DeviceSpec, request: &ReadRequest, words: &[u16]) -> 
             let base_slot = request.values.iter().map(|&i| c.meters[i].slot).min().unwrap_or(0);
             for &index in &request.values {
                 let start = usize::from((c.meters[index].slot - base_slot) * layout.stride);
-                let field = |f: &super::spec::FieldLayout| -> Result<f64, String> {
+                let field = |f: &super::spec::FieldLayout| -> Result<f64, ValueError> {
                     let from = start + usize::from(f.offset);
                     let to = from + usize::from(f.data_type.register_count());
-                    let w = words.get(from..to).ok_or_else(|| format!("reply too short for {}", c.meters[index].id))?;
-                    decode(w, f.data_type, f.word_order).map(|raw| raw * f.scale).map_err(|e| e.to_string())
+                    let w = words.get(from..to).ok_or_else(|| ValueError::ShortReply(c.meters[index].id.clone()))?;
+                    Ok(decode(w, f.data_type, f.word_order).map(|raw| raw * f.scale)?)
                 };
-                let result = field(&layout.volume)
-                    .and_then(|m3| Volume::from_m3(m3).map_err(|e| e.to_string()))
-                    .and_then(|volume| {
-                        let status = match &layout.status {
-                            Some(s) => {
-                                let raw = field(s)?;
-                                MeterStatus::from_device_word(raw as u16, &layout.status_bits)
-                            }
-                            None => MeterStatus::default(),
-                        };
-                        Ok(Decoded::Meter { index, volume, status })
-                    });
+                let result = field(&layout.volume).and_then(|m3| Ok(Volume::from_m3(m3)?)).and_then(|volume| {
+                    let status = match &layout.status {
+                        Some(s) => {
+                            let raw = field(s)?;
+                            MeterStatus::from_device_word(raw as u16, &layout.status_bits)
+                        }
+                        None => MeterStatus::default(),
+                    };
+                    Ok(Decoded::Meter { index, volume, status })
+                });
                 out.push(result.map_err(|e| (index, e)));
             }
         }
@@ -123,7 +143,7 @@ pub fn decode_reply(spec: &DeviceSpec, request: &ReadRequest, words: &[u16]) -> 
                         value,
                         flags: QualityFlags::against_limits(value, p.low, p.high),
                     })
-                    .map_err(|e| (index, format!("{}: {e}", p.name)));
+                    .map_err(|error| (index, ValueError::Parameter { name: p.name.clone(), error }));
                 out.push(result);
             }
         }
@@ -220,7 +240,7 @@ mod tests {
         // A reply that is too short fails the affected meter only.
         let got = decode_reply(&spec, &reqs[0], &words[..5]);
         assert!(got[0].is_ok());
-        assert!(got[1].as_ref().unwrap_err().1.contains("too short"));
+        assert_eq!(got[1].as_ref().unwrap_err().1.to_string(), "reply too short for m1");
     }
 
     #[test]

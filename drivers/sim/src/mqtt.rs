@@ -191,7 +191,7 @@ impl MqttSimSpec {
         if topic.contains(['+', '#']) {
             return invalid(format!("topic {topic:?} must not contain wildcards"));
         }
-        check_filter(&topic).map_err(MqttError::InvalidConfig)?;
+        check_filter(&topic).map_err(|e| MqttError::InvalidConfig(e.to_string()))?;
         if self.interval.is_zero() || self.initial_backoff.is_zero() || self.max_backoff < self.initial_backoff {
             return invalid("interval and backoff must be positive, max_backoff ≥ initial_backoff".into());
         }

@@ -30,7 +30,7 @@ use tokio_serial::SerialStream;
 use super::frame::{decode, encode, junk_len, Address, Control, Frame, FrameError};
 use super::payload::{
     parse_metering_reply, parse_valve_reply, read_metering_request, valve_request, Cjt188Model, MeteringData,
-    ValveState,
+    ModelError, PayloadError, ValveState,
 };
 use crate::rtu::LineSettings;
 
@@ -54,7 +54,7 @@ pub enum Cjt188Error {
     #[error("bad reply: {0}")]
     BadReply(String),
     #[error("invalid meter model: {0}")]
-    Model(String),
+    Model(ModelError),
     #[error("the connection failed earlier and must be replaced")]
     Poisoned,
 }
@@ -149,7 +149,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Cjt188Client<T> {
         let serial = self.take_serial();
         let request = read_metering_request(&self.model, *address, serial);
         let st_bits = self.model.st_bits;
-        self.exchange(&request, |data| parse_metering_reply(data, &st_bits).map_err(|e| e.to_string())).await
+        self.exchange(&request, |data| parse_metering_reply(data, &st_bits)).await
     }
 
     /// Opens or closes the valve of the meter at `address`; returns the valve state the meter reports in its
@@ -158,10 +158,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Cjt188Client<T> {
         let serial = self.take_serial();
         let request = valve_request(&self.model, *address, serial, open);
         let st_bits = self.model.st_bits;
-        self.exchange(&request, |data| {
-            parse_valve_reply(data, &st_bits).map(|(_, status)| status.valve).map_err(|e| e.to_string())
-        })
-        .await
+        self.exchange(&request, |data| parse_valve_reply(data, &st_bits).map(|(_, status)| status.valve)).await
     }
 
     /// Sends `request` and returns the first frame that answers it (see the module doc for what is
@@ -195,7 +192,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Cjt188Client<T> {
     async fn exchange<R>(
         &mut self,
         request: &Frame,
-        parse: impl FnOnce(&[u8]) -> Result<R, String>,
+        parse: impl FnOnce(&[u8]) -> Result<R, PayloadError>,
     ) -> Cjt188Result<R> {
         match self.transact(request).await? {
             Err(abnormal) => Ok(Err(abnormal)),
@@ -203,7 +200,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Cjt188Client<T> {
                 Ok(value) => Ok(Ok(value)),
                 Err(reason) => {
                     self.poisoned = true;
-                    Err(Cjt188Error::BadReply(reason))
+                    Err(Cjt188Error::BadReply(reason.to_string()))
                 }
             },
         }
@@ -491,7 +488,7 @@ impl Cjt188Master {
                 Cjt188Link::Serial(settings) => {
                     crate::serial::open(settings).map(Port::Serial).map_err(|reason| Cjt188Error::Connect {
                         addr: settings.path.clone(),
-                        reason: crate::net::ConnectError::Failed(reason),
+                        reason: crate::net::ConnectError::Failed(reason.to_string()),
                     })?
                 }
             };

@@ -27,6 +27,6 @@ pub use client::{
 };
 pub use frame::{decode, encode, junk_len, Address, AddressError, Control, Frame, FrameError, MeterType};
 pub use payload::{
-    Cjt188Model, DiOrder, Edition, MeterTime, MeteringData, PayloadError, Reading, StBits, Status, ValveBits,
-    ValveState, Volume, VolumeUnit,
+    Cjt188Model, DiOrder, Edition, MeterTime, MeteringData, ModelError, PayloadError, Reading, StBits, Status,
+    ValveBits, ValveState, Volume, VolumeUnit,
 };

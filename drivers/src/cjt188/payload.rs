@@ -39,6 +39,21 @@ pub enum PayloadError {
     ValveOp(u8),
 }
 
+/// Why a meter model (its status bits, its preamble) cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelError {
+    #[error("{name} bit {bit} is outside the 16-bit status word")]
+    BitOutside { name: &'static str, bit: u8 },
+    #[error("the valve mask is empty")]
+    EmptyMask,
+    #[error("valve {name} pattern 0x{pattern:04X} has bits outside the mask 0x{mask:04X}")]
+    PatternOutsideMask { name: &'static str, pattern: u16, mask: u16 },
+    #[error("the valve open, closed and abnormal patterns must differ")]
+    SamePatterns,
+    #[error("preamble of {got} bytes is longer than {max}")]
+    Preamble { got: usize, max: usize },
+}
+
 /// The byte order of a two-byte data identifier on the wire. Implementations disagree: ng-gateway sends
 /// 2004 DIs high byte first (90 1F) and 2018 DIs low byte first (1F 90); the widely copied 901F example
 /// reply carries 1F 90. Requests use the model's order; replies are accepted in either.
@@ -112,7 +127,7 @@ impl StBits {
     pub const KINGDA: StBits = StBits { magnetic_tamper: Some(11), meter_fault: Some(12), ..StBits::STANDARD };
 
     /// Checks that every bit position is inside the 16-bit word and the valve patterns fit the mask and differ.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), ModelError> {
         for (name, bit) in [
             ("battery_low", self.battery_low),
             ("magnetic_tamper", self.magnetic_tamper),
@@ -120,21 +135,21 @@ impl StBits {
         ] {
             if let Some(bit) = bit {
                 if bit > 15 {
-                    return Err(format!("{name} bit {bit} is outside the 16-bit status word"));
+                    return Err(ModelError::BitOutside { name, bit });
                 }
             }
         }
         let v = self.valve;
         if v.mask == 0 {
-            return Err("the valve mask is empty".to_owned());
+            return Err(ModelError::EmptyMask);
         }
         for (name, pattern) in [("open", v.open), ("closed", v.closed), ("abnormal", v.abnormal)] {
             if pattern & !v.mask != 0 {
-                return Err(format!("valve {name} pattern 0x{pattern:04X} has bits outside the mask 0x{:04X}", v.mask));
+                return Err(ModelError::PatternOutsideMask { name, pattern, mask: v.mask });
             }
         }
         if v.open == v.closed || v.open == v.abnormal || v.closed == v.abnormal {
-            return Err("the valve open, closed and abnormal patterns must differ".to_owned());
+            return Err(ModelError::SamePatterns);
         }
         Ok(())
     }
@@ -217,9 +232,9 @@ impl Cjt188Model {
     }
 
     /// Checks the model before any request uses it.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), ModelError> {
         if self.preamble > super::frame::MAX_PREAMBLE {
-            return Err(format!("preamble of {} bytes is longer than {}", self.preamble, super::frame::MAX_PREAMBLE));
+            return Err(ModelError::Preamble { got: self.preamble, max: super::frame::MAX_PREAMBLE });
         }
         self.st_bits.check()
     }
@@ -639,14 +654,14 @@ mod tests {
         }
         let mut bad = StBits::STANDARD;
         bad.battery_low = Some(16);
-        assert!(bad.check().is_err_and(|e| e.contains("battery_low bit 16")));
+        assert!(bad.check().is_err_and(|e| e.to_string().contains("battery_low bit 16")));
         assert!(!bad.decode(0xFFFF).battery_low, "an out-of-range bit reads as clear");
         let mut bad = StBits::STANDARD;
         bad.valve.closed = 0x0004;
-        assert!(bad.check().is_err_and(|e| e.contains("outside the mask")));
+        assert!(bad.check().is_err_and(|e| e.to_string().contains("outside the mask")));
         let mut bad = StBits::STANDARD;
         bad.valve.abnormal = bad.valve.closed;
-        assert!(bad.check().is_err_and(|e| e.contains("must differ")));
+        assert!(bad.check().is_err_and(|e| e.to_string().contains("must differ")));
         let mut bad = StBits::STANDARD;
         bad.valve.mask = 0;
         assert!(bad.check().is_err());

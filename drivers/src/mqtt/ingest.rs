@@ -148,7 +148,7 @@ impl MqttSettings {
         }
         for (i, (filter, mapping)) in self.topics.iter().enumerate() {
             if let Err(reason) = check_filter(filter) {
-                add(&format!("topics[{i}].filter"), reason);
+                add(&format!("topics[{i}].filter"), reason.to_string());
             }
             for (key, reason) in mapping.problems() {
                 add(&format!("topics[{i}].{key}"), reason);

@@ -60,6 +60,15 @@ pub const VOLUME_UNITS: [(&str, f64); 10] = [
     ("kL", 1.0),
 ];
 
+/// Why a configured path is not a JSON Pointer (optionally anchored with `^`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("path {0:?} must start with '/' (a JSON pointer such as \"/reading/vol\")")]
+    NoSlash(String),
+    #[error("path {0:?}: '~' must be followed by 0 or 1 ('~0' is '~', '~1' is '/')")]
+    BadEscape(String),
+}
+
 /// A place in a JSON payload: a JSON Pointer, optionally anchored at the payload root with `^`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldPath {
@@ -73,18 +82,18 @@ pub struct FieldPath {
 
 impl FieldPath {
     /// Parses a path: `""`, `/a/b`, or `^/a/b`.
-    pub fn parse(text: &str) -> Result<FieldPath, String> {
+    pub fn parse(text: &str) -> Result<FieldPath, PathError> {
         let (from_root, pointer) = match text.strip_prefix('^') {
             Some(rest) => (true, rest),
             None => (false, text),
         };
         if !pointer.is_empty() && !pointer.starts_with('/') {
-            return Err(format!("path {text:?} must start with '/' (a JSON pointer such as \"/reading/vol\")"));
+            return Err(PathError::NoSlash(text.to_owned()));
         }
         let mut chars = pointer.chars();
         while let Some(c) = chars.next() {
             if c == '~' && !matches!(chars.next(), Some('0' | '1')) {
-                return Err(format!("path {text:?}: '~' must be followed by 0 or 1 ('~0' is '~', '~1' is '/')"));
+                return Err(PathError::BadEscape(text.to_owned()));
             }
         }
         Ok(FieldPath { text: text.to_owned(), from_root, pointer: pointer.to_owned() })
@@ -118,7 +127,7 @@ impl FieldPath {
 }
 
 impl FromStr for FieldPath {
-    type Err = String;
+    type Err = PathError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         FieldPath::parse(s)
     }
@@ -150,14 +159,25 @@ pub enum TimeFormat {
     Rfc3339,
 }
 
+/// A configured name that is not one of the known ones (a time format, a time fallback).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {name:?} (known: {known})")]
+pub struct UnknownName {
+    pub what: &'static str,
+    pub name: String,
+    pub known: &'static str,
+}
+
 impl FromStr for TimeFormat {
-    type Err = String;
+    type Err = UnknownName;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "epoch_s" => Ok(TimeFormat::EpochS),
             "epoch_ms" => Ok(TimeFormat::EpochMs),
             "rfc3339" => Ok(TimeFormat::Rfc3339),
-            other => Err(format!("unknown time format {other:?} (known: epoch_s, epoch_ms, rfc3339)")),
+            other => {
+                Err(UnknownName { what: "time format", name: other.to_owned(), known: "epoch_s, epoch_ms, rfc3339" })
+            }
         }
     }
 }
@@ -173,12 +193,12 @@ pub enum TimeFallback {
 }
 
 impl FromStr for TimeFallback {
-    type Err = String;
+    type Err = UnknownName;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "refuse" => Ok(TimeFallback::Refuse),
             "arrival" => Ok(TimeFallback::Arrival),
-            other => Err(format!("unknown time fallback {other:?} (known: refuse, arrival)")),
+            other => Err(UnknownName { what: "time fallback", name: other.to_owned(), known: "refuse, arrival" }),
         }
     }
 }
@@ -342,13 +362,21 @@ impl PayloadMapping {
         out
     }
 
-    /// The first problem of [`PayloadMapping::problems`], as one message.
-    pub fn check(&self) -> Result<(), String> {
+    /// The first problem of [`PayloadMapping::problems`].
+    pub fn check(&self) -> Result<(), MappingProblem> {
         match self.problems().into_iter().next() {
-            Some((key, reason)) => Err(format!("{key}: {reason}")),
+            Some((key, reason)) => Err(MappingProblem { key, reason }),
             None => Ok(()),
         }
     }
+}
+
+/// A problem of a [`PayloadMapping`]: the key it concerns (`time`, `status.bits`) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct MappingProblem {
+    pub key: String,
+    pub reason: String,
 }
 
 /// One reading as the payload gave it, in the units the server uses.
@@ -483,7 +511,7 @@ fn meter_from_field(path: &FieldPath, at: &At<'_>) -> Result<String, MapError> {
         },
         other => return Err(wrong_type(shown, "a string or a non-negative integer", other)),
     };
-    check_meter_id(&id).map_err(|reason| MapError::BadValue { path: shown, reason })?;
+    check_meter_id(&id).map_err(|e| MapError::BadValue { path: shown, reason: e.to_string() })?;
     Ok(id)
 }
 
@@ -492,19 +520,30 @@ fn meter_from_topic(topic: &str, level: usize) -> Result<String, MapError> {
     let Some(id) = topic.split('/').nth(level) else {
         return Err(err(format!("the topic has only {} levels", topic.split('/').count())));
     };
-    check_meter_id(id).map_err(err)?;
+    check_meter_id(id).map_err(|e| err(e.to_string()))?;
     Ok(id.to_owned())
 }
 
-fn check_meter_id(id: &str) -> Result<(), String> {
+/// Why a meter id taken from a payload or a topic is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum MeterIdError {
+    #[error("the meter id is empty")]
+    Empty,
+    #[error("the meter id is longer than {MAX_METER_ID_LEN} characters")]
+    TooLong,
+    #[error("the meter id {0:?} contains control characters")]
+    Control(String),
+}
+
+fn check_meter_id(id: &str) -> Result<(), MeterIdError> {
     if id.trim().is_empty() {
-        return Err("the meter id is empty".to_owned());
+        return Err(MeterIdError::Empty);
     }
     if id.chars().count() > MAX_METER_ID_LEN {
-        return Err(format!("the meter id is longer than {MAX_METER_ID_LEN} characters"));
+        return Err(MeterIdError::TooLong);
     }
     if id.chars().any(char::is_control) {
-        return Err(format!("the meter id {id:?} contains control characters"));
+        return Err(MeterIdError::Control(id.to_owned()));
     }
     Ok(())
 }
@@ -546,7 +585,7 @@ fn time_ms(path: &FieldPath, format: TimeFormat, fallback: TimeFallback, at: &At
             let Value::String(text) = value else {
                 return Err(wrong_type(shown, "an RFC 3339 string", value));
             };
-            rfc3339_to_ms(text).map_err(|reason| MapError::BadValue { path: shown.clone(), reason })?
+            rfc3339_to_ms(text).map_err(|e| MapError::BadValue { path: shown.clone(), reason: e.to_string() })?
         }
     };
     if !(0..=MAX_TS_MS).contains(&ms) {

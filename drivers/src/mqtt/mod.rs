@@ -30,11 +30,11 @@ mod topic;
 pub use backoff::Backoff;
 pub use ingest::{AckHandle, Incoming, IngestStats, MqttIngest, MqttSettings};
 pub use mapping::{
-    map, FieldPath, MapError, MappedReading, MeterSource, PayloadMapping, StatusSpec, TimeFallback, TimeFormat,
-    VOLUME_UNITS,
+    map, FieldPath, MapError, MappedReading, MappingProblem, MeterSource, PathError, PayloadMapping, StatusSpec,
+    TimeFallback, TimeFormat, UnknownName, VOLUME_UNITS,
 };
-pub use time::{ms_to_rfc3339, rfc3339_to_ms};
-pub use topic::{check_filter, topic_matches};
+pub use time::{ms_to_rfc3339, rfc3339_to_ms, Rfc3339Error};
+pub use topic::{check_filter, topic_matches, FilterError};
 
 /// What can go wrong when starting an MQTT client. Connection failures after the start are not errors: they
 /// are retried, counted and logged.

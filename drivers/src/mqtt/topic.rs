@@ -2,23 +2,36 @@
 //!
 //! Pure string work; it knows nothing of brokers or payloads.
 
+/// Why a subscription filter is not valid (MQTT 3.1.1 §4.7).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    #[error("a topic filter must not be empty")]
+    Empty,
+    #[error("topic filter {0:?} contains a NUL character")]
+    Nul(String),
+    #[error("topic filter {0:?}: '#' must be a whole level and the last one")]
+    MultiLevel(String),
+    #[error("topic filter {0:?}: '+' must be a whole level")]
+    SingleLevel(String),
+}
+
 /// Checks that `filter` is a valid subscription filter: not empty, no NUL, `+` and `#` only as whole levels,
 /// `#` only as the last level.
-pub fn check_filter(filter: &str) -> Result<(), String> {
+pub fn check_filter(filter: &str) -> Result<(), FilterError> {
     if filter.is_empty() {
-        return Err("a topic filter must not be empty".to_owned());
+        return Err(FilterError::Empty);
     }
     if filter.contains('\0') {
-        return Err(format!("topic filter {filter:?} contains a NUL character"));
+        return Err(FilterError::Nul(filter.to_owned()));
     }
     let levels: Vec<&str> = filter.split('/').collect();
     let last = levels.len() - 1;
     for (i, level) in levels.iter().enumerate() {
         if level.contains('#') && (*level != "#" || i != last) {
-            return Err(format!("topic filter {filter:?}: '#' must be a whole level and the last one"));
+            return Err(FilterError::MultiLevel(filter.to_owned()));
         }
         if level.contains('+') && *level != "+" {
-            return Err(format!("topic filter {filter:?}: '+' must be a whole level"));
+            return Err(FilterError::SingleLevel(filter.to_owned()));
         }
     }
     Ok(())
@@ -64,9 +77,12 @@ mod tests {
         assert!(topic_matches("+/+", "/x"));
         assert!(!topic_matches("#", "$SYS/broker"));
         assert!(topic_matches("$SYS/#", "$SYS/broker"));
-        assert!(check_filter("a/#/b").is_err());
-        assert!(check_filter("a/b+").is_err());
-        assert!(check_filter("").is_err());
+        assert_eq!(check_filter("a/#/b"), Err(FilterError::MultiLevel("a/#/b".into())));
+        assert_eq!(
+            check_filter("a/b+").map_err(|e| e.to_string()),
+            Err("topic filter \"a/b+\": '+' must be a whole level".to_owned())
+        );
+        assert_eq!(check_filter(""), Err(FilterError::Empty));
         assert!(check_filter("a/+/#").is_ok());
         assert!(filter_has_level("water/+/reading", 1));
         assert!(!filter_has_level("water/#", 1));

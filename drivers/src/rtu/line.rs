@@ -253,8 +253,10 @@ impl RtuLine {
             return Ok(());
         }
         let s = &self.settings;
-        let port = crate::serial::open(s)
-            .map_err(|reason| ModbusError::Connect { addr: s.path.clone(), reason: ConnectError::Failed(reason) })?;
+        let port = crate::serial::open(s).map_err(|reason| ModbusError::Connect {
+            addr: s.path.clone(),
+            reason: ConnectError::Failed(reason.to_string()),
+        })?;
         self.port = Some(port);
         self.buf.clear();
         self.counters.opens += 1;

@@ -387,7 +387,7 @@ fn check_spec(spec: &Cjt188SimSpec) -> Result<(), String> {
     if spec.preamble > MAX_PREAMBLE {
         return Err(format!("preamble of {} bytes is longer than {MAX_PREAMBLE}", spec.preamble));
     }
-    spec.st_bits.check()?;
+    spec.st_bits.check().map_err(|e| e.to_string())?;
     if spec.meters.is_empty() {
         return Err("a gateway needs at least one meter".to_owned());
     }

@@ -1,0 +1,171 @@
+//! The API through which the `hmi` crate (and tests) see and command the system, one narrow handle per
+//! business domain. Each hides actors, slots and the store behind plain async methods with one error type,
+//! [`ApiError`], and holds only what its domain needs:
+//!
+//! - [`FieldApi`] (`field.rs`): device views, regions, history of readings and samples, valve commands and
+//!   resets, and the device actors themselves (for operations tooling and tests);
+//! - [`EventsApi`] (`events.rs`): the event journal, the live stream (subscribe, snapshot), the event bus;
+//! - [`UsersApi`] (`users.rs`): login, users, creating users, the first admin, the audit log;
+//! - [`SystemApi`] (`system.rs`): health, the supervision tree, metrics.
+//!
+//! [`Handle`] is the composite: the tree builds it once from [`HandleParts`], it constructs every domain's
+//! handle, and hands each out by accessor (`handle.field()`, `handle.users()`, …), so that an HTTP route is
+//! given only the domain it serves. Every handle is cheap to clone. This module does not speak HTTP or
+//! choose status codes (that is `hmi`), and a domain handle never reaches into another domain's actors.
+//!
+//! **Invariant:** every change made through these handles on behalf of a user is audited (R-G4).
+
+mod events;
+mod field;
+mod system;
+mod users;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::ActorRef;
+
+use crate::clock::SharedClock;
+use crate::event::EventBus;
+use crate::field::{DeviceSpec, FieldMsg};
+use crate::hub::HubMsg;
+use crate::metrics::Metrics;
+use crate::model::{DeviceId, DeviceView, RegionId, RegionView};
+use crate::store::{Store, StoreError, StoreHandle};
+use crate::supervisor::{Slot, SupervisorMsg};
+use crate::valve::{ValveMsg, ValveSpec};
+
+pub use events::EventsApi;
+pub use field::{FieldApi, History};
+pub use system::{Health, SupervisorInfo, SystemApi};
+pub use users::{UserInfo, UsersApi};
+
+/// How long an API call waits for an actor before reporting it unavailable.
+const ACTOR_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why an API call failed. The HMI maps each variant to a status code; messages never carry internals.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0} is unavailable, try again")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal,
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable => ApiError::Unavailable("the store".into()),
+            other => {
+                tracing::error!(message = "Store error behind an API call.", error = %other);
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+/// What the tree hands over to build the API: the store, the slots of the actors the API calls, and the
+/// resolved specs it looks things up in.
+pub(crate) struct HandleParts {
+    pub store: Store,
+    pub writer: StoreHandle,
+    pub hub: Slot<HubMsg>,
+    pub devices: Vec<Arc<DeviceSpec>>,
+    pub device_slots: HashMap<DeviceId, Slot<FieldMsg>>,
+    pub valves: Vec<Arc<ValveSpec>>,
+    pub stations: Vec<Arc<crate::station::StationSpec>>,
+    pub gateways: Vec<Arc<crate::cjt188::Cjt188Spec>>,
+    pub groups: Vec<Arc<crate::mqtt::MqttGroupSpec>>,
+    pub valve_slots: HashMap<DeviceId, Slot<ValveMsg>>,
+    pub regions: Vec<RegionView>,
+    pub region_supervisors: Vec<(RegionId, Slot<SupervisorMsg>)>,
+    pub root: ActorRef<SupervisorMsg>,
+    pub events: EventBus,
+    pub clock: SharedClock,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The composite: every domain's handle, built once. Cheap to clone.
+#[derive(Clone)]
+pub struct Handle {
+    field: FieldApi,
+    events: EventsApi,
+    users: UsersApi,
+    system: SystemApi,
+    clock: SharedClock,
+    metrics: Arc<Metrics>,
+}
+
+impl Handle {
+    pub(crate) fn new(parts: HandleParts) -> Handle {
+        let field = FieldApi::new(&parts);
+        let events = EventsApi::new(&parts);
+        let users = UsersApi::new(&parts);
+        let system = SystemApi::new(&parts);
+        Handle { field, events, users, system, clock: parts.clock, metrics: parts.metrics }
+    }
+
+    /// Devices, regions, history, valves.
+    pub fn field(&self) -> &FieldApi {
+        &self.field
+    }
+
+    /// The event journal and the live stream.
+    pub fn events(&self) -> &EventsApi {
+        &self.events
+    }
+
+    /// Login, users, the audit log.
+    pub fn users(&self) -> &UsersApi {
+        &self.users
+    }
+
+    /// Health, supervision, metrics.
+    pub fn system(&self) -> &SystemApi {
+        &self.system
+    }
+
+    /// The counters every domain shares (the HTTP layer counts bad requests here too).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The same counters, to hold beside the handle.
+    pub fn metrics_arc(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// The injected clock.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+}
+
+/// The running live hub, or `Unavailable` while it restarts.
+fn hub(slot: &Slot<HubMsg>) -> Result<ActorRef<HubMsg>, ApiError> {
+    slot.get().ok_or_else(|| ApiError::Unavailable("the live hub".into()))
+}
+
+/// The latest view of every device, in configuration order, as the hub holds them.
+async fn hub_devices(slot: &Slot<HubMsg>) -> Result<Vec<DeviceView>, ApiError> {
+    ractor::call_t!(hub(slot)?, HubMsg::Devices, ACTOR_TIMEOUT.as_millis() as u64)
+        .map_err(|_| ApiError::Unavailable("the live hub".into()))
+}
+
+/// Runs a store read off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|_| ApiError::Internal)?.map_err(ApiError::from)
+}
