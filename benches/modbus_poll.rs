@@ -415,6 +415,8 @@ fn meters_layout() -> ConcentratorLayout {
         volume: FieldSpec { offset: 0, data_type: DataType::U32, word_order: WordOrder::Abcd, scale: 0.001 },
         status: None,
         status_bits: Vec::new(),
+        no_data: None,
+        no_data_bit: None,
     }
 }
 

@@ -126,6 +126,8 @@ fn sim_kind(d: &actors::field::DeviceSpec) -> SimKind {
                 volume: field(&l.volume),
                 status: l.status.as_ref().map(field),
                 status_bits,
+                no_data: l.no_data.volume,
+                no_data_bit: l.no_data.status_bit,
             })
         }
         DeviceKindSpec::Logger(l) => SimKind::Logger(

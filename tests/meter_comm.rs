@@ -1,6 +1,7 @@
 //! Per-meter comm status through the whole server (issue 7 §4, R-A4): a CJ/T 188 meter that stops answering
 //! behind a live gateway, and an MQTT meter that publishes nothing while its group does, go comm-lost on their
-//! own (event, view, store) while the device stays healthy; when the whole device goes silent, only the device
+//! own (event, view, store) while the device stays healthy, and so does a Modbus concentrator's meter when the
+//! concentrator's model has a "no data" marker (a model without one behaves as before); when the whole device goes silent, only the device
 //! is reported, and its meters show that they are not being read. And the volume check: a reading that falls
 //! or jumps is stored flagged for review, counted, and becomes the next reading's baseline.
 
@@ -17,6 +18,7 @@ use actors::store::Store;
 use drivers::cjt188::Address;
 use serde_json::Value;
 use sim::cjt188::Cjt188Fault;
+use sim::modbus::ModbusFault;
 use sim::mqtt::MqttSimSpec;
 use support::*;
 
@@ -350,5 +352,105 @@ async fn volumes_that_fall_or_jump_are_stored_flagged_for_review() {
             .all(|s| s != "needs_review")),
         "the latest readings are normal: {view}"
     );
+    server.app.shutdown().await;
+}
+
+/// The village with two Modbus concentrators whose models (from `server.devices_dir`) mark a slot they have
+/// no reading for: `east-nd` by the volume pattern 0xFFFFFFFF, `east-nb` by status bit 15 only.
+fn village_with_no_data_models() -> (String, std::path::PathBuf) {
+    let dir = temp_dir("no-data-models");
+    let model = |name: &str, marker: &str| {
+        format!(
+            "model = \"{name}\"\nkind = \"concentrator\"\n[meters]\nfunction = 3\nbase = 0\nstride = 4\n\
+             volume = {{ offset = 0, type = \"u32\", order = \"ABCD\", scale = 0.001 }}\n\
+             status = {{ offset = 2, type = \"u16\" }}\n{marker}\n[meters.status_bits]\nbattery_low = 1\n"
+        )
+    };
+    std::fs::write(dir.join("nd.toml"), model("acme-nd", "no_data = 0xFFFFFFFF")).unwrap();
+    std::fs::write(dir.join("nb.toml"), model("acme-nb", "no_data_bit = 15")).unwrap();
+    let text = VILLAGE.replacen("[server]\n", &format!("[server]\ndevices_dir = \"{}\"\n", dir.display()), 1)
+        + r#"
+[[region.concentrator]]
+id = "east-nd"
+address = "127.0.0.1:0"
+model = "acme-nd"
+cycle = "300ms"
+meters = { prefix = "ND-", first = 1, count = 4 }
+
+[[region.concentrator]]
+id = "east-nb"
+address = "127.0.0.1:0"
+model = "acme-nb"
+cycle = "300ms"
+meters = { prefix = "NB-", first = 1, count = 4 }
+"#;
+    (text, dir)
+}
+
+/// Issue 7 §4: a meter that stops answering behind a live Modbus concentrator goes comm-lost on its own when
+/// the model can say "no data", through the real Modbus TCP simulator, and comes back; a concentrator whose
+/// model cannot say it (`hx-c200`) keeps taking the slot as a reading, as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_meter_behind_a_live_modbus_concentrator_goes_comm_lost_when_its_model_says_no_data() {
+    let (text, _dir) = village_with_no_data_models();
+    let server = start(&text).await;
+    let cookie = server.admin().await;
+    for id in ["east-nd", "east-nb", "east-c2"] {
+        eventually(Duration::from_secs(10), "every meter read", || async {
+            let v = device(&server, &cookie, id).await;
+            v["meters"].as_array()?.iter().all(|m| m["volume_m3"].is_string() && m["missed_cycles"] == 0).then_some(())
+        })
+        .await;
+    }
+    let mut ws = server.ws(&cookie, "").await;
+    let silence = |slots: Vec<u16>| ModbusFault { silent_meters: slots, ..ModbusFault::default() };
+    server.sim().set_fault("east-nd", silence(vec![2])).unwrap();
+    server.sim().set_fault("east-nb", silence(vec![0])).unwrap();
+    server.sim().set_fault("east-c2", silence(vec![1])).unwrap();
+
+    let (mut nd, mut nb) = (false, false);
+    let seen = collect_until(&mut ws, Duration::from_secs(15), |m| {
+        nd |= is_event(m, "meter_comm_lost", "east-nd");
+        nb |= is_event(m, "meter_comm_lost", "east-nb");
+        nd && nb
+    })
+    .await;
+    let events = |device: &str| events_of(&seen, device);
+    assert_eq!(events("east-nd").len(), 1, "{seen:?}");
+    assert!(events("east-nd")[0].1.contains("ND-0003"), "{seen:?}");
+    assert!(events("east-nb")[0].1.contains("NB-0001"), "{seen:?}");
+    for (id, lost) in [("east-nd", [false, false, true, false]), ("east-nb", [true, false, false, false])] {
+        let view = device(&server, &cookie, id).await;
+        assert_eq!(view["comm"]["comm_lost"], false, "the concentrator itself is healthy: {view}");
+        let meters = view["meters"].as_array().unwrap();
+        assert_eq!(meters.iter().map(|m| m["comm_lost"] == true).collect::<Vec<_>>(), lost, "{view}");
+        // The concentrator's progress shows the meter it could not deliver.
+        assert_eq!((view["comm"]["cycle_read"].as_u64(), view["comm"]["cycle_expected"].as_u64()), (Some(3), Some(4)));
+    }
+    let metrics = server.get("/metrics", &cookie).await.body;
+    assert_eq!(metric(&metrics, "waterworks_bad_values_total"), 0, "no data is not a bad value: {metrics}");
+
+    // The model without a marker: no meter event, the slot still counts as read (its frozen volume).
+    assert_eq!(events("east-c2"), Vec::new());
+    let view = device(&server, &cookie, "east-c2").await;
+    assert!(view["meters"].as_array().unwrap().iter().all(|m| m["comm_lost"] == false && m["missed_cycles"] == 0));
+    assert_eq!(view["comm"]["comm_lost"], false, "{view}");
+
+    // The meters answer again: each is restored, once.
+    for id in ["east-nd", "east-nb"] {
+        server.sim().set_fault(id, ModbusFault::default()).unwrap();
+    }
+    let (mut nd, mut nb) = (false, false);
+    let seen = collect_until(&mut ws, Duration::from_secs(15), |m| {
+        nd |= is_event(m, "meter_comm_restored", "east-nd");
+        nb |= is_event(m, "meter_comm_restored", "east-nb");
+        nd && nb
+    })
+    .await;
+    assert_eq!(events_of(&seen, "east-nd").len(), 1, "{seen:?}");
+    for id in ["east-nd", "east-nb"] {
+        let view = device(&server, &cookie, id).await;
+        assert!(view["meters"].as_array().unwrap().iter().all(|m| m["comm_lost"] == false), "{view}");
+    }
     server.app.shutdown().await;
 }

@@ -264,6 +264,23 @@ pub fn decode(words: &[u16], data_type: DataType, order: WordOrder) -> Result<f6
     }
 }
 
+/// The bits a value of `data_type` occupies, as an unsigned integer in big-endian order (the word order
+/// undone), from exactly its registers: for a "no data" marker, which is a bit pattern (0xFFFFFFFF), not a
+/// number, and must be recognised whatever the type (an f32 or a signed register holds it too).
+pub fn raw_bits(words: &[u16], data_type: DataType, order: WordOrder) -> Result<u64, DecodeError> {
+    let needed = usize::from(data_type.register_count());
+    if words.len() != needed {
+        return Err(DecodeError::WrongLength { data_type, needed, got: words.len() });
+    }
+    Ok(to_be_bytes(words, order).into_iter().fold(0u64, |acc, b| acc << 8 | u64::from(b)))
+}
+
+/// Encodes the low bits of `bits` as `data_type` registers in `order` (the inverse of [`raw_bits`]).
+pub fn encode_bits(bits: u64, data_type: DataType, order: WordOrder) -> Vec<u16> {
+    let bytes = usize::from(data_type.register_count()) * 2;
+    from_be_bytes(&bits.to_be_bytes()[8 - bytes..], order)
+}
+
 /// Encodes a raw value as `data_type` registers in `order`. Integers round and saturate.
 pub fn encode(raw: f64, data_type: DataType, order: WordOrder) -> Vec<u16> {
     // `as` from f64 to an integer saturates and maps NaN to 0, which is what a simulator wants.
@@ -287,6 +304,22 @@ mod tests {
         let got = decode(words, data_type, order).unwrap();
         assert_eq!(got, expect, "{data_type} {order} {words:04X?}");
         assert_eq!(encode(expect, data_type, order), words, "encode {data_type} {order} {expect}");
+    }
+
+    #[test]
+    fn raw_bits_undo_the_word_order_for_every_type() {
+        assert_eq!(raw_bits(&[0xFFFF, 0xFFFF], DataType::U32, WordOrder::Cdab), Ok(0xFFFF_FFFF));
+        assert_eq!(raw_bits(&[0x3333, 0x3EB3], DataType::F32, WordOrder::Cdab), Ok(0x3EB3_3333));
+        assert_eq!(raw_bits(&[0x3333, 0xB33E], DataType::F32, WordOrder::Dcba), Ok(0x3EB3_3333));
+        assert_eq!(raw_bits(&[0x8000], DataType::I16, WordOrder::Abcd), Ok(0x8000));
+        assert!(raw_bits(&[0x8000], DataType::U32, WordOrder::Abcd).is_err());
+        for (dt, bits) in
+            [(DataType::U16, 0xFFFEu64), (DataType::I32, 0x8000_0001), (DataType::F64, 0x7FF8_0000_0000_0001)]
+        {
+            for order in [WordOrder::Abcd, WordOrder::Cdab, WordOrder::Badc, WordOrder::Dcba] {
+                assert_eq!(raw_bits(&encode_bits(bits, dt, order), dt, order), Ok(bits), "{dt} {order}");
+            }
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use actors::field::{FieldLayout, MeterLayout};
+use actors::field::{FieldLayout, MeterLayout, NoDataMarker};
 use actors::model::MeterStatus;
 use actors::valve::RegisterValve;
 use drivers::registers::{DataType, Function, RegisterSpec, WordOrder};
@@ -108,6 +108,8 @@ fn resolve_model(check: &mut Check, raw: RawModel) -> Option<(String, DeviceMode
                     check.add("meters.status.type", "a status word must be u16");
                 }
             }
+            let no_data = NoDataMarker { volume: m.no_data, status_bit: m.no_data_bit };
+            check_no_data(check, &no_data, &volume, status.is_some(), &status_bits);
             Some((
                 raw.model,
                 DeviceModel::Concentrator(MeterLayout {
@@ -118,6 +120,7 @@ fn resolve_model(check: &mut Check, raw: RawModel) -> Option<(String, DeviceMode
                     status,
                     status_bits,
                     max_registers,
+                    no_data,
                 }),
             ))
         }
@@ -208,6 +211,35 @@ fn resolve_model(check: &mut Check, raw: RawModel) -> Option<(String, DeviceMode
         other => {
             check.add("kind", format!("unknown kind {other:?}; expected \"concentrator\", \"logger\" or \"valve\""));
             None
+        }
+    }
+}
+
+/// Checks a concentrator model's "no data" marker (issue 7 §4): the volume pattern must fit the volume
+/// register, and the status bit needs a status word, fit in it, and mean nothing else.
+fn check_no_data(
+    check: &mut Check,
+    marker: &NoDataMarker,
+    volume: &FieldLayout,
+    has_status: bool,
+    status_bits: &[(u8, u16)],
+) {
+    if let Some(bits) = marker.volume {
+        let width = 16 * u32::from(volume.data_type.register_count());
+        if width < 64 && bits >> width != 0 {
+            check.add(
+                "meters.no_data",
+                format!("{bits:#X} does not fit the {} volume register ({width} bits)", volume.data_type),
+            );
+        }
+    }
+    if let Some(bit) = marker.status_bit {
+        if !has_status {
+            check.add("meters.no_data_bit", "a \"no data\" bit needs a meters.status field");
+        } else if bit > 15 {
+            check.add("meters.no_data_bit", "bit must be 0..=15");
+        } else if status_bits.iter().any(|(b, _)| *b == bit) {
+            check.add("meters.no_data_bit", format!("bit {bit} is already a meters.status_bits flag"));
         }
     }
 }
@@ -345,6 +377,47 @@ mod tests {
             &["srv.toml: meters.status_bits.time_from_arrival: unknown status; expected one of valve_closed"],
         );
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn model_problems(name: &str, meters: &str) -> Vec<String> {
+        let dir = std::env::temp_dir().join(format!("ww-models-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join(format!("{name}.toml")),
+            format!(
+                "model = \"{name}\"\nkind = \"concentrator\"\n[meters]\nfunction = 3\nbase = 0\nstride = 3\n{meters}"
+            ),
+        )
+        .unwrap();
+        let got = super::super::testing::problems(&format!("[server]\ndevices_dir = \"{}\"\n{MINIMAL}", dir.display()));
+        let _ = std::fs::remove_dir_all(dir);
+        got
+    }
+
+    #[test]
+    fn a_no_data_marker_must_fit_its_register_and_its_bit_must_be_free() {
+        let ok = "volume = { offset = 0, type = \"u32\" }\nstatus = { offset = 2, type = \"u16\" }\nno_data = 0xFFFFFFFF\nno_data_bit = 15\n[meters.status_bits]\nbattery_low = 1\n";
+        assert_eq!(model_problems("nd-ok", ok), Vec::<String>::new());
+        let wide = "volume = { offset = 0, type = \"u16\" }\nno_data = 0x10000\n";
+        let got = model_problems("nd-wide", wide);
+        assert!(
+            got.iter().any(|p| p.contains("meters.no_data: 0x10000 does not fit the u16 volume register (16 bits)")),
+            "{got:?}"
+        );
+        let no_status = "volume = { offset = 0, type = \"u32\" }\nno_data_bit = 3\n";
+        let got = model_problems("nd-nostatus", no_status);
+        assert!(
+            got.iter().any(|p| p.contains("meters.no_data_bit: a \"no data\" bit needs a meters.status field")),
+            "{got:?}"
+        );
+        let taken = ok.replace("no_data_bit = 15", "no_data_bit = 1");
+        let got = model_problems("nd-taken", &taken);
+        assert!(
+            got.iter().any(|p| p.contains("meters.no_data_bit: bit 1 is already a meters.status_bits flag")),
+            "{got:?}"
+        );
+        let high = ok.replace("no_data_bit = 15", "no_data_bit = 16");
+        assert!(model_problems("nd-high", &high).iter().any(|p| p.contains("meters.no_data_bit: bit must be 0..=15")));
     }
 
     fn volume(data_type: DataType, scale: f64) -> FieldLayout {

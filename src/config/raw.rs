@@ -410,6 +410,10 @@ pub(super) struct RawMeterBlock {
     pub(super) status: Option<RawField>,
     #[serde(default)]
     pub(super) status_bits: BTreeMap<String, u8>,
+    /// The volume register's bits when the concentrator has no reading for the slot (e.g. 0xFFFFFFFF).
+    pub(super) no_data: Option<u64>,
+    /// A status-word bit set while the slot's meter was not read.
+    pub(super) no_data_bit: Option<u8>,
 }
 
 #[derive(Deserialize)]

@@ -184,6 +184,11 @@ impl FieldDeviceState {
                     done.push(r);
                     for item in decode_reply(&spec, req, &words) {
                         match item {
+                            Ok(Decoded::NoData { index }) => {
+                                // The concentrator says it has no reading for this meter: the meter's miss,
+                                // counted by the meter book at the tick's end, not a bad value of the device.
+                                tracing::debug!(message = "Meter slot marked no data.", device = %spec.id, meter = index);
+                            }
                             Ok(d) => decoded.push((d, now)),
                             Err((_, reason)) => {
                                 Metrics::inc(&self.args.ctx.metrics.bad_values);
@@ -279,7 +284,7 @@ impl FieldDeviceState {
             .iter()
             .filter_map(|(d, ts)| match d {
                 Decoded::Meter { index, volume, status } => Some((*index, *ts, *volume, *status)),
-                Decoded::Parameter { .. } => None,
+                Decoded::Parameter { .. } | Decoded::NoData { .. } => None,
             })
             .collect();
         let checked = self.book.check(&readings, &self.args.ctx.metrics);

@@ -11,5 +11,6 @@ pub mod spec;
 
 pub use device::{initial_view, FieldDevice, FieldDeviceArgs, FieldMsg};
 pub use spec::{
-    ConcentratorSpec, DeviceKindSpec, DeviceSpec, FieldLayout, LoggerSpec, MeterLayout, MeterSpec, ParameterSpec,
+    ConcentratorSpec, DeviceKindSpec, DeviceSpec, FieldLayout, LoggerSpec, MeterLayout, MeterSpec, NoDataMarker,
+    ParameterSpec,
 };

@@ -5,7 +5,7 @@
 //! parameters are read one request each: their registers are scattered and reading across unmapped
 //! registers makes many devices answer "illegal data address".
 
-use drivers::registers::{decode, DecodeError, Function};
+use drivers::registers::{decode, raw_bits, DecodeError, Function};
 
 use super::spec::{DeviceKindSpec, DeviceSpec, MeterLayout};
 use crate::model::reading::VolumeError;
@@ -24,8 +24,21 @@ pub struct ReadRequest {
 /// A value decoded from a reply.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Decoded {
-    Meter { index: usize, volume: Volume, status: MeterStatus },
-    Parameter { index: usize, value: f64, flags: QualityFlags },
+    Meter {
+        index: usize,
+        volume: Volume,
+        status: MeterStatus,
+    },
+    /// The concentrator marked this meter's slot "no data" (its model's `no_data` marker): the meter was not
+    /// read, which is its missed cycle, not a reading and not a bad value.
+    NoData {
+        index: usize,
+    },
+    Parameter {
+        index: usize,
+        value: f64,
+        flags: QualityFlags,
+    },
 }
 
 /// Why one value of a reply was rejected (the others still decode).
@@ -119,6 +132,20 @@ pub fn decode_reply(
                     let w = words.get(from..to).ok_or_else(|| ValueError::ShortReply(c.meters[index].id.clone()))?;
                     Ok(decode(w, f.data_type, f.word_order).map(|raw| raw * f.scale)?)
                 };
+                let bits = |f: &super::spec::FieldLayout| -> Option<u64> {
+                    let from = start + usize::from(f.offset);
+                    let w = words.get(from..from + usize::from(f.data_type.register_count()))?;
+                    raw_bits(w, f.data_type, f.word_order).ok()
+                };
+                let marked_by_bit = match (layout.no_data.status_bit, &layout.status) {
+                    (Some(bit), Some(s)) => bits(s).is_some_and(|word| word >> bit & 1 == 1),
+                    _ => false,
+                };
+                let marked_by_volume = layout.no_data.volume.is_some_and(|m| bits(&layout.volume) == Some(m));
+                if marked_by_bit || marked_by_volume {
+                    out.push(Ok(Decoded::NoData { index }));
+                    continue;
+                }
                 let result = field(&layout.volume).and_then(|m3| Ok(Volume::from_m3(m3)?)).and_then(|volume| {
                     let status = match &layout.status {
                         Some(s) => {
@@ -198,6 +225,7 @@ mod tests {
                     }),
                     status_bits: vec![(1, MeterStatus::BATTERY_LOW)],
                     max_registers,
+                    no_data: NoDataMarker::default(),
                 },
             }),
         }
@@ -241,6 +269,24 @@ mod tests {
         let got = decode_reply(&spec, &reqs[0], &words[..5]);
         assert!(got[0].is_ok());
         assert_eq!(got[1].as_ref().unwrap_err().1.to_string(), "reply too short for m1");
+    }
+
+    #[test]
+    fn a_slot_marked_no_data_is_not_a_reading_and_its_neighbours_still_are() {
+        let mut spec = concentrator(&[0, 1, 2], 125);
+        let DeviceKindSpec::Concentrator(c) = &mut spec.kind else { unreachable!() };
+        c.layout.no_data = NoDataMarker { volume: Some(0xFFFF_FFFF), status_bit: Some(15) };
+        let reqs = plan(&spec, &[0, 1, 2]);
+        // slot 0: the volume marker; slot 1: a reading; slot 2: a volume, but the "not read" bit 15 set.
+        let words = [0xFFFF, 0xFFFF, 0, 0, 0x0001, 0xE240, 0b10, 0, 0, 0x0064, 0x8000];
+        let got = decode_reply(&spec, &reqs[0], &words);
+        assert_eq!(got[0], Ok(Decoded::NoData { index: 0 }));
+        assert!(matches!(got[1], Ok(Decoded::Meter { index: 1, .. })), "{got:?}");
+        assert_eq!(got[2], Ok(Decoded::NoData { index: 2 }));
+        // Without a marker in the model the same words are readings, as before.
+        let spec = concentrator(&[0, 1, 2], 125);
+        let got = decode_reply(&spec, &reqs[0], &words);
+        assert!(got.iter().all(|g| matches!(g, Ok(Decoded::Meter { .. }))), "{got:?}");
     }
 
     #[test]

@@ -78,6 +78,21 @@ pub struct MeterLayout {
     pub status_bits: Vec<(u8, u16)>,
     /// Most registers one request may read (Modbus allows 125).
     pub max_registers: u16,
+    /// The "no data" marker of the model, if it has one (issue 7 §4): a slot whose meter the concentrator
+    /// did not read this cycle says so instead of holding a volume, and the server counts it as that meter's
+    /// missed cycle rather than a reading.
+    pub no_data: NoDataMarker,
+}
+
+/// How a concentrator model marks a meter slot it has no reading for (`[meters] no_data`, `no_data_bit`).
+/// Both empty (the default) means the model cannot say so: every slot it serves is taken as a reading.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NoDataMarker {
+    /// The volume register's bits (word order undone, before the scale) when the slot has no reading, e.g.
+    /// 0xFFFFFFFF for a u32 register.
+    pub volume: Option<u64>,
+    /// A bit of the status word (0 = least significant) set while the meter was not read.
+    pub status_bit: Option<u8>,
 }
 
 impl MeterLayout {

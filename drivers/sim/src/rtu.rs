@@ -81,12 +81,21 @@ pub struct RtuFault {
     pub values: BTreeMap<String, f64>,
     /// A valve accepts commands but never moves.
     pub stuck: bool,
+    /// Meter slots of a concentrator whose meters stopped answering it (as `ModbusFault::silent_meters`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub silent_meters: Vec<u16>,
 }
 
 impl RtuFault {
-    /// The TCP simulator's fault type carries what the register models look at (forced values, a stuck valve).
+    /// The TCP simulator's fault type carries what the register models look at (forced values, a stuck valve,
+    /// silent meters).
     fn model_fault(&self) -> ModbusFault {
-        ModbusFault { values: self.values.clone(), stuck: self.stuck, ..ModbusFault::default() }
+        ModbusFault {
+            values: self.values.clone(),
+            stuck: self.stuck,
+            silent_meters: self.silent_meters.clone(),
+            ..ModbusFault::default()
+        }
     }
 }
 

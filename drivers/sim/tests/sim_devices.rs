@@ -59,6 +59,8 @@ async fn concentrator_volumes_decode_match_the_truth_and_only_rise() {
         volume: FieldSpec { offset: 2, data_type: DataType::F32, word_order: WordOrder::Cdab, scale: 1.0 },
         status: None,
         status_bits: Vec::new(),
+        no_data: None,
+        no_data_bit: None,
     };
     let sim =
         start(vec![concentrator("c-litres", litres.clone()), concentrator("c-floats", floats.clone())], FAST).await;

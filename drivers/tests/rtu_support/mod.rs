@@ -36,6 +36,8 @@ pub fn litres_layout(meters: u16) -> ConcentratorLayout {
         volume: FieldSpec { offset: 0, data_type: DataType::U32, word_order: WordOrder::Abcd, scale: 0.001 },
         status: Some(FieldSpec { offset: 2, data_type: DataType::U16, word_order: WordOrder::Abcd, scale: 1.0 }),
         status_bits: vec![("valve_closed".to_owned(), 0), ("battery_low".to_owned(), 1)],
+        no_data: None,
+        no_data_bit: None,
     }
 }
 

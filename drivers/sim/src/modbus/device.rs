@@ -92,7 +92,11 @@ impl Device {
                 Model::Logger(logger) => logger.names().collect(),
                 Model::Concentrator(_) | Model::Valve(_) => Vec::new(),
             };
-            fault.check_for(&names)?;
+            let meters = match &registers.model {
+                Model::Concentrator(c) => c.meters(),
+                Model::Logger(_) | Model::Valve(_) => 0,
+            };
+            fault.check_for(&names, meters)?;
         }
         *lock(&self.fault) = fault;
         Ok(())
@@ -170,7 +174,7 @@ impl Registers {
             return exception_pdu(0, ILLEGAL_FUNCTION);
         };
         let result = match function {
-            3 | 4 => self.read(function, data, t, forced),
+            3 | 4 => self.read(function, data, t, forced, &fault.silent_meters),
             5 => self.write_coil(data, t, fault.stuck),
             6 => self.write_register(data, t, fault.stuck),
             16 => self.write_registers(data),
@@ -186,7 +190,14 @@ impl Registers {
     }
 
     /// Functions 3 and 4: every register asked for must be in the map (or written, for function 3).
-    fn read(&mut self, function: u8, data: &[u8], t: f64, forced: &BTreeMap<String, f64>) -> Result<Vec<u8>, u8> {
+    fn read(
+        &mut self,
+        function: u8,
+        data: &[u8],
+        t: f64,
+        forced: &BTreeMap<String, f64>,
+        silent_meters: &[u16],
+    ) -> Result<Vec<u8>, u8> {
         if data.len() != 4 {
             return Err(ILLEGAL_DATA_VALUE);
         }
@@ -200,7 +211,7 @@ impl Registers {
         let function = if function == 3 { Function::Holding } else { Function::Input };
         let mut words = vec![None; usize::from(count)];
         match &mut self.model {
-            Model::Concentrator(c) => c.fill(function, address, &mut words, t),
+            Model::Concentrator(c) => c.fill(function, address, &mut words, t, silent_meters),
             Model::Logger(l) => l.fill(function, address, &mut words, t, forced),
             Model::Valve(v) => v.fill(function, address, &mut words, t),
         }

@@ -29,14 +29,27 @@ pub struct ModbusFault {
     pub values: BTreeMap<String, f64>,
     /// A valve accepts commands but never moves.
     pub stuck: bool,
+    /// Meter slots of a concentrator whose meters stopped answering it (issue 7 §4): the concentrator still
+    /// answers, and serves each such slot as its model says "no data" (`no_data`, `no_data_bit`); a model
+    /// without a marker keeps serving the meter's last volume, as such concentrators do.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub silent_meters: Vec<u16>,
 }
 
 impl ModbusFault {
     /// Checks that this fault makes sense for a device with these logger `parameters` (none for a
-    /// concentrator): a real exception code, and finite forced values for parameters the device has.
-    pub(crate) fn check_for(&self, parameters: &[&str]) -> Result<(), String> {
+    /// concentrator) and `meters` slots (0 for a logger or valve): a real exception code, finite forced values
+    /// for parameters the device has, silent meters in slots it has.
+    pub(crate) fn check_for(&self, parameters: &[&str], meters: u16) -> Result<(), String> {
         if self.exception == Some(0) {
             return Err("exception code 0 is not a modbus exception".to_owned());
+        }
+        if let Some(slot) = self.silent_meters.iter().find(|s| **s >= meters) {
+            return Err(if meters == 0 {
+                "silent_meters needs a concentrator".to_owned()
+            } else {
+                format!("no meter slot {slot} to silence (slots 0..{meters})")
+            });
         }
         for (name, value) in &self.values {
             if !parameters.contains(&name.as_str()) {
@@ -221,13 +234,17 @@ mod tests {
 
     #[test]
     fn check_for_a_device() {
-        assert_eq!(ModbusFault::default().check_for(&[]), Ok(()));
+        assert_eq!(ModbusFault::default().check_for(&[], 0), Ok(()));
         let zero = ModbusFault { exception: Some(0), ..ModbusFault::default() };
-        assert_eq!(zero.check_for(&[]), Err("exception code 0 is not a modbus exception".to_owned()));
+        assert_eq!(zero.check_for(&[], 0), Err("exception code 0 is not a modbus exception".to_owned()));
+        let silent = ModbusFault { silent_meters: vec![2], ..ModbusFault::default() };
+        assert_eq!(silent.check_for(&[], 3), Ok(()));
+        assert_eq!(silent.check_for(&[], 2), Err("no meter slot 2 to silence (slots 0..2)".to_owned()));
+        assert_eq!(silent.check_for(&["ph"], 0), Err("silent_meters needs a concentrator".to_owned()));
         let forced = ModbusFault { values: BTreeMap::from([("ph".to_owned(), 9.9)]), ..ModbusFault::default() };
-        assert_eq!(forced.check_for(&["ph"]), Ok(()));
-        assert_eq!(forced.check_for(&["lead"]), Err("no parameter \"ph\" to force".to_owned()));
+        assert_eq!(forced.check_for(&["ph"], 0), Ok(()));
+        assert_eq!(forced.check_for(&["lead"], 0), Err("no parameter \"ph\" to force".to_owned()));
         let nan = ModbusFault { values: BTreeMap::from([("ph".to_owned(), f64::NAN)]), ..ModbusFault::default() };
-        assert_eq!(nan.check_for(&["ph"]), Err("value NaN for \"ph\" is not a finite number".to_owned()));
+        assert_eq!(nan.check_for(&["ph"], 0), Err("value NaN for \"ph\" is not a finite number".to_owned()));
     }
 }

@@ -9,7 +9,9 @@
 //! and depends only on the seed, the meter and that minute. A volume is summed minute by minute in the same
 //! order whatever the read pattern, so the same seed, start and read time give the same bits.
 
-use drivers::registers::Function;
+use std::collections::BTreeMap;
+
+use drivers::registers::{encode_bits, Function};
 
 use super::spec::ConcentratorLayout;
 use crate::rng::{hash2, unit, SplitMix64};
@@ -77,6 +79,9 @@ pub(crate) struct Concentrator {
     /// Mean of [`daily_profile`] over the day's steps, so that a meter's use averages its `daily_m3`.
     profile_mean: f64,
     meters: Vec<Meter>,
+    /// The volume each silent meter (`ModbusFault::silent_meters`) last showed, served again while it is
+    /// silent when the layout has no "no data" marker.
+    frozen: BTreeMap<u16, f64>,
 }
 
 impl Concentrator {
@@ -124,7 +129,12 @@ impl Concentrator {
         for m in &mut meters {
             m.cumulative_m3 = m.initial_m3 + rate(profile_mean, m, first_step) * (m.step as f64 * STEP_SECONDS - start);
         }
-        Concentrator { layout, start, latest: start, first_step, profile_mean, meters }
+        Concentrator { layout, start, latest: start, first_step, profile_mean, meters, frozen: BTreeMap::new() }
+    }
+
+    /// How many meter slots it has.
+    pub(crate) fn meters(&self) -> u16 {
+        self.layout.meters
     }
 
     /// The cumulative volume of `slot` at simulated time `t`, in m³. `None` when there is no such slot.
@@ -156,7 +166,10 @@ impl Concentrator {
     ///
     /// Every register inside a meter slot's block is served: the volume and status fields with their values,
     /// the rest of the block as 0 (reserved words of a real device). Registers outside every block stay `None`.
-    pub(crate) fn fill(&mut self, function: Function, start: u16, out: &mut [Option<u16>], t: f64) {
+    /// A slot in `silent` (its meter does not answer the concentrator) is served with the layout's "no data"
+    /// marker (the volume pattern, and the status bit set), or without one with the volume it showed when it
+    /// fell silent.
+    pub(crate) fn fill(&mut self, function: Function, start: u16, out: &mut [Option<u16>], t: f64, silent: &[u16]) {
         if function != self.layout.function || out.is_empty() {
             return;
         }
@@ -174,13 +187,25 @@ impl Concentrator {
             let Ok(slot) = u16::try_from(slot) else { break };
             let slot_base = base + u32::from(slot) * stride;
             let mut block = vec![0u16; usize::from(self.layout.stride)];
-            let volume = self.volume(slot, t).unwrap_or(0.0);
+            let mut volume = self.volume(slot, t).unwrap_or(0.0);
+            let is_silent = silent.contains(&slot);
+            if is_silent {
+                volume = *self.frozen.entry(slot).or_insert(volume);
+            } else {
+                self.frozen.remove(&slot);
+            }
             let v = self.layout.volume;
-            let words = v.register_spec(function, 0).encode(volume);
+            let words = match self.layout.no_data {
+                Some(bits) if is_silent => encode_bits(bits, v.data_type, v.word_order),
+                _ => v.register_spec(function, 0).encode(volume),
+            };
             block[usize::from(v.offset)..usize::from(v.offset) + words.len()].copy_from_slice(&words);
             if let Some(s) = self.layout.status {
-                let raw = f64::from(self.status(slot).unwrap_or(0));
-                let words = s.register_spec(function, 0).encode(raw * s.scale);
+                let mut raw = self.status(slot).unwrap_or(0);
+                if let (Some(bit), true) = (self.layout.no_data_bit, is_silent) {
+                    raw |= 1 << bit;
+                }
+                let words = s.register_spec(function, 0).encode(f64::from(raw) * s.scale);
                 block[usize::from(s.offset)..usize::from(s.offset) + words.len()].copy_from_slice(&words);
             }
             for (i, word) in block.into_iter().enumerate() {
@@ -215,6 +240,8 @@ mod tests {
                 ("battery_low".to_owned(), 1),
                 ("magnetic_tamper".to_owned(), 2),
             ],
+            no_data: None,
+            no_data_bit: None,
         }
     }
 
@@ -290,11 +317,34 @@ mod tests {
     }
 
     #[test]
+    fn a_silent_meter_is_served_as_no_data_or_frozen() {
+        let words = |c: &mut Concentrator, t: f64, silent: &[u16]| -> Vec<u16> {
+            let mut out = vec![None; 8];
+            c.fill(Function::Holding, 100, &mut out, t, silent);
+            out.into_iter().map(|w| w.unwrap_or(0xDEAD)).collect()
+        };
+        let marked = ConcentratorLayout { no_data: Some(0xFFFF_FFFF), no_data_bit: Some(15), ..layout(2) };
+        let mut c = Concentrator::new(marked, 1, T0);
+        let w = words(&mut c, T0 + 60.0, &[1]);
+        assert_ne!(&w[0..2], &[0xFFFF, 0xFFFF], "slot 0 answers");
+        assert_eq!(w[2] & 0x8000, 0);
+        assert_eq!((&w[4..6], w[6] & 0x8000), (&[0xFFFF, 0xFFFF][..], 0x8000), "slot 1 is marked no data");
+        // Without a marker, the silent slot keeps the volume it showed when it fell silent.
+        let mut c = Concentrator::new(layout(2), 1, T0);
+        let first = words(&mut c, T0 + 60.0, &[1]);
+        let later = words(&mut c, T0 + 6000.0, &[1]);
+        assert_eq!(&later[4..6], &first[4..6]);
+        assert_ne!(&later[0..2], &first[0..2], "slot 0 goes on");
+        let again = words(&mut c, T0 + 9000.0, &[]);
+        assert_ne!(&again[4..6], &first[4..6], "slot 1 answers again with its current volume");
+    }
+
+    #[test]
     fn fill_serves_blocks_and_leaves_the_rest_empty() {
         let mut c = Concentrator::new(layout(3), 1, T0);
         // Registers 98..=113: two below the map, slots 0..3 (100..112), one above.
         let mut out = vec![None; 15];
-        c.fill(Function::Holding, 98, &mut out, T0 + 60.0);
+        c.fill(Function::Holding, 98, &mut out, T0 + 60.0, &[]);
         assert_eq!(&out[..2], &[None, None]);
         assert!(out[2..14].iter().all(Option::is_some));
         assert_eq!(out[14], None);
@@ -304,7 +354,7 @@ mod tests {
         assert!((litres / 1000.0 - truth).abs() <= 0.0005, "{litres} l vs {truth} m3");
         assert_eq!(out[5], Some(0), "reserved word of slot 0");
         let mut input = vec![None; 4];
-        c.fill(Function::Input, 100, &mut input, T0);
+        c.fill(Function::Input, 100, &mut input, T0, &[]);
         assert!(input.iter().all(Option::is_none), "function 4 is not in this map");
     }
 }

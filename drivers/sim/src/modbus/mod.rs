@@ -90,7 +90,11 @@ pub(crate) fn check_device(kind: &SimKind, fault: &ModbusFault) -> Result<(), St
         SimKind::Logger(parameters) => parameters.iter().map(|p| p.name.as_str()).collect(),
         SimKind::Concentrator(_) | SimKind::Valve(_) => Vec::new(),
     };
-    fault.check_for(&parameters)
+    let meters = match kind {
+        SimKind::Concentrator(layout) => layout.meters,
+        SimKind::Logger(_) | SimKind::Valve(_) => 0,
+    };
+    fault.check_for(&parameters, meters)
 }
 
 /// The register model of a device `id` of `kind`, seeded from the simulation seed and the id, so the same seed

@@ -84,6 +84,10 @@ pub struct ConcentratorLayout {
     /// Bit meanings of the status word, e.g. `("battery_low", 1)`. The simulator sets `battery_low`,
     /// `valve_closed` and `magnetic_tamper` when they are named here; other bits stay clear.
     pub status_bits: Vec<(String, u8)>,
+    /// The volume register's bits that say "no data" for a slot (word order undone), if the model has them.
+    pub no_data: Option<u64>,
+    /// The status-word bit that says "not read", if the model has one.
+    pub no_data_bit: Option<u8>,
 }
 
 /// One value inside a meter slot's block.
@@ -207,6 +211,13 @@ fn check_concentrator(layout: &ConcentratorLayout) -> Result<(), String> {
             return Err("volume and status fields overlap".to_owned());
         }
     }
+    if let Some(bit) = layout.no_data_bit {
+        match layout.status.and_then(|s| status_width(s.data_type)) {
+            Some(width) if bit < width => {}
+            Some(width) => return Err(format!("the no-data bit {bit} does not fit a {width}-bit status word")),
+            None => return Err("a no-data bit needs an integer status field".to_owned()),
+        }
+    }
     if !layout.status_bits.is_empty() {
         let Some(status) = layout.status else {
             return Err("status bits are named but the layout has no status field".to_owned());
@@ -276,6 +287,8 @@ mod tests {
             volume: field(0, DataType::U32),
             status: Some(field(2, DataType::U16)),
             status_bits: vec![("battery_low".to_owned(), 1)],
+            no_data: None,
+            no_data_bit: None,
         }
     }
 

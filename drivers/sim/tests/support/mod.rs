@@ -37,6 +37,8 @@ pub fn litres_layout(meters: u16) -> ConcentratorLayout {
             ("reverse_flow".to_owned(), 3),
             ("meter_fault".to_owned(), 4),
         ],
+        no_data: None,
+        no_data_bit: None,
     }
 }
 
