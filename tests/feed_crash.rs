@@ -115,6 +115,8 @@ fn child_process() {
                                 ts: Timestamp(i),
                                 misses: 2,
                                 error: None,
+                                error_code: None,
+                                error_params: None,
                             },
                         )]
                     } else {

@@ -527,10 +527,16 @@ async fn an_admin_commands_a_valve_through_a_confirmation_and_a_crew_member_only
         (&json!("故障"), &json!("打开 · admin"), &json!("失败"), &json!(true), &json!(reason)),
         "{html}"
     );
-    assert!(
-        fault["failure"].as_str().is_some_and(|f| f.contains("not confirmed within 1s (last read back: closed)")),
-        "{html}"
-    );
+    // The failure and the fault event render from their codes in the page's language (issue 7 §7).
+    assert_eq!(fault["failure"], json!("1 秒内未确认到位（最后回读：全关）"), "{html}");
+    let fault_event = "[...document.querySelectorAll('#events [data-kind=\"valve_fault\"] .ev-message')]\
+                       .map(e => e.textContent)";
+    let events_html = "document.querySelector('#events').outerHTML";
+    browser
+        .wait_for("the valve fault event in Chinese", fault_event, events_html, |v| {
+            (v[0] == "1 秒内未确认到位（最后回读：全关）").then_some(())
+        })
+        .await;
     assert_eq!(
         (&fault["flashing"], &fault["open"], &fault["close"], &fault["reset"]),
         (&json!("wq-flash"), &json!(false), &json!(false), &json!(true)),
@@ -551,6 +557,12 @@ async fn an_admin_commands_a_valve_through_a_confirmation_and_a_crew_member_only
         })
         .await;
     assert_eq!((&english["summary"], &english["resultText"]), (&json!("Open · admin"), &json!("Failed")), "{english}");
+    assert_eq!(english["failure"], json!("not confirmed within 1 s (last read back: Closed)"), "{english}");
+    browser
+        .wait_for("the valve fault event in English", fault_event, events_html, |v| {
+            (v[0] == "not confirmed within 1 s (last read back: Closed)").then_some(())
+        })
+        .await;
     let labels = format!(
         "[...{}.querySelectorAll('[data-action]')].map(b => b.textContent)\
          .concat([document.querySelector('#events [data-kind=\"path_switched\"] .ev-kind').textContent])",
@@ -567,6 +579,18 @@ async fn an_admin_commands_a_valve_through_a_confirmation_and_a_crew_member_only
         })
         .await;
     assert_eq!((&silent["open"], &silent["close"]), (&json!(true), &json!(true)), "{silent}");
+    // Its comm-lost event names the error in the page's language (from its code: "250 ms", where the
+    // server's English text says "250ms").
+    let lost_event = "[...document.querySelectorAll('#events [data-kind=\"comm_lost\"] .ev-message')]\
+                      .map(e => e.textContent).find(t => t.includes('no reply')) || null";
+    let lost_text = browser
+        .wait_for("west-v1's comm-lost event", lost_event, "document.querySelector('#events').outerHTML", |v| {
+            v.as_str().map(str::to_owned)
+        })
+        .await;
+    let after = lost_text.split("no reply within ").nth(1).unwrap_or("");
+    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+    assert!(!digits.is_empty() && after[digits.len()..].starts_with(" ms"), "{lost_text}");
     server.sim().set_fault("west-v1", ModbusFault { stuck: true, ..ModbusFault::default() }).unwrap();
     browser
         .wait_for("west-v1 answers again", &valve("west-v1"), &card_html("west-v1"), |v| {

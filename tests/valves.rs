@@ -106,6 +106,9 @@ async fn a_valve_that_never_confirms_ends_in_fault_with_an_audit_entry() {
     let record = command_valve(&server, &admin, "west-v1", "close", "arrears shut-off test").await.json();
     assert_eq!((record["result"].as_str(), record["state"].as_str()), (Some("failed"), Some("fault")), "{record}");
     assert!(record["error"].as_str().unwrap().contains("not confirmed within 1s (last read back: open)"), "{record}");
+    // The failure's code and parameters, for the page to render in its language (issue 7 §7).
+    assert_eq!(record["error_code"], "valve_not_confirmed", "{record}");
+    assert_eq!(record["error_params"], serde_json::json!({"ms": 1000, "seen": "open"}), "{record}");
     assert_eq!(record["reason"], "arrears shut-off test", "the operator's reason is kept beside the error");
     // The fault is latched: polls that read the stuck valve "open" do not clear it.
     let polls = server.sim().requests("west-v1").unwrap();
@@ -269,6 +272,9 @@ async fn a_late_valve_faults_then_the_read_back_clears_the_fault_with_events_and
     let raised = ws.until(Duration::from_secs(10), |m| valve_event(m, "valve_fault")).await;
     assert_eq!(raised["event"]["region"], "west", "{raised}");
     assert!(raised["event"]["message"].as_str().unwrap().contains("not confirmed within 1s"), "{raised}");
+    assert_eq!(raised["event"]["params"]["error_code"], "valve_not_confirmed", "{raised}");
+    let params: Value = serde_json::from_str(raised["event"]["params"]["error_params"].as_str().unwrap()).unwrap();
+    assert_eq!(params["ms"], 1000, "{raised}");
     let view = device(&server, &admin, "west-v1").await;
     assert_eq!(
         (view["valve"]["state"].as_str(), view["valve"]["fault"]["action"].as_str()),
@@ -359,7 +365,12 @@ async fn a_valve_that_stops_answering_raises_comm_lost_and_comm_restored() {
     server.sim().set_fault("west-v1", ModbusFault { silent: true, ..ModbusFault::default() }).unwrap();
     let lost = ws.until(Duration::from_secs(10), |m| valve_event(m, "comm_lost")).await;
     assert_eq!(lost["event"]["region"], "west", "{lost}");
-    assert_eq!(device(&server, &admin, "west-v1").await["comm"]["comm_lost"], true);
+    assert_eq!(lost["event"]["params"]["error_code"], "timeout", "the event renders in the page's language: {lost}");
+    let view = device(&server, &admin, "west-v1").await;
+    assert_eq!(view["comm"]["comm_lost"], true);
+    // The comm error carries its code like every device's (issue 7 §7): a timeout, in milliseconds.
+    assert_eq!(view["comm"]["last_error_code"], "timeout", "{view}");
+    assert!(view["comm"]["last_error_params"]["ms"].as_u64().is_some(), "{view}");
     server.sim().set_fault("west-v1", ModbusFault::default()).unwrap();
     ws.until(Duration::from_secs(10), |m| valve_event(m, "comm_restored")).await;
     assert_eq!(device(&server, &admin, "west-v1").await["comm"]["comm_lost"], false);

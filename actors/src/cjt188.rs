@@ -200,7 +200,7 @@ impl Cjt188State {
 
     fn publish_comm(&self, event: CommEvent) {
         let spec = &self.args.spec;
-        self.args.ctx.events.comm(event, &spec.id, &spec.region, self.now(), self.comm.last_error.clone());
+        self.args.ctx.events.comm_status(event, &spec.id, &spec.region, self.now(), &self.comm);
     }
 
     async fn cycle(&mut self) {

@@ -68,6 +68,19 @@ pub fn cjt188_abnormal(meter: &str, abnormal: &AbnormalReply) -> CommError {
         .with("control", format!("{control:02X}"))
 }
 
+/// A CJ/T 188 valve meter's failure as its gateway's actor reports it to the valve actor.
+pub fn cjt188_valve(meter: &str, e: &crate::cjt188::MeterValveError) -> CommError {
+    match e {
+        crate::cjt188::MeterValveError::Abnormal(control) => CommError::new(
+            ErrorCode::AbnormalReply,
+            format!("meter {meter} answered abnormally (control {control:02X})"),
+        )
+        .with("meter", meter)
+        .with("control", format!("{control:02X}")),
+        crate::cjt188::MeterValveError::Link(link) => cjt188(link).of_meter(meter),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

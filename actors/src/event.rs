@@ -21,7 +21,9 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::clock::SharedClock;
 use crate::metrics::Metrics;
-use crate::model::{CommEvent, DeviceId, FaultClearing, LiveEvent, MeterId, RegionId, SwitchReason, Timestamp};
+use crate::model::{
+    CommEvent, DeviceId, ErrorCode, ErrorParams, FaultClearing, LiveEvent, MeterId, RegionId, SwitchReason, Timestamp,
+};
 use crate::store::{Op, StoreHandle};
 
 /// Which limit a water-quality value crossed.
@@ -36,7 +38,19 @@ pub enum LimitSide {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
     /// A device missed two consecutive cycles (R-A4).
-    CommLost { device: DeviceId, region: RegionId, ts: Timestamp, misses: u32, error: Option<String> },
+    /// `error` is the last error's English text; `error_code` and `error_params` render it in a language
+    /// (issue 7 §7; absent when the error had no code, and in events stored before them).
+    CommLost {
+        device: DeviceId,
+        region: RegionId,
+        ts: Timestamp,
+        misses: u32,
+        error: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error_code: Option<ErrorCode>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error_params: Option<ErrorParams>,
+    },
     /// Data flows again from a comm-lost device.
     CommRestored { device: DeviceId, region: RegionId, ts: Timestamp, after_misses: u32 },
     /// One meter behind a device that delivers data missed two consecutive cycles (issue 7 §4). Not raised
@@ -47,7 +61,18 @@ pub enum Event {
     /// A device moved to another communication path (R-A8).
     PathSwitched { device: DeviceId, region: RegionId, ts: Timestamp, from: String, to: String, reason: SwitchReason },
     /// A valve went into fault: a command was not confirmed, or the valve reports a fault (R-A7, issue 7 §5).
-    ValveFault { device: DeviceId, region: RegionId, ts: Timestamp, reason: String },
+    /// `reason` is the English text; `error_code` and `error_params` render it in a language (issue 7 §7;
+    /// absent in events stored before them).
+    ValveFault {
+        device: DeviceId,
+        region: RegionId,
+        ts: Timestamp,
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error_code: Option<ErrorCode>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error_params: Option<ErrorParams>,
+    },
     /// A valve's fault cleared: a read-back showed the commanded position, or an operator reset it.
     ValveFaultCleared { device: DeviceId, region: RegionId, ts: Timestamp, how: FaultClearing },
     /// A supervised actor stopped and will be restarted after `delay`.
@@ -104,6 +129,25 @@ impl Event {
         }
     }
 
+    /// A device went comm-lost with the last error of `status`.
+    pub fn comm_lost(
+        device: &DeviceId,
+        region: &RegionId,
+        ts: Timestamp,
+        misses: u32,
+        status: &crate::model::CommStatus,
+    ) -> Event {
+        Event::CommLost {
+            device: device.clone(),
+            region: region.clone(),
+            ts,
+            misses,
+            error: status.last_error.clone(),
+            error_code: status.last_error_code,
+            error_params: status.last_error_code.and(status.last_error_params.clone()),
+        }
+    }
+
     /// When it happened, if the event says so itself.
     pub fn ts(&self) -> Option<Timestamp> {
         match self {
@@ -116,7 +160,7 @@ impl Event {
     /// The event as the HMI shows it, if the HMI shows it at all.
     pub fn to_live(&self, now: Timestamp) -> Option<LiveEvent> {
         match self {
-            Event::CommLost { device, region, ts, misses, error } => Some(LiveEvent {
+            Event::CommLost { device, region, ts, misses, error, .. } => Some(LiveEvent {
                 kind: "comm_lost",
                 device: Some(device.clone()),
                 region: Some(region.clone()),
@@ -157,7 +201,7 @@ impl Event {
                     SwitchReason::PrimaryRecovered => format!("primary answers again; back from {from} to {to}"),
                 },
             }),
-            Event::ValveFault { device, region, ts, reason } => Some(LiveEvent {
+            Event::ValveFault { device, region, ts, reason, .. } => Some(LiveEvent {
                 kind: "valve_fault",
                 device: Some(device.clone()),
                 region: Some(region.clone()),
@@ -327,12 +371,37 @@ impl EventBus {
         self.tx.subscribe()
     }
 
-    /// Logs and publishes a device's change of comm-lost state (R-A4).
+    /// Logs and publishes a device's change of comm-lost state (R-A4), with the last error of `status` (its
+    /// text, code and parameters) when lost.
+    pub fn comm_status(
+        &self,
+        event: CommEvent,
+        device: &DeviceId,
+        region: &RegionId,
+        ts: Timestamp,
+        status: &crate::model::CommStatus,
+    ) {
+        match event {
+            CommEvent::Lost { misses } => self.comm_lost(Event::comm_lost(device, region, ts, misses, status)),
+            restored => self.comm(restored, device, region, ts, None),
+        }
+    }
+
+    /// Logs and publishes an [`Event::CommLost`] (anything else is published as it is).
+    pub fn comm_lost(&self, event: Event) {
+        if let Event::CommLost { device, region, misses, error, .. } = &event {
+            tracing::warn!(message = "Device comm-lost.", device = %device, region = %region, misses, error = error.as_deref().unwrap_or(""));
+        }
+        self.publish(event);
+    }
+
+    /// Logs and publishes a device's change of comm-lost state (R-A4) with an error text without a code.
     pub fn comm(&self, event: CommEvent, device: &DeviceId, region: &RegionId, ts: Timestamp, error: Option<String>) {
         match event {
             CommEvent::Lost { misses } => {
-                tracing::warn!(message = "Device comm-lost.", device = %device, region = %region, misses, error = error.as_deref().unwrap_or(""));
-                self.publish(Event::CommLost { device: device.clone(), region: region.clone(), ts, misses, error });
+                let (device, region) = (device.clone(), region.clone());
+                let (error_code, error_params) = (None, None);
+                self.comm_lost(Event::CommLost { device, region, ts, misses, error, error_code, error_params });
             }
             CommEvent::Restored { after_misses } => {
                 tracing::info!(message = "Device communication restored.", device = %device, region = %region, after_misses);
@@ -403,6 +472,8 @@ mod tests {
                 ts: Timestamp(5),
                 misses: 2,
                 error: Some("x".into()),
+                error_code: None,
+                error_params: None,
             },
             Event::CommRestored { device: d.clone(), region: r.clone(), ts: Timestamp(6), after_misses: 3 },
             Event::MeterCommLost {
@@ -470,12 +541,30 @@ mod tests {
             ts: Timestamp(5),
             misses: 2,
             error: None,
+            error_code: None,
+            error_params: None,
         };
         let v = EventRecord { seq: 3, ts: Timestamp(5), event: e }.view().unwrap();
         assert_eq!(v.id, 3);
         assert_eq!(v.params.get("misses").map(String::as_str), Some("2"));
         assert_eq!(v.params.get("device").map(String::as_str), Some("c1"));
         assert!(!v.params.contains_key("error"), "absent fields are left out");
+    }
+
+    #[test]
+    fn a_comm_lost_event_carries_its_error_code_and_one_stored_without_it_still_reads() {
+        let mut status = crate::model::CommStatus::new("p".into(), 1);
+        let timeout = crate::model::CommError::new(ErrorCode::Timeout, "no reply within 250ms").with("ms", 250);
+        status.record_failure(Timestamp(4), false, &timeout);
+        let e = Event::comm_lost(&DeviceId::new("c1"), &RegionId::new("r1"), Timestamp(5), 2, &status);
+        let v = EventRecord { seq: 3, ts: Timestamp(5), event: e.clone() }.view().unwrap();
+        assert_eq!(v.params.get("error").map(String::as_str), Some("no reply within 250ms"));
+        assert_eq!(v.params.get("error_code").map(String::as_str), Some("timeout"));
+        assert_eq!(v.params.get("error_params").map(String::as_str), Some(r#"{"ms":250}"#));
+        let mut old = serde_json::to_value(&e).unwrap();
+        old.as_object_mut().unwrap().retain(|k, _| k != "error_code" && k != "error_params");
+        let old: Event = serde_json::from_value(old).unwrap();
+        assert!(matches!(old, Event::CommLost { error_code: None, error_params: None, .. }), "{old:?}");
     }
 
     #[test]

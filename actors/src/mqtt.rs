@@ -274,7 +274,7 @@ impl MqttGroupState {
         }
         if let Some(event) = event {
             let spec = &self.args.spec;
-            self.args.ctx.events.comm(event, &spec.id, &spec.region, self.now(), outcome.error.clone());
+            self.args.ctx.events.comm_status(event, &spec.id, &spec.region, self.now(), &self.comm);
         }
         self.fresh = 0;
         self.reported.clear();

@@ -144,7 +144,7 @@ impl StationState {
 
     fn publish_comm(&self, event: CommEvent) {
         let spec = &self.args.spec;
-        self.args.ctx.events.comm(event, &spec.id, &spec.region, self.now(), Some("no upload".into()));
+        self.args.ctx.events.comm_status(event, &spec.id, &spec.region, self.now(), &self.comm);
     }
 
     async fn packet(&mut self, received: Received) {

@@ -30,8 +30,8 @@ use crate::model::comm::CycleOutcome;
 use crate::model::valve::{self, Progress, Start};
 use crate::model::view::CommView;
 use crate::model::{
-    CommEvent, CommStatus, CommandRecord, CommandResult, DeviceId, DeviceKind, DeviceView, FaultChange, RegionId,
-    Reported, ResetRecord, ResetRefused, Timestamp, ValveAction, ValveState, ValveStatus,
+    CommError, CommEvent, CommStatus, CommandRecord, CommandResult, DeviceId, DeviceKind, DeviceView, ErrorCode,
+    FaultChange, RegionId, Reported, ResetRecord, ResetRefused, Timestamp, ValveAction, ValveState, ValveStatus,
 };
 use crate::store::{AuditEntry, Op, Store, StoreError};
 use crate::supervisor::Slot;
@@ -148,15 +148,16 @@ pub struct ValveArgs {
     pub slot: Slot<ValveMsg>,
 }
 
-/// Why a valve could not be read or commanded. The text is what the valve's comm status shows.
+/// Why a valve could not be read or commanded, with the code the page renders (issue 7 §7). The text is what
+/// the valve's comm status shows.
 #[derive(Clone, Debug, thiserror::Error)]
 enum LinkError {
     /// The device answered, but refused (an exception or abnormal reply).
-    #[error("{0}")]
-    Refused(String),
+    #[error("{}", .0.text)]
+    Refused(CommError),
     /// No valid answer.
-    #[error("{0}")]
-    Unreachable(String),
+    #[error("{}", .0.text)]
+    Unreachable(CommError),
 }
 
 /// The valve's connection.
@@ -172,10 +173,15 @@ async fn ask_gateway<T: Send + 'static>(
     msg: impl FnOnce(RpcReplyPort<Result<T, MeterValveError>>) -> Cjt188Msg,
 ) -> Result<Result<T, MeterValveError>, LinkError> {
     let Some(g) = gateway.get() else {
-        return Err(LinkError::Unreachable("the gateway actor is not running".into()));
+        return Err(LinkError::Unreachable(CommError::new(ErrorCode::Internal, "the gateway actor is not running")));
     };
-    ractor::call_t!(g, msg, wait.as_millis() as u64)
-        .map_err(|_| LinkError::Unreachable("no answer from the gateway actor".into()))
+    let ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
+    ractor::call_t!(g, msg, wait.as_millis() as u64).map_err(|_| {
+        LinkError::Unreachable(
+            CommError::new(ErrorCode::Timeout, format!("no answer from the gateway actor within {ms} ms"))
+                .with("ms", ms),
+        )
+    })
 }
 
 impl ValveLink {
@@ -183,14 +189,20 @@ impl ValveLink {
         match self {
             ValveLink::Register(client, i) => match client.read_registers(i.status_function, i.status_address, 1).await
             {
-                Ok(Ok(words)) => Ok(i.decode(words[0])),
-                Ok(Err(exception)) => Err(LinkError::Refused(exception.to_string())),
-                Err(e) => Err(LinkError::Unreachable(e.to_string())),
+                Ok(Ok(words)) => match words.first() {
+                    Some(&word) => Ok(i.decode(word)),
+                    None => Err(LinkError::Unreachable(
+                        CommError::new(ErrorCode::BadReply, "empty reply").with("detail", "no register"),
+                    )),
+                },
+                Ok(Err(exception)) => Err(LinkError::Refused(crate::comm_error::modbus_exception(exception))),
+                Err(e) => Err(LinkError::Unreachable(crate::comm_error::modbus(&e))),
             },
             ValveLink::Cjt188 { gateway, address, wait } => {
                 let address = *address;
                 let asked = ask_gateway(gateway, *wait, |reply| Cjt188Msg::ReadValve { address, reply }).await?;
-                asked.map(reported_of).map_err(|e| LinkError::Unreachable(e.to_string()))
+                let meter = address.to_string();
+                asked.map(reported_of).map_err(|e| LinkError::Unreachable(crate::comm_error::cjt188_valve(&meter, &e)))
             }
         }
     }
@@ -207,14 +219,15 @@ impl ValveLink {
                 };
                 match written {
                     Ok(Ok(())) => Ok(()),
-                    Ok(Err(exception)) => Err(LinkError::Refused(exception.to_string())),
-                    Err(e) => Err(LinkError::Unreachable(e.to_string())),
+                    Ok(Err(exception)) => Err(LinkError::Refused(crate::comm_error::modbus_exception(exception))),
+                    Err(e) => Err(LinkError::Unreachable(crate::comm_error::modbus(&e))),
                 }
             }
             ValveLink::Cjt188 { gateway, address, wait } => {
                 let address = *address;
                 let asked = ask_gateway(gateway, *wait, |reply| Cjt188Msg::SetValve { address, open, reply }).await?;
-                asked.map(drop).map_err(|e| LinkError::Refused(e.to_string()))
+                let meter = address.to_string();
+                asked.map(drop).map_err(|e| LinkError::Refused(crate::comm_error::cjt188_valve(&meter, &e)))
             }
         }
     }
@@ -289,9 +302,7 @@ impl ValveActorState {
         let spec = &self.args.spec;
         let (device, region) = (spec.id.clone(), spec.region.clone());
         self.pending.push(match event {
-            CommEvent::Lost { misses } => {
-                Event::CommLost { device, region, ts: now, misses, error: self.comm.last_error.clone() }
-            }
+            CommEvent::Lost { misses } => Event::comm_lost(&device, &region, now, misses, &self.comm),
             CommEvent::Restored { after_misses } => Event::CommRestored { device, region, ts: now, after_misses },
         });
     }
@@ -302,9 +313,16 @@ impl ValveActorState {
         let spec = &self.args.spec;
         let (device, region) = (spec.id.clone(), spec.region.clone());
         self.pending.push(match change {
-            FaultChange::Raised { reason } => {
+            FaultChange::Raised { reason, code, params } => {
                 tracing::warn!(message = "Valve in fault.", valve = %device, region = %region, reason = %reason);
-                Event::ValveFault { device, region, ts: now, reason }
+                Event::ValveFault {
+                    device,
+                    region,
+                    ts: now,
+                    reason,
+                    error_code: code,
+                    error_params: code.map(|_| params),
+                }
             }
             FaultChange::Cleared(how) => {
                 tracing::info!(message = "Valve fault cleared.", valve = %device, region = %region, how = ?how);
@@ -331,9 +349,7 @@ impl ValveActorState {
         let ready = if stored.is_ok() { std::mem::take(&mut self.pending) } else { Vec::new() };
         for event in ready {
             match event {
-                Event::CommLost { device, region, ts, misses, error } => {
-                    events.comm(CommEvent::Lost { misses }, &device, &region, ts, error)
-                }
+                lost @ Event::CommLost { .. } => events.comm_lost(lost),
                 Event::CommRestored { device, region, ts, after_misses } => {
                     events.comm(CommEvent::Restored { after_misses }, &device, &region, ts, None)
                 }
@@ -344,8 +360,8 @@ impl ValveActorState {
         stored
     }
 
-    /// Reads the position once; updates comm status and what the valve last reported.
-    async fn read(&mut self) -> Result<Reported, LinkError> {
+    /// Reads the position once; updates comm status (the error with its code) and what the valve last reported.
+    async fn read(&mut self) -> Result<Reported, CommError> {
         Metrics::inc(&self.args.ctx.metrics.polls);
         let result = self.link.read().await;
         let now = self.now();
@@ -360,8 +376,11 @@ impl ValveActorState {
             }
             Err(e) => {
                 Metrics::inc(&self.args.ctx.metrics.poll_failures);
-                let answered = matches!(e, LinkError::Refused(_));
-                self.comm.record_attempt(now, answered, Some(e.to_string()));
+                let (answered, e) = match e {
+                    LinkError::Refused(e) => (true, e),
+                    LinkError::Unreachable(e) => (false, e),
+                };
+                self.comm.record_failure(now, answered, &e);
                 Err(e)
             }
         }
@@ -398,7 +417,7 @@ impl ValveActorState {
 
         let mut written = false;
         let result = match self.read().await {
-            Err(e) => CommandResult::Failed { error: format!("valve unreachable before the command: {e}") },
+            Err(e) => CommandResult::failed(&valve::command_failure("before_command", &e)),
             Ok(current) => match valve::start(Some(current), action) {
                 Start::AlreadyThere => {
                     self.status.state = action.target();
@@ -426,7 +445,9 @@ impl ValveActorState {
             CommandResult::AlreadyInPosition => {
                 format!("already {}; nothing written; reason: {reason}", self.state_name())
             }
-            CommandResult::Failed { error: why } => format!("failed after {took_ms} ms: {why}; reason: {reason}"),
+            CommandResult::Failed { error: why, .. } => {
+                format!("failed after {took_ms} ms: {why}; reason: {reason}")
+            }
         };
         if !result.ok() {
             tracing::warn!(message = "Valve command failed.", valve = %spec.id, action = %action, error = %detail);
@@ -486,10 +507,10 @@ impl ValveActorState {
         match self.link.command(action).await {
             Ok(()) => {}
             Err(LinkError::Refused(e)) => {
-                return (CommandResult::Failed { error: format!("the valve refused the command: {e}") }, false)
+                return (CommandResult::failed(&valve::command_failure("refused", &e)), false)
             }
             Err(LinkError::Unreachable(e)) => {
-                return (CommandResult::Failed { error: format!("the command could not be sent: {e}") }, false)
+                return (CommandResult::failed(&valve::command_failure("not_sent", &e)), false)
             }
         }
         self.status.state = travelling;
@@ -509,25 +530,31 @@ impl ValveActorState {
                         }
                         Progress::Faulted => {
                             self.status.state = ValveState::Fault;
-                            return (CommandResult::Failed { error: valve::DEVICE_FAULT.into() }, true);
+                            return (CommandResult::failed(&valve::device_fault()), true);
                         }
                         Progress::Waiting => {}
                     }
                 }
-                Err(e) => tracing::warn!(message = "Valve read-back failed.", valve = %spec.id, error = %e),
+                Err(e) => tracing::warn!(message = "Valve read-back failed.", valve = %spec.id, error = %e.text),
             }
             if tokio::time::Instant::now() >= deadline {
                 self.status.state = ValveState::Fault;
-                let seen = match last {
-                    Some(Reported::Open) => "open".to_owned(),
-                    Some(Reported::Closed) => "closed".to_owned(),
-                    Some(Reported::Moving) => "moving".to_owned(),
-                    Some(Reported::Fault) => "fault".to_owned(),
-                    Some(Reported::Other(c)) => format!("code {c}"),
-                    None => "nothing".to_owned(),
+                let (seen, other) = match last {
+                    Some(Reported::Open) => ("open", None),
+                    Some(Reported::Closed) => ("closed", None),
+                    Some(Reported::Moving) => ("moving", None),
+                    Some(Reported::Fault) => ("fault", None),
+                    Some(Reported::Other(c)) => ("other", Some(c)),
+                    None => ("nothing", None),
                 };
-                let error = format!("not confirmed within {:?} (last read back: {seen})", spec.confirm_timeout);
-                return (CommandResult::Failed { error }, true);
+                let shown = other.map_or_else(|| seen.to_owned(), |c| format!("code {c}"));
+                let text = format!("not confirmed within {:?} (last read back: {shown})", spec.confirm_timeout);
+                let ms = i64::try_from(spec.confirm_timeout.as_millis()).unwrap_or(i64::MAX);
+                let mut e = CommError::new(ErrorCode::ValveNotConfirmed, text).with("ms", ms).with("seen", seen);
+                if let Some(c) = other {
+                    e = e.with("code", i64::from(c));
+                }
+                return (CommandResult::failed(&e), true);
             }
         }
     }
@@ -543,9 +570,10 @@ impl ValveActorState {
                 self.fault_event(change, now);
                 CycleOutcome { read: 1, expected: 1, error: None }
             }
-            Err(e) => CycleOutcome { read: 0, expected: 1, error: Some(e.to_string()) },
+            Err(e) => CycleOutcome { read: 0, expected: 1, error: Some(e.text.clone()) },
         };
-        let lost = self.comm.end_cycle(&outcome);
+        let failure = result.as_ref().err();
+        let lost = self.comm.end_cycle_with(&outcome, failure);
         self.comm_event(lost, now);
         let _ = self.commit(None).await;
     }

@@ -139,6 +139,14 @@
       err_no_data: '{s} 秒内未收到数据',
       err_store_unavailable: '数据库暂不可用，稍后重试',
       err_internal: '内部错误，连接将重建',
+      err_valve_not_confirmed: '{s} 秒内未确认到位（最后回读：{seen}）',
+      err_valve_reports_fault: '阀门报告故障',
+      err_stage_before_command: '命令前无法读取阀门：{text}',
+      err_stage_refused: '阀门拒绝了命令：{text}',
+      err_stage_not_sent: '命令未能发送：{text}',
+      valve_seen_moving: '动作中',
+      valve_seen_other: '代码 {code}',
+      valve_seen_nothing: '无',
       meters_toggle: '表计（{n}）',
       meters_table: '{name} 的表计读数',
       col_meter: '表号',
@@ -345,6 +353,14 @@
       err_no_data: 'no data within {s} s',
       err_store_unavailable: 'store unavailable; will retry',
       err_internal: 'internal error; the connection is renewed',
+      err_valve_not_confirmed: 'not confirmed within {s} s (last read back: {seen})',
+      err_valve_reports_fault: 'the valve reports a fault',
+      err_stage_before_command: 'valve unreachable before the command: {text}',
+      err_stage_refused: 'the valve refused the command: {text}',
+      err_stage_not_sent: 'the command could not be sent: {text}',
+      valve_seen_moving: 'moving',
+      valve_seen_other: 'code {code}',
+      valve_seen_nothing: 'nothing',
       meters_toggle: 'Meters ({n})',
       meters_table: 'Meter readings of {name}',
       col_meter: 'Meter',
@@ -611,15 +627,38 @@
   // The last error in the page's language: a known `last_error_code` through its template with
   // `last_error_params` (and the meter it concerns), otherwise the server's English text as it came.
   function errorTextOf(c) {
-    const code = typeof c.last_error_code === 'string' ? c.last_error_code : null;
+    return codedText(c.last_error_code, c.last_error_params, c.last_error);
+  }
+
+  // A server text with a code (`ErrorCode`) and its parameters in the page's language; `fallback` (the
+  // server's English text) when the page knows no template for the code. Used for device errors, a valve
+  // command's failure and a valve fault event (issue 7 §7). `params` may come as JSON text (event params).
+  function codedText(code, params, fallback) {
+    code = typeof code === 'string' ? code : null;
     const key = code ? 'err_' + code : null;
-    if (!key || I18N[lang][key] === undefined) return c.last_error || '';
-    const params = c.last_error_params && typeof c.last_error_params === 'object' ? c.last_error_params : {};
+    if (!key || I18N[lang][key] === undefined) return typeof fallback === 'string' ? fallback : '';
+    if (typeof params === 'string') {
+      try {
+        params = JSON.parse(params);
+      } catch (_) {
+        params = null;
+      }
+    }
+    params = params && typeof params === 'object' ? params : {};
     const vars = Object.assign({}, params);
     const ms = toNumber(params.ms);
     if (ms !== null) vars.s = Math.round(ms / 100) / 10;
-    const text = t(key, vars);
-    return typeof params.meter === 'string' ? t('err_meter', { meter: params.meter, text: text }) : text;
+    if (typeof params.seen === 'string') {
+      const seen = params.seen;
+      vars.seen = seen === 'open' || seen === 'closed' || seen === 'fault' ? valveStateLabel(seen)
+        : I18N[lang]['valve_seen_' + seen] !== undefined ? t('valve_seen_' + seen, { code: params.code }) : seen;
+    }
+    let text = t(key, vars);
+    if (typeof params.meter === 'string') text = t('err_meter', { meter: params.meter, text: text });
+    if (typeof params.stage === 'string' && I18N[lang]['err_stage_' + params.stage] !== undefined) {
+      text = t('err_stage_' + params.stage, { text: text });
+    }
+    return text;
   }
 
   function commOf(d) {
@@ -1303,7 +1342,8 @@
   // operator's `reason` and, for a failed command, the failure text as `error`.
   function commandTexts(id, rec) {
     const reason = typeof rec.reason === 'string' ? rec.reason : null;
-    const failure = rec.result === 'failed' && typeof rec.error === 'string' ? rec.error : null;
+    const failure = rec.result === 'failed' && typeof rec.error === 'string'
+      ? codedText(rec.error_code, rec.error_params, rec.error) : null;
     return { operator: reason, failure: failure };
   }
 
@@ -1714,6 +1754,9 @@
       case 'actor_restart': key = 'evm_actor_restart'; break;
       case 'limit_crossed': key = p.side === 'high' ? 'evm_limit_high' : 'evm_limit_low'; break;
       case 'limit_cleared': key = 'evm_limit_cleared'; break;
+      case 'valve_fault':
+        // The fault's reason with its code (issue 7 §7); an event stored before codes shows the English text.
+        return codedText(p.error_code, p.error_params, p.reason || ev.message || '');
       case 'valve_fault_cleared': {
         // `how` comes as JSON: {"how":"read_back","state":…} or {"how":"reset","by":…,"reason":…}.
         let how = null;
@@ -1735,7 +1778,8 @@
     }
     if (!key) return ev.message ? String(ev.message) : '';
     let text = t(key, vars);
-    if (p.error) text += ': ' + String(p.error);
+    // The device's last error, in the page's language when it came with a code (issue 7 §7).
+    if (p.error) text += ': ' + codedText(p.error_code, p.error_params, String(p.error));
     return text;
   }
 

@@ -86,6 +86,11 @@ pub enum ErrorCode {
     StoreUnavailable,
     /// The driver's state was lost and the connection must be replaced.
     Internal,
+    /// A valve command was written but the valve was not read back in the commanded position within `ms`;
+    /// `seen` is what it last reported (`open`, `closed`, `moving`, `fault`, `other` with `code`, or `nothing`).
+    ValveNotConfirmed,
+    /// The valve reports a fault of its own.
+    ValveReportsFault,
 }
 
 /// One parameter of an error: a number (milliseconds, an exception code) or a text (a meter id, a detail).

@@ -12,6 +12,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::comm::{CommError, ErrorCode, ErrorParams};
 use super::reading::Timestamp;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,14 +159,39 @@ pub enum CommandResult {
     /// Already in the commanded position; nothing was written.
     AlreadyInPosition,
     /// Not confirmed: why (timeout, device fault, no connection, write refused). Named `error` so that it never
-    /// collides with the operator's `reason` when the result is flattened into a record.
-    Failed { error: String },
+    /// collides with the operator's `reason` when the result is flattened into a record. `error` is the English
+    /// text; `error_code` and `error_params` let a page render it in its language (issue 7 §7), absent in
+    /// records stored before they existed.
+    Failed {
+        error: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error_code: Option<ErrorCode>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error_params: Option<ErrorParams>,
+    },
 }
 
 impl CommandResult {
     pub fn ok(&self) -> bool {
         !matches!(self, CommandResult::Failed { .. })
     }
+
+    /// A failure with its code and parameters.
+    pub fn failed(e: &CommError) -> CommandResult {
+        CommandResult::Failed { error: e.text.clone(), error_code: Some(e.code), error_params: Some(e.params.clone()) }
+    }
+}
+
+/// Why a command did not even start: `stage` says where (`before_command`: the valve could not be read;
+/// `refused`: it refused the write; `not_sent`: the write got no valid reply), added to the comm error's
+/// parameters, with its text prefixed for the English rendering.
+pub fn command_failure(stage: &str, e: &CommError) -> CommError {
+    let prefix = match stage {
+        "before_command" => "valve unreachable before the command",
+        "refused" => "the valve refused the command",
+        _ => "the command could not be sent",
+    };
+    CommError { text: format!("{prefix}: {}", e.text), ..e.clone().with("stage", stage) }
 }
 
 /// The record of one command: who asked, why, when, and how it ended.
@@ -206,7 +232,13 @@ pub enum FaultClearing {
 /// A change of a valve's fault, to be published as an event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FaultChange {
-    Raised { reason: String },
+    /// `reason` is the English text; `code` and `params` render it in a language (absent for a fault latched
+    /// before codes existed).
+    Raised {
+        reason: String,
+        code: Option<ErrorCode>,
+        params: ErrorParams,
+    },
     Cleared(FaultClearing),
 }
 
@@ -222,6 +254,11 @@ pub enum ResetRefused {
 /// Why a valve reporting a fault of its own is in fault.
 pub const DEVICE_FAULT: &str = "the valve reports a fault";
 
+/// [`DEVICE_FAULT`] with its code.
+pub fn device_fault() -> CommError {
+    CommError::new(ErrorCode::ValveReportsFault, DEVICE_FAULT)
+}
+
 /// What is kept of a valve, across restarts too: its state, its last command and the latched fault.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ValveStatus {
@@ -233,11 +270,14 @@ pub struct ValveStatus {
 fn edge(
     was: bool,
     now: bool,
-    raised: impl FnOnce() -> String,
+    raised: impl FnOnce() -> (String, Option<ErrorCode>, ErrorParams),
     cleared: impl FnOnce() -> FaultClearing,
 ) -> Option<FaultChange> {
     match (was, now) {
-        (false, true) => Some(FaultChange::Raised { reason: raised() }),
+        (false, true) => {
+            let (reason, code, params) = raised();
+            Some(FaultChange::Raised { reason, code, params })
+        }
         (true, false) => Some(FaultChange::Cleared(cleared())),
         _ => None,
     }
@@ -262,7 +302,11 @@ impl ValveStatus {
             None => self.state = reported.as_state(),
         }
         let state = self.state;
-        edge(was, self.in_fault(), || DEVICE_FAULT.to_owned(), || FaultClearing::ReadBack { state })
+        let device = || {
+            let e = device_fault();
+            (e.text, Some(e.code), e.params)
+        };
+        edge(was, self.in_fault(), device, || FaultClearing::ReadBack { state })
     }
 
     /// A command ended; `was_in_fault` is whether the valve was in fault when the command began, `written`
@@ -273,12 +317,12 @@ impl ValveStatus {
     pub fn command_ended(&mut self, was_in_fault: bool, written: bool, record: CommandRecord) -> Option<FaultChange> {
         self.state = record.state;
         let failure = match &record.result {
-            CommandResult::Failed { error } => {
+            CommandResult::Failed { error, error_code, error_params } => {
                 if written && record.state == ValveState::Fault {
                     self.fault =
                         Some(LatchedFault { action: record.action, since: record.finished_at, reason: error.clone() });
                 }
-                Some(error.clone())
+                Some((error.clone(), *error_code, error_params.clone().unwrap_or_default()))
             }
             CommandResult::Confirmed | CommandResult::AlreadyInPosition => {
                 self.fault = None;
@@ -290,7 +334,12 @@ impl ValveStatus {
         edge(
             was_in_fault,
             self.in_fault(),
-            || failure.unwrap_or_else(|| DEVICE_FAULT.to_owned()),
+            || {
+                failure.unwrap_or_else(|| {
+                    let e = device_fault();
+                    (e.text, Some(e.code), e.params)
+                })
+            },
             || FaultClearing::ReadBack { state },
         )
     }
@@ -377,13 +426,26 @@ mod tests {
     }
 
     fn timed_out() -> CommandResult {
-        CommandResult::Failed { error: "not confirmed within 1s".into() }
+        let e = CommError::new(ErrorCode::ValveNotConfirmed, "not confirmed within 1s").with("ms", 1000);
+        CommandResult::failed(&e)
+    }
+
+    fn raised(reason: &str, code: ErrorCode, params: &[(&str, i64)]) -> Option<FaultChange> {
+        let params = params.iter().map(|(k, v)| ((*k).to_owned(), (*v).into())).collect();
+        Some(FaultChange::Raised { reason: reason.into(), code: Some(code), params })
+    }
+
+    #[test]
+    fn a_failure_before_the_command_names_its_stage() {
+        let stage = command_failure("refused", &CommError::new(ErrorCode::Exception, "exception 0x02").with("code", 2));
+        assert_eq!(stage.text, "the valve refused the command: exception 0x02");
+        assert_eq!((stage.code, stage.params.len()), (ErrorCode::Exception, 2));
     }
 
     fn latched_close() -> ValveStatus {
         let mut s = ValveStatus { state: ValveState::Open, ..ValveStatus::default() };
         let change = s.command_ended(false, true, record(ValveAction::Close, timed_out(), ValveState::Fault));
-        assert_eq!(change, Some(FaultChange::Raised { reason: "not confirmed within 1s".into() }));
+        assert_eq!(change, raised("not confirmed within 1s", ErrorCode::ValveNotConfirmed, &[("ms", 1000)]));
         s
     }
 
@@ -411,7 +473,7 @@ mod tests {
     #[test]
     fn a_successful_command_clears_the_latch_and_a_failure_that_never_moved_keeps_it() {
         let mut s = latched_close();
-        let unreachable = CommandResult::Failed { error: "the command could not be sent".into() };
+        let unreachable = CommandResult::failed(&CommError::new(ErrorCode::Timeout, "the command could not be sent"));
         assert_eq!(s.command_ended(true, false, record(ValveAction::Open, unreachable, ValveState::Fault)), None);
         assert_eq!(s.fault.as_ref().map(|f| f.action), Some(ValveAction::Close), "the first latch is kept");
         let change = s.command_ended(true, true, record(ValveAction::Open, CommandResult::Confirmed, ValveState::Open));
@@ -419,7 +481,7 @@ mod tests {
         assert_eq!((s.state, s.fault.as_ref()), (ValveState::Open, None));
         assert_eq!(s.last_command.as_ref().map(|r| r.action), Some(ValveAction::Open));
         // A failure without a fault (the valve was unreachable) raises nothing.
-        let unreachable = CommandResult::Failed { error: "unreachable".into() };
+        let unreachable = CommandResult::failed(&CommError::new(ErrorCode::Timeout, "unreachable"));
         assert_eq!(s.command_ended(false, false, record(ValveAction::Close, unreachable, ValveState::Open)), None);
         assert_eq!(s.fault, None);
     }
@@ -427,7 +489,7 @@ mod tests {
     #[test]
     fn a_fault_the_valve_reports_itself_is_raised_and_cleared_by_reads_without_latching() {
         let mut s = ValveStatus::default();
-        assert_eq!(s.polled(Reported::Fault), Some(FaultChange::Raised { reason: DEVICE_FAULT.into() }));
+        assert_eq!(s.polled(Reported::Fault), raised(DEVICE_FAULT, ErrorCode::ValveReportsFault, &[]));
         assert_eq!(s.fault, None);
         assert_eq!(s.reset(Some(Reported::Fault), "op", "why"), Err(ResetRefused::DeviceReportsFault));
         assert_eq!(

@@ -129,7 +129,7 @@ impl FieldDeviceState {
 
     fn publish_comm_event(&self, event: CommEvent, now: Timestamp) {
         let spec = &self.args.spec;
-        self.args.ctx.events.comm(event, &spec.id, &spec.region, now, self.comm.last_error.clone());
+        self.args.ctx.events.comm_status(event, &spec.id, &spec.region, now, &self.comm);
     }
 
     /// Starts a tick over the values that are due now.

@@ -53,7 +53,10 @@ mod tests {
                 reason: "arrears".into(),
                 requested_at: Timestamp(1),
                 finished_at: Timestamp(2),
-                result: CommandResult::Failed { error: "not confirmed".into() },
+                result: CommandResult::failed(
+                    &crate::model::CommError::new(crate::model::ErrorCode::ValveNotConfirmed, "not confirmed")
+                        .with("ms", 60_000),
+                ),
                 state: ValveState::Fault,
             }),
             fault: Some(LatchedFault {
