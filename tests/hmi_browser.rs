@@ -726,3 +726,112 @@ async fn the_demo_labels_each_kind_and_renders_errors_in_the_chosen_language() {
     assert_eq!(browser.page_errors(), Vec::<String>::new(), "uncaught exceptions or console errors in the page");
     server.app.shutdown().await;
 }
+
+/// What the layout looks like at the current viewport, as JavaScript: the page's and the body's scroll width
+/// against the window's, whether the event panel, its filter form, its history list and the "comm lost now"
+/// line are shown, and which of those elements (and device cards, summary tiles) stick out of the window.
+const LAYOUT: &str = "(() => {
+    const shown = e => !!e && e.checkVisibility() && (r => r.width > 0 && r.height > 0)(e.getBoundingClientRect());
+    const W = Math.min(innerWidth, screen.width);
+    const sticksOut = e => (r => r.left < -0.5 || r.right > W + 0.5)(e.getBoundingClientRect());
+    // Anything inside a container that clips or scrolls sideways may be wider than the window: it does not
+    // widen the page, the container scrolls.
+    const clipped = e => { for (let p = e.parentElement; p && p !== document.body; p = p.parentElement) {
+        if (getComputedStyle(p).overflowX !== 'visible') return true; } return false; };
+    const out = [...document.querySelectorAll('body *')].filter(e => shown(e) && sticksOut(e) && !clipped(e))
+        .map(e => (e.id || e.dataset.device || e.className || e.tagName) + ' ' +
+             Math.round(e.getBoundingClientRect().left) + '..' + Math.round(e.getBoundingClientRect().right));
+    return {
+        inner: innerWidth, screen: screen.width, page: document.documentElement.scrollWidth, body: document.body.scrollWidth,
+        panel: shown(document.querySelector('.events-panel')), form: shown(document.querySelector('#ev-filter')),
+        search: shown(document.querySelector('#evf-search')), events: document.querySelectorAll('#events > li').length,
+        lost: (e => shown(e) ? e.textContent : null)(document.querySelector('#lost-now')),
+        cards: [...document.querySelectorAll('[data-device]')].filter(shown).length,
+        // Value tables that only fit by scrolling sideways inside their card.
+        scrolling: [...document.querySelectorAll('.values')].filter(e => e.scrollWidth > e.clientWidth + 1).length,
+        out: out,
+    };
+})()";
+
+/// The kinds of the events the panel lists, and whether it shows search results.
+const LISTED: &str = "({ kinds: [...document.querySelectorAll('#events > li')].map(e => e.dataset.kind), \
+     searching: document.querySelector('#events-mode').checkVisibility(), \
+     mode: document.querySelector('#events-mode').textContent })";
+
+/// The event panel and the device list at a control-room monitor (1920×1080) and at a phone (390×844), in
+/// Chinese and in English: nothing runs wider than the window, the panel, its filter form, its history and the
+/// "comm lost now" line are shown, and the filter form submits and filters (issue 7, the HMI's done-when).
+/// Screenshots: `target/hmi-layout-{1920,390}-{zh,en}.png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_panel_and_device_list_fit_a_monitor_and_a_phone_in_both_languages() {
+    let browser = Browser::launch().await;
+    let server = start(VILLAGE).await;
+    sign_in(&browser, &server, "admin", ADMIN_PASSWORD).await;
+    // Something to list: a concentrator falls silent (comm lost now, and a comm_lost event).
+    server.sim().set_fault("east-c2", ModbusFault { silent: true, ..ModbusFault::default() }).unwrap();
+    browser
+        .wait_for(
+            "east-c2 comm-lost now and in the event list",
+            LAYOUT,
+            "document.querySelector('.events-panel').outerHTML",
+            |v| (v["lost"].as_str()?.contains("east-c2") && v["events"].as_u64()? > 0).then_some(()),
+        )
+        .await;
+
+    for (width, height, lang) in [(1920, 1080, "zh"), (1920, 1080, "en"), (390, 844, "en"), (390, 844, "zh")] {
+        let at = format!("{width}x{height} {lang}");
+        browser.set_viewport(width, height, width < 600).await;
+        browser.click(&format!(".lang-switch button[data-lang=\"{lang}\"]")).await;
+        let layout: Value = browser
+            .wait_for(&format!("the layout at {at}"), LAYOUT, "''", |v| {
+                let relaid = v["screen"] == width && v["lost"].is_string();
+                let translated = browser_lang_ok(v["lost"].as_str()?, lang);
+                (relaid && translated).then(|| v.clone())
+            })
+            .await;
+        browser.screenshot(&target_dir().join(format!("hmi-layout-{width}-{lang}.png"))).await;
+        // On a phone a page wider than the screen would widen the layout viewport (zoomed out) instead.
+        assert_eq!(layout["inner"], width, "{at}: the page is wider than the screen: {layout}");
+        assert!(layout["page"].as_u64() <= layout["inner"].as_u64(), "{at}: the page scrolls sideways: {layout}");
+        assert!(layout["body"].as_u64() <= layout["inner"].as_u64(), "{at}: the body is too wide: {layout}");
+        assert_eq!(layout["out"], json!([]), "{at}: elements stick out of the window: {layout}");
+        assert_eq!(layout["scrolling"], 0, "{at}: a logger's table scrolls inside its card: {layout}");
+        assert_eq!(
+            (&layout["panel"], &layout["form"], &layout["search"], &layout["cards"]),
+            (&json!(true), &json!(true), &json!(true), &json!(4)),
+            "{at}: {layout}"
+        );
+
+        // The filter form: only comm_lost events, through the search button; then back to live.
+        browser.eval("(s => { s.value = 'comm_lost'; s.dispatchEvent(new Event('change')); })(document.querySelector('#evf-kind'))").await.unwrap();
+        browser.click("#evf-search").await;
+        let listed: Value = browser
+            .wait_for(
+                &format!("comm_lost search results at {at}"),
+                LISTED,
+                "document.querySelector('.events-panel').outerHTML",
+                |v| {
+                    let kinds = v["kinds"].as_array()?;
+                    (v["searching"] == true && !kinds.is_empty() && kinds.iter().all(|k| k == "comm_lost"))
+                        .then(|| v.clone())
+                },
+            )
+            .await;
+        let mode = listed["mode"].as_str().unwrap_or("");
+        assert!(if lang == "zh" { mode.contains("历史查询结果") } else { mode.contains("results") }, "{at}: {listed}");
+        browser.eval("document.querySelector('#evf-kind').value = ''").await.unwrap();
+        browser.click("#evf-live").await;
+        browser
+            .wait_for(&format!("the live list again at {at}"), LISTED, "''", |v| {
+                (v["searching"] == false).then_some(())
+            })
+            .await;
+    }
+    assert_eq!(browser.page_errors(), Vec::<String>::new(), "uncaught exceptions or console errors in the page");
+    server.app.shutdown().await;
+}
+
+/// Whether the "comm lost now" text is in `lang` (the page has switched).
+fn browser_lang_ok(lost: &str, lang: &str) -> bool {
+    lost.contains("当前通信中断") == (lang == "zh")
+}

@@ -187,6 +187,7 @@
       evm_limit_cleared: '{parameter} {value} {unit} 恢复到限值以内',
       evm_valve_read_back: '回读阀位：{state}',
       evm_valve_reset: '{by} 复位：{reason}',
+      evm_with_error: '{text}：{error}',
       lost_now: '当前通信中断：{list}',
       evf_region: '区域',
       evf_kind: '类型',
@@ -401,6 +402,7 @@
       evm_limit_cleared: '{parameter} {value} {unit} back within its limits',
       evm_valve_read_back: 'read back {state}',
       evm_valve_reset: 'reset by {by}: {reason}',
+      evm_with_error: '{text}: {error}',
       lost_now: 'Comm lost now: {list}',
       evf_region: 'Region',
       evf_kind: 'Kind',
@@ -1779,7 +1781,7 @@
     if (!key) return ev.message ? String(ev.message) : '';
     let text = t(key, vars);
     // The device's last error, in the page's language when it came with a code (issue 7 §7).
-    if (p.error) text += ': ' + codedText(p.error_code, p.error_params, String(p.error));
+    if (p.error) text = t('evm_with_error', { text: text, error: codedText(p.error_code, p.error_params, String(p.error)) });
     return text;
   }
 

@@ -163,6 +163,16 @@ impl Browser {
         browser
     }
 
+    /// Resizes the page's viewport to `width` × `height` CSS pixels; `mobile` emulates a phone (the meta
+    /// viewport applies, scrollbars overlay). The page is not reloaded: it lays out again as on a rotation.
+    pub async fn set_viewport(&self, width: u32, height: u32, mobile: bool) {
+        let metrics = json!({
+            "width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile,
+            "screenWidth": width, "screenHeight": height,
+        });
+        self.page("Emulation.setDeviceMetricsOverride", metrics).await.unwrap_or_else(|e| self.fail(&e));
+    }
+
     /// Panics with `error` and the tail of Chromium's stderr.
     fn fail(&self, error: &str) -> ! {
         panic!("{error}\nchromium stderr (last lines):\n{}", self.process.log_tail())
