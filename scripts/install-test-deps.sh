@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond the Rust toolchain, from Debian's packages:
-# - chromium, which tests/hmi_browser.rs drives headless;
+# - chromium, which tests/hmi_browser.rs drives headless, and a Chinese font (fonts-wqy-zenhei), without which
+#   the zh-CN pages render as boxes in the screenshots the browser tests save for people to look at;
 # - mosquitto, the MQTT broker that drivers/tests/mqtt_*.rs start (each test runs its own broker process on a
 #   free port; the package's system service is not started, and not needed).
 # Idempotent: it does nothing for a program that is already there, and refreshes the package lists only when a
@@ -74,5 +75,16 @@ install_mosquitto() {
     echo "install-test-deps: installed $("$MOSQUITTO" -h 2>/dev/null | head -n 1)"
 }
 
+install_cjk_font() {
+    if fc-list 2>/dev/null | grep -qi 'wqy'; then
+        echo "install-test-deps: a Chinese font is already installed, nothing to do"
+        return
+    fi
+    ensure_known fonts-wqy-zenhei
+    echo "install-test-deps: installing the Debian package fonts-wqy-zenhei"
+    "${SUDO[@]}" apt-get install -y -q --no-install-recommends fonts-wqy-zenhei
+}
+
 install_chromium
+install_cjk_font
 install_mosquitto
