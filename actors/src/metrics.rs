@@ -81,6 +81,29 @@ pub struct Metrics {
     pub readings_time_future: AtomicU64,
     /// Readings and samples older than `defaults.max_age` (stored flagged `time_stale`).
     pub readings_time_stale: AtomicU64,
+    /// Resource limits reached (issue 8 §3): connections refused, evicted or timed out, and the like.
+    pub limits: LimitMetrics,
+}
+
+/// Counters of the resource limits (issue 8 §3), one per limit and reason, so an operator sees which limit
+/// bites. Rendered under `waterworks_http_*`, `waterworks_hj212_*`, `waterworks_ws_*` and friends.
+#[derive(Debug, Default)]
+pub struct LimitMetrics {
+    /// HTTP connections open now (a gauge), counting upgraded WebSocket connections.
+    pub http_connections: AtomicI64,
+    /// Connections answered 503 because every slot held a request in progress.
+    pub http_refused_full: AtomicU64,
+    /// Idle connections (no request in progress) closed to make room for a new one at the cap.
+    pub http_evicted: AtomicU64,
+    /// Connections closed because a limit of time passed: no request head begun within `idle_timeout`
+    /// (`idle`), a head not complete within `header_timeout` (`header`), a request body or a response that
+    /// stopped moving for `idle_timeout` (`body`, `write`).
+    pub http_timeout_idle: AtomicU64,
+    pub http_timeout_header: AtomicU64,
+    pub http_timeout_body: AtomicU64,
+    pub http_timeout_write: AtomicU64,
+    /// `accept` failures (most often the process's file limit reached).
+    pub http_accept_errors: AtomicU64,
 }
 
 impl Metrics {

@@ -5,6 +5,7 @@
 //!   only the domain handle it serves (`State<FieldApi>`, `State<UsersApi>`, …, through `FromRef`);
 //! - `session`: sessions, login throttling and the credential check, the authenticated-user extractor;
 //!   `cookie`: the session cookie's name and form;
+//! - [`serve`]: the connection loop with its limits (timeouts, the connection cap; issue 8 §3);
 //! - `routes`: JSON handlers; `ws`: the live stream; `metrics`: Prometheus text; `openapi`: the API document;
 //! - `assets/`: the web page, compiled into the binary (no CDN; DESIGN.md §10).
 //!
@@ -16,6 +17,7 @@ mod error;
 mod metrics;
 pub mod openapi;
 mod routes;
+pub mod serve;
 mod session;
 mod ws;
 
@@ -31,6 +33,7 @@ use axum::Router;
 use actors::api::{EventsApi, FieldApi, SystemApi, UsersApi};
 use actors::metrics::Metrics;
 pub use error::AppError;
+pub use serve::{serve, ServerLimits};
 use session::{AuthUser, Sessions, Throttle};
 
 /// HTTP settings.

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
-use actors::metrics::Metrics;
+use actors::metrics::{LimitMetrics, Metrics};
 
 pub fn render(m: &Metrics) -> String {
     let mut out = String::new();
@@ -94,5 +94,34 @@ pub fn render(m: &Metrics) -> String {
             sum_us as f64 / 1e6
         );
     }
+    render_limits(&mut out, &m.limits);
     out
+}
+
+/// The resource limits (issue 8 §3): one series per limit, labelled by reason where a limit has several.
+fn render_limits(out: &mut String, l: &LimitMetrics) {
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let _ = writeln!(
+        out,
+        "# HELP waterworks_http_connections HTTP connections open, live streams included.\n\
+         # TYPE waterworks_http_connections gauge\nwaterworks_http_connections {}",
+        l.http_connections.load(Ordering::Relaxed)
+    );
+    let name = "waterworks_http_connections_closed_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} HTTP connections closed or refused by a limit (server.header_timeout, idle_timeout, \
+         max_connections; accept failures such as the file limit).\n# TYPE {name} counter"
+    );
+    for (reason, c) in [
+        ("idle_timeout", &l.http_timeout_idle),
+        ("header_timeout", &l.http_timeout_header),
+        ("body_timeout", &l.http_timeout_body),
+        ("write_timeout", &l.http_timeout_write),
+        ("evicted", &l.http_evicted),
+        ("refused_full", &l.http_refused_full),
+        ("accept_error", &l.http_accept_errors),
+    ] {
+        let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {}", get(c));
+    }
 }

@@ -62,6 +62,8 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub secure_cookies: bool,
     pub session_idle: Duration,
+    /// Timeouts and the connection cap of the HTTP server (issue 8 §3).
+    pub limits: hmi::ServerLimits,
 }
 
 /// The whole validated configuration.
@@ -172,7 +174,24 @@ fn resolve_server(check: &mut Check, raw: &RawServer) -> ServerConfig {
         data_dir: raw.data_dir.clone().unwrap_or_else(|| PathBuf::from("/var/lib/waterworks")),
         secure_cookies: raw.secure_cookies.unwrap_or(false),
         session_idle: check.duration("server.session_idle", raw.session_idle.as_ref(), Duration::from_secs(8 * 3600)),
+        limits: resolve_server_limits(check, raw),
     }
+}
+
+/// `server.header_timeout`, `idle_timeout` (positive durations, as every duration), `max_connections`.
+fn resolve_server_limits(check: &mut Check, raw: &RawServer) -> hmi::ServerLimits {
+    let d = hmi::ServerLimits::default();
+    let header_timeout = check.duration("server.header_timeout", raw.header_timeout.as_ref(), d.header_timeout);
+    let idle_timeout = check.duration("server.idle_timeout", raw.idle_timeout.as_ref(), d.idle_timeout);
+    let max_connections = match raw.max_connections {
+        None => d.max_connections,
+        Some(n) if (1..=1_000_000).contains(&n) => usize::try_from(n).unwrap_or(d.max_connections),
+        Some(n) => {
+            check.add("server.max_connections", format!("{n} is out of range 1–1000000"));
+            d.max_connections
+        }
+    };
+    hmi::ServerLimits { header_timeout, idle_timeout, max_connections }
 }
 
 /// `[supervision]`: the restart policy of every supervisor.
@@ -327,6 +346,35 @@ mod tests {
     use super::*;
     use actors::field::DeviceKindSpec;
     use drivers::mqtt::TimeFallback;
+
+    #[test]
+    fn http_limits_have_defaults_and_are_checked() {
+        let c = parse("test.toml", super::testing::MINIMAL, None).unwrap();
+        assert_eq!(c.server.limits, hmi::ServerLimits::default());
+        let text = format!(
+            "[server]\nheader_timeout = \"2s\"\nidle_timeout = \"30s\"\nmax_connections = 64\n{}",
+            super::testing::MINIMAL
+        );
+        let c = parse("test.toml", &text, None).unwrap();
+        let want = hmi::ServerLimits {
+            header_timeout: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 64,
+        };
+        assert_eq!(c.server.limits, want);
+        let bad = format!(
+            "[server]\nheader_timeout = \"0s\"\nidle_timeout = \"soon\"\nmax_connections = 0\n{}",
+            super::testing::MINIMAL
+        );
+        check(
+            &bad,
+            &[
+                "test.toml: server.header_timeout",
+                "test.toml: server.idle_timeout",
+                "test.toml: server.max_connections",
+            ],
+        );
+    }
 
     #[test]
     fn demo_and_example_are_valid() {

@@ -166,6 +166,10 @@ pub(super) struct RawServer {
     pub(super) devices_dir: Option<PathBuf>,
     /// The utility's IANA time zone (issue 7 §4); resolved with the `[defaults]` time keys in `mod.rs`.
     pub(super) timezone: Option<String>,
+    /// The HTTP server's limits (issue 8 §3).
+    pub(super) header_timeout: Option<String>,
+    pub(super) idle_timeout: Option<String>,
+    pub(super) max_connections: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
