@@ -104,6 +104,14 @@ pub struct LimitMetrics {
     pub http_timeout_write: AtomicU64,
     /// `accept` failures (most often the process's file limit reached).
     pub http_accept_errors: AtomicU64,
+    /// HJ 212 connections closed at once: every connection was a verified station (`[hj212] max_connections`).
+    pub hj212_refused_full: AtomicU64,
+    /// HJ 212 connections closed at once: their address held `max_unverified_per_peer` unverified ones.
+    pub hj212_refused_per_peer: AtomicU64,
+    /// Unverified HJ 212 connections closed to make room at the cap.
+    pub hj212_evicted: AtomicU64,
+    /// HJ 212 connections closed because no valid frame came within `verify_timeout`.
+    pub hj212_verify_timeouts: AtomicU64,
 }
 
 impl Metrics {

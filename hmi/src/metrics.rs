@@ -124,4 +124,18 @@ fn render_limits(out: &mut String, l: &LimitMetrics) {
     ] {
         let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {}", get(c));
     }
+    let name = "waterworks_hj212_connections_closed_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} HJ 212 connections closed or refused by a limit ([hj212] max_connections, \
+         max_unverified_per_peer, verify_timeout).\n# TYPE {name} counter"
+    );
+    for (reason, c) in [
+        ("refused_full", &l.hj212_refused_full),
+        ("refused_per_peer", &l.hj212_refused_per_peer),
+        ("evicted", &l.hj212_evicted),
+        ("verify_timeout", &l.hj212_verify_timeouts),
+    ] {
+        let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {}", get(c));
+    }
 }

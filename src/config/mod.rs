@@ -134,6 +134,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
 
     let regions = resolve_regions(&mut rs, &raw.region);
     let hj212_listen = hj212::resolve_listen(&mut rs.check, raw.hj212.as_ref());
+    let hj212_limits = hj212::resolve_limits(&mut rs.check, raw.hj212.as_ref());
     let mqtt = raw.mqtt.as_ref().map(|m| mqtt::resolve_broker(&mut rs.check, m, simulator.is_some()));
     cross::check_sections(
         &mut rs.check,
@@ -155,6 +156,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
         live_replay: raw.live.replay.unwrap_or(4096).max(1),
         live_channel: raw.live.channel.unwrap_or(1024).max(1),
         hj212_listen,
+        hj212_limits,
         mqtt,
         lines: lines.settings,
         time,
@@ -373,6 +375,30 @@ mod tests {
                 "test.toml: server.idle_timeout",
                 "test.toml: server.max_connections",
             ],
+        );
+    }
+
+    #[test]
+    fn hj212_limits_have_defaults_and_are_checked() {
+        let station = "[[region.station]]\nid = \"st1\"\nmn = \"ST0001\"\nfactors = [{ factor = \"w01001\" }]\n";
+        let with =
+            |keys: &str| format!("[hj212]\nlisten = \"127.0.0.1:9212\"\n{keys}{}{station}", super::testing::MINIMAL);
+        let c = parse("test.toml", &with(""), None).unwrap();
+        assert_eq!(c.tree.hj212_limits, actors::station::Hj212Limits::default());
+        let keys =
+            "max_connections = 64\nmax_unverified_per_peer = 2\nverify_timeout = \"5s\"\nidle_timeout = \"2m\"\n";
+        let c = parse("test.toml", &with(keys), None).unwrap();
+        let want = actors::station::Hj212Limits {
+            max_connections: 64,
+            max_unverified_per_peer: 2,
+            verify_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(120),
+        };
+        assert_eq!(c.tree.hj212_limits, want);
+        let bad = "max_connections = 0\nmax_unverified_per_peer = 0\nverify_timeout = \"0s\"\nidle_timeout = \"x\"\n";
+        check(
+            &with(bad),
+            &["hj212.max_connections", "hj212.max_unverified_per_peer", "hj212.verify_timeout", "hj212.idle_timeout"],
         );
     }
 

@@ -127,6 +127,11 @@ pub(super) struct RawMqttGroup {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHj212 {
     pub(super) listen: String,
+    /// Limits against strangers (issue 8 §3).
+    pub(super) max_connections: Option<u64>,
+    pub(super) max_unverified_per_peer: Option<u64>,
+    pub(super) verify_timeout: Option<String>,
+    pub(super) idle_timeout: Option<String>,
 }
 
 #[derive(Deserialize)]
