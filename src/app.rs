@@ -195,8 +195,11 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
         None => None,
     };
 
-    let hmi_config =
-        hmi::HmiConfig { secure_cookies: config.server.secure_cookies, session_idle: config.server.session_idle };
+    let hmi_config = hmi::HmiConfig {
+        secure_cookies: config.server.secure_cookies,
+        session_idle: config.server.session_idle,
+        live: config.server.live,
+    };
     let router = hmi::router(tree.handle.clone(), hmi_config);
     let (stop_server, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(hmi::serve(listener, router, tree.handle.clone(), config.server.limits, async move {

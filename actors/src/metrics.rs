@@ -112,6 +112,10 @@ pub struct LimitMetrics {
     pub hj212_evicted: AtomicU64,
     /// HJ 212 connections closed because no valid frame came within `verify_timeout`.
     pub hj212_verify_timeouts: AtomicU64,
+    /// Live-stream clients dropped for not answering a ping before the next one (`live.ping`).
+    pub ws_dropped_no_pong: AtomicU64,
+    /// Live-stream clients dropped because a send took longer than `live.write_timeout`.
+    pub ws_dropped_write_timeout: AtomicU64,
 }
 
 impl Metrics {

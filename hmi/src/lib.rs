@@ -35,6 +35,7 @@ use actors::metrics::Metrics;
 pub use error::AppError;
 pub use serve::{serve, ServerLimits};
 use session::{AuthUser, Sessions, Throttle};
+pub use ws::LiveLimits;
 
 /// HTTP settings.
 #[derive(Clone, Debug)]
@@ -43,11 +44,13 @@ pub struct HmiConfig {
     pub secure_cookies: bool,
     /// A session unused this long ends.
     pub session_idle: Duration,
+    /// How the live stream finds clients that stopped reading (issue 8 §3).
+    pub live: LiveLimits,
 }
 
 impl Default for HmiConfig {
     fn default() -> Self {
-        HmiConfig { secure_cookies: false, session_idle: Duration::from_secs(8 * 3600) }
+        HmiConfig { secure_cookies: false, session_idle: Duration::from_secs(8 * 3600), live: LiveLimits::default() }
     }
 }
 

@@ -138,4 +138,13 @@ fn render_limits(out: &mut String, l: &LimitMetrics) {
     ] {
         let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {}", get(c));
     }
+    let name = "waterworks_ws_dropped_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Live-stream clients dropped because they stopped reading (no pong since the last ping, \
+         live.ping; a send longer than live.write_timeout).\n# TYPE {name} counter"
+    );
+    for (reason, c) in [("no_pong", &l.ws_dropped_no_pong), ("write_timeout", &l.ws_dropped_write_timeout)] {
+        let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {}", get(c));
+    }
 }

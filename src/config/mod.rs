@@ -64,6 +64,8 @@ pub struct ServerConfig {
     pub session_idle: Duration,
     /// Timeouts and the connection cap of the HTTP server (issue 8 §3).
     pub limits: hmi::ServerLimits,
+    /// `[live] ping`, `write_timeout`: how the live stream drops clients that stopped reading.
+    pub live: hmi::LiveLimits,
 }
 
 /// The whole validated configuration.
@@ -123,7 +125,12 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
     let models = models::load_models(devices_dir.as_deref(), &mut model_problems);
     check.extend(model_problems);
 
-    let server = resolve_server(&mut check, &raw.server);
+    let mut server = resolve_server(&mut check, &raw.server);
+    let d = hmi::LiveLimits::default();
+    server.live = hmi::LiveLimits {
+        ping: check.duration("live.ping", raw.live.ping.as_ref(), d.ping),
+        write_timeout: check.duration("live.write_timeout", raw.live.write_timeout.as_ref(), d.write_timeout),
+    };
     let policy = resolve_supervision(&mut check, &raw.supervision);
     let simulator = resolve_simulator(&mut check, raw.simulator.as_ref());
     let defaults = resolve_defaults(&mut check, &raw.defaults);
@@ -177,6 +184,7 @@ fn resolve_server(check: &mut Check, raw: &RawServer) -> ServerConfig {
         secure_cookies: raw.secure_cookies.unwrap_or(false),
         session_idle: check.duration("server.session_idle", raw.session_idle.as_ref(), Duration::from_secs(8 * 3600)),
         limits: resolve_server_limits(check, raw),
+        live: hmi::LiveLimits::default(),
     }
 }
 

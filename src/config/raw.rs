@@ -198,6 +198,9 @@ pub(super) struct RawStore {
 pub(super) struct RawLive {
     pub(super) replay: Option<usize>,
     pub(super) channel: Option<usize>,
+    /// Clients that stop reading (issue 8 §3): the ping interval and the write timeout.
+    pub(super) ping: Option<String>,
+    pub(super) write_timeout: Option<String>,
 }
 
 #[derive(Deserialize)]
