@@ -116,6 +116,10 @@ pub struct LimitMetrics {
     pub ws_dropped_no_pong: AtomicU64,
     /// Live-stream clients dropped because a send took longer than `live.write_timeout`.
     pub ws_dropped_write_timeout: AtomicU64,
+    /// Valve commands refused because another command to the same valve was pending (HTTP 409).
+    pub valve_commands_busy: AtomicU64,
+    /// Valve commands that waited longer than the valve's `command_expiry` and were not executed.
+    pub valve_commands_expired: AtomicU64,
 }
 
 impl Metrics {

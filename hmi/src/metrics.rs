@@ -147,4 +147,13 @@ fn render_limits(out: &mut String, l: &LimitMetrics) {
     for (reason, c) in [("no_pong", &l.ws_dropped_no_pong), ("write_timeout", &l.ws_dropped_write_timeout)] {
         let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {}", get(c));
     }
+    let name = "waterworks_valve_commands_refused_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Valve commands refused: another command to the valve was pending (busy), or the command \
+         waited longer than the valve's command_expiry (expired).\n# TYPE {name} counter"
+    );
+    for (reason, c) in [("busy", &l.valve_commands_busy), ("expired", &l.valve_commands_expired)] {
+        let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {}", get(c));
+    }
 }

@@ -291,6 +291,8 @@ pub(super) struct RawValve {
     pub(super) poll: Option<String>,
     pub(super) confirm_timeout: Option<String>,
     pub(super) confirm_poll: Option<String>,
+    /// A queued command older than this is refused (issue 8 §3).
+    pub(super) command_expiry: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -160,11 +160,14 @@ pub enum CommandResult {
     /// Not confirmed: why (timeout, device fault, no connection, write refused). Named `error` so that it never
     /// collides with the operator's `reason` when the result is flattened into a record.
     Failed { error: String },
+    /// Waited in the valve's queue longer than its `command_expiry` (behind a command whose caller went
+    /// away): refused without writing anything (issue 8 §3).
+    Expired { waited_ms: u64 },
 }
 
 impl CommandResult {
     pub fn ok(&self) -> bool {
-        !matches!(self, CommandResult::Failed { .. })
+        !matches!(self, CommandResult::Failed { .. } | CommandResult::Expired { .. })
     }
 }
 
@@ -284,6 +287,8 @@ impl ValveStatus {
                 self.fault = None;
                 None
             }
+            // Never reached the valve: what was latched stays.
+            CommandResult::Expired { .. } => None,
         };
         self.last_command = Some(record);
         let state = self.state;
