@@ -2,8 +2,9 @@
 //! after `server.idle_timeout`, a slowloris head after `server.header_timeout`, a full server evicts its
 //! longest-idle connection or answers 503 with `Retry-After`, and `/healthz` keeps answering while hundreds of
 //! idle connections are held against a lowered file limit (the real binary under `ulimit -n`). Timeouts are
-//! configured short (1–2 s) and each test awaits the close rather than sleeping. It does not test the live
-//! stream's own limits (see `server_live.rs`).
+//! configured short (1–2 s) and each test awaits the close rather than sleeping. Over-long user names and
+//! passwords are refused before the throttle, the audit or the store. It does not test the live stream's own
+//! limits (see `server_live.rs`).
 
 mod support;
 
@@ -275,4 +276,42 @@ async fn healthz_answers_while_idle_connections_exceed_the_file_limit() {
     };
     let accept_errors = r#"waterworks_http_connections_closed_total{reason="accept_error"}"#;
     assert!(metric(&server.base, &cookie, accept_errors).await >= 1, "the file limit was reached and counted");
+}
+
+#[tokio::test]
+async fn over_long_user_names_and_passwords_are_refused_before_the_audit() {
+    let server = support::start(LIMITS).await;
+    let cookie = server.admin().await;
+    let audit_len = |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap().as_array().unwrap().len();
+    let before = audit_len(&http(&server.base, "GET", "/api/audit", &[("cookie", &cookie)], "").await.body);
+    let json = [("content-type", "application/json")];
+    let long_name = "a".repeat(60_000);
+    for _ in 0..5 {
+        let started = Instant::now();
+        let body = serde_json::json!({ "username": long_name, "password": "whatever-it-is" }).to_string();
+        let r = http(&server.base, "POST", "/api/login", &json, &body).await;
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert!(r.json()["error"].as_str().unwrap().contains("longer than 64 characters"), "{}", r.body);
+        assert!(started.elapsed() < Duration::from_secs(1), "refused before any password hashing");
+    }
+    let body = serde_json::json!({ "username": "admin", "password": "p".repeat(2000) }).to_string();
+    let r = http(&server.base, "POST", "/api/login", &json, &body).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.json()["error"].as_str().unwrap().contains("longer than 1024 bytes"), "{}", r.body);
+    // Basic credentials go through the same check.
+    let basic = format!("Basic {}", support::browser::base64_encode(format!("{}:x", "b".repeat(1000)).as_bytes()));
+    let r = http(&server.base, "GET", "/api/devices", &[("authorization", &basic)], "").await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    // A new account's password has a ceiling too.
+    let body = serde_json::json!({ "username": "op1", "password": "p".repeat(2000), "role": "operator" }).to_string();
+    let r =
+        http(&server.base, "POST", "/api/users", &[("content-type", "application/json"), ("cookie", &cookie)], &body)
+            .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    // Nothing of it reached the audit (the correct password still works: nothing was throttled).
+    let after = audit_len(&http(&server.base, "GET", "/api/audit", &[("cookie", &cookie)], "").await.body);
+    assert_eq!(after, before, "refused input was audited");
+    let _ = server.admin().await;
+    assert_eq!(metric(&server.base, &cookie, "waterworks_input_too_long_total").await, 8);
+    server.app.shutdown().await;
 }

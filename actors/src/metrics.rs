@@ -120,6 +120,9 @@ pub struct LimitMetrics {
     pub valve_commands_busy: AtomicU64,
     /// Valve commands that waited longer than the valve's `command_expiry` and were not executed.
     pub valve_commands_expired: AtomicU64,
+    /// Input refused (or, at the store's edge, cut) for being longer than its limit: user names, passwords,
+    /// audit fields.
+    pub input_too_long: AtomicU64,
 }
 
 impl Metrics {

@@ -156,4 +156,11 @@ fn render_limits(out: &mut String, l: &LimitMetrics) {
     for (reason, c) in [("busy", &l.valve_commands_busy), ("expired", &l.valve_commands_expired)] {
         let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {}", get(c));
     }
+    let name = "waterworks_input_too_long_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Input refused for being longer than its limit (user names 64 characters, passwords 1024 \
+         bytes) or cut to it at the audit's edge.\n# TYPE {name} counter\n{name} {}",
+        get(&l.input_too_long)
+    );
 }
