@@ -9,10 +9,7 @@ const UNIT: &str = include_str!("../systemd/waterworks.service");
 
 /// Every value given to `key` in the unit, in order.
 fn values(key: &str) -> Vec<&'static str> {
-    UNIT.lines()
-        .filter_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
-        .map(str::trim)
-        .collect()
+    UNIT.lines().filter_map(|l| l.trim().strip_prefix(key)?.strip_prefix('=')).map(str::trim).collect()
 }
 
 #[test]

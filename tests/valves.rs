@@ -434,14 +434,24 @@ async fn a_command_queued_behind_an_abandoned_one_expires() {
     let server = start(&config).await;
     let admin = server.admin().await;
     eventually(Duration::from_secs(10), "valve polled", || async {
-        server.app.handle.field().device("west-v1").await.ok()?.valve.filter(|v| v.state == actors::model::ValveState::Open)
+        server
+            .app
+            .handle
+            .field()
+            .device("west-v1")
+            .await
+            .ok()?
+            .valve
+            .filter(|v| v.state == actors::model::ValveState::Open)
     })
     .await;
     server.sim().set_fault("west-v1", ModbusFault { stuck: true, ..ModbusFault::default() }).unwrap();
     // The first caller goes away while its command runs (the valve actor keeps running it for its 1 s).
     let handle = server.app.handle.clone();
     let abandoned =
-        tokio::spawn(async move { handle.field().command_valve("west-v1", ValveAction::Close, "first", "admin").await });
+        tokio::spawn(
+            async move { handle.field().command_valve("west-v1", ValveAction::Close, "first", "admin").await },
+        );
     eventually(Duration::from_secs(5), "the first command pending", || async {
         server.app.handle.field().valve_command_pending("west-v1").then_some(())
     })

@@ -253,7 +253,8 @@ impl FieldApi {
     fn claim_valve(&self, id: &str, action: ValveAction, by: &str) -> Result<PendingGuard<'_>, ApiError> {
         let mut pending = self.inner.pending_commands.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(p) = pending.get(id) {
-            let n = self.inner.metrics.limits.valve_commands_busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            let n =
+                self.inner.metrics.limits.valve_commands_busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             tracing::info!(message = "Valve command refused: another is pending.", valve = %id, action = %action, by = %by, pending = %p.action, pending_by = %p.by, total = n);
             return Err(ApiError::Conflict(format!(
                 "valve {id}: a command is already in progress ({} by {}); wait for its result",
