@@ -57,7 +57,7 @@ pub struct App {
     sim_control: Option<ControlServer>,
     root: ractor::ActorRef<actors::supervisor::SupervisorMsg>,
     root_join: JoinHandle<()>,
-    server: JoinHandle<std::io::Result<()>>,
+    server: JoinHandle<()>,
     stop_server: oneshot::Sender<()>,
 }
 
@@ -195,17 +195,16 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
         None => None,
     };
 
-    let hmi_config =
-        hmi::HmiConfig { secure_cookies: config.server.secure_cookies, session_idle: config.server.session_idle };
+    let hmi_config = hmi::HmiConfig {
+        secure_cookies: config.server.secure_cookies,
+        session_idle: config.server.session_idle,
+        live: config.server.live,
+    };
     let router = hmi::router(tree.handle.clone(), hmi_config);
     let (stop_server, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let server = tokio::spawn(hmi::serve(listener, router, tree.handle.clone(), config.server.limits, async move {
+        let _ = stopped.await;
+    }));
     tracing::info!(message = "Waterworks running.", %addr, config = %config.source, data_dir = %data_dir.display(), simulated = sim.is_some());
     Ok(App {
         addr,
@@ -234,8 +233,7 @@ impl App {
         tokio::select! {
             _ = &mut self.root_join => Err(anyhow!("the supervision tree stopped: restart intensity exceeded at the root; see the log above")),
             r = &mut self.server => match r {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(anyhow!("the HTTP server failed: {e}")),
+                Ok(()) => Ok(()),
                 Err(e) => Err(anyhow!("the HTTP server task ended: {e}")),
             },
         }

@@ -131,3 +131,119 @@ async fn a_silent_station_is_comm_lost_after_two_intervals_and_recovers() {
     .await;
     server.app.shutdown().await;
 }
+
+/// Connects from the loopback address `127.0.0.{host}` (every 127/8 address is local on Linux), so that a
+/// test can play many peers.
+async fn connect_from(host: u8, to: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::from(([127, 0, 0, host], 0))).unwrap();
+    socket.connect(to).await.expect("connect")
+}
+
+/// Whether the server closed `stream` within `within` (end of stream or a reset).
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 256];
+    matches!(tokio::time::timeout(within, stream.read(&mut buf)).await, Ok(Ok(0) | Err(_)))
+}
+
+/// A series of `/metrics`.
+async fn metric(server: &TestServer, cookie: &str, series: &str) -> u64 {
+    let body = server.get("/metrics", cookie).await.body;
+    body.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok()).unwrap_or_else(|| panic!("no {series}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_station_is_served_while_300_idle_connections_are_held() {
+    // The default limits: 256 connections, 8 unverified per address, 30 s to send a valid frame.
+    let server = start(&village_with_station()).await;
+    let addr = server.app.hj212_addr.expect("listening");
+    let station = &server.app.stations[0];
+    eventually(Duration::from_secs(10), "the station answered", || async {
+        (station.stats().acked >= 1).then_some(())
+    })
+    .await;
+
+    // 300 idle connections from 38 addresses, 8 each (the per-address cap): more than the listener holds.
+    let mut idle = Vec::new();
+    for i in 0..300u16 {
+        idle.push(connect_from(2 + u8::try_from(i / 8).unwrap(), addr).await);
+    }
+    // The station already connected keeps being answered.
+    let acked = station.stats().acked;
+    eventually(Duration::from_secs(10), "the connected station answered", || async {
+        (station.stats().acked >= acked + 3).then_some(())
+    })
+    .await;
+    // A station connecting now, in the middle of the flood, is served too.
+    let mut spec = sim::hj212::Hj212SimSpec::new(station_addr(addr), "WEST0001");
+    spec.uploads = vec![cn::REALTIME_DATA.to_owned()];
+    spec.interval = Duration::from_millis(200);
+    let newcomer = sim::hj212::Hj212Sim::start(spec).await.unwrap();
+    eventually(Duration::from_secs(10), "a new station answered", || async {
+        (newcomer.stats().acked >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(newcomer.stats().connects, 1, "its first connection was kept");
+    // The room came from idle connections, counted.
+    let cookie = server.admin().await;
+    let evicted = r#"waterworks_hj212_connections_closed_total{reason="evicted"}"#;
+    assert!(metric(&server, &cookie, evicted).await > 300 - 256);
+    drop(idle);
+    newcomer.shutdown().await;
+    server.app.shutdown().await;
+}
+
+fn station_addr(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    if addr.ip().is_unspecified() {
+        std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unverified_connections_time_out_and_are_capped_per_address() {
+    let config = village_with_station().replace(
+        "[hj212]\nlisten = \"127.0.0.1:0\"\n",
+        "[hj212]\nlisten = \"127.0.0.1:0\"\nmax_unverified_per_peer = 3\nverify_timeout = \"1s\"\n",
+    );
+    assert!(config.contains("verify_timeout"));
+    let server = start(&config).await;
+    let addr = server.app.hj212_addr.expect("listening");
+    let station = &server.app.stations[0];
+
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(connect_from(60, addr).await);
+    }
+    // The listener accepts in order, so the three are counted before a fourth from the same address, which is
+    // closed at once...
+    let mut fourth = connect_from(60, addr).await;
+    let opened = std::time::Instant::now();
+    assert!(closed_within(&mut fourth, Duration::from_millis(500)).await, "a 4th unverified connection was kept");
+    assert!(opened.elapsed() < Duration::from_millis(500));
+    // ...while another address is not affected by it.
+    let mut other = connect_from(61, addr).await;
+    assert!(!closed_within(&mut other, Duration::from_millis(300)).await, "another address was refused");
+    // The unverified ones are dropped after the 1 s verify timeout; the station (verified) stays connected.
+    for stream in &mut held {
+        assert!(closed_within(stream, Duration::from_secs(3)).await, "an unverified connection outlived its timeout");
+    }
+    let connects = station.stats().connects;
+    let acked = station.stats().acked;
+    eventually(Duration::from_secs(10), "the station still answered", || async {
+        (station.stats().acked >= acked + 3).then_some(())
+    })
+    .await;
+    assert_eq!(station.stats().connects, connects, "the verified station kept its connection");
+    let cookie = server.admin().await;
+    let per_peer = r#"waterworks_hj212_connections_closed_total{reason="refused_per_peer"}"#;
+    let timeouts = r#"waterworks_hj212_connections_closed_total{reason="verify_timeout"}"#;
+    assert_eq!(metric(&server, &cookie, per_peer).await, 1);
+    eventually(Duration::from_secs(5), "the timeouts counted", || async {
+        (metric(&server, &cookie, timeouts).await >= 4).then_some(())
+    })
+    .await;
+    server.app.shutdown().await;
+}

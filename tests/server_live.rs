@@ -1,7 +1,7 @@
 //! The whole server in-process on port 0 against its simulator on port 0 (issue 2 §10): readings reach a
 //! WebSocket client; a silent device is comm-lost after two cycles and recovers when revived (R-A4);
 //! garbage and exception replies crash nothing and the other devices keep their cycle; a killed actor is
-//! restarted; the live stream resumes with `?since=`.
+//! restarted; the live stream resumes with `?since=`; a client that stops reading is dropped (issue 8 §3).
 
 mod support;
 
@@ -303,4 +303,44 @@ async fn the_supervision_tree_is_laid_out_as_its_diagram_says() {
         seen.extend(ranks);
     }
     assert_eq!(seen.len(), 5, "the demo's regions hold every kind of device actor");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_dropped_and_a_reading_one_is_not() {
+    let server = start(&format!("{VILLAGE}\n[live]\nping = \"300ms\"\n")).await;
+    let cookie = server.admin().await;
+    let metrics = server.app.handle.metrics();
+    let clients = || metrics.ws_clients.load(std::sync::atomic::Ordering::Relaxed);
+    // A client that never reads again after the handshake (so it cannot answer a ping).
+    let mut deaf = server.ws(&cookie, "").await;
+    // A client that reads all the time (and so answers pings).
+    let mut reader = server.ws(&cookie, "").await;
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+    let reading = tokio::spawn(async move {
+        loop {
+            let m = reader.next().await;
+            if seen_tx.send(m).is_err() {
+                return;
+            }
+        }
+    });
+    eventually(Duration::from_secs(5), "two live clients", || async { (clients() == 2).then_some(()) }).await;
+    let no_pong = &metrics.limits.ws_dropped_no_pong;
+    eventually(Duration::from_secs(5), "the deaf client dropped", || async {
+        (no_pong.load(std::sync::atomic::Ordering::Relaxed) == 1).then_some(())
+    })
+    .await;
+    assert_eq!(clients(), 1, "only the deaf client was dropped");
+    assert!(deaf.closed_by_server_within(Duration::from_secs(5)).await, "the server closed the deaf client");
+    // The reading client, past several ping intervals, still gets frames.
+    while seen_rx.try_recv().is_ok() {}
+    let after = tokio::time::timeout(Duration::from_secs(5), seen_rx.recv()).await;
+    assert!(matches!(after, Ok(Some(_))), "the reading client still receives frames");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(no_pong.load(std::sync::atomic::Ordering::Relaxed), 1, "the reading client was not dropped");
+    assert_eq!(clients(), 1);
+    let body = server.get("/metrics", &cookie).await.body;
+    assert!(body.contains("waterworks_ws_dropped_total{reason=\"no_pong\"} 1"), "{body}");
+    reading.abort();
+    server.app.shutdown().await;
 }

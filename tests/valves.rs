@@ -6,6 +6,7 @@ mod support;
 
 use std::time::Duration;
 
+use actors::model::ValveAction;
 use serde_json::{json, Value};
 use sim::modbus::ModbusFault;
 use support::*;
@@ -150,19 +151,36 @@ async fn commands_to_one_valve_run_one_at_a_time_and_roles_and_input_are_checked
     })
     .await;
 
-    let (a, b) = tokio::join!(
-        command_valve(&server, &admin, "west-v1", "close", "first"),
-        command_valve(&server, &admin, "west-v1", "open", "second")
-    );
-    let (a, b) = (a.json(), b.json());
-    // Whichever ran first (an open of the open valve is already in position), neither failed ...
-    assert!(a["result"] != "failed" && b["result"] != "failed", "{a} {b}");
-    // ... they did not overlap: one finished before the other started ...
-    let (first, second) = if a["requested_at"].as_i64() <= b["requested_at"].as_i64() { (&a, &b) } else { (&b, &a) };
-    assert!(first["finished_at"].as_i64() <= second["requested_at"].as_i64(), "overlapping commands: {a} {b}");
-    // ... and the valve ends where the second one put it.
-    let expect_open = second["action"] == "open";
-    assert_eq!(server.sim().valve_open("west-v1"), Some(expect_open), "{a} {b}");
+    // While one command is pending (a stuck valve: it never confirms within its 1 s), every other command to
+    // the valve is refused with 409 at once instead of queueing (issue 8 §3).
+    server.sim().set_fault("west-v1", ModbusFault { stuck: true, ..ModbusFault::default() }).unwrap();
+    let first = command_valve(&server, &admin, "west-v1", "close", "first");
+    let others = async {
+        eventually(Duration::from_secs(5), "the first command pending", || async {
+            server.app.handle.field().valve_command_pending("west-v1").then_some(())
+        })
+        .await;
+        let actions = ["open", "close"];
+        futures_util::future::join_all(
+            (0..10).map(|i| command_valve(&server, &admin, "west-v1", actions[i % 2], "impatient")),
+        )
+        .await
+    };
+    let (first, others) = tokio::join!(first, others);
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.json()["result"], "failed", "the stuck valve never confirmed: {}", first.body);
+    for r in &others {
+        assert_eq!(r.status, 409, "{}", r.body);
+        assert_eq!(r.json()["code"], "conflict");
+        assert!(r.json()["error"].as_str().unwrap().contains("already in progress (close by admin)"), "{}", r.body);
+    }
+    assert!(!server.app.handle.field().valve_command_pending("west-v1"));
+    let audit = server.get("/api/audit", &admin).await.json();
+    assert_eq!(audit_for(&audit, "valve.close.requested").len(), 1, "refused commands never reached the valve");
+    assert_eq!(audit_for(&audit, "valve.open.requested").len(), 0);
+    let metrics = server.get("/metrics", &admin).await.body;
+    assert!(metrics.contains("waterworks_valve_commands_refused_total{reason=\"busy\"} 10"), "{metrics}");
+    server.sim().set_fault("west-v1", ModbusFault::default()).unwrap();
 
     assert_eq!(command_valve(&server, &crew, "west-v1", "close", "not my job").await.status, 403);
     assert_eq!(command_valve(&server, &admin, "west-v1", "close", "   ").await.status, 400);
@@ -415,5 +433,53 @@ async fn the_last_command_and_the_fault_survive_a_restart() {
         (view["valve"]["state"].as_str(), view["valve"]["fault"]["action"].as_str()),
         (Some("fault"), Some("close"))
     );
+    server.app.shutdown().await;
+}
+
+/// A command that waited in the valve's queue longer than `command_expiry` (behind one whose caller went away,
+/// which freed the one-pending slot) is refused with 409, audited and not executed (issue 8 §3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_queued_behind_an_abandoned_one_expires() {
+    let config =
+        village_with_valve().replace("confirm_poll = \"40ms\"", "confirm_poll = \"40ms\"\ncommand_expiry = \"300ms\"");
+    let server = start(&config).await;
+    let admin = server.admin().await;
+    eventually(Duration::from_secs(10), "valve polled", || async {
+        server
+            .app
+            .handle
+            .field()
+            .device("west-v1")
+            .await
+            .ok()?
+            .valve
+            .filter(|v| v.state == actors::model::ValveState::Open)
+    })
+    .await;
+    server.sim().set_fault("west-v1", ModbusFault { stuck: true, ..ModbusFault::default() }).unwrap();
+    // The first caller goes away while its command runs (the valve actor keeps running it for its 1 s).
+    let handle = server.app.handle.clone();
+    let abandoned =
+        tokio::spawn(
+            async move { handle.field().command_valve("west-v1", ValveAction::Close, "first", "admin").await },
+        );
+    eventually(Duration::from_secs(5), "the first command pending", || async {
+        server.app.handle.field().valve_command_pending("west-v1").then_some(())
+    })
+    .await;
+    abandoned.abort();
+    let _ = abandoned.await;
+    assert!(!server.app.handle.field().valve_command_pending("west-v1"), "the slot is freed with its caller");
+    // The next command queues behind the running one and is too old when its turn comes.
+    let r = command_valve(&server, &admin, "west-v1", "open", "second").await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.json()["error"].as_str().unwrap().contains("expired"), "{}", r.body);
+    let audit = server.get("/api/audit", &admin).await.json();
+    let expired = audit_for(&audit, "valve.open.expired");
+    assert_eq!(expired.len(), 1, "{audit}");
+    assert_eq!(expired[0]["ok"], false);
+    assert_eq!(audit_for(&audit, "valve.open.requested").len(), 0, "the expired command was not executed");
+    let metrics = server.get("/metrics", &admin).await.body;
+    assert!(metrics.contains("waterworks_valve_commands_refused_total{reason=\"expired\"} 1"), "{metrics}");
     server.app.shutdown().await;
 }

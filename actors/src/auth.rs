@@ -47,6 +47,9 @@ pub fn password_problem(password: &str) -> Option<String> {
     if password.chars().count() < MIN_PASSWORD_LEN {
         return Some(format!("password must have at least {MIN_PASSWORD_LEN} characters"));
     }
+    if password.len() > crate::model::user::MAX_PASSWORD_BYTES {
+        return Some(format!("password must have at most {} bytes", crate::model::user::MAX_PASSWORD_BYTES));
+    }
     None
 }
 

@@ -81,6 +81,48 @@ pub struct Metrics {
     pub readings_time_future: AtomicU64,
     /// Readings and samples older than `defaults.max_age` (stored flagged `time_stale`).
     pub readings_time_stale: AtomicU64,
+    /// Resource limits reached (issue 8 §3): connections refused, evicted or timed out, and the like.
+    pub limits: LimitMetrics,
+}
+
+/// Counters of the resource limits (issue 8 §3), one per limit and reason, so an operator sees which limit
+/// bites. Rendered under `waterworks_http_*`, `waterworks_hj212_*`, `waterworks_ws_*` and friends.
+#[derive(Debug, Default)]
+pub struct LimitMetrics {
+    /// HTTP connections open now (a gauge), counting upgraded WebSocket connections.
+    pub http_connections: AtomicI64,
+    /// Connections answered 503 because every slot held a request in progress.
+    pub http_refused_full: AtomicU64,
+    /// Idle connections (no request in progress) closed to make room for a new one at the cap.
+    pub http_evicted: AtomicU64,
+    /// Connections closed because a limit of time passed: no request head begun within `idle_timeout`
+    /// (`idle`), a head not complete within `header_timeout` (`header`), a request body or a response that
+    /// stopped moving for `idle_timeout` (`body`, `write`).
+    pub http_timeout_idle: AtomicU64,
+    pub http_timeout_header: AtomicU64,
+    pub http_timeout_body: AtomicU64,
+    pub http_timeout_write: AtomicU64,
+    /// `accept` failures (most often the process's file limit reached).
+    pub http_accept_errors: AtomicU64,
+    /// HJ 212 connections closed at once: every connection was a verified station (`[hj212] max_connections`).
+    pub hj212_refused_full: AtomicU64,
+    /// HJ 212 connections closed at once: their address held `max_unverified_per_peer` unverified ones.
+    pub hj212_refused_per_peer: AtomicU64,
+    /// Unverified HJ 212 connections closed to make room at the cap.
+    pub hj212_evicted: AtomicU64,
+    /// HJ 212 connections closed because no valid frame came within `verify_timeout`.
+    pub hj212_verify_timeouts: AtomicU64,
+    /// Live-stream clients dropped for not answering a ping before the next one (`live.ping`).
+    pub ws_dropped_no_pong: AtomicU64,
+    /// Live-stream clients dropped because a send took longer than `live.write_timeout`.
+    pub ws_dropped_write_timeout: AtomicU64,
+    /// Valve commands refused because another command to the same valve was pending (HTTP 409).
+    pub valve_commands_busy: AtomicU64,
+    /// Valve commands that waited longer than the valve's `command_expiry` and were not executed.
+    pub valve_commands_expired: AtomicU64,
+    /// Input refused (or, at the store's edge, cut) for being longer than its limit: user names, passwords,
+    /// audit fields.
+    pub input_too_long: AtomicU64,
 }
 
 impl Metrics {

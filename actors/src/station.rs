@@ -313,8 +313,34 @@ impl Actor for StationActor {
 /// Owns the HJ 212 listener and routes accepted packets to station actors by MN.
 pub struct Hj212Gateway;
 
+/// The listener's limits against strangers (issue 8 §3), from `[hj212]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hj212Limits {
+    /// Connections at once (at the cap the oldest unverified one makes room).
+    pub max_connections: usize,
+    /// Connections one address may hold before it sent a valid frame.
+    pub max_unverified_per_peer: usize,
+    /// A connection without a valid frame this long after it opened is closed.
+    pub verify_timeout: std::time::Duration,
+    /// A station's connection silent this long is closed.
+    pub idle_timeout: std::time::Duration,
+}
+
+impl Default for Hj212Limits {
+    fn default() -> Self {
+        let d = ListenerConfig::new(SocketAddr::from(([0, 0, 0, 0], 0)));
+        Hj212Limits {
+            max_connections: d.max_connections,
+            max_unverified_per_peer: d.max_unverified_per_peer,
+            verify_timeout: d.verify_timeout,
+            idle_timeout: d.idle_timeout.unwrap_or(std::time::Duration::from_secs(600)),
+        }
+    }
+}
+
 pub struct GatewayArgs {
     pub listen: SocketAddr,
+    pub limits: Hj212Limits,
     pub stations: Vec<(Arc<StationSpec>, Slot<StationMsg>)>,
     /// Receives the bound address (port 0 in tests) once listening.
     pub bound: Arc<std::sync::Mutex<Option<SocketAddr>>>,
@@ -338,6 +364,10 @@ impl Actor for Hj212Gateway {
             args.stations.iter().map(|(s, _)| (s.mn.clone(), s.password.clone().unwrap_or_default())).collect();
         let any_password = args.stations.iter().any(|(s, _)| s.password.is_some());
         let mut config = ListenerConfig::new(args.listen);
+        config.max_connections = args.limits.max_connections;
+        config.max_unverified_per_peer = args.limits.max_unverified_per_peer;
+        config.verify_timeout = args.limits.verify_timeout;
+        config.idle_timeout = Some(args.limits.idle_timeout);
         // With passwords configured the listener also refuses unknown MNs; without, unknown MNs are dropped here.
         config.passwords = any_password.then_some(passwords);
         let (tx, mut rx) = mpsc::channel::<Received>(256);
@@ -368,15 +398,24 @@ impl Actor for Hj212Gateway {
                 }
             }
         });
-        // Frames the listener rejects (bad CRC, length, password, junk) are bad input: counted with the rest.
+        // Frames the listener rejects (bad CRC, length, password, junk) are bad input: counted with the rest;
+        // connections closed by a limit go to their own counters (the listener logged them).
         let mut stats = listener.subscribe();
         let metrics = args.metrics.clone();
         let rejections = tokio::spawn(async move {
-            let mut counted = stats.borrow().rejected;
+            let mut counted = stats.borrow().clone();
             while stats.changed().await.is_ok() {
-                let rejected = stats.borrow().rejected;
-                Metrics::add(&metrics.bad_requests, rejected.saturating_sub(counted));
-                counted = rejected;
+                let now = stats.borrow().clone();
+                let l = &metrics.limits;
+                Metrics::add(&metrics.bad_requests, now.rejected.saturating_sub(counted.rejected));
+                Metrics::add(
+                    &l.hj212_refused_full,
+                    now.refused_connections.saturating_sub(counted.refused_connections),
+                );
+                Metrics::add(&l.hj212_refused_per_peer, now.refused_per_peer.saturating_sub(counted.refused_per_peer));
+                Metrics::add(&l.hj212_evicted, now.evicted.saturating_sub(counted.evicted));
+                Metrics::add(&l.hj212_verify_timeouts, now.verify_timeouts.saturating_sub(counted.verify_timeouts));
+                counted = now;
             }
         });
         Ok(GatewayState { listener: Some(listener), router, rejections })

@@ -74,6 +74,8 @@ pub struct TreeSpec {
     pub live_channel: usize,
     /// Where HJ 212 stations connect; required when any station is configured.
     pub hj212_listen: Option<std::net::SocketAddr>,
+    /// The HJ 212 listener's limits against strangers (issue 8 §3).
+    pub hj212_limits: crate::station::Hj212Limits,
     /// The MQTT broker and topic mappings; required when any MQTT group is configured.
     pub mqtt: Option<drivers::mqtt::MqttSettings>,
     /// RS-485 serial lines, by id.
@@ -423,8 +425,10 @@ fn hj212_gateway(
     }
     let listen = spec.hj212_listen.unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 9212)));
     let (stations, bound, metrics) = (slots.stations.clone(), bound.clone(), metrics.clone());
+    let limits = spec.hj212_limits;
     Some(ChildSpec::new("hj212-gateway", move |sup| {
-        let args = GatewayArgs { listen, stations: stations.clone(), bound: bound.clone(), metrics: metrics.clone() };
+        let args =
+            GatewayArgs { listen, limits, stations: stations.clone(), bound: bound.clone(), metrics: metrics.clone() };
         async move { Actor::spawn_linked(None, Hj212Gateway, args, sup).await.map(|(a, _)| a.get_cell()) }
     }))
 }

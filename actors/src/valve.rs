@@ -92,6 +92,9 @@ pub struct ValveSpec {
     pub poll: Duration,
     pub confirm_timeout: Duration,
     pub confirm_poll: Duration,
+    /// A command that waited longer than this in the mailbox (possible only behind a command whose caller went
+    /// away: the API lets one command per valve be pending) is refused, not executed (issue 8 §3).
+    pub command_expiry: Duration,
 }
 
 impl ValveSpec {
@@ -118,6 +121,8 @@ pub enum ValveMsg {
         action: ValveAction,
         reason: String,
         requested_by: String,
+        /// When it was sent: a command older than `command_expiry` when its turn comes has expired.
+        queued_at: tokio::time::Instant,
         reply: RpcReplyPort<CommandRecord>,
     },
     /// An operator resets a latched fault (issue 7 §5).
@@ -408,6 +413,32 @@ impl ValveActorState {
         }
     }
 
+    /// A command whose turn came too late: audited, counted and logged, and nothing written.
+    async fn expire(
+        &mut self,
+        action: ValveAction,
+        reason: String,
+        requested_by: String,
+        waited: Duration,
+    ) -> CommandRecord {
+        let spec = self.args.spec.clone();
+        let now = self.now();
+        let waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
+        Metrics::inc(&self.args.ctx.metrics.limits.valve_commands_expired);
+        tracing::warn!(message = "Valve command expired in the queue; not executed.", valve = %spec.id, action = %action, by = %requested_by, waited_ms);
+        let detail = format!("reason: {reason}; expired after waiting {waited_ms} ms in the queue; nothing written");
+        self.audit(format!("valve.{action}.expired"), &requested_by, detail, false).await;
+        CommandRecord {
+            action,
+            requested_by,
+            reason,
+            requested_at: now,
+            finished_at: now,
+            result: CommandResult::Expired { waited_ms },
+            state: self.status.state,
+        }
+    }
+
     async fn command(&mut self, action: ValveAction, reason: String, requested_by: String) -> CommandRecord {
         let spec = self.args.spec.clone();
         let requested_at = self.now();
@@ -448,6 +479,7 @@ impl ValveActorState {
             CommandResult::Failed { error: why, .. } => {
                 format!("failed after {took_ms} ms: {why}; reason: {reason}")
             }
+            CommandResult::Expired { waited_ms } => format!("expired after {waited_ms} ms; reason: {reason}"),
         };
         if !result.ok() {
             tracing::warn!(message = "Valve command failed.", valve = %spec.id, action = %action, error = %detail);
@@ -634,8 +666,13 @@ impl Actor for ValveActor {
                 let next = state.args.ctx.time.delay_until_next(spec.id.as_str(), spec.poll, wall);
                 myself.send_after(next.saturating_sub(started.elapsed()), || ValveMsg::Poll);
             }
-            ValveMsg::Command { action, reason, requested_by, reply } => {
-                let record = state.command(action, reason, requested_by).await;
+            ValveMsg::Command { action, reason, requested_by, queued_at, reply } => {
+                let waited = queued_at.elapsed();
+                let record = if waited > state.args.spec.command_expiry {
+                    state.expire(action, reason, requested_by, waited).await
+                } else {
+                    state.command(action, reason, requested_by).await
+                };
                 let _ = reply.send(record);
             }
             ValveMsg::Reset { reason, requested_by, reply } => {

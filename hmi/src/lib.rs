@@ -5,6 +5,7 @@
 //!   only the domain handle it serves (`State<FieldApi>`, `State<UsersApi>`, …, through `FromRef`);
 //! - `session`: sessions, login throttling and the credential check, the authenticated-user extractor;
 //!   `cookie`: the session cookie's name and form;
+//! - [`serve`]: the connection loop with its limits (timeouts, the connection cap; issue 8 §3);
 //! - `routes`: JSON handlers; `ws`: the live stream; `metrics`: Prometheus text; `openapi`: the API document;
 //! - `assets/`: the web page, compiled into the binary (no CDN; DESIGN.md §10).
 //!
@@ -16,6 +17,7 @@ mod error;
 mod metrics;
 pub mod openapi;
 mod routes;
+pub mod serve;
 mod session;
 mod ws;
 
@@ -31,7 +33,9 @@ use axum::Router;
 use actors::api::{EventsApi, FieldApi, SystemApi, UsersApi};
 use actors::metrics::Metrics;
 pub use error::AppError;
+pub use serve::{serve, ServerLimits};
 use session::{AuthUser, Sessions, Throttle};
+pub use ws::LiveLimits;
 
 /// HTTP settings.
 #[derive(Clone, Debug)]
@@ -40,11 +44,13 @@ pub struct HmiConfig {
     pub secure_cookies: bool,
     /// A session unused this long ends.
     pub session_idle: Duration,
+    /// How the live stream finds clients that stopped reading (issue 8 §3).
+    pub live: LiveLimits,
 }
 
 impl Default for HmiConfig {
     fn default() -> Self {
-        HmiConfig { secure_cookies: false, session_idle: Duration::from_secs(8 * 3600) }
+        HmiConfig { secure_cookies: false, session_idle: Duration::from_secs(8 * 3600), live: LiveLimits::default() }
     }
 }
 

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
-use actors::metrics::Metrics;
+use actors::metrics::{LimitMetrics, Metrics};
 
 pub fn render(m: &Metrics) -> String {
     let mut out = String::new();
@@ -94,5 +94,73 @@ pub fn render(m: &Metrics) -> String {
             sum_us as f64 / 1e6
         );
     }
+    render_limits(&mut out, &m.limits);
     out
+}
+
+/// The resource limits (issue 8 §3): one series per limit, labelled by reason where a limit has several.
+fn render_limits(out: &mut String, l: &LimitMetrics) {
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let _ = writeln!(
+        out,
+        "# HELP waterworks_http_connections HTTP connections open, live streams included.\n\
+         # TYPE waterworks_http_connections gauge\nwaterworks_http_connections {}",
+        l.http_connections.load(Ordering::Relaxed)
+    );
+    let name = "waterworks_http_connections_closed_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} HTTP connections closed or refused by a limit (server.header_timeout, idle_timeout, \
+         max_connections; accept failures such as the file limit).\n# TYPE {name} counter"
+    );
+    for (reason, c) in [
+        ("idle_timeout", &l.http_timeout_idle),
+        ("header_timeout", &l.http_timeout_header),
+        ("body_timeout", &l.http_timeout_body),
+        ("write_timeout", &l.http_timeout_write),
+        ("evicted", &l.http_evicted),
+        ("refused_full", &l.http_refused_full),
+        ("accept_error", &l.http_accept_errors),
+    ] {
+        let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {}", get(c));
+    }
+    let name = "waterworks_hj212_connections_closed_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} HJ 212 connections closed or refused by a limit ([hj212] max_connections, \
+         max_unverified_per_peer, verify_timeout).\n# TYPE {name} counter"
+    );
+    for (reason, c) in [
+        ("refused_full", &l.hj212_refused_full),
+        ("refused_per_peer", &l.hj212_refused_per_peer),
+        ("evicted", &l.hj212_evicted),
+        ("verify_timeout", &l.hj212_verify_timeouts),
+    ] {
+        let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {}", get(c));
+    }
+    let name = "waterworks_ws_dropped_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Live-stream clients dropped because they stopped reading (no pong since the last ping, \
+         live.ping; a send longer than live.write_timeout).\n# TYPE {name} counter"
+    );
+    for (reason, c) in [("no_pong", &l.ws_dropped_no_pong), ("write_timeout", &l.ws_dropped_write_timeout)] {
+        let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {}", get(c));
+    }
+    let name = "waterworks_valve_commands_refused_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Valve commands refused: another command to the valve was pending (busy), or the command \
+         waited longer than the valve's command_expiry (expired).\n# TYPE {name} counter"
+    );
+    for (reason, c) in [("busy", &l.valve_commands_busy), ("expired", &l.valve_commands_expired)] {
+        let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {}", get(c));
+    }
+    let name = "waterworks_input_too_long_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Input refused for being longer than its limit (user names 64 characters, passwords 1024 \
+         bytes) or cut to it at the audit's edge.\n# TYPE {name} counter\n{name} {}",
+        get(&l.input_too_long)
+    );
 }

@@ -87,13 +87,14 @@ pub fn document() -> Value {
                 "responses": { "200": { "description": "OK" }, "400": error_response("Bad query"), "401": error_response("Not logged in") } } },
             "/api/valves/{id}/command": { "post": {
                 "summary": "Open or close a remote valve and wait for read-back confirmation (audited)",
-                "description": "Roles: admin, operator. Commands to one valve run one at a time. The response is the command record; `result` is confirmed, already_in_position or failed (with `reason`).",
+                "description": "Roles: admin, operator. At most one command per valve is pending: another one meanwhile is refused with 409, and a command that waited longer than the valve's command_expiry is refused with 409 (expired, nothing written). The response is the command record; `result` is confirmed, already_in_position or failed (with `reason`).",
                 "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } } ],
                 "requestBody": { "required": true, "content": { "application/json": { "schema": {
                     "type": "object", "additionalProperties": false, "required": ["action", "reason"],
                     "properties": { "action": { "enum": ["open", "close"] }, "reason": { "type": "string", "minLength": 1, "maxLength": 500 } } } } } },
                 "responses": { "200": { "description": "The command record" }, "400": error_response("Bad body or no reason"),
-                               "401": error_response("Not logged in"), "403": error_response("Role not allowed"), "404": error_response("No such valve") } } },
+                               "401": error_response("Not logged in"), "403": error_response("Role not allowed"), "404": error_response("No such valve"),
+                               "409": error_response("Another command to the valve is pending, or this one expired in the queue") } } },
             "/api/valves/{id}/reset": { "post": {
                 "summary": "Reset a valve's latched fault after checking it on site (audited)",
                 "description": "Roles: admin, operator. Clears the fault a failed command latched; the state becomes what the valve last reported. The response is the reset record (requested_by, reason, at, cleared, state).",

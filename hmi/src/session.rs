@@ -253,6 +253,25 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
+/// Refuses a credential field longer than `max` (characters of a user name, bytes of a password): 400, counted,
+/// logged with the length only (the text itself is junk or an attack).
+fn too_long(
+    state: &AppState,
+    (field, unit): (&str, &str),
+    len: usize,
+    max: usize,
+    ip: Option<IpAddr>,
+) -> Result<(), AppError> {
+    if len <= max {
+        return Ok(());
+    }
+    let metrics = &state.metrics;
+    Metrics::inc(&metrics.bad_requests);
+    let n = metrics.limits.input_too_long.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    tracing::warn!(message = "Login refused: a field is too long.", field, len, max, client = ?ip, total = n);
+    Err(AppError::BadRequest(format!("the {field} is longer than {max} {unit}")))
+}
+
 /// Checks credentials with throttling, logging, counting and auditing; shared by login and Basic auth.
 pub async fn check_login(
     state: &AppState,
@@ -260,6 +279,9 @@ pub async fn check_login(
     password: &str,
     ip: Option<IpAddr>,
 ) -> Result<UserInfo, AppError> {
+    // Over-long credentials are refused before they reach the throttle, the audit or the store (issue 8 §3).
+    too_long(state, ("username", "characters"), username.chars().count(), actors::model::user::MAX_USERNAME_CHARS, ip)?;
+    too_long(state, ("password", "bytes"), password.len(), actors::model::user::MAX_PASSWORD_BYTES, ip)?;
     if let Some(retry_after_s) = state.throttle.check(username, ip) {
         tracing::warn!(message = "Login refused while throttled.", username, client = ?ip, retry_after_s);
         return Err(AppError::Throttled { retry_after_s });

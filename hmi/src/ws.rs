@@ -3,7 +3,11 @@
 //!
 //! A client that falls behind the hub's broadcast gets `{"type":"resync"}` and a fresh snapshot on the same
 //! socket, never a silent gap; frames it already has through the snapshot are skipped. A client that stops
-//! reading is dropped after a send timeout, so it can never hold memory without bound. When the hub is
+//! reading is dropped (issue 8 §3): every `live.ping` the server pings, and a client that has sent nothing (no
+//! pong) since the previous ping is closed, since a client that does not read cannot answer; a send that
+//! takes longer than `live.write_timeout` (the socket's buffers are full) drops it too. Either is counted in
+//! `waterworks_ws_dropped_total` and logged; the client's reconnect with `?since=` (or a snapshot) covers what
+//! it missed. So a client can never hold memory or a connection without bound. When the hub is
 //! restarted the session resubscribes (a new epoch means a snapshot). A session whose login expired or was
 //! closed is disconnected at the next check.
 
@@ -27,9 +31,36 @@ use crate::routes::VIEW_ROLES;
 use crate::session::AuthUser;
 use crate::AppState;
 
-/// A send that takes longer than this means the client stopped reading.
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-const PING_EVERY: Duration = Duration::from_secs(20);
+/// How the live stream finds clients that stopped reading (`[live] ping`, `write_timeout`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LiveLimits {
+    /// A ping this often; a client silent since the previous ping (no pong) is dropped.
+    pub ping: Duration,
+    /// A send that takes longer than this means the client stopped reading.
+    pub write_timeout: Duration,
+}
+
+impl Default for LiveLimits {
+    fn default() -> Self {
+        LiveLimits { ping: Duration::from_secs(20), write_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// Why a client was dropped.
+#[derive(Clone, Copy, Debug)]
+enum Dropped {
+    NoPong,
+    WriteTimeout,
+}
+
+fn dropped(metrics: &Metrics, username: &str, why: Dropped) {
+    let (counter, reason) = match why {
+        Dropped::NoPong => (&metrics.limits.ws_dropped_no_pong, "no pong since the last ping"),
+        Dropped::WriteTimeout => (&metrics.limits.ws_dropped_write_timeout, "a send timed out"),
+    };
+    let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+    tracing::info!(message = "Live stream client stopped reading; dropped.", username = %username, reason, total = n);
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,9 +107,22 @@ impl Drop for ClientGauge<'_> {
     }
 }
 
-async fn send(sink: &mut futures_util::stream::SplitSink<WebSocket, Message>, json: &str) -> bool {
-    let msg = Message::Text(Utf8Bytes::from(json));
-    matches!(tokio::time::timeout(SEND_TIMEOUT, sink.send(msg)).await, Ok(Ok(())))
+type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+
+async fn send_text(sink: &mut Sink, json: &str, limits: &LiveLimits, metrics: &Metrics, username: &str) -> bool {
+    send_message(sink, Message::Text(Utf8Bytes::from(json)), limits, metrics, username).await
+}
+
+/// Sends within the write timeout; false when the client is gone or too slow (a timeout is counted).
+async fn send_message(sink: &mut Sink, msg: Message, limits: &LiveLimits, metrics: &Metrics, username: &str) -> bool {
+    match tokio::time::timeout(limits.write_timeout, sink.send(msg)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(_)) => false,
+        Err(_) => {
+            dropped(metrics, username, Dropped::WriteTimeout);
+            false
+        }
+    }
 }
 
 async fn session(socket: WebSocket, state: AppState, user: AuthUser, mut resume: Option<Resume>) {
@@ -88,25 +132,27 @@ async fn session(socket: WebSocket, state: AppState, user: AuthUser, mut resume:
     let username = user.user.username.clone();
     tracing::info!(message = "Live stream opened.", username = %username, resume = resume.is_some());
     let (mut sink, mut stream) = socket.split();
-    let mut ping = tokio::time::interval(PING_EVERY);
+    let limits = state.config.live;
+    let mut ping = tokio::time::interval(limits.ping);
     ping.tick().await;
+    // Whether the client sent anything (a pong, typically) since the last ping.
+    let mut heard = true;
     'subscription: loop {
         let sub = match state.api.events().subscribe(resume.take()).await {
             Ok(sub) => sub,
             Err(e) => {
                 tracing::warn!(message = "Live stream cannot subscribe.", username = %username, error = %e);
-                let _ = sink
-                    .send(Message::Close(Some(CloseFrame {
-                        code: 1011,
-                        reason: Utf8Bytes::from_static("live hub unavailable"),
-                    })))
-                    .await;
+                let close = Message::Close(Some(CloseFrame {
+                    code: 1011,
+                    reason: Utf8Bytes::from_static("live hub unavailable"),
+                }));
+                let _ = send_message(&mut sink, close, &limits, metrics, &username).await;
                 return;
             }
         };
         let epoch = sub.epoch.clone();
         for frame in &sub.initial {
-            if !send(&mut sink, &frame.json).await {
+            if !send_text(&mut sink, &frame.json, &limits, metrics, &username).await {
                 return;
             }
         }
@@ -119,7 +165,7 @@ async fn session(socket: WebSocket, state: AppState, user: AuthUser, mut resume:
                         if seq <= last_seq {
                             continue;
                         }
-                        if !send(&mut sink, &json).await {
+                        if !send_text(&mut sink, &json, &limits, metrics, &username).await {
                             tracing::info!(message = "Live stream client too slow or gone; dropped.", username = %username);
                             return;
                         }
@@ -128,12 +174,12 @@ async fn session(socket: WebSocket, state: AppState, user: AuthUser, mut resume:
                     Err(RecvError::Lagged(missed)) => {
                         Metrics::inc(&metrics.ws_resyncs);
                         tracing::info!(message = "Live stream client fell behind; resync.", username = %username, missed);
-                        if !send(&mut sink, &Wire::Resync { reason: "lagged" }.to_json()).await {
+                        if !send_text(&mut sink, &Wire::Resync { reason: "lagged" }.to_json(), &limits, metrics, &username).await {
                             return;
                         }
                         match state.api.events().snapshot().await {
                             Ok(snap) => {
-                                if !send(&mut sink, &snap.json).await {
+                                if !send_text(&mut sink, &snap.json, &limits, metrics, &username).await {
                                     return;
                                 }
                                 last_seq = snap.seq;
@@ -143,7 +189,7 @@ async fn session(socket: WebSocket, state: AppState, user: AuthUser, mut resume:
                     }
                     Err(RecvError::Closed) => {
                         // The hub restarted. Resume (a new epoch gets a snapshot).
-                        let _ = send(&mut sink, &Wire::Resync { reason: "hub_restarted" }.to_json()).await;
+                        let _ = send_text(&mut sink, &Wire::Resync { reason: "hub_restarted" }.to_json(), &limits, metrics, &username).await;
                         resume = Some(Resume { epoch: epoch.clone(), seq: last_seq });
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue 'subscription;
@@ -151,17 +197,23 @@ async fn session(socket: WebSocket, state: AppState, user: AuthUser, mut resume:
                 },
                 incoming = stream.next() => match incoming {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break 'subscription,
-                    // The stream is one-way; anything else from the client is ignored.
-                    Some(Ok(_)) => {}
+                    // The stream is one-way; anything else from the client (pongs) only shows it reads.
+                    Some(Ok(_)) => heard = true,
                 },
                 _ = ping.tick() => {
                     if let Some(token) = &user.token {
                         if !state.sessions.is_live(token) {
-                            let _ = sink.send(Message::Close(Some(CloseFrame { code: 4401, reason: Utf8Bytes::from_static("session ended") }))).await;
+                            let close = Message::Close(Some(CloseFrame { code: 4401, reason: Utf8Bytes::from_static("session ended") }));
+                            let _ = send_message(&mut sink, close, &limits, metrics, &username).await;
                             break 'subscription;
                         }
                     }
-                    if tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Ping(Default::default()))).await.is_err() {
+                    if !heard {
+                        dropped(metrics, &username, Dropped::NoPong);
+                        break 'subscription;
+                    }
+                    heard = false;
+                    if !send_message(&mut sink, Message::Ping(Default::default()), &limits, metrics, &username).await {
                         break 'subscription;
                     }
                 }

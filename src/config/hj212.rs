@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actors::model::{hj212_factor, DeviceId};
-use actors::station::{StationParameter, StationSpec};
+use actors::station::{Hj212Limits, StationParameter, StationSpec};
 
 use super::problems::Check;
 use super::raw::RawHj212;
@@ -31,6 +31,29 @@ pub(super) fn resolve_listen(check: &mut Check, raw: Option<&RawHj212>) -> Optio
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0:?} is not a UTC offset like \"+08:00\" or \"Z\"")]
 struct OffsetError(String);
+
+/// `[hj212] max_connections`, `max_unverified_per_peer`, `verify_timeout`, `idle_timeout` (issue 8 §3).
+pub(super) fn resolve_limits(check: &mut Check, raw: Option<&RawHj212>) -> Hj212Limits {
+    let d = Hj212Limits::default();
+    let Some(h) = raw else { return d };
+    let mut count = |key: &str, value: Option<u64>, default: usize| match value {
+        None => default,
+        Some(n) if (1..=100_000).contains(&n) => usize::try_from(n).unwrap_or(default),
+        Some(n) => {
+            check.add(key, format!("{n} is out of range 1–100000"));
+            default
+        }
+    };
+    let max_connections = count("hj212.max_connections", h.max_connections, d.max_connections);
+    let max_unverified_per_peer =
+        count("hj212.max_unverified_per_peer", h.max_unverified_per_peer, d.max_unverified_per_peer);
+    Hj212Limits {
+        max_connections,
+        max_unverified_per_peer,
+        verify_timeout: check.duration("hj212.verify_timeout", h.verify_timeout.as_ref(), d.verify_timeout),
+        idle_timeout: check.duration("hj212.idle_timeout", h.idle_timeout.as_ref(), d.idle_timeout),
+    }
+}
 
 /// `+08:00`, `Z`, `-05:30` → minutes east of UTC.
 fn parse_utc_offset(text: &str) -> Result<i32, OffsetError> {

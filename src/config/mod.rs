@@ -62,6 +62,10 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub secure_cookies: bool,
     pub session_idle: Duration,
+    /// Timeouts and the connection cap of the HTTP server (issue 8 §3).
+    pub limits: hmi::ServerLimits,
+    /// `[live] ping`, `write_timeout`: how the live stream drops clients that stopped reading.
+    pub live: hmi::LiveLimits,
 }
 
 /// The whole validated configuration.
@@ -121,7 +125,12 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
     let models = models::load_models(devices_dir.as_deref(), &mut model_problems);
     check.extend(model_problems);
 
-    let server = resolve_server(&mut check, &raw.server);
+    let mut server = resolve_server(&mut check, &raw.server);
+    let d = hmi::LiveLimits::default();
+    server.live = hmi::LiveLimits {
+        ping: check.duration("live.ping", raw.live.ping.as_ref(), d.ping),
+        write_timeout: check.duration("live.write_timeout", raw.live.write_timeout.as_ref(), d.write_timeout),
+    };
     let policy = resolve_supervision(&mut check, &raw.supervision);
     let simulator = resolve_simulator(&mut check, raw.simulator.as_ref());
     let defaults = resolve_defaults(&mut check, &raw.defaults);
@@ -132,6 +141,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
 
     let regions = resolve_regions(&mut rs, &raw.region);
     let hj212_listen = hj212::resolve_listen(&mut rs.check, raw.hj212.as_ref());
+    let hj212_limits = hj212::resolve_limits(&mut rs.check, raw.hj212.as_ref());
     let mqtt = raw.mqtt.as_ref().map(|m| mqtt::resolve_broker(&mut rs.check, m, simulator.is_some()));
     cross::check_sections(
         &mut rs.check,
@@ -153,6 +163,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
         live_replay: raw.live.replay.unwrap_or(4096).max(1),
         live_channel: raw.live.channel.unwrap_or(1024).max(1),
         hj212_listen,
+        hj212_limits,
         mqtt,
         lines: lines.settings,
         time,
@@ -172,7 +183,25 @@ fn resolve_server(check: &mut Check, raw: &RawServer) -> ServerConfig {
         data_dir: raw.data_dir.clone().unwrap_or_else(|| PathBuf::from("/var/lib/waterworks")),
         secure_cookies: raw.secure_cookies.unwrap_or(false),
         session_idle: check.duration("server.session_idle", raw.session_idle.as_ref(), Duration::from_secs(8 * 3600)),
+        limits: resolve_server_limits(check, raw),
+        live: hmi::LiveLimits::default(),
     }
+}
+
+/// `server.header_timeout`, `idle_timeout` (positive durations, as every duration), `max_connections`.
+fn resolve_server_limits(check: &mut Check, raw: &RawServer) -> hmi::ServerLimits {
+    let d = hmi::ServerLimits::default();
+    let header_timeout = check.duration("server.header_timeout", raw.header_timeout.as_ref(), d.header_timeout);
+    let idle_timeout = check.duration("server.idle_timeout", raw.idle_timeout.as_ref(), d.idle_timeout);
+    let max_connections = match raw.max_connections {
+        None => d.max_connections,
+        Some(n) if (1..=1_000_000).contains(&n) => usize::try_from(n).unwrap_or(d.max_connections),
+        Some(n) => {
+            check.add("server.max_connections", format!("{n} is out of range 1–1000000"));
+            d.max_connections
+        }
+    };
+    hmi::ServerLimits { header_timeout, idle_timeout, max_connections }
 }
 
 /// `[supervision]`: the restart policy of every supervisor.
@@ -327,6 +356,59 @@ mod tests {
     use super::*;
     use actors::field::DeviceKindSpec;
     use drivers::mqtt::TimeFallback;
+
+    #[test]
+    fn http_limits_have_defaults_and_are_checked() {
+        let c = parse("test.toml", super::testing::MINIMAL, None).unwrap();
+        assert_eq!(c.server.limits, hmi::ServerLimits::default());
+        let text = format!(
+            "[server]\nheader_timeout = \"2s\"\nidle_timeout = \"30s\"\nmax_connections = 64\n{}",
+            super::testing::MINIMAL
+        );
+        let c = parse("test.toml", &text, None).unwrap();
+        let want = hmi::ServerLimits {
+            header_timeout: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 64,
+        };
+        assert_eq!(c.server.limits, want);
+        let bad = format!(
+            "[server]\nheader_timeout = \"0s\"\nidle_timeout = \"soon\"\nmax_connections = 0\n{}",
+            super::testing::MINIMAL
+        );
+        check(
+            &bad,
+            &[
+                "test.toml: server.header_timeout",
+                "test.toml: server.idle_timeout",
+                "test.toml: server.max_connections",
+            ],
+        );
+    }
+
+    #[test]
+    fn hj212_limits_have_defaults_and_are_checked() {
+        let station = "[[region.station]]\nid = \"st1\"\nmn = \"ST0001\"\nfactors = [{ factor = \"w01001\" }]\n";
+        let with =
+            |keys: &str| format!("[hj212]\nlisten = \"127.0.0.1:9212\"\n{keys}{}{station}", super::testing::MINIMAL);
+        let c = parse("test.toml", &with(""), None).unwrap();
+        assert_eq!(c.tree.hj212_limits, actors::station::Hj212Limits::default());
+        let keys =
+            "max_connections = 64\nmax_unverified_per_peer = 2\nverify_timeout = \"5s\"\nidle_timeout = \"2m\"\n";
+        let c = parse("test.toml", &with(keys), None).unwrap();
+        let want = actors::station::Hj212Limits {
+            max_connections: 64,
+            max_unverified_per_peer: 2,
+            verify_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(120),
+        };
+        assert_eq!(c.tree.hj212_limits, want);
+        let bad = "max_connections = 0\nmax_unverified_per_peer = 0\nverify_timeout = \"0s\"\nidle_timeout = \"x\"\n";
+        check(
+            &with(bad),
+            &["hj212.max_connections", "hj212.max_unverified_per_peer", "hj212.verify_timeout", "hj212.idle_timeout"],
+        );
+    }
 
     #[test]
     fn demo_and_example_are_valid() {

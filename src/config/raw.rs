@@ -127,6 +127,11 @@ pub(super) struct RawMqttGroup {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHj212 {
     pub(super) listen: String,
+    /// Limits against strangers (issue 8 §3).
+    pub(super) max_connections: Option<u64>,
+    pub(super) max_unverified_per_peer: Option<u64>,
+    pub(super) verify_timeout: Option<String>,
+    pub(super) idle_timeout: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -166,6 +171,10 @@ pub(super) struct RawServer {
     pub(super) devices_dir: Option<PathBuf>,
     /// The utility's IANA time zone (issue 7 §4); resolved with the `[defaults]` time keys in `mod.rs`.
     pub(super) timezone: Option<String>,
+    /// The HTTP server's limits (issue 8 §3).
+    pub(super) header_timeout: Option<String>,
+    pub(super) idle_timeout: Option<String>,
+    pub(super) max_connections: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -189,6 +198,9 @@ pub(super) struct RawStore {
 pub(super) struct RawLive {
     pub(super) replay: Option<usize>,
     pub(super) channel: Option<usize>,
+    /// Clients that stop reading (issue 8 §3): the ping interval and the write timeout.
+    pub(super) ping: Option<String>,
+    pub(super) write_timeout: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -279,6 +291,8 @@ pub(super) struct RawValve {
     pub(super) poll: Option<String>,
     pub(super) confirm_timeout: Option<String>,
     pub(super) confirm_poll: Option<String>,
+    /// A queued command older than this is refused (issue 8 §3).
+    pub(super) command_expiry: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -28,6 +28,8 @@ pub(super) fn resolve_valves(rs: &mut Resolver, region: &RegionScope<'_>) -> Vec
             check.duration(&format!("{key}.confirm_timeout"), v.confirm_timeout.as_ref(), Duration::from_secs(60));
         let confirm_poll =
             check.duration(&format!("{key}.confirm_poll"), v.confirm_poll.as_ref(), Duration::from_secs(2));
+        let command_expiry =
+            check.duration(&format!("{key}.command_expiry"), v.command_expiry.as_ref(), Duration::from_secs(30));
         if confirm_poll > confirm_timeout {
             check.add(format!("{key}.confirm_poll"), "must not be longer than confirm_timeout");
         }
@@ -79,6 +81,7 @@ pub(super) fn resolve_valves(rs: &mut Resolver, region: &RegionScope<'_>) -> Vec
             poll,
             confirm_timeout,
             confirm_poll,
+            command_expiry,
         }));
     }
     valves

@@ -258,6 +258,22 @@ impl WsClient {
     pub async fn close(mut self) {
         let _ = self.stream.close(None).await;
     }
+
+    /// Reads (and discards) whatever is buffered until the server closes the socket; false if it is still
+    /// open after `within`.
+    pub async fn closed_by_server_within(&mut self, within: Duration) -> bool {
+        use futures_util::StreamExt;
+        tokio::time::timeout(within, async {
+            loop {
+                match self.stream.next().await {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                    Some(Ok(_)) => {}
+                }
+            }
+        })
+        .await
+        .is_ok()
+    }
 }
 
 /// Polls `check` until it returns `Some`, or panics naming `what` after `within`.

@@ -61,9 +61,17 @@ pub struct UserRecord {
     pub disabled: bool,
 }
 
+/// The longest user name, in characters (issue 8 §3: longer ones are refused before the audit or the store).
+pub const MAX_USERNAME_CHARS: usize = 64;
+/// The longest password, in bytes: enough for any passphrase, short enough to hash cheaply.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// The longest audit `detail` kept, in characters; a longer one is cut (a backstop behind the checks at the
+/// edges, which refuse long input first).
+pub const MAX_AUDIT_DETAIL_CHARS: usize = 2000;
+
 /// Whether a username is acceptable: 1–64 characters of letters, digits, `.`, `_`, `-`.
 pub fn valid_username(name: &str) -> bool {
     !name.is_empty()
-        && name.chars().count() <= 64
+        && name.chars().count() <= MAX_USERNAME_CHARS
         && name.chars().all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }

@@ -169,11 +169,14 @@ pub enum CommandResult {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error_params: Option<ErrorParams>,
     },
+    /// Waited in the valve's queue longer than its `command_expiry` (behind a command whose caller went
+    /// away): refused without writing anything (issue 8 §3).
+    Expired { waited_ms: u64 },
 }
 
 impl CommandResult {
     pub fn ok(&self) -> bool {
-        !matches!(self, CommandResult::Failed { .. })
+        !matches!(self, CommandResult::Failed { .. } | CommandResult::Expired { .. })
     }
 
     /// A failure with its code and parameters.
@@ -328,6 +331,8 @@ impl ValveStatus {
                 self.fault = None;
                 None
             }
+            // Never reached the valve: what was latched stays.
+            CommandResult::Expired { .. } => None,
         };
         self.last_command = Some(record);
         let state = self.state;

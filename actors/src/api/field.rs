@@ -14,7 +14,10 @@ use super::{blocking, hub_devices, ApiError, HandleParts, ACTOR_TIMEOUT};
 use crate::clock::SharedClock;
 use crate::field::{DeviceKindSpec, DeviceSpec, FieldMsg};
 use crate::hub::HubMsg;
-use crate::model::{CommandRecord, DeviceId, DeviceView, MeterId, RegionView, ResetRecord, Timestamp, ValveAction};
+use crate::metrics::Metrics;
+use crate::model::{
+    CommandRecord, CommandResult, DeviceId, DeviceView, MeterId, RegionView, ResetRecord, Timestamp, ValveAction,
+};
 use crate::station::StationSpec;
 use crate::store::{Store, StoreError, StoredReading, StoredSample};
 use crate::supervisor::Slot;
@@ -46,6 +49,27 @@ struct Inner {
     device_slots: HashMap<DeviceId, Slot<FieldMsg>>,
     valves: Vec<Arc<ValveSpec>>,
     valve_slots: HashMap<DeviceId, Slot<ValveMsg>>,
+    metrics: Arc<Metrics>,
+    /// Valves with a command in progress, and that command: at most one per valve (issue 8 §3).
+    pending_commands: std::sync::Mutex<HashMap<String, PendingCommand>>,
+}
+
+/// The command in progress on a valve.
+struct PendingCommand {
+    action: ValveAction,
+    by: String,
+}
+
+/// Frees a valve's pending-command slot when the command's call ends (answered, failed or cancelled).
+struct PendingGuard<'a> {
+    api: &'a FieldApi,
+    id: String,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.api.inner.pending_commands.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.id);
+    }
 }
 
 /// Devices, regions, history and valves. Cheap to clone.
@@ -83,6 +107,8 @@ impl FieldApi {
                 device_slots: parts.device_slots.clone(),
                 valves: parts.valves.clone(),
                 valve_slots: parts.valve_slots.clone(),
+                metrics: parts.metrics.clone(),
+                pending_commands: Default::default(),
             }),
         }
     }
@@ -199,13 +225,44 @@ impl FieldApi {
         let reason = checked_reason(reason, "a valve command")?;
         let spec = self.valve_spec(id)?;
         let actor = self.valve_actor(id)?;
+        // One pending command per valve: a second one is refused, not queued (20 queued commands once moved a
+        // valve 13 times). The slot is freed when this call ends, however it ends.
+        let _pending = self.claim_valve(id, action, requested_by)?;
         let requested_by = requested_by.to_owned();
-        ractor::call_t!(
+        let queued_at = tokio::time::Instant::now();
+        let record = ractor::call_t!(
             actor,
-            |reply| ValveMsg::Command { action, reason, requested_by, reply },
+            |reply| ValveMsg::Command { action, reason, requested_by, queued_at, reply },
             valve_wait(spec).as_millis() as u64
         )
-        .map_err(|_| ApiError::Unavailable(format!("valve {id}")))
+        .map_err(|_| ApiError::Unavailable(format!("valve {id}")))?;
+        match record.result {
+            CommandResult::Expired { waited_ms } => Err(ApiError::Conflict(format!(
+                "valve {id}: the command expired after waiting {waited_ms} ms behind an earlier one; nothing was \
+                 written"
+            ))),
+            _ => Ok(record),
+        }
+    }
+
+    /// Whether a command to valve `id` is in progress now.
+    pub fn valve_command_pending(&self, id: &str) -> bool {
+        self.inner.pending_commands.lock().unwrap_or_else(|p| p.into_inner()).contains_key(id)
+    }
+
+    fn claim_valve(&self, id: &str, action: ValveAction, by: &str) -> Result<PendingGuard<'_>, ApiError> {
+        let mut pending = self.inner.pending_commands.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = pending.get(id) {
+            let n =
+                self.inner.metrics.limits.valve_commands_busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            tracing::info!(message = "Valve command refused: another is pending.", valve = %id, action = %action, by = %by, pending = %p.action, pending_by = %p.by, total = n);
+            return Err(ApiError::Conflict(format!(
+                "valve {id}: a command is already in progress ({} by {}); wait for its result",
+                p.action, p.by
+            )));
+        }
+        pending.insert(id.to_owned(), PendingCommand { action, by: by.to_owned() });
+        Ok(PendingGuard { api: self, id: id.to_owned() })
     }
 
     /// Resets a valve's latched fault (issue 7 §5): for when the operator has checked the valve on site. The

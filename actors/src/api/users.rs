@@ -24,11 +24,17 @@ pub struct UsersApi {
     store: Store,
     writer: StoreHandle,
     clock: SharedClock,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 impl UsersApi {
     pub(super) fn new(parts: &HandleParts) -> UsersApi {
-        UsersApi { store: parts.store.clone(), writer: parts.writer.clone(), clock: parts.clock.clone() }
+        UsersApi {
+            store: parts.store.clone(),
+            writer: parts.writer.clone(),
+            clock: parts.clock.clone(),
+            metrics: parts.metrics.clone(),
+        }
     }
 
     /// Checks a username and password. Unknown users cost the same hashing work as known ones.
@@ -71,6 +77,10 @@ impl UsersApi {
         }
         if !valid_username(username) {
             return Err(ApiError::BadRequest("username must be 1-64 letters, digits, '.', '_' or '-'".into()));
+        }
+        if password.len() > crate::model::user::MAX_PASSWORD_BYTES {
+            crate::metrics::Metrics::inc(&self.metrics.limits.input_too_long);
+            tracing::warn!(message = "Account not created: the password is too long.", by = %by.username, len = password.len());
         }
         if let Some(problem) = auth::password_problem(password) {
             return Err(ApiError::BadRequest(problem));
@@ -130,15 +140,31 @@ impl UsersApi {
         Ok(generated.then_some(password))
     }
 
+    /// An audit entry, each field cut to its limit (issue 8 §3): the edges refuse long input first, so a cut
+    /// here means an edge missed a check; it is counted and logged.
     fn audit_entry(&self, actor: &str, action: &str, target: &str, detail: &str, ok: bool) -> AuditEntry {
-        AuditEntry {
+        use crate::model::user::{MAX_AUDIT_DETAIL_CHARS, MAX_USERNAME_CHARS};
+        let mut cut = false;
+        let mut capped = |text: &str, max: usize| match text.char_indices().nth(max) {
+            Some((at, _)) => {
+                cut = true;
+                format!("{}…", &text[..at])
+            }
+            None => text.to_owned(),
+        };
+        let entry = AuditEntry {
             ts: self.clock.now(),
-            actor: actor.to_owned(),
-            action: action.to_owned(),
-            target: target.to_owned(),
-            detail: detail.to_owned(),
+            actor: capped(actor, MAX_USERNAME_CHARS),
+            action: capped(action, MAX_USERNAME_CHARS),
+            target: capped(target, 2 * MAX_USERNAME_CHARS),
+            detail: capped(detail, MAX_AUDIT_DETAIL_CHARS),
             ok,
+        };
+        if cut {
+            crate::metrics::Metrics::inc(&self.metrics.limits.input_too_long);
+            tracing::warn!(message = "Audit entry cut to its limits.", action = %entry.action, actor = %entry.actor);
         }
+        entry
     }
 
     /// Records an audited action durably (acknowledged after commit).

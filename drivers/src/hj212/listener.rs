@@ -15,18 +15,28 @@
 //! and the reason, kept among the [`ListenerStats::recent_rejections`], and otherwise ignored: the connection
 //! stays open and the next good frame on it is accepted. HJ 212 has no negative answer to an upload.
 //!
+//! Strangers cannot hold the listener (issue 8 §3). A connection is *unverified* until it sends a frame that
+//! decodes and passes the password check; an unverified connection is closed after
+//! [`ListenerConfig::verify_timeout`], and one address may hold at most
+//! [`ListenerConfig::max_unverified_per_peer`] of them (more are closed at once). At
+//! [`ListenerConfig::max_connections`] a new connection evicts the oldest unverified one, so idle connections
+//! from many addresses cannot lock real stations out either; only when every connection is verified is the
+//! newcomer closed. Verified connections are never evicted and have the longer
+//! [`ListenerConfig::idle_timeout`]. Each of these is counted in [`ListenerStats`] and logged (rate-limited).
+//!
 //! This module does not store data, does not send commands to stations, and does not reassemble packetised
 //! uploads: each packet is delivered on its own.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::codec::{data_response, decode, encode, Packet, MAX_FRAME_LEN};
@@ -59,12 +69,18 @@ pub struct ListenerConfig {
     /// Close a connection that sends nothing for this long. Stations send at least minute data, so a silent
     /// connection is usually a dead one whose peer vanished without a FIN.
     pub idle_timeout: Option<Duration>,
-    /// Connections served at once; more are accepted and closed at once.
+    /// Connections served at once. At the cap a new connection evicts the oldest unverified one, or, when every
+    /// connection is verified, is closed at once.
     pub max_connections: usize,
+    /// Unverified connections (no valid frame yet) one IP address may hold; more are closed at once.
+    pub max_unverified_per_peer: usize,
+    /// An unverified connection is closed when no valid frame came within this long.
+    pub verify_timeout: Duration,
 }
 
 impl ListenerConfig {
-    /// Defaults: no password check, 10 s to acknowledge, 10 min idle timeout, 256 connections.
+    /// Defaults: no password check, 10 s to acknowledge, 10 min idle timeout, 256 connections, 8 unverified
+    /// connections per address, 30 s to send a valid frame.
     pub fn new(listen: SocketAddr) -> Self {
         ListenerConfig {
             listen,
@@ -72,6 +88,8 @@ impl ListenerConfig {
             ack_timeout: Duration::from_secs(10),
             idle_timeout: Some(Duration::from_secs(600)),
             max_connections: 256,
+            max_unverified_per_peer: 8,
+            verify_timeout: Duration::from_secs(30),
         }
     }
 
@@ -79,6 +97,12 @@ impl ListenerConfig {
         let invalid = |reason: &str| Err(Hj212Error::InvalidConfig(reason.to_owned()));
         if self.max_connections == 0 {
             return invalid("max_connections must be at least 1");
+        }
+        if self.max_unverified_per_peer == 0 {
+            return invalid("max_unverified_per_peer must be at least 1");
+        }
+        if self.verify_timeout.is_zero() {
+            return invalid("verify_timeout must be longer than zero");
         }
         if self.ack_timeout.is_zero() {
             return invalid("ack_timeout must be longer than zero");
@@ -151,8 +175,14 @@ pub struct ListenerStats {
     pub open_connections: u64,
     /// Connections served since start.
     pub connections: u64,
-    /// Connections closed at once because `max_connections` were open.
+    /// Connections closed at once because `max_connections` were open, all verified.
     pub refused_connections: u64,
+    /// Connections closed at once because their address already held `max_unverified_per_peer` unverified ones.
+    pub refused_per_peer: u64,
+    /// Unverified connections closed to make room for a new one at `max_connections`.
+    pub evicted: u64,
+    /// Unverified connections closed because no valid frame came within `verify_timeout`.
+    pub verify_timeouts: u64,
     /// Packets handed to the caller.
     pub accepted: u64,
     /// Frames rejected (bad frame, wrong password, oversized line, junk before a header).
@@ -168,13 +198,97 @@ pub struct ListenerStats {
 struct Shared {
     config: ListenerConfig,
     stats: watch::Sender<ListenerStats>,
-    /// One permit per connection.
-    slots: Arc<Semaphore>,
     /// Rejections are all counted, but at most a burst of them logged per minute.
     reject_log: std::sync::Mutex<LogLimit>,
+    /// Connections refused, evicted or timed out by a limit: all counted, a burst logged per minute.
+    limit_log: std::sync::Mutex<LogLimit>,
+    /// Every open connection, for the per-address cap and eviction.
+    tracked: std::sync::Mutex<Tracked>,
+}
+
+/// The open connections: whether each is verified, and when it opened.
+#[derive(Debug, Default)]
+struct Tracked {
+    next_id: u64,
+    conns: HashMap<u64, TrackedConn>,
+}
+
+#[derive(Debug)]
+struct TrackedConn {
+    ip: IpAddr,
+    opened: Instant,
+    verified: bool,
+    evict: Arc<Notify>,
+}
+
+/// Which limit closed or refused a connection.
+#[derive(Debug, Clone, Copy)]
+enum Limit {
+    Full,
+    PerPeer,
+    Evicted,
+    VerifyTimeout,
 }
 
 impl Shared {
+    fn tracked(&self) -> std::sync::MutexGuard<'_, Tracked> {
+        self.tracked.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts and logs a connection closed by a limit.
+    fn limit(&self, peer: SocketAddr, limit: Limit) {
+        self.stats.send_modify(|s| match limit {
+            Limit::Full => s.refused_connections += 1,
+            Limit::PerPeer => s.refused_per_peer += 1,
+            Limit::Evicted => s.evicted += 1,
+            Limit::VerifyTimeout => s.verify_timeouts += 1,
+        });
+        let log = self.limit_log.lock().unwrap_or_else(std::sync::PoisonError::into_inner).check();
+        if let Some(suppressed) = log {
+            let message = match limit {
+                Limit::Full => "hj212 connection refused: every connection is a verified station",
+                Limit::PerPeer => "hj212 connection refused: too many unverified connections from this address",
+                Limit::Evicted => "hj212 unverified connection closed to make room",
+                Limit::VerifyTimeout => "hj212 connection closed: no valid frame in time",
+            };
+            tracing::warn!(message, peer = %peer, not_logged_before = suppressed);
+        }
+    }
+
+    /// Unverified connections open from `ip`.
+    fn unverified_from(&self, ip: IpAddr) -> usize {
+        self.tracked().conns.values().filter(|c| c.ip == ip && !c.verified).count()
+    }
+
+    fn track(&self, ip: IpAddr) -> (u64, Arc<Notify>) {
+        let mut t = self.tracked();
+        let id = t.next_id;
+        t.next_id += 1;
+        let evict = Arc::new(Notify::new());
+        t.conns.insert(id, TrackedConn { ip, opened: Instant::now(), verified: false, evict: Arc::clone(&evict) });
+        (id, evict)
+    }
+
+    fn verified(&self, id: u64) {
+        if let Some(c) = self.tracked().conns.get_mut(&id) {
+            c.verified = true;
+        }
+    }
+
+    /// Closes the oldest unverified connection; false when there is none.
+    fn evict_oldest_unverified(&self) -> bool {
+        let mut t = self.tracked();
+        let oldest = t.conns.iter().filter(|(_, c)| !c.verified).min_by_key(|(_, c)| c.opened).map(|(id, _)| *id);
+        // Removed from the table now, so that it is not chosen twice; its task closes it.
+        match oldest.and_then(|id| t.conns.remove(&id)) {
+            Some(c) => {
+                c.evict.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
     fn reject(&self, peer: SocketAddr, error: Hj212Error) {
         let log = self.reject_log.lock().unwrap_or_else(std::sync::PoisonError::into_inner).check();
         if let Some(suppressed) = log {
@@ -219,9 +333,10 @@ impl Hj212Listener {
         let listener = TcpListener::bind(config.listen).await.map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
         let (stats, _) = watch::channel(ListenerStats::default());
-        let slots = Arc::new(Semaphore::new(config.max_connections));
         let reject_log = std::sync::Mutex::new(LogLimit::new(LOGGED_REJECTIONS_PER_MINUTE, Duration::from_secs(60)));
-        let shared = Arc::new(Shared { config, stats, slots, reject_log });
+        let limit_log = std::sync::Mutex::new(LogLimit::new(LOGGED_REJECTIONS_PER_MINUTE, Duration::from_secs(60)));
+        let tracked = std::sync::Mutex::new(Tracked::default());
+        let shared = Arc::new(Shared { config, stats, reject_log, limit_log, tracked });
         let task = tokio::spawn(
             accept_loop(listener, Arc::clone(&shared), deliver)
                 .instrument(tracing::info_span!("hj212_listener", addr = %addr)),
@@ -290,21 +405,29 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, deliver: mpsc::
                 return;
             }
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => match Arc::clone(&shared.slots).try_acquire_owned() {
-                    Ok(permit) => {
-                        shared.stats.send_modify(|s| {
-                            s.connections += 1;
-                            s.open_connections += 1;
-                        });
-                        let guard = Connection { shared: Arc::clone(&shared), _permit: permit };
-                        let span = tracing::info_span!("hj212_connection", peer = %peer);
-                        connections.spawn(serve(stream, peer, guard, deliver.clone()).instrument(span));
+                Ok((stream, peer)) => {
+                    if shared.unverified_from(peer.ip()) >= shared.config.max_unverified_per_peer {
+                        shared.limit(peer, Limit::PerPeer);
+                        continue;
                     }
-                    Err(_) => {
-                        tracing::warn!(message = "too many hj212 connections; closing a new one", peer = %peer);
-                        shared.stats.send_modify(|s| s.refused_connections += 1);
+                    // The evicted connection leaves the table at once (its task closes its socket right after),
+                    // so the newcomer takes its place without waiting.
+                    if shared.tracked().conns.len() >= shared.config.max_connections {
+                        if !shared.evict_oldest_unverified() {
+                            shared.limit(peer, Limit::Full);
+                            continue;
+                        }
+                        shared.limit(peer, Limit::Evicted);
                     }
-                },
+                    let (id, evict) = shared.track(peer.ip());
+                    shared.stats.send_modify(|s| {
+                        s.connections += 1;
+                        s.open_connections += 1;
+                    });
+                    let guard = Connection { shared: Arc::clone(&shared), id, evict };
+                    let span = tracing::info_span!("hj212_connection", peer = %peer);
+                    connections.spawn(serve(stream, peer, guard, deliver.clone()).instrument(span));
+                }
                 Err(error) => {
                     tracing::warn!(message = "accept failed", error = %error);
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -321,14 +444,17 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, deliver: mpsc::
     }
 }
 
-/// Holds a connection slot and keeps `open_connections` right however the task ends (abort included).
+/// Holds a connection slot and keeps `open_connections` and the tracking right however the task ends (abort
+/// included).
 struct Connection {
     shared: Arc<Shared>,
-    _permit: OwnedSemaphorePermit,
+    id: u64,
+    evict: Arc<Notify>,
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
+        self.shared.tracked().conns.remove(&self.id);
         self.shared.stats.send_modify(|s| s.open_connections = s.open_connections.saturating_sub(1));
     }
 }
@@ -340,16 +466,22 @@ async fn serve(mut stream: TcpStream, peer: SocketAddr, conn: Connection, delive
     let _ = stream.set_nodelay(true);
     let mut framer = LineFramer::new(MAX_FRAME_LEN);
     let mut buf = vec![0u8; READ_CHUNK];
+    let verify_by = Instant::now() + shared.config.verify_timeout;
+    let mut verified = false;
     loop {
-        let read = match shared.config.idle_timeout {
-            Some(limit) => match tokio::time::timeout(limit, stream.read(&mut buf)).await {
-                Ok(read) => read,
-                Err(_) => {
+        let deadline =
+            if verified { shared.config.idle_timeout.map(|limit| Instant::now() + limit) } else { Some(verify_by) };
+        let read = tokio::select! {
+            () = conn.evict.notified(), if !verified => return,
+            () = sleep_until_or_never(deadline) => {
+                if verified {
                     tracing::info!(message = "hj212 connection idle; closing it", peer = %peer);
-                    return;
+                } else {
+                    shared.limit(peer, Limit::VerifyTimeout);
                 }
-            },
-            None => stream.read(&mut buf).await,
+                return;
+            }
+            read = stream.read(&mut buf) => read,
         };
         let n = match read {
             Ok(0) => {
@@ -377,10 +509,22 @@ async fn serve(mut stream: TcpStream, peer: SocketAddr, conn: Connection, delive
                     continue;
                 }
             };
+            if !verified {
+                verified = true;
+                shared.verified(conn.id);
+            }
             if !handle(&mut stream, peer, shared, &deliver, packet, frame.len()).await {
                 return;
             }
         }
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_or_never(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 
