@@ -199,6 +199,7 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
         secure_cookies: config.server.secure_cookies,
         session_idle: config.server.session_idle,
         live: config.server.live,
+        max_concurrent_logins: config.server.max_concurrent_logins,
     };
     let router = hmi::router(tree.handle.clone(), hmi_config);
     let (stop_server, stopped) = oneshot::channel::<()>();

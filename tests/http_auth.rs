@@ -213,12 +213,13 @@ async fn repeated_failed_logins_are_slowed_refused_counted_and_audited() {
     let r = post_json(&server, "/api/login", None, &right).await;
     assert_json_error(&r, 429, "throttled");
     assert!(r.header("retry-after").is_some());
-    // Unknown users are refused the same way as wrong passwords.
+    // Unknown users are refused like wrong passwords; the throttle keys (user, address) pairs, so this first
+    // try of another name from the same address is checked, not refused.
     assert_json_error(
         &post_json(&server, "/api/login", None, &json!({"username": "ghost", "password": "whatever"}).to_string())
             .await,
-        429,
-        "throttled",
+        401,
+        "invalid_credentials",
     );
 
     // Once the lockout passes the admin gets in and finds the failures counted and audited.
@@ -228,11 +229,12 @@ async fn repeated_failed_logins_are_slowed_refused_counted_and_audited() {
     })
     .await;
     let metrics = server.get("/metrics", &admin).await.body;
-    assert!(metrics.contains("waterworks_login_failures_total 3"), "{metrics}");
+    assert!(metrics.contains("waterworks_login_failures_total 4"), "{metrics}");
+    assert!(metrics.contains("waterworks_logins_throttled_total 1"), "{metrics}");
     let audit = server.get("/api/audit", &admin).await.json();
     let failures =
         audit.as_array().unwrap().iter().filter(|e| e["action"] == "login.failure" && e["ok"] == false).count();
-    assert_eq!(failures, 3, "{audit}");
+    assert_eq!(failures, 4, "{audit}");
     server.app.shutdown().await;
 }
 

@@ -16,7 +16,13 @@ pub enum AppError {
     BadRequest(String),
     Conflict(String),
     InvalidCredentials,
-    Throttled { retry_after_s: u64 },
+    Throttled {
+        retry_after_s: u64,
+    },
+    /// Too many password checks are running; refused at once rather than queued (issue 8 §1).
+    Busy {
+        retry_after_s: u64,
+    },
     MethodNotAllowed,
     Unavailable(String),
     Internal,
@@ -38,6 +44,11 @@ impl AppError {
                 "throttled",
                 format!("too many failed logins; try again in {retry_after_s} s"),
             ),
+            AppError::Busy { retry_after_s } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                format!("too many logins at once; try again in {retry_after_s} s"),
+            ),
             AppError::MethodNotAllowed => {
                 (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this path".into())
             }
@@ -53,7 +64,7 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, code, message) = self.parts();
         let mut response = (status, Json(json!({ "error": message, "code": code }))).into_response();
-        if let AppError::Throttled { retry_after_s } = self {
+        if let AppError::Throttled { retry_after_s } | AppError::Busy { retry_after_s } = self {
             if let Ok(v) = HeaderValue::from_str(&retry_after_s.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);
             }

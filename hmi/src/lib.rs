@@ -14,6 +14,7 @@
 
 mod cookie;
 mod error;
+pub mod guard;
 mod metrics;
 pub mod openapi;
 mod routes;
@@ -46,11 +47,18 @@ pub struct HmiConfig {
     pub session_idle: Duration,
     /// How the live stream finds clients that stopped reading (issue 8 §3).
     pub live: LiveLimits,
+    /// Password checks (argon2) allowed at once; more are refused with 503 (issue 8 §1).
+    pub max_concurrent_logins: usize,
 }
 
 impl Default for HmiConfig {
     fn default() -> Self {
-        HmiConfig { secure_cookies: false, session_idle: Duration::from_secs(8 * 3600), live: LiveLimits::default() }
+        HmiConfig {
+            secure_cookies: false,
+            session_idle: Duration::from_secs(8 * 3600),
+            live: LiveLimits::default(),
+            max_concurrent_logins: guard::default_max_concurrent(),
+        }
     }
 }
 
@@ -62,6 +70,7 @@ pub struct AppState {
     metrics: Arc<Metrics>,
     sessions: Arc<Sessions>,
     throttle: Arc<Throttle>,
+    guard: Arc<guard::LoginGuard>,
     config: Arc<HmiConfig>,
 }
 
@@ -86,6 +95,12 @@ impl FromRef<AppState> for UsersApi {
 impl FromRef<AppState> for SystemApi {
     fn from_ref(state: &AppState) -> Self {
         state.api.system().clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<guard::LoginGuard> {
+    fn from_ref(state: &AppState) -> Self {
+        state.guard.clone()
     }
 }
 
@@ -157,6 +172,7 @@ pub fn router(handle: actors::api::Handle, config: HmiConfig) -> Router {
         api: handle,
         sessions: Arc::new(Sessions::new(config.session_idle)),
         throttle: Arc::new(Throttle::default()),
+        guard: Arc::new(guard::LoginGuard::new(config.max_concurrent_logins)),
         config: Arc::new(config),
     };
     Router::new()

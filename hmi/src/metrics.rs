@@ -1,4 +1,4 @@
-//! Prometheus text exposition of [`actors::metrics::Metrics`].
+//! Prometheus text exposition of [`actors::metrics::Metrics`] and of the HTTP layer's login counters.
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
@@ -162,5 +162,30 @@ fn render_limits(out: &mut String, l: &LimitMetrics) {
         "# HELP {name} Input refused for being longer than its limit (user names 64 characters, passwords 1024 \
          bytes) or cut to it at the audit's edge.\n# TYPE {name} counter\n{name} {}",
         get(&l.input_too_long)
+    );
+}
+
+/// The login defences' counters and limit (issue 8 §1).
+pub fn render_login(out: &mut String, g: &crate::guard::LoginGuard) {
+    let counters = [
+        ("waterworks_password_checks_total", "Password verifications performed (argon2 runs).", &g.hashes),
+        (
+            "waterworks_logins_busy_total",
+            "Logins and Basic requests refused with 503 because max_concurrent_logins checks were running.",
+            &g.busy,
+        ),
+        (
+            "waterworks_logins_throttled_total",
+            "Logins and Basic requests refused with 429 by the throttle.",
+            &g.throttled,
+        ),
+    ];
+    for (name, help, c) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.load(Ordering::Relaxed));
+    }
+    let _ = writeln!(
+        out,
+        "# HELP waterworks_max_concurrent_logins Password checks allowed at once.\n# TYPE waterworks_max_concurrent_logins gauge\nwaterworks_max_concurrent_logins {}",
+        g.max_concurrent
     );
 }

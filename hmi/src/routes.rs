@@ -270,9 +270,14 @@ pub async fn healthz(State(system): State<SystemApi>) -> Response {
     (status, Json(health)).into_response()
 }
 
-pub async fn metrics(State(system): State<SystemApi>, user: AuthUser) -> Result<Response, AppError> {
+pub async fn metrics(
+    State(system): State<SystemApi>,
+    State(guard): State<Arc<crate::guard::LoginGuard>>,
+    user: AuthUser,
+) -> Result<Response, AppError> {
     user.require(OPS_ROLES)?;
-    let body = crate::metrics::render(system.metrics());
+    let mut body = crate::metrics::render(system.metrics());
+    crate::metrics::render_login(&mut body, &guard);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response())
 }
 

@@ -5,9 +5,9 @@
 //! Scripts and Prometheus may instead send HTTP Basic credentials, checked like a login and throttled alike.
 //! Every request re-reads the user's account, so a disabled account or a changed role takes effect at once.
 //!
-//! Failed logins are counted per username and per client address: after `FREE_FAILURES` in the window each
-//! further attempt is refused with 429 until a delay that doubles per failure has passed; every failure is
-//! logged, counted and audited.
+//! Failed logins are counted per (username, client address) pair: after `FREE_FAILURES` each further attempt
+//! of that pair is refused with 429 until a delay that doubles per failure has passed; every failure is
+//! logged, counted and audited. Password checks hold a permit of the [`crate::guard::LoginGuard`].
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -27,10 +27,16 @@ use crate::AppState;
 
 use crate::cookie::COOKIE;
 
-/// Failures allowed within the window before attempts are delayed.
+/// Failures of one (user, address) pair allowed before its attempts are delayed.
 const FREE_FAILURES: u32 = 3;
+/// A pair without an attempt for this long is forgotten.
 const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
-const MAX_LOCKOUT: Duration = Duration::from_secs(300);
+/// The longest delay between two attempts of one pair.
+const MAX_DELAY: Duration = Duration::from_secs(300);
+/// Pairs remembered at most (a bounded table whatever an attacker sends).
+const MAX_PAIRS: usize = 100_000;
+/// Characters of a username kept in the throttle key.
+const MAX_KEY_CHARS: usize = 64;
 
 struct Session {
     username: String,
@@ -85,63 +91,90 @@ impl Sessions {
     }
 }
 
-#[derive(Default)]
-struct Failures {
-    count: u32,
-    first: Option<Instant>,
-    last: Option<Instant>,
+/// The throttle's key: who is tried from where. Failures are never pooled per user alone or per address alone,
+/// so an attacker cannot lock a real user out (OWASP: lockout as denial of service).
+type PairKey = (String, Option<IpAddr>);
+
+struct PairRecord {
+    /// Attempts counted as failures so far (an attempt is counted when it starts, see [`Throttle::begin`]).
+    failures: u32,
+    last: Instant,
 }
 
-/// Failed-login bookkeeping per username and per client address.
+/// An attempt reserved by [`Throttle::begin`]: already counted as a failure until it is resolved.
+pub struct Attempt {
+    key: PairKey,
+    /// Failures of this pair including this attempt.
+    pub failures: u32,
+}
+
+/// Failed-login bookkeeping per (username, client address) pair, with progressive delays.
+///
+/// After `FREE_FAILURES` failures of a pair, each further attempt of that pair must wait a delay that doubles
+/// per failure (1 s, 2 s, 4 s, ... up to `MAX_DELAY`); a success forgets the pair. An attempt counts as a
+/// failure from the moment it starts, under the lock, so simultaneous guesses cannot all slip in before the
+/// first one fails. A correct password from another address (or for another user) is never refused.
 #[derive(Default)]
 pub struct Throttle {
-    by_key: Mutex<HashMap<String, Failures>>,
+    pairs: Mutex<HashMap<PairKey, PairRecord>>,
 }
 
 impl Throttle {
-    fn keys(username: &str, ip: Option<IpAddr>) -> Vec<String> {
-        let mut keys = vec![format!("user:{username}")];
-        if let Some(ip) = ip {
-            keys.push(format!("ip:{ip}"));
+    fn delay(failures: u32) -> Duration {
+        if failures < FREE_FAILURES {
+            return Duration::ZERO;
         }
-        keys
+        Duration::from_secs(1u64 << (failures - FREE_FAILURES).min(12)).min(MAX_DELAY)
     }
 
-    /// If attempts for this user or address are currently refused, for how many more seconds.
-    pub fn check(&self, username: &str, ip: Option<IpAddr>) -> Option<u64> {
-        let table = self.by_key.lock().unwrap_or_else(|p| p.into_inner());
+    fn key(username: &str, ip: Option<IpAddr>) -> PairKey {
+        // Long attacker-chosen names must not grow the table: only a bounded prefix is kept.
+        (username.chars().take(MAX_KEY_CHARS).collect(), ip)
+    }
+
+    /// Starts an attempt: refused with the seconds to wait while this pair is delayed, otherwise counted as a
+    /// failure at once (resolve it with [`Throttle::succeeded`] or [`Throttle::refund`]).
+    pub fn begin(&self, username: &str, ip: Option<IpAddr>) -> Result<Attempt, u64> {
+        let key = Self::key(username, ip);
+        let mut table = self.pairs.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        Self::keys(username, ip)
-            .iter()
-            .filter_map(|k| table.get(k))
-            .filter_map(|f| {
-                if f.count < FREE_FAILURES || f.first.is_some_and(|t| now.duration_since(t) > FAILURE_WINDOW) {
-                    return None;
+        if table.get(&key).is_some_and(|r| now.duration_since(r.last) > FAILURE_WINDOW) {
+            table.remove(&key);
+        }
+        if let Some(r) = table.get(&key) {
+            let until = r.last + Self::delay(r.failures);
+            if until > now {
+                return Err(until.duration_since(now).as_secs_f64().ceil().max(1.0) as u64);
+            }
+        } else if table.len() >= MAX_PAIRS {
+            table.retain(|_, r| now.duration_since(r.last) <= FAILURE_WINDOW);
+            if table.len() >= MAX_PAIRS {
+                // Full of live pairs (a flood): forget the stalest rather than refuse everyone.
+                if let Some(oldest) = table.iter().min_by_key(|(_, r)| r.last).map(|(k, _)| k.clone()) {
+                    table.remove(&oldest);
                 }
-                let lockout = Duration::from_secs(1u64 << (f.count - FREE_FAILURES).min(12)).min(MAX_LOCKOUT);
-                let until = f.last? + lockout;
-                (until > now).then(|| until.duration_since(now).as_secs().max(1))
-            })
-            .max()
-    }
-
-    pub fn failed(&self, username: &str, ip: Option<IpAddr>) -> u32 {
-        let mut table = self.by_key.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        table.retain(|_, f| f.first.is_some_and(|t| now.duration_since(t) <= FAILURE_WINDOW));
-        let mut worst = 0;
-        for k in Self::keys(username, ip) {
-            let f = table.entry(k).or_default();
-            f.first.get_or_insert(now);
-            f.last = Some(now);
-            f.count += 1;
-            worst = worst.max(f.count);
+            }
         }
-        worst
+        let r = table.entry(key.clone()).or_insert(PairRecord { failures: 0, last: now });
+        r.failures += 1;
+        r.last = now;
+        Ok(Attempt { key, failures: r.failures })
     }
 
-    pub fn succeeded(&self, username: &str) {
-        self.by_key.lock().unwrap_or_else(|p| p.into_inner()).remove(&format!("user:{username}"));
+    /// The attempt succeeded: the pair starts afresh.
+    pub fn succeeded(&self, attempt: Attempt) {
+        self.pairs.lock().unwrap_or_else(|p| p.into_inner()).remove(&attempt.key);
+    }
+
+    /// The attempt was never decided (no permit, an internal error): it does not count.
+    pub fn refund(&self, attempt: Attempt) {
+        let mut table = self.pairs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = table.get_mut(&attempt.key) {
+            r.failures = r.failures.saturating_sub(1);
+            if r.failures == 0 {
+                table.remove(&attempt.key);
+            }
+        }
     }
 }
 
@@ -272,7 +305,8 @@ fn too_long(
     Err(AppError::BadRequest(format!("the {field} is longer than {max} {unit}")))
 }
 
-/// Checks credentials with throttling, logging, counting and auditing; shared by login and Basic auth.
+/// Checks credentials with throttling, a bounded number of concurrent checks, logging, counting and auditing;
+/// shared by login and Basic auth.
 pub async fn check_login(
     state: &AppState,
     username: &str,
@@ -282,28 +316,57 @@ pub async fn check_login(
     // Over-long credentials are refused before they reach the throttle, the audit or the store (issue 8 §3).
     too_long(state, ("username", "characters"), username.chars().count(), actors::model::user::MAX_USERNAME_CHARS, ip)?;
     too_long(state, ("password", "bytes"), password.len(), actors::model::user::MAX_PASSWORD_BYTES, ip)?;
-    if let Some(retry_after_s) = state.throttle.check(username, ip) {
-        tracing::warn!(message = "Login refused while throttled.", username, client = ?ip, retry_after_s);
-        return Err(AppError::Throttled { retry_after_s });
-    }
-    match state.api.users().login(username, password).await {
+    let attempt = match state.throttle.begin(username, ip) {
+        Ok(attempt) => attempt,
+        Err(retry_after_s) => {
+            Metrics::inc(&state.guard.throttled);
+            tracing::warn!(message = "Login refused while throttled.", username, client = ?ip, retry_after_s);
+            return Err(AppError::Throttled { retry_after_s });
+        }
+    };
+    let Some(permit) = state.guard.try_permit() else {
+        state.throttle.refund(attempt);
+        Metrics::inc(&state.guard.busy);
+        tracing::warn!(
+            message = "Login refused: too many password checks at once.",
+            username,
+            client = ?ip,
+            limit = state.guard.max_concurrent
+        );
+        return Err(AppError::Busy { retry_after_s: 1 });
+    };
+    Metrics::inc(&state.guard.hashes);
+    // The check runs in its own task holding the permit, so a client that hangs up does not free the permit
+    // while argon2 still runs.
+    let users = state.api.users().clone();
+    let (name, pass) = (username.to_owned(), password.to_owned());
+    let outcome = tokio::spawn(async move {
+        let _permit = permit;
+        users.login(&name, &pass).await
+    })
+    .await
+    .unwrap_or(Err(actors::api::ApiError::Internal));
+    match outcome {
         Ok(user) => {
-            state.throttle.succeeded(username);
+            state.throttle.succeeded(attempt);
             Ok(user)
         }
         Err(actors::api::ApiError::InvalidCredentials) => {
-            let failures = state.throttle.failed(username, ip);
+            let failures = attempt.failures;
             Metrics::inc(&state.metrics.login_failures);
             tracing::warn!(message = "Login failed.", username, client = ?ip, failures);
             let detail = format!("from {}", ip.map_or("unknown".to_owned(), |i| i.to_string()));
             if let Err(e) = state.api.users().audit(username, "login.failure", username, &detail, false).await {
                 tracing::warn!(message = "Audit of a failed login not stored.", error = %e);
             }
-            // Slow every failure down a little more, so guessing costs time even before the lockout.
+            // Slow every failure down a little more, so guessing costs time even before the delays start.
             tokio::time::sleep(Duration::from_millis(100 * u64::from(failures.min(20)))).await;
             Err(AppError::InvalidCredentials)
         }
-        Err(e) => Err(e.into()),
+        Err(e) => {
+            state.throttle.refund(attempt);
+            Err(e.into())
+        }
     }
 }
 
@@ -319,18 +382,30 @@ mod tests {
     }
 
     #[test]
-    fn throttle_refuses_after_free_failures_and_forgets_on_success() {
+    fn throttle_delays_a_failing_pair_only() {
+        let t = Throttle::default();
+        let attacker = Some("10.0.0.1".parse().unwrap());
+        let user = Some("10.0.0.2".parse().unwrap());
+        for _ in 0..FREE_FAILURES {
+            let _failed = t.begin("ops", attacker).unwrap();
+        }
+        assert!(t.begin("ops", attacker).is_err());
+        // The same user from another address, and another user from the attacker's address, may try.
+        t.succeeded(t.begin("ops", user).unwrap());
+        assert!(t.begin("other", attacker).is_ok());
+    }
+
+    #[test]
+    fn attempts_count_before_they_are_decided_and_refunds_give_them_back() {
         let t = Throttle::default();
         let ip = Some("10.0.0.1".parse().unwrap());
-        for _ in 0..FREE_FAILURES {
-            assert_eq!(t.check("ops", ip), None);
-            t.failed("ops", ip);
+        // Simultaneous attempts: none resolved yet, only the free ones start.
+        let started: Vec<_> = (0..10).filter_map(|_| t.begin("ops", ip).ok()).collect();
+        assert_eq!(started.len(), FREE_FAILURES as usize);
+        for a in started {
+            t.refund(a);
         }
-        assert!(t.check("ops", ip).is_some());
-        // The same address trying another name is refused too.
-        assert!(t.check("other", ip).is_some());
-        t.succeeded("ops");
-        assert!(t.check("ops", None).is_none());
+        assert!(t.begin("ops", ip).is_ok());
     }
 
     #[test]

@@ -66,6 +66,8 @@ pub struct ServerConfig {
     pub limits: hmi::ServerLimits,
     /// `[live] ping`, `write_timeout`: how the live stream drops clients that stopped reading.
     pub live: hmi::LiveLimits,
+    /// Password checks allowed at once (issue 8 §1); default the number of cores.
+    pub max_concurrent_logins: usize,
 }
 
 /// The whole validated configuration.
@@ -185,6 +187,14 @@ fn resolve_server(check: &mut Check, raw: &RawServer) -> ServerConfig {
         session_idle: check.duration("server.session_idle", raw.session_idle.as_ref(), Duration::from_secs(8 * 3600)),
         limits: resolve_server_limits(check, raw),
         live: hmi::LiveLimits::default(),
+        max_concurrent_logins: match raw.max_concurrent_logins {
+            Some(0) => {
+                check.add("server.max_concurrent_logins", "must be at least 1".to_owned());
+                1
+            }
+            Some(n) => n,
+            None => hmi::guard::default_max_concurrent(),
+        },
     }
 }
 

@@ -168,6 +168,7 @@ pub(super) struct RawServer {
     pub(super) data_dir: Option<PathBuf>,
     pub(super) secure_cookies: Option<bool>,
     pub(super) session_idle: Option<String>,
+    pub(super) max_concurrent_logins: Option<usize>,
     pub(super) devices_dir: Option<PathBuf>,
     /// The utility's IANA time zone (issue 7 §4); resolved with the `[defaults]` time keys in `mod.rs`.
     pub(super) timezone: Option<String>,

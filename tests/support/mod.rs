@@ -174,8 +174,28 @@ impl Response {
 
 /// A minimal HTTP/1.1 client (Connection: close; chunked bodies decoded), enough for tests.
 pub async fn http(base: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Response {
+    http_from(None, base, method, path, headers, body).await
+}
+
+/// Like [`http`], from a chosen local address (any 127.x.y.z works on Linux: a second client address
+/// without a second machine).
+pub async fn http_from(
+    source: Option<std::net::IpAddr>,
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Response {
     let host = base.trim_start_matches("http://");
-    let mut stream = TcpStream::connect(host).await.expect("connect");
+    let mut stream = match source {
+        None => TcpStream::connect(host).await.expect("connect"),
+        Some(ip) => {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket.bind(std::net::SocketAddr::new(ip, 0)).expect("bind the source address");
+            socket.connect(host.parse().expect("an address")).await.expect("connect")
+        }
+    };
     let mut req =
         format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     for (k, v) in headers {
