@@ -200,6 +200,7 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
         session_idle: config.server.session_idle,
         live: config.server.live,
         max_concurrent_logins: config.server.max_concurrent_logins,
+        trusted_proxies: config.server.trusted_proxies.clone(),
     };
     let router = hmi::router(tree.handle.clone(), hmi_config);
     let (stop_server, stopped) = oneshot::channel::<()>();

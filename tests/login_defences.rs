@@ -174,3 +174,45 @@ async fn simultaneous_guesses_are_throttled_and_the_real_user_still_gets_in() {
     }
     server.app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn behind_a_trusted_proxy_the_forwarded_address_is_the_client() {
+    // 127.0.0.1 plays the TLS reverse proxy: trusted, it appends the client's address to X-Forwarded-For.
+    let server = start(&VILLAGE.replacen("[server]\n", "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n", 1)).await;
+    let proxy = ip("127.0.0.1");
+    // The attacker (forwarded as 203.0.113.9) fails until throttled, even forging an earlier hop each time.
+    let mut throttled = 0;
+    for i in 0..8 {
+        let forwarded = format!("10.9.9.{i}, 203.0.113.9");
+        let r = login_from(proxy, &server.base, "admin", "wrong password", Some(&forwarded)).await;
+        assert!([401, 429].contains(&r.status), "{}", r.body);
+        throttled += usize::from(r.status == 429);
+    }
+    assert!(throttled >= 4, "the forged hops must not reset the throttle: {throttled} of 8 throttled");
+    // The real admin, at another address behind the same proxy, is not refused.
+    let r = login_from(proxy, &server.base, "admin", ADMIN_PASSWORD, Some("198.51.100.7")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let cookie = r.header("set-cookie").unwrap().split(';').next().unwrap().to_owned();
+    // The audit names the forwarded address, not the proxy's.
+    let audit = server.get("/api/audit", &cookie).await.json();
+    let details: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "login.failure")
+        .filter_map(|e| e["detail"].as_str())
+        .collect();
+    assert!(!details.is_empty() && details.iter().all(|d| *d == "from 203.0.113.9"), "{details:?}");
+
+    // A peer that is not a trusted proxy cannot choose its address with X-Forwarded-For: rotating the header
+    // does not escape the throttle of its real address.
+    let stranger = ip("127.0.0.2");
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let forged = format!("198.51.100.{}", 100 + i);
+        statuses.push(login_from(stranger, &server.base, "admin", "wrong password", Some(&forged)).await.status);
+    }
+    assert_eq!(&statuses[..3], &[401, 401, 401], "{statuses:?}");
+    assert!(statuses[3..].contains(&429), "{statuses:?}");
+    server.app.shutdown().await;
+}

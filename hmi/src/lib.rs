@@ -12,6 +12,7 @@
 //! **Invariant:** every route except `/healthz`, `/login` and `POST /api/login` requires a valid session (or
 //! Basic credentials), and checks the role; unknown paths are refused the same way before they are 404s.
 
+pub mod client;
 mod cookie;
 mod error;
 pub mod guard;
@@ -49,6 +50,8 @@ pub struct HmiConfig {
     pub live: LiveLimits,
     /// Password checks (argon2) allowed at once; more are refused with 503 (issue 8 §1).
     pub max_concurrent_logins: usize,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (issue 8 §1); empty: trust none.
+    pub trusted_proxies: Vec<client::Cidr>,
 }
 
 impl Default for HmiConfig {
@@ -58,6 +61,7 @@ impl Default for HmiConfig {
             session_idle: Duration::from_secs(8 * 3600),
             live: LiveLimits::default(),
             max_concurrent_logins: guard::default_max_concurrent(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

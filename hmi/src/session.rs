@@ -178,18 +178,19 @@ impl Throttle {
     }
 }
 
-/// The client address, when the server was started with connect info.
-pub fn client_ip(parts: &Parts) -> Option<IpAddr> {
-    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+/// The client address (see [`crate::client`]), when the server was started with connect info.
+pub fn client_ip(parts: &Parts, state: &AppState) -> Option<IpAddr> {
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    crate::client::client_address(peer, &parts.headers, &state.config.trusted_proxies)
 }
 
 /// The client's address as an extractor (absent when the server runs without connect info).
 pub struct ClientIp(pub Option<IpAddr>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientIp(client_ip(parts)))
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(client_ip(parts, state)))
     }
 }
 
@@ -277,7 +278,7 @@ impl FromRequestParts<AppState> for AuthUser {
             }
         }
         if let Some((username, password)) = basic_credentials(&parts.headers) {
-            let ip = client_ip(parts);
+            let ip = client_ip(parts, state);
             let user = check_login(state, &username, &password, ip).await?;
             return Ok(AuthUser { user, token: None });
         }

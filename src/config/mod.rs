@@ -68,6 +68,8 @@ pub struct ServerConfig {
     pub live: hmi::LiveLimits,
     /// Password checks allowed at once (issue 8 §1); default the number of cores.
     pub max_concurrent_logins: usize,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (issue 8 §1); default none.
+    pub trusted_proxies: Vec<hmi::client::Cidr>,
 }
 
 /// The whole validated configuration.
@@ -195,6 +197,18 @@ fn resolve_server(check: &mut Check, raw: &RawServer) -> ServerConfig {
             Some(n) => n,
             None => hmi::guard::default_max_concurrent(),
         },
+        trusted_proxies: raw
+            .trusted_proxies
+            .iter()
+            .flatten()
+            .filter_map(|entry| match entry.parse() {
+                Ok(cidr) => Some(cidr),
+                Err(e) => {
+                    check.add("server.trusted_proxies", format!("{e}"));
+                    None
+                }
+            })
+            .collect(),
     }
 }
 
@@ -486,6 +500,27 @@ parameters = [{ name = "chlorine" }, { name = "ph", low = 9, high = 8 }]
                 "concentrator[1] (c1).model: model \"ww-wq-logger-v1\" is not a concentrator",
                 "logger[0] (w1).parameters[0] (chlorine).name: model \"ww-wq-logger-v1\" has no parameter \"chlorine\"",
                 "logger[0] (w1).parameters[1] (ph): low (9) must be below high (8)",
+            ],
+        );
+    }
+
+    #[test]
+    fn login_limits_and_trusted_proxies_resolve_and_bad_ones_are_named() {
+        let text = "[server]\nmax_concurrent_logins = 3\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]\n"
+            .to_owned()
+            + testing::MINIMAL;
+        let c = parse("test.toml", &text, None).expect("valid");
+        assert_eq!(c.server.max_concurrent_logins, 3);
+        let shown: Vec<String> = c.server.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        assert_eq!(shown, ["127.0.0.1/32", "10.0.0.0/8"]);
+        let c = parse("test.toml", testing::MINIMAL, None).expect("valid");
+        assert!(c.server.trusted_proxies.is_empty() && c.server.max_concurrent_logins >= 1);
+        check(
+            "[server]\nmax_concurrent_logins = 0\ntrusted_proxies = [\"proxy.lan\", \"10.0.0.0/40\"]\n",
+            &[
+                "server.max_concurrent_logins: must be at least 1",
+                "server.trusted_proxies: \"proxy.lan\" is not an IP address or CIDR block",
+                "server.trusted_proxies: \"10.0.0.0/40\" is not",
             ],
         );
     }

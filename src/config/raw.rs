@@ -169,6 +169,7 @@ pub(super) struct RawServer {
     pub(super) secure_cookies: Option<bool>,
     pub(super) session_idle: Option<String>,
     pub(super) max_concurrent_logins: Option<usize>,
+    pub(super) trusted_proxies: Option<Vec<String>>,
     pub(super) devices_dir: Option<PathBuf>,
     /// The utility's IANA time zone (issue 7 §4); resolved with the `[defaults]` time keys in `mod.rs`.
     pub(super) timezone: Option<String>,
