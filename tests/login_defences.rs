@@ -216,3 +216,48 @@ async fn behind_a_trusted_proxy_the_forwarded_address_is_the_client() {
     assert!(statuses[3..].contains(&429), "{statuses:?}");
     server.app.shutdown().await;
 }
+
+fn counter(metrics: &str, name: &str) -> u64 {
+    let line = metrics.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name}"));
+    line.rsplit(' ').next().and_then(|n| n.parse().ok()).expect("a count")
+}
+
+fn basic(user: &str, password: &str) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let s = format!("{user}:{password}");
+    let mut out = String::from("Basic ");
+    for chunk in s.as_bytes().chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &b)| acc | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            out.push(if i <= chunk.len() { T[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_credentials_are_checked_once_then_cached() {
+    let server = start(VILLAGE).await;
+    let right = basic("admin", ADMIN_PASSWORD);
+    let get = |auth: String| {
+        let base = server.base.clone();
+        async move { http(&base, "GET", "/metrics", &[("authorization", auth.as_str())], "").await }
+    };
+    let first = get(right.clone()).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let checks = counter(&first.body, "waterworks_password_checks_total");
+    // The second and third requests take no permit and run no argon2.
+    for _ in 0..2 {
+        let again = get(right.clone()).await;
+        assert_eq!(again.status, 200);
+        assert_eq!(counter(&again.body, "waterworks_password_checks_total"), checks, "hashed again");
+    }
+    let last = get(right.clone()).await;
+    assert_eq!(counter(&last.body, "waterworks_basic_cache_hits_total"), 3);
+    // A wrong password for the same user is not let in by the cache: it is checked and refused.
+    let wrong = get(basic("admin", "not the password")).await;
+    assert_eq!(wrong.status, 401, "{}", wrong.body);
+    let after = get(right).await;
+    assert_eq!(counter(&after.body, "waterworks_password_checks_total"), checks + 1);
+    server.app.shutdown().await;
+}

@@ -6,11 +6,22 @@
 //! so neither memory (argon2 takes about 19 MiB per check) nor CPU grows with the number of attackers.
 //! The counters here are exported on `/metrics`.
 //!
+//! HTTP Basic credentials that verified are remembered for `BASIC_CACHE_TTL`, so a script sending them with
+//! every request does not run argon2 every time. The cache is keyed by a BLAKE2b MAC of user and password
+//! under a per-process random key: the password itself is never kept. The account is still re-read on every
+//! request, so a disabled account is refused at once; `forget_user` drops a user's entries (for a password
+//! change).
+//!
 //! This module does not decide who may try (that is the throttle in `session.rs`) and does not hash new
 //! passwords (account creation is admin-only and rare).
 
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use blake2::digest::consts::U32;
+use blake2::digest::{KeyInit, Mac};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -25,6 +36,9 @@ pub struct LoginGuard {
     pub busy: AtomicU64,
     /// Logins and Basic requests refused with 429 by the throttle.
     pub throttled: AtomicU64,
+    /// Basic requests let in from the cache, without a password check.
+    pub basic_cache_hits: AtomicU64,
+    pub basic_cache: BasicCache,
 }
 
 impl LoginGuard {
@@ -37,6 +51,8 @@ impl LoginGuard {
             hashes: AtomicU64::new(0),
             busy: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
+            basic_cache_hits: AtomicU64::new(0),
+            basic_cache: BasicCache::new(BASIC_CACHE_TTL),
         }
     }
 
@@ -44,6 +60,73 @@ impl LoginGuard {
     pub fn try_permit(&self) -> Option<OwnedSemaphorePermit> {
         self.hashing.clone().try_acquire_owned().ok()
     }
+}
+
+/// How long verified Basic credentials are let in without a new check.
+pub const BASIC_CACHE_TTL: Duration = Duration::from_secs(60);
+/// Entries at most in the Basic cache (a full cache stops caching; it never grows).
+const BASIC_CACHE_MAX: usize = 1024;
+
+type Tag = [u8; 32];
+
+struct Cached {
+    username: String,
+    expires: Instant,
+}
+
+/// Verified Basic credentials, keyed by a keyed hash; never the password.
+pub struct BasicCache {
+    key: [u8; 32],
+    ttl: Duration,
+    entries: Mutex<HashMap<Tag, Cached>>,
+}
+
+impl BasicCache {
+    fn new(ttl: Duration) -> BasicCache {
+        let mut key = [0u8; 32];
+        if let Some(bytes) = hex_bytes(&actors::auth::random_token(32)) {
+            key.copy_from_slice(&bytes);
+        }
+        BasicCache { key, ttl, entries: Mutex::new(HashMap::new()) }
+    }
+
+    fn tag(&self, username: &str, password: &str) -> Option<Tag> {
+        let mut mac = <blake2::Blake2bMac<U32> as KeyInit>::new_from_slice(&self.key).ok()?;
+        // Lengths first, so that no two (user, password) pairs feed the same bytes.
+        mac.update(&(username.len() as u64).to_le_bytes());
+        mac.update(username.as_bytes());
+        mac.update(password.as_bytes());
+        Some(mac.finalize().into_bytes().into())
+    }
+
+    /// Whether these credentials verified within the TTL.
+    pub fn hit(&self, username: &str, password: &str) -> bool {
+        let Some(tag) = self.tag(username, password) else { return false };
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.get(&tag).is_some_and(|c| c.username == username && c.expires > Instant::now())
+    }
+
+    /// Remembers credentials that just verified.
+    pub fn insert(&self, username: &str, password: &str) {
+        let Some(tag) = self.tag(username, password) else { return };
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if entries.len() >= BASIC_CACHE_MAX {
+            entries.retain(|_, c| c.expires > now);
+        }
+        if entries.len() < BASIC_CACHE_MAX {
+            entries.insert(tag, Cached { username: username.to_owned(), expires: now + self.ttl });
+        }
+    }
+
+    /// Drops every entry of a user (the account changed).
+    pub fn forget_user(&self, username: &str) {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, c| c.username != username);
+    }
+}
+
+fn hex_bytes(hex: &str) -> Option<Vec<u8>> {
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect()
 }
 
 /// The default limit: one check per core.
@@ -64,5 +147,23 @@ mod tests {
         drop(a);
         assert!(g.try_permit().is_some());
         assert_eq!(LoginGuard::new(0).max_concurrent, 1);
+    }
+
+    #[test]
+    fn basic_cache_hits_only_the_same_credentials_until_they_expire() {
+        let c = BasicCache::new(Duration::from_secs(60));
+        c.insert("ops", "right password");
+        assert!(c.hit("ops", "right password"));
+        assert!(!c.hit("ops", "wrong password") && !c.hit("ops2", "right password"));
+        // Moving bytes between name and password gives another key.
+        c.insert("ab", "c");
+        assert!(!c.hit("a", "bc"));
+        c.forget_user("ops");
+        assert!(!c.hit("ops", "right password"));
+        let expired = BasicCache::new(Duration::ZERO);
+        expired.insert("ops", "right password");
+        assert!(!expired.hit("ops", "right password"));
+        // Another process (another key) never shares tags.
+        assert_ne!(c.tag("ops", "p"), BasicCache::new(Duration::ZERO).tag("ops", "p"));
     }
 }

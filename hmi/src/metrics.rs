@@ -179,6 +179,11 @@ pub fn render_login(out: &mut String, g: &crate::guard::LoginGuard) {
             "Logins and Basic requests refused with 429 by the throttle.",
             &g.throttled,
         ),
+        (
+            "waterworks_basic_cache_hits_total",
+            "HTTP Basic requests let in by credentials verified within the last minute, without a password check.",
+            &g.basic_cache_hits,
+        ),
     ];
     for (name, help, c) in counters {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.load(Ordering::Relaxed));

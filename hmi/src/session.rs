@@ -2,7 +2,8 @@
 //!
 //! A session is a random 256-bit token in an HttpOnly, SameSite=Strict cookie, held in memory with an idle
 //! timeout (a restart logs everybody out; that is deliberate: no session secret is ever written to disk).
-//! Scripts and Prometheus may instead send HTTP Basic credentials, checked like a login and throttled alike.
+//! Scripts and Prometheus may instead send HTTP Basic credentials, checked like a login and throttled alike,
+//! then cached for a minute (see [`crate::guard::BasicCache`]).
 //! Every request re-reads the user's account, so a disabled account or a changed role takes effect at once.
 //!
 //! Failed logins are counted per (username, client address) pair: after `FREE_FAILURES` each further attempt
@@ -278,8 +279,21 @@ impl FromRequestParts<AppState> for AuthUser {
             }
         }
         if let Some((username, password)) = basic_credentials(&parts.headers) {
+            // Credentials that verified within the last minute are let in without another argon2 run; the
+            // account is still re-read, so a disabled account is refused at once.
+            if state.guard.basic_cache.hit(&username, &password) {
+                Metrics::inc(&state.guard.basic_cache_hits);
+                return match state.api.users().user(&username)? {
+                    Some(user) => Ok(AuthUser { user, token: None }),
+                    None => {
+                        state.guard.basic_cache.forget_user(&username);
+                        Err(AppError::Unauthenticated)
+                    }
+                };
+            }
             let ip = client_ip(parts, state);
             let user = check_login(state, &username, &password, ip).await?;
+            state.guard.basic_cache.insert(&username, &password);
             return Ok(AuthUser { user, token: None });
         }
         Metrics::inc(&state.metrics.bad_requests);
