@@ -302,7 +302,12 @@ impl Store {
             let mut cursors = txn.open_table(CURSORS)?;
             let mut next_audit = audit.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
             let mut actor_states = actor_state::ActorStateWrites::new(&txn);
-            let mut key = Vec::with_capacity(32);
+            // Readings are inserted after the loop in key order (issue 7 §8): a group commit of thousands of
+            // readings spread over the meters then walks the B-tree once from left to right, touching each
+            // leaf in turn while it is hot, instead of jumping about; a big batch becomes cheaper per reading
+            // than a small one, so a backlog shrinks instead of feeding itself. The sort is stable, so of two
+            // readings of one meter and time the later one is still written last and wins, as before.
+            let mut sorted: Vec<&MeterReading> = Vec::new();
             // The readings and samples of the whole commit make one feed entry (issue 7 §8): one row and one
             // encoding per commit, however many submissions it groups.
             let mut data = feed_codec::FeedEncoder::default();
@@ -310,13 +315,7 @@ impl Store {
                 for op in sub {
                     match op {
                         Op::Reading(r) => {
-                            reading_key::encode_into(&mut key, r.meter.as_str(), r.ts.0);
-                            readings.insert(key.as_slice(), (r.volume.litres(), r.status.0))?;
-                            if r.meter_clock.is_some() || r.settlement_volume.is_some() {
-                                let clock = r.meter_clock.map_or(i64::MIN, |t| t.0);
-                                let settlement = r.settlement_volume.map_or(-1, |v| v.litres());
-                                extras.insert(key.as_slice(), (clock, settlement))?;
-                            }
+                            sorted.push(r);
                             data.reading(r);
                         }
                         Op::Sample(s) => {
@@ -358,6 +357,17 @@ impl Store {
                         Op::ActorState(op) => actor_states.apply(op)?,
                         Op::ValveStatus(id, st) => valve_status::put(&txn, id, st)?,
                     }
+                }
+            }
+            sorted.sort_by(|a, b| reading_key::cmp(a, b));
+            let mut key = Vec::with_capacity(32);
+            for r in sorted {
+                reading_key::encode_into(&mut key, r.meter.as_str(), r.ts.0);
+                readings.insert(key.as_slice(), (r.volume.litres(), r.status.0))?;
+                if r.meter_clock.is_some() || r.settlement_volume.is_some() {
+                    let clock = r.meter_clock.map_or(i64::MIN, |t| t.0);
+                    let settlement = r.settlement_volume.map_or(-1, |v| v.litres());
+                    extras.insert(key.as_slice(), (clock, settlement))?;
                 }
             }
             if !data.is_empty() {
