@@ -22,7 +22,7 @@ use crate::model::{DeviceId, MeterReading, QualitySample, RegionId, Timestamp};
 /// The highest committed sequence number, and a way to wait for the next.
 #[derive(Debug)]
 pub(crate) struct FeedHead {
-    last: AtomicU64,
+    pub(super) last: AtomicU64,
     tx: watch::Sender<u64>,
 }
 
@@ -82,6 +82,9 @@ pub struct EventFilter {
     pub before: Option<u64>,
 }
 
+/// How many facts one `feed_after` call returns at most (after the first entry, which always comes whole).
+pub const FEED_FACT_BUDGET: usize = 100_000;
+
 /// At most this many events are examined per query, so a filter that matches little stays cheap.
 const EVENT_SCAN_LIMIT: usize = 200_000;
 
@@ -131,15 +134,28 @@ impl Store {
         self.feed.tx.subscribe()
     }
 
-    /// Feed entries with a sequence number above `after`, in order, at most `limit`.
+    /// Feed entries with a sequence number above `after`, in order, at most `limit`; no further entry is
+    /// taken once those taken hold [`FEED_FACT_BUDGET`] readings, samples and events (the first entry always
+    /// comes): one entry holds a whole commit, up to `max_batch_ops` facts, so counting entries alone would let
+    /// a consumer catching up on a backlog decode millions of readings at once.
     pub fn feed_after(&self, after: u64, limit: usize) -> Result<Vec<FeedEntry>, StoreError> {
+        self.feed_after_within(after, limit, FEED_FACT_BUDGET)
+    }
+
+    pub(crate) fn feed_after_within(
+        &self,
+        after: u64,
+        limit: usize,
+        budget: usize,
+    ) -> Result<Vec<FeedEntry>, StoreError> {
         let txn = self.db.begin_read()?;
         let feed = txn.open_table(FEED)?;
         let events = txn.open_table(EVENTS)?;
         let mut a = feed.range(after.saturating_add(1)..)?.peekable();
         let mut b = events.range(after.saturating_add(1)..)?.peekable();
         let mut out = Vec::new();
-        while out.len() < limit {
+        let mut facts = 0usize;
+        while out.len() < limit && (out.is_empty() || facts < budget) {
             let next_a = match a.peek() {
                 Some(Ok((k, _))) => Some(k.value()),
                 Some(Err(_)) => {
@@ -165,9 +181,11 @@ impl Store {
                 let seq = k.value();
                 let data = super::feed_codec::decode(v.value())
                     .map_err(|e| StoreError::Io(format!("feed entry {seq} cannot be read: {e}")))?;
+                facts += data.readings.len() + data.samples.len();
                 out.push(FeedEntry { seq, fact: FeedFact::Data { readings: data.readings, samples: data.samples } });
             } else {
                 let (k, v) = b.next().expect("peeked")?;
+                facts += 1;
                 out.push(FeedEntry { seq: k.value(), fact: FeedFact::Event(decode_event(k.value(), v.value())?) });
             }
         }

@@ -17,8 +17,9 @@
 //! ```
 //!
 //! Entries written before this encoding existed are JSON objects (first byte `{`) and still decode. Decoding
-//! never trusts the bytes: every length and index is checked against what is left, and a damaged entry gives
-//! an error naming what is wrong, never a panic or an allocation sized by the input.
+//! never trusts the bytes: every length and index is checked against what is left, the strings copied out of
+//! the table are bounded by a multiple of the entry's length, and a damaged entry gives an error naming what is
+//! wrong, never a panic or an allocation far beyond its own size.
 //!
 //! What this module does not do: decide what goes into an entry (that is `Store::apply`) or read the table.
 
@@ -30,6 +31,11 @@ use crate::model::{DeviceId, MeterId, MeterReading, MeterStatus, QualityFlags, Q
 const TAG_V1: u8 = 0x01;
 /// The first byte of an entry written as JSON before the binary encoding.
 const TAG_JSON: u8 = b'{';
+
+/// Decoded string bytes allowed per byte of entry (plus [`EXPANSION_SLACK`]): far above what real entries
+/// need (about 1.5 for readings, 3 for samples), far below what a damaged one could ask for.
+const EXPANSION_LIMIT: usize = 16;
+const EXPANSION_SLACK: usize = 64 * 1024;
 
 const EXTRA_CLOCK: u8 = 1;
 const EXTRA_SETTLEMENT: u8 = 2;
@@ -51,6 +57,8 @@ pub enum FeedDecodeError {
     BadUtf8,
     #[error("{0} is out of range")]
     OutOfRange(&'static str),
+    #[error("the entry's strings would expand to more than {0} bytes")]
+    TooLarge(usize),
     #[error("{0} trailing bytes after the entry")]
     Trailing(usize),
     #[error("JSON entry: {0}")]
@@ -179,12 +187,21 @@ fn decode_v1(bytes: &[u8]) -> Result<FeedData, FeedDecodeError> {
         let raw = r.take(len, "string")?;
         strings.push(std::str::from_utf8(raw).map_err(|_| FeedDecodeError::BadUtf8)?);
     }
+    // Each reference to a table string is copied into the decoded value, so a damaged entry could ask for far
+    // more memory than it is long; real entries expand a few times at most (a short device id per reading).
+    let budget = bytes.len().saturating_mul(EXPANSION_LIMIT).saturating_add(EXPANSION_SLACK);
+    let copied = std::cell::Cell::new(0usize);
     let string = |what: &'static str, index: u64| -> Result<&str, FeedDecodeError> {
-        usize::try_from(index).ok().and_then(|i| strings.get(i).copied()).ok_or(FeedDecodeError::BadIndex {
+        let s = usize::try_from(index).ok().and_then(|i| strings.get(i).copied()).ok_or(FeedDecodeError::BadIndex {
             what,
             index,
             count: strings.len(),
-        })
+        })?;
+        copied.set(copied.get().saturating_add(s.len()));
+        if copied.get() > budget {
+            return Err(FeedDecodeError::TooLarge(budget));
+        }
+        Ok(s)
     };
     let base = r.i64("base time")?;
     // Differences are taken and undone with wrapping arithmetic, so every i64 time round-trips exactly.
@@ -446,6 +463,22 @@ mod tests {
         let mut bytes = vec![TAG_V1];
         put_u64(&mut bytes, u64::MAX);
         assert_eq!(decode(&bytes), Err(FeedDecodeError::Truncated("string table")));
+    }
+
+    #[test]
+    fn an_entry_whose_references_would_expand_it_enormously_is_refused() {
+        // One 100 KiB device id, then 10,000 readings that all point at it: 1 GB if decoded.
+        let device = "d".repeat(100 * 1024);
+        let readings: Vec<_> = (0..10_000).map(|i| reading("", &device, i, 0)).collect();
+        let bytes = encode(&readings, &[]);
+        let got = decode(&bytes).map(|d| d.readings.len());
+        assert!(matches!(got, Err(FeedDecodeError::TooLarge(_))), "{} bytes: {got:?}", bytes.len());
+        // A real concentrator cycle and a logger's samples are far inside the limit.
+        let readings: Vec<_> =
+            (0..120).map(|i| reading(&format!("m-{i}"), "concentrator-with-a-long-id", i, 0)).collect();
+        let samples: Vec<_> =
+            (0..40).map(|i| sample("water-quality-logger-01", &format!("param-{i}"), i, 1.0)).collect();
+        assert!(decode(&encode(&readings, &samples)).is_ok());
     }
 
     #[test]

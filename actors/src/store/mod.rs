@@ -288,8 +288,8 @@ impl Store {
         // A poisoned lock guards nothing broken: the sequence is re-read from the feed head below.
         let _commit = self.commit.lock().unwrap_or_else(|p| p.into_inner());
         let txn = self.db.begin_write()?;
-        let mut seq = self.feed.last();
         let mut committed = Vec::new();
+        let mut seq;
         {
             let mut readings = txn.open_table(READINGS)?;
             let mut extras = txn.open_table(READING_EXTRAS)?;
@@ -299,6 +299,9 @@ impl Store {
             let mut audit = txn.open_table(AUDIT)?;
             let mut feed = txn.open_table(FEED)?;
             let mut events = txn.open_table(EVENTS)?;
+            // The next numbers follow what the store holds, not the in-memory head: a commit that reported an
+            // error but became durable anyway must not have its numbers taken again.
+            seq = feed.last()?.map_or(0, |(k, _)| k.value()).max(events.last()?.map_or(0, |(k, _)| k.value()));
             let mut cursors = txn.open_table(CURSORS)?;
             let mut next_audit = audit.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
             let mut actor_states = actor_state::ActorStateWrites::new(&txn);
@@ -670,6 +673,32 @@ mod tests {
         drop(txn);
         drop(store);
         assert_eq!(Store::open(&dir).unwrap().reading_count().unwrap(), 900);
+    }
+
+    #[test]
+    fn a_feed_read_stops_taking_entries_at_its_fact_budget_but_always_takes_one() {
+        let dir = tempdir();
+        let store = Store::open(&dir).unwrap();
+        for c in 0..5 {
+            store.apply_one(&[reading("m1", c * 10, 1), reading("m2", c * 10, 1), reading("m3", c * 10, 1)]).unwrap();
+        }
+        let seqs = |v: Vec<FeedEntry>| v.iter().map(|e| e.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(store.feed_after_within(0, 100, 4).unwrap()), vec![1, 2]);
+        assert_eq!(seqs(store.feed_after_within(2, 100, 1).unwrap()), vec![3]);
+        assert_eq!(seqs(store.feed_after_within(0, 100, 100).unwrap()), vec![1, 2, 3, 4, 5]);
+        assert_eq!(seqs(store.feed_after_within(0, 2, 100).unwrap()), vec![1, 2]);
+    }
+
+    #[test]
+    fn sequence_numbers_follow_the_stored_feed_not_the_in_memory_head() {
+        let dir = tempdir();
+        let store = Store::open(&dir).unwrap();
+        store.apply_one(&[reading("m1", 1, 1)]).unwrap();
+        // As if a commit had reported an error after it became durable: the head did not move.
+        store.feed.last.store(0, std::sync::atomic::Ordering::SeqCst);
+        let applied = store.apply_one(&[reading("m1", 2, 2)]).unwrap();
+        assert_eq!(applied.head, 2);
+        assert_eq!(store.feed_after(0, 10).unwrap().len(), 2, "entry 1 was not overwritten");
     }
 
     #[test]
