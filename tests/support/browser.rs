@@ -1,6 +1,6 @@
 //! A small Chrome DevTools Protocol client for browser tests: it launches Debian's headless Chromium with a
 //! fresh profile, opens one page over a flattened session and evaluates, clicks, types and takes screenshots
-//! there, with every wait bounded by [`WAIT`].
+//! there, with every wait bounded by [`WAIT`] (the start itself by `LAUNCH_WAIT`, one start at a time).
 //!
 //! It deliberately is not a general CDP library: one browser, one page, replies matched to requests by id,
 //! and events kept for later inspection (uncaught page errors) or taken by a test that awaits one (a request
@@ -29,6 +29,17 @@ pub const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// The bound of every wait: a reply, the DevTools URL, an awaited page state.
 pub const WAIT: Duration = Duration::from_secs(20);
+
+/// The bound of Chromium's start (until it names its DevTools socket). Starts are one at a time (see
+/// [`launch_permit`]); on a busy 2-core machine one start has taken over 20 s.
+const LAUNCH_WAIT: Duration = Duration::from_secs(60);
+
+/// Browser tests run in parallel, each with its own Chromium; several starting at once on two cores starve
+/// each other (a start then missed the old 20 s bound). Starts take turns; the tests run side by side after.
+fn launch_permit() -> &'static tokio::sync::Semaphore {
+    static LAUNCH: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    LAUNCH.get_or_init(|| tokio::sync::Semaphore::new(1))
+}
 
 /// How often an awaited page state is polled.
 const POLL: Duration = Duration::from_millis(50);
@@ -109,6 +120,7 @@ impl Browser {
             "{CHROMIUM} is missing: this test drives a real headless Chromium. Run the test command from the \
              README, which installs it (scripts/install-test-deps.sh installs the Debian package `chromium`)."
         );
+        let turn = launch_permit().acquire().await.expect("the launch semaphore is never closed");
         let profile = super::temp_dir("chromium");
         let child = Command::new(CHROMIUM)
             .args([
@@ -132,6 +144,7 @@ impl Browser {
             .unwrap_or_else(|e| panic!("cannot start {CHROMIUM}: {e}"));
         let mut process = Process { child, profile, log: Log::default() };
         let url = devtools_url(&mut process).await;
+        drop(turn);
 
         let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
             .await
@@ -403,13 +416,13 @@ async fn devtools_url(process: &mut Process) -> String {
             log.push_back(text);
         }
     });
-    match tokio::time::timeout(WAIT, rx).await {
+    match tokio::time::timeout(LAUNCH_WAIT, rx).await {
         Ok(Ok(url)) => url,
         Ok(Err(_)) => {
             let status = process.child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
             panic!("chromium exited ({status}) before naming its DevTools socket; stderr:\n{}", process.log_tail())
         }
-        Err(_) => panic!("chromium named no DevTools socket within {WAIT:?}; stderr:\n{}", process.log_tail()),
+        Err(_) => panic!("chromium named no DevTools socket within {LAUNCH_WAIT:?}; stderr:\n{}", process.log_tail()),
     }
 }
 
