@@ -7,8 +7,7 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use support::*;
 
@@ -26,24 +25,9 @@ impl Drop for Server {
 
 /// Starts the binary and waits for the line that names its address.
 fn spawn(config: &str, data: &str) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_waterworks"))
-        .args(["run", "--config", config, "--data-dir", data, "--listen", "127.0.0.1:0"])
-        .env("WATERWORKS_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn waterworks");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines.next().expect("waterworks printed its address").expect("read stdout");
-        if let Some(rest) = line.split("HMI: http://").nth(1) {
-            break format!("http://{}", rest.split('/').next().unwrap());
-        }
-    };
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    let mut command = Command::new(env!("CARGO_BIN_EXE_waterworks"));
+    command.args(["run", "--config", config, "--data-dir", data, "--listen", "127.0.0.1:0"]);
+    let (child, base) = spawn_server_process(command);
     Server { child, base }
 }
 

@@ -8,14 +8,13 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use support::{http, ADMIN_PASSWORD};
+use support::{http, spawn_server_process, ADMIN_PASSWORD};
 
 /// A server with short limits and one device that never answers (nothing else is needed).
 const LIMITS: &str = r#"
@@ -210,7 +209,8 @@ impl Drop for Binary {
 }
 
 fn spawn_with_file_limit(config: &std::path::Path, data: &std::path::Path, nofile: u32) -> Binary {
-    let mut child = Command::new("sh")
+    let mut command = Command::new("sh");
+    command
         .arg("-c")
         .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
         .arg(env!("CARGO_BIN_EXE_waterworks"))
@@ -219,22 +219,8 @@ fn spawn_with_file_limit(config: &std::path::Path, data: &std::path::Path, nofil
         .arg(config)
         .arg("--data-dir")
         .arg(data)
-        .args(["--listen", "127.0.0.1:0"])
-        .env("WATERWORKS_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn waterworks");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines.next().expect("waterworks printed its address").expect("read stdout");
-        if let Some(rest) = line.split("HMI: http://").nth(1) {
-            break format!("http://{}", rest.split('/').next().unwrap());
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+        .args(["--listen", "127.0.0.1:0"]);
+    let (child, base) = spawn_server_process(command);
     Binary { child, base }
 }
 

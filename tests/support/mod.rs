@@ -20,6 +20,32 @@ pub mod browser;
 
 pub const ADMIN_PASSWORD: &str = "test-admin-password";
 
+/// Starts the server binary as a child process (`command` names it and its arguments, perhaps through a shell
+/// that sets a limit first), with the test admin password and stdout piped; waits for the line that names its
+/// HMI address and returns the child and `http://host:port`. Stdout keeps being drained on a thread, so the
+/// child never blocks on a full pipe.
+pub fn spawn_server_process(mut command: std::process::Command) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = command
+        .env("WATERWORKS_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn waterworks");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines.next().expect("waterworks printed its address").expect("read stdout");
+        if let Some(rest) = line.split("HMI: http://").nth(1) {
+            break format!("http://{}", rest.split('/').next().unwrap_or(rest));
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, base)
+}
+
 /// A fresh, empty directory under the system temp dir.
 pub fn temp_dir(tag: &str) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
