@@ -176,10 +176,15 @@ async fn run(accounts: u64, dir: &std::path::Path) -> Result<(), String> {
     let store = Store::open(dir).map_err(|e| format!("cannot open store: {e}"))?;
     let metrics = Arc::new(Metrics::default());
     let writer_slot = Slot::default();
-    let args = StoreWriterArgs { store: store.clone(), metrics: metrics.clone(), max_batch_ops: 50_000, events: None };
+    let args = StoreWriterArgs {
+        store: Arc::new(store.clone()),
+        metrics: metrics.clone(),
+        max_batch_ops: 50_000,
+        events: None,
+    };
     let (writer, _) = Actor::spawn(None, StoreWriter, args).await.map_err(|e| e.to_string())?;
     writer_slot.set(writer.clone());
-    let states = ActorStates::new(store.clone(), StoreHandle::new(writer_slot, metrics.clone()));
+    let states = ActorStates::new(Arc::new(store.clone()), StoreHandle::new(writer_slot, metrics.clone()));
 
     // Seed the store through the writer, as account actors will write their state.
     let seed_started = Instant::now();

@@ -461,7 +461,7 @@ async fn day_bytes_per_reading(base: &Path) -> Result<f64, String> {
         let store = Store::open(&dir).map_err(|e| format!("cannot open store: {e}"))?;
         let metrics = Arc::new(Metrics::default());
         let args = StoreWriterArgs {
-            store: store.clone(),
+            store: Arc::new(store.clone()),
             metrics: metrics.clone(),
             max_batch_ops: MAX_BATCH_OPS,
             events: None,
@@ -565,8 +565,12 @@ async fn run_shape(shape: Shape, base: &Path) -> Result<Outcome, String> {
 async fn run_in(shape: Shape, dir: &Path) -> Result<Outcome, String> {
     let store = Store::open(dir).map_err(|e| format!("cannot open store: {e}"))?;
     let metrics = Arc::new(Metrics::default());
-    let args =
-        StoreWriterArgs { store: store.clone(), metrics: metrics.clone(), max_batch_ops: MAX_BATCH_OPS, events: None };
+    let args = StoreWriterArgs {
+        store: Arc::new(store.clone()),
+        metrics: metrics.clone(),
+        max_batch_ops: MAX_BATCH_OPS,
+        events: None,
+    };
     let (actor, join) =
         Actor::spawn(None, StoreWriter, args).await.map_err(|e| format!("cannot spawn the store writer: {e}"))?;
     let slot = Slot::default();

@@ -148,7 +148,7 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
 
     let clock: SharedClock = opts.clock.clone().unwrap_or_else(|| Arc::new(SystemClock));
     let metrics = Arc::new(Metrics::default());
-    let tree = actors::tree::start(config.tree.clone(), store.clone(), clock, metrics)
+    let tree = actors::tree::start(config.tree.clone(), store.clone().into(), clock, metrics)
         .await
         .map_err(|e| anyhow!("cannot start the supervision tree: {e}"))?;
     let hj212_addr = tree.hj212_addr;

@@ -182,3 +182,77 @@ fn the_source_check_sees_code_and_skips_comments() {
     let source = "//! No tokio here.\nuse std::fs::File; // not allowed\nlet t = Instant::now();\n";
     assert_eq!(impure_lines(source), vec!["2: std::fs".to_owned(), "3: Instant::now".to_owned()]);
 }
+
+/// Where the concrete store is named in `source` (issue 7 §3: actors reach the store through its per-domain
+/// interfaces, so a second backend needs no actor changed): `redb`, or the type `Store` in a `use` of the store
+/// module, in a path (`Store::open`), or as a type (`: Store`, `&Store`, `<Store>`). Comments and the code after
+/// the first `#[cfg(test)]` (tests may open a real store) are skipped; `Store` as an enum variant
+/// (`ResetError::Store(…)`) is not the type.
+fn concrete_store_lines(source: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for (n, line) in source.lines().enumerate() {
+        if line.trim_start().starts_with("#[cfg(test)]") {
+            break;
+        }
+        let code = line.split("//").next().unwrap_or("");
+        let word_at = |i: usize| {
+            let before = code[..i].chars().next_back().is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+            let after = code[i + 5..].chars().next().is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+            before && after
+        };
+        let named = code.match_indices("Store").any(|(i, _)| {
+            word_at(i) && {
+                let rest = &code[i + 5..];
+                let head = code[..i].trim_end();
+                rest.starts_with("::")
+                    || head.ends_with(':') && !head.ends_with("::")
+                    || head.ends_with('&')
+                    || head.ends_with('<')
+                    || code.trim_start().starts_with("use ") && code.contains("store::")
+            }
+        });
+        if code.contains("redb") || named {
+            found.push(format!("{}: {}", n + 1, line.trim()));
+        }
+    }
+    found
+}
+
+#[test]
+fn only_the_store_module_and_the_composition_root_name_the_redb_store() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let store_dir = root.join("actors/src/store");
+    let mut files = rust_files(&root.join("actors/src"));
+    files.extend(rust_files(&root.join("hmi/src")));
+    assert!(files.len() > 20, "too few source files found: {}", files.len());
+    let mut found = Vec::new();
+    for file in files.iter().filter(|f| !f.starts_with(&store_dir)) {
+        if file.file_name().is_some_and(|n| n.to_string_lossy().ends_with("_tests.rs")) {
+            continue;
+        }
+        let source = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+        found.extend(concrete_store_lines(&source).into_iter().map(|l| format!("{}:{l}", file.display())));
+    }
+    assert!(
+        found.is_empty(),
+        "outside actors/src/store the store is reached through its interfaces (store::ports), not the redb type:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_store_check_sees_the_type_and_not_a_variant() {
+    let source = "use crate::store::{Op, Store};\nfn f(s: &Store) {}\nlet s: Store = x;\nlet t = Store::open(p);\n\
+                  Store(String),\nErr(ResetError::Store(e)) // a Store here\nlet a: Arc<dyn FieldStore> = b;\n\
+                  let db = redb::Database::create(p);\n#[cfg(test)]\nlet s = Store::open(p);\n";
+    assert_eq!(
+        concrete_store_lines(source),
+        vec![
+            "1: use crate::store::{Op, Store};".to_owned(),
+            "2: fn f(s: &Store) {}".to_owned(),
+            "3: let s: Store = x;".to_owned(),
+            "4: let t = Store::open(p);".to_owned(),
+            "8: let db = redb::Database::create(p);".to_owned(),
+        ]
+    );
+}

@@ -21,7 +21,7 @@ use actors::event::{Event, EventBus};
 use actors::feed::{FeedConsumer, FeedConsumerArgs, FeedError, FeedHandler};
 use actors::metrics::Metrics;
 use actors::model::{DeviceId, MeterId, MeterReading, MeterStatus, RegionId, Timestamp, Volume};
-use actors::store::{FeedEntry, FeedFact, Op, Store, StoreHandle, StoreWriter, StoreWriterArgs};
+use actors::store::{FeedEntry, FeedFact, Op, Store, StoreHandle, StoreWriter, StoreWriterArgs, Stores};
 use actors::supervisor::Slot;
 use ractor::Actor;
 
@@ -51,7 +51,7 @@ impl FeedHandler for Recorder {
         CONSUMER
     }
 
-    async fn handle(&mut self, _store: &Store, entries: &[FeedEntry]) -> Result<Vec<Op>, FeedError> {
+    async fn handle(&mut self, _stores: &Stores, entries: &[FeedEntry]) -> Result<Vec<Op>, FeedError> {
         let mut text = String::new();
         for e in entries {
             text.push_str(&format!("{} {}\n", e.seq, digest(e)));
@@ -76,7 +76,7 @@ fn child_process() {
         let handle = StoreHandle::new(slot.clone(), metrics.clone());
         let bus = EventBus::durable(1024, handle.clone(), Arc::new(SystemClock), metrics.clone());
         let args = StoreWriterArgs {
-            store: store.clone(),
+            store: Arc::new(store.clone()),
             metrics: metrics.clone(),
             max_batch_ops: 50_000,
             events: Some(bus.clone()),
@@ -86,7 +86,7 @@ fn child_process() {
         let file = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("handled.log")).unwrap();
         let consumer = FeedConsumerArgs {
             handler: Recorder { file },
-            store: store.clone(),
+            stores: store.clone().into(),
             writer: handle.clone(),
             metrics: metrics.clone(),
             batch: 16,

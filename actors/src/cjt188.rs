@@ -24,7 +24,7 @@ use crate::model::{
     CommError, CommEvent, CommStatus, DeviceId, DeviceKind, DeviceView, ErrorCode, MeterId, MeterReading, MeterStatus,
     MeterView, RegionId, Timestamp, Volume,
 };
-use crate::store::{Op, Store};
+use crate::store::{FieldStore, Op};
 use crate::supervisor::Slot;
 
 /// One CJ/T 188 meter on a gateway.
@@ -159,7 +159,7 @@ fn status_of(data: &MeteringData) -> MeterStatus {
 }
 
 /// The view of a gateway as the store knows it.
-pub fn initial_view(spec: &Cjt188Spec, store: &Store) -> DeviceView {
+pub fn initial_view(spec: &Cjt188Spec, store: &dyn FieldStore) -> DeviceView {
     let mut meters = crate::restore::meters(store, spec.meters.iter().map(|m| &m.id));
     crate::restore::meter_comm(store, &spec.id, &mut meters);
     let comm = crate::restore::comm(store, &spec.id, spec.path(), spec.meters.len() as u32);
@@ -339,10 +339,11 @@ impl Actor for Cjt188Device {
         myself: ActorRef<Cjt188Msg>,
         args: Cjt188Args,
     ) -> Result<Cjt188State, ActorProcessingErr> {
-        let mut view = initial_view(&args.spec, &args.ctx.store);
+        let mut view = initial_view(&args.spec, args.ctx.store.as_ref());
         let target = Cjt188Target { link: args.spec.link.clone(), timeout: args.spec.timeout, model: args.spec.model };
         // The meter's own register modulus is not known here; the check infers a wrap from the value's digits.
-        let book = MeterBook::restore(&args.ctx.store, &args.spec.id, &args.spec.region, &mut view.meters, None);
+        let book =
+            MeterBook::restore(args.ctx.store.as_ref(), &args.spec.id, &args.spec.region, &mut view.meters, None);
         args.slot.set(myself);
         Ok(Cjt188State { client: Cjt188Master::new(target), comm: view.comm.status, meters: view.meters, book, args })
     }

@@ -7,12 +7,13 @@ use crate::clock::SharedClock;
 use crate::event::EventBus;
 use crate::hub::HubMsg;
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreHandle};
+use crate::store::{FieldStore, StoreHandle};
 use crate::supervisor::Slot;
 
 #[derive(Clone)]
 pub struct DeviceContext {
-    pub store: Store,
+    /// Field data as the store holds it (reads; writes go through `writer`).
+    pub store: Arc<dyn FieldStore>,
     pub writer: StoreHandle,
     pub hub: Slot<HubMsg>,
     pub events: EventBus,

@@ -25,7 +25,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use crate::event::{Event, LimitSide};
 use crate::metrics::Metrics;
 use crate::model::{DeviceId, QualityFlags, QualitySample, RegionId};
-use crate::store::{FeedEntry, FeedFact, Op, Store, StoreError, StoreHandle};
+use crate::store::{FeedEntry, FeedFact, FieldStore, Op, StoreError, StoreHandle, Stores};
 
 /// Why a handler could not handle a batch (it is retried).
 #[derive(Debug, thiserror::Error)]
@@ -41,12 +41,12 @@ pub trait FeedHandler: Send + 'static {
     /// The consumer's stable name: its cursor is stored under it.
     fn name(&self) -> &str;
 
-    /// Handles committed entries, in order. Returns the store operations recording the results; they are
+    /// Handles committed entries, in order, reading what it needs through `stores` (one interface per domain). Returns the store operations recording the results; they are
     /// committed atomically with the cursor after the last entry. On `Err` nothing is committed and the
     /// same entries come again after a backoff.
     fn handle(
         &mut self,
-        store: &Store,
+        stores: &Stores,
         entries: &[FeedEntry],
     ) -> impl Future<Output = Result<Vec<Op>, FeedError>> + Send;
 }
@@ -71,7 +71,7 @@ impl<H> Copy for FeedConsumer<H> {}
 
 pub struct FeedConsumerArgs<H> {
     pub handler: H,
-    pub store: Store,
+    pub stores: Stores,
     pub writer: StoreHandle,
     pub metrics: Arc<Metrics>,
     pub batch: usize,
@@ -85,7 +85,7 @@ pub enum FeedMsg {
 pub struct FeedConsumerState<H> {
     handler: H,
     name: String,
-    store: Store,
+    stores: Stores,
     writer: StoreHandle,
     metrics: Arc<Metrics>,
     batch: usize,
@@ -118,9 +118,9 @@ impl<H: FeedHandler> Actor for FeedConsumer<H> {
         args: FeedConsumerArgs<H>,
     ) -> Result<Self::State, ActorProcessingErr> {
         let name = args.handler.name().to_owned();
-        let cursor = args.store.cursor(&name)?;
+        let cursor = args.stores.events.cursor(&name)?;
         let pending = Arc::new(AtomicBool::new(true));
-        let mut head = args.store.watch_feed();
+        let mut head = args.stores.events.watch_feed();
         let (me, flag) = (myself.clone(), pending.clone());
         let watcher = tokio::spawn(async move {
             while head.changed().await.is_ok() {
@@ -130,11 +130,11 @@ impl<H: FeedHandler> Actor for FeedConsumer<H> {
             }
         });
         myself.cast(FeedMsg::Pump)?;
-        tracing::info!(message = "Feed consumer started.", consumer = %name, cursor, head = args.store.feed_head());
+        tracing::info!(message = "Feed consumer started.", consumer = %name, cursor, head = args.stores.events.feed_head());
         Ok(FeedConsumerState {
             handler: args.handler,
             name,
-            store: args.store,
+            stores: args.stores,
             writer: args.writer,
             metrics: args.metrics,
             batch: args.batch.max(1),
@@ -158,7 +158,7 @@ impl<H: FeedHandler> Actor for FeedConsumer<H> {
     ) -> Result<(), ActorProcessingErr> {
         let FeedMsg::Pump = msg;
         state.pending.store(false, Ordering::SeqCst);
-        let entries = match state.store.feed_after(state.cursor, state.batch) {
+        let entries = match state.stores.events.feed_after(state.cursor, state.batch) {
             Ok(e) => e,
             Err(error) => {
                 tracing::warn!(message = "Feed read failed; retrying.", consumer = %state.name, %error);
@@ -167,7 +167,7 @@ impl<H: FeedHandler> Actor for FeedConsumer<H> {
             }
         };
         let Some(last) = entries.last().map(|e| e.seq) else { return Ok(()) };
-        let mut ops = match state.handler.handle(&state.store, &entries).await {
+        let mut ops = match state.handler.handle(&state.stores, &entries).await {
             Ok(ops) => ops,
             Err(error) => {
                 tracing::warn!(message = "Feed handler failed; the entries will be handled again.", consumer = %state.name, from = entries[0].seq, to = last, %error);
@@ -213,7 +213,7 @@ pub struct LimitWatcher {
 impl LimitWatcher {
     pub const NAME: &'static str = "limit-watcher";
 
-    fn crossing(&self, store: &Store, s: &QualitySample) -> Result<Option<Event>, StoreError> {
+    fn crossing(&self, store: &dyn FieldStore, s: &QualitySample) -> Result<Option<Event>, StoreError> {
         let Some(lim) = self.limits.get(&(s.device.clone(), s.parameter.clone())) else { return Ok(None) };
         if s.flags.0 & QualityFlags::DEVICE_FLAGGED != 0 {
             return Ok(None);
@@ -262,12 +262,12 @@ impl FeedHandler for LimitWatcher {
         Self::NAME
     }
 
-    async fn handle(&mut self, store: &Store, entries: &[FeedEntry]) -> Result<Vec<Op>, FeedError> {
+    async fn handle(&mut self, stores: &Stores, entries: &[FeedEntry]) -> Result<Vec<Op>, FeedError> {
         let mut ops = Vec::new();
         for entry in entries {
             if let FeedFact::Data { samples, .. } = &entry.fact {
                 for s in samples {
-                    if let Some(event) = self.crossing(store, s)? {
+                    if let Some(event) = self.crossing(stores.field.as_ref(), s)? {
                         tracing::info!(message = "Water-quality limit crossing.", device = %s.device, parameter = %s.parameter, value = s.value, kind = event.kind());
                         let ts = s.ts;
                         ops.push(Op::Event(ts, event));

@@ -12,7 +12,7 @@ use crate::event::EventBus;
 use crate::metrics::Metrics;
 use crate::model::volume_check::{check, VolumeLimits, VolumeVerdict};
 use crate::model::{CommEvent, DeviceId, MeterComm, MeterId, MeterStatus, MeterView, RegionId, Timestamp, Volume};
-use crate::store::{Op, Store};
+use crate::store::{FieldStore, Op};
 
 /// The per-meter state of one device's meters, in the device's meter order.
 pub struct MeterBook {
@@ -56,7 +56,7 @@ impl MeterBook {
     /// Rebuilds the book from the store; `views` are the meters' views as restored (latest readings), in
     /// meter order, and get their comm status shown.
     pub fn restore(
-        store: &Store,
+        store: &dyn FieldStore,
         device: &DeviceId,
         region: &RegionId,
         views: &mut [MeterView],
@@ -219,6 +219,7 @@ impl MeterEvents {
 mod tests {
     use super::*;
     use crate::model::MeterReading;
+    use crate::store::Store;
 
     fn store() -> Store {
         use std::sync::atomic::{AtomicU32, Ordering};

@@ -33,7 +33,7 @@ use crate::model::{
     CommStatus, DeviceId, DeviceKind, DeviceView, MeterId, MeterReading, MeterStatus, MeterView, RegionId, Timestamp,
     Volume,
 };
-use crate::store::{Op, Store};
+use crate::store::{FieldStore, Op};
 use crate::supervisor::Slot;
 use drivers::log_limit::LogLimit;
 
@@ -80,7 +80,7 @@ pub struct MqttGroupState {
 }
 
 /// The view of a group as the store knows it.
-pub fn initial_view(spec: &MqttGroupSpec, store: &Store) -> DeviceView {
+pub fn initial_view(spec: &MqttGroupSpec, store: &dyn FieldStore) -> DeviceView {
     let mut meters = crate::restore::meters(store, &spec.meters);
     crate::restore::meter_comm(store, &spec.id, &mut meters);
     let comm = crate::restore::comm(store, &spec.id, "mqtt".into(), spec.meters.len() as u32);
@@ -295,8 +295,9 @@ impl Actor for MqttGroup {
         myself: ActorRef<MqttGroupMsg>,
         args: MqttGroupArgs,
     ) -> Result<MqttGroupState, ActorProcessingErr> {
-        let mut view = initial_view(&args.spec, &args.ctx.store);
-        let book = MeterBook::restore(&args.ctx.store, &args.spec.id, &args.spec.region, &mut view.meters, None);
+        let mut view = initial_view(&args.spec, args.ctx.store.as_ref());
+        let book =
+            MeterBook::restore(args.ctx.store.as_ref(), &args.spec.id, &args.spec.region, &mut view.meters, None);
         let index = args.spec.meters.iter().enumerate().map(|(i, m)| (m.clone(), i)).collect();
         args.slot.set(myself);
         let mut comm = view.comm.status;

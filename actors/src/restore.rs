@@ -3,11 +3,11 @@
 //! fresh for that part: a restart never fails on history.
 
 use crate::model::{CommStatus, DeviceId, LinkState, MeterComm, MeterId, MeterView, ParameterView, ValveStatus};
-use crate::store::Store;
+use crate::store::FieldStore;
 
 /// The last saved comm status of a device, or a fresh one. The link state before a restart is not known now;
 /// the path and the values expected per cycle are today's configuration.
-pub fn comm(store: &Store, device: &DeviceId, path: String, expected: u32) -> CommStatus {
+pub fn comm(store: &dyn FieldStore, device: &DeviceId, path: String, expected: u32) -> CommStatus {
     let mut comm = match store.device_status(device) {
         Ok(Some(saved)) => saved,
         Ok(None) => CommStatus::new(path.clone(), expected),
@@ -24,7 +24,7 @@ pub fn comm(store: &Store, device: &DeviceId, path: String, expected: u32) -> Co
 }
 
 /// A valve's last stored state, last command and latched fault, or a fresh status (issue 7 §5).
-pub fn valve(store: &Store, device: &DeviceId) -> ValveStatus {
+pub fn valve(store: &dyn FieldStore, device: &DeviceId) -> ValveStatus {
     match store.valve_status(device) {
         Ok(Some(saved)) => saved,
         Ok(None) => ValveStatus::default(),
@@ -36,7 +36,7 @@ pub fn valve(store: &Store, device: &DeviceId) -> ValveStatus {
 }
 
 /// A view per meter with its latest stored reading.
-pub fn meters<'a>(store: &Store, ids: impl IntoIterator<Item = &'a MeterId>) -> Vec<MeterView> {
+pub fn meters<'a>(store: &dyn FieldStore, ids: impl IntoIterator<Item = &'a MeterId>) -> Vec<MeterView> {
     ids.into_iter()
         .map(|id| {
             let mut view = MeterView::empty(id.clone());
@@ -53,7 +53,7 @@ pub fn meters<'a>(store: &Store, ids: impl IntoIterator<Item = &'a MeterId>) -> 
 /// Each meter's comm status (issue 7 §4), in the order of `views`, which it also updates: the saved status of
 /// the meters that were not read in their last cycle or are comm-lost, and for the others a clean status whose
 /// last success is their latest reading's time.
-pub fn meter_comm(store: &Store, device: &DeviceId, views: &mut [MeterView]) -> Vec<MeterComm> {
+pub fn meter_comm(store: &dyn FieldStore, device: &DeviceId, views: &mut [MeterView]) -> Vec<MeterComm> {
     let saved = store.meter_comm(device).unwrap_or_else(|e| {
         tracing::warn!(message = "Cannot load meter status; starting fresh.", device = %device, error = %e);
         Vec::new()
@@ -79,7 +79,7 @@ pub fn unclean_meters<'a>(ids: impl IntoIterator<Item = &'a MeterId>, comm: &[Me
 
 /// A water-quality parameter's view with its latest stored sample.
 pub fn parameter(
-    store: &Store,
+    store: &dyn FieldStore,
     device: &DeviceId,
     name: &str,
     unit: &str,

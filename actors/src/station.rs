@@ -27,7 +27,7 @@ use crate::model::{
     CommEvent, CommStatus, DeviceId, DeviceKind, DeviceView, ParameterView, QualityFlags, QualitySample, RegionId,
     Timestamp,
 };
-use crate::store::{Op, Store};
+use crate::store::{FieldStore, Op};
 use crate::supervisor::Slot;
 use drivers::log_limit::LogLimit;
 
@@ -92,7 +92,7 @@ pub struct StationState {
 }
 
 /// The view of a station as the store knows it.
-pub fn initial_view(spec: &StationSpec, store: &Store) -> DeviceView {
+pub fn initial_view(spec: &StationSpec, store: &dyn FieldStore) -> DeviceView {
     let values = spec
         .parameters
         .iter()
@@ -280,7 +280,7 @@ impl Actor for StationActor {
         myself: ActorRef<StationMsg>,
         args: StationArgs,
     ) -> Result<StationState, ActorProcessingErr> {
-        let view = initial_view(&args.spec, &args.ctx.store);
+        let view = initial_view(&args.spec, args.ctx.store.as_ref());
         args.slot.set(myself);
         let times = crate::plausible::TimeGuard::new(args.ctx.time.plausibility);
         Ok(StationState { comm: view.comm.status, values: view.values, fresh: 0, interval_no: 0, times, args })

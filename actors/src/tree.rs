@@ -45,7 +45,7 @@ use crate::mqtt::{
 };
 use crate::rtu_bus::{RtuBus, RtuBusArgs, RtuBusMsg};
 use crate::station::{self, GatewayArgs, Hj212Gateway, StationActor, StationArgs, StationMsg, StationSpec};
-use crate::store::{Store, StoreHandle, StoreWriter, StoreWriterArgs, StoreWriterMsg};
+use crate::store::{FieldStore, StoreHandle, StoreWriter, StoreWriterArgs, StoreWriterMsg, Stores};
 use crate::supervisor::{ChildSpec, RestartPolicy, Slot, Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::valve::{self, ValveActor, ValveArgs, ValveMsg, ValveSpec};
 
@@ -146,7 +146,12 @@ impl Slots {
 }
 
 /// Starts the whole tree. Returns once the root and (in order) all its children have started.
-pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Arc<Metrics>) -> Result<Tree, SpawnErr> {
+pub async fn start(
+    spec: TreeSpec,
+    stores: Stores,
+    clock: SharedClock,
+    metrics: Arc<Metrics>,
+) -> Result<Tree, SpawnErr> {
     let all = AllSpecs::of(&spec);
     let mut slots = Slots::new(&all);
     let writer = StoreHandle::new(slots.writer.clone(), metrics.clone());
@@ -154,16 +159,16 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
     let events = EventBus::durable(1024, writer.clone(), clock.clone(), metrics.clone());
 
     let mut children = vec![
-        store_writer(&store, &slots, &events, &metrics, spec.max_batch_ops),
-        live_hub(&spec, &all, &store, &slots, &events, &clock),
-        limit_watcher(&all, &store, &writer, &metrics),
+        store_writer(&stores, &slots, &events, &metrics, spec.max_batch_ops),
+        live_hub(&spec, &all, &stores, &slots, &events, &clock),
+        limit_watcher(&all, &stores, &writer, &metrics),
     ];
     let (line_children, buses) = lines(&spec, &all, &metrics);
     children.extend(line_children);
     let ctx = DeviceContext {
         gateways: Arc::new(slots.gateways.clone()),
         buses: Arc::new(buses),
-        store: store.clone(),
+        store: stores.field.clone(),
         writer: writer.clone(),
         hub: slots.hub.clone(),
         events: events.clone(),
@@ -180,7 +185,7 @@ pub async fn start(spec: TreeSpec, store: Store, clock: SharedClock, metrics: Ar
 
     let (root, join) = start_root(children, spec.policy, &events, &metrics).await?;
     let handle = Handle::new(crate::api::HandleParts {
-        store,
+        stores,
         writer,
         hub: slots.hub,
         devices: all.devices,
@@ -232,8 +237,8 @@ where
 }
 
 /// The store writer: every durable write goes through it (group commit, acknowledged after commit).
-fn store_writer(store: &Store, slots: &Slots, events: &EventBus, metrics: &Arc<Metrics>, max: usize) -> ChildSpec {
-    let (store, events, metrics) = (store.clone(), events.clone(), metrics.clone());
+fn store_writer(stores: &Stores, slots: &Slots, events: &EventBus, metrics: &Arc<Metrics>, max: usize) -> ChildSpec {
+    let (store, events, metrics) = (stores.commit.clone(), events.clone(), metrics.clone());
     slotted(
         "store-writer",
         || StoreWriter,
@@ -251,7 +256,7 @@ fn store_writer(store: &Store, slots: &Slots, events: &EventBus, metrics: &Arc<M
 fn live_hub(
     spec: &TreeSpec,
     all: &AllSpecs,
-    store: &Store,
+    stores: &Stores,
     slots: &Slots,
     events: &EventBus,
     clock: &SharedClock,
@@ -259,15 +264,16 @@ fn live_hub(
     let (regions, replay, channel) = (all.regions.clone(), spec.live_replay, spec.live_channel);
     let (devices, gateways, groups) = (all.devices.clone(), all.gateways.clone(), all.groups.clone());
     let (stations, valves) = (all.stations.clone(), all.valves.clone());
-    let (store, events, clock) = (store.clone(), events.clone(), clock.clone());
+    let (store, events, clock) = (stores.field.clone(), events.clone(), clock.clone());
     let load: ViewLoader = Arc::new(move || {
+        let store: &dyn FieldStore = store.as_ref();
         devices
             .iter()
-            .map(|d| initial_view(d, &store))
-            .chain(gateways.iter().map(|g| cjt188::initial_view(g, &store)))
-            .chain(groups.iter().map(|g| mqtt_group::initial_view(g, &store)))
-            .chain(stations.iter().map(|s| station::initial_view(s, &store)))
-            .chain(valves.iter().map(|v| valve::initial_view(v, &store)))
+            .map(|d| initial_view(d, store))
+            .chain(gateways.iter().map(|g| cjt188::initial_view(g, store)))
+            .chain(groups.iter().map(|g| mqtt_group::initial_view(g, store)))
+            .chain(stations.iter().map(|s| station::initial_view(s, store)))
+            .chain(valves.iter().map(|v| valve::initial_view(v, store)))
             .collect()
     });
     slotted(
@@ -286,12 +292,12 @@ fn live_hub(
 }
 
 /// The first consumer of the change feed: water-quality limit crossings, exactly once (see `feed`).
-fn limit_watcher(all: &AllSpecs, store: &Store, writer: &StoreHandle, metrics: &Arc<Metrics>) -> ChildSpec {
+fn limit_watcher(all: &AllSpecs, stores: &Stores, writer: &StoreHandle, metrics: &Arc<Metrics>) -> ChildSpec {
     let limits = series_limits(all);
-    let (store, writer, metrics) = (store.clone(), writer.clone(), metrics.clone());
+    let (stores, writer, metrics) = (stores.clone(), writer.clone(), metrics.clone());
     child("limit-watcher", FeedConsumer::<LimitWatcher>::default(), move || FeedConsumerArgs {
         handler: LimitWatcher { limits: limits.clone() },
-        store: store.clone(),
+        stores: stores.clone(),
         writer: writer.clone(),
         metrics: metrics.clone(),
         batch: crate::feed::DEFAULT_BATCH,

@@ -33,7 +33,7 @@ use crate::model::{
     CommError, CommEvent, CommStatus, CommandRecord, CommandResult, DeviceId, DeviceKind, DeviceView, ErrorCode,
     FaultChange, RegionId, Reported, ResetRecord, ResetRefused, Timestamp, ValveAction, ValveState, ValveStatus,
 };
-use crate::store::{AuditEntry, Op, Store, StoreError};
+use crate::store::{AuditEntry, FieldStore, Op, StoreError};
 use crate::supervisor::Slot;
 
 /// How a valve model is driven over Modbus: a command register and a status register.
@@ -272,14 +272,14 @@ fn view_of(spec: &ValveSpec, comm: CommStatus, status: &ValveStatus) -> DeviceVi
 }
 
 /// The view of a valve as last stored (fresh if nothing was).
-pub fn initial_view(spec: &ValveSpec, store: &Store) -> DeviceView {
+pub fn initial_view(spec: &ValveSpec, store: &dyn FieldStore) -> DeviceView {
     let (comm, status) = restored(spec, store);
     view_of(spec, comm, &status)
 }
 
 /// The comm status and valve status as last stored. A valve stored mid-travel shows unknown: where it
 /// stopped is not known until it is read.
-fn restored(spec: &ValveSpec, store: &Store) -> (CommStatus, ValveStatus) {
+fn restored(spec: &ValveSpec, store: &dyn FieldStore) -> (CommStatus, ValveStatus) {
     let comm = crate::restore::comm(store, &spec.id, spec.path(), 1);
     let mut status = crate::restore::valve(store, &spec.id);
     if matches!(status.state, ValveState::Opening | ValveState::Closing) {
@@ -622,7 +622,7 @@ impl Actor for ValveActor {
         args: ValveArgs,
     ) -> Result<ValveActorState, ActorProcessingErr> {
         args.slot.set(myself);
-        let (comm, status) = restored(&args.spec, &args.ctx.store);
+        let (comm, status) = restored(&args.spec, args.ctx.store.as_ref());
         Ok(ValveActorState {
             link: match &args.spec.interface {
                 ValveInterface::Register { path, valve } => {

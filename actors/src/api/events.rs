@@ -5,20 +5,20 @@
 use super::{blocking, hub, ApiError, HandleParts, ACTOR_TIMEOUT};
 use crate::event::{EventBus, EventView};
 use crate::hub::{HubMsg, LiveFrame, Resume, Subscription};
-use crate::store::{EventFilter, Store};
+use crate::store::{EventFilter, EventStore};
 use crate::supervisor::Slot;
 
 /// The event journal and the live stream. Cheap to clone.
 #[derive(Clone)]
 pub struct EventsApi {
-    store: Store,
+    store: std::sync::Arc<dyn EventStore>,
     hub: Slot<HubMsg>,
     bus: EventBus,
 }
 
 impl EventsApi {
     pub(super) fn new(parts: &HandleParts) -> EventsApi {
-        EventsApi { store: parts.store.clone(), hub: parts.hub.clone(), bus: parts.events.clone() }
+        EventsApi { store: parts.stores.events.clone(), hub: parts.hub.clone(), bus: parts.events.clone() }
     }
 
     /// The event bus (to subscribe to events as they are committed).

@@ -19,7 +19,7 @@ use crate::model::{
     CommandRecord, CommandResult, DeviceId, DeviceView, MeterId, RegionView, ResetRecord, Timestamp, ValveAction,
 };
 use crate::station::StationSpec;
-use crate::store::{Store, StoreError, StoredReading, StoredSample};
+use crate::store::{FieldStore, StoreError, StoredReading, StoredSample};
 use crate::supervisor::Slot;
 use crate::valve::{ResetError, ValveMsg, ValveSpec};
 
@@ -36,7 +36,7 @@ pub struct History {
 }
 
 struct Inner {
-    store: Store,
+    store: Arc<dyn FieldStore>,
     hub: Slot<HubMsg>,
     regions: Vec<RegionView>,
     clock: SharedClock,
@@ -96,7 +96,7 @@ impl FieldApi {
         let meter_owner = meters_of.iter().flat_map(|(d, ms)| ms.iter().map(move |m| (m.clone(), d.clone()))).collect();
         FieldApi {
             inner: Arc::new(Inner {
-                store: parts.store.clone(),
+                store: parts.stores.field.clone(),
                 hub: parts.hub.clone(),
                 regions: parts.regions.clone(),
                 clock: parts.clock.clone(),

@@ -32,7 +32,7 @@ use crate::field::{DeviceSpec, FieldMsg};
 use crate::hub::HubMsg;
 use crate::metrics::Metrics;
 use crate::model::{DeviceId, DeviceView, RegionId, RegionView};
-use crate::store::{Store, StoreError, StoreHandle};
+use crate::store::{StoreError, StoreHandle, Stores};
 use crate::supervisor::{Slot, SupervisorMsg};
 use crate::valve::{ValveMsg, ValveSpec};
 
@@ -75,10 +75,10 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// What the tree hands over to build the API: the store, the slots of the actors the API calls, and the
+/// What the tree hands over to build the API: the store's interfaces, the slots of the actors the API calls, and the
 /// resolved specs it looks things up in.
 pub(crate) struct HandleParts {
-    pub store: Store,
+    pub stores: Stores,
     pub writer: StoreHandle,
     pub hub: Slot<HubMsg>,
     pub devices: Vec<Arc<DeviceSpec>>,

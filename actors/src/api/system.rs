@@ -10,7 +10,7 @@ use super::{hub_devices, HandleParts, ACTOR_TIMEOUT};
 use crate::hub::HubMsg;
 use crate::metrics::Metrics;
 use crate::model::RegionId;
-use crate::store::{Store, StoreHandle};
+use crate::store::{CommitStore, StoreHandle};
 use crate::supervisor::{ChildInfo, Slot, SupervisorMsg};
 
 /// Liveness of the parts that matter.
@@ -34,7 +34,7 @@ pub struct SupervisorInfo {
 /// Health, supervision, metrics. Cheap to clone.
 #[derive(Clone)]
 pub struct SystemApi {
-    store: Store,
+    store: Arc<dyn CommitStore>,
     writer: StoreHandle,
     hub: Slot<HubMsg>,
     root: ActorRef<SupervisorMsg>,
@@ -45,7 +45,7 @@ pub struct SystemApi {
 impl SystemApi {
     pub(super) fn new(parts: &HandleParts) -> SystemApi {
         SystemApi {
-            store: parts.store.clone(),
+            store: parts.stores.commit.clone(),
             writer: parts.writer.clone(),
             hub: parts.hub.clone(),
             root: parts.root.clone(),

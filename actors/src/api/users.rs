@@ -9,7 +9,7 @@ use crate::auth;
 use crate::clock::SharedClock;
 use crate::model::user::valid_username;
 use crate::model::{Role, UserRecord};
-use crate::store::{AuditEntry, Op, Store, StoreHandle};
+use crate::store::{AuditEntry, Op, StoreHandle, UserStore};
 
 /// A user as the API shows it (never the hash).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -21,7 +21,7 @@ pub struct UserInfo {
 /// Login, users, the audit log. Cheap to clone.
 #[derive(Clone)]
 pub struct UsersApi {
-    store: Store,
+    store: std::sync::Arc<dyn UserStore>,
     writer: StoreHandle,
     clock: SharedClock,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
@@ -30,7 +30,7 @@ pub struct UsersApi {
 impl UsersApi {
     pub(super) fn new(parts: &HandleParts) -> UsersApi {
         UsersApi {
-            store: parts.store.clone(),
+            store: parts.stores.users.clone(),
             writer: parts.writer.clone(),
             clock: parts.clock.clone(),
             metrics: parts.metrics.clone(),

@@ -32,7 +32,7 @@ use crate::model::{
     CommError, CommEvent, CommStatus, DeviceKind, DeviceView, ErrorCode, LinkSelector, MeterReading, PathSwitch,
     QualitySample, Timestamp,
 };
-use crate::store::{Op, Store};
+use crate::store::{FieldStore, Op};
 use crate::supervisor::Slot;
 
 pub enum FieldMsg {
@@ -88,7 +88,7 @@ pub struct FieldDeviceState {
 
 /// The view of a device as the store knows it: latest readings or samples, and the last saved comm status.
 /// Used by the device actor on (re)start and by the hub on (re)start, so both agree.
-pub fn initial_view(spec: &DeviceSpec, store: &Store) -> DeviceView {
+pub fn initial_view(spec: &DeviceSpec, store: &dyn FieldStore) -> DeviceView {
     let comm = crate::restore::comm(store, &spec.id, spec.path_name(0), spec.value_count() as u32);
     let (kind, meters, values) = match &spec.kind {
         DeviceKindSpec::Concentrator(c) => {
@@ -431,13 +431,14 @@ impl Actor for FieldDevice {
         myself: ActorRef<FieldMsg>,
         args: FieldDeviceArgs,
     ) -> Result<FieldDeviceState, ActorProcessingErr> {
-        let mut view = initial_view(&args.spec, &args.ctx.store);
+        let mut view = initial_view(&args.spec, args.ctx.store.as_ref());
         let comm = view.comm.status.clone();
         let modulus = match &args.spec.kind {
             DeviceKindSpec::Concentrator(c) => c.layout.register_modulus(),
             DeviceKindSpec::Logger(_) => None,
         };
-        let book = MeterBook::restore(&args.ctx.store, &args.spec.id, &args.spec.region, &mut view.meters, modulus);
+        let book =
+            MeterBook::restore(args.ctx.store.as_ref(), &args.spec.id, &args.spec.region, &mut view.meters, modulus);
         let cycles = args.spec.cycles();
         let now = Instant::now();
         args.slot.set(myself);

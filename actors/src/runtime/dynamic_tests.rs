@@ -158,12 +158,12 @@ async fn world(policy: DynamicPolicy, start_delay: Duration) -> World {
     let (writer, _) = Actor::spawn(
         None,
         StoreWriter,
-        StoreWriterArgs { store: store.clone(), metrics: metrics.clone(), max_batch_ops: 1000, events: None },
+        StoreWriterArgs { store: Arc::new(store.clone()), metrics: metrics.clone(), max_batch_ops: 1000, events: None },
     )
     .await
     .unwrap();
     writer_slot.set(writer);
-    let states = ActorStates::new(store, StoreHandle::new(writer_slot, metrics.clone()));
+    let states = ActorStates::new(Arc::new(store), StoreHandle::new(writer_slot, metrics.clone()));
     let log = Arc::new(Log::default());
     let (st, lg) = (states.clone(), log.clone());
     let start = start_child(move |key: String, sup| {

@@ -10,7 +10,9 @@
 
 use redb::{ReadableDatabase, TableDefinition, TableError, WriteTransaction};
 
-use super::{Committed, Op, Store, StoreError, StoreHandle};
+use std::sync::Arc;
+
+use super::{Committed, Op, StateStore, Store, StoreError, StoreHandle};
 
 const ACTOR_STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("actor_state");
 
@@ -24,12 +26,12 @@ pub enum ActorStateOp {
 /// Loads and saves actor state blobs: reads from the store, writes through the writer. Cheap to clone.
 #[derive(Clone)]
 pub struct ActorStates {
-    store: Store,
+    store: Arc<dyn StateStore>,
     writer: StoreHandle,
 }
 
 impl ActorStates {
-    pub fn new(store: Store, writer: StoreHandle) -> ActorStates {
+    pub fn new(store: Arc<dyn StateStore>, writer: StoreHandle) -> ActorStates {
         ActorStates { store, writer }
     }
 

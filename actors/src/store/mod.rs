@@ -32,6 +32,7 @@ pub mod actor_state;
 pub mod feed;
 pub mod feed_codec;
 mod migrate;
+mod ports;
 mod reading_key;
 mod valve_status;
 pub mod writer;
@@ -49,6 +50,7 @@ use crate::model::{
 
 pub use actor_state::{ActorStateOp, ActorStates};
 pub use feed::{EventFilter, FeedEntry, FeedFact};
+pub use ports::{Backend, CommitStore, EventStore, FieldStore, StateStore, Stores, UserStore};
 pub use writer::{Committed, StoreHandle, StoreWriter, StoreWriterArgs, StoreWriterMsg};
 
 use crate::event::{Event, EventRecord};

@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-use super::{Op, Store, StoreError};
+use super::{CommitStore, Op, StoreError};
 use crate::event::EventBus;
 use crate::metrics::Metrics;
 use crate::supervisor::Slot;
@@ -45,7 +45,8 @@ pub enum StoreWriterMsg {
 pub struct StoreWriter;
 
 pub struct StoreWriterArgs {
-    pub store: Store,
+    /// Where commits go: any backend's [`CommitStore`].
+    pub store: Arc<dyn CommitStore>,
     pub metrics: Arc<Metrics>,
     /// Upper bound on operations in one transaction; bigger queues are split over several commits.
     pub max_batch_ops: usize,
@@ -65,7 +66,7 @@ pub struct StoreWriterState {
 fn run_committer(
     rx: mpsc::Receiver<Submission>,
     ack: mpsc::Sender<(Vec<Submission>, Result<Committed, StoreError>)>,
-    store: Store,
+    store: Arc<dyn CommitStore>,
     metrics: Arc<Metrics>,
     events: Option<EventBus>,
     max_batch_ops: usize,
@@ -95,7 +96,9 @@ fn run_committer(
             }
         }
         let started = Instant::now();
-        let result = store.apply(batch.iter().map(|(ops, _)| ops));
+        let ops: Vec<&[Op]> = batch.iter().map(|(ops, _)| ops.as_slice()).collect();
+        let result = store.commit(&ops);
+        drop(ops);
         metrics.commit_duration.observe(started.elapsed());
         match &result {
             Ok(applied) => {
@@ -229,7 +232,7 @@ mod tests {
     /// it forms are then fixed by the bound alone.
     #[tokio::test]
     async fn waiting_submissions_share_commits_up_to_the_bound_and_all_are_committed_before_the_committer_ends() {
-        let store = Store::open(&super::super::tests::tempdir()).unwrap();
+        let store = super::super::Store::open(&super::super::tests::tempdir()).unwrap();
         let metrics = Arc::new(Metrics::default());
         let (tx, rx) = mpsc::channel::<Submission>();
         let (ack_tx, ack_rx) = mpsc::channel();
@@ -241,7 +244,7 @@ mod tests {
             answers.push(answer);
         }
         drop(tx);
-        let (s, m) = (store.clone(), metrics.clone());
+        let (s, m): (Arc<dyn CommitStore>, _) = (Arc::new(store.clone()), metrics.clone());
         std::thread::spawn(move || run_committer(rx, ack_tx, s, m, None, 10)).join().unwrap();
         let mut batches = Vec::new();
         while let Ok((batch, result)) = ack_rx.recv() {
