@@ -1,5 +1,6 @@
-//! Store migrations that copy data (schema version 2 → 3, issue 7 §8): the readings tables move from a
-//! `(&str, i64)` tuple key to the byte key of `reading_key.rs`.
+//! Store migrations that copy data (issue 7 §8): the readings tables of schema version 2 (keyed by a
+//! `(&str, i64)` tuple) and of version 3 (keyed by the bytes of `(meter, time)`) move to the hour-first byte key
+//! of version 4 (`reading_key.rs`), and the table of each meter's latest reading is built on the way.
 //!
 //! The copy runs in chunks, each its own transaction, so a store of years of readings never needs one huge
 //! transaction in memory. Copying a row twice writes the same key and value again, so a copy cut off by a
@@ -8,34 +9,101 @@
 //!
 //! What this module does not do: decide whether a migration is due (the schema version does), or delete.
 
+use std::collections::HashMap;
 use std::ops::Bound;
 
 use redb::{Database, ReadableDatabase, ReadableTableMetadata, TableDefinition, TableError};
 
-use super::{reading_key, StoreError, READINGS, READINGS_V2, READING_EXTRAS, READING_EXTRAS_V2};
+use super::{
+    reading_key, StoreError, METER_LATEST, READINGS, READINGS_V2, READINGS_V3, READING_EXTRAS, READING_EXTRAS_V2,
+    READING_EXTRAS_V3,
+};
+use crate::model::MeterStatus;
 
 /// Rows copied per transaction.
 const CHUNK: usize = 100_000;
 
-/// Copies the version 2 readings and their extras into the version 3 tables; returns the rows copied.
-pub(super) fn readings_to_v3(db: &Database) -> Result<u64, StoreError> {
-    let copied = copy(db, READINGS_V2, READINGS, "readings")?;
-    Ok(copied + copy(db, READING_EXTRAS_V2, READING_EXTRAS, "reading extras")?)
+/// Each meter's latest plausibly dated reading: `(ts, litres, status)`.
+type Latest = HashMap<String, (i64, i64, u16)>;
+
+/// Copies the readings and their extras of a version 2 or 3 store (whichever tables exist) into the version 4
+/// tables, and records each meter's latest reading; returns the rows copied.
+pub(super) fn readings_to_v4(db: &Database) -> Result<u64, StoreError> {
+    let mut latest = Latest::new();
+    let mut note = |meter: &str, ts: i64, v: &(i64, u16)| {
+        if MeterStatus(v.1).time_implausible() {
+            return;
+        }
+        let e = latest.entry(meter.to_owned()).or_insert((ts, v.0, v.1));
+        if ts >= e.0 {
+            *e = (ts, v.0, v.1);
+        }
+    };
+    let mut copied = copy(db, Source::Tuple(READINGS_V2), READINGS, "readings (v2)", &mut note)?;
+    copied += copy(db, Source::Bytes(READINGS_V3), READINGS, "readings (v3)", &mut note)?;
+    copied += copy(db, Source::Tuple(READING_EXTRAS_V2), READING_EXTRAS, "reading extras (v2)", &mut |_, _, _| ())?;
+    copied += copy(db, Source::Bytes(READING_EXTRAS_V3), READING_EXTRAS, "reading extras (v3)", &mut |_, _, _| ())?;
+    if !latest.is_empty() {
+        let txn = db.begin_write()?;
+        {
+            let mut t = txn.open_table(METER_LATEST)?;
+            for (meter, v) in &latest {
+                t.insert(meter.as_str(), *v)?;
+            }
+        }
+        txn.commit()?;
+    }
+    Ok(copied)
+}
+
+/// An old readings table: keyed by a tuple (version 2) or by the version 3 bytes.
+enum Source<V: redb::Value + 'static> {
+    Tuple(TableDefinition<'static, (&'static str, i64), V>),
+    Bytes(TableDefinition<'static, &'static [u8], V>),
+}
+
+/// The `(meter, time)` of a version 3 key: the meter's bytes with `0x00` escaped as `0x00 0xFF`, the
+/// terminator `0x00 0x00`, then the time as 8 bytes big-endian with the sign bit flipped.
+fn decode_v3(key: &[u8]) -> Option<(String, i64)> {
+    let (head, time) = key.split_at(key.len().checked_sub(8)?);
+    let mut meter = Vec::with_capacity(head.len());
+    let mut i = 0;
+    loop {
+        match (head.get(i)?, head.get(i + 1)) {
+            (0, Some(0)) if i + 2 == head.len() => break,
+            (0, Some(0xFF)) => {
+                meter.push(0);
+                i += 2;
+            }
+            (0, _) => return None,
+            (&b, _) => {
+                meter.push(b);
+                i += 1;
+            }
+        }
+    }
+    let ts = (u64::from_be_bytes(time.try_into().ok()?) ^ (1 << 63)) as i64;
+    Some((String::from_utf8(meter).ok()?, ts))
 }
 
 fn copy<V>(
     db: &Database,
-    from: TableDefinition<(&str, i64), V>,
+    from: Source<V>,
     to: TableDefinition<&[u8], V>,
     what: &str,
+    note: &mut dyn FnMut(&str, i64, &V),
 ) -> Result<u64, StoreError>
 where
     V: for<'a> redb::Value<SelfType<'a> = V> + 'static + Copy + std::fmt::Debug,
 {
     let total = {
         let txn = db.begin_read()?;
-        match txn.open_table(from) {
-            Ok(t) => t.len()?,
+        let len = match &from {
+            Source::Tuple(def) => txn.open_table(*def).map(|t| t.len()),
+            Source::Bytes(def) => txn.open_table(*def).map(|t| t.len()),
+        };
+        match len {
+            Ok(n) => n?,
             Err(TableError::TableDoesNotExist(_)) => return Ok(0),
             Err(e) => return Err(e.into()),
         }
@@ -44,37 +112,62 @@ where
         return Ok(0);
     }
     tracing::info!(
-        message = "Migrating the store to schema version 3: copying rows to the byte-keyed table.",
+        message = "Migrating the store to schema version 4: copying rows to the hour-first table.",
         table = what,
         rows = total
     );
-    let mut after: Option<(String, i64)> = None;
+    // Where the previous chunk ended: the last source key read.
+    let mut after_tuple: Option<(String, i64)> = None;
+    let mut after_bytes: Option<Vec<u8>> = None;
     let mut copied = 0u64;
     let mut key = Vec::new();
     loop {
-        let rows: Vec<(String, i64, V)> = {
+        let mut rows: Vec<(String, i64, V)> = Vec::with_capacity(CHUNK.min(total as usize));
+        {
             let txn = db.begin_read()?;
-            let t = txn.open_table(from)?;
-            let range = match &after {
-                None => t.range::<(&str, i64)>(..)?,
-                Some((m, ts)) => t.range::<(&str, i64)>((Bound::Excluded((m.as_str(), *ts)), Bound::Unbounded))?,
-            };
-            let mut rows = Vec::with_capacity(CHUNK.min(total as usize));
-            for entry in range.take(CHUNK) {
-                let (k, v) = entry?;
-                let (meter, ts) = k.value();
-                rows.push((meter.to_owned(), ts, v.value()));
+            match &from {
+                Source::Tuple(def) => {
+                    let t = txn.open_table(*def)?;
+                    let range = match &after_tuple {
+                        None => t.range::<(&str, i64)>(..)?,
+                        Some((m, ts)) => {
+                            t.range::<(&str, i64)>((Bound::Excluded((m.as_str(), *ts)), Bound::Unbounded))?
+                        }
+                    };
+                    for entry in range.take(CHUNK) {
+                        let (k, v) = entry?;
+                        let (meter, ts) = k.value();
+                        rows.push((meter.to_owned(), ts, v.value()));
+                    }
+                    after_tuple = rows.last().map(|(m, ts, _)| (m.clone(), *ts));
+                }
+                Source::Bytes(def) => {
+                    let t = txn.open_table(*def)?;
+                    let range = match &after_bytes {
+                        None => t.range::<&[u8]>(..)?,
+                        Some(k) => t.range::<&[u8]>((Bound::Excluded(k.as_slice()), Bound::Unbounded))?,
+                    };
+                    for entry in range.take(CHUNK) {
+                        let (k, v) = entry?;
+                        let raw = k.value();
+                        after_bytes = Some(raw.to_vec());
+                        let (meter, ts) = decode_v3(raw)
+                            .ok_or_else(|| StoreError::Encode(format!("{what}: a key that is not a version 3 key")))?;
+                        rows.push((meter, ts, v.value()));
+                    }
+                }
             }
-            rows
-        };
-        let Some(last) = rows.last() else { break };
-        after = Some((last.0.clone(), last.1));
+        }
+        if rows.is_empty() {
+            break;
+        }
         let txn = db.begin_write()?;
         {
             let mut t = txn.open_table(to)?;
             for (meter, ts, v) in &rows {
                 reading_key::encode_into(&mut key, meter, *ts);
                 t.insert(key.as_slice(), *v)?;
+                note(meter, *ts, v);
             }
         }
         txn.commit()?;
@@ -82,4 +175,19 @@ where
         tracing::info!(message = "Migration progress.", table = what, copied, of = total);
     }
     Ok(copied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_v3;
+
+    #[test]
+    fn version_3_keys_decode_and_bad_ones_are_refused() {
+        let mut key = b"m\0\xFFx\0\0".to_vec();
+        key.extend_from_slice(&((5i64 as u64) ^ (1 << 63)).to_be_bytes());
+        assert_eq!(decode_v3(&key), Some(("m\0x".to_owned(), 5)));
+        assert_eq!(decode_v3(&key[..key.len() - 1]), None);
+        assert_eq!(decode_v3(b"m\0\x01\0\0\0\0\0\0\0\0\0\0"), None);
+        assert_eq!(decode_v3(b""), None);
+    }
 }

@@ -22,6 +22,11 @@
 //! `meter_reading_extras`, keyed by the byte string of `reading_key.rs` (compared with `memcmp`, where the
 //! tuple key decoded and UTF-8-checked both sides on every comparison); `migrate.rs` copies older stores.
 //!
+//! Schema version 4 (issue 7 §8) puts the hour first: `meter_readings_h` and `meter_reading_extras_h` are keyed
+//! by `(hour, meter, ts)` (`reading_key.rs`), so a cycle's readings rewrite the current hour's leaves only
+//! instead of one leaf per meter; `meter_latest`: `meter -> (ts, litres, status)`, each meter's latest
+//! plausibly dated reading, written in the same commit as the readings. Versions 2 and 3 are copied at open.
+//!
 //! Schema version 2 adds the durable change feed (DESIGN §12, [`feed`]):
 //! - `feed`: `seq -> FeedData`: the readings and samples of one commit, under one sequence number, in the
 //!   binary encoding of `feed_codec.rs` (entries written before it are JSON and still read);
@@ -56,17 +61,24 @@ pub use writer::{Committed, StoreHandle, StoreWriter, StoreWriterArgs, StoreWrit
 use crate::event::{Event, EventRecord};
 
 /// The schema this program writes. A store with a newer version is refused; older versions are migrated.
-pub const SCHEMA_VERSION: u64 = 3;
+pub const SCHEMA_VERSION: u64 = 4;
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "waterworks.redb";
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-/// Meter readings: `reading_key(meter, ts) -> (litres, status)` (schema version 3; `reading_key.rs`).
-const READINGS: TableDefinition<&[u8], (i64, u16)> = TableDefinition::new("meter_readings");
+/// Meter readings: `reading_key(hour, meter, ts) -> (litres, status)` (schema version 4; `reading_key.rs`).
+const READINGS: TableDefinition<&[u8], (i64, u16)> = TableDefinition::new("meter_readings_h");
 /// What a CJ/T 188 meter reports beside its volume, keyed like `READINGS` (issue 7 §4): its own clock (ms since
 /// the epoch, `i64::MIN` when absent) and the settlement-day volume (litres, -1 when absent).
-const READING_EXTRAS: TableDefinition<&[u8], (i64, i64)> = TableDefinition::new("meter_reading_extras");
+const READING_EXTRAS: TableDefinition<&[u8], (i64, i64)> = TableDefinition::new("meter_reading_extras_h");
+/// Each meter's latest plausibly dated reading: `meter -> (ts, litres, status)`, written with the readings
+/// (schema version 4), so the latest reading is one lookup however the readings table is ordered.
+const METER_LATEST: TableDefinition<&str, (i64, i64, u16)> = TableDefinition::new("meter_latest");
+/// The readings tables of schema version 3, keyed by the bytes of `(meter, ts)`; copied and deleted like the
+/// version 2 ones.
+const READINGS_V3: TableDefinition<&[u8], (i64, u16)> = TableDefinition::new("meter_readings");
+const READING_EXTRAS_V3: TableDefinition<&[u8], (i64, i64)> = TableDefinition::new("meter_reading_extras");
 /// The readings tables of schema versions 1 and 2, keyed by a `(meter, ts)` tuple; copied into the tables above
 /// and deleted when such a store is opened (`migrate.rs`).
 const READINGS_V2: TableDefinition<(&str, i64), (i64, u16)> = TableDefinition::new("readings");
@@ -198,6 +210,38 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// The first and last hour the readings table holds, or `None` when it is empty.
+fn hour_bounds(
+    t: &impl ReadableTable<&'static [u8], (i64, u16)>,
+    meter: &MeterId,
+) -> Result<Option<(i32, i32)>, StoreError> {
+    let (Some(first), Some(last)) = (t.first()?, t.last()?) else { return Ok(None) };
+    let hour = |k: &[u8]| reading_key::hour_of_key(k).ok_or_else(|| bad_key(meter));
+    Ok(Some((hour(first.0.value())?, hour(last.0.value())?)))
+}
+
+/// A meter's latest plausibly dated reading found by walking the readings table back hour by hour (only when
+/// the one `meter_latest` held was replaced by an implausibly dated reading of the same time).
+fn latest_in(
+    t: &impl ReadableTable<&'static [u8], (i64, u16)>,
+    meter: &MeterId,
+) -> Result<Option<(Timestamp, i64, u16)>, StoreError> {
+    let Some((first, last)) = hour_bounds(t, meter)? else { return Ok(None) };
+    for hour in (first..=last).rev() {
+        let (lo, hi) = reading_key::hour_span(hour);
+        let (lo, hi) = (reading_key::encode(meter, Timestamp(lo)), reading_key::encode(meter, Timestamp(hi)));
+        for entry in t.range(lo.as_slice()..=hi.as_slice())?.rev() {
+            let (k, v) = entry?;
+            let (litres, status) = v.value();
+            if !MeterStatus(status).time_implausible() {
+                let ts = reading_key::time_of(k.value()).ok_or_else(|| bad_key(meter))?;
+                return Ok(Some((ts, litres, status)));
+            }
+        }
+    }
+    Ok(None)
+}
+
 impl Store {
     /// Opens (or creates) the store in `dir`, checks its schema version and that every table opens.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
@@ -239,11 +283,11 @@ impl Store {
             return Err(StoreError::SchemaTooNew { path: self.path.clone(), found: v, supported: SCHEMA_VERSION });
         }
         // Version 1 → 2 added the feed, events and cursors tables (created below); nothing to convert.
-        // Version 2 → 3 re-keys the readings tables: copied first, in chunks; the old ones go below.
-        if found.is_some_and(|v| v < 3) {
+        // Versions 2 and 3 → 4 re-key the readings tables: copied first, in chunks; the old ones go below.
+        if found.is_some_and(|v| v < 4) {
             let rows =
-                migrate::readings_to_v3(&self.db).map_err(|e| open_err(format!("migration to schema 3: {e}")))?;
-            tracing::info!(message = "Store migrated to schema version 3.", rows_copied = rows);
+                migrate::readings_to_v4(&self.db).map_err(|e| open_err(format!("migration to schema 4: {e}")))?;
+            tracing::info!(message = "Store migrated to schema version 4.", rows_copied = rows);
         }
         let txn = self.db.begin_write().map_err(|e| open_err(e.to_string()))?;
         {
@@ -253,9 +297,12 @@ impl Store {
             }
             txn.delete_table(READINGS_V2).map_err(|e| open_err(e.to_string()))?;
             txn.delete_table(READING_EXTRAS_V2).map_err(|e| open_err(e.to_string()))?;
+            txn.delete_table(READINGS_V3).map_err(|e| open_err(e.to_string()))?;
+            txn.delete_table(READING_EXTRAS_V3).map_err(|e| open_err(e.to_string()))?;
             // Opening every table checks that each one's stored types match ours.
             txn.open_table(READINGS).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(READING_EXTRAS).map_err(|e| open_err(e.to_string()))?;
+            txn.open_table(METER_LATEST).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(SAMPLES).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(DEVICE_STATUS).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(METER_COMM).map_err(|e| open_err(e.to_string()))?;
@@ -295,6 +342,7 @@ impl Store {
         {
             let mut readings = txn.open_table(READINGS)?;
             let mut extras = txn.open_table(READING_EXTRAS)?;
+            let mut latest = txn.open_table(METER_LATEST)?;
             let mut samples = txn.open_table(SAMPLES)?;
             let mut status = txn.open_table(DEVICE_STATUS)?;
             let mut users = txn.open_table(USERS)?;
@@ -374,6 +422,20 @@ impl Store {
                     let settlement = r.settlement_volume.map_or(-1, |v| v.litres());
                     extras.insert(key.as_slice(), (clock, settlement))?;
                 }
+                let meter = r.meter.as_str();
+                let before = latest.get(meter)?.map(|v| v.value().0);
+                if !r.status.time_implausible() {
+                    // Readings dated implausibly (`time_future`, `time_stale`) are kept but never the latest.
+                    if before.is_none_or(|ts| r.ts.0 >= ts) {
+                        latest.insert(meter, (r.ts.0, r.volume.litres(), r.status.0))?;
+                    }
+                } else if before == Some(r.ts.0) {
+                    // The latest reading was just replaced by an implausibly dated one: look for the one before.
+                    match latest_in(&readings, &r.meter)? {
+                        Some((ts, litres, status)) => latest.insert(meter, (ts.0, litres, status))?,
+                        None => latest.remove(meter)?,
+                    };
+                }
             }
             if !data.is_empty() {
                 seq += 1;
@@ -391,22 +453,14 @@ impl Store {
         self.apply([ops.iter()])
     }
 
-    /// The latest reading of a meter.
+    /// The latest plausibly dated reading of a meter (kept in `meter_latest` with every commit).
     pub fn latest_reading(&self, meter: &MeterId) -> Result<Option<(Timestamp, Volume, MeterStatus)>, StoreError> {
         let txn = self.db.begin_read()?;
-        let t = txn.open_table(READINGS)?;
-        let (lo, hi) =
-            (reading_key::encode(meter, Timestamp(i64::MIN)), reading_key::encode(meter, Timestamp(i64::MAX)));
-        // Readings dated implausibly (`time_future`, `time_stale`) are kept but never the latest.
-        for entry in t.range(lo.as_slice()..=hi.as_slice())?.rev() {
-            let (k, v) = entry?;
-            let (litres, status) = v.value();
-            if !MeterStatus(status).time_implausible() {
-                let ts = reading_key::time_of(k.value()).ok_or_else(|| bad_key(meter))?;
-                return Ok(Some((ts, Volume::from_litres(litres), MeterStatus(status))));
-            }
-        }
-        Ok(None)
+        let t = txn.open_table(METER_LATEST)?;
+        Ok(t.get(meter.as_str())?.map(|v| {
+            let (ts, litres, status) = v.value();
+            (Timestamp(ts), Volume::from_litres(litres), MeterStatus(status))
+        }))
     }
 
     /// The latest sample of a logger parameter.
@@ -464,9 +518,25 @@ impl Store {
         if from > to {
             return Ok(out);
         }
-        let (lo, hi) = (reading_key::encode(meter, from), reading_key::encode(meter, to));
-        for entry in t.range(lo.as_slice()..=hi.as_slice())?.take(limit) {
-            let (k, v) = entry?;
+        let Some((first, last)) = hour_bounds(&t, meter)? else { return Ok(out) };
+        // One range per hour the table holds (schema 4 keys start with the hour, `reading_key.rs`).
+        let ranges = reading_key::hours(from, to, first, last).map(|hour| {
+            let (lo, hi) = reading_key::hour_span(hour);
+            (reading_key::encode(meter, Timestamp(lo.max(from.0))), reading_key::encode(meter, Timestamp(hi.min(to.0))))
+        });
+        let mut rows = Vec::new();
+        for (lo, hi) in ranges {
+            for entry in t.range(lo.as_slice()..=hi.as_slice())? {
+                rows.push(entry?);
+                if rows.len() == limit {
+                    break;
+                }
+            }
+            if rows.len() == limit {
+                break;
+            }
+        }
+        for (k, v) in rows {
             let (litres, status) = v.value();
             let ts = reading_key::time_of(k.value()).ok_or_else(|| bad_key(meter))?;
             let (clock, settlement) = extras.get(k.value())?.map_or((i64::MIN, -1), |e| e.value());
@@ -638,6 +708,120 @@ mod tests {
         let err = Store::open(&dir).unwrap_err();
         assert!(matches!(err, StoreError::Locked { .. }), "{err}");
         assert!(err.to_string().contains("locked by another running process"));
+    }
+
+    /// A version 3 key, written out here as version 3 wrote it (meter bytes escaped, terminator, time).
+    fn v3_key(meter: &str, ts: i64) -> Vec<u8> {
+        let mut k: Vec<u8> =
+            meter.as_bytes().iter().flat_map(|&b| if b == 0 { vec![0, 0xFF] } else { vec![b] }).collect();
+        k.extend_from_slice(&[0, 0]);
+        k.extend_from_slice(&((ts as u64) ^ (1 << 63)).to_be_bytes());
+        k
+    }
+
+    #[test]
+    fn a_version_3_store_is_migrated_to_hour_first_keys_with_each_meters_latest_reading() {
+        let dir = tempdir();
+        let future = MeterStatus::TIME_FUTURE;
+        {
+            let db = Database::create(dir.join(DB_FILE)).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                txn.open_table(META).unwrap().insert("schema_version", 3).unwrap();
+                let mut t = txn.open_table(READINGS_V3).unwrap();
+                for m in 0..200i64 {
+                    for (i, ts) in [-3_600_001, 0, 1_767_225_600_000, 1_767_229_200_000].into_iter().enumerate() {
+                        t.insert(v3_key(&format!("m-{m}"), ts + m).as_slice(), (m * 10 + i as i64, 0)).unwrap();
+                    }
+                }
+                // m-7's newest reading is dated in the future: kept, but not its latest.
+                t.insert(v3_key("m-7", 1_800_000_000_000).as_slice(), (1, future)).unwrap();
+                t.insert(v3_key("a\0b", 9).as_slice(), (99, 0)).unwrap();
+                txn.open_table(READING_EXTRAS_V3)
+                    .unwrap()
+                    .insert(v3_key("m-5", 5).as_slice(), (1_700_000_000_000, 42))
+                    .unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(store.reading_count().unwrap(), 802);
+        let got = store.meter_readings(&MeterId::new("m-5"), Timestamp(i64::MIN), Timestamp(i64::MAX), 10).unwrap();
+        let times: Vec<i64> = got.iter().map(|r| r.ts.0).collect();
+        assert_eq!(times, vec![-3_599_996, 5, 1_767_225_600_005, 1_767_229_200_005]);
+        assert_eq!(got[1].meter_clock, Some(Timestamp(1_700_000_000_000)));
+        let latest = |m: &str| store.latest_reading(&MeterId::new(m)).unwrap().map(|(ts, v, _)| (ts.0, v.litres()));
+        assert_eq!(latest("m-199"), Some((1_767_229_200_199, 1_993)));
+        assert_eq!(latest("m-7"), Some((1_767_229_200_007, 73)));
+        assert_eq!(latest("a\0b"), Some((9, 99)));
+        assert_eq!(latest("m-200"), None);
+        let txn = store.db.begin_read().unwrap();
+        assert!(matches!(txn.open_table(READINGS_V3), Err(redb::TableError::TableDoesNotExist(_))));
+        assert!(matches!(txn.open_table(READING_EXTRAS_V3), Err(redb::TableError::TableDoesNotExist(_))));
+    }
+
+    #[test]
+    fn the_latest_reading_is_the_newest_plausible_one_whatever_order_readings_come_in() {
+        let store = Store::open(&tempdir()).unwrap();
+        let m = MeterId::new("m-1");
+        let at = |ts: i64, litres: i64, status: u16| {
+            Op::Reading(MeterReading {
+                meter: m.clone(),
+                device: DeviceId::new("c1"),
+                ts: Timestamp(ts),
+                volume: Volume::from_litres(litres),
+                status: MeterStatus(status),
+                meter_clock: None,
+                settlement_volume: None,
+            })
+        };
+        let latest = || store.latest_reading(&m).unwrap().map(|(ts, v, _)| (ts.0, v.litres()));
+        let hour = reading_key::HOUR_MS;
+        store.apply_one(&[at(5 * hour, 50, 0)]).unwrap();
+        assert_eq!(latest(), Some((5 * hour, 50)));
+        // An older reading (a backfill) does not replace it; a newer one in a later hour does.
+        store.apply_one(&[at(2 * hour, 20, 0)]).unwrap();
+        assert_eq!(latest(), Some((5 * hour, 50)));
+        store.apply_one(&[at(9 * hour + 1, 91, 0), at(7 * hour, 70, 0)]).unwrap();
+        assert_eq!(latest(), Some((9 * hour + 1, 91)));
+        // A reading dated in the future is kept but is not the latest.
+        store.apply_one(&[at(400 * hour, 1, MeterStatus::TIME_FUTURE)]).unwrap();
+        assert_eq!(latest(), Some((9 * hour + 1, 91)));
+        // The latest replaced by an implausibly dated reading of the same time: the one before it, hours back.
+        store.apply_one(&[at(9 * hour + 1, 0, MeterStatus::TIME_STALE)]).unwrap();
+        assert_eq!(latest(), Some((7 * hour, 70)));
+        let all = store.meter_readings(&m, Timestamp(i64::MIN), Timestamp(i64::MAX), 100).unwrap();
+        assert_eq!(all.iter().map(|r| r.ts.0 / hour).collect::<Vec<_>>(), vec![2, 5, 7, 9, 400]);
+        // A range across hours, and the limit across hours.
+        let some = store.meter_readings(&m, Timestamp(3 * hour), Timestamp(9 * hour), 100).unwrap();
+        assert_eq!(some.iter().map(|r| r.ts.0 / hour).collect::<Vec<_>>(), vec![5, 7]);
+        assert_eq!(store.meter_readings(&m, Timestamp(0), Timestamp(i64::MAX), 2).unwrap().len(), 2);
+        // Only one meter left without plausible readings: none.
+        let lone = MeterId::new("m-2");
+        store
+            .apply_one(&[Op::Reading(MeterReading {
+                meter: lone.clone(),
+                device: DeviceId::new("c1"),
+                ts: Timestamp(hour),
+                volume: Volume::from_litres(1),
+                status: MeterStatus(0),
+                meter_clock: None,
+                settlement_volume: None,
+            })])
+            .unwrap();
+        store
+            .apply_one(&[Op::Reading(MeterReading {
+                meter: lone.clone(),
+                device: DeviceId::new("c1"),
+                ts: Timestamp(hour),
+                volume: Volume::from_litres(2),
+                status: MeterStatus(MeterStatus::TIME_STALE),
+                meter_clock: None,
+                settlement_volume: None,
+            })])
+            .unwrap();
+        assert_eq!(store.latest_reading(&lone).unwrap(), None);
     }
 
     #[test]
