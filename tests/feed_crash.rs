@@ -38,6 +38,7 @@ fn digest(entry: &FeedEntry) -> String {
             Event::CommLost { device, .. } => format!("E:comm_lost:{device}"),
             other => format!("E:{}", other.kind()),
         },
+        FeedFact::Unreadable { reason } => format!("U:{reason}"),
     }
 }
 

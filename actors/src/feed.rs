@@ -167,6 +167,13 @@ impl<H: FeedHandler> Actor for FeedConsumer<H> {
             }
         };
         let Some(last) = entries.last().map(|e| e.seq) else { return Ok(()) };
+        for entry in &entries {
+            if let FeedFact::Unreadable { reason } = &entry.fact {
+                // Logged and counted once per consumer: the cursor moves past it with the batch's results.
+                tracing::error!(message = "Feed entry cannot be read; skipped (it stays in the store).", consumer = %state.name, seq = entry.seq, %reason);
+                Metrics::inc(&state.metrics.feed_unreadable);
+            }
+        }
         let mut ops = match state.handler.handle(&state.stores, &entries).await {
             Ok(ops) => ops,
             Err(error) => {
@@ -276,5 +283,65 @@ impl FeedHandler for LimitWatcher {
             }
         }
         Ok(ops)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::{reading, tempdir};
+    use crate::store::{Store, StoreWriter, StoreWriterArgs};
+    use crate::supervisor::Slot;
+    use tokio::sync::mpsc;
+
+    /// Reports each batch it is given: the sequence numbers of the data entries in it.
+    struct Seen(mpsc::UnboundedSender<Vec<u64>>);
+
+    impl FeedHandler for Seen {
+        fn name(&self) -> &str {
+            "seen"
+        }
+
+        async fn handle(&mut self, _stores: &Stores, entries: &[FeedEntry]) -> Result<Vec<Op>, FeedError> {
+            let data = entries.iter().filter(|e| matches!(e.fact, FeedFact::Data { .. })).map(|e| e.seq).collect();
+            let _ = self.0.send(data);
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_consumer_passes_over_an_unreadable_entry_and_counts_it() {
+        let store = Store::open(&tempdir()).unwrap();
+        for ts in 1..=3 {
+            store.apply_one(&[reading("m1", ts, ts)]).unwrap();
+        }
+        store.damage_feed_entry(2, b"\x01\xFF");
+        let metrics = Arc::new(Metrics::default());
+        let slot = Slot::default();
+        let args = StoreWriterArgs {
+            store: Arc::new(store.clone()),
+            metrics: metrics.clone(),
+            max_batch_ops: 100,
+            events: None,
+        };
+        let (writer, _) = Actor::spawn(None, StoreWriter, args).await.unwrap();
+        slot.set(writer);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let args = FeedConsumerArgs {
+            handler: Seen(tx),
+            stores: store.clone().into(),
+            writer: StoreHandle::new(slot, metrics.clone()),
+            metrics: metrics.clone(),
+            batch: 1,
+        };
+        let (_consumer, _) = Actor::spawn(None, FeedConsumer::<Seen>::default(), args).await.unwrap();
+        // One entry per batch: 1, the unreadable 2 (no data), then 3: the bad entry does not stop the consumer.
+        let mut batches = Vec::new();
+        for _ in 0..3 {
+            let batch = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await.expect("the consumer goes on");
+            batches.push(batch.unwrap());
+        }
+        assert_eq!(batches, [vec![1], vec![], vec![3]]);
+        assert_eq!(Metrics::get(&metrics.feed_unreadable), 1);
     }
 }

@@ -70,6 +70,8 @@ pub struct Metrics {
     /// Feed entries handled by consumers, and handler failures (retried).
     pub feed_handled: AtomicU64,
     pub feed_handler_failures: AtomicU64,
+    /// Feed entries that could not be decoded, skipped by a consumer (each consumer counts each once).
+    pub feed_unreadable: AtomicU64,
     /// Readings stored with their volume although their status could not be decoded (flag `status_unreadable`).
     pub status_unreadable: AtomicU64,
     /// Meter readings stored flagged by the volume check (issue 7 §4): a fall, a register wrap, a likely swap

@@ -7,7 +7,7 @@ use actors::metrics::{LimitMetrics, Metrics};
 
 pub fn render(m: &Metrics) -> String {
     let mut out = String::new();
-    let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 17] = [
+    let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 20] = [
         ("waterworks_polls_total", "Modbus read requests sent to field devices.", &m.polls),
         (
             "waterworks_poll_failures_total",
@@ -23,6 +23,17 @@ pub fn render(m: &Metrics) -> String {
         ("waterworks_samples_stored_total", "Water-quality samples committed to the store.", &m.samples_stored),
         ("waterworks_commits_total", "Store transactions committed.", &m.commits),
         ("waterworks_commit_failures_total", "Store transactions that failed.", &m.commit_failures),
+        ("waterworks_feed_handled_total", "Change-feed entries handled by consumers.", &m.feed_handled),
+        (
+            "waterworks_feed_handler_failures_total",
+            "Change-feed batches a consumer failed to handle or commit (handled again after a backoff).",
+            &m.feed_handler_failures,
+        ),
+        (
+            "waterworks_feed_unreadable_total",
+            "Change-feed entries that could not be decoded and were skipped (logged with their sequence number).",
+            &m.feed_unreadable,
+        ),
         ("waterworks_ws_resyncs_total", "WebSocket clients that fell behind and were resynchronised.", &m.ws_resyncs),
         ("waterworks_actor_restarts_total", "Actor restarts by supervisors.", &m.actor_restarts),
         ("waterworks_login_failures_total", "Failed logins.", &m.login_failures),

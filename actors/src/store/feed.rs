@@ -61,6 +61,12 @@ pub enum FeedFact {
         samples: Vec<QualitySample>,
     },
     Event(EventRecord),
+    /// An entry that cannot be decoded (damaged on disk, or written by a newer version). It is handed on in
+    /// its place, so one bad entry does not stop every consumer behind it: consumers skip it, and
+    /// `FeedConsumer` logs and counts it (`waterworks_feed_unreadable_total`). The entry stays in the store.
+    Unreadable {
+        reason: String,
+    },
 }
 
 /// One entry of the change feed.
@@ -179,17 +185,44 @@ impl Store {
             if take_data {
                 let (k, v) = a.next().expect("peeked")?;
                 let seq = k.value();
-                let data = super::feed_codec::decode(v.value())
-                    .map_err(|e| StoreError::Io(format!("feed entry {seq} cannot be read: {e}")))?;
-                facts += data.readings.len() + data.samples.len();
-                out.push(FeedEntry { seq, fact: FeedFact::Data { readings: data.readings, samples: data.samples } });
+                let fact = match super::feed_codec::decode(v.value()) {
+                    Ok(data) => {
+                        facts += data.readings.len() + data.samples.len();
+                        FeedFact::Data { readings: data.readings, samples: data.samples }
+                    }
+                    Err(e) => {
+                        facts += 1;
+                        FeedFact::Unreadable { reason: format!("data entry: {e}") }
+                    }
+                };
+                out.push(FeedEntry { seq, fact });
             } else {
                 let (k, v) = b.next().expect("peeked")?;
                 facts += 1;
-                out.push(FeedEntry { seq: k.value(), fact: FeedFact::Event(decode_event(k.value(), v.value())?) });
+                let fact = match decode_event(k.value(), v.value()) {
+                    Ok(record) => FeedFact::Event(record),
+                    Err(e) => FeedFact::Unreadable { reason: e.to_string() },
+                };
+                out.push(FeedEntry { seq: k.value(), fact });
             }
         }
         Ok(out)
+    }
+
+    /// Overwrites a data entry's bytes (tests of damaged entries).
+    #[cfg(test)]
+    pub(crate) fn damage_feed_entry(&self, seq: u64, bytes: &[u8]) {
+        let txn = self.db.begin_write().unwrap();
+        txn.open_table(FEED).unwrap().insert(seq, bytes).unwrap();
+        txn.commit().unwrap();
+    }
+
+    /// Overwrites an event entry's bytes (tests of damaged entries).
+    #[cfg(test)]
+    pub(crate) fn damage_event(&self, seq: u64, bytes: &[u8]) {
+        let txn = self.db.begin_write().unwrap();
+        txn.open_table(EVENTS).unwrap().insert(seq, bytes).unwrap();
+        txn.commit().unwrap();
     }
 
     /// A consumer's cursor: the last sequence number it handled (0: none).

@@ -651,10 +651,10 @@ fn bad_key(meter: &MeterId) -> StoreError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn reading(meter: &str, ts: i64, litres: i64) -> Op {
+    pub(crate) fn reading(meter: &str, ts: i64, litres: i64) -> Op {
         Op::Reading(MeterReading {
             meter: MeterId::new(meter),
             device: DeviceId::new("c1"),
@@ -885,6 +885,40 @@ mod tests {
         let applied = store.apply_one(&[reading("m1", 2, 2)]).unwrap();
         assert_eq!(applied.head, 2);
         assert_eq!(store.feed_after(0, 10).unwrap().len(), 2, "entry 1 was not overwritten");
+    }
+
+    #[test]
+    fn an_unreadable_feed_entry_is_handed_on_in_its_place_and_the_entries_after_it_still_come() {
+        let store = Store::open(&tempdir()).unwrap();
+        store.apply_one(&[reading("m1", 1, 1)]).unwrap();
+        store.apply_one(&[reading("m1", 2, 2)]).unwrap();
+        let event = Event::CommRestored {
+            device: DeviceId::new("c1"),
+            region: crate::model::RegionId::new("r1"),
+            ts: Timestamp(3),
+            after_misses: 2,
+        };
+        store.apply_one(&[Op::Event(Timestamp(3), event)]).unwrap();
+        store.apply_one(&[reading("m1", 4, 4)]).unwrap();
+        store.damage_feed_entry(2, b"\x01\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\x7F");
+        store.damage_event(3, b"{\"ts\":3,\"event\":{\"kind\":\"from_a_newer_version\"}}");
+        let entries = store.feed_after(0, 10).unwrap();
+        let kinds: Vec<(u64, &str)> = entries
+            .iter()
+            .map(|e| {
+                (
+                    e.seq,
+                    match &e.fact {
+                        FeedFact::Data { .. } => "data",
+                        FeedFact::Event(_) => "event",
+                        FeedFact::Unreadable { .. } => "unreadable",
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(kinds, vec![(1, "data"), (2, "unreadable"), (3, "unreadable"), (4, "data")]);
+        let FeedFact::Unreadable { reason } = &entries[1].fact else { unreachable!() };
+        assert!(reason.starts_with("data entry: "), "{reason}");
     }
 
     #[test]
