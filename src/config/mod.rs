@@ -440,6 +440,9 @@ mod tests {
         assert!(demo.simulator.is_some());
         assert_eq!(demo.tree.regions.len(), 2);
         let example = parse("example.toml", include_str!("../../config/example.toml"), None).unwrap();
+        // Behind its TLS proxy the example listens on loopback only, in plain HTTP (issue 8 §5).
+        assert!(example.server.listen.ip().is_loopback(), "{}", example.server.listen);
+        assert_eq!(example.server.trusted_proxies.len(), 1);
         let c = &example.tree.regions[0].devices[0];
         assert_eq!(c.shortest_cycle(), Duration::from_secs(900));
         let logger = example.tree.regions[0].devices.iter().find(|d| d.id.as_str() == "qs-wq01").unwrap();
