@@ -124,7 +124,7 @@ pub fn document() -> Value {
         },
         "components": {
             "securitySchemes": {
-                "session": { "type": "apiKey", "in": "cookie", "name": crate::cookie::COOKIE },
+                "session": { "type": "apiKey", "in": "cookie", "name": crate::cookie::COOKIE, "description": "`__Host-session` when the server runs with TLS or `secure_cookies`" },
                 "basic": { "type": "http", "scheme": "basic" }
             },
             "schemas": { "Error": { "type": "object", "required": ["error", "code"],

@@ -69,13 +69,14 @@ pub struct WsQuery {
     epoch: Option<String>,
 }
 
-/// Refuses cross-site WebSocket handshakes: a browser always sends `Origin`, and it must name this host.
-fn same_origin(headers: &HeaderMap) -> bool {
+/// Refuses cross-site WebSocket handshakes: a browser always sends `Origin`, and it must name this server (the
+/// same rule as state-changing requests, `edge::is_own_origin`).
+fn same_origin(headers: &HeaderMap, config: &crate::HmiConfig) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true; // not a browser (scripts, tests)
     };
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
-    origin.split_once("://").is_some_and(|(_, rest)| rest == host)
+    crate::edge::Origin::parse(origin)
+        .is_some_and(|o| crate::edge::is_own_origin(&o, headers, config.public_origin.as_ref(), config.tls))
 }
 
 pub async fn upgrade(
@@ -86,7 +87,7 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
     user.require(VIEW_ROLES)?;
-    if !same_origin(&headers) {
+    if !same_origin(&headers, &state.config) {
         Metrics::inc(&state.metrics.bad_requests);
         return Err(AppError::Forbidden("cross-origin WebSocket refused".into()));
     }
