@@ -22,6 +22,7 @@ mod error;
 pub mod guard;
 mod metrics;
 pub mod openapi;
+mod redact;
 mod routes;
 pub mod serve;
 mod session;

@@ -90,7 +90,11 @@ pub async fn devices(State(field): State<FieldApi>, user: AuthUser) -> Result<Re
     user.require(VIEW_ROLES)?;
     let devices = field.devices().await?;
     let regions = actors::model::region_status(field.regions(), &devices);
-    Ok(Json(json!({ "regions": regions, "devices": devices })).into_response())
+    let mut body = json!({ "regions": regions, "devices": devices });
+    if crate::redact::applies(user.user.role) {
+        body["devices"].as_array_mut().into_iter().flatten().for_each(crate::redact::device);
+    }
+    Ok(Json(body).into_response())
 }
 
 pub async fn device(
@@ -99,7 +103,13 @@ pub async fn device(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     user.require(VIEW_ROLES)?;
-    Ok(Json(field.device(&id).await?).into_response())
+    let view = field.device(&id).await?;
+    if crate::redact::applies(user.user.role) {
+        let mut body = serde_json::to_value(&view).map_err(|_| AppError::Internal)?;
+        crate::redact::device(&mut body);
+        return Ok(Json(body).into_response());
+    }
+    Ok(Json(view).into_response())
 }
 
 #[derive(Deserialize)]
@@ -167,7 +177,13 @@ pub async fn events(
         before: q.before,
     };
     let limit = q.limit.unwrap_or(200).clamp(1, MAX_EVENTS);
-    Ok(Json(events.journal(filter, limit).await?).into_response())
+    let journal = events.journal(filter, limit).await?;
+    if crate::redact::applies(user.user.role) {
+        let mut body = serde_json::to_value(&journal).map_err(|_| AppError::Internal)?;
+        body.as_array_mut().into_iter().flatten().for_each(crate::redact::event);
+        return Ok(Json(body).into_response());
+    }
+    Ok(Json(journal).into_response())
 }
 
 /// Roles that may command valves (R-A7).
