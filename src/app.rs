@@ -269,6 +269,7 @@ impl App {
         }
         if let Some(mut broker) = self.demo_broker {
             let _ = broker.kill().await;
+            let _ = std::fs::remove_file(crate::simulation::broker_pid_file(&self.data_dir));
         }
         for (_, line) in self.rtu_sims {
             line.shutdown().await;
