@@ -1,6 +1,6 @@
 //! The HMI under its Content-Security-Policy (issue 8 §5): `script-src 'self'` and `style-src 'self'`, no
-//! inline script, handler or style. A real headless Chromium at 1920×1080 loads the login page, signs in and
-//! loads the overview; the browser support reports every `securitypolicyviolation` as a page error, and none
+//! inline script, handler or style. A real headless Chromium at 1920×1080 loads the login page (and lays it out
+//! at 390×844 without sideways scrolling), signs in and loads the overview; the browser support reports every `securitypolicyviolation` as a page error, and none
 //! may occur. To show the watch works, an inline handler injected at the end must be blocked and reported.
 
 mod support;
@@ -31,6 +31,21 @@ async fn both_pages_load_under_the_csp_without_a_violation() {
         })
         .await;
     assert_eq!(browser.page_errors(), Vec::<String>::new(), "CSP violations or errors on the login page");
+    // Its stylesheet, now a file of its own, still fits a 390 px phone: no sideways scrolling.
+    browser.set_viewport(390, 844, true).await;
+    browser
+        .wait_for(
+            "the login page laid out for a phone",
+            "[document.documentElement.scrollWidth, window.innerWidth, \
+             document.querySelector('#submit').getBoundingClientRect().right]",
+            "''",
+            |v| {
+                let (scroll, width, button) = (v[0].as_f64()?, v[1].as_f64()?, v[2].as_f64()?);
+                (width == 390.0 && scroll <= width && button <= width).then_some(())
+            },
+        )
+        .await;
+    browser.set_viewport(1920, 1080, false).await;
     browser.type_into("#username", "admin").await;
     browser.type_into("#password", ADMIN_PASSWORD).await;
     browser.click("#submit").await;
