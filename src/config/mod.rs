@@ -149,6 +149,16 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
 
     let mut server = resolve_server(&mut check, &raw.server);
     server.tls = resolve_tls(&mut check, &raw.server, base_dir);
+    if raw.server.tls_cert.is_none() && raw.server.tls_key.is_none() && !server.listen.ip().is_loopback() {
+        check.warn(
+            "server.listen",
+            format!(
+                "{} serves plain HTTP beyond this host: passwords and session cookies cross the network in clear \
+                 text; listen on 127.0.0.1 behind a TLS reverse proxy, or set server.tls_cert and tls_key",
+                server.listen
+            ),
+        );
+    }
     let d = hmi::LiveLimits::default();
     server.live = hmi::LiveLimits {
         ping: check.duration("live.ping", raw.live.ping.as_ref(), d.ping),
@@ -198,7 +208,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
 fn resolve_server(check: &mut Check, raw: &RawServer) -> ServerConfig {
     let listen = raw.listen.as_deref().unwrap_or("127.0.0.1:8080");
     let listen = listen.parse::<SocketAddr>().unwrap_or_else(|_| {
-        check.add("server.listen", format!("{listen:?} is not an IP address and port, e.g. \"0.0.0.0:8080\""));
+        check.add("server.listen", format!("{listen:?} is not an IP address and port, e.g. \"127.0.0.1:8080\""));
         SocketAddr::from(([127, 0, 0, 1], 8080))
     });
     ServerConfig {
@@ -489,6 +499,15 @@ mod tests {
             &with(bad),
             &["hj212.max_connections", "hj212.max_unverified_per_peer", "hj212.verify_timeout", "hj212.idle_timeout"],
         );
+    }
+
+    #[test]
+    fn plain_http_beyond_loopback_is_a_warning() {
+        let with = |listen: &str| format!("[server]\nlisten = \"{listen}\"\n{}", super::testing::MINIMAL);
+        let w = super::testing::warnings(&with("0.0.0.0:8080"));
+        assert!(w.iter().any(|w| w.contains("server.listen") && w.contains("plain HTTP beyond this host")), "{w:?}");
+        assert!(super::testing::warnings(&with("127.0.0.1:8080")).is_empty());
+        assert!(super::testing::warnings(&with("[::1]:8080")).is_empty());
     }
 
     #[test]
