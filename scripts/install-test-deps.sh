@@ -2,6 +2,7 @@
 # Installs what the test suite needs beyond the Rust toolchain, from Debian's packages:
 # - chromium, which tests/hmi_browser.rs drives headless, and a Chinese font (fonts-wqy-zenhei), without which
 #   the zh-CN pages render as boxes in the screenshots the browser tests save for people to look at;
+# - openssl, whose command makes the self-signed certificate of tests/http_tls.rs (usually already there);
 # - mosquitto, the MQTT broker that drivers/tests/mqtt_*.rs start (each test runs its own broker process on a
 #   free port; the package's system service is not started, and not needed).
 # Idempotent: it does nothing for a program that is already there, and refreshes the package lists only when a
@@ -85,6 +86,17 @@ install_cjk_font() {
     "${SUDO[@]}" apt-get install -y -q --no-install-recommends fonts-wqy-zenhei
 }
 
+install_openssl() {
+    if command -v openssl >/dev/null 2>&1; then
+        echo "install-test-deps: openssl is already installed, nothing to do"
+        return
+    fi
+    ensure_known openssl
+    echo "install-test-deps: installing the Debian package openssl"
+    "${SUDO[@]}" apt-get install -y -q --no-install-recommends openssl
+}
+
 install_chromium
+install_openssl
 install_cjk_font
 install_mosquitto

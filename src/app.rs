@@ -35,6 +35,8 @@ pub struct RunOptions {
 /// A running server.
 pub struct App {
     pub addr: SocketAddr,
+    /// The HTTP port speaks TLS (`server.tls_cert`; issue 8 §5).
+    pub tls: bool,
     pub handle: Handle,
     /// The in-process simulator, when the configuration enables it (the demo, tests).
     pub sim: Option<ModbusSim>,
@@ -91,6 +93,10 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
     check_options(&config, &opts).map_err(|e| anyhow!("{e}"))?;
     let data_dir = opts.data_dir.clone().unwrap_or_else(|| config.server.data_dir.clone());
     let store = Store::open(&data_dir).map_err(|e| anyhow!("cannot start: {e}"))?;
+    let tls = match &config.server.tls {
+        Some(files) => Some(files.load().map_err(|e| anyhow!("cannot start: {}: {e}", e.key()))?),
+        None => None,
+    };
     let listen = opts.listen.unwrap_or(config.server.listen);
     let listener = TcpListener::bind(listen).await.map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
@@ -197,19 +203,24 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
 
     let hmi_config = hmi::HmiConfig {
         secure_cookies: config.server.secure_cookies,
+        tls: tls.is_some(),
+        public_origin: config.server.public_origin.clone(),
         session_idle: config.server.session_idle,
         live: config.server.live,
         max_concurrent_logins: config.server.max_concurrent_logins,
         trusted_proxies: config.server.trusted_proxies.clone(),
     };
     let router = hmi::router(tree.handle.clone(), hmi_config);
+    let tls_on = tls.is_some();
     let (stop_server, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(hmi::serve(listener, router, tree.handle.clone(), config.server.limits, async move {
-        let _ = stopped.await;
-    }));
+    let server =
+        tokio::spawn(hmi::serve_with(listener, router, tree.handle.clone(), config.server.limits, tls, async move {
+            let _ = stopped.await;
+        }));
     tracing::info!(message = "Waterworks running.", %addr, config = %config.source, data_dir = %data_dir.display(), simulated = sim.is_some());
     Ok(App {
         addr,
+        tls: tls_on,
         handle: tree.handle,
         sim,
         generated_admin_password,
@@ -258,6 +269,7 @@ impl App {
         }
         if let Some(mut broker) = self.demo_broker {
             let _ = broker.kill().await;
+            let _ = std::fs::remove_file(crate::simulation::broker_pid_file(&self.data_dir));
         }
         for (_, line) in self.rtu_sims {
             line.shutdown().await;

@@ -183,7 +183,8 @@ async fn run(
             return ExitCode::FAILURE;
         }
     };
-    say(&format!("Waterworks is running. HMI: http://{}/  (data in {})", app.addr, app.data_dir.display()));
+    let scheme = if app.tls { "https" } else { "http" };
+    say(&format!("Waterworks is running. HMI: {scheme}://{}/  (data in {})", app.addr, app.data_dir.display()));
     if let Some(addr) = app.sim_control_addr {
         say(&format!("fault-injection API on http://{addr}/devices"));
     }

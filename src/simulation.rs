@@ -314,8 +314,68 @@ pub fn cjt188_meters(config: &Config, gateway: &str) -> Vec<(String, Address)> {
     spec.map(|g| g.meters.iter().map(|m| (m.id.to_string(), m.address)).collect()).unwrap_or_default()
 }
 
+/// The pid file of the demo's broker: `mosquitto/mosquitto.pid` in the data directory.
+pub fn broker_pid_file(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("mosquitto").join("mosquitto.pid")
+}
+
+/// Whether process `pid` runs (exists and is not a zombie waiting to be reaped).
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next()))
+        .is_some_and(|state| !matches!(state, 'Z' | 'X'))
+}
+
+/// Whether process `pid` is a Mosquitto running on configuration file `conf` (so on its persistence directory).
+fn is_broker_of(pid: i32, conf: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let mut args = cmdline.split(|b| *b == 0);
+    let program = args.next().unwrap_or_default();
+    running(pid) && program.ends_with(b"mosquitto") && args.any(|a| a == conf.as_os_str().as_bytes())
+}
+
+/// Stops a broker left running on this data directory by an earlier run (its pid file names a Mosquitto on our
+/// configuration file): SIGTERM, then SIGKILL if it has not gone within 2 s. Returns its pid when there was one.
+async fn stop_stale_broker(data_dir: &std::path::Path, conf: &std::path::Path) -> Option<i32> {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let pid: i32 = std::fs::read_to_string(broker_pid_file(data_dir)).ok()?.trim().parse().ok()?;
+    if pid <= 1 || !is_broker_of(pid, conf) {
+        return None;
+    }
+    tracing::warn!(
+        message = "A Mosquitto from an earlier run still uses the demo's broker directory; stopping it.",
+        pid,
+        conf = %conf.display()
+    );
+    for signal in [Signal::SIGTERM, Signal::SIGKILL] {
+        let _ = kill(Pid::from_raw(pid), signal);
+        for _ in 0..40 {
+            if !running(pid) {
+                return Some(pid);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    Some(pid)
+}
+
+/// `setpriv` (util-linux), which starts a program with a parent-death signal (`PR_SET_PDEATHSIG`).
+fn setpriv() -> Option<&'static str> {
+    ["/usr/bin/setpriv", "/bin/setpriv"].into_iter().find(|p| std::path::Path::new(p).exists())
+}
+
 /// Starts a Mosquitto broker for the demo, on a free loopback port, with its persistence in the data
 /// directory. Fails (with the reason) when Mosquitto is not installed.
+///
+/// The broker dies with the server, even when the server is killed with SIGKILL (issue 8 §5): it is started
+/// through `setpriv --pdeathsig KILL`, so the kernel kills it when the thread that started it ends (the
+/// runtime's thread that runs the start-up, which lives as long as the process; our code forbids `unsafe`, so
+/// no `pre_exec` of our own). Its pid is written to [`broker_pid_file`]; a broker still running from an earlier
+/// run (started before this, or where `setpriv` is missing) is found through that file and stopped before a
+/// new one starts on the same persistence directory.
 pub async fn start_broker(data_dir: &std::path::Path) -> Result<(tokio::process::Child, u16), BrokerError> {
     let binary = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].into_iter().find(|p| std::path::Path::new(p).exists());
     let Some(binary) = binary else {
@@ -331,15 +391,37 @@ pub async fn start_broker(data_dir: &std::path::Path) -> Result<(tokio::process:
         dir.display()
     );
     let conf = dir.join("mosquitto.conf");
+    stop_stale_broker(data_dir, &conf).await;
     std::fs::write(&conf, config).map_err(|source| BrokerError::WriteConfig { path: conf.clone(), source })?;
-    let child = tokio::process::Command::new(binary)
+    let mut command = match setpriv() {
+        Some(setpriv) => {
+            let mut c = tokio::process::Command::new(setpriv);
+            c.args(["--pdeathsig", "KILL", "--", binary]);
+            c
+        }
+        None => {
+            tracing::warn!(
+                message =
+                    "setpriv not found: the demo's Mosquitto will outlive a killed server (the next start stops it)."
+            );
+            tokio::process::Command::new(binary)
+        }
+    };
+    let child = command
         .arg("-c")
         .arg(&conf)
+        .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .map_err(|source| BrokerError::Spawn { binary, source })?;
+    // setpriv replaces itself with Mosquitto: the child's pid is the broker's.
+    if let Some(pid) = child.id() {
+        let pid_file = broker_pid_file(data_dir);
+        std::fs::write(&pid_file, format!("{pid}\n"))
+            .map_err(|source| BrokerError::WriteConfig { path: pid_file.clone(), source })?;
+    }
     // Ready when it accepts connections.
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {

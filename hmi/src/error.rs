@@ -24,6 +24,8 @@ pub enum AppError {
         retry_after_s: u64,
     },
     MethodNotAllowed,
+    /// The request body is over the limit (issue 8 §5).
+    PayloadTooLarge,
     Unavailable(String),
     Internal,
 }
@@ -52,6 +54,11 @@ impl AppError {
             AppError::MethodNotAllowed => {
                 (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this path".into())
             }
+            AppError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the request body is larger than {} KiB", crate::edge::MAX_BODY / 1024),
+            ),
             AppError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m.clone()),
             AppError::Internal => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log".into())

@@ -9,18 +9,24 @@
 //! - `routes`: JSON handlers; `ws`: the live stream; `metrics`: Prometheus text; `openapi`: the API document;
 //! - `assets/`: the web page, compiled into the binary (no CDN; DESIGN.md §10).
 //!
-//! **Invariant:** every route except `/healthz`, `/login` and `POST /api/login` requires a valid session (or
-//! Basic credentials), and checks the role; unknown paths are refused the same way before they are 404s.
+//! **Invariant:** every route except `/healthz`, `/login` (with `/assets/login.js` and `login.css`) and
+//! `POST /api/login` requires a valid session (or
+//! Basic credentials), and checks the role; unknown paths are refused the same way before they are 404s, and
+//! methods other than GET, HEAD and POST before they are routed (`edge`, which also checks the body size and
+//! the origin of state-changing requests).
 
 pub mod client;
 mod cookie;
+pub mod edge;
 mod error;
 pub mod guard;
 mod metrics;
 pub mod openapi;
+mod redact;
 mod routes;
 pub mod serve;
 mod session;
+pub mod tls;
 mod ws;
 
 use std::sync::Arc;
@@ -35,15 +41,20 @@ use axum::Router;
 use actors::api::{EventsApi, FieldApi, SystemApi, UsersApi};
 use actors::metrics::Metrics;
 pub use error::AppError;
-pub use serve::{serve, ServerLimits};
+pub use serve::{serve, serve_with, ServerLimits};
 use session::{AuthUser, Sessions, Throttle};
 pub use ws::LiveLimits;
 
 /// HTTP settings.
 #[derive(Clone, Debug)]
 pub struct HmiConfig {
-    /// Mark the session cookie `Secure` (set when served behind TLS).
+    /// Mark the session cookie `Secure` (set when served behind TLS); it is then named `__Host-session`.
     pub secure_cookies: bool,
+    /// The server speaks TLS itself (issue 8 §5): responses carry HSTS, the cookie is `Secure`.
+    pub tls: bool,
+    /// The origin browsers see (`https://scada.example`) when a proxy in front does not pass `Host` through;
+    /// state-changing requests must name it (issue 8 §5). `None`: the request's `Host` is the server's origin.
+    pub public_origin: Option<edge::Origin>,
     /// A session unused this long ends.
     pub session_idle: Duration,
     /// How the live stream finds clients that stopped reading (issue 8 §3).
@@ -58,11 +69,25 @@ impl Default for HmiConfig {
     fn default() -> Self {
         HmiConfig {
             secure_cookies: false,
+            tls: false,
+            public_origin: None,
             session_idle: Duration::from_secs(8 * 3600),
             live: LiveLimits::default(),
             max_concurrent_logins: guard::default_max_concurrent(),
             trusted_proxies: Vec::new(),
         }
+    }
+}
+
+impl HmiConfig {
+    /// Whether the session cookie is `Secure` (and `__Host-` prefixed).
+    pub fn secure(&self) -> bool {
+        self.secure_cookies || self.tls
+    }
+
+    /// The session cookie's name.
+    pub fn cookie_name(&self) -> &'static str {
+        cookie::name(self.secure())
     }
 }
 
@@ -75,6 +100,7 @@ pub struct AppState {
     sessions: Arc<Sessions>,
     throttle: Arc<Throttle>,
     guard: Arc<guard::LoginGuard>,
+    edge: Arc<edge::EdgeCounters>,
     config: Arc<HmiConfig>,
 }
 
@@ -108,6 +134,12 @@ impl FromRef<AppState> for Arc<guard::LoginGuard> {
     }
 }
 
+impl FromRef<AppState> for Arc<edge::EdgeCounters> {
+    fn from_ref(state: &AppState) -> Self {
+        state.edge.clone()
+    }
+}
+
 impl FromRef<AppState> for Arc<Metrics> {
     fn from_ref(state: &AppState) -> Self {
         state.metrics.clone()
@@ -118,19 +150,37 @@ const INDEX_HTML: &str = include_str!("../assets/index.html");
 const LOGIN_HTML: &str = include_str!("../assets/login.html");
 const APP_JS: &str = include_str!("../assets/app.js");
 const APP_CSS: &str = include_str!("../assets/app.css");
+const LOGIN_JS: &str = include_str!("../assets/login.js");
+const LOGIN_CSS: &str = include_str!("../assets/login.css");
 
-/// Security headers on every response: no framing, no sniffing, only our own scripts.
-async fn security_headers(request: Request, next: axum::middleware::Next) -> Response {
+/// The Content-Security-Policy of every response (issue 8 §5): scripts and styles only from our own files (no
+/// inline script, no inline event handler, no `style` attribute, no `eval`), no plugins, no framing, forms
+/// post only here.
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+                       img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; \
+                       frame-ancestors 'none'";
+
+/// `Strict-Transport-Security` when the server speaks TLS itself: browsers use HTTPS only, for a year.
+pub const HSTS: &str = "max-age=31536000";
+
+/// Security headers on every response: no framing, no sniffing, only our own scripts; HSTS over native TLS.
+/// `Referrer-Policy: same-origin`, not `no-referrer`: with `no-referrer` a browser sends `Origin: null` on the
+/// page's own POSTs, which the origin check (`edge`) must refuse.
+async fn security_headers(
+    State(config): State<Arc<HmiConfig>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
     let mut response = next.run(request).await;
     let h = response.headers_mut();
     h.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, header::HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, header::HeaderValue::from_static("no-referrer"));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        header::HeaderValue::from_static("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'"),
-    );
+    h.insert(header::REFERRER_POLICY, header::HeaderValue::from_static("same-origin"));
+    h.insert(header::CONTENT_SECURITY_POLICY, header::HeaderValue::from_static(CSP));
     h.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    if config.tls {
+        h.insert(header::STRICT_TRANSPORT_SECURITY, header::HeaderValue::from_static(HSTS));
+    }
     response
 }
 
@@ -152,6 +202,15 @@ async fn login_page() -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], LOGIN_HTML).into_response()
 }
 
+/// The login page's own script and styles: public, like the page.
+async fn login_js() -> Response {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], LOGIN_JS).into_response()
+}
+
+async fn login_css() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], LOGIN_CSS).into_response()
+}
+
 async fn app_js(_user: AuthUser) -> Response {
     ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], APP_JS).into_response()
 }
@@ -165,7 +224,8 @@ async fn not_found(_user: AuthUser) -> AppError {
     AppError::NotFound("no such path".into())
 }
 
-async fn method_not_allowed() -> AppError {
+/// A method a path does not serve: 401 without a session (as for unknown paths), 405 with one.
+async fn method_not_allowed(_user: AuthUser) -> AppError {
     AppError::MethodNotAllowed
 }
 
@@ -177,13 +237,17 @@ pub fn router(handle: actors::api::Handle, config: HmiConfig) -> Router {
         sessions: Arc::new(Sessions::new(config.session_idle)),
         throttle: Arc::new(Throttle::default()),
         guard: Arc::new(guard::LoginGuard::new(config.max_concurrent_logins)),
+        edge: Arc::new(edge::EdgeCounters::default()),
         config: Arc::new(config),
     };
+    let config = state.config.clone();
     Router::new()
         .route("/", get(index))
         .route("/login", get(login_page))
         .route("/assets/app.js", get(app_js))
         .route("/assets/app.css", get(app_css))
+        .route("/assets/login.js", get(login_js))
+        .route("/assets/login.css", get(login_css))
         .route("/healthz", get(routes::healthz))
         .route("/metrics", get(routes::metrics))
         .route("/ws", get(ws::upgrade))
@@ -202,7 +266,8 @@ pub fn router(handle: actors::api::Handle, config: HmiConfig) -> Router {
         .route("/api/system/supervision", get(routes::supervision))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn(security_headers))
-        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), edge::edge))
+        .layer(axum::middleware::from_fn_with_state(config, security_headers))
+        .layer(axum::extract::DefaultBodyLimit::max(edge::MAX_BODY))
         .with_state(state)
 }

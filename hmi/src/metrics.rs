@@ -177,6 +177,25 @@ fn render_limits(out: &mut String, l: &LimitMetrics) {
 }
 
 /// The login defences' counters and limit (issue 8 §1).
+/// What the edge refused (issue 8 §5).
+pub fn render_edge(out: &mut String, e: &crate::edge::EdgeCounters) {
+    let counters = [
+        (
+            "waterworks_http_origin_refused_total",
+            "State-changing requests refused with 403 because their Origin was not this server's.",
+            &e.origin_refused,
+        ),
+        (
+            "waterworks_http_body_too_large_total",
+            "Requests refused with 413 for a body over 64 KiB.",
+            &e.body_too_large,
+        ),
+    ];
+    for (name, help, c) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.load(Ordering::Relaxed));
+    }
+}
+
 pub fn render_login(out: &mut String, g: &crate::guard::LoginGuard) {
     let counters = [
         ("waterworks_password_checks_total", "Password verifications performed (argon2 runs).", &g.hashes),

@@ -46,7 +46,7 @@ pub fn document() -> Value {
     json!({
         "openapi": "3.1.0",
         "info": { "title": "Waterworks API", "version": env!("CARGO_PKG_VERSION"),
-                  "description": "Supervisory control and business server for water utilities. Every path except /healthz, /login and POST /api/login needs a session cookie (from POST /api/login) or HTTP Basic credentials." },
+                  "description": "Supervisory control and business server for water utilities. Every path except /healthz, /login and POST /api/login needs a session cookie (from POST /api/login) or HTTP Basic credentials. A POST, PUT, PATCH or DELETE that carries the session cookie must name this server in Origin (403 otherwise); Basic scripts need not. Bodies are at most 64 KiB (413)." },
         "security": [ { "session": [] }, { "basic": [] } ],
         "paths": {
             "/healthz": { "get": { "summary": "Liveness of store, writer and hub", "security": [], "responses": { "200": { "description": "healthy" }, "503": { "description": "unhealthy" } } } },
@@ -124,7 +124,7 @@ pub fn document() -> Value {
         },
         "components": {
             "securitySchemes": {
-                "session": { "type": "apiKey", "in": "cookie", "name": crate::cookie::COOKIE },
+                "session": { "type": "apiKey", "in": "cookie", "name": crate::cookie::COOKIE, "description": "`__Host-session` when the server runs with TLS or `secure_cookies`" },
                 "basic": { "type": "http", "scheme": "basic" }
             },
             "schemas": { "Error": { "type": "object", "required": ["error", "code"],

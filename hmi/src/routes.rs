@@ -27,9 +27,12 @@ pub const OPS_ROLES: &[Role] = &[Role::Admin, Role::Operator];
 /// Most rows one readings query returns.
 const MAX_LIMIT: usize = 10_000;
 
-/// Maps a JSON extraction failure to a counted 400.
+/// Maps a JSON extraction failure to a counted 400, or 413 when the body outgrew the limit (issue 8 §5).
 pub fn bad_json(metrics: &Metrics, e: JsonRejection) -> AppError {
     Metrics::inc(&metrics.bad_requests);
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return AppError::PayloadTooLarge;
+    }
     AppError::BadRequest(format!("bad JSON body: {}", e.body_text()))
 }
 
@@ -46,8 +49,8 @@ pub struct LoginBody {
 }
 
 fn session_cookie(state: &AppState, value: &str, max_age_s: u64) -> HeaderValue {
-    let cookie = set_cookie(value, max_age_s, state.config.secure_cookies);
-    HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static("ww_session=; Path=/"))
+    let cookie = set_cookie(value, max_age_s, state.config.secure());
+    HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static("ww_session=; Path=/; Max-Age=0"))
 }
 
 pub async fn login(
@@ -87,7 +90,11 @@ pub async fn devices(State(field): State<FieldApi>, user: AuthUser) -> Result<Re
     user.require(VIEW_ROLES)?;
     let devices = field.devices().await?;
     let regions = actors::model::region_status(field.regions(), &devices);
-    Ok(Json(json!({ "regions": regions, "devices": devices })).into_response())
+    let mut body = json!({ "regions": regions, "devices": devices });
+    if crate::redact::applies(user.user.role) {
+        body["devices"].as_array_mut().into_iter().flatten().for_each(crate::redact::device);
+    }
+    Ok(Json(body).into_response())
 }
 
 pub async fn device(
@@ -96,7 +103,13 @@ pub async fn device(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     user.require(VIEW_ROLES)?;
-    Ok(Json(field.device(&id).await?).into_response())
+    let view = field.device(&id).await?;
+    if crate::redact::applies(user.user.role) {
+        let mut body = serde_json::to_value(&view).map_err(|_| AppError::Internal)?;
+        crate::redact::device(&mut body);
+        return Ok(Json(body).into_response());
+    }
+    Ok(Json(view).into_response())
 }
 
 #[derive(Deserialize)]
@@ -164,7 +177,13 @@ pub async fn events(
         before: q.before,
     };
     let limit = q.limit.unwrap_or(200).clamp(1, MAX_EVENTS);
-    Ok(Json(events.journal(filter, limit).await?).into_response())
+    let journal = events.journal(filter, limit).await?;
+    if crate::redact::applies(user.user.role) {
+        let mut body = serde_json::to_value(&journal).map_err(|_| AppError::Internal)?;
+        body.as_array_mut().into_iter().flatten().for_each(crate::redact::event);
+        return Ok(Json(body).into_response());
+    }
+    Ok(Json(journal).into_response())
 }
 
 /// Roles that may command valves (R-A7).
@@ -273,11 +292,13 @@ pub async fn healthz(State(system): State<SystemApi>) -> Response {
 pub async fn metrics(
     State(system): State<SystemApi>,
     State(guard): State<Arc<crate::guard::LoginGuard>>,
+    State(edge): State<Arc<crate::edge::EdgeCounters>>,
     user: AuthUser,
 ) -> Result<Response, AppError> {
     user.require(OPS_ROLES)?;
     let mut body = crate::metrics::render(system.metrics());
     crate::metrics::render_login(&mut body, &guard);
+    crate::metrics::render_edge(&mut body, &edge);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response())
 }
 

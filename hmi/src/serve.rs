@@ -13,7 +13,15 @@
 //!   longest-idle connection is evicted as well, so `/healthz` keeps answering under a lowered file limit.
 //!
 //! Every limit reached is counted (`actors::metrics::LimitMetrics`) and logged, at most on powers of two of its
-//! counter so a flood cannot drown the log. What this module deliberately does not do: TLS, HTTP/2, per-address
+//! counter so a flood cannot drown the log.
+//!
+//! **Native TLS** (optional, issue 8 §5; `crate::tls`): the handshake runs through the same limited socket, so
+//! it is bounded like a request head (`header_timeout` from its first byte, `idle_timeout` before it). A
+//! connection whose first byte is not a TLS handshake record (plain HTTP sent to the HTTPS port) is answered
+//! `400` in plain text saying so and closed; a failed handshake closes the connection. Either is logged
+//! (rate-limited) and never disturbs other connections.
+//!
+//! What this module deliberately does not do: HTTP/2, per-address
 //! limits (behind a proxy every client has one address), timeouts of handlers (a valve command may take its
 //! `confirm_timeout`), or timeouts of upgraded connections (the live stream pings and times out its own writes).
 
@@ -323,6 +331,21 @@ pub async fn serve<F>(listener: TcpListener, router: Router, handle: Handle, lim
 where
     F: Future<Output = ()> + Send,
 {
+    serve_with(listener, router, handle, limits, None, shutdown).await;
+}
+
+/// [`serve`], over TLS when `tls` is given (every connection; plain HTTP is refused with 400).
+pub async fn serve_with<F>(
+    listener: TcpListener,
+    router: Router,
+    handle: Handle,
+    limits: ServerLimits,
+    tls: Option<crate::tls::ServerTls>,
+    shutdown: F,
+) where
+    F: Future<Output = ()> + Send,
+{
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let registry = Arc::new(Registry {
         handle,
         limits,
@@ -356,8 +379,9 @@ where
         let registry = registry.clone();
         let router = router.clone();
         let stop = stop_rx.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            serve_connection(stream, peer, id, conn, registry.clone(), router, stop).await;
+            serve_connection(stream, peer, id, conn, registry.clone(), router, acceptor, stop).await;
             if registry.tasks.fetch_sub(1, Ordering::AcqRel) == 1 {
                 registry.tasks_done.notify_waiters();
             }
@@ -376,6 +400,39 @@ where
     }
 }
 
+/// A TLS record starts with its content type; a handshake's is 22 (RFC 8446 §5.1).
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// Counts TLS connections that failed before HTTP (logged on powers of two).
+static TLS_FAILURES: AtomicU64 = AtomicU64::new(0);
+
+fn tls_failed(peer: SocketAddr, why: &str) {
+    let n = TLS_FAILURES.fetch_add(1, Ordering::Relaxed) + 1;
+    if worth_logging(n) {
+        tracing::info!(message = "TLS connection failed before HTTP.", %peer, reason = why, total = n);
+    } else {
+        tracing::debug!(message = "TLS connection failed before HTTP.", %peer, reason = why, total = n);
+    }
+}
+
+/// Answers a plain-HTTP request on the TLS port with 400 and closes (nginx does the same).
+async fn refuse_plain_http(stream: &mut TcpStream) {
+    let body = r#"{"error":"this port speaks HTTPS; use https://","code":"tls_required"}"#;
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(REFUSAL_BUDGET, async {
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, io::Error>(())
+    })
+    .await;
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -383,10 +440,56 @@ async fn serve_connection(
     conn: Arc<Conn>,
     registry: Arc<Registry>,
     router: Router,
-    mut stop: watch::Receiver<bool>,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let io = LimitedIo::new(stream, peer, id, conn.clone(), registry);
+    let Some(acceptor) = acceptor else {
+        let io = LimitedIo::new(stream, peer, id, conn.clone(), registry);
+        drive(io, peer, conn, router, stop).await;
+        return;
+    };
+    let mut io = LimitedIo::new(stream, peer, id, conn.clone(), registry.clone());
+    // The first byte tells TLS from plain HTTP; waiting for it is the idle phase (timeout, eviction).
+    let mut first = [0u8; 1];
+    let idle = registry.limits.idle_timeout;
+    let peeked = tokio::select! {
+        peeked = tokio::time::timeout(idle, io.inner.peek(&mut first)) => peeked,
+        () = conn.evict.notified() => return,
+    };
+    match peeked {
+        Ok(Ok(1)) if first[0] == TLS_HANDSHAKE => {}
+        Ok(Ok(1)) => {
+            tls_failed(peer, "plain HTTP on the TLS port");
+            refuse_plain_http(&mut io.inner).await;
+            return;
+        }
+        Ok(_) => return,
+        Err(_) => {
+            registry.timed_out(Timeout::Idle, peer);
+            return;
+        }
+    }
+    // Bounded by the limited socket: the hello's first byte started the header timeout.
+    let accepted = tokio::select! {
+        accepted = acceptor.accept(io) => accepted,
+        () = conn.evict.notified() => return,
+    };
+    match accepted {
+        Ok(tls) => {
+            // Handshake done: the connection waits for its first request like a new one.
+            conn.set(Phase::Idle);
+            drive(tls, peer, conn, router, stop).await;
+        }
+        Err(e) => tls_failed(peer, &e.to_string()),
+    }
+}
+
+/// Serves HTTP/1.1 (with upgrades) over `io` until it closes, the connection is evicted or the server stops.
+async fn drive<I>(io: I, peer: SocketAddr, conn: Arc<Conn>, router: Router, mut stop: watch::Receiver<bool>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service_conn = conn.clone();
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let conn = service_conn.clone();

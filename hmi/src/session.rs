@@ -26,8 +26,6 @@ use actors::model::Role;
 use crate::error::AppError;
 use crate::AppState;
 
-use crate::cookie::COOKIE;
-
 /// Failures of one (user, address) pair allowed before its attempts are delayed.
 const FREE_FAILURES: u32 = 3;
 /// A pair without an attempt for this long is forgotten.
@@ -195,15 +193,15 @@ impl FromRequestParts<AppState> for ClientIp {
     }
 }
 
-/// The session token from the cookie header, if any.
-pub fn session_token(headers: &HeaderMap) -> Option<String> {
+/// The session token from the cookie named `name` (see [`crate::cookie::name`]), if any.
+pub fn session_token(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_owned())
 }
 
@@ -263,11 +261,21 @@ impl AuthUser {
     }
 }
 
+impl AuthUser {
+    /// The user of the request's live session cookie, if any; never checks Basic credentials (no argon2).
+    pub async fn session_only(parts: &Parts, state: &AppState) -> Option<AuthUser> {
+        let token = session_token(&parts.headers, state.config.cookie_name())?;
+        let username = state.sessions.touch(&token)?;
+        let user = state.api.users().user(&username).ok()??;
+        Some(AuthUser { user, token: Some(token) })
+    }
+}
+
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        if let Some(token) = session_token(&parts.headers) {
+        if let Some(token) = session_token(&parts.headers, state.config.cookie_name()) {
             if let Some(username) = state.sessions.touch(&token) {
                 return match state.api.users().user(&username)? {
                     Some(user) => Ok(AuthUser { user, token: Some(token) }),

@@ -69,13 +69,14 @@ pub struct WsQuery {
     epoch: Option<String>,
 }
 
-/// Refuses cross-site WebSocket handshakes: a browser always sends `Origin`, and it must name this host.
-fn same_origin(headers: &HeaderMap) -> bool {
+/// Refuses cross-site WebSocket handshakes: a browser always sends `Origin`, and it must name this server (the
+/// same rule as state-changing requests, `edge::is_own_origin`).
+fn same_origin(headers: &HeaderMap, config: &crate::HmiConfig) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true; // not a browser (scripts, tests)
     };
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
-    origin.split_once("://").is_some_and(|(_, rest)| rest == host)
+    crate::edge::Origin::parse(origin)
+        .is_some_and(|o| crate::edge::is_own_origin(&o, headers, config.public_origin.as_ref(), config.tls))
 }
 
 pub async fn upgrade(
@@ -86,7 +87,7 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
     user.require(VIEW_ROLES)?;
-    if !same_origin(&headers) {
+    if !same_origin(&headers, &state.config) {
         Metrics::inc(&state.metrics.bad_requests);
         return Err(AppError::Forbidden("cross-origin WebSocket refused".into()));
     }
@@ -109,8 +110,11 @@ impl Drop for ClientGauge<'_> {
 
 type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
 
-async fn send_text(sink: &mut Sink, json: &str, limits: &LiveLimits, metrics: &Metrics, username: &str) -> bool {
-    send_message(sink, Message::Text(Utf8Bytes::from(json)), limits, metrics, username).await
+/// Sends a JSON frame, redacted for a crew member (`redact`, issue 8 §5).
+async fn send_text(sink: &mut Sink, json: &str, limits: &LiveLimits, metrics: &Metrics, user: &AuthUser) -> bool {
+    let username = user.user.username.as_str();
+    let text = if crate::redact::applies(user.user.role) { crate::redact::frame(json) } else { json.to_owned() };
+    send_message(sink, Message::Text(Utf8Bytes::from(text)), limits, metrics, username).await
 }
 
 /// Sends within the write timeout; false when the client is gone or too slow (a timeout is counted).
@@ -152,7 +156,7 @@ async fn session(socket: WebSocket, state: AppState, user: AuthUser, mut resume:
         };
         let epoch = sub.epoch.clone();
         for frame in &sub.initial {
-            if !send_text(&mut sink, &frame.json, &limits, metrics, &username).await {
+            if !send_text(&mut sink, &frame.json, &limits, metrics, &user).await {
                 return;
             }
         }
@@ -165,7 +169,7 @@ async fn session(socket: WebSocket, state: AppState, user: AuthUser, mut resume:
                         if seq <= last_seq {
                             continue;
                         }
-                        if !send_text(&mut sink, &json, &limits, metrics, &username).await {
+                        if !send_text(&mut sink, &json, &limits, metrics, &user).await {
                             tracing::info!(message = "Live stream client too slow or gone; dropped.", username = %username);
                             return;
                         }
@@ -174,12 +178,12 @@ async fn session(socket: WebSocket, state: AppState, user: AuthUser, mut resume:
                     Err(RecvError::Lagged(missed)) => {
                         Metrics::inc(&metrics.ws_resyncs);
                         tracing::info!(message = "Live stream client fell behind; resync.", username = %username, missed);
-                        if !send_text(&mut sink, &Wire::Resync { reason: "lagged" }.to_json(), &limits, metrics, &username).await {
+                        if !send_text(&mut sink, &Wire::Resync { reason: "lagged" }.to_json(), &limits, metrics, &user).await {
                             return;
                         }
                         match state.api.events().snapshot().await {
                             Ok(snap) => {
-                                if !send_text(&mut sink, &snap.json, &limits, metrics, &username).await {
+                                if !send_text(&mut sink, &snap.json, &limits, metrics, &user).await {
                                     return;
                                 }
                                 last_seq = snap.seq;
@@ -189,7 +193,7 @@ async fn session(socket: WebSocket, state: AppState, user: AuthUser, mut resume:
                     }
                     Err(RecvError::Closed) => {
                         // The hub restarted. Resume (a new epoch gets a snapshot).
-                        let _ = send_text(&mut sink, &Wire::Resync { reason: "hub_restarted" }.to_json(), &limits, metrics, &username).await;
+                        let _ = send_text(&mut sink, &Wire::Resync { reason: "hub_restarted" }.to_json(), &limits, metrics, &user).await;
                         resume = Some(Resume { epoch: epoch.clone(), seq: last_seq });
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue 'subscription;

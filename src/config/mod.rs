@@ -70,6 +70,24 @@ pub struct ServerConfig {
     pub max_concurrent_logins: usize,
     /// Reverse proxies whose `X-Forwarded-For` is believed (issue 8 §1); default none.
     pub trusted_proxies: Vec<hmi::client::Cidr>,
+    /// Native TLS (issue 8 §5): the certificate chain and key files, checked by loading them; `None`: plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// `server.public_origin` (issue 8 §5): the origin state-changing requests must name; default the `Host`.
+    pub public_origin: Option<hmi::edge::Origin>,
+}
+
+/// `server.tls_cert` and `server.tls_key`, resolved against the configuration file's directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// Reads and checks both files (again at start: they may have changed since `validate`).
+    pub fn load(&self) -> Result<hmi::tls::ServerTls, hmi::tls::TlsError> {
+        hmi::tls::load(&self.cert, &self.key)
+    }
 }
 
 /// The whole validated configuration.
@@ -130,6 +148,17 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
     check.extend(model_problems);
 
     let mut server = resolve_server(&mut check, &raw.server);
+    server.tls = resolve_tls(&mut check, &raw.server, base_dir);
+    if raw.server.tls_cert.is_none() && raw.server.tls_key.is_none() && !server.listen.ip().is_loopback() {
+        check.warn(
+            "server.listen",
+            format!(
+                "{} serves plain HTTP beyond this host: passwords and session cookies cross the network in clear \
+                 text; listen on 127.0.0.1 behind a TLS reverse proxy, or set server.tls_cert and tls_key",
+                server.listen
+            ),
+        );
+    }
     let d = hmi::LiveLimits::default();
     server.live = hmi::LiveLimits {
         ping: check.duration("live.ping", raw.live.ping.as_ref(), d.ping),
@@ -179,7 +208,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
 fn resolve_server(check: &mut Check, raw: &RawServer) -> ServerConfig {
     let listen = raw.listen.as_deref().unwrap_or("127.0.0.1:8080");
     let listen = listen.parse::<SocketAddr>().unwrap_or_else(|_| {
-        check.add("server.listen", format!("{listen:?} is not an IP address and port, e.g. \"0.0.0.0:8080\""));
+        check.add("server.listen", format!("{listen:?} is not an IP address and port, e.g. \"127.0.0.1:8080\""));
         SocketAddr::from(([127, 0, 0, 1], 8080))
     });
     ServerConfig {
@@ -209,6 +238,44 @@ fn resolve_server(check: &mut Check, raw: &RawServer) -> ServerConfig {
                 }
             })
             .collect(),
+        tls: None,
+        public_origin: raw.public_origin.as_deref().and_then(|o| match o.parse() {
+            Ok(origin) => Some(origin),
+            Err(e) => {
+                check.add("server.public_origin", e);
+                None
+            }
+        }),
+    }
+}
+
+/// `server.tls_cert` and `tls_key`: both or neither; relative paths from the configuration file's directory; the
+/// files are loaded, so an unreadable file, bad PEM or a key that does not fit is a problem at its key.
+fn resolve_tls(check: &mut Check, raw: &RawServer, base_dir: Option<&Path>) -> Option<TlsFiles> {
+    let place = |p: &PathBuf| match base_dir {
+        Some(b) if p.is_relative() => b.join(p),
+        _ => p.clone(),
+    };
+    match (&raw.tls_cert, &raw.tls_key) {
+        (None, None) => None,
+        (Some(_), None) => {
+            check.add("server.tls_key", "missing: native TLS needs both tls_cert and tls_key");
+            None
+        }
+        (None, Some(_)) => {
+            check.add("server.tls_cert", "missing: native TLS needs both tls_cert and tls_key");
+            None
+        }
+        (Some(cert), Some(key)) => {
+            let files = TlsFiles { cert: place(cert), key: place(key) };
+            match files.load() {
+                Ok(_) => Some(files),
+                Err(e) => {
+                    check.add(e.key(), e.to_string());
+                    None
+                }
+            }
+        }
     }
 }
 
@@ -435,11 +502,23 @@ mod tests {
     }
 
     #[test]
+    fn plain_http_beyond_loopback_is_a_warning() {
+        let with = |listen: &str| format!("[server]\nlisten = \"{listen}\"\n{}", super::testing::MINIMAL);
+        let w = super::testing::warnings(&with("0.0.0.0:8080"));
+        assert!(w.iter().any(|w| w.contains("server.listen") && w.contains("plain HTTP beyond this host")), "{w:?}");
+        assert!(super::testing::warnings(&with("127.0.0.1:8080")).is_empty());
+        assert!(super::testing::warnings(&with("[::1]:8080")).is_empty());
+    }
+
+    #[test]
     fn demo_and_example_are_valid() {
         let demo = demo().unwrap();
         assert!(demo.simulator.is_some());
         assert_eq!(demo.tree.regions.len(), 2);
         let example = parse("example.toml", include_str!("../../config/example.toml"), None).unwrap();
+        // Behind its TLS proxy the example listens on loopback only, in plain HTTP (issue 8 §5).
+        assert!(example.server.listen.ip().is_loopback(), "{}", example.server.listen);
+        assert_eq!(example.server.trusted_proxies.len(), 1);
         let c = &example.tree.regions[0].devices[0];
         assert_eq!(c.shortest_cycle(), Duration::from_secs(900));
         let logger = example.tree.regions[0].devices.iter().find(|d| d.id.as_str() == "qs-wq01").unwrap();

@@ -170,6 +170,11 @@ pub(super) struct RawServer {
     pub(super) session_idle: Option<String>,
     pub(super) max_concurrent_logins: Option<usize>,
     pub(super) trusted_proxies: Option<Vec<String>>,
+    /// Native TLS (issue 8 §5): PEM certificate chain and private key, both or neither.
+    pub(super) tls_cert: Option<PathBuf>,
+    pub(super) tls_key: Option<PathBuf>,
+    /// The origin browsers see, when a proxy does not pass `Host` through (issue 8 §5).
+    pub(super) public_origin: Option<String>,
     pub(super) devices_dir: Option<PathBuf>,
     /// The utility's IANA time zone (issue 7 §4); resolved with the `[defaults]` time keys in `mod.rs`.
     pub(super) timezone: Option<String>,

@@ -111,6 +111,11 @@ impl Drop for Browser {
     }
 }
 
+/// Installed in every document before its own scripts: reports CSP violations as console errors.
+const CSP_WATCH: &str = "window.__cspWatch = 1; document.addEventListener('securitypolicyviolation', (e) => { \
+     console.error('CSP violation: ' + e.violatedDirective + ' blocked ' + (e.blockedURI || 'inline') + \
+     ' at ' + e.sourceFile + ':' + e.lineNumber); });";
+
 impl Browser {
     /// Starts Chromium with a fresh profile and opens a blank page of [`VIEWPORT`] size. Panics, saying how to
     /// install it, when Chromium is missing.
@@ -170,7 +175,15 @@ impl Browser {
         browser.session = attached["sessionId"].as_str().expect("a session id").to_owned();
         let (width, height) = VIEWPORT;
         let metrics = json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": false });
-        for (method, params) in [("Runtime.enable", json!({})), ("Emulation.setDeviceMetricsOverride", metrics)] {
+        // Every Content-Security-Policy violation (an inline script, an inline handler or style the page tried)
+        // becomes a console error before any page script runs, so `page_errors` reports it (issue 8 §5).
+        let csp = json!({ "source": CSP_WATCH });
+        for (method, params) in [
+            ("Runtime.enable", json!({})),
+            ("Page.enable", json!({})),
+            ("Page.addScriptToEvaluateOnNewDocument", csp),
+            ("Emulation.setDeviceMetricsOverride", metrics),
+        ] {
             browser.page(method, params).await.unwrap_or_else(|e| browser.fail(&e));
         }
         browser

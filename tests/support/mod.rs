@@ -41,6 +41,9 @@ pub fn spawn_server_process(mut command: std::process::Command) -> (std::process
         if let Some(rest) = line.split("HMI: http://").nth(1) {
             break format!("http://{}", rest.split('/').next().unwrap_or(rest));
         }
+        if let Some(rest) = line.split("HMI: https://").nth(1) {
+            break format!("https://{}", rest.split('/').next().unwrap_or(rest));
+        }
     };
     std::thread::spawn(move || for _ in lines {});
     (child, base)
@@ -198,14 +201,42 @@ impl Response {
     }
 }
 
-/// A minimal HTTP/1.1 client (Connection: close; chunked bodies decoded), enough for tests.
+/// A minimal HTTP/1.1 client (Connection: close; chunked bodies decoded), enough for tests. Like a browser, it
+/// names the server's own `Origin` on a state-changing request that carries a cookie, unless `headers` name
+/// one (the server refuses such requests without it, issue 8 §5); [`http_exact`] sends only what it is given.
 pub async fn http(base: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Response {
     http_from(None, base, method, path, headers, body).await
+}
+
+/// [`http`] with exactly the given headers (besides Host, Connection and Content-Length).
+pub async fn http_exact(base: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Response {
+    send(None, base, method, path, headers, body).await
+}
+
+/// The headers a browser adds: its page's `Origin` on a state-changing request with a cookie.
+fn as_browser<'a>(base: &'a str, method: &str, headers: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut all = headers.to_vec();
+    let has = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+    if !matches!(method, "GET" | "HEAD") && has("cookie") && !has("origin") && !has("referer") {
+        all.push(("origin", base));
+    }
+    all
 }
 
 /// Like [`http`], from a chosen local address (any 127.x.y.z works on Linux: a second client address
 /// without a second machine).
 pub async fn http_from(
+    source: Option<std::net::IpAddr>,
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Response {
+    send(source, base, method, path, &as_browser(base, method, headers), body).await
+}
+
+async fn send(
     source: Option<std::net::IpAddr>,
     base: &str,
     method: &str,
