@@ -295,6 +295,16 @@ impl Store {
             if found != Some(SCHEMA_VERSION) {
                 meta.insert("schema_version", SCHEMA_VERSION).map_err(|e| open_err(e.to_string()))?;
             }
+            // The migration's progress records go with the tables they counted.
+            let progress: Vec<String> = meta
+                .range("migrate4:".."migrate4;")
+                .map_err(|e| open_err(e.to_string()))?
+                .map(|e| e.map(|(k, _)| k.value().to_owned()))
+                .collect::<Result<_, _>>()
+                .map_err(|e| open_err(e.to_string()))?;
+            for key in progress {
+                meta.remove(key.as_str()).map_err(|e| open_err(e.to_string()))?;
+            }
             txn.delete_table(READINGS_V2).map_err(|e| open_err(e.to_string()))?;
             txn.delete_table(READING_EXTRAS_V2).map_err(|e| open_err(e.to_string()))?;
             txn.delete_table(READINGS_V3).map_err(|e| open_err(e.to_string()))?;
