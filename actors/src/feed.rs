@@ -167,13 +167,6 @@ impl<H: FeedHandler> Actor for FeedConsumer<H> {
             }
         };
         let Some(last) = entries.last().map(|e| e.seq) else { return Ok(()) };
-        for entry in &entries {
-            if let FeedFact::Unreadable { reason } = &entry.fact {
-                // Logged and counted once per consumer: the cursor moves past it with the batch's results.
-                tracing::error!(message = "Feed entry cannot be read; skipped (it stays in the store).", consumer = %state.name, seq = entry.seq, %reason);
-                Metrics::inc(&state.metrics.feed_unreadable);
-            }
-        }
         let mut ops = match state.handler.handle(&state.stores, &entries).await {
             Ok(ops) => ops,
             Err(error) => {
@@ -189,6 +182,13 @@ impl<H: FeedHandler> Actor for FeedConsumer<H> {
             return Ok(());
         }
         Metrics::add(&state.metrics.feed_handled, entries.len() as u64);
+        for entry in &entries {
+            if let FeedFact::Unreadable { reason } = &entry.fact {
+                // After the cursor moved past it, so logged and counted once per consumer, not per retry.
+                tracing::error!(message = "Feed entry cannot be read; skipped (it stays in the store).", consumer = %state.name, seq = entry.seq, %reason);
+                Metrics::inc(&state.metrics.feed_unreadable);
+            }
+        }
         state.cursor = last;
         state.backoff = MIN_BACKOFF;
         if entries.len() == state.batch && !state.pending.swap(true, Ordering::SeqCst) {

@@ -39,6 +39,8 @@ pub mod feed_codec;
 mod migrate;
 mod ports;
 mod reading_key;
+#[cfg(test)]
+mod reading_tests;
 mod valve_status;
 pub mod writer;
 
@@ -225,21 +227,35 @@ fn hour_bounds(
 fn latest_in(
     t: &impl ReadableTable<&'static [u8], (i64, u16)>,
     meter: &MeterId,
+    at_most: i64,
 ) -> Result<Option<(Timestamp, i64, u16)>, StoreError> {
-    let Some((first, last)) = hour_bounds(t, meter)? else { return Ok(None) };
-    for hour in (first..=last).rev() {
+    // Skip-scan back from the replaced reading's hour: each probe either finds the meter's rows in `hour` or
+    // lands on the next older key, whose hour is where to look next (empty hours cost nothing).
+    let mut hour = reading_key::hour_of(at_most);
+    loop {
         let (lo, hi) = reading_key::hour_span(hour);
-        let (lo, hi) = (reading_key::encode(meter, Timestamp(lo)), reading_key::encode(meter, Timestamp(hi)));
-        for entry in t.range(lo.as_slice()..=hi.as_slice())?.rev() {
+        let (lo, hi) =
+            (reading_key::encode(meter, Timestamp(lo)), reading_key::encode(meter, Timestamp(hi.min(at_most))));
+        let mut older = None;
+        for entry in t.range(..=hi.as_slice())?.rev() {
             let (k, v) = entry?;
+            if k.value() < lo.as_slice() {
+                older = Some(reading_key::hour_of_key(k.value()).ok_or_else(|| bad_key(meter))?);
+                break;
+            }
             let (litres, status) = v.value();
             if !MeterStatus(status).time_implausible() {
                 let ts = reading_key::time_of(k.value()).ok_or_else(|| bad_key(meter))?;
                 return Ok(Some((ts, litres, status)));
             }
         }
+        hour = match older {
+            None => return Ok(None),
+            Some(h) if h < hour => h,
+            Some(_) if hour == i32::MIN => return Ok(None),
+            Some(_) => hour - 1,
+        };
     }
-    Ok(None)
 }
 
 impl Store {
@@ -271,11 +287,14 @@ impl Store {
 
     fn init_schema(&self) -> Result<(), StoreError> {
         let open_err = |e: String| StoreError::Open { path: self.path.clone(), reason: e };
-        let found = {
+        let (found, migrating) = {
             let txn = self.db.begin_read().map_err(|e| open_err(e.to_string()))?;
             match txn.open_table(META) {
-                Ok(meta) => meta.get("schema_version").map_err(|e| open_err(e.to_string()))?.map(|v| v.value()),
-                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Ok(meta) => {
+                    let get = |k: &str| meta.get(k).map(|v| v.map(|v| v.value())).map_err(|e| open_err(e.to_string()));
+                    (get("schema_version")?, get(migrate::MIGRATING)?.is_some())
+                }
+                Err(redb::TableError::TableDoesNotExist(_)) => (None, false),
                 Err(e) => return Err(open_err(e.to_string())),
             }
         };
@@ -283,8 +302,19 @@ impl Store {
             return Err(StoreError::SchemaTooNew { path: self.path.clone(), found: v, supported: SCHEMA_VERSION });
         }
         // Version 1 → 2 added the feed, events and cursors tables (created below); nothing to convert.
-        // Versions 2 and 3 → 4 re-key the readings tables: copied first, in chunks; the old ones go below.
-        if found.is_some_and(|v| v < 4) {
+        // Versions 2 and 3 → 4 re-key the readings tables: copied first, by day windows; the old ones go below.
+        // The version says 4 from the start of the copy (with the flag), so an older binary refuses the store
+        // rather than write rows the copy would miss; a copy cut off resumes at the next open.
+        if found.is_some_and(|v| v < 4) || migrating {
+            if !migrating {
+                let txn = self.db.begin_write().map_err(|e| open_err(e.to_string()))?;
+                {
+                    let mut meta = txn.open_table(META).map_err(|e| open_err(e.to_string()))?;
+                    meta.insert("schema_version", SCHEMA_VERSION).map_err(|e| open_err(e.to_string()))?;
+                    meta.insert(migrate::MIGRATING, 1).map_err(|e| open_err(e.to_string()))?;
+                }
+                txn.commit().map_err(|e| open_err(e.to_string()))?;
+            }
             let rows =
                 migrate::readings_to_v4(&self.db).map_err(|e| open_err(format!("migration to schema 4: {e}")))?;
             tracing::info!(message = "Store migrated to schema version 4.", rows_copied = rows);
@@ -295,7 +325,8 @@ impl Store {
             if found != Some(SCHEMA_VERSION) {
                 meta.insert("schema_version", SCHEMA_VERSION).map_err(|e| open_err(e.to_string()))?;
             }
-            // The migration's progress records go with the tables they counted.
+            // The migration's flag and progress records go with the tables they counted.
+            meta.remove(migrate::MIGRATING).map_err(|e| open_err(e.to_string()))?;
             let progress: Vec<String> = meta
                 .range("migrate4:".."migrate4;")
                 .map_err(|e| open_err(e.to_string()))?
@@ -441,7 +472,7 @@ impl Store {
                     }
                 } else if before == Some(r.ts.0) {
                     // The latest reading was just replaced by an implausibly dated one: look for the one before.
-                    match latest_in(&readings, &r.meter)? {
+                    match latest_in(&readings, &r.meter, r.ts.0)? {
                         Some((ts, litres, status)) => latest.insert(meter, (ts.0, litres, status))?,
                         None => latest.remove(meter)?,
                     };
@@ -528,23 +559,38 @@ impl Store {
         if from > to {
             return Ok(out);
         }
+        if limit == 0 {
+            return Ok(out);
+        }
         let Some((first, last)) = hour_bounds(&t, meter)? else { return Ok(out) };
-        // One range per hour the table holds (schema 4 keys start with the hour, `reading_key.rs`).
-        let ranges = reading_key::hours(from, to, first, last).map(|hour| {
-            let (lo, hi) = reading_key::hour_span(hour);
-            (reading_key::encode(meter, Timestamp(lo.max(from.0))), reading_key::encode(meter, Timestamp(hi.min(to.0))))
-        });
+        // Skip-scan forward: each probe reads the meter's rows in `hour`, then the first key after them tells
+        // the next hour that holds anything (empty hours cost nothing).
+        let (mut hour, end) = (reading_key::hour_of(from.0).max(first), reading_key::hour_of(to.0).min(last));
         let mut rows = Vec::new();
-        for (lo, hi) in ranges {
-            for entry in t.range(lo.as_slice()..=hi.as_slice())? {
-                rows.push(entry?);
-                if rows.len() == limit {
+        'hours: while hour <= end {
+            let (lo, hi) = reading_key::hour_span(hour);
+            let (lo, hi) = (
+                reading_key::encode(meter, Timestamp(lo.max(from.0))),
+                reading_key::encode(meter, Timestamp(hi.min(to.0))),
+            );
+            let mut next = None;
+            for entry in t.range(lo.as_slice()..)? {
+                let (k, v) = entry?;
+                if k.value() > hi.as_slice() {
+                    next = Some(reading_key::hour_of_key(k.value()).ok_or_else(|| bad_key(meter))?);
                     break;
                 }
+                rows.push((k, v));
+                if rows.len() == limit {
+                    break 'hours;
+                }
             }
-            if rows.len() == limit {
-                break;
-            }
+            hour = match next {
+                None => break,
+                Some(h) if h > hour => h,
+                Some(_) if hour == i32::MAX => break,
+                Some(_) => hour + 1,
+            };
         }
         for (k, v) in rows {
             let (litres, status) = v.value();

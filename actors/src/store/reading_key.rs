@@ -9,8 +9,9 @@
 //! meter's run, so a commit of readings for many meters rewrote one 4 KiB B-tree leaf per few readings (1.5 KiB
 //! written per reading, which made the disk's flushes stall the commits). With the hour first, the readings of
 //! one hour for all meters are together: a cycle's readings touch only the leaves of the current hour, which
-//! hold a few readings per meter, so a commit rewrites far fewer leaves. A meter's history is one range per
-//! hour (`hours`), and its latest reading is kept in a table of its own (`meter_latest`).
+//! hold a few readings per meter, so a commit rewrites far fewer leaves. A meter's history is read hour by
+//! hour, each probe also finding the next hour that holds anything (so empty hours cost nothing), and its
+//! latest reading is kept in a table of its own (`meter_latest`).
 //!
 //! Layout: the hour (`ts` divided by 3,600,000, rounded down, clamped to `i32`) as 4 bytes big-endian with
 //! the sign bit flipped; the meter id's bytes with each `0x00` written as `0x00 0xFF`, then the terminator
@@ -72,12 +73,6 @@ pub(crate) fn time_of(key: &[u8]) -> Option<Timestamp> {
 pub(crate) fn hour_of_key(key: &[u8]) -> Option<i32> {
     let raw: [u8; 4] = key.get(..HEAD)?.try_into().ok()?;
     Some((u32::from_be_bytes(raw) ^ (1 << 31)) as i32)
-}
-
-/// The hours a meter's readings in `from..=to` can be in, given the first and last hour the table holds:
-/// `lo..=hi` (empty when they do not meet).
-pub(crate) fn hours(from: Timestamp, to: Timestamp, first: i32, last: i32) -> std::ops::RangeInclusive<i32> {
-    hour_of(from.0).max(first)..=hour_of(to.0).min(last)
 }
 
 /// The order of the keys of two readings, without building them: hour, meter id bytes, then time. (A byte
@@ -163,7 +158,5 @@ mod tests {
         }
         assert_eq!(hour_of(-1), -1);
         assert_eq!(hour_span(0), (0, HOUR_MS - 1));
-        assert_eq!(hours(Timestamp(0), Timestamp(3 * HOUR_MS), 1, 10), 1..=3);
-        assert!(hours(Timestamp(20 * HOUR_MS), Timestamp(30 * HOUR_MS), 1, 10).is_empty());
     }
 }
