@@ -12,6 +12,7 @@
 //! **Invariant:** every route except `/healthz`, `/login` and `POST /api/login` requires a valid session (or
 //! Basic credentials), and checks the role; unknown paths are refused the same way before they are 404s.
 
+mod accounts;
 pub mod client;
 mod cookie;
 mod error;
@@ -36,7 +37,7 @@ use actors::api::{EventsApi, FieldApi, SystemApi, UsersApi};
 use actors::metrics::Metrics;
 pub use error::AppError;
 pub use serve::{serve, ServerLimits};
-use session::{AuthUser, Sessions, Throttle};
+use session::{AuthUser, Throttle};
 pub use ws::LiveLimits;
 
 /// HTTP settings.
@@ -72,7 +73,6 @@ impl Default for HmiConfig {
 pub struct AppState {
     api: actors::api::Handle,
     metrics: Arc<Metrics>,
-    sessions: Arc<Sessions>,
     throttle: Arc<Throttle>,
     guard: Arc<guard::LoginGuard>,
     config: Arc<HmiConfig>,
@@ -144,6 +144,8 @@ async fn index(State(state): State<AppState>, request: Request) -> Response {
     match <AuthUser as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, &state).await {
         Ok(_) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX_HTML).into_response(),
         Err(AppError::Unauthenticated) if wants_html(&parts.headers) => Redirect::to("/login").into_response(),
+        // A password someone else set must be changed first: the browser goes to the form (issue 8 §2).
+        Err(AppError::PasswordChangeRequired) if wants_html(&parts.headers) => Redirect::to("/account").into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -174,7 +176,6 @@ pub fn router(handle: actors::api::Handle, config: HmiConfig) -> Router {
     let state = AppState {
         metrics: handle.metrics_arc(),
         api: handle,
-        sessions: Arc::new(Sessions::new(config.session_idle)),
         throttle: Arc::new(Throttle::default()),
         guard: Arc::new(guard::LoginGuard::new(config.max_concurrent_logins)),
         config: Arc::new(config),
@@ -197,7 +198,21 @@ pub fn router(handle: actors::api::Handle, config: HmiConfig) -> Router {
         .route("/api/events", get(routes::events))
         .route("/api/valves/{id}/command", post(routes::command_valve))
         .route("/api/valves/{id}/reset", post(routes::reset_valve))
+        .route("/admin", get(accounts::admin_page))
+        .route("/assets/admin.js", get(accounts::admin_js))
+        .route("/account", get(accounts::account_page))
+        .route("/assets/account.js", get(accounts::account_js))
+        .route("/assets/accounts-common.js", get(accounts::common_js))
+        .route("/assets/accounts.css", get(accounts::accounts_css))
+        .route("/api/me/password", post(accounts::change_password))
         .route("/api/users", get(routes::users).post(routes::create_user))
+        .route("/api/users/{name}", axum::routing::delete(accounts::delete))
+        .route("/api/users/{name}/password", post(accounts::reset_password))
+        .route("/api/users/{name}/disable", post(accounts::disable))
+        .route("/api/users/{name}/enable", post(accounts::enable))
+        .route("/api/users/{name}/role", post(accounts::set_role))
+        .route("/api/sessions", get(accounts::sessions))
+        .route("/api/sessions/{id}", axum::routing::delete(accounts::revoke_session))
         .route("/api/audit", get(routes::audit))
         .route("/api/system/supervision", get(routes::supervision))
         .fallback(not_found)

@@ -45,7 +45,7 @@ pub struct LoginBody {
     password: String,
 }
 
-fn session_cookie(state: &AppState, value: &str, max_age_s: u64) -> HeaderValue {
+pub(crate) fn session_cookie(state: &AppState, value: &str, max_age_s: u64) -> HeaderValue {
     let cookie = set_cookie(value, max_age_s, state.config.secure_cookies);
     HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static("ww_session=; Path=/"))
 }
@@ -57,7 +57,8 @@ pub async fn login(
 ) -> Result<Response, AppError> {
     let Json(body) = body.map_err(|e| bad_json(&state.metrics, e))?;
     let user = check_login(&state, &body.username, &body.password, ip).await?;
-    let token = state.sessions.create(&user.username);
+    let session = state.api.users().open_session(&user, ip.map(|i| i.to_string()), state.config.session_idle).await?;
+    let token = session.token;
     tracing::info!(message = "Login.", username = %user.username, role = %user.role, client = ?ip);
     if let Err(e) = state.api.users().audit(&user.username, "login", &user.username, "session opened", true).await {
         tracing::warn!(message = "Audit of a login not stored.", error = %e);
@@ -71,7 +72,7 @@ pub async fn login(
 
 pub async fn logout(State(state): State<AppState>, user: AuthUser) -> Result<Response, AppError> {
     if let Some(token) = &user.token {
-        state.sessions.remove(token);
+        state.api.users().end_session(token).await?;
     }
     let _ = state.api.users().audit(&user.user.username, "logout", &user.user.username, "session closed", true).await;
     let mut response = StatusCode::NO_CONTENT.into_response();
