@@ -71,7 +71,13 @@ async fn accounts_are_managed_by_admins_and_every_change_ends_the_sessions_it_sh
     assert_eq!(audited(&server, &admin, "user.role", "crew1").await, vec![("ops1".to_owned(), false)]);
 
     // Changing one's own password needs the old one and follows the policy; then every session of the user
-    // ends and the caller gets a fresh one.
+    // ends and the caller gets a fresh one, and Basic credentials with the old password stop working at once
+    // (they were cached).
+    let basic = format!("Basic {}", support::browser::base64_encode(format!("ops1:{PW}").as_bytes()));
+    let basic_header = [("authorization", basic.as_str())];
+    let by_basic = || http(&server.base, "GET", "/api/me", &basic_header, "");
+    assert_eq!(by_basic().await.status, 200);
+    assert_eq!(by_basic().await.status, 200, "from the cache");
     let change = |old: &str, new: &str| json!({ "old_password": old, "new_password": new });
     let r =
         send(&server, "POST", "/api/me/password", &ops_a, Some(change("not the password", "new secret for ops"))).await;
@@ -85,6 +91,7 @@ async fn accounts_are_managed_by_admins_and_every_change_ends_the_sessions_it_sh
     expect(&server.get("/api/me", &ops_a).await, 401, "unauthenticated");
     expect(&server.get("/api/me", &ops_b).await, 401, "unauthenticated");
     assert_eq!(server.get("/api/me", &ops_new).await.json()["username"], "ops1");
+    assert_eq!(by_basic().await.status, 401, "Basic credentials with the old password");
     assert_eq!(try_login(&server, "ops1", PW).await.0, 401);
     assert_eq!(try_login(&server, "ops1", "new secret for ops").await.0, 200);
     assert_eq!(

@@ -122,6 +122,8 @@ pub async fn change_password(
     match outcome {
         Ok(session) => {
             state.throttle.succeeded(attempt);
+            // Basic credentials with the old password must not keep working from the cache.
+            state.guard.basic_cache.forget_user(&session.user.username);
             tracing::info!(message = "Password changed; every session of the user ended.", username = %session.user.username);
             let mut response = Json(json!({ "user": session.user })).into_response();
             let cookie = session_cookie(&state, &session.token, state.config.session_idle.as_secs());
@@ -168,6 +170,7 @@ pub async fn reset_password(
     })
     .await
     .unwrap_or(Err(ApiError::Internal))?;
+    state.guard.basic_cache.forget_user(&outcome.username);
     Ok(Json(outcome).into_response())
 }
 

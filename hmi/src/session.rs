@@ -249,6 +249,8 @@ async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<AuthUser, A
         }
     }
     if let Some((username, password)) = basic_credentials(&parts.headers) {
+        // The cache and the account know a user by the one normalised name (issue 8 §2).
+        let username = actors::policy::normalise_username(&username).unwrap_or(username);
         // Credentials that verified within the last minute are let in without another argon2 run; the
         // account is still re-read, so a disabled account is refused at once.
         if state.guard.basic_cache.hit(&username, &password) {
