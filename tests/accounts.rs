@@ -123,6 +123,7 @@ async fn accounts_are_managed_by_admins_and_every_change_ends_the_sessions_it_sh
     expect(&server.get("/api/me", &ops_new).await, 401, "unauthenticated");
     assert_eq!(try_login(&server, "ops1", "new secret for ops").await.0, 401);
     assert_eq!(send(&server, "POST", "/api/users/ops1/enable", &admin, None).await.status, 200);
+    expect(&server.get("/api/me", &ops_new).await, 401, "unauthenticated"); // ended, not just paused
     let (status, ops, _) = try_login(&server, "ops1", "new secret for ops").await;
     assert_eq!(status, 200);
     let ops = ops.unwrap();
