@@ -310,3 +310,94 @@ async fn weak_passwords_and_look_alike_names_are_refused_with_clear_codes() {
     expect(&r, 400, "password_common");
     server.app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_totp_second_factor_is_enrolled_confirmed_required_at_login_good_once_and_removable_by_an_admin() {
+    use actors::clock::{Clock, ManualClock};
+    use std::sync::Arc;
+    // A fixed clock: codes are computed here for exactly the server's time.
+    let clock = Arc::new(ManualClock::new(actors::model::Timestamp(1_800_000_000_000)));
+    let config = waterworks::config::parse("test.toml", VILLAGE, None).unwrap();
+    let dir = temp_dir("totp");
+    let opts = waterworks::app::RunOptions {
+        listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+        data_dir: Some(dir.clone()),
+        admin_password: Some(ADMIN_PASSWORD.into()),
+        clock: Some(clock.clone()),
+        ..Default::default()
+    };
+    let app = waterworks::app::start(config, opts).await.unwrap();
+    let server = TestServer { base: format!("http://{}", app.addr), app, dir };
+    let admin = server.admin().await;
+    assert_eq!(create(&server, &admin, "ops1", "operator").await.status, 201);
+    assert_eq!(create(&server, &admin, "crew1", "crew").await.status, 201);
+    let ops = server.login("ops1", PW).await;
+    let crew = server.login("crew1", PW).await;
+    let code_now = |secret: &str, offset_ms: i64| actors::totp::code_at(secret, clock.now().0 + offset_ms).unwrap();
+    // Each login from its own loopback address unless said otherwise: the throttle counts per (user, address).
+    let next = std::sync::atomic::AtomicU8::new(10);
+    let login_from = |from: std::net::IpAddr, code: Option<String>| {
+        let mut body = json!({ "username": "ops1", "password": PW });
+        if let Some(c) = code {
+            body["totp"] = json!(c);
+        }
+        let base = server.base.clone();
+        async move {
+            let headers = [("content-type", "application/json")];
+            http_from(Some(from), &base, "POST", "/api/login", &headers, &body.to_string()).await
+        }
+    };
+    let login = |code: Option<String>| {
+        let n = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        login_from(std::net::IpAddr::from([127, 0, 0, n]), code)
+    };
+
+    // Only admins and operators enrol; the secret is shown once, with an otpauth URI.
+    expect(&send(&server, "POST", "/api/me/totp", &crew, None).await, 403, "totp_not_for_role");
+    let r = send(&server, "POST", "/api/me/totp", &ops, None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let secret = r.json()["secret"].as_str().unwrap().to_owned();
+    let uri = r.json()["uri"].as_str().unwrap().to_owned();
+    assert!(uri.starts_with("otpauth://totp/Waterworks:ops1?secret=") && uri.contains(&secret), "{uri}");
+    assert!(!server.get("/api/users", &admin).await.body.contains(&secret), "the secret is never listed");
+    // Until confirmed, login needs no code; a wrong confirmation is refused.
+    assert_eq!(login(None).await.status, 200);
+    let wrong = if code_now(&secret, 0) == "000000" { "111111" } else { "000000" };
+    let r = send(&server, "POST", "/api/me/totp/confirm", &ops, Some(json!({ "code": wrong }))).await;
+    expect(&r, 400, "totp_invalid");
+    let r = send(&server, "POST", "/api/me/totp/confirm", &ops, Some(json!({ "code": code_now(&secret, 0) }))).await;
+    assert_eq!((r.status, &r.json()["totp"]), (200, &json!(true)), "{}", r.body);
+
+    // Login now asks for a code; the confirming code (this step) is used up, so the next step's code is needed.
+    // A missing or wrong code counts as a failed login in the throttle (the password alone is not testable
+    // without limit): after three from one address, the fourth waits.
+    let one = std::net::IpAddr::from([127, 0, 0, 2]);
+    expect(&login_from(one, None).await, 401, "totp_required");
+    expect(&login_from(one, Some(wrong.to_owned())).await, 401, "totp_invalid");
+    expect(&login_from(one, Some(code_now(&secret, 0))).await, 401, "totp_invalid");
+    expect(&login_from(one, Some(code_now(&secret, 30_000))).await, 429, "throttled");
+    clock.advance_millis(30_000);
+    let code = code_now(&secret, 0);
+    let r = login(Some(code.clone())).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    expect(&login(Some(code)).await, 401, "totp_invalid"); // replay of the same step
+                                                           // One step of skew either way is accepted; two are not.
+    clock.advance_millis(60_000);
+    expect(&login(Some(code_now(&secret, 60_000))).await, 401, "totp_invalid");
+    assert_eq!(login(Some(code_now(&secret, -30_000))).await.status, 200, "the step before, not used yet");
+    assert_eq!(login(Some(code_now(&secret, 30_000))).await.status, 200, "the step after");
+    // Basic credentials carry no code: refused for this user.
+    let basic = format!("Basic {}", support::browser::base64_encode(format!("ops1:{PW}").as_bytes()));
+    expect(&http(&server.base, "GET", "/api/me", &[("authorization", basic.as_str())], "").await, 401, "totp_required");
+
+    // A second enrolment needs an admin to remove the first; only an admin removes it, audited.
+    expect(&send(&server, "POST", "/api/me/totp", &ops, None).await, 409, "totp_enrolled");
+    expect(&send(&server, "DELETE", "/api/users/ops1/totp", &ops, None).await, 403, "forbidden");
+    let r = send(&server, "DELETE", "/api/users/ops1/totp", &admin, None).await;
+    assert_eq!((r.status, &r.json()["totp"]), (200, &json!(false)), "{}", r.body);
+    assert_eq!(login(None).await.status, 200);
+    let removals = audited(&server, &admin, "user.totp.remove", "ops1").await;
+    assert_eq!(removals, vec![("admin".to_owned(), true), ("ops1".to_owned(), false)], "the refusal is audited too");
+    assert_eq!(audited(&server, &admin, "user.totp.confirm", "ops1").await.first(), Some(&("ops1".to_owned(), true)));
+    server.app.shutdown().await;
+}

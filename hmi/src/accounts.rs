@@ -247,3 +247,38 @@ pub async fn revoke_session(
     users.revoke_session(&user.user, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
+
+/// `POST /api/me/totp`: starts enrolling one's TOTP second factor (admins and operators); the secret is in
+/// this answer only.
+pub async fn totp_enrol(State(users): State<UsersApi>, user: AuthUser) -> Result<Response, AppError> {
+    Ok(Json(users.totp_enrol(&user.user).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TotpCode {
+    code: String,
+}
+
+/// `POST /api/me/totp/confirm`: confirms the enrolment with a code; login asks for codes from then on.
+pub async fn totp_confirm(
+    State(users): State<UsersApi>,
+    State(metrics): State<std::sync::Arc<Metrics>>,
+    user: AuthUser,
+    body: Result<Json<TotpCode>, JsonRejection>,
+) -> Result<Response, AppError> {
+    let Json(body) = body.map_err(|e| bad_json(&metrics, e))?;
+    bounded(&metrics, "code", body.code.len(), 16)?;
+    Ok(Json(users.totp_confirm(&user.user, &body.code).await?).into_response())
+}
+
+/// `DELETE /api/users/{name}/totp` (admin): removes a user's second factor.
+pub async fn totp_remove(
+    State(users): State<UsersApi>,
+    State(metrics): State<std::sync::Arc<Metrics>>,
+    user: AuthUser,
+    Path(name): Path<String>,
+) -> Result<Response, AppError> {
+    bounded(&metrics, "user name", name.chars().count(), MAX_USERNAME_CHARS)?;
+    Ok(Json(users.totp_remove(&user.user, &name).await?).into_response())
+}

@@ -63,6 +63,7 @@ impl AppError {
             AppError::Refused(r) => {
                 let status = match r.kind {
                     RefusalKind::BadRequest => StatusCode::BAD_REQUEST,
+                    RefusalKind::Unauthorized => StatusCode::UNAUTHORIZED,
                     RefusalKind::Forbidden => StatusCode::FORBIDDEN,
                     RefusalKind::NotFound => StatusCode::NOT_FOUND,
                     RefusalKind::Conflict => StatusCode::CONFLICT,

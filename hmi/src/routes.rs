@@ -43,6 +43,9 @@ fn bad_query(metrics: &Metrics, e: QueryRejection) -> AppError {
 pub struct LoginBody {
     username: String,
     password: String,
+    /// The TOTP code, for users with a second factor (issue 8 §2).
+    #[serde(default)]
+    totp: Option<String>,
 }
 
 pub(crate) fn session_cookie(state: &AppState, value: &str, max_age_s: u64) -> HeaderValue {
@@ -56,7 +59,11 @@ pub async fn login(
     body: Result<Json<LoginBody>, JsonRejection>,
 ) -> Result<Response, AppError> {
     let Json(body) = body.map_err(|e| bad_json(&state.metrics, e))?;
-    let user = check_login(&state, &body.username, &body.password, ip).await?;
+    if body.totp.as_ref().is_some_and(|c| c.len() > 16) {
+        Metrics::inc(&state.metrics.bad_requests);
+        return Err(AppError::BadRequest("the TOTP code is longer than 16 characters".into()));
+    }
+    let user = check_login(&state, &body.username, &body.password, body.totp.as_deref(), ip).await?;
     let session = state.api.users().open_session(&user, ip.map(|i| i.to_string()), state.config.session_idle).await?;
     let token = session.token;
     tracing::info!(message = "Login.", username = %user.username, role = %user.role, client = ?ip);

@@ -264,7 +264,8 @@ async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<AuthUser, A
             };
         }
         let ip = client_ip(parts, state);
-        let user = check_login(state, &username, &password, ip).await?;
+        // Basic credentials carry no second factor: a user with TOTP gets `totp_required` here.
+        let user = check_login(state, &username, &password, None, ip).await?;
         state.guard.basic_cache.insert(&username, &password);
         return Ok(AuthUser { user, token: None, session_id: None });
     }
@@ -297,6 +298,7 @@ pub async fn check_login(
     state: &AppState,
     username: &str,
     password: &str,
+    totp: Option<&str>,
     ip: Option<IpAddr>,
 ) -> Result<UserInfo, AppError> {
     // Over-long credentials are refused before they reach the throttle, the audit or the store (issue 8 §3).
@@ -328,10 +330,10 @@ pub async fn check_login(
     // The check runs in its own task holding the permit, so a client that hangs up does not free the permit
     // while argon2 still runs.
     let users = state.api.users().clone();
-    let (name, pass) = (username.to_owned(), password.to_owned());
+    let (name, pass, code) = (username.to_owned(), password.to_owned(), totp.map(str::to_owned));
     let outcome = tokio::spawn(async move {
         let _permit = permit;
-        users.login(&name, &pass).await
+        users.login(&name, &pass, code.as_deref()).await
     })
     .await
     .unwrap_or(Err(actors::api::ApiError::Internal));
@@ -351,6 +353,20 @@ pub async fn check_login(
             // Slow every failure down a little more, so guessing costs time even before the delays start.
             tokio::time::sleep(Duration::from_millis(100 * u64::from(failures.min(20)))).await;
             Err(AppError::InvalidCredentials)
+        }
+        // A missing or wrong second factor counts as a failure too: the password alone must not be testable
+        // without limit.
+        Err(actors::api::ApiError::Refused(r)) if r.code.starts_with("totp_") => {
+            Metrics::inc(&state.metrics.login_failures);
+            tracing::warn!(message = "Login needs a valid TOTP code.", username, client = ?ip, code = r.code);
+            if r.code == "totp_invalid" {
+                let detail =
+                    format!("wrong or reused TOTP code from {}", ip.map_or("unknown".to_owned(), |i| i.to_string()));
+                if let Err(e) = state.api.users().audit(username, "login.failure", username, &detail, false).await {
+                    tracing::warn!(message = "Audit of a failed login not stored.", error = %e);
+                }
+            }
+            Err(AppError::Refused(r))
         }
         Err(e) => {
             state.throttle.refund(attempt);

@@ -39,7 +39,7 @@ use crate::valve::{ValveMsg, ValveSpec};
 pub use events::EventsApi;
 pub use field::{FieldApi, History};
 pub use system::{Health, SupervisorInfo, SystemApi};
-pub use users::{OpenedSession, SessionInfo, UserAccount, UserInfo, UsersApi};
+pub use users::{OpenedSession, SessionInfo, TotpEnrolment, UserAccount, UserInfo, UsersApi};
 
 /// How long an API call waits for an actor before reporting it unavailable.
 const ACTOR_TIMEOUT: Duration = Duration::from_secs(5);
@@ -70,6 +70,8 @@ pub enum ApiError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefusalKind {
     BadRequest,
+    /// Credentials incomplete or wrong in a way the client must act on (a second factor).
+    Unauthorized,
     Forbidden,
     NotFound,
     Conflict,

@@ -29,6 +29,7 @@ use crate::model::{Role, Timestamp, UserRecord};
 use crate::policy;
 use crate::store::users::{SessionOp, SessionRecord};
 use crate::store::{AuditEntry, Op, Store, StoreHandle};
+use crate::totp;
 
 /// A session's `last_seen` is written at most this often (and at least four times per idle timeout).
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
@@ -75,6 +76,13 @@ pub struct SessionInfo {
     pub client: Option<String>,
     /// The session of the request that asked.
     pub current: bool,
+}
+
+/// A TOTP secret just issued: shown once (base32 and as an `otpauth://` URI), never again.
+#[derive(Clone, Debug, Serialize)]
+pub struct TotpEnrolment {
+    pub secret: String,
+    pub uri: String,
 }
 
 /// A session just opened: the token for the cookie (never stored) and its user.
@@ -161,8 +169,10 @@ impl UsersApi {
         self.find(name)?.ok_or_else(|| refused(RefusalKind::NotFound, "no_such_user", format!("no user {name:?}")))
     }
 
-    /// Checks a username (normalised) and password. Unknown users cost the same hashing work as known ones.
-    pub async fn login(&self, username: &str, password: &str) -> Result<UserInfo, ApiError> {
+    /// Checks a username (normalised), password and, for a user with a confirmed second factor, the TOTP
+    /// code (`totp_required` without one, `totp_invalid` for a wrong or reused one; both 401, and both count
+    /// as failures in the login throttle). Unknown users cost the same hashing work as known ones.
+    pub async fn login(&self, username: &str, password: &str, totp: Option<&str>) -> Result<UserInfo, ApiError> {
         let record = self.find(username)?;
         // A fixed dummy hash keeps the timing of unknown and known users alike.
         let hash = match record.as_ref() {
@@ -170,10 +180,94 @@ impl UsersApi {
             None => dummy_hash().to_owned(),
         };
         let ok = verify(hash, password).await?;
-        match record {
-            Some(r) if ok && !r.disabled => Ok(UserInfo::of(&r)),
-            _ => Err(ApiError::InvalidCredentials),
+        let record = match record {
+            Some(r) if ok && !r.disabled => r,
+            _ => return Err(ApiError::InvalidCredentials),
+        };
+        if !record.totp.as_ref().is_some_and(|t| t.confirmed) {
+            return Ok(UserInfo::of(&record));
         }
+        let Some(code) = totp.filter(|c| !c.trim().is_empty()) else {
+            return Err(refused(
+                RefusalKind::Unauthorized,
+                "totp_required",
+                "enter the code of your authenticator app",
+            ));
+        };
+        // Under the accounts lock and re-read, so that one code cannot be used twice at once.
+        let _lock = self.accounts.lock().await;
+        let mut record = self.target(&record.username)?;
+        let Some(t) = record.totp.as_mut().filter(|t| t.confirmed) else { return Ok(UserInfo::of(&record)) };
+        match totp::verify(&t.secret, code, self.clock.now().0, t.last_step) {
+            Some(step) => {
+                t.last_step = step;
+                let info = UserInfo::of(&record);
+                self.writer.submit(vec![Op::User(record)]).await?;
+                Ok(info)
+            }
+            None => Err(refused(RefusalKind::Unauthorized, "totp_invalid", "the code is wrong or was used already")),
+        }
+    }
+
+    /// Starts enrolling the caller's TOTP second factor (admins and operators, the people who can move valves):
+    /// a new secret, shown once; login asks for codes only after [`UsersApi::totp_confirm`]. Audited.
+    pub async fn totp_enrol(&self, by: &UserInfo) -> Result<TotpEnrolment, ApiError> {
+        let _lock = self.accounts.lock().await;
+        let outcome = async {
+            if !matches!(by.role, Role::Admin | Role::Operator) {
+                return Err(refused(RefusalKind::Forbidden, "totp_not_for_role", "TOTP is for admins and operators"));
+            }
+            let mut record = self.target(&by.username)?;
+            if record.totp.as_ref().is_some_and(|t| t.confirmed) {
+                return Err(refused(
+                    RefusalKind::Conflict,
+                    "totp_enrolled",
+                    "TOTP is already on; an admin removes it first",
+                ));
+            }
+            let secret = totp::new_secret();
+            let enrolment = TotpEnrolment { uri: totp::otpauth_uri(&secret, &record.username), secret: secret.clone() };
+            record.totp = Some(crate::model::Totp { secret, confirmed: false, last_step: 0 });
+            Ok((vec![Op::User(record)], "secret issued, not yet confirmed".to_owned(), enrolment))
+        }
+        .await;
+        self.audited(&by.username, "user.totp.enrol", &by.username, outcome).await
+    }
+
+    /// Confirms the enrolment with a code from the app; from then on login asks for a code. Audited.
+    pub async fn totp_confirm(&self, by: &UserInfo, code: &str) -> Result<UserAccount, ApiError> {
+        let _lock = self.accounts.lock().await;
+        let outcome = async {
+            let mut record = self.target(&by.username)?;
+            let Some(t) = record.totp.as_mut().filter(|t| !t.confirmed) else {
+                return Err(refused(RefusalKind::Conflict, "totp_not_pending", "no TOTP enrolment to confirm"));
+            };
+            let Some(step) = totp::verify(&t.secret, code, self.clock.now().0, 0) else {
+                return Err(refused(RefusalKind::BadRequest, "totp_invalid", "the code is wrong"));
+            };
+            t.confirmed = true;
+            t.last_step = step;
+            let account = account_of(&record);
+            Ok((vec![Op::User(record)], "confirmed; login asks for a code".to_owned(), account))
+        }
+        .await;
+        self.audited(&by.username, "user.totp.confirm", &by.username, outcome).await
+    }
+
+    /// An admin removes a user's second factor (a lost phone). Audited.
+    pub async fn totp_remove(&self, by: &UserInfo, target: &str) -> Result<UserAccount, ApiError> {
+        let _lock = self.accounts.lock().await;
+        let outcome = async {
+            admin_only(by, "remove a second factor")?;
+            let mut record = self.target(target)?;
+            if record.totp.take().is_none() {
+                return Err(refused(RefusalKind::Conflict, "totp_none", "the user has no TOTP"));
+            }
+            let account = account_of(&record);
+            Ok((vec![Op::User(record)], "second factor removed".to_owned(), account))
+        }
+        .await;
+        self.audited(&by.username, "user.totp.remove", target, outcome).await
     }
 
     /// The current record of a user, if the account exists and is enabled.
