@@ -174,3 +174,84 @@ async fn an_admin_manages_users_on_the_page_and_a_reset_user_must_change_the_pas
     assert_eq!(browser.page_errors(), Vec::<String>::new(), "uncaught exceptions or console errors in the page");
     server.app.shutdown().await;
 }
+
+/// The TOTP code of `secret` now (+ `offset_ms`), by the system clock the server also uses.
+fn code(secret: &str, offset_ms: i64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    actors::totp::code_at(secret, now + offset_ms).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_turns_on_two_factor_sign_in_on_the_page_and_the_login_page_asks_for_the_code() {
+    let browser = Browser::launch().await;
+    let server = start(VILLAGE).await;
+    let admin = server.admin().await;
+    let body = json!({ "username": "ops1", "password": PW, "role": "operator" }).to_string();
+    let r =
+        http(&server.base, "POST", "/api/users", &[("content-type", "application/json"), ("cookie", &admin)], &body)
+            .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    browser.set_viewport(390, 844, true).await;
+    sign_in(&browser, &server, "ops1", PW).await;
+    browser.wait_for("the HMI", "location.pathname", "location.href", |v| (v == "/").then_some(())).await;
+    browser.click("#account-link").await;
+    browser
+        .wait_for(
+            "the two-factor section",
+            "document.querySelector('#totp-state')?.dataset.state ?? null",
+            "document.querySelector('main')?.outerHTML ?? location.href",
+            |v| (v == "off").then_some(()),
+        )
+        .await;
+    browser.click("#totp-enrol").await;
+    let secret = browser
+        .wait_for(
+            "the secret shown once",
+            "document.querySelector('#totp-secret').textContent",
+            "document.querySelector('main').outerHTML",
+            |v| v.as_str().filter(|s| s.len() == 32).map(str::to_owned),
+        )
+        .await;
+    let uri = browser.eval("document.querySelector('#totp-uri').textContent").await.unwrap();
+    assert!(uri.as_str().unwrap().starts_with("otpauth://totp/Waterworks:ops1?secret="), "{uri}");
+    assert_fits(&browser, 390).await;
+    browser.screenshot(&target_dir().join("accounts-totp-enrol-390.png")).await;
+    browser.type_into("#totp-code", &code(&secret, 0)).await;
+    browser.click("#totp-confirm").await;
+    browser
+        .wait_for(
+            "two-factor on",
+            "document.querySelector('#totp-state').dataset.state",
+            "document.querySelector('main').outerHTML",
+            |v| (v == "on").then_some(()),
+        )
+        .await;
+
+    // Signing in again: the password alone is not enough; the login page asks for the code.
+    browser.click("#logout").await;
+    browser.wait_for("the login page", "location.pathname", "location.href", |v| (v == "/login").then_some(())).await;
+    sign_in(&browser, &server, "ops1", PW).await;
+    let asked = browser
+        .wait_for(
+            "the code asked for",
+            "[document.querySelector('#totp-row').hidden, document.querySelector('#error').textContent]",
+            "document.querySelector('main').outerHTML",
+            |v: &Value| (v[0] == false).then(|| v[1].as_str().unwrap().to_owned()),
+        )
+        .await;
+    assert!(asked.contains("验证码"), "{asked}");
+    // The confirming code's step is used up: the next step's code (accepted as clock skew) signs in.
+    browser.type_into("#totp", &code(&secret, 30_000)).await;
+    browser.click("#submit").await;
+    browser
+        .wait_for(
+            "the HMI after the code",
+            "[location.pathname, document.querySelector('#conn')?.dataset.state ?? null]",
+            "location.href + ' ' + (document.querySelector('#error')?.textContent ?? '')",
+            |v| (v[0] == "/" && v[1] == "live").then_some(()),
+        )
+        .await;
+    assert_eq!(browser.page_errors(), Vec::<String>::new(), "uncaught exceptions or console errors in the page");
+    server.app.shutdown().await;
+}

@@ -13,6 +13,12 @@
       change_password: '修改密码', old_password: '当前密码', new_password: '新密码', new_password2: '再次输入新密码',
       policy: '至少10个字符；不能包含用户名；不能是常见密码，也不能只由一两个字符重复组成。',
       changed: '密码已修改。其他设备上的会话均已结束。', my_sessions: '我的会话', saving: '正在保存…',
+      totp_title: '双因素认证（验证码）', totp_on: '已启用：登录时需要输入验证码。丢失手机时请联系管理员移除。',
+      totp_off: '未启用。启用后，登录时除密码外还需要身份验证器应用中的验证码。', totp_enrol: '启用双因素认证',
+      totp_scan: '在身份验证器应用中添加以下密钥（只显示这一次），然后输入应用显示的6位验证码。',
+      totp_secret: '密钥', totp_code: '验证码', totp_confirm: '确认',
+      totp_invalid: '验证码错误，请输入应用中当前显示的验证码', totp_not_for_role: '双因素认证只适用于管理员和调度员',
+      totp_enrolled: '双因素认证已启用；如需重新设置，请管理员先移除',
     },
     en: {
       page_title: 'My account',
@@ -21,6 +27,13 @@
       new_password2: 'New password again',
       policy: 'At least 10 characters; not containing the user name; not a common password, nor one or two characters repeated.',
       changed: 'Password changed. Every other session of yours has ended.', my_sessions: 'My sessions', saving: 'Saving…',
+      totp_title: 'Two-factor sign-in (codes)', totp_on: 'On: sign-in asks for a code. If you lose the phone, ask an admin to remove it.',
+      totp_off: 'Off. When on, sign-in asks for a code from an authenticator app besides the password.',
+      totp_enrol: 'Turn on two-factor sign-in',
+      totp_scan: 'Add this key to your authenticator app (it is shown only now), then enter the 6-digit code it shows.',
+      totp_secret: 'Key', totp_code: 'Code', totp_confirm: 'Confirm',
+      totp_invalid: 'Wrong code; enter the one the app shows now', totp_not_for_role: 'Two-factor sign-in is for admins and operators',
+      totp_enrolled: 'Two-factor sign-in is on already; an admin removes it first to set it up again',
     },
   };
   let me = null;
@@ -28,6 +41,8 @@
   let done = false;
   let sessions = [];
   let sessionsError = null;
+  let enrolment = null; // {secret, uri} while an enrolment waits for its code
+  let totpError = null;
 
   function $(id) { return document.getElementById(id); }
 
@@ -45,6 +60,17 @@
     errEl.textContent = error ? WW.errorText(error) : '';
     errEl.dataset.code = error && error.body && error.body.code ? error.body.code : (error && error.local) || '';
     $('password-done').textContent = done ? t('changed') : '';
+    const canTotp = !!me && !forced && (me.role === 'admin' || me.role === 'operator');
+    $('totp-section').hidden = !canTotp;
+    const state = me && me.totp ? 'on' : enrolment ? 'pending' : 'off';
+    $('totp-state').dataset.state = state;
+    $('totp-state').textContent = t(state === 'on' ? 'totp_on' : 'totp_off');
+    $('totp-enrol').hidden = state !== 'off';
+    $('totp-pending').hidden = state !== 'pending';
+    $('totp-secret').textContent = enrolment ? enrolment.secret : '';
+    $('totp-uri').textContent = enrolment ? enrolment.uri : '';
+    $('totp-error').textContent = totpError ? WW.errorText(totpError) : '';
+    $('totp-error').dataset.code = totpError && totpError.body && totpError.body.code ? totpError.body.code : '';
     renderSessions();
   }
 
@@ -84,6 +110,18 @@
   document.addEventListener('DOMContentLoaded', () => {
     WW.page(TEXT, renderPage);
     WW.api('GET', '/api/me').then((u) => { me = u; renderPage(); loadSessions(); }, (e) => { error = e; renderPage(); });
+    $('totp-enrol').addEventListener('click', () => {
+      totpError = null;
+      WW.api('POST', '/api/me/totp').then((e) => { enrolment = e; }, (e) => { totpError = e; }).then(renderPage);
+    });
+    $('totp-form').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      totpError = null;
+      WW.api('POST', '/api/me/totp/confirm', { code: $('totp-code').value.trim() }).then(() => {
+        enrolment = null;
+        me.totp = true;
+      }, (e) => { totpError = e; }).then(renderPage);
+    });
     const form = $('password-form');
     const submit = $('change-submit');
     form.addEventListener('submit', (ev) => {

@@ -106,7 +106,10 @@
     const body = e.body || {};
     const code = typeof body.code === 'string' ? body.code : null;
     const vars = Object.assign({ status: e.status, error: body.error || '' }, body.params || {});
-    if (code && (TEXT[lang][code] || TEXT.en[code])) return t(code, vars);
+    if (code) {
+      const known = t(code, vars);
+      if (known !== code) return known;
+    }
     if (typeof body.error === 'string' && body.error) return body.error;
     return t('failed', vars);
   }

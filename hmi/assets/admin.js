@@ -17,7 +17,8 @@
       reset_for: '重置 {user} 的密码',
       done_role: '已将 {user} 的角色改为 {role}，其会话已结束', done_disable: '已禁用 {user}，其会话已结束',
       done_enable: '已启用 {user}', done_delete: '已删除 {user}（审计记录保留）', done_reset: '已重置 {user} 的密码',
-      done_create: '已添加 {user}', done_revoke: '会话已结束',
+      done_create: '已添加 {user}', done_revoke: '会话已结束', totp_remove: '移除双因素',
+      done_totp_remove: '已移除 {user} 的双因素认证',
     },
     en: {
       page_title: 'Users', users: 'Users', sessions: 'Sessions', add_user: 'Add a user', username: 'User name',
@@ -29,6 +30,7 @@
       done_role: '{user} is now {role}; their sessions ended', done_disable: '{user} is disabled; their sessions ended',
       done_enable: '{user} is enabled', done_delete: '{user} is deleted (the audit trail is kept)',
       done_reset: 'The password of {user} is reset', done_create: '{user} is added', done_revoke: 'The session ended',
+      totp_remove: 'Remove 2FA', done_totp_remove: 'Two-factor sign-in of {user} is removed',
     },
   };
   let me = null;
@@ -87,6 +89,9 @@
       actions.appendChild(button(t('disable'), 'disable', () => act(WW.api('POST', path + '/disable'), { key: 'done_disable', vars: { user: u.username } })));
     }
     actions.appendChild(button(t('reset'), 'reset', () => openReset(u.username)));
+    if (u.totp) {
+      actions.appendChild(button(t('totp_remove'), 'totp-remove', () => act(WW.api('DELETE', path + '/totp'), { key: 'done_totp_remove', vars: { user: u.username } })));
+    }
     const armed = armedDelete === u.username;
     actions.appendChild(button(t(armed ? 'confirm_delete' : 'delete'), 'delete', () => {
       if (armedDelete !== u.username) {

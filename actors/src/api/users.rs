@@ -43,11 +43,19 @@ pub struct UserInfo {
     /// then only change it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub must_change_password: bool,
+    /// A confirmed TOTP second factor (login asks for a code).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub totp: bool,
 }
 
 impl UserInfo {
     fn of(r: &UserRecord) -> UserInfo {
-        UserInfo { username: r.username.clone(), role: r.role, must_change_password: r.must_change_password }
+        UserInfo {
+            username: r.username.clone(),
+            role: r.role,
+            must_change_password: r.must_change_password,
+            totp: r.totp.as_ref().is_some_and(|t| t.confirmed),
+        }
     }
 }
 
