@@ -401,3 +401,52 @@ async fn a_totp_second_factor_is_enrolled_confirmed_required_at_login_good_once_
     assert_eq!(audited(&server, &admin, "user.totp.confirm", "ops1").await.first(), Some(&("ops1".to_owned(), true)));
     server.app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_admin_recovers_the_admin_while_the_server_is_stopped() {
+    let dir = temp_dir("reset-admin");
+    let reset = |dir: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_waterworks"))
+            .args(["reset-admin", "--data-dir", &dir.display().to_string()])
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run waterworks reset-admin")
+    };
+    let server = start_in(VILLAGE, dir.clone()).await;
+    let admin = server.admin().await;
+    // Refused while a server holds the store.
+    let o = reset(&dir);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("locked by another running process"), "{o:?}");
+    // The lost admin: disabled (by another admin) and with a second factor, say. Here: simply disabled.
+    assert_eq!(create(&server, &admin, "chief", "admin").await.status, 201);
+    let chief = server.login("chief", PW).await;
+    assert_eq!(send(&server, "POST", "/api/users/admin/disable", &chief, None).await.status, 200);
+    server.app.shutdown().await;
+
+    let o = reset(&dir);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    let password =
+        out.split("with password ").nth(1).and_then(|r| r.split_whitespace().next()).expect("the password").to_owned();
+    assert_eq!(password.len(), 20, "{out}");
+
+    let server = start_in(VILLAGE, dir.clone()).await;
+    assert_eq!(try_login(&server, "admin", ADMIN_PASSWORD).await.0, 401, "the old password is gone");
+    let (status, cookie, body) = try_login(&server, "admin", &password).await;
+    assert_eq!((status, &body["user"]["must_change_password"]), (200, &json!(true)), "{body}");
+    let cookie = cookie.unwrap();
+    expect(&server.get("/api/devices", &cookie).await, 403, "password_change_required");
+    let r = send(
+        &server,
+        "POST",
+        "/api/me/password",
+        &cookie,
+        Some(json!({ "old_password": password, "new_password": "recovered at last" })),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let cookie = r.header("set-cookie").unwrap().split(';').next().unwrap().to_owned();
+    assert_eq!(audited(&server, &cookie, "user.reset_admin", "admin").await, vec![("system".to_owned(), true)]);
+    server.app.shutdown().await;
+}

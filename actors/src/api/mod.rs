@@ -39,7 +39,7 @@ use crate::valve::{ValveMsg, ValveSpec};
 pub use events::EventsApi;
 pub use field::{FieldApi, History};
 pub use system::{Health, SupervisorInfo, SystemApi};
-pub use users::{OpenedSession, SessionInfo, TotpEnrolment, UserAccount, UserInfo, UsersApi};
+pub use users::{reset_admin_offline, OpenedSession, SessionInfo, TotpEnrolment, UserAccount, UserInfo, UsersApi};
 
 /// How long an API call waits for an actor before reporting it unavailable.
 const ACTOR_TIMEOUT: Duration = Duration::from_secs(5);

@@ -696,6 +696,50 @@ impl UsersApi {
     }
 }
 
+/// Break-glass recovery of an admin account while the server is stopped (`waterworks reset-admin`, issue 8
+/// §2): `username` (created if missing) becomes an enabled admin with a new generated password that must be
+/// changed at the next login, without TOTP, and every session of theirs ends; audited as `system`. Returns the
+/// password, to be shown once. The caller opened the store itself, so redb's lock guarantees that no server
+/// (and no store writer) is running: this is the one write that does not go through the writer.
+pub fn reset_admin_offline(store: &Store, username: &str, now: Timestamp) -> Result<String, ApiError> {
+    let name = policy::normalise_username(username).map_err(username_refusal)?;
+    let password = auth::random_password();
+    let hash = auth::hash_password(&password).map_err(|e| {
+        tracing::error!(message = "Password hashing failed.", error = %e);
+        ApiError::Internal
+    })?;
+    let existing = store.user(&name)?;
+    let detail = match &existing {
+        Some(r) => format!(
+            "offline reset (was {}, {}); every session ended",
+            r.role,
+            if r.disabled { "disabled" } else { "enabled" }
+        ),
+        None => "offline reset: account created".to_owned(),
+    };
+    let record = UserRecord {
+        username: name.clone(),
+        role: Role::Admin,
+        password_hash: hash,
+        created: existing.as_ref().map_or(now, |r| r.created),
+        created_by: existing.as_ref().map_or_else(|| "reset-admin".to_owned(), |r| r.created_by.clone()),
+        disabled: false,
+        must_change_password: true,
+        totp: None,
+    };
+    let audit = AuditEntry {
+        ts: now,
+        actor: "system".into(),
+        action: "user.reset_admin".into(),
+        target: name.clone(),
+        detail,
+        ok: true,
+    };
+    let ops = [Op::Session(SessionOp::EndUser { username: name }), Op::User(record), Op::Audit(audit)];
+    store.apply([ops.iter()])?;
+    Ok(password)
+}
+
 fn account_of(r: &UserRecord) -> UserAccount {
     UserAccount {
         username: r.username.clone(),
