@@ -68,7 +68,8 @@ impl Default for HmiConfig {
 }
 
 /// What the routes share. A route that needs one domain extracts that domain's handle alone
-/// (`State<FieldApi>`); only login, logout and the session extractor take the whole state.
+/// (`State<FieldApi>`); only login, logout, the session extractor and the password routes (which need the
+/// throttle and the login guard) take the whole state.
 #[derive(Clone)]
 pub struct AppState {
     api: actors::api::Handle,
