@@ -195,7 +195,11 @@ async fn an_operator_turns_on_two_factor_sign_in_on_the_page_and_the_login_page_
 
     browser.set_viewport(390, 844, true).await;
     sign_in(&browser, &server, "ops1", PW).await;
-    browser.wait_for("the HMI", "location.pathname", "location.href", |v| (v == "/").then_some(())).await;
+    // Once the header shows the user, it no longer moves under the pointer.
+    browser
+        .wait_for("the HMI with the user shown", "[location.pathname, document.querySelector('#user-name')?.textContent]",
+            "location.href", |v| (v[0] == "/" && v[1] == "ops1").then_some(()))
+        .await;
     browser.click("#account-link").await;
     browser
         .wait_for(
