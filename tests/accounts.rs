@@ -201,7 +201,12 @@ async fn sessions_survive_a_restart_and_the_store_holds_only_hashes_of_their_tok
     assert!(!contains(&token), "the session token is stored in the file");
     assert!(contains(&hash), "the hash of the token is not in the file (is the session stored at all?)");
     {
-        let store = actors::store::Store::open(&dir).unwrap();
+        // The stopped server's last handles on the store may outlive `shutdown` by a moment.
+        let store =
+            eventually(std::time::Duration::from_secs(20), "the stopped server to release the store", || async {
+                actors::store::Store::open(&dir).ok()
+            })
+            .await;
         let sessions = store.sessions().unwrap();
         assert_eq!(sessions.len(), 1, "{sessions:?}");
         assert_eq!(sessions[0].0, hash);
@@ -424,7 +429,12 @@ async fn reset_admin_recovers_the_admin_while_the_server_is_stopped() {
     assert_eq!(send(&server, "POST", "/api/users/admin/disable", &chief, None).await.status, 200);
     server.app.shutdown().await;
 
-    let o = reset(&dir);
+    // The stopped server's last handles on the store may outlive `shutdown` by a moment.
+    let o = eventually(std::time::Duration::from_secs(20), "the stopped server to release the store", || async {
+        let o = reset(&dir);
+        (!String::from_utf8_lossy(&o.stderr).contains("locked by another running process")).then_some(o)
+    })
+    .await;
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert_eq!(o.status.code(), Some(0), "{out}{}", String::from_utf8_lossy(&o.stderr));
     let password =

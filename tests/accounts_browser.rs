@@ -197,8 +197,12 @@ async fn an_operator_turns_on_two_factor_sign_in_on_the_page_and_the_login_page_
     sign_in(&browser, &server, "ops1", PW).await;
     // Once the header shows the user, it no longer moves under the pointer.
     browser
-        .wait_for("the HMI with the user shown", "[location.pathname, document.querySelector('#user-name')?.textContent]",
-            "location.href", |v| (v[0] == "/" && v[1] == "ops1").then_some(()))
+        .wait_for(
+            "the HMI with the user shown",
+            "[location.pathname, document.querySelector('#user-name')?.textContent]",
+            "location.href",
+            |v| (v[0] == "/" && v[1] == "ops1").then_some(()),
+        )
         .await;
     // The header's account links wrap on a phone rather than widen the page.
     assert_fits(&browser, 390).await;

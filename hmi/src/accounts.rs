@@ -69,7 +69,7 @@ pub async fn accounts_css(_user: AuthUser) -> Response {
 }
 
 /// Refuses a password or a path's user name beyond its limit before anything else sees it (issue 8 §3).
-fn bounded(metrics: &Metrics, what: &str, len: usize, max: usize) -> Result<(), AppError> {
+pub(crate) fn bounded(metrics: &Metrics, what: &str, len: usize, max: usize) -> Result<(), AppError> {
     if len <= max {
         return Ok(());
     }

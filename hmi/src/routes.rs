@@ -243,6 +243,10 @@ pub async fn create_user(
 ) -> Result<Response, AppError> {
     user.require(&[Role::Admin])?;
     let Json(body) = body.map_err(|e| bad_json(&metrics, e))?;
+    // Over-long input is refused before it reaches the audit (issue 8 §3); refusals after this are audited.
+    let limits = (actors::model::user::MAX_USERNAME_CHARS, actors::model::user::MAX_PASSWORD_BYTES);
+    crate::accounts::bounded(&metrics, "user name", body.username.chars().count(), limits.0)?;
+    crate::accounts::bounded(&metrics, "password", body.password.len(), limits.1)?;
     let role: Role = body.role.parse().map_err(AppError::BadRequest)?;
     let created = users.create_user(&user.user, &body.username, &body.password, role).await?;
     tracing::info!(message = "User created.", by = %user.user.username, username = %created.username, role = %created.role);
