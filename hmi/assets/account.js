@@ -16,7 +16,7 @@
       totp_title: '双因素认证（验证码）', totp_on: '已启用：登录时需要输入验证码。丢失手机时请联系管理员移除。',
       totp_off: '未启用。启用后，登录时除密码外还需要身份验证器应用中的验证码。', totp_enrol: '启用双因素认证',
       totp_scan: '在身份验证器应用中添加以下密钥（只显示这一次），然后输入应用显示的6位验证码。',
-      totp_secret: '密钥', totp_code: '验证码', totp_confirm: '确认',
+      totp_secret: '密钥', totp_code: '验证码', totp_confirm: '确认', totp_pending: '待确认：输入应用中的验证码后才会启用。',
       totp_invalid: '验证码错误，请输入应用中当前显示的验证码', totp_not_for_role: '双因素认证只适用于管理员和调度员',
       totp_enrolled: '双因素认证已启用；如需重新设置，请管理员先移除',
     },
@@ -31,7 +31,7 @@
       totp_off: 'Off. When on, sign-in asks for a code from an authenticator app besides the password.',
       totp_enrol: 'Turn on two-factor sign-in',
       totp_scan: 'Add this key to your authenticator app (it is shown only now), then enter the 6-digit code it shows.',
-      totp_secret: 'Key', totp_code: 'Code', totp_confirm: 'Confirm',
+      totp_secret: 'Key', totp_code: 'Code', totp_confirm: 'Confirm', totp_pending: 'Waiting: it is on once you enter a code from the app.',
       totp_invalid: 'Wrong code; enter the one the app shows now', totp_not_for_role: 'Two-factor sign-in is for admins and operators',
       totp_enrolled: 'Two-factor sign-in is on already; an admin removes it first to set it up again',
     },
@@ -64,7 +64,7 @@
     $('totp-section').hidden = !canTotp;
     const state = me && me.totp ? 'on' : enrolment ? 'pending' : 'off';
     $('totp-state').dataset.state = state;
-    $('totp-state').textContent = t(state === 'on' ? 'totp_on' : 'totp_off');
+    $('totp-state').textContent = t(state === 'on' ? 'totp_on' : state === 'pending' ? 'totp_pending' : 'totp_off');
     $('totp-enrol').hidden = state !== 'off';
     $('totp-pending').hidden = state !== 'pending';
     $('totp-secret').textContent = enrolment ? enrolment.secret : '';
