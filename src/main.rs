@@ -48,6 +48,18 @@ enum Command {
         #[arg(long)]
         sim_control: Option<SocketAddr>,
     },
+    /// Recover an admin account while the server is stopped: USER (default admin) becomes an enabled admin
+    /// with a new generated password (printed once; it must be changed at the next login), without a second
+    /// factor, and every session of theirs ends. Audited. Refused while a server holds the store.
+    ResetAdmin {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory, overriding server.data_dir.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long, default_value = "admin")]
+        user: String,
+    },
     /// Check a configuration: exit 0, or print every problem and exit 2.
     Validate {
         #[arg(long)]
@@ -154,6 +166,7 @@ fn main() -> ExitCode {
                 Err(code) => code,
             },
             Command::Run { config, listen, data_dir, sim_control } => run(config, listen, data_dir, sim_control).await,
+            Command::ResetAdmin { config, data_dir, user } => reset_admin(config, data_dir, &user),
             Command::Simulate { config, faults, control, speed } => simulate(config, faults, control, speed).await,
         }
     })
@@ -189,7 +202,7 @@ async fn run(
         say(&format!("fault-injection API on http://{addr}/devices"));
     }
     if let Some(pw) = &app.generated_admin_password {
-        say(&format!("First start: created user \"admin\" with password {pw}  (shown once; set WATERWORKS_ADMIN_PASSWORD to choose it)"));
+        say(&format!("First start: created user \"admin\" with password {pw}  (shown once; it must be changed at the first login; set WATERWORKS_ADMIN_PASSWORD to choose it)"));
     }
     let result = tokio::select! {
         r = app.wait() => r,
@@ -201,6 +214,35 @@ async fn run(
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             fail(&format!("{e:#}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn reset_admin(config: Option<PathBuf>, data_dir: Option<PathBuf>, user: &str) -> ExitCode {
+    let cfg = match load_config(config.as_ref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let dir = data_dir.unwrap_or_else(|| cfg.server.data_dir.clone());
+    let store = match actors::store::Store::open(&dir) {
+        Ok(s) => s,
+        Err(e) => {
+            fail(&format!("cannot reset the admin: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    let now = actors::clock::Clock::now(&actors::clock::SystemClock);
+    match actors::api::reset_admin_offline(&store, user, now) {
+        Ok(password) => {
+            say(&format!(
+                "User {:?} is an enabled admin with password {password}  (shown once; it must be changed at the next login; every session of theirs ended)",
+                actors::policy::normalise_username(user).unwrap_or_else(|_| user.to_owned())
+            ));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            fail(&format!("cannot reset {user:?}: {e}"));
             ExitCode::FAILURE
         }
     }

@@ -20,6 +20,8 @@
 //!   system), built and handed out by the composite [`api::Handle`].
 //! - [`comm_error`]: each driver's errors as a code and parameters for the HMI, beside the English text.
 //! - [`event`], [`metrics`], [`clock`]: durable events and their bus, counters, the injected clock.
+//! - [`policy`]: password policy, user-name normalisation and look-alike skeletons (pure).
+//! - [`totp`]: RFC 6238 one-time codes (the optional second factor of admins and operators).
 //! - [`feed`]: consumers of the durable change feed (cursor persisted with their results).
 //!
 //! **Invariant:** this crate knows no HTTP, JSON-over-HTTP or config file format; `src/` resolves config
@@ -40,12 +42,14 @@ pub mod metrics;
 pub mod modbus_link;
 pub mod mqtt;
 pub mod plausible;
+pub mod policy;
 pub mod restore;
 pub mod rtu_bus;
 pub mod runtime;
 pub mod schedule;
 pub mod station;
 pub mod store;
+pub mod totp;
 pub mod tree;
 pub mod valve;
 

@@ -38,6 +38,8 @@
       last_update: '最后更新',
       user: '用户',
       logout: '退出登录',
+      account_link: '我的账户',
+      admin_link: '用户管理',
       sum_devices: '设备总数',
       sum_comm_lost: '通信中断',
       sum_wq_out: '水质超限',
@@ -253,6 +255,8 @@
       last_update: 'Last update',
       user: 'User',
       logout: 'Log out',
+      account_link: 'My account',
+      admin_link: 'Users',
       sum_devices: 'Devices',
       sum_comm_lost: 'Comm lost',
       sum_wq_out: 'Quality out of limits',
@@ -2111,6 +2115,9 @@
     if (!state.user) return;
     setText(byId('user-name'), state.user.username || '—');
     setText(byId('user-role'), state.user.role ? roleLabel(state.user.role) : '');
+    // User management is for admins (issue 8 §2); the server refuses the page to others anyway.
+    const adminLink = byId('admin-link');
+    if (adminLink) adminLink.hidden = state.user.role !== 'admin';
   }
 
   function applyStaticLabels() {

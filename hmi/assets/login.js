@@ -17,6 +17,9 @@
       busy: '服务器正忙于处理其他登录，请几秒后再试',
       network: '无法连接服务器，请检查网络后重试',
       failed: '登录失败（HTTP {status}）',
+      totp: '验证码（身份验证器应用）',
+      totp_required: '请输入身份验证器应用中的6位验证码',
+      totp_invalid: '验证码错误或已使用，请输入新的验证码',
     },
     en: {
       page_title: 'Sign in · Waterworks SCADA',
@@ -32,6 +35,9 @@
       busy: 'The server is busy with other sign-ins; try again in a few seconds',
       network: 'Cannot reach the server; check the network and try again',
       failed: 'Sign-in failed (HTTP {status})',
+      totp: 'Code (authenticator app)',
+      totp_required: 'Enter the 6-digit code of your authenticator app',
+      totp_invalid: 'The code is wrong or was used already; enter a new one',
     },
   };
   const LANG_KEY = 'waterworks.lang';
@@ -53,6 +59,8 @@
   const pass = $('password');
   const submit = $('submit');
   const errorEl = $('error');
+  const totpRow = $('totp-row');
+  const totpInput = $('totp');
 
   function t(key, vars) {
     let s = I18N[lang][key] || I18N.en[key] || key;
@@ -102,6 +110,7 @@
   function errorFrom(status, body) {
     const code = body && typeof body.code === 'string' ? body.code : null;
     if (code === 'invalid_credentials' || code === 'throttled' || code === 'busy') return { key: code };
+    if (code === 'totp_required' || code === 'totp_invalid') return { key: code };
     if (body && typeof body.error === 'string' && body.error.trim() !== '') return { raw: body.error };
     if (status === 401) return { key: 'invalid_credentials' };
     if (status === 429) return { key: 'throttled' };
@@ -127,7 +136,8 @@
       method: 'POST',
       credentials: 'same-origin',
       headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
-      body: JSON.stringify({ username: username, password: password }),
+      body: JSON.stringify(totpRow.hidden ? { username: username, password: password }
+        : { username: username, password: password, totp: totpInput.value.trim() }),
     })
       .then((res) => {
         if (res.ok) {
@@ -140,7 +150,13 @@
           .then((body) => {
             setBusy(false);
             showError(errorFrom(res.status, body));
-            if (res.status === 401) {
+            const code = body && body.code;
+            if (code === 'totp_required' || code === 'totp_invalid') {
+              // The password was right; a second factor is asked for (issue 8 §2).
+              totpRow.hidden = false;
+              totpInput.value = '';
+              totpInput.focus();
+            } else if (res.status === 401) {
               pass.setAttribute('aria-invalid', 'true');
               pass.select();
               pass.focus();

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use actors::api::ApiError;
+use actors::api::{ApiError, RefusalKind};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum AppError {
@@ -28,6 +28,10 @@ pub enum AppError {
     PayloadTooLarge,
     Unavailable(String),
     Internal,
+    /// A refusal with a stable code and parameters from the API (issue 8 §2: account changes, the policy).
+    Refused(actors::api::Refusal),
+    /// The user must change the password someone else set before doing anything else (issue 8 §2).
+    PasswordChangeRequired,
 }
 
 impl AppError {
@@ -63,6 +67,21 @@ impl AppError {
             AppError::Internal => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log".into())
             }
+            AppError::Refused(r) => {
+                let status = match r.kind {
+                    RefusalKind::BadRequest => StatusCode::BAD_REQUEST,
+                    RefusalKind::Unauthorized => StatusCode::UNAUTHORIZED,
+                    RefusalKind::Forbidden => StatusCode::FORBIDDEN,
+                    RefusalKind::NotFound => StatusCode::NOT_FOUND,
+                    RefusalKind::Conflict => StatusCode::CONFLICT,
+                };
+                (status, r.code, r.message.clone())
+            }
+            AppError::PasswordChangeRequired => (
+                StatusCode::FORBIDDEN,
+                "password_change_required",
+                "change your password first (POST /api/me/password)".into(),
+            ),
         }
     }
 }
@@ -70,7 +89,15 @@ impl AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, code, message) = self.parts();
-        let mut response = (status, Json(json!({ "error": message, "code": code }))).into_response();
+        let mut body = json!({ "error": message, "code": code });
+        if let AppError::Refused(r) = &self {
+            if !r.params.is_empty() {
+                let params: serde_json::Map<String, serde_json::Value> =
+                    r.params.iter().map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(v.as_str()))).collect();
+                body["params"] = serde_json::Value::Object(params);
+            }
+        }
+        let mut response = (status, Json(body)).into_response();
         if let AppError::Throttled { retry_after_s } | AppError::Busy { retry_after_s } = self {
             if let Ok(v) = HeaderValue::from_str(&retry_after_s.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);
@@ -90,6 +117,7 @@ impl From<ApiError> for AppError {
             ApiError::Forbidden(m) => AppError::Forbidden(m),
             ApiError::Unavailable(what) => AppError::Unavailable(format!("{what} is unavailable, try again")),
             ApiError::Internal => AppError::Internal,
+            ApiError::Refused(r) => AppError::Refused(r),
         }
     }
 }

@@ -15,6 +15,7 @@
 //! methods other than GET, HEAD and POST before they are routed (`edge`, which also checks the body size and
 //! the origin of state-changing requests).
 
+mod accounts;
 pub mod client;
 mod cookie;
 pub mod edge;
@@ -42,7 +43,7 @@ use actors::api::{EventsApi, FieldApi, SystemApi, UsersApi};
 use actors::metrics::Metrics;
 pub use error::AppError;
 pub use serve::{serve, serve_with, ServerLimits};
-use session::{AuthUser, Sessions, Throttle};
+use session::{AuthUser, Throttle};
 pub use ws::LiveLimits;
 
 /// HTTP settings.
@@ -92,12 +93,12 @@ impl HmiConfig {
 }
 
 /// What the routes share. A route that needs one domain extracts that domain's handle alone
-/// (`State<FieldApi>`); only login, logout and the session extractor take the whole state.
+/// (`State<FieldApi>`); only login, logout, the session extractor and the password routes (which need the
+/// throttle and the login guard) take the whole state.
 #[derive(Clone)]
 pub struct AppState {
     api: actors::api::Handle,
     metrics: Arc<Metrics>,
-    sessions: Arc<Sessions>,
     throttle: Arc<Throttle>,
     guard: Arc<guard::LoginGuard>,
     edge: Arc<edge::EdgeCounters>,
@@ -194,6 +195,8 @@ async fn index(State(state): State<AppState>, request: Request) -> Response {
     match <AuthUser as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, &state).await {
         Ok(_) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX_HTML).into_response(),
         Err(AppError::Unauthenticated) if wants_html(&parts.headers) => Redirect::to("/login").into_response(),
+        // A password someone else set must be changed first: the browser goes to the form (issue 8 §2).
+        Err(AppError::PasswordChangeRequired) if wants_html(&parts.headers) => Redirect::to("/account").into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -234,7 +237,6 @@ pub fn router(handle: actors::api::Handle, config: HmiConfig) -> Router {
     let state = AppState {
         metrics: handle.metrics_arc(),
         api: handle,
-        sessions: Arc::new(Sessions::new(config.session_idle)),
         throttle: Arc::new(Throttle::default()),
         guard: Arc::new(guard::LoginGuard::new(config.max_concurrent_logins)),
         edge: Arc::new(edge::EdgeCounters::default()),
@@ -261,7 +263,24 @@ pub fn router(handle: actors::api::Handle, config: HmiConfig) -> Router {
         .route("/api/events", get(routes::events))
         .route("/api/valves/{id}/command", post(routes::command_valve))
         .route("/api/valves/{id}/reset", post(routes::reset_valve))
+        .route("/admin", get(accounts::admin_page))
+        .route("/assets/admin.js", get(accounts::admin_js))
+        .route("/account", get(accounts::account_page))
+        .route("/assets/account.js", get(accounts::account_js))
+        .route("/assets/accounts-common.js", get(accounts::common_js))
+        .route("/assets/accounts.css", get(accounts::accounts_css))
+        .route("/api/me/password", post(accounts::change_password))
+        .route("/api/me/totp", post(accounts::totp_enrol))
+        .route("/api/me/totp/confirm", post(accounts::totp_confirm))
+        .route("/api/users/{name}/totp", axum::routing::delete(accounts::totp_remove))
         .route("/api/users", get(routes::users).post(routes::create_user))
+        .route("/api/users/{name}", axum::routing::delete(accounts::delete))
+        .route("/api/users/{name}/password", post(accounts::reset_password))
+        .route("/api/users/{name}/disable", post(accounts::disable))
+        .route("/api/users/{name}/enable", post(accounts::enable))
+        .route("/api/users/{name}/role", post(accounts::set_role))
+        .route("/api/sessions", get(accounts::sessions))
+        .route("/api/sessions/{id}", axum::routing::delete(accounts::revoke_session))
         .route("/api/audit", get(routes::audit))
         .route("/api/system/supervision", get(routes::supervision))
         .fallback(not_found)

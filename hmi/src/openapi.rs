@@ -19,6 +19,27 @@ fn op(summary: &str, roles: &str) -> Value {
     })
 }
 
+/// An admin's change to an account at `/api/users/{name}/…`.
+fn account_change(summary: &str, body: Option<Value>, ok: &str) -> Value {
+    let mut op = json!({
+        "summary": summary,
+        "description": "Roles: admin. Refusals are audited too. The last enabled admin cannot be disabled, deleted or demoted (409 last_admin).",
+        "parameters": [ { "name": "name", "in": "path", "required": true, "schema": { "type": "string", "maxLength": 64 } } ],
+        "responses": {
+            ok: { "description": "Done (the account, or nothing for 204)" },
+            "400": error_response("Bad body or a password that breaks the policy (code and params)"),
+            "401": error_response("Not logged in"),
+            "403": error_response("Not an admin (forbidden), or password_change_required"),
+            "404": error_response("no_such_user"),
+            "409": error_response("last_admin")
+        }
+    });
+    if let Some(schema) = body {
+        op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schema } } });
+    }
+    op
+}
+
 /// The paths that require authentication, with their methods (used by tests too).
 pub const AUTHENTICATED: &[(&str, &str)] = &[
     ("GET", "/"),
@@ -38,6 +59,23 @@ pub const AUTHENTICATED: &[(&str, &str)] = &[
     ("GET", "/api/users"),
     ("POST", "/api/users"),
     ("GET", "/api/audit"),
+    ("GET", "/admin"),
+    ("GET", "/assets/admin.js"),
+    ("GET", "/account"),
+    ("GET", "/assets/account.js"),
+    ("GET", "/assets/accounts-common.js"),
+    ("GET", "/assets/accounts.css"),
+    ("POST", "/api/me/password"),
+    ("POST", "/api/me/totp"),
+    ("POST", "/api/me/totp/confirm"),
+    ("DELETE", "/api/users/{name}/totp"),
+    ("DELETE", "/api/users/{name}"),
+    ("POST", "/api/users/{name}/password"),
+    ("POST", "/api/users/{name}/disable"),
+    ("POST", "/api/users/{name}/enable"),
+    ("POST", "/api/users/{name}/role"),
+    ("GET", "/api/sessions"),
+    ("DELETE", "/api/sessions/{id}"),
     ("GET", "/api/system/supervision"),
 ];
 
@@ -54,9 +92,10 @@ pub fn document() -> Value {
                 "summary": "Open a session", "security": [],
                 "requestBody": { "required": true, "content": { "application/json": { "schema": {
                     "type": "object", "additionalProperties": false, "required": ["username", "password"],
-                    "properties": { "username": { "type": "string" }, "password": { "type": "string" } } } } } },
-                "responses": { "200": { "description": "Session cookie set" }, "400": error_response("Malformed body"),
-                               "401": error_response("Invalid credentials"), "429": error_response("Too many failures of this user from this address; Retry-After"),
+                    "properties": { "username": { "type": "string" }, "password": { "type": "string" },
+                                   "totp": { "type": "string", "description": "the TOTP code, for users with a second factor" } } } } } },
+                "responses": { "200": { "description": "Session cookie set; `user.must_change_password` when the password must be changed first" }, "400": error_response("Malformed body"),
+                               "401": error_response("Invalid credentials; totp_required (send `totp`) or totp_invalid (wrong or reused code)"), "429": error_response("Too many failures of this user from this address; Retry-After"),
                                "503": error_response("Too many password checks at once; Retry-After") } } },
             "/api/logout": { "post": op("Close the session", "any") },
             "/api/me": { "get": op("The logged-in user", "any") },
@@ -116,6 +155,47 @@ pub fn document() -> Value {
                                         "role": { "enum": ["admin", "operator", "manager", "crew", "billing"] } } } } } },
                     "responses": { "201": { "description": "Created" }, "400": error_response("Bad body"), "401": error_response("Not logged in"),
                                    "403": error_response("Not an admin"), "409": error_response("Exists") } } },
+            "/api/users/{name}": { "delete": account_change(
+                "Delete an account; its sessions end, its audit entries stay (audited)", None, "204") },
+            "/api/users/{name}/password": { "post": account_change(
+                "Set a user's password; they must change it at their next login; every session of theirs ends (audited)",
+                Some(json!({ "type": "object", "additionalProperties": false, "required": ["password"],
+                             "properties": { "password": { "type": "string", "minLength": 10, "maxLength": 1024 } } })), "200") },
+            "/api/users/{name}/disable": { "post": account_change(
+                "Disable an account; every session of the user ends (audited)", None, "200") },
+            "/api/users/{name}/enable": { "post": account_change("Enable an account (audited)", None, "200") },
+            "/api/users/{name}/role": { "post": account_change(
+                "Change an account's role; every session of the user ends (audited)",
+                Some(json!({ "type": "object", "additionalProperties": false, "required": ["role"],
+                             "properties": { "role": { "enum": ["admin", "operator", "manager", "crew", "billing"] } } })), "200") },
+            "/api/me/password": { "post": {
+                "summary": "Change one's own password with the current one (audited)",
+                "description": "Roles: any (also while the password must be changed). Every session of the user ends; a fresh session is set in the cookie. Throttled like a login.",
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                    "type": "object", "additionalProperties": false, "required": ["old_password", "new_password"],
+                    "properties": { "old_password": { "type": "string" }, "new_password": { "type": "string", "minLength": 10, "maxLength": 1024 } } } } } },
+                "responses": { "200": { "description": "Changed; new session cookie set" },
+                               "400": error_response("Bad body, or the new password breaks the policy (code password_too_short, password_too_long, password_blank, password_repetitive, password_contains_username, password_common, password_unchanged; params)"),
+                               "401": error_response("Not logged in"), "403": error_response("wrong_password"),
+                               "429": error_response("Too many wrong passwords; Retry-After"), "503": error_response("Too many password checks at once") } } },
+            "/api/me/totp": { "post": op("Start enrolling one's TOTP second factor (RFC 6238: SHA-1, 6 digits, 30 s). The answer holds the secret (base32) and an otpauth:// URI, shown this once; 403 totp_not_for_role, 409 totp_enrolled. Audited", "admin, operator") },
+            "/api/me/totp/confirm": { "post": {
+                "summary": "Confirm the TOTP enrolment with a code; from then on login needs `totp` (audited)",
+                "description": "Roles: admin, operator.",
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                    "type": "object", "additionalProperties": false, "required": ["code"],
+                    "properties": { "code": { "type": "string", "pattern": "^[0-9]{6}$" } } } } } },
+                "responses": { "200": { "description": "The account, with totp true" }, "400": error_response("totp_invalid"),
+                               "401": error_response("Not logged in"), "409": error_response("totp_not_pending") } } },
+            "/api/users/{name}/totp": { "delete": account_change("Remove a user's TOTP second factor, e.g. after a lost phone (audited)", None, "200") },
+            "/api/sessions": { "get": op("Open sessions (id, username, created, last_seen, expires, client, current): one's own, or everyone's for an admin. Never the token", "any") },
+            "/api/sessions/{id}": { "delete": {
+                "summary": "End a session (audited)", "description": "Roles: any for one's own sessions; admin for anyone's.",
+                "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "responses": { "204": { "description": "Ended" }, "401": error_response("Not logged in"),
+                               "404": error_response("no_such_session (also for another user's session)") } } },
+            "/admin": { "get": op("The user management page (HTML)", "admin") },
+            "/account": { "get": op("The account page: change one's password, one's sessions (HTML)", "any") },
             "/api/audit": { "get": op("The audit journal, newest first", "admin") },
             "/api/system/supervision": { "get": op("The supervision tree and restart counts", "admin, operator") },
             "/api/openapi.json": { "get": op("This document", "any") },
@@ -128,7 +208,8 @@ pub fn document() -> Value {
                 "basic": { "type": "http", "scheme": "basic" }
             },
             "schemas": { "Error": { "type": "object", "required": ["error", "code"],
-                                    "properties": { "error": { "type": "string" }, "code": { "type": "string" } } } }
+                                    "properties": { "error": { "type": "string" }, "code": { "type": "string" },
+                                                    "params": { "type": "object", "description": "values for the code's text (e.g. min, existing)" } } } }
         }
     })
 }

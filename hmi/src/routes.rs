@@ -46,9 +46,12 @@ fn bad_query(metrics: &Metrics, e: QueryRejection) -> AppError {
 pub struct LoginBody {
     username: String,
     password: String,
+    /// The TOTP code, for users with a second factor (issue 8 §2).
+    #[serde(default)]
+    totp: Option<String>,
 }
 
-fn session_cookie(state: &AppState, value: &str, max_age_s: u64) -> HeaderValue {
+pub(crate) fn session_cookie(state: &AppState, value: &str, max_age_s: u64) -> HeaderValue {
     let cookie = set_cookie(value, max_age_s, state.config.secure());
     HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static("ww_session=; Path=/; Max-Age=0"))
 }
@@ -59,8 +62,13 @@ pub async fn login(
     body: Result<Json<LoginBody>, JsonRejection>,
 ) -> Result<Response, AppError> {
     let Json(body) = body.map_err(|e| bad_json(&state.metrics, e))?;
-    let user = check_login(&state, &body.username, &body.password, ip).await?;
-    let token = state.sessions.create(&user.username);
+    if body.totp.as_ref().is_some_and(|c| c.len() > 16) {
+        Metrics::inc(&state.metrics.bad_requests);
+        return Err(AppError::BadRequest("the TOTP code is longer than 16 characters".into()));
+    }
+    let user = check_login(&state, &body.username, &body.password, body.totp.as_deref(), ip).await?;
+    let session = state.api.users().open_session(&user, ip.map(|i| i.to_string()), state.config.session_idle).await?;
+    let token = session.token;
     tracing::info!(message = "Login.", username = %user.username, role = %user.role, client = ?ip);
     if let Err(e) = state.api.users().audit(&user.username, "login", &user.username, "session opened", true).await {
         tracing::warn!(message = "Audit of a login not stored.", error = %e);
@@ -74,7 +82,7 @@ pub async fn login(
 
 pub async fn logout(State(state): State<AppState>, user: AuthUser) -> Result<Response, AppError> {
     if let Some(token) = &user.token {
-        state.sessions.remove(token);
+        state.api.users().end_session(token).await?;
     }
     let _ = state.api.users().audit(&user.user.username, "logout", &user.user.username, "session closed", true).await;
     let mut response = StatusCode::NO_CONTENT.into_response();
@@ -254,6 +262,10 @@ pub async fn create_user(
 ) -> Result<Response, AppError> {
     user.require(&[Role::Admin])?;
     let Json(body) = body.map_err(|e| bad_json(&metrics, e))?;
+    // Over-long input is refused before it reaches the audit (issue 8 §3); refusals after this are audited.
+    let limits = (actors::model::user::MAX_USERNAME_CHARS, actors::model::user::MAX_PASSWORD_BYTES);
+    crate::accounts::bounded(&metrics, "user name", body.username.chars().count(), limits.0)?;
+    crate::accounts::bounded(&metrics, "password", body.password.len(), limits.1)?;
     let role: Role = body.role.parse().map_err(AppError::BadRequest)?;
     let created = users.create_user(&user.user, &body.username, &body.password, role).await?;
     tracing::info!(message = "User created.", by = %user.user.username, username = %created.username, role = %created.role);

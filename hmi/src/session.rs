@@ -1,7 +1,9 @@
 //! Sessions, login throttling and the authenticated-user extractor (R-G4).
 //!
-//! A session is a random 256-bit token in an HttpOnly, SameSite=Strict cookie, held in memory with an idle
-//! timeout (a restart logs everybody out; that is deliberate: no session secret is ever written to disk).
+//! A session is a random 256-bit token in an HttpOnly, SameSite=Strict cookie. The store keeps only a hash of
+//! it, with the user and an expiry that moves with use (`server.session_idle`), so a restart logs nobody out and
+//! nothing in the store opens a session (issue 8 §2; `actors::api::UsersApi` owns them). A user whose password
+//! was set by someone else may only change it until they do (403 `password_change_required`).
 //! Scripts and Prometheus may instead send HTTP Basic credentials, checked like a login and throttled alike,
 //! then cached for a minute (see [`crate::guard::BasicCache`]).
 //! Every request re-reads the user's account, so a disabled account or a changed role takes effect at once.
@@ -36,59 +38,6 @@ const MAX_DELAY: Duration = Duration::from_secs(300);
 const MAX_PAIRS: usize = 100_000;
 /// Characters of a username kept in the throttle key.
 const MAX_KEY_CHARS: usize = 64;
-
-struct Session {
-    username: String,
-    last_seen: Instant,
-}
-
-/// The in-memory session table.
-pub struct Sessions {
-    table: Mutex<HashMap<String, Session>>,
-    idle_timeout: Duration,
-}
-
-impl Sessions {
-    pub fn new(idle_timeout: Duration) -> Sessions {
-        Sessions { table: Mutex::new(HashMap::new()), idle_timeout }
-    }
-
-    pub fn create(&self, username: &str) -> String {
-        let token = actors::auth::random_token(32);
-        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        table.retain(|_, s| now.duration_since(s.last_seen) < self.idle_timeout);
-        table.insert(token.clone(), Session { username: username.to_owned(), last_seen: now });
-        token
-    }
-
-    /// The username of a live session, refreshing its idle timer.
-    pub fn touch(&self, token: &str) -> Option<String> {
-        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        match table.get_mut(token) {
-            Some(s) if now.duration_since(s.last_seen) < self.idle_timeout => {
-                s.last_seen = now;
-                Some(s.username.clone())
-            }
-            Some(_) => {
-                table.remove(token);
-                None
-            }
-            None => None,
-        }
-    }
-
-    /// Whether a session is still valid, without refreshing it (long-lived WebSockets check this).
-    pub fn is_live(&self, token: &str) -> bool {
-        let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        table.get(token).is_some_and(|s| s.last_seen.elapsed() < self.idle_timeout)
-    }
-
-    pub fn remove(&self, token: &str) {
-        self.table.lock().unwrap_or_else(|p| p.into_inner()).remove(token);
-    }
-}
 
 /// The throttle's key: who is tried from where. Failures are never pooled per user alone or per address alone,
 /// so an attacker cannot lock a real user out (OWASP: lockout as denial of service).
@@ -248,6 +197,24 @@ pub struct AuthUser {
     pub user: UserInfo,
     /// The session token, when authenticated by cookie.
     pub token: Option<String>,
+    /// The session's id (as lists show it), when authenticated by cookie.
+    pub session_id: Option<String>,
+}
+
+/// What a user who must change their password may still do: change it, see who they are, sign out, and load
+/// the page that changes it.
+fn allowed_before_password_change(method: &axum::http::Method, path: &str) -> bool {
+    use axum::http::Method;
+    matches!(
+        (method, path),
+        (&Method::POST, "/api/me/password")
+            | (&Method::GET, "/api/me")
+            | (&Method::POST, "/api/logout")
+            | (&Method::GET, "/account")
+            | (&Method::GET, "/assets/account.js")
+            | (&Method::GET, "/assets/accounts-common.js")
+            | (&Method::GET, "/assets/accounts.css")
+    )
 }
 
 impl AuthUser {
@@ -265,9 +232,8 @@ impl AuthUser {
     /// The user of the request's live session cookie, if any; never checks Basic credentials (no argon2).
     pub async fn session_only(parts: &Parts, state: &AppState) -> Option<AuthUser> {
         let token = session_token(&parts.headers, state.config.cookie_name())?;
-        let username = state.sessions.touch(&token)?;
-        let user = state.api.users().user(&username).ok()??;
-        Some(AuthUser { user, token: Some(token) })
+        let (session, user) = state.api.users().session(&token, state.config.session_idle).await.ok()??;
+        Some(AuthUser { user, token: Some(token), session_id: Some(session.id) })
     }
 }
 
@@ -275,38 +241,43 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        if let Some(token) = session_token(&parts.headers, state.config.cookie_name()) {
-            if let Some(username) = state.sessions.touch(&token) {
-                return match state.api.users().user(&username)? {
-                    Some(user) => Ok(AuthUser { user, token: Some(token) }),
-                    None => {
-                        state.sessions.remove(&token);
-                        Err(AppError::Unauthenticated)
-                    }
-                };
-            }
+        let user = authenticate(parts, state).await?;
+        if user.user.must_change_password && !allowed_before_password_change(&parts.method, parts.uri.path()) {
+            return Err(AppError::PasswordChangeRequired);
         }
-        if let Some((username, password)) = basic_credentials(&parts.headers) {
-            // Credentials that verified within the last minute are let in without another argon2 run; the
-            // account is still re-read, so a disabled account is refused at once.
-            if state.guard.basic_cache.hit(&username, &password) {
-                Metrics::inc(&state.guard.basic_cache_hits);
-                return match state.api.users().user(&username)? {
-                    Some(user) => Ok(AuthUser { user, token: None }),
-                    None => {
-                        state.guard.basic_cache.forget_user(&username);
-                        Err(AppError::Unauthenticated)
-                    }
-                };
-            }
-            let ip = client_ip(parts, state);
-            let user = check_login(state, &username, &password, ip).await?;
-            state.guard.basic_cache.insert(&username, &password);
-            return Ok(AuthUser { user, token: None });
-        }
-        Metrics::inc(&state.metrics.bad_requests);
-        Err(AppError::Unauthenticated)
+        Ok(user)
     }
+}
+
+async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<AuthUser, AppError> {
+    if let Some(token) = session_token(&parts.headers, state.config.cookie_name()) {
+        if let Some((session, user)) = state.api.users().session(&token, state.config.session_idle).await? {
+            return Ok(AuthUser { user, token: Some(token), session_id: Some(session.id) });
+        }
+    }
+    if let Some((username, password)) = basic_credentials(&parts.headers) {
+        // The cache and the account know a user by the one normalised name (issue 8 §2).
+        let username = actors::policy::normalise_username(&username).unwrap_or(username);
+        // Credentials that verified within the last minute are let in without another argon2 run; the
+        // account is still re-read, so a disabled account is refused at once.
+        if state.guard.basic_cache.hit(&username, &password) {
+            Metrics::inc(&state.guard.basic_cache_hits);
+            return match state.api.users().user(&username)? {
+                Some(user) => Ok(AuthUser { user, token: None, session_id: None }),
+                None => {
+                    state.guard.basic_cache.forget_user(&username);
+                    Err(AppError::Unauthenticated)
+                }
+            };
+        }
+        let ip = client_ip(parts, state);
+        // Basic credentials carry no second factor: a user with TOTP gets `totp_required` here.
+        let user = check_login(state, &username, &password, None, ip).await?;
+        state.guard.basic_cache.insert(&username, &password);
+        return Ok(AuthUser { user, token: None, session_id: None });
+    }
+    Metrics::inc(&state.metrics.bad_requests);
+    Err(AppError::Unauthenticated)
 }
 
 /// Refuses a credential field longer than `max` (characters of a user name, bytes of a password): 400, counted,
@@ -334,11 +305,15 @@ pub async fn check_login(
     state: &AppState,
     username: &str,
     password: &str,
+    totp: Option<&str>,
     ip: Option<IpAddr>,
 ) -> Result<UserInfo, AppError> {
     // Over-long credentials are refused before they reach the throttle, the audit or the store (issue 8 §3).
     too_long(state, ("username", "characters"), username.chars().count(), actors::model::user::MAX_USERNAME_CHARS, ip)?;
     too_long(state, ("password", "bytes"), password.len(), actors::model::user::MAX_PASSWORD_BYTES, ip)?;
+    // One name, one throttle key: `ADMIN` and `ａｄｍｉｎ` count as `admin` (issue 8 §2).
+    let normal = actors::policy::normalise_username(username);
+    let username = normal.as_deref().unwrap_or(username);
     let attempt = match state.throttle.begin(username, ip) {
         Ok(attempt) => attempt,
         Err(retry_after_s) => {
@@ -362,10 +337,10 @@ pub async fn check_login(
     // The check runs in its own task holding the permit, so a client that hangs up does not free the permit
     // while argon2 still runs.
     let users = state.api.users().clone();
-    let (name, pass) = (username.to_owned(), password.to_owned());
+    let (name, pass, code) = (username.to_owned(), password.to_owned(), totp.map(str::to_owned));
     let outcome = tokio::spawn(async move {
         let _permit = permit;
-        users.login(&name, &pass).await
+        users.login(&name, &pass, code.as_deref()).await
     })
     .await
     .unwrap_or(Err(actors::api::ApiError::Internal));
@@ -385,6 +360,20 @@ pub async fn check_login(
             // Slow every failure down a little more, so guessing costs time even before the delays start.
             tokio::time::sleep(Duration::from_millis(100 * u64::from(failures.min(20)))).await;
             Err(AppError::InvalidCredentials)
+        }
+        // A missing or wrong second factor counts as a failure too: the password alone must not be testable
+        // without limit.
+        Err(actors::api::ApiError::Refused(r)) if r.code.starts_with("totp_") => {
+            Metrics::inc(&state.metrics.login_failures);
+            tracing::warn!(message = "Login needs a valid TOTP code.", username, client = ?ip, code = r.code);
+            if r.code == "totp_invalid" {
+                let detail =
+                    format!("wrong or reused TOTP code from {}", ip.map_or("unknown".to_owned(), |i| i.to_string()));
+                if let Err(e) = state.api.users().audit(username, "login.failure", username, &detail, false).await {
+                    tracing::warn!(message = "Audit of a failed login not stored.", error = %e);
+                }
+            }
+            Err(AppError::Refused(r))
         }
         Err(e) => {
             state.throttle.refund(attempt);
@@ -429,17 +418,5 @@ mod tests {
             t.refund(a);
         }
         assert!(t.begin("ops", ip).is_ok());
-    }
-
-    #[test]
-    fn sessions_expire_when_idle() {
-        let s = Sessions::new(Duration::from_millis(0));
-        let token = s.create("ops");
-        assert_eq!(s.touch(&token), None);
-        let s = Sessions::new(Duration::from_secs(60));
-        let token = s.create("ops");
-        assert_eq!(s.touch(&token).as_deref(), Some("ops"));
-        s.remove(&token);
-        assert!(!s.is_live(&token));
     }
 }

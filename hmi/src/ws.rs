@@ -206,7 +206,7 @@ async fn session(socket: WebSocket, state: AppState, user: AuthUser, mut resume:
                 },
                 _ = ping.tick() => {
                     if let Some(token) = &user.token {
-                        if !state.sessions.is_live(token) {
+                        if !state.api.users().session_live(token) {
                             let close = Message::Close(Some(CloseFrame { code: 4401, reason: Utf8Bytes::from_static("session ended") }));
                             let _ = send_message(&mut sink, close, &limits, metrics, &username).await;
                             break 'subscription;

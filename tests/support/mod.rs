@@ -18,7 +18,8 @@ use waterworks::app::{self, App, RunOptions};
 
 pub mod browser;
 
-pub const ADMIN_PASSWORD: &str = "test-admin-password";
+/// The first admin's password in tests (it follows the password policy: not containing `admin`).
+pub const ADMIN_PASSWORD: &str = "test-first-pw-Kq7";
 
 /// Starts the server binary as a child process (`command` names it and its arguments, perhaps through a shell
 /// that sets a limit first), with the test admin password and stdout piped; waits for the line that names its

@@ -26,7 +26,7 @@ pub use quality::{default_cycle, default_limits, hj212_factor, Hj212Factor, Limi
 pub use reading::{
     MeterReading, MeterStatus, QualityFlags, QualitySample, TimePlausibility, TimeVerdict, Timestamp, Volume,
 };
-pub use user::{Role, UserRecord};
+pub use user::{Role, Totp, UserRecord};
 pub use valve::{
     CommandRecord, CommandResult, FaultChange, FaultClearing, LatchedFault, Reported, ResetRecord, ResetRefused,
     ValveAction, ValveState, ValveStatus, ValveView,

@@ -59,6 +59,24 @@ pub struct UserRecord {
     pub created: Timestamp,
     pub created_by: String,
     pub disabled: bool,
+    /// The password was set by someone else (a generated first admin, an admin's reset): until the user sets
+    /// their own, their sessions may only change it (issue 8 §2). Absent in records written before.
+    #[serde(default)]
+    pub must_change_password: bool,
+    /// The TOTP second factor (RFC 6238), when enrolled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp: Option<Totp>,
+}
+
+/// A user's TOTP second factor: the shared secret (base32, as shown once at enrolment), whether the user
+/// confirmed it with a code (only then does login ask for one), and the last time step accepted (a code is
+/// good once: the same step is refused again).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Totp {
+    pub secret: String,
+    pub confirmed: bool,
+    #[serde(default)]
+    pub last_step: u64,
 }
 
 /// The longest user name, in characters (issue 8 §3: longer ones are refused before the audit or the store).

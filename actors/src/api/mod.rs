@@ -39,7 +39,7 @@ use crate::valve::{ValveMsg, ValveSpec};
 pub use events::EventsApi;
 pub use field::{FieldApi, History};
 pub use system::{Health, SupervisorInfo, SystemApi};
-pub use users::{UserInfo, UsersApi};
+pub use users::{reset_admin_offline, OpenedSession, SessionInfo, TotpEnrolment, UserAccount, UserInfo, UsersApi};
 
 /// How long an API call waits for an actor before reporting it unavailable.
 const ACTOR_TIMEOUT: Duration = Duration::from_secs(5);
@@ -61,6 +61,38 @@ pub enum ApiError {
     Unavailable(String),
     #[error("internal error")]
     Internal,
+    /// A refusal with a stable code (and parameters) that pages render in their language (issue 8 §2).
+    #[error("{0}")]
+    Refused(Refusal),
+}
+
+/// Which kind of refusal (the HMI maps it to a status code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    BadRequest,
+    /// Credentials incomplete or wrong in a way the client must act on (a second factor).
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    Conflict,
+}
+
+/// A refusal with a code: `code` is stable (`last_admin`, `password_too_short`, …), `message` is English,
+/// `params` fill the page's translated text.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct Refusal {
+    pub kind: RefusalKind,
+    pub code: &'static str,
+    pub message: String,
+    pub params: Vec<(&'static str, String)>,
+}
+
+impl ApiError {
+    /// A coded refusal without parameters.
+    pub fn refused(kind: RefusalKind, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::Refused(Refusal { kind, code, message: message.into(), params: Vec::new() })
+    }
 }
 
 impl From<StoreError> for ApiError {

@@ -16,7 +16,8 @@
 //! - `users`: `username -> JSON UserRecord`;
 //! - `audit`: `sequence -> JSON AuditEntry`;
 //! - `valve_status`: `device -> JSON ValveStatus` (in `valve_status.rs`; a new table, created on open, so no
-//!   schema step).
+//!   schema step);
+//! - `sessions`: `hash of the session token -> JSON SessionRecord` (in `users.rs`, issue 8 §2; created on open).
 //!
 //! Schema version 3 (issue 7 §8) re-keys `readings` and `reading_extras` as `meter_readings` and
 //! `meter_reading_extras`, keyed by the byte string of `reading_key.rs` (compared with `memcmp`, where the
@@ -41,6 +42,7 @@ mod ports;
 mod reading_key;
 #[cfg(test)]
 mod reading_tests;
+pub mod users;
 mod valve_status;
 pub mod writer;
 
@@ -159,6 +161,10 @@ pub enum Op {
     ActorState(ActorStateOp),
     /// A valve's state, last command and latched fault (`valve_status.rs`).
     ValveStatus(DeviceId, ValveStatus),
+    /// A change to the stored sessions (`users.rs`).
+    Session(users::SessionOp),
+    /// Removes a user's account (its audit entries stay).
+    DeleteUser(String),
 }
 
 /// What a commit produced for the change feed.
@@ -353,6 +359,7 @@ impl Store {
             txn.open_table(EVENTS).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(CURSORS).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(valve_status::VALVE_STATUS).map_err(|e| open_err(e.to_string()))?;
+            txn.open_table(users::SESSIONS).map_err(|e| open_err(e.to_string()))?;
         }
         txn.commit().map_err(|e| open_err(e.to_string()))?;
         Ok(())
@@ -450,6 +457,8 @@ impl Store {
                         }
                         Op::ActorState(op) => actor_states.apply(op)?,
                         Op::ValveStatus(id, st) => valve_status::put(&txn, id, st)?,
+                        Op::Session(op) => users::apply_session(&txn, op)?,
+                        Op::DeleteUser(name) => _ = users.remove(name.as_str())?,
                     }
                 }
             }

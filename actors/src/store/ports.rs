@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use super::users::SessionRecord;
 use super::{Applied, AuditEntry, EventFilter, FeedEntry, Op, Store, StoreError, StoredReading, StoredSample};
 use crate::event::EventRecord;
 use crate::model::{
@@ -86,6 +87,10 @@ pub trait UserStore: Send + Sync + 'static {
     fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
     /// The newest audit entries, newest first.
     fn audit_entries(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+    /// The session whose token hashes to `hash` (sessions are stored by the hash only, issue 8 §2).
+    fn session(&self, hash: &str) -> Result<Option<SessionRecord>, StoreError>;
+    /// Every stored session, with its token hash.
+    fn sessions(&self) -> Result<Vec<(String, SessionRecord)>, StoreError>;
 }
 
 /// Opaque state blobs of on-demand actors (see `actor_state.rs`).
@@ -224,6 +229,12 @@ impl UserStore for Store {
     }
     fn audit_entries(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         Store::audit_entries(self, limit)
+    }
+    fn session(&self, hash: &str) -> Result<Option<SessionRecord>, StoreError> {
+        Store::session(self, hash)
+    }
+    fn sessions(&self) -> Result<Vec<(String, SessionRecord)>, StoreError> {
+        Store::sessions(self)
     }
 }
 
