@@ -190,12 +190,12 @@ async fn run(
     if let Some(pw) = &app.generated_admin_password {
         say(&format!("First start: created user \"admin\" with password {pw}  (shown once; set WATERWORKS_ADMIN_PASSWORD to choose it)"));
     }
-    let result = tokio::select! {
-        r = app.wait() => r,
-        _ = shutdown_signal() => Ok(()),
+    let (result, how) = tokio::select! {
+        r = app.wait() => (r, "the server failed"),
+        signal = shutdown_signal() => (Ok(()), signal),
     };
-    tracing::info!(message = "Shutting down.");
-    app.shutdown().await;
+    tracing::info!(message = "Shutting down.", cause = how);
+    app.shutdown_because(how).await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -368,7 +368,8 @@ async fn simulate(config: PathBuf, faults: Vec<String>, control: Option<SocketAd
     ExitCode::SUCCESS
 }
 
-async fn shutdown_signal() {
+/// Waits for SIGINT or SIGTERM and names it.
+async fn shutdown_signal() -> &'static str {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -384,7 +385,7 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        _ = ctrl_c => "signal SIGINT",
+        _ = term => "signal SIGTERM",
     }
 }

@@ -38,6 +38,7 @@
       last_update: '最后更新',
       user: '用户',
       logout: '退出登录',
+      audit_link: '审计日志',
       sum_devices: '设备总数',
       sum_comm_lost: '通信中断',
       sum_wq_out: '水质超限',
@@ -141,6 +142,7 @@
       err_internal: '内部错误，连接将重建',
       err_valve_not_confirmed: '{s} 秒内未确认到位（最后回读：{seen}）',
       err_valve_reports_fault: '阀门报告故障',
+      err_command_interrupted: '命令执行中服务器停止，结果未知',
       err_stage_before_command: '命令前无法读取阀门：{text}',
       err_stage_refused: '阀门拒绝了命令：{text}',
       err_stage_not_sent: '命令未能发送：{text}',
@@ -253,6 +255,7 @@
       last_update: 'Last update',
       user: 'User',
       logout: 'Log out',
+      audit_link: 'Audit journal',
       sum_devices: 'Devices',
       sum_comm_lost: 'Comm lost',
       sum_wq_out: 'Quality out of limits',
@@ -356,6 +359,7 @@
       err_internal: 'internal error; the connection is renewed',
       err_valve_not_confirmed: 'not confirmed within {s} s (last read back: {seen})',
       err_valve_reports_fault: 'the valve reports a fault',
+      err_command_interrupted: 'the server stopped during the command; its result is unknown',
       err_stage_before_command: 'valve unreachable before the command: {text}',
       err_stage_refused: 'the valve refused the command: {text}',
       err_stage_not_sent: 'the command could not be sent: {text}',
@@ -2111,6 +2115,8 @@
     if (!state.user) return;
     setText(byId('user-name'), state.user.username || '—');
     setText(byId('user-role'), state.user.role ? roleLabel(state.user.role) : '');
+    // The audit journal is for admins (the server refuses everyone else too).
+    byId('audit-link').hidden = state.user.role !== 'admin';
   }
 
   function applyStaticLabels() {

@@ -6,12 +6,14 @@
 //! - `session`: sessions, login throttling and the credential check, the authenticated-user extractor;
 //!   `cookie`: the session cookie's name and form;
 //! - [`serve`]: the connection loop with its limits (timeouts, the connection cap; issue 8 §3);
+//! - `audit`: the audit of 403s, the journal's query and the admins' audit page (issue 8 §4);
 //! - `routes`: JSON handlers; `ws`: the live stream; `metrics`: Prometheus text; `openapi`: the API document;
 //! - `assets/`: the web page, compiled into the binary (no CDN; DESIGN.md §10).
 //!
 //! **Invariant:** every route except `/healthz`, `/login` and `POST /api/login` requires a valid session (or
 //! Basic credentials), and checks the role; unknown paths are refused the same way before they are 404s.
 
+mod audit;
 pub mod client;
 mod cookie;
 mod error;
@@ -32,7 +34,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-use actors::api::{EventsApi, FieldApi, SystemApi, UsersApi};
+use actors::api::{AuditApi, EventsApi, FieldApi, SystemApi, UsersApi};
 use actors::metrics::Metrics;
 pub use error::AppError;
 pub use serve::{serve, ServerLimits};
@@ -102,6 +104,12 @@ impl FromRef<AppState> for SystemApi {
     }
 }
 
+impl FromRef<AppState> for AuditApi {
+    fn from_ref(state: &AppState) -> Self {
+        state.api.audit().clone()
+    }
+}
+
 impl FromRef<AppState> for Arc<guard::LoginGuard> {
     fn from_ref(state: &AppState) -> Self {
         state.guard.clone()
@@ -134,7 +142,7 @@ async fn security_headers(request: Request, next: axum::middleware::Next) -> Res
     response
 }
 
-fn wants_html(headers: &HeaderMap) -> bool {
+pub(crate) fn wants_html(headers: &HeaderMap) -> bool {
     headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"))
 }
 
@@ -198,10 +206,14 @@ pub fn router(handle: actors::api::Handle, config: HmiConfig) -> Router {
         .route("/api/valves/{id}/command", post(routes::command_valve))
         .route("/api/valves/{id}/reset", post(routes::reset_valve))
         .route("/api/users", get(routes::users).post(routes::create_user))
-        .route("/api/audit", get(routes::audit))
+        .route("/api/audit", get(audit::query))
+        .route("/audit", get(audit::page))
+        .route("/assets/audit.js", get(audit::script))
+        .route("/assets/audit.css", get(audit::style))
         .route("/api/system/supervision", get(routes::supervision))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), audit::audit_denials))
         .layer(axum::middleware::from_fn(security_headers))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(state)

@@ -14,7 +14,8 @@
 //!   last cycle or are comm-lost (issue 7 §4); no row when every meter was read. A meter's last success is
 //!   otherwise its latest reading's time. Created at open, so an older store gains it without a migration;
 //! - `users`: `username -> JSON UserRecord`;
-//! - `audit`: `sequence -> JSON AuditEntry`;
+//! - `audit`: `sequence -> JSON AuditEntry` (each field bounded; repeats, the run record and the journal's
+//!   reads are in `audit.rs`);
 //! - `valve_status`: `device -> JSON ValveStatus` (in `valve_status.rs`; a new table, created on open, so no
 //!   schema step).
 //!
@@ -29,6 +30,7 @@
 //! - `cursors`: `consumer name -> last handled seq`.
 
 pub mod actor_state;
+pub mod audit;
 pub mod feed;
 pub mod feed_codec;
 mod migrate;
@@ -48,7 +50,9 @@ use crate::model::{
 };
 
 pub use actor_state::{ActorStateOp, ActorStates};
+pub use audit::{AuditFilter, AuditPage, AuditRecord, RunMarker, RunOp, TextMatch};
 pub use feed::{EventFilter, FeedEntry, FeedFact};
+pub use valve_status::PendingValveCommand;
 pub use writer::{Committed, StoreHandle, StoreWriter, StoreWriterArgs, StoreWriterMsg};
 
 use crate::event::{Event, EventRecord};
@@ -143,6 +147,12 @@ pub enum Op {
     ActorState(ActorStateOp),
     /// A valve's state, last command and latched fault (`valve_status.rs`).
     ValveStatus(DeviceId, ValveStatus),
+    /// An audit entry counted on its first row when the same fact was written within a minute (`audit.rs`).
+    AuditRepeatable(AuditEntry),
+    /// The server's run record: started, stopped cleanly, configuration hash (`audit.rs`).
+    Run(RunOp),
+    /// A valve command requested and not yet ended, or none (`valve_status.rs`).
+    ValvePending(DeviceId, Option<PendingValveCommand>),
 }
 
 /// What a commit produced for the change feed.
@@ -263,6 +273,8 @@ impl Store {
             txn.open_table(EVENTS).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(CURSORS).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(valve_status::VALVE_STATUS).map_err(|e| open_err(e.to_string()))?;
+            txn.open_table(valve_status::VALVE_PENDING).map_err(|e| open_err(e.to_string()))?;
+            audit::create_tables(&txn).map_err(|e| open_err(e.to_string()))?;
         }
         txn.commit().map_err(|e| open_err(e.to_string()))?;
         Ok(())
@@ -353,10 +365,12 @@ impl Store {
                             users.insert(u.username.as_str(), json.as_slice())?;
                         }
                         Op::Audit(a) => {
-                            let json = serde_json::to_vec(a).map_err(|e| StoreError::Encode(e.to_string()))?;
-                            audit.insert(next_audit, json.as_slice())?;
+                            audit::put(&mut audit, next_audit, a)?;
                             next_audit += 1;
                         }
+                        Op::AuditRepeatable(a) => audit::put_repeatable(&txn, &mut audit, &mut next_audit, a)?,
+                        Op::Run(op) => audit::put_run(&txn, op)?,
+                        Op::ValvePending(id, p) => valve_status::put_pending(&txn, id, p.as_ref())?,
                         Op::ActorState(op) => actor_states.apply(op)?,
                         Op::ValveStatus(id, st) => valve_status::put(&txn, id, st)?,
                     }
