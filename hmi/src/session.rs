@@ -345,11 +345,16 @@ fn too_long(
     Err(AppError::BadRequest(format!("the {field} is longer than {max} {unit}")))
 }
 
-/// Audits a login refused before any password check (too long, throttled): repeatable, so a flood of the same
-/// refusal is one entry with a count. The name is cut to its limit by the audit; the address is the client's
-/// as resolved through `trusted_proxies`.
-async fn audit_refusal(state: &AppState, username: &str, action: &str, detail: String) {
-    if let Err(e) = state.api.audit().record_repeatable(username, action, username, &detail, false).await {
+/// Audits a login refused before any password check: repeatable, so a flood of the same refusal is one entry
+/// with a count. `username` is within its limit (a throttled login's); an over-long one is not recorded at all
+/// (`None`: junk, and it would make every entry of a flood distinct), only the client address, as resolved
+/// through `trusted_proxies`.
+async fn audit_refusal(state: &AppState, username: Option<&str>, action: &str, ip: Option<IpAddr>, why: &str) {
+    let (actor, target, detail) = match username {
+        Some(name) => (name, name.to_owned(), format!("{why}; from {}", shown(ip))),
+        None => ("-", format!("client {}", shown(ip)), why.to_owned()),
+    };
+    if let Err(e) = state.api.audit().record_repeatable(actor, action, &target, &detail, false).await {
         tracing::warn!(message = "Audit of a refused login not stored.", action, error = %e);
     }
 }
@@ -375,7 +380,7 @@ pub async fn check_login(
     });
     if let Err(refused) = long {
         let AppError::BadRequest(why) = &refused else { return Err(refused) };
-        audit_refusal(state, username, "login.refused", format!("{why}; from {}", shown(ip))).await;
+        audit_refusal(state, None, "login.refused", ip, why).await;
         return Err(refused);
     }
     let attempt = match state.throttle.begin(username, ip) {
@@ -383,7 +388,7 @@ pub async fn check_login(
         Err(retry_after_s) => {
             Metrics::inc(&state.guard.throttled);
             tracing::warn!(message = "Login refused while throttled.", username, client = ?ip, retry_after_s);
-            audit_refusal(state, username, "login.throttled", format!("too many failures; from {}", shown(ip))).await;
+            audit_refusal(state, Some(username), "login.throttled", ip, "too many failures").await;
             return Err(AppError::Throttled { retry_after_s });
         }
     };
