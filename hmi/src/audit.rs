@@ -1,10 +1,10 @@
 //! The audit journal over HTTP (issue 8 §4, R-F7, R-G4): every 403 is audited (who, which route, which
 //! role), the journal's query `GET /api/audit`, and the admins' page `/audit`.
 //!
-//! Denials: [`audit_denials`] wraps every route; it puts an empty [`Who`] into the request, the session
-//! extractor fills it with the user it authenticated, and a response that leaves with 403 is audited as
-//! `access.denied` (repeatable: the same denial again within a minute is counted on its first entry) before it
-//! is sent. A 403 without a known user cannot happen (403 needs an authenticated user) and is not audited.
+//! Denials: [`audit_denials`] wraps every route and runs it with an empty [`Who`] in a task-local slot; a role
+//! check that refuses (`AuthUser::require`) names the user there ([`denied`]), and a response that leaves with
+//! 403 is audited as `access.denied` (repeatable: the same denial again within a minute is counted on its
+//! first entry) before it is sent. Every 403 comes from a role check of an authenticated user.
 //!
 //! The query takes `actor`, `action`, `target` (exact, or a prefix when ending in `*`), `ok`, `from`/`to`
 //! (ms since the epoch), `before` (the `seq` cursor) and `limit` (1..=500); anything else, or a bad value, is
@@ -33,26 +33,30 @@ use crate::AppState;
 /// Longest text filter (characters).
 const MAX_FILTER_CHARS: usize = 160;
 
-/// Who a request was authenticated as, filled in by the session extractor for [`audit_denials`].
+/// The user a role check of this request refused, for [`audit_denials`].
 #[derive(Clone, Default)]
-pub struct Who(Arc<Mutex<Option<UserInfo>>>);
+struct Who(Arc<Mutex<Option<UserInfo>>>);
 
 impl Who {
-    pub fn set(&self, user: &UserInfo) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(user.clone());
-    }
-
     fn get(&self) -> Option<UserInfo> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
+tokio::task_local! {
+    static WHO: Who;
+}
+
+/// Notes that a role check refused `user` (outside a request, as in unit tests, nothing happens).
+pub fn denied(user: &UserInfo) {
+    let _ = WHO.try_with(|who| *who.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(user.clone()));
+}
+
 /// Audits every 403 with the user, the route and the role, before the answer goes out.
-pub async fn audit_denials(State(audit): State<AuditApi>, mut request: Request, next: Next) -> Response {
+pub async fn audit_denials(State(audit): State<AuditApi>, request: Request, next: Next) -> Response {
     let who = Who::default();
-    request.extensions_mut().insert(who.clone());
     let route = format!("{} {}", request.method(), request.uri().path());
-    let response = next.run(request).await;
+    let response = WHO.scope(who.clone(), next.run(request)).await;
     if response.status() == StatusCode::FORBIDDEN {
         if let Some(user) = who.get() {
             tracing::warn!(message = "Access denied.", username = %user.username, role = %user.role, route = %route);

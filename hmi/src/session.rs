@@ -258,6 +258,8 @@ impl AuthUser {
         if roles.contains(&self.user.role) {
             Ok(())
         } else {
+            // Noted for the audit of the 403 (`crate::audit::audit_denials`).
+            crate::audit::denied(&self.user);
             Err(AppError::Forbidden(format!("role {} may not do this", self.user.role)))
         }
     }
@@ -267,58 +269,49 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let user = authenticate(parts, state).await?;
-        // Who this is, for the audit of a 403 (`crate::audit::audit_denials`).
-        if let Some(who) = parts.extensions.get::<crate::audit::Who>() {
-            who.set(&user.user);
+        if let Some(token) = session_token(&parts.headers) {
+            if let Some(username) = state.sessions.touch(&token) {
+                return match state.api.users().user(&username)? {
+                    Some(user) => Ok(AuthUser { user, token: Some(token) }),
+                    None => {
+                        state.sessions.remove(&token);
+                        Err(AppError::Unauthenticated)
+                    }
+                };
+            }
         }
-        Ok(user)
+        if let Some((username, password)) = basic_credentials(&parts.headers) {
+            // Credentials that verified within the last minute are let in without another argon2 run; the
+            // account is still re-read, so a disabled account is refused at once.
+            if state.guard.basic_cache.hit(&username, &password) {
+                Metrics::inc(&state.guard.basic_cache_hits);
+                return match state.api.users().user(&username)? {
+                    Some(user) => Ok(AuthUser { user, token: None }),
+                    None => {
+                        state.guard.basic_cache.forget_user(&username);
+                        Err(AppError::Unauthenticated)
+                    }
+                };
+            }
+            let ip = client_ip(parts, state);
+            let user = check_login(state, &username, &password, ip).await?;
+            state.guard.basic_cache.insert(&username, &password);
+            audit_basic(state, &user, ip).await;
+            return Ok(AuthUser { user, token: None });
+        }
+        Metrics::inc(&state.metrics.bad_requests);
+        Err(AppError::Unauthenticated)
     }
 }
 
-/// The user of a session cookie, or of Basic credentials (cached, or checked like a login).
-async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<AuthUser, AppError> {
-    if let Some(token) = session_token(&parts.headers) {
-        if let Some(username) = state.sessions.touch(&token) {
-            return match state.api.users().user(&username)? {
-                Some(user) => Ok(AuthUser { user, token: Some(token) }),
-                None => {
-                    state.sessions.remove(&token);
-                    Err(AppError::Unauthenticated)
-                }
-            };
-        }
+/// Audits Basic credentials that were checked: once per cache fill (a password check), not per request, so at
+/// most once a minute per credential while a script keeps sending them (issue 8 §4).
+async fn audit_basic(state: &AppState, user: &UserInfo, ip: Option<IpAddr>) {
+    let ttl = crate::guard::BASIC_CACHE_TTL.as_secs();
+    let detail = format!("HTTP Basic credentials verified (cached {ttl} s) from {}", shown(ip));
+    if let Err(e) = state.api.audit().record(&user.username, "login.basic", &user.username, &detail, true).await {
+        tracing::warn!(message = "Audit of a Basic login not stored.", error = %e);
     }
-    if let Some((username, password)) = basic_credentials(&parts.headers) {
-        // Credentials that verified within the last minute are let in without another argon2 run; the
-        // account is still re-read, so a disabled account is refused at once.
-        if state.guard.basic_cache.hit(&username, &password) {
-            Metrics::inc(&state.guard.basic_cache_hits);
-            return match state.api.users().user(&username)? {
-                Some(user) => Ok(AuthUser { user, token: None }),
-                None => {
-                    state.guard.basic_cache.forget_user(&username);
-                    Err(AppError::Unauthenticated)
-                }
-            };
-        }
-        let ip = client_ip(parts, state);
-        let user = check_login(state, &username, &password, ip).await?;
-        state.guard.basic_cache.insert(&username, &password);
-        // Audited once per cache fill (a password check), not per request: at most once a minute per
-        // credential while a script keeps sending them (issue 8 §4).
-        let detail = format!(
-            "HTTP Basic credentials verified (cached {} s) from {}",
-            crate::guard::BASIC_CACHE_TTL.as_secs(),
-            shown(ip)
-        );
-        if let Err(e) = state.api.audit().record(&user.username, "login.basic", &user.username, &detail, true).await {
-            tracing::warn!(message = "Audit of a Basic login not stored.", error = %e);
-        }
-        return Ok(AuthUser { user, token: None });
-    }
-    Metrics::inc(&state.metrics.bad_requests);
-    Err(AppError::Unauthenticated)
 }
 
 /// A client address as the audit shows it.
