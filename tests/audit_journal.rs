@@ -64,10 +64,32 @@ async fn denials_throttled_and_refused_logins_and_basic_access_are_audited_withi
     let e = users_denial[0];
     assert_eq!(
         (e["actor"].as_str(), e["detail"].as_str(), e["ok"].as_bool()),
-        (Some("duty1"), Some("role operator"), Some(false))
+        (Some("duty1"), Some("role operator may not do this"), Some(false))
     );
     assert_eq!(e["times"], 2, "{e}");
     assert!(denied.iter().any(|e| e["target"] == "GET /api/audit" && e["times"] == 1), "{denied:?}");
+
+    // A 403 that is not a role check: the admin's live stream opened from another site's page.
+    let upgrade = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: http://evil.example\r\nCookie: {admin}\r\n\r\n",
+        base.trim_start_matches("http://")
+    );
+    let answer = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
+        stream.write_all(upgrade.as_bytes()).await.unwrap();
+        let mut head = vec![0u8; 64];
+        let n = stream.read(&mut head).await.unwrap();
+        String::from_utf8_lossy(&head[..n]).into_owned()
+    };
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    let ws_denial = audit(&base, &admin, "action=access.denied&target=GET%20/ws").await;
+    assert_eq!(ws_denial.len(), 1, "{ws_denial:?}");
+    assert_eq!(
+        (ws_denial[0]["actor"].as_str(), ws_denial[0]["detail"].as_str()),
+        (Some("admin"), Some("cross-origin WebSocket refused"))
+    );
 
     // Throttled: the fourth wrong password of one (user, address) pair is refused with 429; the address is the
     // client's from X-Forwarded-For, because the peer is a trusted proxy.

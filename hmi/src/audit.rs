@@ -1,10 +1,11 @@
 //! The audit journal over HTTP (issue 8 §4, R-F7, R-G4): every 403 is audited (who, which route, which
 //! role), the journal's query `GET /api/audit`, and the admins' page `/audit`.
 //!
-//! Denials: [`audit_denials`] wraps every route and runs it with an empty [`Who`] in a task-local slot; a role
-//! check that refuses (`AuthUser::require`) names the user there ([`denied`]), and a response that leaves with
-//! 403 is audited as `access.denied` (repeatable: the same denial again within a minute is counted on its
-//! first entry) before it is sent. Every 403 comes from a role check of an authenticated user.
+//! Denials: [`audit_denials`] wraps every route and runs it with an empty record in a task-local slot; the
+//! session extractor notes the user it authenticated ([`authenticated`]) and a 403 response notes why
+//! ([`forbidden`]: a role check, a cross-origin request, ...); a response that leaves with 403 is audited as
+//! `access.denied` with the user (or `-`), the method and path, and why (repeatable: the same denial again
+//! within a minute is counted on its first entry) before it is sent.
 //!
 //! The query takes `actor`, `action`, `target` (exact, or a prefix when ending in `*`), `ok`, `from`/`to`
 //! (ms since the epoch), `before` (the `seq` cursor) and `limit` (1..=500); anything else, or a bad value, is
@@ -33,37 +34,46 @@ use crate::AppState;
 /// Longest text filter (characters).
 const MAX_FILTER_CHARS: usize = 160;
 
-/// The user a role check of this request refused, for [`audit_denials`].
+/// What a request's 403 is audited with: who the request was authenticated as, and why it was refused.
 #[derive(Clone, Default)]
-struct Who(Arc<Mutex<Option<UserInfo>>>);
+struct Seen(Arc<Mutex<(Option<UserInfo>, Option<String>)>>);
 
-impl Who {
-    fn get(&self) -> Option<UserInfo> {
+impl Seen {
+    fn update(&self, f: impl FnOnce(&mut (Option<UserInfo>, Option<String>))) {
+        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    fn get(&self) -> (Option<UserInfo>, Option<String>) {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
 tokio::task_local! {
-    static WHO: Who;
+    static SEEN: Seen;
 }
 
-/// Notes that a role check refused `user` (outside a request, as in unit tests, nothing happens).
-pub fn denied(user: &UserInfo) {
-    let _ = WHO.try_with(|who| *who.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(user.clone()));
+/// Notes who the request is (outside [`audit_denials`], as in unit tests, nothing happens).
+pub fn authenticated(user: &UserInfo) {
+    let _ = SEEN.try_with(|seen| seen.update(|s| s.0 = Some(user.clone())));
 }
 
-/// Audits every 403 with the user, the route and the role, before the answer goes out.
+/// Notes why the request is refused with 403.
+pub fn forbidden(why: &str) {
+    let _ = SEEN.try_with(|seen| seen.update(|s| s.1 = Some(why.to_owned())));
+}
+
+/// Audits every 403 with the user, the route and why, before the answer goes out.
 pub async fn audit_denials(State(audit): State<AuditApi>, request: Request, next: Next) -> Response {
-    let who = Who::default();
+    let seen = Seen::default();
     let route = format!("{} {}", request.method(), request.uri().path());
-    let response = WHO.scope(who.clone(), next.run(request)).await;
+    let response = SEEN.scope(seen.clone(), next.run(request)).await;
     if response.status() == StatusCode::FORBIDDEN {
-        if let Some(user) = who.get() {
-            tracing::warn!(message = "Access denied.", username = %user.username, role = %user.role, route = %route);
-            let detail = format!("role {}", user.role);
-            if let Err(e) = audit.record_repeatable(&user.username, "access.denied", &route, &detail, false).await {
-                tracing::warn!(message = "Audit of a denial not stored.", error = %e);
-            }
+        let (user, why) = seen.get();
+        let why = why.unwrap_or_else(|| "forbidden".into());
+        let actor = user.as_ref().map_or("-", |u| u.username.as_str());
+        tracing::warn!(message = "Access denied.", username = %actor, route = %route, why = %why);
+        if let Err(e) = audit.record_repeatable(actor, "access.denied", &route, &why, false).await {
+            tracing::warn!(message = "Audit of a denial not stored.", error = %e);
         }
     }
     response

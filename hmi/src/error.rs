@@ -63,6 +63,10 @@ impl AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, code, message) = self.parts();
+        if let AppError::Forbidden(why) = &self {
+            // Why, for the audit of the 403 (`crate::audit::audit_denials`).
+            crate::audit::forbidden(why);
+        }
         let mut response = (status, Json(json!({ "error": message, "code": code }))).into_response();
         if let AppError::Throttled { retry_after_s } | AppError::Busy { retry_after_s } = self {
             if let Ok(v) = HeaderValue::from_str(&retry_after_s.to_string()) {

@@ -258,8 +258,6 @@ impl AuthUser {
         if roles.contains(&self.user.role) {
             Ok(())
         } else {
-            // Noted for the audit of the 403 (`crate::audit::audit_denials`).
-            crate::audit::denied(&self.user);
             Err(AppError::Forbidden(format!("role {} may not do this", self.user.role)))
         }
     }
@@ -269,6 +267,16 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let user = AuthUser::authenticate(parts, state).await?;
+        // Who this request is, should it end in 403 (`crate::audit::audit_denials`).
+        crate::audit::authenticated(&user.user);
+        Ok(user)
+    }
+}
+
+impl AuthUser {
+    /// The user of a session cookie, or of Basic credentials (cached, or checked like a login).
+    async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<AuthUser, AppError> {
         if let Some(token) = session_token(&parts.headers) {
             if let Some(username) = state.sessions.touch(&token) {
                 return match state.api.users().user(&username)? {
