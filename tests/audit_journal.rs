@@ -534,6 +534,16 @@ async fn admins_read_the_journal_on_a_page_with_filters_and_paging_on_a_monitor_
                 .await;
         }
     }
+    // No inline script and no inline event handler (the CSP is to forbid them).
+    let inline = browser
+        .eval(
+            "({ scripts: [...document.scripts].filter(s => !s.src).length, handlers: [...document.querySelectorAll('*')] \
+             .filter(e => [...e.attributes].some(a => a.name.startsWith('on'))).length, styles: \
+             document.querySelectorAll('style, [style]').length })",
+        )
+        .await
+        .unwrap();
+    assert_eq!(inline, json!({ "scripts": 0, "handlers": 0, "styles": 0 }), "inline code on the audit page");
     assert_eq!(browser.page_errors(), Vec::<String>::new(), "uncaught exceptions or console errors in the page");
     server.app.shutdown().await;
 }
