@@ -100,7 +100,12 @@ async fn denials_throttled_and_refused_logins_and_basic_access_are_audited_withi
         statuses.push(http(&base, "POST", "/api/login", &headers, &wrong).await.status);
     }
     assert_eq!(statuses, vec![401, 401, 401, 429, 429]);
-    let throttled = audit(&base, &admin, "action=login.throttled").await;
+    // A refusal is answered before its entry commits (a throttled burst must not wait for the store).
+    let throttled = eventually(Duration::from_secs(10), "both throttled logins audited", || async {
+        let found = audit(&base, &admin, "action=login.throttled").await;
+        (found.first().is_some_and(|e| e["times"] == 2)).then_some(found)
+    })
+    .await;
     assert_eq!(throttled.len(), 1, "{throttled:?}");
     assert_eq!((throttled[0]["actor"].as_str(), throttled[0]["times"].as_u64()), (Some("duty1"), Some(2)));
     assert!(throttled[0]["detail"].as_str().unwrap().contains("from 203.0.113.7"), "{throttled:?}");
@@ -127,11 +132,15 @@ async fn denials_throttled_and_refused_logins_and_basic_access_are_audited_withi
         let r = http(&base, "POST", "/api/login", &[("content-type", "application/json")], &body).await;
         assert_eq!(r.status, 400, "{}", r.body);
     }
+    let refused = eventually(Duration::from_secs(10), "every refusal counted", || async {
+        let found = audit(&base, &admin, "action=login.refused&limit=500").await;
+        (found.first().is_some_and(|e| e["times"] == FLOOD as u64)).then_some(found)
+    })
+    .await;
     let grown = std::fs::metadata(&store_file).unwrap().len().saturating_sub(size_before);
     let per_request = grown / FLOOD as u64;
     assert!(per_request < 8 * 1024, "the store grew by {grown} bytes, {per_request} per request");
     // The refusals are one entry with a count, keyed by the client address; no text of the names is kept.
-    let refused = audit(&base, &admin, "action=login.refused&limit=500").await;
     assert_eq!(refused.len(), 1, "{refused:?}");
     let e = &refused[0];
     assert_eq!(

@@ -296,7 +296,18 @@ async fn over_long_user_names_and_passwords_are_refused_before_the_audit() {
     assert_eq!(r.status, 400, "{}", r.body);
     // None of the text reached the audit: the refusals from this address are one entry with a count (issue 8
     // §4); the correct password still works: nothing was throttled.
-    let audit = http(&server.base, "GET", "/api/audit", &[("cookie", &cookie)], "").await.json();
+    // (refusals are answered before their entry commits)
+    let audit = support::eventually(Duration::from_secs(10), "the refusals audited", || async {
+        let audit = http(&server.base, "GET", "/api/audit", &[("cookie", &cookie)], "").await.json();
+        let counted: u64 = audit
+            .as_array()?
+            .iter()
+            .filter(|e| e["action"] == "login.refused")
+            .filter_map(|e| e["times"].as_u64())
+            .sum();
+        (counted == 7).then_some(audit)
+    })
+    .await;
     // (one for the long names, one for the long password)
     let entries = audit.as_array().unwrap();
     assert_eq!(entries.len(), before + 2, "{audit}");

@@ -349,15 +349,19 @@ fn too_long(
 /// Audits a login refused before any password check: repeatable, so a flood of the same refusal is one entry
 /// with a count. `username` is within its limit (a throttled login's); an over-long one is not recorded at all
 /// (`None`: junk, and it would make every entry of a flood distinct), only the client address, as resolved
-/// through `trusted_proxies`.
-async fn audit_refusal(state: &AppState, username: Option<&str>, action: &str, ip: Option<IpAddr>, why: &str) {
+/// through `trusted_proxies`. The refusal is answered at once, without waiting for the entry's commit: a
+/// throttled burst must not last longer (and outlive its own delays) because each refusal waits for the store.
+fn audit_refusal(state: &AppState, username: Option<&str>, action: &'static str, ip: Option<IpAddr>, why: &str) {
     let (actor, target, detail) = match username {
-        Some(name) => (name, name.to_owned(), format!("{why}; from {}", shown(ip))),
-        None => ("-", format!("client {}", shown(ip)), why.to_owned()),
+        Some(name) => (name.to_owned(), name.to_owned(), format!("{why}; from {}", shown(ip))),
+        None => ("-".to_owned(), format!("client {}", shown(ip)), why.to_owned()),
     };
-    if let Err(e) = state.api.audit().record_repeatable(actor, action, &target, &detail, false).await {
-        tracing::warn!(message = "Audit of a refused login not stored.", action, error = %e);
-    }
+    let audit = state.api.audit().clone();
+    tokio::spawn(async move {
+        if let Err(e) = audit.record_repeatable(&actor, action, &target, &detail, false).await {
+            tracing::warn!(message = "Audit of a refused login not stored.", action, error = %e);
+        }
+    });
 }
 
 /// Checks credentials with throttling, a bounded number of concurrent checks, logging, counting and auditing;
@@ -381,7 +385,7 @@ pub async fn check_login(
     });
     if let Err(refused) = long {
         let AppError::BadRequest(why) = &refused else { return Err(refused) };
-        audit_refusal(state, None, "login.refused", ip, why).await;
+        audit_refusal(state, None, "login.refused", ip, why);
         return Err(refused);
     }
     let attempt = match state.throttle.begin(username, ip) {
@@ -389,7 +393,7 @@ pub async fn check_login(
         Err(retry_after_s) => {
             Metrics::inc(&state.guard.throttled);
             tracing::warn!(message = "Login refused while throttled.", username, client = ?ip, retry_after_s);
-            audit_refusal(state, Some(username), "login.throttled", ip, "too many failures").await;
+            audit_refusal(state, Some(username), "login.throttled", ip, "too many failures");
             return Err(AppError::Throttled { retry_after_s });
         }
     };
