@@ -258,13 +258,13 @@ impl App {
     /// Stops serving, stops the tree (the store writer finishes its batch), stops the simulator; audited as a
     /// clean stop asked for by the caller.
     pub async fn shutdown(self) {
-        self.shutdown_because("requested by the process").await
+        self.shutdown_because("requested by the process", true).await
     }
 
-    /// A clean stop: audited with `how` (the signal) before anything stops, with the run marker cleared in the
-    /// same submission, so the next start does not report a crash.
-    pub async fn shutdown_because(self, how: &str) {
-        if let Err(e) = self.handle.audit().server_stopping(how).await {
+    /// An orderly stop: audited with `how` (the signal, or the failure when `ok` is false) before anything
+    /// stops, with the run marker cleared in the same submission, so the next start does not report a crash.
+    pub async fn shutdown_because(self, how: &str, ok: bool) {
+        if let Err(e) = self.handle.audit().server_stopping(how, ok).await {
             tracing::error!(message = "The clean stop could not be audited; the next start will report a crash.", error = %e);
         }
         if let Some(control) = self.sim_control {

@@ -191,11 +191,11 @@ async fn run(
         say(&format!("First start: created user \"admin\" with password {pw}  (shown once; set WATERWORKS_ADMIN_PASSWORD to choose it)"));
     }
     let (result, how) = tokio::select! {
-        r = app.wait() => (r, "the server failed"),
+        r = app.wait() => (r, "the supervision tree or the HTTP server stopped; see the log"),
         signal = shutdown_signal() => (Ok(()), signal),
     };
     tracing::info!(message = "Shutting down.", cause = how);
-    app.shutdown_because(how).await;
+    app.shutdown_because(how, result.is_ok()).await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -141,9 +141,11 @@ impl AuditApi {
         Ok(StartFindings { crashed, config_changed: changed.then_some(previous_hash) })
     }
 
-    /// Audits a clean stop (`how`: the signal or the caller) and clears the run marker, in one submission.
-    pub async fn server_stopping(&self, how: &str) -> Result<(), ApiError> {
-        let entry = self.entry("system", "server.stop", "server", &format!("clean stop: {how}"), true);
+    /// Audits an orderly stop (`how`: the signal or the caller; `ok` false when the server stops because it
+    /// failed) and clears the run marker, in one submission.
+    pub async fn server_stopping(&self, how: &str, ok: bool) -> Result<(), ApiError> {
+        let detail = if ok { format!("clean stop: {how}") } else { format!("stopped after a failure: {how}") };
+        let entry = self.entry("system", "server.stop", "server", &detail, ok);
         self.writer.submit(vec![Op::Audit(entry), Op::Run(RunOp::Stopped)]).await?;
         Ok(())
     }
