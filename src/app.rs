@@ -189,6 +189,20 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
             mqtt_sims.push(meters);
         }
     }
+    // Audited before anyone can log in: what this start found (a crash of the previous run, a changed
+    // configuration) and the start itself; this run is marked as running until a clean stop (issue 8 §4).
+    let start_info = actors::api::StartInfo {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        config: config.source.clone(),
+        config_hash: config.text_hash.clone(),
+    };
+    let findings =
+        tree.handle.audit().server_started(&start_info).await.map_err(|e| anyhow!("cannot audit the start: {e}"))?;
+    if findings.crashed.is_some() {
+        tracing::warn!(
+            message = "Started after a crash: the previous run recorded no clean stop; see the audit journal."
+        );
+    }
     let generated_admin_password = tree
         .handle
         .users()
@@ -252,8 +266,18 @@ impl App {
         }
     }
 
-    /// Stops serving, stops the tree (the store writer finishes its batch), stops the simulator.
+    /// Stops serving, stops the tree (the store writer finishes its batch), stops the simulator; audited as a
+    /// clean stop asked for by the caller.
     pub async fn shutdown(self) {
+        self.shutdown_because("requested by the process", true).await
+    }
+
+    /// An orderly stop: audited with `how` (the signal, or the failure when `ok` is false) before anything
+    /// stops, with the run marker cleared in the same submission, so the next start does not report a crash.
+    pub async fn shutdown_because(self, how: &str, ok: bool) {
+        if let Err(e) = self.handle.audit().server_stopping(how, ok).await {
+            tracing::error!(message = "The clean stop could not be audited; the next start will report a crash.", error = %e);
+        }
         if let Some(control) = self.sim_control {
             control.shutdown().await;
         }

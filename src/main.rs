@@ -204,12 +204,12 @@ async fn run(
     if let Some(pw) = &app.generated_admin_password {
         say(&format!("First start: created user \"admin\" with password {pw}  (shown once; it must be changed at the first login; set WATERWORKS_ADMIN_PASSWORD to choose it)"));
     }
-    let result = tokio::select! {
-        r = app.wait() => r,
-        _ = shutdown_signal() => Ok(()),
+    let (result, how) = tokio::select! {
+        r = app.wait() => (r, "the supervision tree or the HTTP server stopped; see the log"),
+        signal = shutdown_signal() => (Ok(()), signal),
     };
-    tracing::info!(message = "Shutting down.");
-    app.shutdown().await;
+    tracing::info!(message = "Shutting down.", cause = how);
+    app.shutdown_because(how, result.is_ok()).await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -411,7 +411,8 @@ async fn simulate(config: PathBuf, faults: Vec<String>, control: Option<SocketAd
     ExitCode::SUCCESS
 }
 
-async fn shutdown_signal() {
+/// Waits for SIGINT or SIGTERM and names it.
+async fn shutdown_signal() -> &'static str {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -427,7 +428,7 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        _ = ctrl_c => "signal SIGINT",
+        _ = term => "signal SIGTERM",
     }
 }

@@ -13,6 +13,11 @@
 //! The status (state, last command, latched fault) and the comm status are stored with each poll and in the
 //! same submission as a command's or reset's audit record, and restored when the actor (re)starts.
 //!
+//! A command is also kept as pending in the store (`valve_pending`) from its "requested" record to its result,
+//! in the same submissions: a pending command found when the actor starts was cut off by a crash; it is shown
+//! as the valve's last command with the result `command_interrupted` and audited `valve.<action>.interrupted`
+//! (issue 8 §4).
+//!
 //! What it deliberately does not do: decide the fault rules (the model does), or retry a failed command.
 
 use std::sync::Arc;
@@ -33,7 +38,7 @@ use crate::model::{
     CommError, CommEvent, CommStatus, CommandRecord, CommandResult, DeviceId, DeviceKind, DeviceView, ErrorCode,
     FaultChange, RegionId, Reported, ResetRecord, ResetRefused, Timestamp, ValveAction, ValveState, ValveStatus,
 };
-use crate::store::{AuditEntry, FieldStore, Op, StoreError};
+use crate::store::{AuditEntry, FieldStore, Op, PendingValveCommand, StoreError};
 use crate::supervisor::Slot;
 
 /// How a valve model is driven over Modbus: a command register and a status register.
@@ -256,6 +261,8 @@ pub struct ValveActorState {
     status: ValveStatus,
     /// Events waiting for the next store submission to commit before they are published.
     pending: Vec<Event>,
+    /// A command found pending at start (a crash cut it off), to be audited and cleared in `post_start`.
+    interrupted: Option<PendingValveCommand>,
 }
 
 fn view_of(spec: &ValveSpec, comm: CommStatus, status: &ValveStatus) -> DeviceView {
@@ -273,19 +280,45 @@ fn view_of(spec: &ValveSpec, comm: CommStatus, status: &ValveStatus) -> DeviceVi
 
 /// The view of a valve as last stored (fresh if nothing was).
 pub fn initial_view(spec: &ValveSpec, store: &dyn FieldStore) -> DeviceView {
-    let (comm, status) = restored(spec, store);
+    let (comm, status, _) = restored(spec, store);
     view_of(spec, comm, &status)
 }
 
-/// The comm status and valve status as last stored. A valve stored mid-travel shows unknown: where it
-/// stopped is not known until it is read.
-fn restored(spec: &ValveSpec, store: &dyn FieldStore) -> (CommStatus, ValveStatus) {
+/// The comm status and valve status as last stored, and a command a crash cut off. A valve stored mid-travel
+/// shows unknown: where it stopped is not known until it is read; so does one whose command was cut off, and
+/// that command is its last one, failed as `command_interrupted`.
+fn restored(spec: &ValveSpec, store: &dyn FieldStore) -> (CommStatus, ValveStatus, Option<PendingValveCommand>) {
     let comm = crate::restore::comm(store, &spec.id, spec.path(), 1);
     let mut status = crate::restore::valve(store, &spec.id);
     if matches!(status.state, ValveState::Opening | ValveState::Closing) {
         status.state = ValveState::Unknown;
     }
-    (comm, status)
+    let pending = store.valve_pending(&spec.id).unwrap_or_else(|e| {
+        tracing::warn!(message = "Cannot read a valve's pending command.", valve = %spec.id, error = %e);
+        None
+    });
+    if let Some(p) = &pending {
+        status.state = ValveState::Unknown;
+        status.last_command = Some(interrupted_record(p, status.state));
+    }
+    (comm, status, pending)
+}
+
+/// The record of a command cut off by a crash: requested, then no result.
+fn interrupted_record(p: &PendingValveCommand, state: ValveState) -> CommandRecord {
+    let e = CommError::new(
+        ErrorCode::CommandInterrupted,
+        "interrupted: the server stopped before the command's result was known",
+    );
+    CommandRecord {
+        action: p.action,
+        requested_by: p.requested_by.clone(),
+        reason: p.reason.clone(),
+        requested_at: p.requested_at,
+        finished_at: p.requested_at,
+        result: CommandResult::failed(&e),
+        state,
+    }
 }
 
 impl ValveActorState {
@@ -339,10 +372,9 @@ impl ValveActorState {
     /// Stores the valve status and comm status, with `audit` if given, in one submission; then publishes the
     /// queued events (comm lost and restored through `EventBus::comm`, like every device's) and the view.
     /// The view goes out even if the store failed: it is what the valve reported, and the error is logged.
-    async fn commit(&mut self, audit: Option<AuditEntry>) -> Result<(), StoreError> {
+    async fn commit(&mut self, extra: Vec<Op>) -> Result<(), StoreError> {
         let id = self.args.spec.id.clone();
-        let mut ops = Vec::with_capacity(3);
-        ops.extend(audit.map(Op::Audit));
+        let mut ops = extra;
         ops.push(Op::ValveStatus(id.clone(), self.status.clone()));
         ops.push(Op::DeviceStatus(id.clone(), self.comm.clone()));
         let stored = self.args.ctx.writer.submit(ops).await.map(drop);
@@ -444,7 +476,21 @@ impl ValveActorState {
         let requested_at = self.now();
         let was_in_fault = self.status.in_fault();
         tracing::info!(message = "Valve command.", valve = %spec.id, action = %action, by = %requested_by, reason = %reason);
-        self.audit(format!("valve.{action}.requested"), &requested_by, format!("reason: {reason}"), true).await;
+        // The request's record and the pending command in one submission: a crash from here to the result's
+        // commit leaves the command pending, and the next start closes it as interrupted.
+        let requested =
+            self.audit_entry(format!("valve.{action}.requested"), &requested_by, format!("reason: {reason}"), true);
+        let pending =
+            PendingValveCommand { action, requested_by: requested_by.clone(), reason: reason.clone(), requested_at };
+        if let Err(e) = self
+            .args
+            .ctx
+            .writer
+            .submit(vec![Op::Audit(requested), Op::ValvePending(spec.id.clone(), Some(pending))])
+            .await
+        {
+            tracing::error!(message = "Valve audit entry not stored.", valve = %spec.id, error = %e);
+        }
 
         let mut written = false;
         let result = match self.read().await {
@@ -488,7 +534,7 @@ impl ValveActorState {
         let now = self.now();
         self.fault_event(change, now);
         let entry = self.audit_entry(format!("valve.{action}"), &requested_by, detail, result.ok());
-        let _ = self.commit(Some(entry)).await;
+        let _ = self.commit(vec![Op::Audit(entry), Op::ValvePending(spec.id.clone(), None)]).await;
         record
     }
 
@@ -509,7 +555,7 @@ impl ValveActorState {
                 let detail = format!("fault cleared, now {}; reason: {reason}", self.state_name());
                 let entry = self.audit_entry("valve.reset".into(), &requested_by, detail, true);
                 self.fault_event(Some(change), at);
-                if let Err(e) = self.commit(Some(entry)).await {
+                if let Err(e) = self.commit(vec![Op::Audit(entry)]).await {
                     // Not stored, so not made: the fault stays as it was, and its clearing is not announced.
                     self.status = before;
                     self.pending.pop();
@@ -607,7 +653,20 @@ impl ValveActorState {
         let failure = result.as_ref().err();
         let lost = self.comm.end_cycle_with(&outcome, failure);
         self.comm_event(lost, now);
-        let _ = self.commit(None).await;
+        let _ = self.commit(Vec::new()).await;
+    }
+
+    /// Closes a command a crash cut off: audited as interrupted, and no longer pending; its record is already
+    /// the last command (`restored`).
+    async fn close_interrupted(&mut self, p: PendingValveCommand) {
+        let spec = self.args.spec.clone();
+        tracing::warn!(message = "Valve command interrupted by a stop; its result is unknown.", valve = %spec.id, action = %p.action, by = %p.requested_by);
+        let detail = format!(
+            "requested at {} ms; the server stopped before its result; the valve may or may not have moved; reason: {}",
+            p.requested_at.0, p.reason
+        );
+        let entry = self.audit_entry(format!("valve.{}.interrupted", p.action), &p.requested_by, detail, false);
+        let _ = self.commit(vec![Op::Audit(entry), Op::ValvePending(spec.id.clone(), None)]).await;
     }
 }
 
@@ -622,7 +681,7 @@ impl Actor for ValveActor {
         args: ValveArgs,
     ) -> Result<ValveActorState, ActorProcessingErr> {
         args.slot.set(myself);
-        let (comm, status) = restored(&args.spec, args.ctx.store.as_ref());
+        let (comm, status, interrupted) = restored(&args.spec, args.ctx.store.as_ref());
         Ok(ValveActorState {
             link: match &args.spec.interface {
                 ValveInterface::Register { path, valve } => {
@@ -638,6 +697,7 @@ impl Actor for ValveActor {
             comm,
             status,
             pending: Vec::new(),
+            interrupted,
             args,
         })
     }
@@ -645,8 +705,11 @@ impl Actor for ValveActor {
     async fn post_start(
         &self,
         myself: ActorRef<ValveMsg>,
-        _state: &mut ValveActorState,
+        state: &mut ValveActorState,
     ) -> Result<(), ActorProcessingErr> {
+        if let Some(p) = state.interrupted.take() {
+            state.close_interrupted(p).await;
+        }
         myself.cast(ValveMsg::Poll)?;
         Ok(())
     }

@@ -40,6 +40,7 @@
       logout: '退出登录',
       account_link: '我的账户',
       admin_link: '用户管理',
+      audit_link: '审计日志',
       sum_devices: '设备总数',
       sum_comm_lost: '通信中断',
       sum_wq_out: '水质超限',
@@ -143,6 +144,7 @@
       err_internal: '内部错误，连接将重建',
       err_valve_not_confirmed: '{s} 秒内未确认到位（最后回读：{seen}）',
       err_valve_reports_fault: '阀门报告故障',
+      err_command_interrupted: '命令执行中服务器停止，结果未知',
       err_stage_before_command: '命令前无法读取阀门：{text}',
       err_stage_refused: '阀门拒绝了命令：{text}',
       err_stage_not_sent: '命令未能发送：{text}',
@@ -257,6 +259,7 @@
       logout: 'Log out',
       account_link: 'My account',
       admin_link: 'Users',
+      audit_link: 'Audit journal',
       sum_devices: 'Devices',
       sum_comm_lost: 'Comm lost',
       sum_wq_out: 'Quality out of limits',
@@ -360,6 +363,7 @@
       err_internal: 'internal error; the connection is renewed',
       err_valve_not_confirmed: 'not confirmed within {s} s (last read back: {seen})',
       err_valve_reports_fault: 'the valve reports a fault',
+      err_command_interrupted: 'the server stopped during the command; its result is unknown',
       err_stage_before_command: 'valve unreachable before the command: {text}',
       err_stage_refused: 'the valve refused the command: {text}',
       err_stage_not_sent: 'the command could not be sent: {text}',
@@ -2118,6 +2122,8 @@
     // User management is for admins (issue 8 §2); the server refuses the page to others anyway.
     const adminLink = byId('admin-link');
     if (adminLink) adminLink.hidden = state.user.role !== 'admin';
+    // The audit journal is for admins (the server refuses everyone else too).
+    byId('audit-link').hidden = state.user.role !== 'admin';
   }
 
   function applyStaticLabels() {

@@ -89,6 +89,10 @@ impl AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, code, message) = self.parts();
+        if let AppError::Forbidden(why) = &self {
+            // Why, for the audit of the 403 (`crate::audit::audit_denials`).
+            crate::audit::forbidden(why);
+        }
         let mut body = json!({ "error": message, "code": code });
         if let AppError::Refused(r) = &self {
             if !r.params.is_empty() {

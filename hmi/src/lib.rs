@@ -6,6 +6,7 @@
 //! - `session`: sessions, login throttling and the credential check, the authenticated-user extractor;
 //!   `cookie`: the session cookie's name and form;
 //! - [`serve`]: the connection loop with its limits (timeouts, the connection cap; issue 8 §3);
+//! - `audit`: the audit of 403s, the journal's query and the admins' audit page (issue 8 §4);
 //! - `routes`: JSON handlers; `ws`: the live stream; `metrics`: Prometheus text; `openapi`: the API document;
 //! - `assets/`: the web page, compiled into the binary (no CDN; DESIGN.md §10).
 //!
@@ -15,7 +16,12 @@
 //! methods other than GET, HEAD and POST before they are routed (`edge`, which also checks the body size and
 //! the origin of state-changing requests).
 
+// The OpenAPI document is one `json!` literal; with every route of issues 8 §2 and §4 it nests deeper than
+// serde_json's macro expands by default.
+#![recursion_limit = "256"]
+
 mod accounts;
+mod audit;
 pub mod client;
 mod cookie;
 pub mod edge;
@@ -39,7 +45,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-use actors::api::{EventsApi, FieldApi, SystemApi, UsersApi};
+use actors::api::{AuditApi, EventsApi, FieldApi, SystemApi, UsersApi};
 use actors::metrics::Metrics;
 pub use error::AppError;
 pub use serve::{serve, serve_with, ServerLimits};
@@ -129,6 +135,12 @@ impl FromRef<AppState> for SystemApi {
     }
 }
 
+impl FromRef<AppState> for AuditApi {
+    fn from_ref(state: &AppState) -> Self {
+        state.api.audit().clone()
+    }
+}
+
 impl FromRef<AppState> for Arc<guard::LoginGuard> {
     fn from_ref(state: &AppState) -> Self {
         state.guard.clone()
@@ -185,7 +197,7 @@ async fn security_headers(
     response
 }
 
-fn wants_html(headers: &HeaderMap) -> bool {
+pub(crate) fn wants_html(headers: &HeaderMap) -> bool {
     headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"))
 }
 
@@ -281,10 +293,15 @@ pub fn router(handle: actors::api::Handle, config: HmiConfig) -> Router {
         .route("/api/users/{name}/role", post(accounts::set_role))
         .route("/api/sessions", get(accounts::sessions))
         .route("/api/sessions/{id}", axum::routing::delete(accounts::revoke_session))
-        .route("/api/audit", get(routes::audit))
+        .route("/api/audit", get(audit::query))
+        .route("/audit", get(audit::page))
+        .route("/assets/audit.js", get(audit::script))
+        .route("/assets/audit.css", get(audit::style))
         .route("/api/system/supervision", get(routes::supervision))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Inside `edge`: the origin refusals `edge` audits itself (`request.refused`) are not audited twice.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), audit::audit_denials))
         .layer(axum::middleware::from_fn_with_state(state.clone(), edge::edge))
         .layer(axum::middleware::from_fn_with_state(config, security_headers))
         .layer(axum::extract::DefaultBodyLimit::max(edge::MAX_BODY))

@@ -76,6 +76,9 @@ pub const AUTHENTICATED: &[(&str, &str)] = &[
     ("POST", "/api/users/{name}/role"),
     ("GET", "/api/sessions"),
     ("DELETE", "/api/sessions/{id}"),
+    ("GET", "/audit"),
+    ("GET", "/assets/audit.js"),
+    ("GET", "/assets/audit.css"),
     ("GET", "/api/system/supervision"),
 ];
 
@@ -196,7 +199,22 @@ pub fn document() -> Value {
                                "404": error_response("no_such_session (also for another user's session)") } } },
             "/admin": { "get": op("The user management page (HTML)", "admin") },
             "/account": { "get": op("The account page: change one's password, one's sessions (HTML)", "any") },
-            "/api/audit": { "get": op("The audit journal, newest first", "admin") },
+            "/api/audit": { "get": {
+                "summary": "The audit journal (R-G4), newest first, filtered and paged",
+                "description": "Roles: admin. Each entry: `seq` (the paging cursor), `ts` (ms since the epoch, UTC), `actor`, `action` (e.g. login, login.failure, login.throttled, login.refused, login.basic, access.denied, server.start, server.stop, server.crash_detected, config.changed, user.create, valve.close.requested, valve.close, valve.close.interrupted, valve.close.refused, valve.reset), `target`, `detail`, `ok`, `times` (how often it happened: repeats of the same failure within a minute are counted on one entry) and `last_ts`. Text filters match exactly, or a prefix when they end in `*`. A query looks at no more than 20,000 entries; when a page may have older entries, the `X-Next-Before` header gives the `before` of the next page.",
+                "parameters": [
+                    { "name": "actor", "in": "query", "schema": { "type": "string", "maxLength": 160 } },
+                    { "name": "action", "in": "query", "schema": { "type": "string", "maxLength": 160 }, "description": "e.g. access.denied, or valve.* for a prefix" },
+                    { "name": "target", "in": "query", "schema": { "type": "string", "maxLength": 160 } },
+                    { "name": "ok", "in": "query", "schema": { "type": "boolean" } },
+                    { "name": "from", "in": "query", "schema": { "type": "integer" }, "description": "ms since the epoch, inclusive" },
+                    { "name": "to", "in": "query", "schema": { "type": "integer" }, "description": "ms since the epoch, inclusive" },
+                    { "name": "before", "in": "query", "schema": { "type": "integer", "minimum": 1 }, "description": "only entries with a smaller seq (the X-Next-Before of the previous page)" },
+                    { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 500, "default": 100 } } ],
+                "responses": { "200": { "description": "The entries, newest first; header X-Next-Before when there may be older ones" },
+                               "400": error_response("Unknown parameter or bad value (named in the message)"),
+                               "401": error_response("Not logged in"), "403": error_response("Not an admin") } } },
+            "/audit": { "get": op("The audit journal page (HTML)", "admin") },
             "/api/system/supervision": { "get": op("The supervision tree and restart counts", "admin, operator") },
             "/api/openapi.json": { "get": op("This document", "any") },
             "/metrics": { "get": op("Prometheus metrics", "admin, operator") },

@@ -272,23 +272,6 @@ pub async fn create_user(
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuditQuery {
-    limit: Option<usize>,
-}
-
-pub async fn audit(
-    State(users): State<UsersApi>,
-    State(metrics): State<Arc<Metrics>>,
-    user: AuthUser,
-    query: Result<Query<AuditQuery>, QueryRejection>,
-) -> Result<Response, AppError> {
-    user.require(&[Role::Admin])?;
-    let Query(q) = query.map_err(|e| bad_query(&metrics, e))?;
-    Ok(Json(users.audit_log(q.limit.unwrap_or(200).clamp(1, 5000))?).into_response())
-}
-
 pub async fn supervision(State(system): State<SystemApi>, user: AuthUser) -> Result<Response, AppError> {
     user.require(OPS_ROLES)?;
     Ok(Json(system.supervision().await).into_response())

@@ -242,6 +242,8 @@ impl FromRequestParts<AppState> for AuthUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let user = authenticate(parts, state).await?;
+        // Who this request is, should it end in 403 (`crate::audit::audit_denials`).
+        crate::audit::authenticated(&user.user);
         if user.user.must_change_password && !allowed_before_password_change(&parts.method, parts.uri.path()) {
             return Err(AppError::PasswordChangeRequired);
         }
@@ -249,6 +251,7 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
+/// The user of a session cookie, or of Basic credentials (cached, or checked like a login).
 async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<AuthUser, AppError> {
     if let Some(token) = session_token(&parts.headers, state.config.cookie_name()) {
         if let Some((session, user)) = state.api.users().session(&token, state.config.session_idle).await? {
@@ -274,10 +277,26 @@ async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<AuthUser, A
         // Basic credentials carry no second factor: a user with TOTP gets `totp_required` here.
         let user = check_login(state, &username, &password, None, ip).await?;
         state.guard.basic_cache.insert(&username, &password);
+        audit_basic(state, &user, ip).await;
         return Ok(AuthUser { user, token: None, session_id: None });
     }
     Metrics::inc(&state.metrics.bad_requests);
     Err(AppError::Unauthenticated)
+}
+
+/// Audits Basic credentials that were checked: once per cache fill (a password check), not per request, so at
+/// most once a minute per credential while a script keeps sending them (issue 8 §4).
+async fn audit_basic(state: &AppState, user: &UserInfo, ip: Option<IpAddr>) {
+    let ttl = crate::guard::BASIC_CACHE_TTL.as_secs();
+    let detail = format!("HTTP Basic credentials verified (cached {ttl} s) from {}", shown(ip));
+    if let Err(e) = state.api.audit().record(&user.username, "login.basic", &user.username, &detail, true).await {
+        tracing::warn!(message = "Audit of a Basic login not stored.", error = %e);
+    }
+}
+
+/// A client address as the audit shows it.
+fn shown(ip: Option<IpAddr>) -> String {
+    ip.map_or("unknown".to_owned(), |i| i.to_string())
 }
 
 /// Refuses a credential field longer than `max` (characters of a user name, bytes of a password): 400, counted,
@@ -299,6 +318,24 @@ fn too_long(
     Err(AppError::BadRequest(format!("the {field} is longer than {max} {unit}")))
 }
 
+/// Audits a login refused before any password check: repeatable, so a flood of the same refusal is one entry
+/// with a count. `username` is within its limit (a throttled login's); an over-long one is not recorded at all
+/// (`None`: junk, and it would make every entry of a flood distinct), only the client address, as resolved
+/// through `trusted_proxies`. The refusal is answered at once, without waiting for the entry's commit: a
+/// throttled burst must not last longer (and outlive its own delays) because each refusal waits for the store.
+fn audit_refusal(state: &AppState, username: Option<&str>, action: &'static str, ip: Option<IpAddr>, why: &str) {
+    let (actor, target, detail) = match username {
+        Some(name) => (name.to_owned(), name.to_owned(), format!("{why}; from {}", shown(ip))),
+        None => ("-".to_owned(), format!("client {}", shown(ip)), why.to_owned()),
+    };
+    let audit = state.api.audit().clone();
+    tokio::spawn(async move {
+        if let Err(e) = audit.record_repeatable(&actor, action, &target, &detail, false).await {
+            tracing::warn!(message = "Audit of a refused login not stored.", action, error = %e);
+        }
+    });
+}
+
 /// Checks credentials with throttling, a bounded number of concurrent checks, logging, counting and auditing;
 /// shared by login and Basic auth.
 pub async fn check_login(
@@ -309,8 +346,21 @@ pub async fn check_login(
     ip: Option<IpAddr>,
 ) -> Result<UserInfo, AppError> {
     // Over-long credentials are refused before they reach the throttle, the audit or the store (issue 8 §3).
-    too_long(state, ("username", "characters"), username.chars().count(), actors::model::user::MAX_USERNAME_CHARS, ip)?;
-    too_long(state, ("password", "bytes"), password.len(), actors::model::user::MAX_PASSWORD_BYTES, ip)?;
+    let long_name = too_long(
+        state,
+        ("username", "characters"),
+        username.chars().count(),
+        actors::model::user::MAX_USERNAME_CHARS,
+        ip,
+    );
+    let long = long_name.and_then(|()| {
+        too_long(state, ("password", "bytes"), password.len(), actors::model::user::MAX_PASSWORD_BYTES, ip)
+    });
+    if let Err(refused) = long {
+        let AppError::BadRequest(why) = &refused else { return Err(refused) };
+        audit_refusal(state, None, "login.refused", ip, why);
+        return Err(refused);
+    }
     // One name, one throttle key: `ADMIN` and `ａｄｍｉｎ` count as `admin` (issue 8 §2).
     let normal = actors::policy::normalise_username(username);
     let username = normal.as_deref().unwrap_or(username);
@@ -319,6 +369,7 @@ pub async fn check_login(
         Err(retry_after_s) => {
             Metrics::inc(&state.guard.throttled);
             tracing::warn!(message = "Login refused while throttled.", username, client = ?ip, retry_after_s);
+            audit_refusal(state, Some(username), "login.throttled", ip, "too many failures");
             return Err(AppError::Throttled { retry_after_s });
         }
     };
@@ -353,8 +404,10 @@ pub async fn check_login(
             let failures = attempt.failures;
             Metrics::inc(&state.metrics.login_failures);
             tracing::warn!(message = "Login failed.", username, client = ?ip, failures);
-            let detail = format!("from {}", ip.map_or("unknown".to_owned(), |i| i.to_string()));
-            if let Err(e) = state.api.users().audit(username, "login.failure", username, &detail, false).await {
+            let detail = format!("from {}", shown(ip));
+            if let Err(e) =
+                state.api.audit().record_repeatable(username, "login.failure", username, &detail, false).await
+            {
                 tracing::warn!(message = "Audit of a failed login not stored.", error = %e);
             }
             // Slow every failure down a little more, so guessing costs time even before the delays start.

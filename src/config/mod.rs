@@ -44,6 +44,14 @@ use lines::Lines;
 use problems::Check;
 use raw::{parse_toml, RawConfig, RawDefaults, RawRegion, RawServer, RawSimulator, RawSupervision};
 
+/// BLAKE2b-128 of a configuration's text, in hex.
+fn text_hash(text: &str) -> String {
+    use blake2::digest::consts::U16;
+    use blake2::Digest;
+    let digest = blake2::Blake2b::<U16>::digest(text.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The embedded demo village.
 pub const DEMO_TOML: &str = include_str!("../../config/demo.toml");
 
@@ -95,6 +103,8 @@ impl TlsFiles {
 pub struct Config {
     /// Where it came from (a path, or "embedded demo").
     pub source: String,
+    /// A hash of the file's text (BLAKE2b-128, hex): the start audits a change from the last run's (issue 8 §4).
+    pub text_hash: String,
     pub server: ServerConfig,
     pub tree: TreeSpec,
     pub simulator: Option<SimulatorSettings>,
@@ -201,7 +211,8 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
         lines: lines.settings,
         time,
     };
-    Ok(Config { source: file.to_owned(), server, tree, simulator, models, device_models, warnings })
+    let text_hash = text_hash(text);
+    Ok(Config { source: file.to_owned(), text_hash, server, tree, simulator, models, device_models, warnings })
 }
 
 /// `[server]`.

@@ -91,6 +91,9 @@ pub enum ErrorCode {
     ValveNotConfirmed,
     /// The valve reports a fault of its own.
     ValveReportsFault,
+    /// A valve command was requested, then the server (or the valve's actor) stopped before its result: the
+    /// valve may or may not have moved (issue 8 §4).
+    CommandInterrupted,
 }
 
 /// One parameter of an error: a number (milliseconds, an exception code) or a text (a meter id, a detail).

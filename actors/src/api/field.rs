@@ -19,7 +19,7 @@ use crate::model::{
     CommandRecord, CommandResult, DeviceId, DeviceView, MeterId, RegionView, ResetRecord, Timestamp, ValveAction,
 };
 use crate::station::StationSpec;
-use crate::store::{FieldStore, StoreError, StoredReading, StoredSample};
+use crate::store::{AuditEntry, FieldStore, Op, StoreError, StoreHandle, StoredReading, StoredSample};
 use crate::supervisor::Slot;
 use crate::valve::{ResetError, ValveMsg, ValveSpec};
 
@@ -37,6 +37,8 @@ pub struct History {
 
 struct Inner {
     store: Arc<dyn FieldStore>,
+    /// For the audit record of a command refused before it reached the valve.
+    writer: StoreHandle,
     hub: Slot<HubMsg>,
     regions: Vec<RegionView>,
     clock: SharedClock,
@@ -97,6 +99,7 @@ impl FieldApi {
         FieldApi {
             inner: Arc::new(Inner {
                 store: parts.stores.field.clone(),
+                writer: parts.writer.clone(),
                 hub: parts.hub.clone(),
                 regions: parts.regions.clone(),
                 clock: parts.clock.clone(),
@@ -227,7 +230,25 @@ impl FieldApi {
         let actor = self.valve_actor(id)?;
         // One pending command per valve: a second one is refused, not queued (20 queued commands once moved a
         // valve 13 times). The slot is freed when this call ends, however it ends.
-        let _pending = self.claim_valve(id, action, requested_by)?;
+        let _pending = match self.claim_valve(id, action, requested_by) {
+            Ok(guard) => guard,
+            Err(refused) => {
+                // Every command has its outcome in the journal (issue 8 §4), this one too; counted as a repeat
+                // when the same refusal comes again within a minute.
+                let entry = AuditEntry {
+                    ts: self.inner.clock.now(),
+                    actor: requested_by.to_owned(),
+                    action: format!("valve.{action}.refused"),
+                    target: id.to_owned(),
+                    detail: format!("{refused}; nothing written; reason: {reason}"),
+                    ok: false,
+                };
+                if let Err(e) = self.inner.writer.submit(vec![Op::AuditRepeatable(entry)]).await {
+                    tracing::error!(message = "Valve audit entry not stored.", valve = %id, error = %e);
+                }
+                return Err(refused);
+            }
+        };
         let requested_by = requested_by.to_owned();
         let queued_at = tokio::time::Instant::now();
         let record = ractor::call_t!(

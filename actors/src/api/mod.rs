@@ -6,7 +6,9 @@
 //!   resets, and the device actors themselves (for operations tooling and tests);
 //! - [`EventsApi`] (`events.rs`): the event journal, the live stream (subscribe, snapshot), the event bus;
 //! - [`UsersApi`] (`users.rs`): login, users, creating users, the first admin, the audit log;
-//! - [`SystemApi`] (`system.rs`): health, the supervision tree, metrics.
+//! - [`SystemApi`] (`system.rs`): health, the supervision tree, metrics;
+//! - [`AuditApi`] (`audit.rs`): the audit journal's query, entries the HTTP layer records (denials, throttled
+//!   logins, Basic access), the server's start (crash and configuration change found) and clean stop.
 //!
 //! [`Handle`] is the composite: the tree builds it once from [`HandleParts`], it constructs every domain's
 //! handle, and hands each out by accessor (`handle.field()`, `handle.users()`, …), so that an HTTP route is
@@ -15,6 +17,7 @@
 //!
 //! **Invariant:** every change made through these handles on behalf of a user is audited (R-G4).
 
+mod audit;
 mod events;
 mod field;
 mod system;
@@ -36,6 +39,7 @@ use crate::store::{StoreError, StoreHandle, Stores};
 use crate::supervisor::{Slot, SupervisorMsg};
 use crate::valve::{ValveMsg, ValveSpec};
 
+pub use audit::{AuditApi, StartFindings, StartInfo, MAX_PAGE as MAX_AUDIT_PAGE};
 pub use events::EventsApi;
 pub use field::{FieldApi, History};
 pub use system::{Health, SupervisorInfo, SystemApi};
@@ -135,6 +139,7 @@ pub struct Handle {
     events: EventsApi,
     users: UsersApi,
     system: SystemApi,
+    audit: AuditApi,
     clock: SharedClock,
     metrics: Arc<Metrics>,
 }
@@ -145,7 +150,8 @@ impl Handle {
         let events = EventsApi::new(&parts);
         let users = UsersApi::new(&parts);
         let system = SystemApi::new(&parts);
-        Handle { field, events, users, system, clock: parts.clock, metrics: parts.metrics }
+        let audit = AuditApi::new(&parts);
+        Handle { field, events, users, system, audit, clock: parts.clock, metrics: parts.metrics }
     }
 
     /// Devices, regions, history, valves.
@@ -169,6 +175,10 @@ impl Handle {
     }
 
     /// The counters every domain shares (the HTTP layer counts bad requests here too).
+    pub fn audit(&self) -> &AuditApi {
+        &self.audit
+    }
+
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }

@@ -14,7 +14,8 @@
 //!   last cycle or are comm-lost (issue 7 §4); no row when every meter was read. A meter's last success is
 //!   otherwise its latest reading's time. Created at open, so an older store gains it without a migration;
 //! - `users`: `username -> JSON UserRecord`;
-//! - `audit`: `sequence -> JSON AuditEntry`;
+//! - `audit`: `sequence -> JSON AuditEntry` (each field bounded; repeats, the run record and the journal's
+//!   reads are in `audit.rs`);
 //! - `valve_status`: `device -> JSON ValveStatus` (in `valve_status.rs`; a new table, created on open, so no
 //!   schema step);
 //! - `sessions`: `hash of the session token -> JSON SessionRecord` (in `users.rs`, issue 8 §2; created on open).
@@ -35,6 +36,7 @@
 //! - `cursors`: `consumer name -> last handled seq`.
 
 pub mod actor_state;
+pub mod audit;
 pub mod feed;
 pub mod feed_codec;
 mod migrate;
@@ -58,8 +60,10 @@ use crate::model::{
 };
 
 pub use actor_state::{ActorStateOp, ActorStates};
+pub use audit::{AuditFilter, AuditPage, AuditRecord, RunMarker, RunOp, TextMatch};
 pub use feed::{EventFilter, FeedEntry, FeedFact};
-pub use ports::{Backend, CommitStore, EventStore, FieldStore, StateStore, Stores, UserStore};
+pub use ports::{AuditStore, Backend, CommitStore, EventStore, FieldStore, StateStore, Stores, UserStore};
+pub use valve_status::PendingValveCommand;
 pub use writer::{Committed, StoreHandle, StoreWriter, StoreWriterArgs, StoreWriterMsg};
 
 use crate::event::{Event, EventRecord};
@@ -165,6 +169,12 @@ pub enum Op {
     Session(users::SessionOp),
     /// Removes a user's account (its audit entries stay).
     DeleteUser(String),
+    /// An audit entry counted on its first row when the same fact was written within a minute (`audit.rs`).
+    AuditRepeatable(AuditEntry),
+    /// The server's run record: started, stopped cleanly, configuration hash (`audit.rs`).
+    Run(RunOp),
+    /// A valve command requested and not yet ended, or none (`valve_status.rs`).
+    ValvePending(DeviceId, Option<PendingValveCommand>),
 }
 
 /// What a commit produced for the change feed.
@@ -360,6 +370,8 @@ impl Store {
             txn.open_table(CURSORS).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(valve_status::VALVE_STATUS).map_err(|e| open_err(e.to_string()))?;
             txn.open_table(users::SESSIONS).map_err(|e| open_err(e.to_string()))?;
+            txn.open_table(valve_status::VALVE_PENDING).map_err(|e| open_err(e.to_string()))?;
+            audit::create_tables(&txn).map_err(|e| open_err(e.to_string()))?;
         }
         txn.commit().map_err(|e| open_err(e.to_string()))?;
         Ok(())
@@ -451,10 +463,12 @@ impl Store {
                             users.insert(u.username.as_str(), json.as_slice())?;
                         }
                         Op::Audit(a) => {
-                            let json = serde_json::to_vec(a).map_err(|e| StoreError::Encode(e.to_string()))?;
-                            audit.insert(next_audit, json.as_slice())?;
+                            audit::put(&mut audit, next_audit, a)?;
                             next_audit += 1;
                         }
+                        Op::AuditRepeatable(a) => audit::put_repeatable(&txn, &mut audit, &mut next_audit, a)?,
+                        Op::Run(op) => audit::put_run(&txn, op)?,
+                        Op::ValvePending(id, p) => valve_status::put_pending(&txn, id, p.as_ref())?,
                         Op::ActorState(op) => actor_states.apply(op)?,
                         Op::ValveStatus(id, st) => valve_status::put(&txn, id, st)?,
                         Op::Session(op) => users::apply_session(&txn, op)?,

@@ -17,7 +17,10 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::users::SessionRecord;
-use super::{Applied, AuditEntry, EventFilter, FeedEntry, Op, Store, StoreError, StoredReading, StoredSample};
+use super::{
+    Applied, AuditEntry, AuditFilter, AuditPage, EventFilter, FeedEntry, Op, PendingValveCommand, RunMarker, Store,
+    StoreError, StoredReading, StoredSample,
+};
 use crate::event::EventRecord;
 use crate::model::{
     CommStatus, DeviceId, MeterComm, MeterId, MeterStatus, QualityFlags, Timestamp, UserRecord, ValveStatus, Volume,
@@ -65,6 +68,8 @@ pub trait FieldStore: Send + Sync + 'static {
     fn meter_comm(&self, device: &DeviceId) -> Result<Vec<(MeterId, MeterComm)>, StoreError>;
     /// A valve's last committed state, command and fault.
     fn valve_status(&self, device: &DeviceId) -> Result<Option<ValveStatus>, StoreError>;
+    /// A valve command requested and not yet ended (one a crash cut off, at start).
+    fn valve_pending(&self, device: &DeviceId) -> Result<Option<PendingValveCommand>, StoreError>;
 }
 
 /// The change feed and the event journal: consumers' cursors, the HMI's past events.
@@ -93,6 +98,16 @@ pub trait UserStore: Send + Sync + 'static {
     fn sessions(&self) -> Result<Vec<(String, SessionRecord)>, StoreError>;
 }
 
+/// The audit journal's query and the server's run record (issue 8 §4).
+pub trait AuditStore: Send + Sync + 'static {
+    /// Entries kept by `filter`, newest first: at most `limit`, looking at no more than `scan` entries.
+    fn audit_query(&self, filter: &AuditFilter, limit: usize, scan: usize) -> Result<AuditPage, StoreError>;
+    /// The marker of a run that has not stopped cleanly.
+    fn run_marker(&self) -> Result<Option<RunMarker>, StoreError>;
+    /// The hash of the configuration the last run loaded.
+    fn config_hash(&self) -> Result<Option<String>, StoreError>;
+}
+
 /// Opaque state blobs of on-demand actors (see `actor_state.rs`).
 pub trait StateStore: Send + Sync + 'static {
     fn actor_state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
@@ -110,9 +125,9 @@ pub trait CommitStore: Send + Sync + 'static {
 }
 
 /// Every interface, implemented by one backend.
-pub trait Backend: FieldStore + EventStore + UserStore + StateStore + CommitStore {}
+pub trait Backend: FieldStore + EventStore + UserStore + AuditStore + StateStore + CommitStore {}
 
-impl<T: FieldStore + EventStore + UserStore + StateStore + CommitStore> Backend for T {}
+impl<T: FieldStore + EventStore + UserStore + AuditStore + StateStore + CommitStore> Backend for T {}
 
 /// The backend's interfaces, one per domain, as the tree hands them out. Cheap to clone.
 #[derive(Clone)]
@@ -120,6 +135,7 @@ pub struct Stores {
     pub field: Arc<dyn FieldStore>,
     pub events: Arc<dyn EventStore>,
     pub users: Arc<dyn UserStore>,
+    pub audit: Arc<dyn AuditStore>,
     pub states: Arc<dyn StateStore>,
     pub commit: Arc<dyn CommitStore>,
 }
@@ -131,6 +147,7 @@ impl Stores {
             field: backend.clone(),
             events: backend.clone(),
             users: backend.clone(),
+            audit: backend.clone(),
             states: backend.clone(),
             commit: backend,
         }
@@ -200,6 +217,9 @@ impl FieldStore for Store {
     fn valve_status(&self, device: &DeviceId) -> Result<Option<ValveStatus>, StoreError> {
         Store::valve_status(self, device)
     }
+    fn valve_pending(&self, device: &DeviceId) -> Result<Option<PendingValveCommand>, StoreError> {
+        Store::valve_pending(self, device)
+    }
 }
 
 impl EventStore for Store {
@@ -235,6 +255,18 @@ impl UserStore for Store {
     }
     fn sessions(&self) -> Result<Vec<(String, SessionRecord)>, StoreError> {
         Store::sessions(self)
+    }
+}
+
+impl AuditStore for Store {
+    fn audit_query(&self, filter: &AuditFilter, limit: usize, scan: usize) -> Result<AuditPage, StoreError> {
+        Store::audit_query(self, filter, limit, scan)
+    }
+    fn run_marker(&self) -> Result<Option<RunMarker>, StoreError> {
+        Store::run_marker(self)
+    }
+    fn config_hash(&self) -> Result<Option<String>, StoreError> {
+        Store::config_hash(self)
     }
 }
 

@@ -7,11 +7,41 @@
 //! (only the latest status of each valve; the audit journal has the history of commands).
 
 use redb::{ReadableDatabase, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError};
-use crate::model::{DeviceId, ValveStatus};
+use crate::model::{DeviceId, Timestamp, ValveAction, ValveStatus};
 
 pub(super) const VALVE_STATUS: TableDefinition<&str, &[u8]> = TableDefinition::new("valve_status");
+pub(super) const VALVE_PENDING: TableDefinition<&str, &[u8]> = TableDefinition::new("valve_pending");
+
+/// A valve command that was requested (and audited as such) and has not ended yet.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PendingValveCommand {
+    pub action: ValveAction,
+    pub requested_by: String,
+    pub reason: String,
+    pub requested_at: Timestamp,
+}
+
+/// Records or clears a valve's pending command inside the writer's transaction.
+pub(super) fn put_pending(
+    txn: &WriteTransaction,
+    device: &DeviceId,
+    pending: Option<&PendingValveCommand>,
+) -> Result<(), StoreError> {
+    let mut table = txn.open_table(VALVE_PENDING)?;
+    match pending {
+        Some(p) => {
+            let json = serde_json::to_vec(p).map_err(|e| StoreError::Encode(e.to_string()))?;
+            table.insert(device.as_str(), json.as_slice())?;
+        }
+        None => {
+            table.remove(device.as_str())?;
+        }
+    }
+    Ok(())
+}
 
 /// Writes one valve's status inside the writer's transaction.
 pub(super) fn put(txn: &WriteTransaction, device: &DeviceId, status: &ValveStatus) -> Result<(), StoreError> {
@@ -30,6 +60,18 @@ impl Store {
             Some(v) => serde_json::from_slice(v.value())
                 .map(Some)
                 .map_err(|e| StoreError::Io(format!("valve status of {device}: {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    /// The command of a valve that was requested and never ended, if any.
+    pub fn valve_pending(&self, device: &DeviceId) -> Result<Option<PendingValveCommand>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(VALVE_PENDING)?;
+        match table.get(device.as_str())? {
+            Some(v) => serde_json::from_slice(v.value())
+                .map(Some)
+                .map_err(|e| StoreError::Io(format!("pending command of {device}: {e}"))),
             None => Ok(None),
         }
     }
