@@ -460,3 +460,42 @@ async fn reset_admin_recovers_the_admin_while_the_server_is_stopped() {
     assert_eq!(audited(&server, &cookie, "user.reset_admin", "admin").await, vec![("system".to_owned(), true)]);
     server.app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_admins_disabling_each_other_at_once_leave_one_enabled() {
+    let server = start(VILLAGE).await;
+    let mut survivor = ("admin".to_owned(), ADMIN_PASSWORD.to_owned());
+    for round in 0..5 {
+        let newcomer = format!("chief{round}");
+        let cookie = server.login(&survivor.0, &survivor.1).await;
+        assert_eq!(create(&server, &cookie, &newcomer, "admin").await.status, 201);
+        let other = server.login(&newcomer, PW).await;
+        let (path_a, path_b) = (format!("/api/users/{newcomer}/disable"), format!("/api/users/{}/disable", survivor.0));
+        let (a, b) =
+            tokio::join!(send(&server, "POST", &path_a, &cookie, None), send(&server, "POST", &path_b, &other, None),);
+        // One wins; the other is refused as the last admin, or its session already ended.
+        let statuses = [a.status, b.status];
+        assert!(
+            statuses.contains(&200) && statuses.iter().any(|s| *s == 409 || *s == 401),
+            "round {round}: {statuses:?}"
+        );
+        let winner = if a.status == 200 {
+            server.login(&survivor.0, &survivor.1).await
+        } else {
+            server.login(&newcomer, PW).await
+        };
+        let users = server.get("/api/users", &winner).await.json();
+        let enabled_admins: Vec<&str> = users
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|u| u["role"] == "admin" && u["disabled"] == false)
+            .map(|u| u["username"].as_str().unwrap())
+            .collect();
+        assert_eq!(enabled_admins.len(), 1, "round {round}: {users}");
+        if b.status == 200 {
+            survivor = (newcomer, PW.to_owned());
+        }
+    }
+    server.app.shutdown().await;
+}
