@@ -40,7 +40,7 @@ async fn create(server: &TestServer, admin: &str, name: &str, role: &str) -> Res
 
 /// The audit journal's entries for `action` on `target`, as (actor, ok), newest first.
 async fn audited(server: &TestServer, admin: &str, action: &str, target: &str) -> Vec<(String, bool)> {
-    let audit = server.get("/api/audit?limit=1000", admin).await.json();
+    let audit = server.get("/api/audit?limit=500", admin).await.json();
     audit
         .as_array()
         .unwrap()

@@ -325,10 +325,14 @@ async fn start_stop_crash_config_change_and_an_interrupted_valve_command_are_aud
         // The server dies mid-command: the connection ends without an answer.
         let _ = tokio::time::timeout(Duration::from_secs(60), async {
             let host = base.trim_start_matches("http://").to_owned();
-            let mut stream = tokio::net::TcpStream::connect(host).await.ok()?;
+            let mut stream = tokio::net::TcpStream::connect(host.as_str()).await.ok()?;
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let mut req =
-                format!("POST /api/valves/west-v1/command HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n", body.len());
+            let mut req = format!(
+                "POST /api/valves/west-v1/command HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n",
+                body.len()
+            );
+            // A request with a session cookie must name the server's own origin (issue 8 §5).
+            req.push_str(&format!("origin: http://{host}\r\n"));
             for (k, v) in headers {
                 req.push_str(&format!("{k}: {v}\r\n"));
             }
