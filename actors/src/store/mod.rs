@@ -34,6 +34,7 @@
 //! - `cursors`: `consumer name -> last handled seq`.
 
 pub mod actor_state;
+pub mod alarms;
 pub mod feed;
 pub mod feed_codec;
 mod migrate;
@@ -54,8 +55,9 @@ use crate::model::{
 };
 
 pub use actor_state::{ActorStateOp, ActorStates};
+pub use alarms::{AlarmAction, AlarmOp, JournalFilter};
 pub use feed::{EventFilter, FeedEntry, FeedFact};
-pub use ports::{Backend, CommitStore, EventStore, FieldStore, StateStore, Stores, UserStore};
+pub use ports::{AlarmStore, Backend, CommitStore, EventStore, FieldStore, StateStore, Stores, UserStore};
 pub use writer::{Committed, StoreHandle, StoreWriter, StoreWriterArgs, StoreWriterMsg};
 
 use crate::event::{Event, EventRecord};
@@ -157,6 +159,8 @@ pub enum Op {
     ActorState(ActorStateOp),
     /// A valve's state, last command and latched fault (`valve_status.rs`).
     ValveStatus(DeviceId, ValveStatus),
+    /// A change to the alarms: a condition, an operator's action, a shelf's expiry (`alarms.rs`).
+    Alarm(alarms::AlarmOp),
 }
 
 /// What a commit produced for the change feed.
@@ -409,6 +413,7 @@ impl Store {
                         }
                         Op::ActorState(op) => actor_states.apply(op)?,
                         Op::ValveStatus(id, st) => valve_status::put(&txn, id, st)?,
+                        Op::Alarm(op) => alarms::apply(&txn, op)?,
                     }
                 }
             }

@@ -16,10 +16,13 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::{Applied, AuditEntry, EventFilter, FeedEntry, Op, Store, StoreError, StoredReading, StoredSample};
+use super::{
+    Applied, AuditEntry, EventFilter, FeedEntry, JournalFilter, Op, Store, StoreError, StoredReading, StoredSample,
+};
 use crate::event::EventRecord;
 use crate::model::{
-    CommStatus, DeviceId, MeterComm, MeterId, MeterStatus, QualityFlags, Timestamp, UserRecord, ValveStatus, Volume,
+    Alarm, AlarmKey, AnalogState, CommStatus, DeviceId, JournalRecord, MeterComm, MeterId, MeterStatus, QualityFlags,
+    Timestamp, UserRecord, ValveStatus, Volume,
 };
 
 /// Field data as the device actors, the restore path and the field API read it.
@@ -93,6 +96,19 @@ pub trait StateStore: Send + Sync + 'static {
     fn actor_state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
+/// Alarms (issue 9): the standing alarms, the alarm journal, and where the engine's analog series stand.
+/// Written only by `Op::Alarm` (see `alarms.rs`).
+pub trait AlarmStore: Send + Sync + 'static {
+    /// Every alarm that is not normal, in id order.
+    fn standing_alarms(&self) -> Result<Vec<Alarm>, StoreError>;
+    /// One alarm, if it is standing (`None`: normal).
+    fn alarm(&self, key: &AlarmKey) -> Result<Option<Alarm>, StoreError>;
+    /// Journal records matching `filter`, newest first, at most `limit`, each with its number.
+    fn alarm_journal(&self, filter: &JournalFilter, limit: usize) -> Result<Vec<(u64, JournalRecord)>, StoreError>;
+    /// Where each water-quality series the engine watches stands, by `device/parameter`.
+    fn alarm_series(&self) -> Result<Vec<(String, AnalogState)>, StoreError>;
+}
+
 /// Where the store writer commits, and the health check.
 pub trait CommitStore: Send + Sync + 'static {
     /// Applies the submissions of one group commit in one durable transaction, all or nothing. A backend must:
@@ -105,9 +121,9 @@ pub trait CommitStore: Send + Sync + 'static {
 }
 
 /// Every interface, implemented by one backend.
-pub trait Backend: FieldStore + EventStore + UserStore + StateStore + CommitStore {}
+pub trait Backend: FieldStore + EventStore + UserStore + StateStore + AlarmStore + CommitStore {}
 
-impl<T: FieldStore + EventStore + UserStore + StateStore + CommitStore> Backend for T {}
+impl<T: FieldStore + EventStore + UserStore + StateStore + AlarmStore + CommitStore> Backend for T {}
 
 /// The backend's interfaces, one per domain, as the tree hands them out. Cheap to clone.
 #[derive(Clone)]
@@ -116,6 +132,7 @@ pub struct Stores {
     pub events: Arc<dyn EventStore>,
     pub users: Arc<dyn UserStore>,
     pub states: Arc<dyn StateStore>,
+    pub alarms: Arc<dyn AlarmStore>,
     pub commit: Arc<dyn CommitStore>,
 }
 
@@ -127,6 +144,7 @@ impl Stores {
             events: backend.clone(),
             users: backend.clone(),
             states: backend.clone(),
+            alarms: backend.clone(),
             commit: backend,
         }
     }
@@ -230,6 +248,21 @@ impl UserStore for Store {
 impl StateStore for Store {
     fn actor_state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Store::actor_state(self, key)
+    }
+}
+
+impl AlarmStore for Store {
+    fn standing_alarms(&self) -> Result<Vec<Alarm>, StoreError> {
+        Store::standing_alarms(self)
+    }
+    fn alarm(&self, key: &AlarmKey) -> Result<Option<Alarm>, StoreError> {
+        Store::alarm(self, key)
+    }
+    fn alarm_journal(&self, filter: &JournalFilter, limit: usize) -> Result<Vec<(u64, JournalRecord)>, StoreError> {
+        Store::alarm_journal(self, filter, limit)
+    }
+    fn alarm_series(&self) -> Result<Vec<(String, AnalogState)>, StoreError> {
+        Store::alarm_series(self)
     }
 }
 
