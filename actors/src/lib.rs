@@ -21,10 +21,12 @@
 //! - [`comm_error`]: each driver's errors as a code and parameters for the HMI, beside the English text.
 //! - [`event`], [`metrics`], [`clock`]: durable events and their bus, counters, the injected clock.
 //! - [`feed`]: consumers of the durable change feed (cursor persisted with their results).
+//! - [`alarms`]: the alarm engine (a feed consumer) and shelf expiry.
 //!
 //! **Invariant:** this crate knows no HTTP, JSON-over-HTTP or config file format; `src/` resolves config
 //! into the `*Args`/`*Spec` types here, and `hmi` turns [`api`] calls into HTTP.
 
+pub mod alarms;
 pub mod api;
 pub mod auth;
 pub mod cjt188;
