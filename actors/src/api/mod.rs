@@ -6,7 +6,8 @@
 //!   resets, and the device actors themselves (for operations tooling and tests);
 //! - [`EventsApi`] (`events.rs`): the event journal, the live stream (subscribe, snapshot), the event bus;
 //! - [`UsersApi`] (`users.rs`): login, users, creating users, the first admin, the audit log;
-//! - [`SystemApi`] (`system.rs`): health, the supervision tree, metrics.
+//! - [`SystemApi`] (`system.rs`): health, the supervision tree, metrics;
+//! - [`AlarmsApi`] (`alarms.rs`): standing alarms, the alarm journal, acknowledge, shelve, out of service.
 //!
 //! [`Handle`] is the composite: the tree builds it once from [`HandleParts`], it constructs every domain's
 //! handle, and hands each out by accessor (`handle.field()`, `handle.users()`, …), so that an HTTP route is
@@ -15,6 +16,7 @@
 //!
 //! **Invariant:** every change made through these handles on behalf of a user is audited (R-G4).
 
+mod alarms;
 mod events;
 mod field;
 mod system;
@@ -36,6 +38,7 @@ use crate::store::{StoreError, StoreHandle, Stores};
 use crate::supervisor::{Slot, SupervisorMsg};
 use crate::valve::{ValveMsg, ValveSpec};
 
+pub use alarms::{AlarmsApi, JournalEntry};
 pub use events::EventsApi;
 pub use field::{FieldApi, History};
 pub use system::{Health, SupervisorInfo, SystemApi};
@@ -103,6 +106,7 @@ pub struct Handle {
     events: EventsApi,
     users: UsersApi,
     system: SystemApi,
+    alarms: AlarmsApi,
     clock: SharedClock,
     metrics: Arc<Metrics>,
 }
@@ -113,7 +117,8 @@ impl Handle {
         let events = EventsApi::new(&parts);
         let users = UsersApi::new(&parts);
         let system = SystemApi::new(&parts);
-        Handle { field, events, users, system, clock: parts.clock, metrics: parts.metrics }
+        let alarms = AlarmsApi::new(&parts);
+        Handle { field, events, users, system, alarms, clock: parts.clock, metrics: parts.metrics }
     }
 
     /// Devices, regions, history, valves.
@@ -134,6 +139,11 @@ impl Handle {
     /// Health, supervision, metrics.
     pub fn system(&self) -> &SystemApi {
         &self.system
+    }
+
+    /// Standing alarms, the alarm journal, acknowledge and shelve.
+    pub fn alarms(&self) -> &AlarmsApi {
+        &self.alarms
     }
 
     /// The counters every domain shares (the HTTP layer counts bad requests here too).

@@ -87,11 +87,11 @@ impl AlarmAction {
     /// The audit name of the action.
     pub fn name(&self) -> &'static str {
         match self {
-            AlarmAction::Acknowledge { .. } => "alarm_acknowledge",
-            AlarmAction::Shelve { .. } => "alarm_shelve",
-            AlarmAction::Unshelve => "alarm_unshelve",
-            AlarmAction::RemoveFromService { .. } => "alarm_out_of_service",
-            AlarmAction::ReturnToService => "alarm_in_service",
+            AlarmAction::Acknowledge { .. } => "alarm.acknowledge",
+            AlarmAction::Shelve { .. } => "alarm.shelve",
+            AlarmAction::Unshelve => "alarm.unshelve",
+            AlarmAction::RemoveFromService { .. } => "alarm.out_of_service",
+            AlarmAction::ReturnToService => "alarm.in_service",
         }
     }
 }
