@@ -192,15 +192,15 @@ impl AlarmKey {
         AlarmKey { class, device: device.clone(), detail: detail.into() }
     }
 
-    /// The alarm's stable id (`class/device/detail`), its store key and its name in the API.
+    /// The alarm's stable id (`class~device~detail`), its store key and its name in the API (`~` is safe in
+    /// a URL path, and no id holds it: configuration allows letters, digits, `-`, `_` and `.`).
     pub fn id(&self) -> String {
-        format!("{}/{}/{}", self.class.as_str(), self.device, self.detail)
+        format!("{}~{}~{}", self.class.as_str(), self.device, self.detail)
     }
 
-    /// The key of an id made by [`AlarmKey::id`]. Device ids hold no `/` (configuration checks them), so the
-    /// first two slashes split it; the detail may hold more.
+    /// The key of an id made by [`AlarmKey::id`]: the first two `~` split it; the detail may hold more.
     pub fn parse(id: &str) -> Option<AlarmKey> {
-        let mut parts = id.splitn(3, '/');
+        let mut parts = id.splitn(3, '~');
         let class = AlarmClass::parse(parts.next()?)?;
         let device = parts.next().filter(|d| !d.is_empty())?;
         let detail = parts.next()?;
@@ -820,7 +820,7 @@ mod tests {
         type Step = fn(&mut Alarm) -> Result<JournalRecord, LifecycleError>;
         type Case = (Step, Option<AlarmState>, fn(AlarmState) -> LifecycleError);
         let unshelve: Step = |a| a.unshelve("duty1", Timestamp(20));
-        let suppress: Step = |a| a.suppress(Timestamp(20), "comm_lost/c1/");
+        let suppress: Step = |a| a.suppress(Timestamp(20), "comm_lost~c1~");
         let unsuppress: Step = |a| a.unsuppress(Timestamp(20));
         let remove: Step = |a| a.remove_from_service("admin", Timestamp(20), "analyser replaced".into());
         let restore: Step = |a| a.return_to_service("admin", Timestamp(20));
@@ -856,7 +856,7 @@ mod tests {
     fn a_journal_record_says_who_when_what_and_the_reason() {
         let mut a = alarm(Unacknowledged, true);
         let r = a.remove_from_service("admin", Timestamp(30), "analyser replaced".into()).unwrap();
-        assert_eq!(r.key.id(), "quality_low/w1/chlorine");
+        assert_eq!(r.key.id(), "quality_low~w1~chlorine");
         assert_eq!(
             (r.by.as_str(), r.at, r.what, r.from, r.to, r.comment.as_deref()),
             (
@@ -873,11 +873,11 @@ mod tests {
 
     #[test]
     fn alarm_ids_round_trip_and_bad_ids_are_refused() {
-        let k = AlarmKey::new(AlarmClass::MeterCommLost, &DeviceId::new("c1"), "M/01");
+        let k = AlarmKey::new(AlarmClass::MeterCommLost, &DeviceId::new("c1"), "M~01");
         assert_eq!(AlarmKey::parse(&k.id()), Some(k));
         let k = AlarmKey::new(AlarmClass::CommLost, &DeviceId::new("c1"), "");
-        assert_eq!(AlarmKey::parse("comm_lost/c1/"), Some(k));
-        for bad in ["", "comm_lost", "comm_lost/c1", "nope/c1/", "comm_lost//x"] {
+        assert_eq!(AlarmKey::parse("comm_lost~c1~"), Some(k));
+        for bad in ["", "comm_lost", "comm_lost~c1", "nope~c1~", "comm_lost~~x", "comm_lost/c1/"] {
             assert_eq!(AlarmKey::parse(bad), None, "{bad}");
         }
     }

@@ -227,7 +227,7 @@ async fn meters_behind_a_comm_lost_concentrator_are_suppressed_by_design_and_ret
     assert_eq!(rig.state(&m2), SuppressedByDesign);
     let standing = rig.store.standing_alarms().unwrap();
     let visible: Vec<_> = standing.iter().filter(|a| !a.state.hidden()).map(|a| a.key.id()).collect();
-    assert_eq!(visible, vec!["comm_lost/c1/"], "one alarm, not one per meter");
+    assert_eq!(visible, vec!["comm_lost~c1~"], "one alarm, not one per meter");
     // Restored: the meters come back, re-alarming since they are still lost; the device alarm returns.
     rig.feed(vec![comm_restored(5_000)]).await;
     assert_eq!((rig.state(&m1), rig.state(&m2)), (Unacknowledged, Unacknowledged));

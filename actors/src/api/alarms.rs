@@ -23,7 +23,7 @@ pub const MAX_JOURNAL: usize = 1000;
 pub const MAX_SHELF_OPERATOR: Duration = Duration::from_secs(8 * 3600);
 /// The longest shelf an administrator may set.
 pub const MAX_SHELF_ADMIN: Duration = Duration::from_secs(7 * 24 * 3600);
-/// Alarm ids are `class/device/detail`; anything longer is no alarm of ours.
+/// Alarm ids are `class~device~detail`; anything longer is no alarm of ours.
 const MAX_ID_CHARS: usize = 128;
 
 /// The alarm domain's handle. Cheap to clone.
@@ -284,7 +284,7 @@ mod tests {
         assert_eq!(api.return_to_service(&urgent, "root", Role::Admin).await.unwrap().to, AlarmState::Unacknowledged);
 
         // Unknown, malformed and normal alarms are not found.
-        for id in ["nope", "quality_low/w9/chlorine", &"x".repeat(10_000)] {
+        for id in ["nope", "quality_low~w9~chlorine", &"x".repeat(10_000)] {
             let err = api.acknowledge(id, "duty1", Role::Operator, None).await.unwrap_err();
             assert!(matches!(err, ApiError::NotFound(_)), "{err:?}");
         }

@@ -191,14 +191,14 @@ pub(super) fn apply(txn: &WriteTransaction, op: &AlarmOp) -> Result<(), StoreErr
             }
         }
         AlarmOp::SuppressDevice { device, class, at, cause } => {
-            for mut alarm in w.with_prefix(&format!("{}/{device}/", class.as_str()))? {
+            for mut alarm in w.with_prefix(&format!("{}~{device}~", class.as_str()))? {
                 if let Ok(record) = alarm.suppress(*at, cause) {
                     w.save(&alarm, record)?;
                 }
             }
         }
         AlarmOp::UnsuppressDevice { device, class, at } => {
-            for mut alarm in w.with_prefix(&format!("{}/{device}/", class.as_str()))? {
+            for mut alarm in w.with_prefix(&format!("{}~{device}~", class.as_str()))? {
                 if let Ok(record) = alarm.unsuppress(*at) {
                     w.save(&alarm, record)?;
                 }
@@ -353,7 +353,7 @@ mod tests {
             device: c1.clone(),
             class: AlarmClass::MeterCommLost,
             at: Timestamp(2),
-            cause: "comm_lost/c1/".into(),
+            cause: "comm_lost~c1~".into(),
         };
         store.apply_one(&[Op::Alarm(suppress)]).unwrap();
         assert_eq!(store.alarm(&m1).unwrap().unwrap().state, AlarmState::SuppressedByDesign);
