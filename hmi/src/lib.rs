@@ -122,6 +122,12 @@ impl FromRef<AppState> for UsersApi {
     }
 }
 
+impl FromRef<AppState> for actors::api::AlarmsApi {
+    fn from_ref(state: &AppState) -> Self {
+        state.api.alarms().clone()
+    }
+}
+
 impl FromRef<AppState> for SystemApi {
     fn from_ref(state: &AppState) -> Self {
         state.api.system().clone()
@@ -264,6 +270,10 @@ pub fn router(handle: actors::api::Handle, config: HmiConfig) -> Router {
         .route("/api/users", get(routes::users).post(routes::create_user))
         .route("/api/audit", get(routes::audit))
         .route("/api/system/supervision", get(routes::supervision))
+        .route("/api/alarms", get(routes::alarms::standing))
+        .route("/api/alarms/journal", get(routes::alarms::journal))
+        .route("/api/alarms/{id}/ack", post(routes::alarms::acknowledge))
+        .route("/api/alarms/{id}/shelve", post(routes::alarms::shelve))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), edge::edge))

@@ -253,4 +253,4 @@ impl FeedHandler for AlarmEngine {
 }
 
 #[cfg(test)]
-mod tests;
+mod engine_tests;
