@@ -17,6 +17,8 @@
 //! - `audit`: `sequence -> JSON AuditEntry`;
 //! - `valve_status`: `device -> JSON ValveStatus` (in `valve_status.rs`; a new table, created on open, so no
 //!   schema step).
+//! - `alarms`, `alarm_journal`, `alarm_series` (issue 9): standing alarms, every alarm transition, the alarm
+//!   engine's analog series (in `alarms.rs`; new tables, created on first write, so no schema step).
 //!
 //! Schema version 3 (issue 7 §8) re-keys `readings` and `reading_extras` as `meter_readings` and
 //! `meter_reading_extras`, keyed by the byte string of `reading_key.rs` (compared with `memcmp`, where the
