@@ -258,7 +258,7 @@ async fn a_reconnect_with_since_resumes_without_a_snapshot() {
 }
 
 /// The supervision tree is what `actors::tree`'s diagram says (issue 7 §1): under the root the store writer,
-/// the hub, the limit watcher, the serial lines, the regions, then the HJ 212 and MQTT gateways, in that
+/// the hub, the feed consumers (limit watcher, alarm engine) and shelf expiry, the serial lines, the regions, then the HJ 212 and MQTT gateways, in that
 /// order; in each region the field devices, CJ/T 188 gateways and lines, MQTT groups, stations and valves,
 /// in that order. The demo has every kind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,7 +271,7 @@ async fn the_supervision_tree_is_laid_out_as_its_diagram_says() {
     let rank = |name: &str| match name {
         "store-writer" => 0,
         "live-hub" => 1,
-        "limit-watcher" => 2,
+        "limit-watcher" | "alarm-engine" | "alarm-shelves" => 2,
         n if n.starts_with("line:") => 3,
         n if n.starts_with("region:") => 4,
         "hj212-gateway" => 5,

@@ -23,10 +23,12 @@
 //! - [`policy`]: password policy, user-name normalisation and look-alike skeletons (pure).
 //! - [`totp`]: RFC 6238 one-time codes (the optional second factor of admins and operators).
 //! - [`feed`]: consumers of the durable change feed (cursor persisted with their results).
+//! - [`alarms`]: the alarm engine (a feed consumer) and shelf expiry.
 //!
 //! **Invariant:** this crate knows no HTTP, JSON-over-HTTP or config file format; `src/` resolves config
 //! into the `*Args`/`*Spec` types here, and `hmi` turns [`api`] calls into HTTP.
 
+pub mod alarms;
 pub mod api;
 pub mod auth;
 pub mod cjt188;

@@ -5,6 +5,8 @@
 //! ├─ store-writer (StoreWriter)
 //! ├─ live-hub (LiveHub)
 //! ├─ limit-watcher (FeedConsumer<LimitWatcher>): water-quality limit crossings from the change feed
+//! ├─ alarm-engine (FeedConsumer<AlarmEngine>): alarms raised and cleared from the change feed (issue 9)
+//! ├─ alarm-shelves (ShelfWatch): shelved alarms come back when their shelf ends
 //! ├─ line:<id> (RtuBus), one per RS-485 serial line (except lines a CJ/T 188 gateway owns)
 //! ├─ region:<id> (Supervisor), one per region
 //! │  ├─ <device id> (FieldDevice), one per concentrator and data logger
@@ -21,7 +23,7 @@
 //! others reach it, so a restarted store writer, hub or device is found again at once.
 //!
 //! [`start`] reads as that list: one small function per step (`store_writer`, `live_hub`, `limit_watcher`,
-//! `lines`, `region`, `hj212_gateway`, `mqtt_gateway`), then `start_root`, then the API handle. This module
+//! `alarm_engine`, `alarm_shelves`, `lines`, `region`, `hj212_gateway`, `mqtt_gateway`), then `start_root`, then the API handle. This module
 //! decides only who starts where and how actors find each other; what each actor does is in its own module.
 
 use std::collections::HashMap;
@@ -30,6 +32,7 @@ use std::sync::Arc;
 use ractor::{Actor, ActorRef, SpawnErr};
 use tokio::task::JoinHandle;
 
+use crate::alarms::{AlarmEngine, QualitySeries, ShelfWatch, ShelfWatchArgs};
 use crate::api::Handle;
 use crate::cjt188::{self, Cjt188Args, Cjt188Device, Cjt188Msg, Cjt188Spec};
 use crate::clock::SharedClock;
@@ -39,7 +42,7 @@ use crate::feed::{FeedConsumer, FeedConsumerArgs, LimitWatcher, SeriesLimits};
 use crate::field::{initial_view, DeviceKindSpec, DeviceSpec, FieldDevice, FieldDeviceArgs, FieldMsg};
 use crate::hub::{HubArgs, HubMsg, LiveHub, ViewLoader};
 use crate::metrics::Metrics;
-use crate::model::{DeviceId, RegionId, RegionView};
+use crate::model::{AnalogLimits, DeviceId, RegionId, RegionView};
 use crate::mqtt::{
     self as mqtt_group, MqttGateway, MqttGatewayArgs, MqttGroup, MqttGroupArgs, MqttGroupMsg, MqttGroupSpec,
 };
@@ -162,6 +165,8 @@ pub async fn start(
         store_writer(&stores, &slots, &events, &metrics, spec.max_batch_ops),
         live_hub(&spec, &all, &stores, &slots, &events, &clock),
         limit_watcher(&all, &stores, &writer, &metrics),
+        alarm_engine(&all, &stores, &writer, &metrics),
+        alarm_shelves(&stores, &writer, &clock),
     ];
     let (line_children, buses) = lines(&spec, &all, &metrics);
     children.extend(line_children);
@@ -301,6 +306,36 @@ fn limit_watcher(all: &AllSpecs, stores: &Stores, writer: &StoreHandle, metrics:
         writer: writer.clone(),
         metrics: metrics.clone(),
         batch: crate::feed::DEFAULT_BATCH,
+    })
+}
+
+/// The alarm engine (issue 9): alarms from the change feed, committed with its cursor (see `alarms`).
+fn alarm_engine(all: &AllSpecs, stores: &Stores, writer: &StoreHandle, metrics: &Arc<Metrics>) -> ChildSpec {
+    let series: HashMap<_, _> = series_limits(all)
+        .into_iter()
+        .map(|(k, l)| {
+            let limits = AnalogLimits { high: l.high, low: l.low, ..AnalogLimits::default() };
+            (k, QualitySeries::with_defaults(l.region, limits))
+        })
+        .collect();
+    let (stores, writer, metrics) = (stores.clone(), writer.clone(), metrics.clone());
+    child("alarm-engine", FeedConsumer::<AlarmEngine>::default(), move || FeedConsumerArgs {
+        handler: AlarmEngine::new(series.clone()),
+        stores: stores.clone(),
+        writer: writer.clone(),
+        metrics: metrics.clone(),
+        batch: crate::feed::DEFAULT_BATCH,
+    })
+}
+
+/// Shelf expiry: shelved alarms come back at their shelf's end (see `alarms::shelf`).
+fn alarm_shelves(stores: &Stores, writer: &StoreHandle, clock: &SharedClock) -> ChildSpec {
+    let (alarms, writer, clock) = (stores.alarms.clone(), writer.clone(), clock.clone());
+    child("alarm-shelves", ShelfWatch, move || ShelfWatchArgs {
+        alarms: alarms.clone(),
+        writer: writer.clone(),
+        clock: clock.clone(),
+        every: crate::alarms::shelf::DEFAULT_EVERY,
     })
 }
 

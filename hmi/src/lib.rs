@@ -129,6 +129,12 @@ impl FromRef<AppState> for UsersApi {
     }
 }
 
+impl FromRef<AppState> for actors::api::AlarmsApi {
+    fn from_ref(state: &AppState) -> Self {
+        state.api.alarms().clone()
+    }
+}
+
 impl FromRef<AppState> for SystemApi {
     fn from_ref(state: &AppState) -> Self {
         state.api.system().clone()
@@ -298,6 +304,10 @@ pub fn router(handle: actors::api::Handle, config: HmiConfig) -> Router {
         .route("/assets/audit.js", get(audit::script))
         .route("/assets/audit.css", get(audit::style))
         .route("/api/system/supervision", get(routes::supervision))
+        .route("/api/alarms", get(routes::alarms::standing))
+        .route("/api/alarms/journal", get(routes::alarms::journal))
+        .route("/api/alarms/{id}/ack", post(routes::alarms::acknowledge))
+        .route("/api/alarms/{id}/shelve", post(routes::alarms::shelve))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Inside `edge`: the origin refusals `edge` audits itself (`request.refused`) are not audited twice.

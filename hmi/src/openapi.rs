@@ -80,6 +80,10 @@ pub const AUTHENTICATED: &[(&str, &str)] = &[
     ("GET", "/assets/audit.js"),
     ("GET", "/assets/audit.css"),
     ("GET", "/api/system/supervision"),
+    ("GET", "/api/alarms"),
+    ("GET", "/api/alarms/journal"),
+    ("POST", "/api/alarms/{id}/ack"),
+    ("POST", "/api/alarms/{id}/shelve"),
 ];
 
 pub fn document() -> Value {
@@ -216,6 +220,41 @@ pub fn document() -> Value {
                                "401": error_response("Not logged in"), "403": error_response("Not an admin") } } },
             "/audit": { "get": op("The audit journal page (HTML)", "admin") },
             "/api/system/supervision": { "get": op("The supervision tree and restart counts", "admin, operator") },
+            "/api/alarms": { "get": op("Standing alarms (every alarm not normal: active, unacknowledged, shelved, suppressed by design, out of service), most urgent first; each with `key` {class, device, detail}, `region`, `priority` (low, medium, high, urgent), `state`, `active`, `since`, `raised_at`, `value`, `limit`, `shelved_until`, `by`, `comment`. An alarm's id is `class~device~detail`", view) },
+            "/api/alarms/journal": { "get": {
+                "summary": "The alarm journal: every alarm transition (who, when, what, from, to, value, limit, comment), newest first",
+                "description": format!("Roles: {view}. Each record has `id` (for paging with `before`)."),
+                "parameters": [
+                    { "name": "from", "in": "query", "schema": { "type": "integer" }, "description": "ms since the epoch, UTC" },
+                    { "name": "to", "in": "query", "schema": { "type": "integer" } },
+                    { "name": "device", "in": "query", "schema": { "type": "string" } },
+                    { "name": "region", "in": "query", "schema": { "type": "string" } },
+                    { "name": "class", "in": "query", "schema": { "enum": ["quality_high_high", "quality_high", "quality_low", "quality_low_low", "sensor_untrusted", "comm_lost", "meter_comm_lost"] } },
+                    { "name": "state", "in": "query", "schema": { "enum": ["normal", "unacknowledged", "acknowledged", "returned_unacknowledged", "shelved", "suppressed_by_design", "out_of_service"] }, "description": "the state the transition led to" },
+                    { "name": "priority", "in": "query", "schema": { "enum": ["low", "medium", "high", "urgent"] } },
+                    { "name": "before", "in": "query", "schema": { "type": "integer" }, "description": "only records with a smaller id (paging back)" },
+                    { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000 } } ],
+                "responses": { "200": { "description": "OK" }, "400": error_response("Bad query"), "401": error_response("Not logged in") } } },
+            "/api/alarms/{id}/ack": { "post": {
+                "summary": "Acknowledge an alarm, with an optional comment (audited)",
+                "description": "Roles: admin, operator. The response is the journal record of the transition.",
+                "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" }, "description": "class~device~detail" } ],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                    "type": "object", "additionalProperties": false,
+                    "properties": { "comment": { "type": "string", "maxLength": 500 } } } } } },
+                "responses": { "200": { "description": "The journal record" }, "400": error_response("Bad body"),
+                               "401": error_response("Not logged in"), "403": error_response("Role not allowed"), "404": error_response("No such standing alarm"),
+                               "409": error_response("The alarm's state does not allow it (e.g. already acknowledged)") } } },
+            "/api/alarms/{id}/shelve": { "post": {
+                "summary": "Shelve an alarm for a while, with an optional reason (audited); it comes back by itself at the end, re-alarming if its condition still holds",
+                "description": "Roles: admin, operator. Operators shelve for at most 480 minutes, admins for at most 7 days. The response is the journal record.",
+                "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" }, "description": "class~device~detail" } ],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                    "type": "object", "additionalProperties": false, "required": ["minutes"],
+                    "properties": { "minutes": { "type": "integer", "minimum": 1 }, "reason": { "type": "string", "maxLength": 500 } } } } } },
+                "responses": { "200": { "description": "The journal record" }, "400": error_response("Bad body, or longer than the role may shelve"),
+                               "401": error_response("Not logged in"), "403": error_response("Role not allowed"), "404": error_response("No such standing alarm"),
+                               "409": error_response("The alarm's state does not allow it (already shelved, suppressed, out of service)") } } },
             "/api/openapi.json": { "get": op("This document", "any") },
             "/metrics": { "get": op("Prometheus metrics", "admin, operator") },
             "/ws": { "get": op("Live stream (WebSocket): snapshot, then deltas with rising seq; ?since=SEQ&epoch=E resumes", view) }

@@ -8,6 +8,8 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
+pub mod alarms;
+
 use actors::api::{EventsApi, FieldApi, SystemApi, UserInfo, UsersApi};
 use std::sync::Arc;
 

@@ -6,6 +6,7 @@
 //! rust_decimal and error derives, and `tests/dependency_rules.rs` fails if that changes. Time is passed in as a
 //! [`Timestamp`]; actors turn messages into calls on this model and its results into I/O.
 
+pub mod alarm;
 pub mod comm;
 pub mod ids;
 pub mod link;
@@ -16,6 +17,10 @@ pub mod valve;
 pub mod view;
 pub mod volume_check;
 
+pub use alarm::{
+    Alarm, AlarmClass, AlarmKey, AlarmState, AnalogConfig, AnalogLimits, AnalogState, JournalRecord, Level,
+    LifecycleError, Priority, Transition,
+};
 pub use comm::{
     meters_end_cycle, CommError, CommEvent, CommStatus, CycleOutcome, ErrorCode, ErrorParam, ErrorParams, LinkState,
     MeterComm,

@@ -9,6 +9,7 @@
 //! - [`SystemApi`] (`system.rs`): health, the supervision tree, metrics;
 //! - [`AuditApi`] (`audit.rs`): the audit journal's query, entries the HTTP layer records (denials, throttled
 //!   logins, Basic access), the server's start (crash and configuration change found) and clean stop.
+//! - [`AlarmsApi`] (`alarms.rs`): standing alarms, the alarm journal, acknowledge, shelve, out of service.
 //!
 //! [`Handle`] is the composite: the tree builds it once from [`HandleParts`], it constructs every domain's
 //! handle, and hands each out by accessor (`handle.field()`, `handle.users()`, …), so that an HTTP route is
@@ -17,6 +18,7 @@
 //!
 //! **Invariant:** every change made through these handles on behalf of a user is audited (R-G4).
 
+mod alarms;
 mod audit;
 mod events;
 mod field;
@@ -39,6 +41,7 @@ use crate::store::{StoreError, StoreHandle, Stores};
 use crate::supervisor::{Slot, SupervisorMsg};
 use crate::valve::{ValveMsg, ValveSpec};
 
+pub use alarms::{AlarmsApi, JournalEntry};
 pub use audit::{AuditApi, StartFindings, StartInfo, MAX_PAGE as MAX_AUDIT_PAGE};
 pub use events::EventsApi;
 pub use field::{FieldApi, History};
@@ -140,6 +143,7 @@ pub struct Handle {
     users: UsersApi,
     system: SystemApi,
     audit: AuditApi,
+    alarms: AlarmsApi,
     clock: SharedClock,
     metrics: Arc<Metrics>,
 }
@@ -151,7 +155,8 @@ impl Handle {
         let users = UsersApi::new(&parts);
         let system = SystemApi::new(&parts);
         let audit = AuditApi::new(&parts);
-        Handle { field, events, users, system, audit, clock: parts.clock, metrics: parts.metrics }
+        let alarms = AlarmsApi::new(&parts);
+        Handle { field, events, users, system, audit, alarms, clock: parts.clock, metrics: parts.metrics }
     }
 
     /// Devices, regions, history, valves.
@@ -174,11 +179,17 @@ impl Handle {
         &self.system
     }
 
-    /// The counters every domain shares (the HTTP layer counts bad requests here too).
+    /// Standing alarms, the alarm journal, acknowledge and shelve.
+    pub fn alarms(&self) -> &AlarmsApi {
+        &self.alarms
+    }
+
+    /// The audit journal's query and the entries the HTTP layer records.
     pub fn audit(&self) -> &AuditApi {
         &self.audit
     }
 
+    /// The counters every domain shares (the HTTP layer counts bad requests here too).
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }

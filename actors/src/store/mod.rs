@@ -18,7 +18,9 @@
 //!   reads are in `audit.rs`);
 //! - `valve_status`: `device -> JSON ValveStatus` (in `valve_status.rs`; a new table, created on open, so no
 //!   schema step);
-//! - `sessions`: `hash of the session token -> JSON SessionRecord` (in `users.rs`, issue 8 §2; created on open).
+//! - `sessions`: `hash of the session token -> JSON SessionRecord` (in `users.rs`, issue 8 §2; created on open);
+//! - `alarms`, `alarm_journal`, `alarm_series` (issue 9): standing alarms, every alarm transition, the alarm
+//!   engine's analog series (in `alarms.rs`; new tables, created on first write, so no schema step).
 //!
 //! Schema version 3 (issue 7 §8) re-keys `readings` and `reading_extras` as `meter_readings` and
 //! `meter_reading_extras`, keyed by the byte string of `reading_key.rs` (compared with `memcmp`, where the
@@ -36,6 +38,7 @@
 //! - `cursors`: `consumer name -> last handled seq`.
 
 pub mod actor_state;
+pub mod alarms;
 pub mod audit;
 pub mod feed;
 pub mod feed_codec;
@@ -60,9 +63,10 @@ use crate::model::{
 };
 
 pub use actor_state::{ActorStateOp, ActorStates};
+pub use alarms::{AlarmAction, AlarmOp, JournalFilter};
 pub use audit::{AuditFilter, AuditPage, AuditRecord, RunMarker, RunOp, TextMatch};
 pub use feed::{EventFilter, FeedEntry, FeedFact};
-pub use ports::{AuditStore, Backend, CommitStore, EventStore, FieldStore, StateStore, Stores, UserStore};
+pub use ports::{AlarmStore, AuditStore, Backend, CommitStore, EventStore, FieldStore, StateStore, Stores, UserStore};
 pub use valve_status::PendingValveCommand;
 pub use writer::{Committed, StoreHandle, StoreWriter, StoreWriterArgs, StoreWriterMsg};
 
@@ -175,6 +179,8 @@ pub enum Op {
     Run(RunOp),
     /// A valve command requested and not yet ended, or none (`valve_status.rs`).
     ValvePending(DeviceId, Option<PendingValveCommand>),
+    /// A change to the alarms: a condition, an operator's action, a shelf's expiry (`alarms.rs`).
+    Alarm(alarms::AlarmOp),
 }
 
 /// What a commit produced for the change feed.
@@ -473,6 +479,7 @@ impl Store {
                         Op::ValveStatus(id, st) => valve_status::put(&txn, id, st)?,
                         Op::Session(op) => users::apply_session(&txn, op)?,
                         Op::DeleteUser(name) => _ = users.remove(name.as_str())?,
+                        Op::Alarm(op) => alarms::apply(&txn, op)?,
                     }
                 }
             }

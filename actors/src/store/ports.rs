@@ -18,12 +18,13 @@ use tokio::sync::watch;
 
 use super::users::SessionRecord;
 use super::{
-    Applied, AuditEntry, AuditFilter, AuditPage, EventFilter, FeedEntry, Op, PendingValveCommand, RunMarker, Store,
-    StoreError, StoredReading, StoredSample,
+    Applied, AuditEntry, AuditFilter, AuditPage, EventFilter, FeedEntry, JournalFilter, Op, PendingValveCommand,
+    RunMarker, Store, StoreError, StoredReading, StoredSample,
 };
 use crate::event::EventRecord;
 use crate::model::{
-    CommStatus, DeviceId, MeterComm, MeterId, MeterStatus, QualityFlags, Timestamp, UserRecord, ValveStatus, Volume,
+    Alarm, AlarmKey, AnalogState, CommStatus, DeviceId, JournalRecord, MeterComm, MeterId, MeterStatus, QualityFlags,
+    Timestamp, UserRecord, ValveStatus, Volume,
 };
 
 /// Field data as the device actors, the restore path and the field API read it.
@@ -113,6 +114,19 @@ pub trait StateStore: Send + Sync + 'static {
     fn actor_state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
+/// Alarms (issue 9): the standing alarms, the alarm journal, and where the engine's analog series stand.
+/// Written only by `Op::Alarm` (see `alarms.rs`).
+pub trait AlarmStore: Send + Sync + 'static {
+    /// Every alarm that is not normal, in id order.
+    fn standing_alarms(&self) -> Result<Vec<Alarm>, StoreError>;
+    /// One alarm, if it is standing (`None`: normal).
+    fn alarm(&self, key: &AlarmKey) -> Result<Option<Alarm>, StoreError>;
+    /// Journal records matching `filter`, newest first, at most `limit`, each with its number.
+    fn alarm_journal(&self, filter: &JournalFilter, limit: usize) -> Result<Vec<(u64, JournalRecord)>, StoreError>;
+    /// Where each water-quality series the engine watches stands, by `device/parameter`.
+    fn alarm_series(&self) -> Result<Vec<(String, AnalogState)>, StoreError>;
+}
+
 /// Where the store writer commits, and the health check.
 pub trait CommitStore: Send + Sync + 'static {
     /// Applies the submissions of one group commit in one durable transaction, all or nothing. A backend must:
@@ -125,9 +139,9 @@ pub trait CommitStore: Send + Sync + 'static {
 }
 
 /// Every interface, implemented by one backend.
-pub trait Backend: FieldStore + EventStore + UserStore + AuditStore + StateStore + CommitStore {}
+pub trait Backend: FieldStore + EventStore + UserStore + AuditStore + StateStore + AlarmStore + CommitStore {}
 
-impl<T: FieldStore + EventStore + UserStore + AuditStore + StateStore + CommitStore> Backend for T {}
+impl<T: FieldStore + EventStore + UserStore + AuditStore + StateStore + AlarmStore + CommitStore> Backend for T {}
 
 /// The backend's interfaces, one per domain, as the tree hands them out. Cheap to clone.
 #[derive(Clone)]
@@ -137,6 +151,7 @@ pub struct Stores {
     pub users: Arc<dyn UserStore>,
     pub audit: Arc<dyn AuditStore>,
     pub states: Arc<dyn StateStore>,
+    pub alarms: Arc<dyn AlarmStore>,
     pub commit: Arc<dyn CommitStore>,
 }
 
@@ -149,6 +164,7 @@ impl Stores {
             users: backend.clone(),
             audit: backend.clone(),
             states: backend.clone(),
+            alarms: backend.clone(),
             commit: backend,
         }
     }
@@ -273,6 +289,21 @@ impl AuditStore for Store {
 impl StateStore for Store {
     fn actor_state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Store::actor_state(self, key)
+    }
+}
+
+impl AlarmStore for Store {
+    fn standing_alarms(&self) -> Result<Vec<Alarm>, StoreError> {
+        Store::standing_alarms(self)
+    }
+    fn alarm(&self, key: &AlarmKey) -> Result<Option<Alarm>, StoreError> {
+        Store::alarm(self, key)
+    }
+    fn alarm_journal(&self, filter: &JournalFilter, limit: usize) -> Result<Vec<(u64, JournalRecord)>, StoreError> {
+        Store::alarm_journal(self, filter, limit)
+    }
+    fn alarm_series(&self) -> Result<Vec<(String, AnalogState)>, StoreError> {
+        Store::alarm_series(self)
     }
 }
 
