@@ -142,6 +142,17 @@ async fn https_login_with_hsts_and_a_host_prefixed_secure_cookie() {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let refused = client(&other_cert).connect(ServerName::try_from("localhost").unwrap(), tcp).await;
     assert!(refused.is_err(), "an untrusted certificate was accepted");
+    // Each is counted: the plain request once, the stalled and the refused handshakes.
+    let failures = |body: &str, reason: &str| -> u64 {
+        let line = format!("waterworks_tls_failures_total{{reason=\"{reason}\"}} ");
+        body.lines().find_map(|l| l.strip_prefix(line.as_str())).and_then(|v| v.parse().ok()).unwrap_or(0)
+    };
+    let counted = eventually(Duration::from_secs(10), "both handshake failures counted", || async {
+        let body = https(&tls, addr, "GET", "/metrics", &[("cookie", &cookie)], "").await.body;
+        (failures(&body, "handshake") >= 2).then_some(body)
+    })
+    .await;
+    assert_eq!(failures(&counted, "plain_http"), 1, "{counted}");
     // The server serves on: the session still works and ends.
     let r = https(&tls, addr, "POST", "/api/logout", &[("cookie", &cookie), ("origin", &origin)], "").await;
     assert_eq!(r.status, 204, "{}", r.body);

@@ -106,6 +106,10 @@ pub struct LimitMetrics {
     pub http_timeout_write: AtomicU64,
     /// `accept` failures (most often the process's file limit reached).
     pub http_accept_errors: AtomicU64,
+    /// Connections to the native TLS port that failed before HTTP: plain HTTP sent to it (answered 400), or a
+    /// handshake that failed or stalled (issue 8 §5).
+    pub tls_plain_http: AtomicU64,
+    pub tls_handshake_failed: AtomicU64,
     /// HJ 212 connections closed at once: every connection was a verified station (`[hj212] max_connections`).
     pub hj212_refused_full: AtomicU64,
     /// HJ 212 connections closed at once: their address held `max_unverified_per_peer` unverified ones.

@@ -135,6 +135,15 @@ fn render_limits(out: &mut String, l: &LimitMetrics) {
     ] {
         let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {}", get(c));
     }
+    let name = "waterworks_tls_failures_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Connections to the native TLS port that failed before HTTP: plain HTTP sent to it \
+         (answered 400), or a handshake that failed or stalled past server.header_timeout.\n# TYPE {name} counter"
+    );
+    for (reason, c) in [("plain_http", &l.tls_plain_http), ("handshake", &l.tls_handshake_failed)] {
+        let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {}", get(c));
+    }
     let name = "waterworks_hj212_connections_closed_total";
     let _ = writeln!(
         out,

@@ -403,11 +403,9 @@ pub async fn serve_with<F>(
 /// A TLS record starts with its content type; a handshake's is 22 (RFC 8446 §5.1).
 const TLS_HANDSHAKE: u8 = 0x16;
 
-/// Counts TLS connections that failed before HTTP (logged on powers of two).
-static TLS_FAILURES: AtomicU64 = AtomicU64::new(0);
-
-fn tls_failed(peer: SocketAddr, why: &str) {
-    let n = TLS_FAILURES.fetch_add(1, Ordering::Relaxed) + 1;
+/// Counts a TLS connection that failed before HTTP (`waterworks_tls_failures_total`; logged on powers of two).
+fn tls_failed(counter: &AtomicU64, peer: SocketAddr, why: &str) {
+    let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
     if worth_logging(n) {
         tracing::info!(message = "TLS connection failed before HTTP.", %peer, reason = why, total = n);
     } else {
@@ -460,7 +458,7 @@ async fn serve_connection(
     match peeked {
         Ok(Ok(1)) if first[0] == TLS_HANDSHAKE => {}
         Ok(Ok(1)) => {
-            tls_failed(peer, "plain HTTP on the TLS port");
+            tls_failed(&registry.metrics().limits.tls_plain_http, peer, "plain HTTP on the TLS port");
             refuse_plain_http(&mut io.inner).await;
             return;
         }
@@ -481,7 +479,7 @@ async fn serve_connection(
             conn.set(Phase::Idle);
             drive(tls, peer, conn, router, stop).await;
         }
-        Err(e) => tls_failed(peer, &e.to_string()),
+        Err(e) => tls_failed(&registry.metrics().limits.tls_handshake_failed, peer, &e.to_string()),
     }
 }
 
