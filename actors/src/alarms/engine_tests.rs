@@ -155,7 +155,8 @@ impl Rig {
     /// An operator's action, committed at once (not through the writer's threads, so paused time does not
     /// run on while the test waits for them).
     fn act(&self, k: &AlarmKey, at: i64, action: AlarmAction) {
-        let op = Op::Alarm(AlarmOp::Action { key: k.clone(), by: "duty1".into(), at: Timestamp(at), action });
+        let op =
+            Op::Alarm(AlarmOp::Action { key: k.clone(), by: "duty1".into(), at: Timestamp(at), action, audit: None });
         self.store.apply_one(&[op]).unwrap();
     }
 

@@ -154,9 +154,20 @@ impl AlarmsApi {
             record.comment.as_deref().map(|c| format!(": {c}")).unwrap_or_default()
         );
         let audit = audit_entry(at, by, &action, id, &detail, true);
-        self.writer
-            .submit(vec![Op::Alarm(AlarmOp::Action { key, by: by.to_owned(), at, action }), Op::Audit(audit)])
-            .await?;
+        let op = AlarmOp::Action { key: key.clone(), by: by.to_owned(), at, action, audit: Some(audit) };
+        self.writer.submit(vec![Op::Alarm(op)]).await?;
+        // The commit ran the action again on the alarm as it then stood (the engine may have changed it since
+        // the check above) and audited the outcome; the journal says whether it took effect.
+        let filter =
+            JournalFilter { from: Some(at), to: Some(at), device: Some(key.device.clone()), ..Default::default() };
+        let done = self
+            .store
+            .alarm_journal(&filter, MAX_JOURNAL)?
+            .into_iter()
+            .any(|(_, r)| r.key == key && r.by == by && r.from == record.from && r.to == record.to);
+        if !done {
+            return Err(ApiError::Conflict(format!("alarm {id} changed before the action took effect; look again")));
+        }
         Ok(record)
     }
 

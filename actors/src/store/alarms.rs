@@ -21,7 +21,7 @@
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableError, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError};
+use super::{AuditEntry, Store, StoreError};
 use crate::model::{
     Alarm, AlarmClass, AlarmKey, AlarmState, AnalogState, DeviceId, JournalRecord, LifecycleError, Priority, RegionId,
     Timestamp,
@@ -55,8 +55,9 @@ pub enum AlarmOp {
     UnsuppressDevice { device: DeviceId, class: AlarmClass, at: Timestamp },
     /// Every shelf due at `at` expires (re-alarming where the condition holds).
     ExpireShelves { at: Timestamp },
-    /// An operator or administrator acts on one alarm.
-    Action { key: AlarmKey, by: String, at: Timestamp, action: AlarmAction },
+    /// An operator or administrator acts on one alarm. `audit` is the entry to write with the outcome decided
+    /// here, in the commit: the action as done, or refused if the alarm changed since the API checked it.
+    Action { key: AlarmKey, by: String, at: Timestamp, action: AlarmAction, audit: Option<AuditEntry> },
     /// Where a water-quality series stands (the engine's own bookkeeping).
     Series { series: String, state: AnalogState },
 }
@@ -174,8 +175,8 @@ impl Writes<'_> {
     }
 }
 
-/// Applies one alarm op inside the writer's transaction.
-pub(super) fn apply(txn: &WriteTransaction, op: &AlarmOp) -> Result<(), StoreError> {
+/// Applies one alarm op inside the writer's transaction; returns the audit entry to write with it, if the op carries one (an action).
+pub(super) fn apply(txn: &WriteTransaction, op: &AlarmOp) -> Result<Option<AuditEntry>, StoreError> {
     let journal = txn.open_table(JOURNAL)?;
     let next = journal.last()?.map_or(1, |(k, _)| k.value() + 1);
     let mut w = Writes { alarms: txn.open_table(ALARMS)?, journal, next };
@@ -183,7 +184,7 @@ pub(super) fn apply(txn: &WriteTransaction, op: &AlarmOp) -> Result<(), StoreErr
         AlarmOp::Condition { key, region, priority, active, at, value, limit } => {
             let mut alarm = match w.load(key)? {
                 Some(a) => a,
-                None if !active => return Ok(()),
+                None if !active => return Ok(None),
                 None => Alarm::new(key.clone(), region.clone(), *priority, *at),
             };
             if let Some(record) = alarm.condition(*active, *at, *value, *limit) {
@@ -211,20 +212,34 @@ pub(super) fn apply(txn: &WriteTransaction, op: &AlarmOp) -> Result<(), StoreErr
                 }
             }
         }
-        AlarmOp::Action { key, by, at, action } => {
-            let Some(mut alarm) = w.load(key)? else { return Ok(()) };
-            match action.run(&mut alarm, by, *at) {
-                Ok(record) => w.save(&alarm, record)?,
-                Err(error) => {
-                    tracing::info!(message = "Alarm action no longer allowed; nothing changed.", alarm = %key, by, %error);
-                }
+        AlarmOp::Action { key, by, at, action, audit } => {
+            let outcome = match w.load(key)? {
+                None => Err("the alarm is no longer standing".to_owned()),
+                Some(mut alarm) => match action.run(&mut alarm, by, *at) {
+                    Ok(record) => {
+                        w.save(&alarm, record)?;
+                        Ok(())
+                    }
+                    Err(error) => Err(error.to_string()),
+                },
+            };
+            if let Err(why) = &outcome {
+                tracing::info!(message = "Alarm action no longer allowed; nothing changed.", alarm = %key, by, %why);
             }
+            // The audit says what happened in this commit, not what the API expected.
+            return Ok(audit.clone().map(|mut entry| {
+                if let Err(why) = outcome {
+                    entry.ok = false;
+                    entry.detail = format!("refused: {why} (the alarm changed meanwhile)");
+                }
+                entry
+            }));
         }
         AlarmOp::Series { series, state } => {
             txn.open_table(SERIES)?.insert(series.as_str(), encode(state)?.as_slice())?;
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Opens a table for reading; a table never written is empty.
@@ -315,7 +330,13 @@ mod tests {
             store.apply_one(&[cond(&key, true, 2), cond(&key, true, 3)]).unwrap();
             let ack = AlarmAction::Acknowledge { comment: Some("crew sent".into()) };
             let act = |action: AlarmAction, at| {
-                Op::Alarm(AlarmOp::Action { key: key.clone(), by: "duty1".into(), at: Timestamp(at), action })
+                Op::Alarm(AlarmOp::Action {
+                    key: key.clone(),
+                    by: "duty1".into(),
+                    at: Timestamp(at),
+                    action,
+                    audit: None,
+                })
             };
             // The second acknowledge is refused by the lifecycle: nothing changes, and the batch commits.
             store.apply_one(&[act(ack.clone(), 4), act(ack, 5)]).unwrap();
@@ -373,8 +394,31 @@ mod tests {
                 by: "duty1".into(),
                 at: Timestamp(4),
                 action: shelve,
+                audit: None,
             })])
             .unwrap();
+        // An acknowledgement checked against the alarm before it was shelved: the commit finds it shelved,
+        // changes nothing and audits the refusal, though the API sent a "done" entry.
+        let audit = super::AuditEntry {
+            ts: Timestamp(5),
+            actor: "duty2".into(),
+            action: "alarm.acknowledge".into(),
+            target: m1.to_string(),
+            detail: "unacknowledged -> acknowledged".into(),
+            ok: true,
+        };
+        let late_ack = AlarmOp::Action {
+            key: m1.clone(),
+            by: "duty2".into(),
+            at: Timestamp(5),
+            action: AlarmAction::Acknowledge { comment: None },
+            audit: Some(audit),
+        };
+        store.apply_one(&[Op::Alarm(late_ack)]).unwrap();
+        assert_eq!(store.alarm(&m1).unwrap().unwrap().state, AlarmState::Shelved);
+        let entry = store.audit_entries(1).unwrap().remove(0);
+        assert_eq!((entry.actor.as_str(), entry.ok), ("duty2", false), "{entry:?}");
+        assert!(entry.detail.starts_with("refused: "), "{entry:?}");
         store.apply_one(&[Op::Alarm(AlarmOp::ExpireShelves { at: Timestamp(99) })]).unwrap();
         assert_eq!(store.alarm(&m1).unwrap().unwrap().state, AlarmState::Shelved);
         store.apply_one(&[Op::Alarm(AlarmOp::ExpireShelves { at: Timestamp(100) })]).unwrap();

@@ -479,7 +479,14 @@ impl Store {
                         Op::ValveStatus(id, st) => valve_status::put(&txn, id, st)?,
                         Op::Session(op) => users::apply_session(&txn, op)?,
                         Op::DeleteUser(name) => _ = users.remove(name.as_str())?,
-                        Op::Alarm(op) => alarms::apply(&txn, op)?,
+                        Op::Alarm(op) => {
+                            // An operator's action brings its audit entry, written with the outcome decided in
+                            // this commit (issue 9: no "done" audited for an action a race made void).
+                            if let Some(entry) = alarms::apply(&txn, op)? {
+                                audit::put(&mut audit, next_audit, &entry)?;
+                                next_audit += 1;
+                            }
+                        }
                     }
                 }
             }
