@@ -5,37 +5,10 @@
 
 mod support;
 
-use std::process::{Child, Command};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::*;
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(config: &str, data: &str) -> Server {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_waterworks"));
-    command.args(["run", "--config", config, "--data-dir", data, "--listen", "127.0.0.1:0"]);
-    let (child, base) = spawn_server_process(command);
-    Server { child, base }
-}
-
-async fn login(base: &str) -> String {
-    let body = json!({ "username": "admin", "password": ADMIN_PASSWORD }).to_string();
-    let r = http(base, "POST", "/api/login", &[("content-type", "application/json")], &body).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.header("set-cookie").unwrap().split(';').next().unwrap().to_owned()
-}
 
 const LOW: &str = "quality_low~east-wq~free_chlorine";
 
@@ -61,8 +34,8 @@ async fn an_acknowledged_alarm_and_its_journal_survive_sigkill() {
     std::fs::write(&config, text).unwrap();
     let (config, data) = (config.display().to_string(), dir.join("data").display().to_string());
 
-    let mut server = spawn(&config, &data);
-    let cookie = login(&server.base).await;
+    let mut server = ServerProcess::run(&config, &data);
+    let cookie = login_at(&server.base, "admin", ADMIN_PASSWORD).await;
     let raised = eventually(Duration::from_secs(30), "the chlorine alarm", || alarm(&server.base, &cookie)).await;
     assert_eq!(
         (raised["state"].as_str(), raised["priority"].as_str()),
@@ -78,8 +51,8 @@ async fn an_acknowledged_alarm_and_its_journal_survive_sigkill() {
     assert!(!server.child.wait().unwrap().success());
     drop(server);
 
-    let server = spawn(&config, &data);
-    let cookie = login(&server.base).await;
+    let server = ServerProcess::run(&config, &data);
+    let cookie = login_at(&server.base, "admin", ADMIN_PASSWORD).await;
     let kept = alarm(&server.base, &cookie).await.expect("the standing alarm survived");
     assert_eq!(
         (kept["state"].as_str(), kept["comment"].as_str(), kept["by"].as_str()),

@@ -9,7 +9,7 @@
 
 mod support;
 
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -22,13 +22,6 @@ async fn create_user(base: &str, admin: &str, name: &str, role: &str) {
     let body = json!({ "username": name, "password": OPERATOR_PASSWORD, "role": role }).to_string();
     let r = http(base, "POST", "/api/users", &[("content-type", "application/json"), ("cookie", admin)], &body).await;
     assert_eq!(r.status, 201, "{}", r.body);
-}
-
-async fn login_at(base: &str, username: &str, password: &str) -> String {
-    let body = json!({ "username": username, "password": password }).to_string();
-    let r = http(base, "POST", "/api/login", &[("content-type", "application/json")], &body).await;
-    assert_eq!(r.status, 200, "login as {username}: {}", r.body);
-    r.header("set-cookie").unwrap().split(';').next().unwrap().to_owned()
 }
 
 /// The journal (newest first) as the admin sees it through `GET /api/audit?{query}`.
@@ -245,33 +238,14 @@ confirm_poll = "40ms"
 "#
 }
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(config: &std::path::Path, data: &std::path::Path) -> Server {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_waterworks"));
-    command.arg("run").arg("--config").arg(config).arg("--data-dir").arg(data).args(["--listen", "127.0.0.1:0"]);
-    let (child, base) = spawn_server_process(command);
-    Server { child, base }
-}
-
-fn sigterm(server: &mut Server) {
+fn sigterm(server: &mut ServerProcess) {
     let status = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let exit = server.child.wait().unwrap();
     assert!(exit.success(), "a clean stop after SIGTERM: {exit:?}");
 }
 
-fn sigkill(server: &mut Server) {
+fn sigkill(server: &mut ServerProcess) {
     server.child.kill().expect("SIGKILL");
     let exit = server.child.wait().unwrap();
     assert!(!exit.success(), "killed, not exited: {exit:?}");
@@ -285,7 +259,7 @@ async fn start_stop_crash_config_change_and_an_interrupted_valve_command_are_aud
     let config_path = config.display().to_string();
 
     // 1. First start: server.start with the version and the configuration, and the first configuration hash.
-    let mut first = spawn(&config, &data);
+    let mut first = ServerProcess::run(&config, &data);
     let admin = login_at(&first.base, "admin", ADMIN_PASSWORD).await;
     let entries = audit(&first.base, &admin, "actor=system").await;
     let start = with_action(&entries, "server.start");
@@ -302,7 +276,7 @@ async fn start_stop_crash_config_change_and_an_interrupted_valve_command_are_aud
     sigterm(&mut first);
 
     // 2. After SIGTERM: a clean stop with its signal; the same configuration is no change, and no crash.
-    let mut second = spawn(&config, &data);
+    let mut second = ServerProcess::run(&config, &data);
     let admin = login_at(&second.base, "admin", ADMIN_PASSWORD).await;
     let entries = audit(&second.base, &admin, "actor=system").await;
     let stops = with_action(&entries, "server.stop");
@@ -357,7 +331,7 @@ async fn start_stop_crash_config_change_and_an_interrupted_valve_command_are_aud
     // 4. The next start, with a changed configuration: the crash, the change with both hashes, the interrupted
     // command, and the valve's last command is that command, not null.
     std::fs::write(&config, village_with_slow_valve() + "\n# poll changed by the night shift\n").unwrap();
-    let mut third = spawn(&config, &data);
+    let mut third = ServerProcess::run(&config, &data);
     let admin = login_at(&third.base, "admin", ADMIN_PASSWORD).await;
     let entries = audit(&third.base, &admin, "actor=system").await;
     let crash = with_action(&entries, "server.crash_detected");
@@ -392,7 +366,7 @@ async fn start_stop_crash_config_change_and_an_interrupted_valve_command_are_aud
     );
     // Closed once: a further restart finds nothing pending.
     sigterm(&mut third);
-    let fourth = spawn(&config, &data);
+    let fourth = ServerProcess::run(&config, &data);
     let admin = login_at(&fourth.base, "admin", ADMIN_PASSWORD).await;
     assert_eq!(audit(&fourth.base, &admin, "action=valve.close.interrupted").await.len(), 1);
     let view = http(&fourth.base, "GET", "/api/devices/west-v1", &[("cookie", &admin)], "").await.json();

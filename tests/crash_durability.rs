@@ -7,36 +7,8 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command};
 
 use support::*;
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the binary and waits for the line that names its address.
-fn spawn(config: &str, data: &str) -> Server {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_waterworks"));
-    command.args(["run", "--config", config, "--data-dir", data, "--listen", "127.0.0.1:0"]);
-    let (child, base) = spawn_server_process(command);
-    Server { child, base }
-}
-
-async fn login(base: &str) -> String {
-    let body = serde_json::json!({ "username": "admin", "password": ADMIN_PASSWORD }).to_string();
-    let r = http(base, "POST", "/api/login", &[("content-type", "application/json")], &body).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.header("set-cookie").unwrap().split(';').next().unwrap().to_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_right_after_acknowledgement_loses_no_reading() {
@@ -47,8 +19,8 @@ async fn sigkill_right_after_acknowledgement_loses_no_reading() {
 
     let mut acknowledged: BTreeSet<(String, i64, String)> = BTreeSet::new();
     for round in 0..2 {
-        let mut server = spawn(&config, &data);
-        let cookie = login(&server.base).await;
+        let mut server = ServerProcess::run(&config, &data);
+        let cookie = login_at(&server.base, "admin", ADMIN_PASSWORD).await;
         let mut ws = WsClient::connect(&format!("{}/ws", server.base.replace("http://", "ws://")), &cookie).await;
         let target = acknowledged.len() + 150;
         while acknowledged.len() < target {
@@ -69,8 +41,8 @@ async fn sigkill_right_after_acknowledgement_loses_no_reading() {
     }
 
     // Restart on the same data directory and look for every acknowledged reading.
-    let server = spawn(&config, &data);
-    let cookie = login(&server.base).await;
+    let server = ServerProcess::run(&config, &data);
+    let cookie = login_at(&server.base, "admin", ADMIN_PASSWORD).await;
     let mut missing = Vec::new();
     let meters: BTreeSet<&str> = acknowledged.iter().map(|(m, _, _)| m.as_str()).collect();
     let mut stored: BTreeSet<(String, i64, String)> = BTreeSet::new();
@@ -136,8 +108,8 @@ async fn sigkill_right_after_a_valve_command_keeps_its_record_and_fault() {
     std::fs::write(&config, village_with_slow_valve()).unwrap();
     let (config, data) = (config.display().to_string(), dir.join("data").display().to_string());
 
-    let mut server = spawn(&config, &data);
-    let cookie = login(&server.base).await;
+    let mut server = ServerProcess::run(&config, &data);
+    let cookie = login_at(&server.base, "admin", ADMIN_PASSWORD).await;
     eventually(std::time::Duration::from_secs(15), "valve polled open", || async {
         (valve_view(&server.base, &cookie).await["valve"]["state"] == "open").then_some(())
     })
@@ -150,8 +122,8 @@ async fn sigkill_right_after_a_valve_command_keeps_its_record_and_fault() {
     server.child.kill().expect("SIGKILL");
     let _ = server.child.wait();
 
-    let server = spawn(&config, &data);
-    let cookie = login(&server.base).await;
+    let server = ServerProcess::run(&config, &data);
+    let cookie = login_at(&server.base, "admin", ADMIN_PASSWORD).await;
     let view = valve_view(&server.base, &cookie).await;
     assert_eq!(view["valve"]["state"], "fault", "{view}");
     assert_eq!(view["valve"]["fault"]["action"], "close", "{view}");

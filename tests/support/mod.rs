@@ -50,6 +50,37 @@ pub fn spawn_server_process(mut command: std::process::Command) -> (std::process
     (child, base)
 }
 
+/// The server binary running as a child process on `127.0.0.1:0` (`waterworks run --config … --data-dir …`),
+/// killed when dropped; for tests that SIGKILL or restart the real process.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub base: String,
+}
+
+impl ServerProcess {
+    pub fn run(config: impl AsRef<std::ffi::OsStr>, data: impl AsRef<std::ffi::OsStr>) -> ServerProcess {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_waterworks"));
+        command.arg("run").arg("--config").arg(config).arg("--data-dir").arg(data).args(["--listen", "127.0.0.1:0"]);
+        let (child, base) = spawn_server_process(command);
+        ServerProcess { child, base }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Logs in at `base` and returns the session cookie (`name=value`).
+pub async fn login_at(base: &str, username: &str, password: &str) -> String {
+    let body = serde_json::json!({ "username": username, "password": password }).to_string();
+    let r = http(base, "POST", "/api/login", &[("content-type", "application/json")], &body).await;
+    assert_eq!(r.status, 200, "login as {username}: {}", r.body);
+    r.header("set-cookie").unwrap().split(';').next().unwrap().to_owned()
+}
+
 /// A fresh, empty directory under the system temp dir.
 pub fn temp_dir(tag: &str) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
