@@ -115,8 +115,14 @@ async fn an_admin_manages_users_on_the_page_and_a_reset_user_must_change_the_pas
         .await;
     assert!(error.contains("最后一个启用的管理员"), "{error}");
     browser.click(".lang-switch button[data-lang=\"en\"]").await;
-    let english = browser.eval("document.querySelector('#error').textContent").await.unwrap();
-    assert!(english.as_str().unwrap().contains("last enabled admin"), "{english}");
+    browser
+        .wait_for(
+            "the reason in English",
+            "document.querySelector('#error').textContent",
+            "document.documentElement.lang",
+            |v| v.as_str()?.contains("last enabled admin").then_some(()),
+        )
+        .await;
     wait_disabled(&browser, "admin", false).await;
     browser.screenshot(&target_dir().join("accounts-admin-390.png")).await;
 

@@ -249,7 +249,7 @@ async fn repeated_failed_logins_are_slowed_refused_counted_and_audited() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_credentials_work_for_scripts_and_the_cookie_is_hardened() {
     let server = start(VILLAGE).await;
-    let basic = format!("Basic {}", b64(&format!("admin:{ADMIN_PASSWORD}")));
+    let basic = format!("Basic {}", browser::base64_encode(format!("admin:{ADMIN_PASSWORD}").as_bytes()));
     let r = http(&server.base, "GET", "/metrics", &[("authorization", basic.as_str())], "").await;
     assert_eq!(r.status, 200);
     assert!(r.body.contains("# TYPE waterworks_commit_latency_seconds histogram"));
@@ -262,20 +262,4 @@ async fn basic_credentials_work_for_scripts_and_the_cookie_is_hardened() {
     assert_eq!(r.header("x-frame-options"), Some("DENY"));
     assert!(r.header("content-security-policy").is_some());
     server.app.shutdown().await;
-}
-
-fn b64(s: &str) -> String {
-    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in s.as_bytes().chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &b)| acc | u32::from(b) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }

@@ -18,7 +18,7 @@ fn assert_json_error(r: &Response, status: u16, code: &str) {
 const CHALLENGE: &str = r#"Basic realm="waterworks", charset="UTF-8""#;
 
 fn basic(user: &str, password: &str) -> String {
-    format!("Basic {}", b64(&format!("{user}:{password}")))
+    format!("Basic {}", browser::base64_encode(format!("{user}:{password}").as_bytes()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,20 +212,4 @@ async fn the_content_security_policy_allows_no_inline_script() {
         assert_eq!(r.header("referrer-policy"), Some("same-origin"));
     }
     server.app.shutdown().await;
-}
-
-fn b64(s: &str) -> String {
-    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in s.as_bytes().chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &b)| acc | u32::from(b) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }

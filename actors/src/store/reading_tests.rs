@@ -68,7 +68,8 @@ fn the_fallback_walk_costs_the_meters_hours_not_the_tables() {
     s.apply_one(&[at("m1", NOW, 0, MeterStatus::TIME_STALE)]).unwrap();
     let took = t.elapsed();
     assert_eq!(store.latest_reading(&MeterId::new("m1")).unwrap(), None);
-    assert!(took < Duration::from_millis(200), "one commit took {took:?}");
+    // The defect walked ~490k hours (seconds to minutes); 2 s leaves room for a busy machine.
+    assert!(took < Duration::from_secs(2), "one commit took {took:?}");
 }
 
 /// `GET /api/readings?device=<meter>&from=-9223372036854775808&to=9223372036854775807` (any viewer): with the
@@ -83,11 +84,11 @@ fn a_wide_history_query_costs_the_meters_readings_not_the_span() {
         within(20, move || s.meter_readings(&MeterId::new("m1"), Timestamp(i64::MIN), Timestamp(i64::MAX), 1001));
     let (res, took) = done.expect("did not finish within 20 s");
     assert_eq!(res.unwrap().len(), 1);
-    assert!(took < Duration::from_millis(200), "one meter's history took {took:?}");
+    assert!(took < Duration::from_secs(2), "one meter's history took {took:?}");
 }
 
 #[test]
-fn a_far_future_reading_makes_a_wide_history_query_unbounded() {
+fn a_far_future_reading_leaves_a_wide_history_query_bounded() {
     let store = Store::open(&tempdir()).unwrap();
     store.apply_one(&[at("broken", i64::MAX, 1, MeterStatus::TIME_FUTURE)]).unwrap();
     store.apply_one(&[at("m1", NOW, 11, 0)]).unwrap();
