@@ -155,11 +155,18 @@ impl AlarmsApi {
         );
         let audit = audit_entry(at, by, &action, id, &detail, true);
         let op = AlarmOp::Action { key: key.clone(), by: by.to_owned(), at, action, audit: Some(audit) };
+        // The journal's newest record before the commit: the check below reads only what came after it.
+        let head = self.store.alarm_journal(&JournalFilter::default(), 1)?.first().map(|(n, _)| *n);
         self.writer.submit(vec![Op::Alarm(op)]).await?;
         // The commit ran the action again on the alarm as it then stood (the engine may have changed it since
         // the check above) and audited the outcome; the journal says whether it took effect.
-        let filter =
-            JournalFilter { from: Some(at), to: Some(at), device: Some(key.device.clone()), ..Default::default() };
+        let filter = JournalFilter {
+            from: Some(at),
+            to: Some(at),
+            device: Some(key.device.clone()),
+            after: head,
+            ..Default::default()
+        };
         let done = self
             .store
             .alarm_journal(&filter, MAX_JOURNAL)?

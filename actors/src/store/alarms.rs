@@ -110,6 +110,8 @@ pub struct JournalFilter {
     pub priority: Option<Priority>,
     /// Only records with a smaller number (paging backwards).
     pub before: Option<u64>,
+    /// Only records with a greater number (what was written since a known record).
+    pub after: Option<u64>,
 }
 
 impl JournalFilter {
@@ -273,7 +275,8 @@ impl Store {
         let txn = self.db.begin_read()?;
         let t = read_table!(txn, JOURNAL);
         let mut out = Vec::new();
-        for entry in t.range(..filter.before.unwrap_or(u64::MAX))?.rev().take(JOURNAL_SCAN_LIMIT) {
+        let after = filter.after.map_or(0, |a| a.saturating_add(1));
+        for entry in t.range(after..filter.before.unwrap_or(u64::MAX))?.rev().take(JOURNAL_SCAN_LIMIT) {
             let (k, v) = entry?;
             let record: JournalRecord = decode("alarm journal record", v.value())?;
             if filter.matches(&record) {
@@ -361,6 +364,8 @@ mod tests {
         assert_eq!(store.alarm_journal(&f, 10).unwrap().len(), 0);
         let f = JournalFilter { before: Some(3), from: Some(Timestamp(2)), ..JournalFilter::default() };
         assert_eq!(store.alarm_journal(&f, 10).unwrap().iter().map(|(n, _)| *n).collect::<Vec<_>>(), vec![2, 1]);
+        let f = JournalFilter { after: Some(1), ..JournalFilter::default() };
+        assert_eq!(store.alarm_journal(&f, 10).unwrap().iter().map(|(n, _)| *n).collect::<Vec<_>>(), vec![3, 2]);
     }
 
     #[test]

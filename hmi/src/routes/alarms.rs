@@ -69,6 +69,7 @@ pub async fn journal(
         state: named("state", q.state, AlarmState::parse)?,
         priority: named("priority", q.priority, Priority::parse)?,
         before: q.before,
+        after: None,
     };
     Ok(Json(alarms.journal(&filter, q.limit.unwrap_or(200))?).into_response())
 }
