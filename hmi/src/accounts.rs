@@ -105,20 +105,14 @@ pub async fn change_password(
             return Err(AppError::Throttled { retry_after_s });
         }
     };
-    let Some(permit) = state.guard.try_permit() else {
-        state.throttle.refund(attempt);
-        Metrics::inc(&state.guard.busy);
-        return Err(AppError::Busy { retry_after_s: 1 });
-    };
-    Metrics::inc(&state.guard.hashes);
     let users = state.api.users().clone();
     let (by, idle, client) = (user.user.clone(), state.config.session_idle, ip.map(|i| i.to_string()));
-    let outcome = tokio::spawn(async move {
-        let _permit = permit;
-        users.change_own_password(&by, &body.old_password, &body.new_password, client, idle).await
-    })
-    .await
-    .unwrap_or(Err(ApiError::Internal));
+    let change =
+        async move { users.change_own_password(&by, &body.old_password, &body.new_password, client, idle).await };
+    let Some(outcome) = state.guard.run_hashing(true, change).await else {
+        state.throttle.refund(attempt);
+        return Err(AppError::Busy { retry_after_s: 1 });
+    };
     match outcome {
         Ok(session) => {
             state.throttle.succeeded(attempt);
@@ -158,18 +152,13 @@ pub async fn reset_password(
     let Json(body) = body.map_err(|e| bad_json(&state.metrics, e))?;
     bounded(&state.metrics, "user name", name.chars().count(), MAX_USERNAME_CHARS)?;
     bounded(&state.metrics, "password", body.password.len(), MAX_PASSWORD_BYTES)?;
-    let Some(permit) = state.guard.try_permit() else {
-        Metrics::inc(&state.guard.busy);
-        return Err(AppError::Busy { retry_after_s: 1 });
-    };
     let users = state.api.users().clone();
     let by = user.user.clone();
-    let outcome = tokio::spawn(async move {
-        let _permit = permit;
-        users.reset_password(&by, &name, &body.password).await
-    })
-    .await
-    .unwrap_or(Err(ApiError::Internal))?;
+    let reset = async move { users.reset_password(&by, &name, &body.password).await };
+    let Some(outcome) = state.guard.run_hashing(false, reset).await else {
+        return Err(AppError::Busy { retry_after_s: 1 });
+    };
+    let outcome = outcome?;
     state.guard.basic_cache.forget_user(&outcome.username);
     Ok(Json(outcome).into_response())
 }

@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 use blake2::digest::consts::U32;
 use blake2::digest::{KeyInit, Mac};
 
+use actors::api::ApiError;
+use actors::metrics::Metrics;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Concurrency limit and counters of password checks.
@@ -59,6 +61,28 @@ impl LoginGuard {
     /// A permit to run one password check, or `None` at once when all are taken.
     pub fn try_permit(&self) -> Option<OwnedSemaphorePermit> {
         self.hashing.clone().try_acquire_owned().ok()
+    }
+
+    /// Runs `work` (argon2: a password check, counted in `hashes` when `check`, or a new hash) under a permit,
+    /// in a task of its own that holds it, so a client that hangs up does not free the permit while argon2
+    /// still runs. `None` at once when every permit is taken (counted in `busy`); the caller answers 503.
+    pub async fn run_hashing<T: Send + 'static>(
+        &self,
+        check: bool,
+        work: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+    ) -> Option<Result<T, ApiError>> {
+        let Some(permit) = self.try_permit() else {
+            Metrics::inc(&self.busy);
+            return None;
+        };
+        if check {
+            Metrics::inc(&self.hashes);
+        }
+        let outcome = tokio::spawn(async move {
+            let _permit = permit;
+            work.await
+        });
+        Some(outcome.await.unwrap_or(Err(ApiError::Internal)))
     }
 }
 

@@ -373,9 +373,11 @@ pub async fn check_login(
             return Err(AppError::Throttled { retry_after_s });
         }
     };
-    let Some(permit) = state.guard.try_permit() else {
+    let users = state.api.users().clone();
+    let (name, pass, code) = (username.to_owned(), password.to_owned(), totp.map(str::to_owned));
+    let check = async move { users.login(&name, &pass, code.as_deref()).await };
+    let Some(outcome) = state.guard.run_hashing(true, check).await else {
         state.throttle.refund(attempt);
-        Metrics::inc(&state.guard.busy);
         tracing::warn!(
             message = "Login refused: too many password checks at once.",
             username,
@@ -384,17 +386,6 @@ pub async fn check_login(
         );
         return Err(AppError::Busy { retry_after_s: 1 });
     };
-    Metrics::inc(&state.guard.hashes);
-    // The check runs in its own task holding the permit, so a client that hangs up does not free the permit
-    // while argon2 still runs.
-    let users = state.api.users().clone();
-    let (name, pass, code) = (username.to_owned(), password.to_owned(), totp.map(str::to_owned));
-    let outcome = tokio::spawn(async move {
-        let _permit = permit;
-        users.login(&name, &pass, code.as_deref()).await
-    })
-    .await
-    .unwrap_or(Err(actors::api::ApiError::Internal));
     match outcome {
         Ok(user) => {
             state.throttle.succeeded(attempt);

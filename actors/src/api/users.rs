@@ -285,20 +285,7 @@ impl UsersApi {
 
     /// Every account (admin's list).
     pub fn users(&self) -> Result<Vec<UserAccount>, ApiError> {
-        Ok(self
-            .store
-            .users()?
-            .into_iter()
-            .map(|r| UserAccount {
-                totp: r.totp.as_ref().is_some_and(|t| t.confirmed),
-                username: r.username,
-                role: r.role,
-                disabled: r.disabled,
-                must_change_password: r.must_change_password,
-                created: r.created,
-                created_by: r.created_by,
-            })
-            .collect())
+        Ok(self.store.users()?.iter().map(account_of).collect())
     }
 
     /// Commits a change with its audit entry, or audits the refusal; returns the outcome either way.
@@ -692,10 +679,6 @@ impl UsersApi {
         let entry = self.audit_entry(actor, action, target, detail, ok);
         self.writer.submit(vec![Op::Audit(entry)]).await?;
         Ok(())
-    }
-
-    pub fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, ApiError> {
-        Ok(self.store.audit_entries(limit)?)
     }
 }
 

@@ -36,6 +36,8 @@ const WINDOW_MS: i64 = 24 * reading_key::HOUR_MS;
 pub(super) const MIGRATING: &str = "migrating_to_4";
 /// The prefix of the `meta` keys recording each table's copied windows.
 pub(super) const PROGRESS_PREFIX: &str = "migrate4:";
+/// Just past every key with that prefix (`:` + 1), the end of their range.
+pub(super) const PROGRESS_END: &str = "migrate4;";
 
 /// Copies the readings and their extras of a version 2 or 3 store (whichever tables exist; both, after an
 /// interrupted copy from 2 to 3) into the version 4 tables, then records each meter's latest plausibly dated

@@ -350,7 +350,7 @@ impl Store {
             // The migration's flag and progress records go with the tables they counted.
             meta.remove(migrate::MIGRATING).map_err(|e| open_err(e.to_string()))?;
             let progress: Vec<String> = meta
-                .range("migrate4:".."migrate4;")
+                .range(migrate::PROGRESS_PREFIX..migrate::PROGRESS_END)
                 .map_err(|e| open_err(e.to_string()))?
                 .map(|e| e.map(|(k, _)| k.value().to_owned()))
                 .collect::<Result<_, _>>()
