@@ -138,10 +138,37 @@ pub enum AlarmClass {
     CommLost,
     /// One meter behind a delivering device missed two cycles in a row.
     MeterCommLost,
+    /// A meter reports a magnetic tamper (status bit).
+    MeterTamper,
+    /// A meter reports reverse flow (status bit).
+    MeterReverseFlow,
+    /// A meter reports a fault (status bit).
+    MeterFault,
+    /// A meter's battery is low (status bit).
+    MeterBatteryLow,
+    /// A meter's built-in valve reports a fault (status bit).
+    MeterValveFault,
+    /// The volume check found a cumulative volume that fell (issue 7 §4).
+    VolumeFell,
+    /// The volume check found a register rollover.
+    VolumeRollover,
+    /// The volume check suspects a swapped meter or a misread.
+    VolumeSuspectedSwap,
+    /// A valve command failed (no confirmation, refused, timed out).
+    ValveCommandFailed,
+    /// A valve changed position without a command.
+    ValveUncommanded,
+    /// A customer's usage over a window well above its own history for the same period (R-B2).
+    AbnormalUsage,
+    /// Flow through a meter all night long: a suspected leak behind the meter (R-B2).
+    NightFlow,
+    /// A zone's leakage rate (master minus members, over master) above its threshold (R-B5). The key's
+    /// device is the zone id.
+    ZoneLeakage,
 }
 
 impl AlarmClass {
-    pub const ALL: [AlarmClass; 7] = [
+    pub const ALL: [AlarmClass; 20] = [
         AlarmClass::QualityHighHigh,
         AlarmClass::QualityHigh,
         AlarmClass::QualityLow,
@@ -149,6 +176,19 @@ impl AlarmClass {
         AlarmClass::SensorUntrusted,
         AlarmClass::CommLost,
         AlarmClass::MeterCommLost,
+        AlarmClass::MeterTamper,
+        AlarmClass::MeterReverseFlow,
+        AlarmClass::MeterFault,
+        AlarmClass::MeterBatteryLow,
+        AlarmClass::MeterValveFault,
+        AlarmClass::VolumeFell,
+        AlarmClass::VolumeRollover,
+        AlarmClass::VolumeSuspectedSwap,
+        AlarmClass::ValveCommandFailed,
+        AlarmClass::ValveUncommanded,
+        AlarmClass::AbnormalUsage,
+        AlarmClass::NightFlow,
+        AlarmClass::ZoneLeakage,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -160,6 +200,19 @@ impl AlarmClass {
             AlarmClass::SensorUntrusted => "sensor_untrusted",
             AlarmClass::CommLost => "comm_lost",
             AlarmClass::MeterCommLost => "meter_comm_lost",
+            AlarmClass::MeterTamper => "meter_tamper",
+            AlarmClass::MeterReverseFlow => "meter_reverse_flow",
+            AlarmClass::MeterFault => "meter_fault",
+            AlarmClass::MeterBatteryLow => "meter_battery_low",
+            AlarmClass::MeterValveFault => "meter_valve_fault",
+            AlarmClass::VolumeFell => "volume_fell",
+            AlarmClass::VolumeRollover => "volume_rollover",
+            AlarmClass::VolumeSuspectedSwap => "volume_suspected_swap",
+            AlarmClass::ValveCommandFailed => "valve_command_failed",
+            AlarmClass::ValveUncommanded => "valve_uncommanded",
+            AlarmClass::AbnormalUsage => "abnormal_usage",
+            AlarmClass::NightFlow => "night_flow",
+            AlarmClass::ZoneLeakage => "zone_leakage",
         }
     }
 
@@ -171,9 +224,24 @@ impl AlarmClass {
     pub fn default_priority(self) -> Priority {
         match self {
             AlarmClass::QualityHighHigh | AlarmClass::QualityLowLow => Priority::Urgent,
-            AlarmClass::QualityHigh | AlarmClass::QualityLow | AlarmClass::CommLost => Priority::High,
-            AlarmClass::SensorUntrusted => Priority::Medium,
-            AlarmClass::MeterCommLost => Priority::Low,
+            AlarmClass::QualityHigh
+            | AlarmClass::QualityLow
+            | AlarmClass::CommLost
+            | AlarmClass::ValveCommandFailed
+            | AlarmClass::ValveUncommanded => Priority::High,
+            AlarmClass::SensorUntrusted
+            | AlarmClass::MeterTamper
+            | AlarmClass::MeterReverseFlow
+            | AlarmClass::MeterValveFault
+            | AlarmClass::VolumeSuspectedSwap
+            | AlarmClass::NightFlow
+            | AlarmClass::ZoneLeakage => Priority::Medium,
+            AlarmClass::MeterCommLost
+            | AlarmClass::MeterFault
+            | AlarmClass::MeterBatteryLow
+            | AlarmClass::VolumeFell
+            | AlarmClass::VolumeRollover
+            | AlarmClass::AbnormalUsage => Priority::Low,
         }
     }
 }
