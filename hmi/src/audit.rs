@@ -16,9 +16,9 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
@@ -28,6 +28,7 @@ use actors::model::{Role, Timestamp};
 use actors::store::{AuditFilter, TextMatch};
 
 use crate::error::AppError;
+use crate::pages::{self, Kind};
 use crate::session::AuthUser;
 use crate::AppState;
 
@@ -152,23 +153,13 @@ const AUDIT_CSS: &str = include_str!("../assets/audit.css");
 
 /// The audit page, for admins. A browser without a session goes to the login page.
 pub async fn page(State(state): State<AppState>, request: Request) -> Response {
-    let (mut parts, _) = request.into_parts();
-    match <AuthUser as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, &state).await {
-        Ok(user) => match user.require(&[Role::Admin]) {
-            Ok(()) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], AUDIT_HTML).into_response(),
-            Err(e) => e.into_response(),
-        },
-        Err(AppError::Unauthenticated) if crate::wants_html(&parts.headers) => Redirect::to("/login").into_response(),
-        Err(e) => e.into_response(),
-    }
+    pages::page(&state, request, &[Role::Admin], AUDIT_HTML).await
 }
 
 pub async fn script(user: AuthUser) -> Result<Response, AppError> {
-    user.require(&[Role::Admin])?;
-    Ok(([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], AUDIT_JS).into_response())
+    pages::asset(&user, &[Role::Admin], Kind::Js, AUDIT_JS)
 }
 
 pub async fn style(user: AuthUser) -> Result<Response, AppError> {
-    user.require(&[Role::Admin])?;
-    Ok(([(header::CONTENT_TYPE, "text/css; charset=utf-8")], AUDIT_CSS).into_response())
+    pages::asset(&user, &[Role::Admin], Kind::Css, AUDIT_CSS)
 }

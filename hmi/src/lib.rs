@@ -29,6 +29,7 @@ mod error;
 pub mod guard;
 mod metrics;
 pub mod openapi;
+pub mod pages;
 mod redact;
 mod routes;
 pub mod serve;
@@ -41,7 +42,7 @@ use std::time::Duration;
 
 use axum::extract::{FromRef, Request, State};
 use axum::http::{header, HeaderMap};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
@@ -209,14 +210,7 @@ pub(crate) fn wants_html(headers: &HeaderMap) -> bool {
 
 /// The HMI page. A browser without a session is sent to the login page; anything else gets 401 JSON.
 async fn index(State(state): State<AppState>, request: Request) -> Response {
-    let (mut parts, _) = request.into_parts();
-    match <AuthUser as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, &state).await {
-        Ok(_) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX_HTML).into_response(),
-        Err(AppError::Unauthenticated) if wants_html(&parts.headers) => Redirect::to("/login").into_response(),
-        // A password someone else set must be changed first: the browser goes to the form (issue 8 §2).
-        Err(AppError::PasswordChangeRequired) if wants_html(&parts.headers) => Redirect::to("/account").into_response(),
-        Err(e) => e.into_response(),
-    }
+    pages::page(&state, request, routes::VIEW_ROLES, INDEX_HTML).await
 }
 
 async fn login_page() -> Response {
@@ -268,6 +262,8 @@ pub fn router(handle: actors::api::Handle, config: HmiConfig) -> Router {
         .route("/assets/app.css", get(app_css))
         .route("/assets/login.js", get(login_js))
         .route("/assets/login.css", get(login_css))
+        .route("/assets/vendor/uplot.js", get(pages::uplot_js))
+        .route("/assets/vendor/uplot.css", get(pages::uplot_css))
         .route("/healthz", get(routes::healthz))
         .route("/metrics", get(routes::metrics))
         .route("/ws", get(ws::upgrade))

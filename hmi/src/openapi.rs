@@ -45,6 +45,8 @@ pub const AUTHENTICATED: &[(&str, &str)] = &[
     ("GET", "/"),
     ("GET", "/assets/app.js"),
     ("GET", "/assets/app.css"),
+    ("GET", "/assets/vendor/uplot.js"),
+    ("GET", "/assets/vendor/uplot.css"),
     ("GET", "/ws"),
     ("GET", "/metrics"),
     ("GET", "/api/openapi.json"),
