@@ -18,8 +18,8 @@ use tokio::sync::watch;
 
 use super::users::SessionRecord;
 use super::{
-    Applied, AuditEntry, AuditFilter, AuditPage, EventFilter, FeedEntry, JournalFilter, Op, PendingValveCommand,
-    RunMarker, Store, StoreError, StoredReading, StoredSample,
+    AlarmChanges, AlarmStart, Applied, AuditEntry, AuditFilter, AuditPage, EventFilter, FeedEntry, JournalFilter, Op,
+    PendingValveCommand, RunMarker, Store, StoreError, StoredReading, StoredSample,
 };
 use crate::event::EventRecord;
 use crate::model::{
@@ -125,6 +125,12 @@ pub trait AlarmStore: Send + Sync + 'static {
     fn alarm_journal(&self, filter: &JournalFilter, limit: usize) -> Result<Vec<(u64, JournalRecord)>, StoreError>;
     /// Where each water-quality series the engine watches stands, by `device/parameter`.
     fn alarm_series(&self) -> Result<Vec<(String, AnalogState)>, StoreError>;
+    /// The journal's newest number, changing after each commit with an alarm op (`alarm_feed.rs`).
+    fn watch_alarm_journal(&self) -> watch::Receiver<u64>;
+    /// The standing alarms and the journal's newest number, in one read.
+    fn alarm_start(&self) -> Result<AlarmStart, StoreError>;
+    /// Journal records after `after`, oldest first, with their alarms as they stand in the same read.
+    fn alarm_changes_after(&self, after: u64, limit: usize) -> Result<AlarmChanges, StoreError>;
 }
 
 /// Where the store writer commits, and the health check.
@@ -304,6 +310,15 @@ impl AlarmStore for Store {
     }
     fn alarm_series(&self) -> Result<Vec<(String, AnalogState)>, StoreError> {
         Store::alarm_series(self)
+    }
+    fn watch_alarm_journal(&self) -> watch::Receiver<u64> {
+        Store::watch_alarm_journal(self)
+    }
+    fn alarm_start(&self) -> Result<AlarmStart, StoreError> {
+        Store::alarm_start(self)
+    }
+    fn alarm_changes_after(&self, after: u64, limit: usize) -> Result<AlarmChanges, StoreError> {
+        Store::alarm_changes_after(self, after, limit)
     }
 }
 
