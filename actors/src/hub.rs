@@ -71,6 +71,8 @@ pub enum Wire<'a> {
     /// sequence the client is at; it takes no number of its own.
     Heartbeat {
         seq: u64,
+        /// The interval, so the page knows when silence means a stall.
+        every_ms: u64,
     },
     Resync {
         reason: &'a str,

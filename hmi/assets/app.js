@@ -35,6 +35,8 @@
       conn_connecting: '连接中',
       conn_reconnecting: '重新连接中',
       conn_resync: '重新同步中',
+      conn_stalled: '数据流停滞',
+      alarms_link: '报警',
       last_update: '最后更新',
       user: '用户',
       logout: '退出登录',
@@ -254,6 +256,8 @@
       conn_connecting: 'Connecting',
       conn_reconnecting: 'Reconnecting',
       conn_resync: 'Resynchronising',
+      conn_stalled: 'Stream stalled',
+      alarms_link: 'Alarms',
       last_update: 'Last update',
       user: 'User',
       logout: 'Log out',
@@ -770,7 +774,16 @@
     user: null,
     connState: 'connecting', // connecting | live | reconnecting
     resyncing: false,
+    // Issue 9 §4: client time of the last frame or heartbeat, and the server's heartbeat interval; silence
+    // for HEARTBEAT_STALL intervals while the socket looks open is "stalled", not "live".
+    lastFrameAt: 0,
+    heartbeatMs: 5000,
   };
+  const HEARTBEAT_STALL = 2.5;
+
+  function stalled() {
+    return state.connState === 'live' && Date.now() - state.lastFrameAt > HEARTBEAT_STALL * state.heartbeatMs;
+  }
 
   const expanded = new Set(); // device ids whose meter table is open
   const deviceViews = new Map(); // id -> view (see createDeviceView)
@@ -1929,7 +1942,13 @@
     }
     if (!msg || typeof msg !== 'object') return;
     const seq = typeof msg.seq === 'number' && Number.isFinite(msg.seq) ? msg.seq : null;
+    const wasStalled = stalled();
+    state.lastFrameAt = Date.now();
+    if (wasStalled) renderConn();
     switch (msg.type) {
+      case 'heartbeat':
+        if (typeof msg.every_ms === 'number' && msg.every_ms > 0) state.heartbeatMs = msg.every_ms;
+        return;
       case 'snapshot':
         applySnapshot(msg);
         break;
@@ -1989,6 +2008,7 @@
     let gotMessage = false;
     ws.onopen = () => {
       openedAt = Date.now();
+      state.lastFrameAt = openedAt;
       state.connState = 'live';
       renderConn();
     };
@@ -2046,9 +2066,10 @@
   function renderConn() {
     const el = byId('conn');
     const s = state.connState;
-    el.dataset.state = s === 'live' ? 'live' : 'reconnecting';
+    const stall = stalled();
+    el.dataset.state = stall ? 'stalled' : s === 'live' ? 'live' : 'reconnecting';
     el.classList.toggle('resync', s === 'live' && state.resyncing);
-    const key = s === 'live' ? (state.resyncing ? 'conn_resync' : 'conn_live') : s === 'connecting' ? 'conn_connecting' : 'conn_reconnecting';
+    const key = stall ? 'conn_stalled' : s === 'live' ? (state.resyncing ? 'conn_resync' : 'conn_live') : s === 'connecting' ? 'conn_connecting' : 'conn_reconnecting';
     const text = el.querySelector('.conn-text');
     text.dataset.i18n = key;
     setText(text, t(key));
@@ -2078,6 +2099,7 @@
   let tick = 0;
   function onTick() {
     const now = Date.now();
+    renderConn();
     // Meter ages only where a table is open: closed tables may hold thousands of rows.
     refreshAges(document.querySelectorAll('.age:not(.m-age)'), now);
     for (const id of expanded) {

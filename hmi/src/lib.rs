@@ -23,6 +23,7 @@
 mod accounts;
 mod audit;
 pub mod client;
+mod console;
 mod cookie;
 pub mod edge;
 mod error;
@@ -304,6 +305,15 @@ pub fn router(handle: actors::api::Handle, config: HmiConfig) -> Router {
         .route("/api/alarms/journal", get(routes::alarms::journal))
         .route("/api/alarms/{id}/ack", post(routes::alarms::acknowledge))
         .route("/api/alarms/{id}/shelve", post(routes::alarms::shelve))
+        .route("/api/alarms/ack", post(routes::alarms::acknowledge_many))
+        .route("/api/alarms/{id}/unshelve", post(routes::alarms::unshelve))
+        .route("/api/alarms/{id}/out-of-service", post(routes::alarms::out_of_service))
+        .route("/api/alarms/{id}/return-to-service", post(routes::alarms::return_to_service))
+        .route("/alarms", get(console::alarms_page))
+        .route("/assets/alarms.js", get(console::alarms_js))
+        .route("/assets/alarms.css", get(console::alarms_css))
+        .route("/assets/banner.js", get(console::banner_js))
+        .route("/assets/banner.css", get(console::banner_css))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Inside `edge`: the origin refusals `edge` audits itself (`request.refused`) are not audited twice.

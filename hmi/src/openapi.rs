@@ -86,6 +86,15 @@ pub const AUTHENTICATED: &[(&str, &str)] = &[
     ("GET", "/api/alarms/journal"),
     ("POST", "/api/alarms/{id}/ack"),
     ("POST", "/api/alarms/{id}/shelve"),
+    ("POST", "/api/alarms/ack"),
+    ("POST", "/api/alarms/{id}/unshelve"),
+    ("POST", "/api/alarms/{id}/out-of-service"),
+    ("POST", "/api/alarms/{id}/return-to-service"),
+    ("GET", "/alarms"),
+    ("GET", "/assets/alarms.js"),
+    ("GET", "/assets/alarms.css"),
+    ("GET", "/assets/banner.js"),
+    ("GET", "/assets/banner.css"),
 ];
 
 pub fn document() -> Value {
@@ -257,9 +266,22 @@ pub fn document() -> Value {
                 "responses": { "200": { "description": "The journal record" }, "400": error_response("Bad body, or longer than the role may shelve"),
                                "401": error_response("Not logged in"), "403": error_response("Role not allowed"), "404": error_response("No such standing alarm"),
                                "409": error_response("The alarm's state does not allow it (already shelved, suppressed, out of service)") } } },
+            "/api/alarms/ack": { "post": {
+                "summary": "Acknowledge several alarms with one optional comment (each audited with its outcome)",
+                "description": "Roles: admin, operator (403, audited, for any other). At most 200 ids. 200 with `results`, one per id in order: `{id, status: 200, record}` or `{id, status, code, error}` (404 not standing, 409 state does not allow it).",
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                    "type": "object", "additionalProperties": false, "required": ["ids"],
+                    "properties": { "ids": { "type": "array", "items": { "type": "string" }, "minItems": 1, "maxItems": 200 },
+                                    "comment": { "type": "string", "maxLength": 500 } } } } } },
+                "responses": { "200": { "description": "One result per id" }, "400": error_response("Bad body, no ids or more than 200"),
+                               "401": error_response("Not logged in"), "403": error_response("Role not allowed") } } },
+            "/api/alarms/{id}/unshelve": { "post": op("Take a shelved alarm off its shelf early (audited); roles admin, operator; 409 if not shelved", "admin, operator") },
+            "/api/alarms/{id}/out-of-service": { "post": op("Take an alarm out of service with a required `reason` (body `{\"reason\": …}`, audited)", "admin") },
+            "/api/alarms/{id}/return-to-service": { "post": op("Return an alarm to service (audited)", "admin") },
+            "/alarms": { "get": op("The alarm summary page (HTML): standing alarms with filter, sort and actions, and the journal", view) },
             "/api/openapi.json": { "get": op("This document", "any") },
             "/metrics": { "get": op("Prometheus metrics", "admin, operator") },
-            "/ws": { "get": op("Live stream (WebSocket): snapshot, then deltas with rising seq; ?since=SEQ&epoch=E resumes", view) }
+            "/ws": { "get": op("Live stream (WebSocket): snapshot (devices and standing alarms), then deltas, events and alarm transitions (`{type: alarm, seq, id, journal, alarm|null, record}`, after their commit, in journal order) with rising seq, and `{type: heartbeat, seq, every_ms}` every live.heartbeat; ?since=SEQ&epoch=E resumes", view) }
         },
         "components": {
             "securitySchemes": {

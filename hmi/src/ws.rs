@@ -151,6 +151,7 @@ async fn session(socket: WebSocket, state: AppState, user: AuthUser, mut resume:
     // After a freeze, one heartbeat, not a burst of the missed ones.
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     heartbeat.tick().await;
+    let every_ms = u64::try_from(limits.heartbeat.as_millis()).unwrap_or(u64::MAX);
     // Whether the client sent anything (a pong, typically) since the last ping.
     let mut heard = true;
     'subscription: loop {
@@ -217,7 +218,7 @@ async fn session(socket: WebSocket, state: AppState, user: AuthUser, mut resume:
                     Some(Ok(_)) => heard = true,
                 },
                 _ = heartbeat.tick() => {
-                    if !send_text(&mut sink, &Wire::Heartbeat { seq: last_seq }.to_json(), &limits, metrics, &user).await {
+                    if !send_text(&mut sink, &Wire::Heartbeat { seq: last_seq, every_ms }.to_json(), &limits, metrics, &user).await {
                         return;
                     }
                 }

@@ -115,3 +115,91 @@ pub async fn shelve(
     let (name, role) = (&user.user.username, user.user.role);
     Ok(Json(alarms.shelve(&id, name, role, duration, body.reason.as_deref()).await?).into_response())
 }
+
+/// The most alarms one acknowledgement names.
+pub const MAX_ACK_IDS: usize = 200;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckManyBody {
+    ids: Vec<String>,
+    comment: Option<String>,
+}
+
+/// Acknowledges several alarms with one optional comment (issue 9 §2 "single or many at once"), each
+/// through the API (role-checked, checked against its state, audited with its outcome). 200 with one result
+/// per id, in order: `{"id", "status", "record"}` when done, `{"id", "status", "code", "error"}` when not;
+/// 403 when the role may acknowledge none (each refusal audited); 400 for no ids or more than
+/// [`MAX_ACK_IDS`].
+pub async fn acknowledge_many(
+    State(alarms): State<AlarmsApi>,
+    State(metrics): State<Arc<Metrics>>,
+    user: AuthUser,
+    body: Result<Json<AckManyBody>, JsonRejection>,
+) -> Result<Response, AppError> {
+    let Json(body) = body.map_err(|e| bad_json(&metrics, e))?;
+    if body.ids.is_empty() || body.ids.len() > MAX_ACK_IDS {
+        Metrics::inc(&metrics.bad_requests);
+        return Err(AppError::BadRequest(format!("name 1 to {MAX_ACK_IDS} alarms")));
+    }
+    let (name, role) = (&user.user.username, user.user.role);
+    let mut results = Vec::with_capacity(body.ids.len());
+    let mut forbidden = None;
+    for id in &body.ids {
+        match alarms.acknowledge(id, name, role, body.comment.as_deref()).await {
+            Ok(record) => results.push(serde_json::json!({ "id": id, "status": 200, "record": record })),
+            Err(actors::api::ApiError::Forbidden(why)) => {
+                // The role decides for every id alike: the first refusal (audited) answers for all.
+                forbidden = Some(why);
+                break;
+            }
+            Err(e) => {
+                let (status, code, error) = AppError::from(e).parts();
+                results.push(serde_json::json!({ "id": id, "status": status.as_u16(), "code": code, "error": error }));
+            }
+        }
+    }
+    if let Some(why) = forbidden {
+        return Err(AppError::Forbidden(why));
+    }
+    Ok(Json(serde_json::json!({ "results": results })).into_response())
+}
+
+/// Takes one alarm off its shelf before its expiry (operators, admins). 200 with the journal record.
+pub async fn unshelve(
+    State(alarms): State<AlarmsApi>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let (name, role) = (&user.user.username, user.user.role);
+    Ok(Json(alarms.unshelve(&id, name, role).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonBody {
+    reason: String,
+}
+
+/// Takes one alarm out of service, with a reason (admins). 200 with the journal record; 400 without a reason.
+pub async fn out_of_service(
+    State(alarms): State<AlarmsApi>,
+    State(metrics): State<Arc<Metrics>>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    body: Result<Json<ReasonBody>, JsonRejection>,
+) -> Result<Response, AppError> {
+    let Json(body) = body.map_err(|e| bad_json(&metrics, e))?;
+    let (name, role) = (&user.user.username, user.user.role);
+    Ok(Json(alarms.remove_from_service(&id, name, role, &body.reason).await?).into_response())
+}
+
+/// Returns one alarm to service (admins). 200 with the journal record.
+pub async fn return_to_service(
+    State(alarms): State<AlarmsApi>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let (name, role) = (&user.user.username, user.user.role);
+    Ok(Json(alarms.return_to_service(&id, name, role).await?).into_response())
+}
