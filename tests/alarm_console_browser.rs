@@ -68,9 +68,7 @@ async fn sign_in_at(browser: &Browser, base: &str, username: &str, password: &st
     browser.type_into("#username", username).await;
     browser.type_into("#password", password).await;
     browser.click("#submit").await;
-    browser
-        .wait_for("the overview", "location.pathname", "location.href", |v| (v == "/").then_some(()))
-        .await;
+    browser.wait_for("the overview", "location.pathname", "location.href", |v| (v == "/").then_some(())).await;
 }
 
 /// Opens `/alarms` and waits until it knows the user and the banner is live.
@@ -128,14 +126,8 @@ meters = { prefix = "WN-", first = 1, count = 10 }
 
 async fn create_user(server: &TestServer, admin: &str, name: &str, role: &str) -> String {
     let body = json!({ "username": name, "password": "a long enough password", "role": role }).to_string();
-    let r = http(
-        &server.base,
-        "POST",
-        "/api/users",
-        &[("content-type", "application/json"), ("cookie", admin)],
-        &body,
-    )
-    .await;
+    let r = http(&server.base, "POST", "/api/users", &[("content-type", "application/json"), ("cookie", admin)], &body)
+        .await;
     assert_eq!(r.status, 201, "{}", r.body);
     server.login(name, "a long enough password").await
 }
@@ -155,7 +147,10 @@ async fn a_breach_is_on_the_banner_and_the_operator_acknowledges_and_shelves_on_
     browser.click("h1").await;
 
     // 1. A chlorine breach: on the banner with its priority, sounding.
-    server.sim().set_fault("east-wq", ModbusFault { values: [("free_chlorine".into(), 0.1)].into(), ..ModbusFault::default() }).unwrap();
+    server
+        .sim()
+        .set_fault("east-wq", ModbusFault { values: [("free_chlorine".into(), 0.1)].into(), ..ModbusFault::default() })
+        .unwrap();
     let b = banner_until(&browser, "the breach on the banner", |v| v["alarm"] == LOW).await;
     assert_eq!((b["top"].as_str(), b["counts"]["high"].as_u64()), (Some("high"), Some(1)), "{b}");
     assert!(b["text"].as_str().unwrap().contains("水质低于下限"), "{b}");
@@ -262,7 +257,10 @@ async fn a_crew_member_sees_alarms_without_action_buttons_and_the_api_refuses_th
     let server = start(VILLAGE).await;
     let admin = server.admin().await;
     let crew = create_user(&server, &admin, "crew1", "crew").await;
-    server.sim().set_fault("east-wq", ModbusFault { values: [("free_chlorine".into(), 0.1)].into(), ..ModbusFault::default() }).unwrap();
+    server
+        .sim()
+        .set_fault("east-wq", ModbusFault { values: [("free_chlorine".into(), 0.1)].into(), ..ModbusFault::default() })
+        .unwrap();
     sign_in_at(&browser, &server.base, "crew1", "a long enough password").await;
     browser.set_viewport(390, 844, true).await;
     open_alarms(&browser, &server.base).await;
