@@ -229,7 +229,11 @@
     }
   }
 
-  function applySnapshot(msg) {
+  // A snapshot of the same epoch (a resync after falling behind) keeps what the operator silenced; a first
+  // snapshot (page load, server restart) sounds every unacknowledged alarm.
+  function applySnapshot(msg, sameEpoch) {
+    const known = new Map(state.alarms);
+    const wasSounding = new Set(state.sounding);
     state.alarms.clear();
     state.sounding.clear();
     const now = Date.now();
@@ -238,10 +242,10 @@
       if (!a || !a.key) continue;
       const id = alarmId(a);
       state.alarms.set(id, a);
-      if (isUnacked(a)) state.sounding.add(id);
+      if (isUnacked(a) && (!sameEpoch || wasSounding.has(id) || !known.has(id))) state.sounding.add(id);
       if (typeof a.raised_at === 'number' && now - a.raised_at < FLOOD_WINDOW_MS) state.raised.push(a.raised_at);
     }
-    state.silenced = false;
+    if (!sameEpoch || state.sounding.size > 0) state.silenced = false;
   }
 
   function applyAlarm(msg) {
@@ -271,10 +275,12 @@
     state.lastFrameAt = Date.now();
     const seq = typeof msg.seq === 'number' ? msg.seq : null;
     switch (msg.type) {
-      case 'snapshot':
-        state.epoch = typeof msg.epoch === 'string' ? msg.epoch : null;
-        applySnapshot(msg);
+      case 'snapshot': {
+        const epoch = typeof msg.epoch === 'string' ? msg.epoch : null;
+        applySnapshot(msg, epoch !== null && epoch === state.epoch);
+        state.epoch = epoch;
         break;
+      }
       case 'alarm':
         if (seq !== null && state.seq !== null && seq <= state.seq) return;
         applyAlarm(msg);
