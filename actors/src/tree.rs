@@ -318,9 +318,13 @@ fn alarm_engine(all: &AllSpecs, stores: &Stores, writer: &StoreHandle, metrics: 
             (k, QualitySeries::with_defaults(l.region, limits))
         })
         .collect();
+    let regions: HashMap<DeviceId, RegionId> = (all.devices.iter().map(|d| (d.id.clone(), d.region.clone())))
+        .chain(all.groups.iter().map(|g| (g.id.clone(), g.region.clone())))
+        .chain(all.gateways.iter().map(|g| (g.id.clone(), g.region.clone())))
+        .collect();
     let (stores, writer, metrics) = (stores.clone(), writer.clone(), metrics.clone());
     child("alarm-engine", FeedConsumer::<AlarmEngine>::default(), move || FeedConsumerArgs {
-        handler: AlarmEngine::new(series.clone()),
+        handler: AlarmEngine::new(series.clone()).with_regions(regions.clone()),
         stores: stores.clone(),
         writer: writer.clone(),
         metrics: metrics.clone(),

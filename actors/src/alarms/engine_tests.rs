@@ -11,7 +11,7 @@ use super::*;
 use crate::clock::{SharedClock, TokioClock};
 use crate::feed::{FeedConsumer, FeedConsumerArgs, FeedMsg};
 use crate::metrics::Metrics;
-use crate::model::{Alarm, AlarmState, MeterId, Priority, Transition};
+use crate::model::{Alarm, AlarmState, MeterId, MeterReading, MeterStatus, Priority, Transition};
 use crate::store::tests::tempdir;
 use crate::store::{AlarmAction, JournalFilter, Store, StoreHandle, StoreWriter, StoreWriterArgs, StoreWriterMsg};
 use crate::supervisor::Slot;
@@ -73,6 +73,18 @@ fn meter_lost(meter: &str, ts: i64) -> Op {
     event(Event::MeterCommLost { device: c1(), meter: MeterId::new(meter), region: r1(), ts: Timestamp(ts), misses: 2 })
 }
 
+fn reading(meter: &str, ts: i64, status: u16) -> Op {
+    Op::Reading(MeterReading {
+        meter: MeterId::new(meter),
+        device: c1(),
+        ts: Timestamp(ts),
+        volume: crate::model::Volume::from_litres(1_000),
+        status: MeterStatus(status),
+        meter_clock: None,
+        settlement_volume: None,
+    })
+}
+
 fn key(class: AlarmClass, device: &DeviceId, detail: &str) -> AlarmKey {
     AlarmKey::new(class, device, detail)
 }
@@ -100,7 +112,7 @@ impl Rig {
         slot.set(writer.clone());
         let handle = StoreHandle::new(slot, metrics.clone());
         let args = FeedConsumerArgs {
-            handler: AlarmEngine::new(chlorine()),
+            handler: AlarmEngine::new(chlorine()).with_regions(HashMap::from([(c1(), r1())])),
             stores: store.clone().into(),
             writer: handle.clone(),
             metrics: metrics.clone(),
@@ -320,4 +332,66 @@ async fn a_shelf_expires_on_time_and_re_alarms_while_the_condition_holds() {
     assert_eq!(rig.state(&low), Unacknowledged, "re-alarmed: the condition still holds");
     assert_eq!(rig.state(&dev), Normal, "cleared while shelved: back to normal");
     assert_eq!(rig.journal(&low).last(), Some(&(T::ShelveExpired, Shelved, Unacknowledged)));
+}
+
+#[tokio::test]
+async fn meter_status_bits_raise_and_clear_their_alarms_per_meter() {
+    let rig = Rig::start(Store::open(&tempdir()).unwrap()).await;
+    let k = |class, meter: &str| key(class, &c1(), meter);
+    let tamper = MeterStatus::MAGNETIC_TAMPER;
+    // Every status bit and volume-check flag raises its own class for its meter, with the class's priority.
+    let all: u16 = METER_BITS.iter().map(|(bit, _)| bit).fold(0, |a, b| a | b);
+    rig.feed(vec![reading("m1", 1_000, 0), reading("m2", 1_000, all | MeterStatus::NEEDS_REVIEW)]).await;
+    for (_, class) in METER_BITS {
+        let a = rig.alarm(&k(class, "m2")).unwrap_or_else(|| panic!("{class:?} raised"));
+        assert_eq!((a.state, a.priority, a.region.as_str()), (Unacknowledged, class.default_priority(), "r1"));
+        assert_eq!(rig.state(&k(class, "m1")), Normal, "{class:?}: only the meter that has it");
+    }
+    assert_eq!(rig.store.standing_alarms().unwrap().len(), METER_BITS.len(), "valve_closed and review raise none");
+    // The same bits again: no second alarm. A reading whose status is unreadable keeps the device bits;
+    // the volume flags, which the server sets, clear at the next reading without them.
+    rig.feed(vec![reading("m2", 2_000, all), reading("m2", 3_000, MeterStatus::STATUS_UNREADABLE)]).await;
+    assert_eq!(rig.journal(&k(AlarmClass::MeterTamper, "m2")).len(), 1);
+    assert_eq!(rig.state(&k(AlarmClass::MeterTamper, "m2")), Unacknowledged, "unreadable status changes no device bit");
+    assert_eq!(rig.state(&k(AlarmClass::VolumeFell, "m2")), ReturnedUnacknowledged);
+    assert_eq!(rig.state(&k(AlarmClass::VolumeSuspectedSwap, "m2")), ReturnedUnacknowledged);
+    // A reading dated implausibly changes nothing; the next plausible one without the bit clears it.
+    rig.feed(vec![reading("m2", 4_000, MeterStatus::TIME_FUTURE)]).await;
+    assert_eq!(
+        rig.state(&k(AlarmClass::MeterTamper, "m2")),
+        Unacknowledged,
+        "a time-implausible reading is passed over"
+    );
+    rig.feed(vec![reading("m2", 5_000, MeterStatus::BATTERY_LOW), reading("m1", 5_000, tamper)]).await;
+    assert_eq!(rig.state(&k(AlarmClass::MeterTamper, "m2")), ReturnedUnacknowledged);
+    assert_eq!(rig.state(&k(AlarmClass::MeterBatteryLow, "m2")), Unacknowledged, "still low");
+    assert_eq!(rig.state(&k(AlarmClass::MeterTamper, "m1")), Unacknowledged);
+    let j = rig.journal(&k(AlarmClass::MeterTamper, "m2"));
+    assert_eq!(j, vec![(T::Activated, Normal, Unacknowledged), (T::Cleared, Unacknowledged, ReturnedUnacknowledged)]);
+}
+
+#[tokio::test]
+async fn meter_status_alarms_behind_a_comm_lost_concentrator_are_suppressed_and_survive_a_restart() {
+    let dir = tempdir();
+    let rig = Rig::start(Store::open(&dir).unwrap()).await;
+    let tamper = key(AlarmClass::MeterTamper, &c1(), "m1");
+    let battery = key(AlarmClass::MeterBatteryLow, &c1(), "m2");
+    rig.feed(vec![reading("m1", 1_000, MeterStatus::MAGNETIC_TAMPER), comm_lost(2_000)]).await;
+    assert_eq!(rig.state(&tamper), SuppressedByDesign, "hidden behind its concentrator's comm-lost");
+    // A reading that still comes (a late one) while the concentrator is lost: raised suppressed.
+    rig.feed(vec![reading("m2", 2_500, MeterStatus::BATTERY_LOW)]).await;
+    assert_eq!(rig.state(&battery), SuppressedByDesign);
+    let store = rig.stop().await;
+    drop(store);
+    // The restarted engine knows which bits are alarmed: the same bits raise nothing new, their absence clears.
+    let rig = Rig::start(reopen(&dir).await).await;
+    rig.feed(vec![comm_restored(3_000)]).await;
+    assert_eq!((rig.state(&tamper), rig.state(&battery)), (Unacknowledged, Unacknowledged));
+    rig.feed(vec![reading("m1", 4_000, MeterStatus::MAGNETIC_TAMPER), reading("m2", 4_000, 0)]).await;
+    assert_eq!(rig.state(&battery), ReturnedUnacknowledged);
+    assert_eq!(
+        rig.journal(&tamper).iter().map(|j| j.0).collect::<Vec<_>>(),
+        vec![T::Activated, T::Suppressed, T::Unsuppressed],
+        "no second activation after the restart"
+    );
 }

@@ -13,6 +13,14 @@
 //! - Communication: `CommLost`/`CommRestored` set the device's comm-lost alarm; `MeterCommLost`/
 //!   `MeterCommRestored` a meter's. While a device is comm-lost its meters' alarms are suppressed by design
 //!   (one alarm, not 144), and return (re-alarming where still active) when it is restored.
+//! - Meter status (issue 9 §1): each meter reading's status bits raise the meter's magnetic-tamper,
+//!   reverse-flow, meter-fault, battery-low and valve-fault alarms, and the volume check's flags its
+//!   volume-fell, rollover and suspected-swap alarms (key: the reading's device, detail the meter id). An
+//!   alarm clears at the next reading of that meter without its bit; so a volume-check alarm, raised by one
+//!   suspect step of the register, clears once the next step is plausible again (the reading stays flagged
+//!   for review in the store). A reading whose status could not be decoded (`STATUS_UNREADABLE`) changes no
+//!   device-bit alarm; a reading with an implausible time changes none. Like meter comm-lost, these are
+//!   suppressed by design while the meter's concentrator or gateway is comm-lost.
 //!
 //! The engine sends a condition only when it changes, and the store applies it through the lifecycle, which
 //! ignores a condition that already holds: one condition is one alarm, never two. Which conditions hold and
@@ -32,8 +40,8 @@ use std::collections::{HashMap, HashSet};
 use crate::event::Event;
 use crate::feed::{FeedError, FeedHandler};
 use crate::model::{
-    AlarmClass, AlarmKey, AnalogConfig, AnalogLimits, AnalogState, DeviceId, QualityFlags, QualitySample, RegionId,
-    Timestamp,
+    AlarmClass, AlarmKey, AnalogConfig, AnalogLimits, AnalogState, DeviceId, MeterId, MeterReading, MeterStatus,
+    Priority, QualityFlags, QualitySample, RegionId, Timestamp,
 };
 use crate::store::{AlarmOp, FeedEntry, FeedFact, Op, StoreError, Stores};
 
@@ -42,6 +50,41 @@ pub use shelf::{ShelfWatch, ShelfWatchArgs, ShelfWatchMsg};
 /// The quality alarm classes of an analog series, most severe first.
 const QUALITY: [AlarmClass; 4] =
     [AlarmClass::QualityHighHigh, AlarmClass::QualityHigh, AlarmClass::QualityLow, AlarmClass::QualityLowLow];
+
+/// The meter status bits that raise an alarm, and its class (issue 9 §1).
+const METER_BITS: [(u16, AlarmClass); 8] = [
+    (MeterStatus::MAGNETIC_TAMPER, AlarmClass::MeterTamper),
+    (MeterStatus::REVERSE_FLOW, AlarmClass::MeterReverseFlow),
+    (MeterStatus::METER_FAULT, AlarmClass::MeterFault),
+    (MeterStatus::BATTERY_LOW, AlarmClass::MeterBatteryLow),
+    (MeterStatus::VALVE_FAULT, AlarmClass::MeterValveFault),
+    (MeterStatus::VOLUME_FELL, AlarmClass::VolumeFell),
+    (MeterStatus::ROLLOVER, AlarmClass::VolumeRollover),
+    (MeterStatus::SUSPECTED_SWAP, AlarmClass::VolumeSuspectedSwap),
+];
+
+/// The bits of [`METER_BITS`] the device reports (the rest the server's volume check sets).
+const DEVICE_BITS: u16 = MeterStatus::MAGNETIC_TAMPER
+    | MeterStatus::REVERSE_FLOW
+    | MeterStatus::METER_FAULT
+    | MeterStatus::BATTERY_LOW
+    | MeterStatus::VALVE_FAULT;
+
+/// Every bit of [`METER_BITS`].
+const ALARM_BITS: u16 = DEVICE_BITS | MeterStatus::VOLUME_FELL | MeterStatus::ROLLOVER | MeterStatus::SUSPECTED_SWAP;
+
+/// The classes of a meter's own alarms: suppressed by design while its device is comm-lost.
+const METER_CLASSES: [AlarmClass; 9] = [
+    AlarmClass::MeterCommLost,
+    AlarmClass::MeterTamper,
+    AlarmClass::MeterReverseFlow,
+    AlarmClass::MeterFault,
+    AlarmClass::MeterBatteryLow,
+    AlarmClass::MeterValveFault,
+    AlarmClass::VolumeFell,
+    AlarmClass::VolumeRollover,
+    AlarmClass::VolumeSuspectedSwap,
+];
 
 /// One watched water-quality series: where it is, its limits, its deadband and delays.
 #[derive(Clone, Debug, PartialEq)]
@@ -74,13 +117,24 @@ struct Known {
     active: HashSet<AlarmKey>,
     /// Where each series stands, by `device/parameter`.
     series: HashMap<String, AnalogState>,
+    /// The status bits of [`METER_BITS`] whose alarm holds, by device and meter (an index of `active`, so a
+    /// reading that changes nothing costs two lookups and no allocation).
+    meter_bits: HashMap<DeviceId, HashMap<MeterId, u16>>,
 }
 
 impl Known {
     fn load(stores: &Stores, through: u64) -> Result<Known, StoreError> {
-        let active = stores.alarms.standing_alarms()?.into_iter().filter(|a| a.active).map(|a| a.key).collect();
+        let active: HashSet<AlarmKey> =
+            stores.alarms.standing_alarms()?.into_iter().filter(|a| a.active).map(|a| a.key).collect();
         let series = stores.alarms.alarm_series()?.into_iter().collect();
-        Ok(Known { through, active, series })
+        let mut meter_bits: HashMap<DeviceId, HashMap<MeterId, u16>> = HashMap::new();
+        for key in &active {
+            if let Some((bit, _)) = METER_BITS.iter().find(|(_, c)| *c == key.class) {
+                let meters = meter_bits.entry(key.device.clone()).or_default();
+                *meters.entry(MeterId::new(key.detail.as_str())).or_default() |= bit;
+            }
+        }
+        Ok(Known { through, active, series, meter_bits })
     }
 
     fn comm_lost(&self, device: &DeviceId) -> bool {
@@ -92,6 +146,8 @@ impl Known {
 pub struct AlarmEngine {
     /// The watched water-quality series, by device and parameter.
     pub series: HashMap<(DeviceId, String), QualitySeries>,
+    /// The region of every device whose meter readings are watched (readings do not carry it).
+    pub regions: HashMap<DeviceId, RegionId>,
     known: Option<Known>,
 }
 
@@ -109,7 +165,18 @@ impl AlarmEngine {
     pub const NAME: &'static str = "alarm-engine";
 
     pub fn new(series: HashMap<(DeviceId, String), QualitySeries>) -> AlarmEngine {
-        AlarmEngine { series, known: None }
+        AlarmEngine { series, regions: HashMap::new(), known: None }
+    }
+
+    /// With the regions of the devices whose meter readings it watches.
+    pub fn with_regions(mut self, regions: HashMap<DeviceId, RegionId>) -> AlarmEngine {
+        self.regions = regions;
+        self
+    }
+
+    /// The priority an alarm is raised with.
+    fn priority(key: &AlarmKey) -> Priority {
+        key.class.default_priority()
     }
 
     /// Sends the condition if it changed; says whether it did.
@@ -117,7 +184,7 @@ impl AlarmEngine {
         let changed = if c.active { known.active.insert(c.key.clone()) } else { known.active.remove(&c.key) };
         if changed {
             ops.push(Op::Alarm(AlarmOp::Condition {
-                priority: c.key.class.default_priority(),
+                priority: Self::priority(&c.key),
                 key: c.key,
                 region: c.region.clone(),
                 active: c.active,
@@ -166,6 +233,43 @@ impl AlarmEngine {
         }
     }
 
+    /// A meter reading: its status bits raise and clear the meter's status alarms (see the module docs).
+    fn reading(&self, known: &mut Known, ops: &mut Vec<Op>, r: &MeterReading) {
+        if r.status.time_implausible() {
+            return;
+        }
+        let before = known.meter_bits.get(&r.device).and_then(|m| m.get(&r.meter)).copied().unwrap_or(0);
+        let device_bits = if r.status.0 & MeterStatus::STATUS_UNREADABLE != 0 { before } else { r.status.0 };
+        let now = (device_bits & DEVICE_BITS) | (r.status.0 & ALARM_BITS & !DEVICE_BITS);
+        if now == before {
+            return;
+        }
+        let Some(region) = self.regions.get(&r.device) else {
+            tracing::debug!(message = "Meter status of a device not in the configuration; no alarm.", device = %r.device);
+            return;
+        };
+        let lost = known.comm_lost(&r.device);
+        for (bit, class) in METER_BITS {
+            if (before ^ now) & bit == 0 {
+                continue;
+            }
+            let active = now & bit != 0;
+            let key = AlarmKey::new(class, &r.device, r.meter.as_str());
+            let value = Some(f64::from(r.status.0));
+            let change = Change { key, region, active, at: r.ts, value, limit: None };
+            if Self::set(known, ops, change) && active && lost {
+                let cause = AlarmKey::new(AlarmClass::CommLost, &r.device, "").id();
+                ops.push(Op::Alarm(AlarmOp::SuppressDevice { device: r.device.clone(), class, at: r.ts, cause }));
+            }
+        }
+        let meters = known.meter_bits.entry(r.device.clone()).or_default();
+        if now == 0 {
+            meters.remove(&r.meter);
+        } else {
+            meters.insert(r.meter.clone(), now);
+        }
+    }
+
     fn event(known: &mut Known, ops: &mut Vec<Op>, event: &Event) {
         let meter_class = AlarmClass::MeterCommLost;
         match event {
@@ -175,23 +279,19 @@ impl AlarmEngine {
                 let change =
                     Change { key, region, active: true, at: *ts, value: Some(f64::from(*misses)), limit: None };
                 if Self::set(known, ops, change) {
-                    ops.push(Op::Alarm(AlarmOp::SuppressDevice {
-                        device: device.clone(),
-                        class: meter_class,
-                        at: *ts,
-                        cause,
-                    }));
+                    for class in METER_CLASSES {
+                        let cause = cause.clone();
+                        ops.push(Op::Alarm(AlarmOp::SuppressDevice { device: device.clone(), class, at: *ts, cause }));
+                    }
                 }
             }
             Event::CommRestored { device, region, ts, .. } => {
                 let key = AlarmKey::new(AlarmClass::CommLost, device, "");
                 let change = Change { key, region, active: false, at: *ts, value: None, limit: None };
                 if Self::set(known, ops, change) {
-                    ops.push(Op::Alarm(AlarmOp::UnsuppressDevice {
-                        device: device.clone(),
-                        class: meter_class,
-                        at: *ts,
-                    }));
+                    for class in METER_CLASSES {
+                        ops.push(Op::Alarm(AlarmOp::UnsuppressDevice { device: device.clone(), class, at: *ts }));
+                    }
                 }
             }
             Event::MeterCommLost { device, meter, region, ts, misses } => {
@@ -232,9 +332,12 @@ impl FeedHandler for AlarmEngine {
         let mut dirty = HashSet::new();
         for entry in entries {
             match &entry.fact {
-                FeedFact::Data { samples, .. } => {
+                FeedFact::Data { samples, readings } => {
                     for s in samples {
                         self.sample(&mut known, &mut dirty, &mut ops, s);
+                    }
+                    for r in readings {
+                        self.reading(&mut known, &mut ops, r);
                     }
                 }
                 FeedFact::Event(record) => Self::event(&mut known, &mut ops, &record.event),
