@@ -304,6 +304,10 @@ pub fn router(handle: actors::api::Handle, config: HmiConfig) -> Router {
         .route("/api/alarms/journal", get(routes::alarms::journal))
         .route("/api/alarms/{id}/ack", post(routes::alarms::acknowledge))
         .route("/api/alarms/{id}/shelve", post(routes::alarms::shelve))
+        .route("/api/alarm-settings", get(routes::alarm_settings::get).put(routes::alarm_settings::put))
+        .route("/alarm-settings", get(routes::alarm_settings::page))
+        .route("/assets/alarm-settings.js", get(routes::alarm_settings::script))
+        .route("/assets/alarm-settings.css", get(routes::alarm_settings::style))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Inside `edge`: the origin refusals `edge` audits itself (`request.refused`) are not audited twice.

@@ -100,6 +100,11 @@ struct Rig {
 
 impl Rig {
     async fn start(store: Store) -> Rig {
+        Rig::start_with(store, SharedSettings::default()).await
+    }
+
+    /// With alarm settings an administrator may change while it runs; w1 is a network-end logger.
+    async fn start_with(store: Store, settings: SharedSettings) -> Rig {
         let metrics = Arc::new(Metrics::default());
         let slot = Slot::default();
         let args = StoreWriterArgs {
@@ -112,7 +117,9 @@ impl Rig {
         slot.set(writer.clone());
         let handle = StoreHandle::new(slot, metrics.clone());
         let args = FeedConsumerArgs {
-            handler: AlarmEngine::new(chlorine()).with_regions(HashMap::from([(c1(), r1())])),
+            handler: AlarmEngine::new(chlorine())
+                .with_regions(HashMap::from([(c1(), r1())]))
+                .with_settings(settings, HashMap::from([(w1(), crate::model::SiteType::NetworkEnd)])),
             stores: store.clone().into(),
             writer: handle.clone(),
             metrics: metrics.clone(),
@@ -394,4 +401,74 @@ async fn meter_status_alarms_behind_a_comm_lost_concentrator_are_suppressed_and_
         vec![T::Activated, T::Suppressed, T::Unsuppressed],
         "no second activation after the restart"
     );
+}
+
+#[tokio::test]
+async fn valve_faults_and_uncommanded_moves_raise_and_clear_the_valve_alarms() {
+    use crate::model::{FaultClearing, ValveState};
+    let rig = Rig::start(Store::open(&tempdir()).unwrap()).await;
+    let v = DeviceId::new("v1");
+    let failed = key(AlarmClass::ValveCommandFailed, &v, "");
+    let moved = key(AlarmClass::ValveUncommanded, &v, "");
+    let fault = |ts| {
+        event(Event::ValveFault {
+            device: v.clone(),
+            region: r1(),
+            ts: Timestamp(ts),
+            reason: "not confirmed".into(),
+            error_code: None,
+            error_params: None,
+        })
+    };
+    let cleared = |ts, how| event(Event::ValveFaultCleared { device: v.clone(), region: r1(), ts: Timestamp(ts), how });
+    let mv = |ts, to, uncommanded| {
+        let from = if to == ValveState::Open { ValveState::Closed } else { ValveState::Open };
+        event(Event::ValveMoved { device: v.clone(), region: r1(), ts: Timestamp(ts), from, to, uncommanded })
+    };
+    rig.feed(vec![fault(1_000)]).await;
+    assert_eq!(rig.alarm(&failed).map(|a| (a.state, a.priority)), Some((Unacknowledged, Priority::High)));
+    rig.feed(vec![cleared(2_000, FaultClearing::ReadBack { state: ValveState::Closed })]).await;
+    assert_eq!(rig.state(&failed), ReturnedUnacknowledged);
+    // Moved by hand; moved back to where it was commanded: raised and cleared.
+    rig.feed(vec![mv(3_000, ValveState::Open, true), mv(3_500, ValveState::Closed, true)]).await;
+    assert_eq!(rig.state(&moved), Unacknowledged);
+    assert_eq!(rig.journal(&moved).len(), 1, "one alarm while it stays off its commanded position");
+    rig.feed(vec![mv(4_000, ValveState::Open, false)]).await;
+    assert_eq!(rig.state(&moved), ReturnedUnacknowledged);
+    // Moved again, then the operator resets the valve: cleared.
+    let reset = FaultClearing::Reset { by: "duty1".into(), reason: "checked on site".into() };
+    rig.feed(vec![mv(5_000, ValveState::Closed, true), cleared(6_000, reset)]).await;
+    assert_eq!(
+        rig.journal(&moved).iter().map(|j| j.0).collect::<Vec<_>>(),
+        vec![T::Activated, T::Cleared, T::Activated, T::Cleared]
+    );
+}
+
+#[tokio::test]
+async fn settings_set_priorities_enable_classes_and_change_delays_and_levels_without_a_restart() {
+    let settings = SharedSettings::default();
+    let rig = Rig::start_with(Store::open(&tempdir()).unwrap(), settings.clone()).await;
+    let low = key(AlarmClass::QualityLow, &w1(), "chlorine");
+    let low_low = key(AlarmClass::QualityLowLow, &w1(), "chlorine");
+    let battery = key(AlarmClass::MeterBatteryLow, &c1(), "m1");
+    let json = r#"{
+        "class": { "meter_battery_low": { "enabled": false }, "meter_tamper": { "priority": "urgent" } },
+        "site": { "network_end": { "on_delay_s": 0, "low_low_factor": 0.5 } },
+        "device": { "w1": { "class": { "quality_low": { "priority": "medium" } } } }
+    }"#;
+    settings.set(serde_json::from_str(json).unwrap());
+    // The site's settings replace the series' one-minute on-delay: raised at once, with the device's priority;
+    // 0.1 is below the low-low level derived from the low limit (0.5 × 0.3).
+    rig.feed(vec![sample(0, 0.1, 0)]).await;
+    assert_eq!(rig.alarm(&low).map(|a| (a.state, a.priority)), Some((Unacknowledged, Priority::Medium)));
+    assert_eq!(rig.alarm(&low_low).map(|a| a.priority), Some(Priority::Urgent), "the class's default");
+    // A disabled class raises nothing; a class's priority applies to meters too.
+    rig.feed(vec![reading("m1", 1_000, MeterStatus::BATTERY_LOW | MeterStatus::MAGNETIC_TAMPER)]).await;
+    assert_eq!(rig.state(&battery), Normal, "disabled");
+    let tamper = rig.alarm(&key(AlarmClass::MeterTamper, &c1(), "m1")).unwrap();
+    assert_eq!(tamper.priority, Priority::Urgent);
+    // The administrator enables it again: the next reading with the bit raises it, no restart.
+    settings.set(AlarmSettings::default());
+    rig.feed(vec![reading("m1", 2_000, MeterStatus::BATTERY_LOW)]).await;
+    assert_eq!(rig.alarm(&battery).map(|a| (a.state, a.priority)), Some((Unacknowledged, Priority::Low)));
 }

@@ -21,6 +21,12 @@
 //!   for review in the store). A reading whose status could not be decoded (`STATUS_UNREADABLE`) changes no
 //!   device-bit alarm; a reading with an implausible time changes none. Like meter comm-lost, these are
 //!   suppressed by design while the meter's concentrator or gateway is comm-lost.
+//! - Valves: `ValveFault` (a command not confirmed, or the valve reports a fault) raises the valve's
+//!   command-failed alarm, `ValveFaultCleared` clears it. `ValveMoved { uncommanded: true }` (a poll found it
+//!   moved with no command) raises valve-uncommanded; it clears when the valve is back at its commanded
+//!   position or a command succeeds (`uncommanded: false`), or an operator resets the valve's fault. A
+//!   command that never reached the valve latches no fault (it is audited; the valve's comm-lost, a
+//!   `CommLost` like every device's, covers an unreachable valve).
 //!
 //! The engine sends a condition only when it changes, and the store applies it through the lifecycle, which
 //! ignores a condition that already holds: one condition is one alarm, never two. Which conditions hold and
@@ -28,23 +34,30 @@
 //! whenever the committed cursor is not the one the engine last produced (a batch whose results did not
 //! commit is handled again from the stored state, not from what the engine had thought).
 //!
+//! Priorities, enabled classes, and the quality series' deadband, delays and high-high/low-low levels come
+//! from the alarm settings ([`settings`]: configuration `[alarms]`, changed at runtime by administrators);
+//! the engine reads them at the start of every batch, so a change applies without a restart.
+//!
 //! What it deliberately does not do: acknowledge, shelve, or read the clock. Operators act through
 //! `api::AlarmsApi`; shelves expire in [`shelf::ShelfWatch`].
 //!
 //! [`AlarmStore`]: crate::store::AlarmStore
 
+pub mod settings;
 pub mod shelf;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::event::Event;
 use crate::feed::{FeedError, FeedHandler};
 use crate::model::{
-    AlarmClass, AlarmKey, AnalogConfig, AnalogLimits, AnalogState, DeviceId, MeterId, MeterReading, MeterStatus,
-    Priority, QualityFlags, QualitySample, RegionId, Timestamp,
+    AlarmClass, AlarmKey, AnalogConfig, AnalogLimits, AnalogState, DeviceId, FaultClearing, MeterId, MeterReading,
+    MeterStatus, Priority, QualityFlags, QualitySample, RegionId, SiteType, Timestamp,
 };
 use crate::store::{AlarmOp, FeedEntry, FeedFact, Op, StoreError, Stores};
 
+pub use settings::{AlarmSettings, SharedSettings};
 pub use shelf::{ShelfWatch, ShelfWatchArgs, ShelfWatchMsg};
 
 /// The quality alarm classes of an analog series, most severe first.
@@ -95,8 +108,9 @@ pub struct QualitySeries {
 }
 
 impl QualitySeries {
-    /// A series with the default deadband (2 % of its smallest non-zero limit) and no delays. (Delays per site
-    /// type are configuration to come; DOMAIN.md §5 found no sourced starting values.)
+    /// A series with the default deadband (2 % of its smallest non-zero limit) and no delays; the alarm
+    /// settings ([`settings`]) change both per site type and per device (DOMAIN.md §5 found no sourced
+    /// starting values for delays).
     pub fn with_defaults(region: RegionId, limits: AnalogLimits) -> QualitySeries {
         let smallest = [limits.high_high, limits.high, limits.low, limits.low_low]
             .into_iter()
@@ -148,6 +162,13 @@ pub struct AlarmEngine {
     pub series: HashMap<(DeviceId, String), QualitySeries>,
     /// The region of every device whose meter readings are watched (readings do not carry it).
     pub regions: HashMap<DeviceId, RegionId>,
+    /// The site type of every logger and station (which site settings apply to it).
+    pub sites: HashMap<DeviceId, SiteType>,
+    /// The settings in force, read at every batch: an administrator's change applies from the next batch.
+    pub settings: SharedSettings,
+    /// The settings the batch runs with, and `series` with them applied.
+    current: Arc<AlarmSettings>,
+    effective: HashMap<(DeviceId, String), QualitySeries>,
     known: Option<Known>,
 }
 
@@ -165,7 +186,44 @@ impl AlarmEngine {
     pub const NAME: &'static str = "alarm-engine";
 
     pub fn new(series: HashMap<(DeviceId, String), QualitySeries>) -> AlarmEngine {
-        AlarmEngine { series, regions: HashMap::new(), known: None }
+        let effective = series.clone();
+        AlarmEngine {
+            series,
+            regions: HashMap::new(),
+            sites: HashMap::new(),
+            settings: SharedSettings::default(),
+            current: Arc::default(),
+            effective,
+            known: None,
+        }
+    }
+
+    /// With the alarm settings (shared with the API, which may change them) and the site type of each
+    /// water-quality device.
+    pub fn with_settings(mut self, settings: SharedSettings, sites: HashMap<DeviceId, SiteType>) -> AlarmEngine {
+        self.settings = settings;
+        self.sites = sites;
+        self.current = Arc::default();
+        self.refresh();
+        self
+    }
+
+    /// Takes the settings in force; recomputes the series' limits and delays when they changed.
+    fn refresh(&mut self) {
+        let now = self.settings.get();
+        if Arc::ptr_eq(&now, &self.current) {
+            return;
+        }
+        self.effective = self
+            .series
+            .iter()
+            .map(|((device, parameter), base)| {
+                let site = self.sites.get(device).copied();
+                let (limits, analog) = now.series(device, parameter, site, (base.limits, base.analog));
+                ((device.clone(), parameter.clone()), QualitySeries { region: base.region.clone(), limits, analog })
+            })
+            .collect();
+        self.current = now;
     }
 
     /// With the regions of the devices whose meter readings it watches.
@@ -175,16 +233,19 @@ impl AlarmEngine {
     }
 
     /// The priority an alarm is raised with.
-    fn priority(key: &AlarmKey) -> Priority {
-        key.class.default_priority()
+    fn priority(&self, key: &AlarmKey) -> Priority {
+        self.current.priority(key.class, &key.device, self.sites.get(&key.device).copied())
     }
 
-    /// Sends the condition if it changed; says whether it did.
-    fn set(known: &mut Known, ops: &mut Vec<Op>, c: Change<'_>) -> bool {
+    /// Sends the condition if it changed; says whether it did. A disabled class's condition never holds.
+    fn set(&self, known: &mut Known, ops: &mut Vec<Op>, mut c: Change<'_>) -> bool {
+        if c.active && !self.current.enabled(c.key.class, &c.key.device, self.sites.get(&c.key.device).copied()) {
+            c.active = false;
+        }
         let changed = if c.active { known.active.insert(c.key.clone()) } else { known.active.remove(&c.key) };
         if changed {
             ops.push(Op::Alarm(AlarmOp::Condition {
-                priority: Self::priority(&c.key),
+                priority: self.priority(&c.key),
                 key: c.key,
                 region: c.region.clone(),
                 active: c.active,
@@ -197,7 +258,7 @@ impl AlarmEngine {
     }
 
     fn sample(&self, known: &mut Known, dirty: &mut HashSet<String>, ops: &mut Vec<Op>, s: &QualitySample) {
-        let Some(cfg) = self.series.get(&(s.device.clone(), s.parameter.clone())) else { return };
+        let Some(cfg) = self.effective.get(&(s.device.clone(), s.parameter.clone())) else { return };
         if s.flags.time_implausible() {
             return;
         }
@@ -205,7 +266,7 @@ impl AlarmEngine {
         let key = AlarmKey::new(AlarmClass::SensorUntrusted, &s.device, s.parameter.as_str());
         let change =
             Change { key, region: &cfg.region, active: untrusted, at: s.ts, value: Some(s.value), limit: None };
-        Self::set(known, ops, change);
+        self.set(known, ops, change);
         if untrusted {
             return;
         }
@@ -228,7 +289,7 @@ impl AlarmEngine {
                     value: Some(s.value),
                     limit: cfg.limits.limit_of(class),
                 };
-                Self::set(known, ops, change);
+                self.set(known, ops, change);
             }
         }
     }
@@ -240,7 +301,16 @@ impl AlarmEngine {
         }
         let before = known.meter_bits.get(&r.device).and_then(|m| m.get(&r.meter)).copied().unwrap_or(0);
         let device_bits = if r.status.0 & MeterStatus::STATUS_UNREADABLE != 0 { before } else { r.status.0 };
-        let now = (device_bits & DEVICE_BITS) | (r.status.0 & ALARM_BITS & !DEVICE_BITS);
+        let mut now = (device_bits & DEVICE_BITS) | (r.status.0 & ALARM_BITS & !DEVICE_BITS);
+        if now != 0 {
+            // A disabled class's bit counts as absent, so enabling the class raises it at the next reading.
+            let site = self.sites.get(&r.device).copied();
+            for (bit, class) in METER_BITS {
+                if now & bit != 0 && !self.current.enabled(class, &r.device, site) {
+                    now &= !bit;
+                }
+            }
+        }
         if now == before {
             return;
         }
@@ -257,7 +327,7 @@ impl AlarmEngine {
             let key = AlarmKey::new(class, &r.device, r.meter.as_str());
             let value = Some(f64::from(r.status.0));
             let change = Change { key, region, active, at: r.ts, value, limit: None };
-            if Self::set(known, ops, change) && active && lost {
+            if self.set(known, ops, change) && active && lost {
                 let cause = AlarmKey::new(AlarmClass::CommLost, &r.device, "").id();
                 ops.push(Op::Alarm(AlarmOp::SuppressDevice { device: r.device.clone(), class, at: r.ts, cause }));
             }
@@ -270,7 +340,7 @@ impl AlarmEngine {
         }
     }
 
-    fn event(known: &mut Known, ops: &mut Vec<Op>, event: &Event) {
+    fn event(&self, known: &mut Known, ops: &mut Vec<Op>, event: &Event) {
         let meter_class = AlarmClass::MeterCommLost;
         match event {
             Event::CommLost { device, region, ts, misses, .. } => {
@@ -278,7 +348,7 @@ impl AlarmEngine {
                 let cause = key.id();
                 let change =
                     Change { key, region, active: true, at: *ts, value: Some(f64::from(*misses)), limit: None };
-                if Self::set(known, ops, change) {
+                if self.set(known, ops, change) {
                     for class in METER_CLASSES {
                         let cause = cause.clone();
                         ops.push(Op::Alarm(AlarmOp::SuppressDevice { device: device.clone(), class, at: *ts, cause }));
@@ -288,7 +358,7 @@ impl AlarmEngine {
             Event::CommRestored { device, region, ts, .. } => {
                 let key = AlarmKey::new(AlarmClass::CommLost, device, "");
                 let change = Change { key, region, active: false, at: *ts, value: None, limit: None };
-                if Self::set(known, ops, change) {
+                if self.set(known, ops, change) {
                     for class in METER_CLASSES {
                         ops.push(Op::Alarm(AlarmOp::UnsuppressDevice { device: device.clone(), class, at: *ts }));
                     }
@@ -298,7 +368,7 @@ impl AlarmEngine {
                 let key = AlarmKey::new(meter_class, device, meter.as_str());
                 let change =
                     Change { key, region, active: true, at: *ts, value: Some(f64::from(*misses)), limit: None };
-                if Self::set(known, ops, change) && known.comm_lost(device) {
+                if self.set(known, ops, change) && known.comm_lost(device) {
                     let cause = AlarmKey::new(AlarmClass::CommLost, device, "").id();
                     ops.push(Op::Alarm(AlarmOp::SuppressDevice {
                         device: device.clone(),
@@ -310,7 +380,24 @@ impl AlarmEngine {
             }
             Event::MeterCommRestored { device, meter, region, ts, .. } => {
                 let key = AlarmKey::new(meter_class, device, meter.as_str());
-                Self::set(known, ops, Change { key, region, active: false, at: *ts, value: None, limit: None });
+                self.set(known, ops, Change { key, region, active: false, at: *ts, value: None, limit: None });
+            }
+            Event::ValveFault { device, region, ts, .. } => {
+                let key = AlarmKey::new(AlarmClass::ValveCommandFailed, device, "");
+                self.set(known, ops, Change { key, region, active: true, at: *ts, value: None, limit: None });
+            }
+            Event::ValveFaultCleared { device, region, ts, how } => {
+                let key = AlarmKey::new(AlarmClass::ValveCommandFailed, device, "");
+                self.set(known, ops, Change { key, region, active: false, at: *ts, value: None, limit: None });
+                if matches!(how, FaultClearing::Reset { .. }) {
+                    let key = AlarmKey::new(AlarmClass::ValveUncommanded, device, "");
+                    self.set(known, ops, Change { key, region, active: false, at: *ts, value: None, limit: None });
+                }
+            }
+            Event::ValveMoved { device, region, ts, uncommanded, .. } => {
+                let key = AlarmKey::new(AlarmClass::ValveUncommanded, device, "");
+                let change = Change { key, region, active: *uncommanded, at: *ts, value: None, limit: None };
+                self.set(known, ops, change);
             }
             _ => {}
         }
@@ -323,6 +410,7 @@ impl FeedHandler for AlarmEngine {
     }
 
     async fn handle(&mut self, stores: &Stores, entries: &[FeedEntry]) -> Result<Vec<Op>, FeedError> {
+        self.refresh();
         let committed = stores.events.cursor(Self::NAME)?;
         let mut known = match self.known.take() {
             Some(k) if k.through == committed => k,
@@ -340,7 +428,7 @@ impl FeedHandler for AlarmEngine {
                         self.reading(&mut known, &mut ops, r);
                     }
                 }
-                FeedFact::Event(record) => Self::event(&mut known, &mut ops, &record.event),
+                FeedFact::Event(record) => self.event(&mut known, &mut ops, &record.event),
                 FeedFact::Unreadable { .. } => {}
             }
         }

@@ -38,6 +38,7 @@
 //! - `cursors`: `consumer name -> last handled seq`.
 
 pub mod actor_state;
+mod alarm_settings;
 pub mod alarms;
 pub mod audit;
 pub mod feed;
@@ -181,6 +182,8 @@ pub enum Op {
     ValvePending(DeviceId, Option<PendingValveCommand>),
     /// A change to the alarms: a condition, an operator's action, a shelf's expiry (`alarms.rs`).
     Alarm(alarms::AlarmOp),
+    /// The alarm settings an administrator saved (`alarm_settings.rs`).
+    AlarmSettings(Box<crate::alarms::AlarmSettings>),
 }
 
 /// What a commit produced for the change feed.
@@ -479,6 +482,7 @@ impl Store {
                         Op::ValveStatus(id, st) => valve_status::put(&txn, id, st)?,
                         Op::Session(op) => users::apply_session(&txn, op)?,
                         Op::DeleteUser(name) => _ = users.remove(name.as_str())?,
+                        Op::AlarmSettings(settings) => alarm_settings::put(&txn, settings)?,
                         Op::Alarm(op) => {
                             // An operator's action brings its audit entry, written with the outcome decided in
                             // this commit (issue 9: no "done" audited for an action a race made void).

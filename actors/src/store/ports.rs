@@ -125,6 +125,8 @@ pub trait AlarmStore: Send + Sync + 'static {
     fn alarm_journal(&self, filter: &JournalFilter, limit: usize) -> Result<Vec<(u64, JournalRecord)>, StoreError>;
     /// Where each water-quality series the engine watches stands, by `device/parameter`.
     fn alarm_series(&self) -> Result<Vec<(String, AnalogState)>, StoreError>;
+    /// The alarm settings an administrator saved, if any (`alarm_settings.rs`).
+    fn alarm_settings(&self) -> Result<Option<crate::alarms::AlarmSettings>, StoreError>;
 }
 
 /// Where the store writer commits, and the health check.
@@ -304,6 +306,9 @@ impl AlarmStore for Store {
     }
     fn alarm_series(&self) -> Result<Vec<(String, AnalogState)>, StoreError> {
         Store::alarm_series(self)
+    }
+    fn alarm_settings(&self) -> Result<Option<crate::alarms::AlarmSettings>, StoreError> {
+        Store::alarm_settings(self)
     }
 }
 
