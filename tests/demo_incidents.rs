@@ -42,7 +42,7 @@ async fn the_demo_incidents_raise_alarms_that_clear_when_each_ends() {
     let admin = server.admin().await;
     came_and_went(&server, &admin, "quality_low", "east-wq", "free_chlorine").await;
     came_and_went(&server, &admin, "comm_lost", "east-c1", "").await;
-    came_and_went(&server, &admin, "meter_tamper", "east-c1", "E1-12").await;
+    came_and_went(&server, &admin, "meter_tamper", "east-c1", "E1-0012").await;
     let low = transitions(&server, &admin, "quality_low", "east-wq", "free_chlorine").await;
     assert_eq!(low.first().map(String::as_str), Some("activated"), "{low:?}");
     let standing: Value = server.get("/api/alarms", &admin).await.json();
