@@ -452,7 +452,11 @@ async fn settings_set_priorities_enable_classes_and_change_delays_and_levels_wit
     let low_low = key(AlarmClass::QualityLowLow, &w1(), "chlorine");
     let battery = key(AlarmClass::MeterBatteryLow, &c1(), "m1");
     let json = r#"{
-        "class": { "meter_battery_low": { "enabled": false }, "meter_tamper": { "priority": "urgent" } },
+        "class": {
+            "meter_battery_low": { "enabled": false },
+            "meter_tamper": { "priority": "urgent" },
+            "valve_uncommanded": { "enabled": false }
+        },
         "site": { "network_end": { "on_delay_s": 0, "low_low_factor": 0.5 } },
         "device": { "w1": { "class": { "quality_low": { "priority": "medium" } } } }
     }"#;
@@ -465,6 +469,12 @@ async fn settings_set_priorities_enable_classes_and_change_delays_and_levels_wit
     // A disabled class raises nothing; a class's priority applies to meters too.
     rig.feed(vec![reading("m1", 1_000, MeterStatus::BATTERY_LOW | MeterStatus::MAGNETIC_TAMPER)]).await;
     assert_eq!(rig.state(&battery), Normal, "disabled");
+    let v = DeviceId::new("v1");
+    let (from, to) = (crate::model::ValveState::Open, crate::model::ValveState::Closed);
+    let moved =
+        Event::ValveMoved { device: v.clone(), region: r1(), ts: Timestamp(1_500), from, to, uncommanded: true };
+    rig.feed(vec![event(moved)]).await;
+    assert_eq!(rig.state(&key(AlarmClass::ValveUncommanded, &v, "")), Normal, "disabled: an event raises nothing");
     let tamper = rig.alarm(&key(AlarmClass::MeterTamper, &c1(), "m1")).unwrap();
     assert_eq!(tamper.priority, Priority::Urgent);
     // The administrator enables it again: the next reading with the bit raises it, no restart.
