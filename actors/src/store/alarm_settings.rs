@@ -56,7 +56,7 @@ mod tests {
         {
             let store = Store::open(&dir).unwrap();
             assert_eq!(store.alarm_settings().unwrap(), None);
-            store.apply_one(&[Op::AlarmSettings(Box::new(AlarmSettings::default()))]).unwrap();
+            store.apply_one(&[Op::AlarmSettings(Box::default())]).unwrap();
             store.apply_one(&[Op::AlarmSettings(Box::new(s.clone()))]).unwrap();
         }
         assert_eq!(Store::open(&dir).unwrap().alarm_settings().unwrap(), Some(s), "the last one saved");
