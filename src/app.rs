@@ -57,6 +57,8 @@ pub struct App {
     /// Where the fault-injection API listens, when asked for (`RunOptions::sim_control`).
     pub sim_control_addr: Option<SocketAddr>,
     sim_control: Option<ControlServer>,
+    /// The demo's incidents (`[simulator] incidents`), aborted at shutdown.
+    incidents: Option<JoinHandle<()>>,
     root: ractor::ActorRef<actors::supervisor::SupervisorMsg>,
     root_join: JoinHandle<()>,
     server: JoinHandle<()>,
@@ -134,6 +136,15 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
             Some(sim)
         }
         None => None,
+    };
+
+    // The demo breaks something now and then, when configured (issue 9).
+    let incidents = match (&sim, config.simulator.as_ref().and_then(|s| s.incidents)) {
+        (Some(sim), Some(settings)) => {
+            let plan = crate::incidents::plan(&config);
+            Some(tokio::spawn(crate::incidents::run(plan, settings, sim.handle())))
+        }
+        _ => None,
     };
 
     // The demo's MQTT meters need a broker: with [mqtt] port = 0, start Mosquitto if it is installed.
@@ -247,6 +258,7 @@ pub async fn start(mut config: Config, opts: RunOptions) -> anyhow::Result<App> 
         sim_control,
         demo_broker,
         mqtt_sims,
+        incidents,
         root: tree.root,
         root_join: tree.join,
         server,
@@ -277,6 +289,9 @@ impl App {
     pub async fn shutdown_because(self, how: &str, ok: bool) {
         if let Err(e) = self.handle.audit().server_stopping(how, ok).await {
             tracing::error!(message = "The clean stop could not be audited; the next start will report a crash.", error = %e);
+        }
+        if let Some(task) = self.incidents {
+            task.abort();
         }
         if let Some(control) = self.sim_control {
             control.shutdown().await;

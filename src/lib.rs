@@ -15,4 +15,5 @@
 
 pub mod app;
 pub mod config;
+pub mod incidents;
 pub mod simulation;

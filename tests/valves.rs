@@ -483,3 +483,57 @@ async fn a_command_queued_behind_an_abandoned_one_expires() {
     assert!(metrics.contains("waterworks_valve_commands_refused_total{reason=\"expired\"} 1"), "{metrics}");
     server.app.shutdown().await;
 }
+
+/// The standing alarm with this id, once it is in the state wanted.
+async fn alarm_in(server: &TestServer, cookie: &str, id: &str, state: &str) -> Value {
+    eventually(Duration::from_secs(20), &format!("alarm {id} {state}"), || async {
+        let list = server.get("/api/alarms", cookie).await.json();
+        list.as_array()?
+            .iter()
+            .find(|a| {
+                let k = &a["key"];
+                let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+                format!("{}~{}~{}", s(&k["class"]), s(&k["device"]), s(&k["detail"])) == id && a["state"] == state
+            })
+            .cloned()
+    })
+    .await
+}
+
+/// Issue 9 §1 valve alarms: a valve turned by hand (no command) raises "uncommanded change of position",
+/// announced as an event; a successful command clears it. A command that ends in fault raises "command
+/// failed"; the operator's reset clears it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uncommanded_move_and_a_failed_command_are_alarms_that_clear() {
+    let server = start(&village_with_valve()).await;
+    let admin = server.admin().await;
+    let operator = create_user(&server, &admin, "duty1", "operator").await;
+    let mut ws = server.ws(&operator, "").await;
+    polled_open(&server).await;
+    let uncommanded = "valve_uncommanded~west-v1~";
+    let failed = "valve_command_failed~west-v1~";
+
+    assert!(server.sim().turn_valve_by_hand("west-v1", false));
+    let moved = ws.until(Duration::from_secs(10), |m| valve_event(m, "valve_moved")).await;
+    assert_eq!(
+        (moved["event"]["params"]["uncommanded"].as_str(), moved["event"]["params"]["to"].as_str()),
+        (Some("true"), Some("closed")),
+        "{moved}"
+    );
+    let a = alarm_in(&server, &operator, uncommanded, "unacknowledged").await;
+    assert_eq!((a["priority"].as_str(), a["region"].as_str()), (Some("high"), Some("west")), "{a}");
+    // The operator puts it back where it belongs: the command clears the alarm.
+    let r = command_valve(&server, &operator, "west-v1", "open", "turned by hand on site").await;
+    assert_eq!(r.json()["result"], "confirmed", "{}", r.body);
+    alarm_in(&server, &operator, uncommanded, "returned_unacknowledged").await;
+
+    server.sim().set_fault("west-v1", ModbusFault { stuck: true, ..ModbusFault::default() }).unwrap();
+    let record = command_valve(&server, &operator, "west-v1", "close", "arrears").await.json();
+    assert_eq!(record["state"], "fault", "{record}");
+    alarm_in(&server, &operator, failed, "unacknowledged").await;
+    server.sim().set_fault("west-v1", ModbusFault::default()).unwrap();
+    let r = reset_valve(&server, &operator, "west-v1", "spindle freed on site").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    alarm_in(&server, &operator, failed, "returned_unacknowledged").await;
+    server.app.shutdown().await;
+}

@@ -23,6 +23,7 @@ use crate::clock::SharedClock;
 use crate::metrics::Metrics;
 use crate::model::{
     CommEvent, DeviceId, ErrorCode, ErrorParams, FaultClearing, LiveEvent, MeterId, RegionId, SwitchReason, Timestamp,
+    ValveState,
 };
 use crate::store::{Op, StoreHandle};
 
@@ -75,6 +76,17 @@ pub enum Event {
     },
     /// A valve's fault cleared: a read-back showed the commanded position, or an operator reset it.
     ValveFaultCleared { device: DeviceId, region: RegionId, ts: Timestamp, how: FaultClearing },
+    /// A valve's position changed (issue 9 §1): `uncommanded` when a poll found it moved with no command
+    /// running and away from its last commanded position (or with no command ever); not when it returned
+    /// to that position, or when a command succeeded (then `from` is where it was before the command).
+    ValveMoved {
+        device: DeviceId,
+        region: RegionId,
+        ts: Timestamp,
+        from: ValveState,
+        to: ValveState,
+        uncommanded: bool,
+    },
     /// A supervised actor stopped and will be restarted after `delay`.
     #[serde(rename = "actor_restart")]
     ChildRestarting {
@@ -123,6 +135,7 @@ impl Event {
             Event::PathSwitched { .. } => "path_switched",
             Event::ValveFault { .. } => "valve_fault",
             Event::ValveFaultCleared { .. } => "valve_fault_cleared",
+            Event::ValveMoved { .. } => "valve_moved",
             Event::ChildRestarting { .. } => "actor_restart",
             Event::LimitCrossed { .. } => "limit_crossed",
             Event::LimitCleared { .. } => "limit_cleared",
@@ -216,6 +229,17 @@ impl Event {
                 message: match how {
                     FaultClearing::ReadBack { state } => format!("read back {}", state.as_str()),
                     FaultClearing::Reset { by, reason } => format!("reset by {by}: {reason}"),
+                },
+            }),
+            Event::ValveMoved { device, region, ts, from, to, uncommanded } => Some(LiveEvent {
+                kind: "valve_moved",
+                device: Some(device.clone()),
+                region: Some(region.clone()),
+                ts: *ts,
+                message: if *uncommanded {
+                    format!("moved from {} to {} without a command", from.as_str(), to.as_str())
+                } else {
+                    format!("{} as commanded (was {})", to.as_str(), from.as_str())
                 },
             }),
             Event::ChildRestarting { supervisor, child, reason, delay } => Some(LiveEvent {

@@ -85,6 +85,8 @@ pub struct TreeSpec {
     pub lines: Vec<(String, drivers::rtu::LineSettings)>,
     /// `[server] timezone`, `defaults.spread`, `defaults.future_tolerance`, `defaults.max_age`.
     pub time: crate::schedule::TimeRules,
+    /// `[alarms]` and the site type of each water-quality device (issue 9 §1).
+    pub alarms: crate::alarms::settings::AlarmSetup,
 }
 
 /// The running tree.
@@ -160,12 +162,13 @@ pub async fn start(
     let writer = StoreHandle::new(slots.writer.clone(), metrics.clone());
     // Events are committed through the writer (which delivers them after the commit) before anyone sees them.
     let events = EventBus::durable(1024, writer.clone(), clock.clone(), metrics.clone());
+    let alarm_settings = crate::alarms::settings::in_force(&stores, &spec.alarms.settings);
 
     let mut children = vec![
         store_writer(&stores, &slots, &events, &metrics, spec.max_batch_ops),
         live_hub(&spec, &all, &stores, &slots, &events, &clock),
         limit_watcher(&all, &stores, &writer, &metrics),
-        alarm_engine(&all, &stores, &writer, &metrics),
+        alarm_engine(&all, &stores, &writer, &metrics, (&alarm_settings, &spec.alarms.sites)),
         alarm_shelves(&stores, &writer, &clock),
     ];
     let (line_children, buses) = lines(&spec, &all, &metrics);
@@ -206,6 +209,7 @@ pub async fn start(
         events,
         clock,
         metrics,
+        alarm_settings,
     });
     let hj212_addr = *hj212_bound.lock().unwrap_or_else(|p| p.into_inner());
     Ok(Tree { root, join, handle, hj212_addr })
@@ -312,7 +316,13 @@ fn limit_watcher(all: &AllSpecs, stores: &Stores, writer: &StoreHandle, metrics:
 }
 
 /// The alarm engine (issue 9): alarms from the change feed, committed with its cursor (see `alarms`).
-fn alarm_engine(all: &AllSpecs, stores: &Stores, writer: &StoreHandle, metrics: &Arc<Metrics>) -> ChildSpec {
+fn alarm_engine(
+    all: &AllSpecs,
+    stores: &Stores,
+    writer: &StoreHandle,
+    metrics: &Arc<Metrics>,
+    (settings, sites): (&crate::alarms::SharedSettings, &HashMap<DeviceId, crate::model::SiteType>),
+) -> ChildSpec {
     let series: HashMap<_, _> = series_limits(all)
         .into_iter()
         .map(|(k, l)| {
@@ -320,9 +330,16 @@ fn alarm_engine(all: &AllSpecs, stores: &Stores, writer: &StoreHandle, metrics: 
             (k, QualitySeries::with_defaults(l.region, limits))
         })
         .collect();
+    let regions: HashMap<DeviceId, RegionId> = (all.devices.iter().map(|d| (d.id.clone(), d.region.clone())))
+        .chain(all.groups.iter().map(|g| (g.id.clone(), g.region.clone())))
+        .chain(all.gateways.iter().map(|g| (g.id.clone(), g.region.clone())))
+        .collect();
     let (stores, writer, metrics) = (stores.clone(), writer.clone(), metrics.clone());
+    let (settings, sites) = (settings.clone(), sites.clone());
     child("alarm-engine", FeedConsumer::<AlarmEngine>::default(), move || FeedConsumerArgs {
-        handler: AlarmEngine::new(series.clone()),
+        handler: AlarmEngine::new(series.clone())
+            .with_regions(regions.clone())
+            .with_settings(settings.clone(), sites.clone()),
         stores: stores.clone(),
         writer: writer.clone(),
         metrics: metrics.clone(),

@@ -18,6 +18,10 @@
 //! as the valve's last command with the result `command_interrupted` and audited `valve.<action>.interrupted`
 //! (issue 8 §4).
 //!
+//! A poll that finds the valve at the other end position than before, with no command running, is an
+//! event `ValveMoved`: uncommanded unless it is where its last successful command put it; a successful
+//! command is one too (`uncommanded: false`). The alarm engine turns them into the valve-uncommanded alarm.
+//!
 //! What it deliberately does not do: decide the fault rules (the model does), or retry a failed command.
 
 use std::sync::Arc;
@@ -369,6 +373,25 @@ impl ValveActorState {
         });
     }
 
+    /// Queues a `ValveMoved` event when a poll found the valve at another end position than before
+    /// (issue 9 §1): uncommanded unless it is now where its last command put it. Polls never overlap a
+    /// command (the mailbox serialises them), so no command is running here.
+    fn moved(&mut self, before: ValveState, now: Timestamp) {
+        let after = self.status.state;
+        let ends = |s: ValveState| matches!(s, ValveState::Open | ValveState::Closed);
+        if before == after || !ends(before) || !ends(after) {
+            return;
+        }
+        let commanded = self.status.last_command.as_ref().filter(|c| c.result.ok()).map(|c| c.action.target());
+        let uncommanded = commanded != Some(after);
+        let spec = &self.args.spec;
+        if uncommanded {
+            tracing::warn!(message = "Valve moved without a command.", valve = %spec.id, from = before.as_str(), to = after.as_str());
+        }
+        let (device, region) = (spec.id.clone(), spec.region.clone());
+        self.pending.push(Event::ValveMoved { device, region, ts: now, from: before, to: after, uncommanded });
+    }
+
     /// Stores the valve status and comm status, with `audit` if given, in one submission; then publishes the
     /// queued events (comm lost and restored through `EventBus::comm`, like every device's) and the view.
     /// The view goes out even if the store failed: it is what the valve reported, and the error is logged.
@@ -475,6 +498,7 @@ impl ValveActorState {
         let spec = self.args.spec.clone();
         let requested_at = self.now();
         let was_in_fault = self.status.in_fault();
+        let before = self.status.state;
         tracing::info!(message = "Valve command.", valve = %spec.id, action = %action, by = %requested_by, reason = %reason);
         // The request's record and the pending command in one submission: a crash from here to the result's
         // commit leaves the command pending, and the next start closes it as interrupted.
@@ -533,6 +557,12 @@ impl ValveActorState {
         let change = self.status.command_ended(was_in_fault, written, record.clone());
         let now = self.now();
         self.fault_event(change, now);
+        if result.ok() {
+            // Where it was commanded to be: an uncommanded move before it is over (issue 9 §1).
+            let (device, region) = (spec.id.clone(), spec.region.clone());
+            let (from, to) = (before, action.target());
+            self.pending.push(Event::ValveMoved { device, region, ts: now, from, to, uncommanded: false });
+        }
         let entry = self.audit_entry(format!("valve.{action}"), &requested_by, detail, result.ok());
         let _ = self.commit(vec![Op::Audit(entry), Op::ValvePending(spec.id.clone(), None)]).await;
         record
@@ -644,8 +674,10 @@ impl ValveActorState {
         let outcome = match &result {
             Ok(reported) => {
                 // A latched fault stays until the valve reports the commanded position (the model decides).
+                let before = self.status.state;
                 let change = self.status.polled(*reported);
                 self.fault_event(change, now);
+                self.moved(before, now);
                 CycleOutcome { read: 1, expected: 1, error: None }
             }
             Err(e) => CycleOutcome { read: 0, expected: 1, error: Some(e.text.clone()) },

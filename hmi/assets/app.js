@@ -42,6 +42,7 @@
       logout: '退出登录',
       account_link: '我的账户',
       admin_link: '用户管理',
+      alarm_settings_link: '报警设置',
       audit_link: '审计日志',
       sum_devices: '设备总数',
       sum_comm_lost: '通信中断',
@@ -101,6 +102,7 @@
       region_valve_fault: '阀门故障 {n}',
       ev_valve_fault: '阀门故障',
       ev_valve_fault_cleared: '阀门故障解除',
+      ev_valve_moved: '阀位变化',
       dlg_title: '确认{action}阀门',
       dlg_valve: '阀门',
       dlg_action: '操作',
@@ -193,6 +195,8 @@
       evm_limit_cleared: '{parameter} {value} {unit} 恢复到限值以内',
       evm_valve_read_back: '回读阀位：{state}',
       evm_valve_reset: '{by} 复位：{reason}',
+      evm_valve_uncommanded: '无命令阀位变化：{from} → {to}',
+      evm_valve_commanded: '按命令到位：{to}（原为{from}）',
       evm_with_error: '{text}：{error}',
       lost_now: '当前通信中断：{list}',
       evf_region: '区域',
@@ -263,6 +267,7 @@
       logout: 'Log out',
       account_link: 'My account',
       admin_link: 'Users',
+      alarm_settings_link: 'Alarm settings',
       audit_link: 'Audit journal',
       sum_devices: 'Devices',
       sum_comm_lost: 'Comm lost',
@@ -322,6 +327,7 @@
       region_valve_fault: 'Valve faults {n}',
       ev_valve_fault: 'Valve fault',
       ev_valve_fault_cleared: 'Valve fault cleared',
+      ev_valve_moved: 'Valve moved',
       dlg_title: 'Confirm valve command: {action}',
       dlg_valve: 'Valve',
       dlg_action: 'Action',
@@ -414,6 +420,8 @@
       evm_limit_cleared: '{parameter} {value} {unit} back within its limits',
       evm_valve_read_back: 'read back {state}',
       evm_valve_reset: 'reset by {by}: {reason}',
+      evm_valve_uncommanded: 'moved without a command: {from} → {to}',
+      evm_valve_commanded: '{to} as commanded (was {from})',
       evm_with_error: '{text}: {error}',
       lost_now: 'Comm lost now: {list}',
       evf_region: 'Region',
@@ -1752,6 +1760,7 @@
     'limit_cleared',
     'valve_fault',
     'valve_fault_cleared',
+    'valve_moved',
     'actor_restart',
   ];
 
@@ -1780,6 +1789,11 @@
       case 'valve_fault':
         // The fault's reason with its code (issue 7 §7); an event stored before codes shows the English text.
         return codedText(p.error_code, p.error_params, p.reason || ev.message || '');
+      case 'valve_moved':
+        key = p.uncommanded === 'true' ? 'evm_valve_uncommanded' : 'evm_valve_commanded';
+        vars.from = valveStateLabel(String(p.from || 'unknown'));
+        vars.to = valveStateLabel(String(p.to || 'unknown'));
+        break;
       case 'valve_fault_cleared': {
         // `how` comes as JSON: {"how":"read_back","state":…} or {"how":"reset","by":…,"reason":…}.
         let how = null;
@@ -2146,6 +2160,9 @@
     if (adminLink) adminLink.hidden = state.user.role !== 'admin';
     // The audit journal is for admins (the server refuses everyone else too).
     byId('audit-link').hidden = state.user.role !== 'admin';
+    // Alarm settings are edited by admins (issue 9 §5).
+    const settingsLink = byId('alarm-settings-link');
+    if (settingsLink) settingsLink.hidden = state.user.role !== 'admin';
   }
 
   function applyStaticLabels() {

@@ -314,6 +314,10 @@ pub fn router(handle: actors::api::Handle, config: HmiConfig) -> Router {
         .route("/assets/alarms.css", get(console::alarms_css))
         .route("/assets/banner.js", get(console::banner_js))
         .route("/assets/banner.css", get(console::banner_css))
+        .route("/api/alarm-settings", get(routes::alarm_settings::get).put(routes::alarm_settings::put))
+        .route("/alarm-settings", get(routes::alarm_settings::page))
+        .route("/assets/alarm-settings.js", get(routes::alarm_settings::script))
+        .route("/assets/alarm-settings.css", get(routes::alarm_settings::style))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Inside `edge`: the origin refusals `edge` audits itself (`request.refused`) are not audited twice.

@@ -95,6 +95,11 @@ pub const AUTHENTICATED: &[(&str, &str)] = &[
     ("GET", "/assets/alarms.css"),
     ("GET", "/assets/banner.js"),
     ("GET", "/assets/banner.css"),
+    ("GET", "/api/alarm-settings"),
+    ("PUT", "/api/alarm-settings"),
+    ("GET", "/alarm-settings"),
+    ("GET", "/assets/alarm-settings.js"),
+    ("GET", "/assets/alarm-settings.css"),
 ];
 
 pub fn document() -> Value {
@@ -232,6 +237,13 @@ pub fn document() -> Value {
             "/audit": { "get": op("The audit journal page (HTML)", "admin") },
             "/api/system/supervision": { "get": op("The supervision tree and restart counts", "admin, operator") },
             "/api/alarms": { "get": op("Standing alarms (every alarm not normal: active, unacknowledged, shelved, suppressed by design, out of service), most urgent first; each with `key` {class, device, detail}, `region`, `priority` (low, medium, high, urgent), `state`, `active`, `since`, `raised_at`, `value`, `limit`, `shelved_until`, `by`, `comment`. An alarm's id is `class~device~detail`", view) },
+            "/api/alarm-settings": {
+                "get": op("The alarm settings in force (issue 9 §1): `class` (per alarm class `enabled`, `priority`), `site` (per site type plant_outlet, network_end, source) and `device` (per device id) overrides: `class`, `deadband_percent`, `on_delay_s`, `off_delay_s`, `high_high` and `low_low` (absolute, per parameter), `high_high_factor`, `low_low_factor`. Empty tables are left out", view),
+                "put": {
+                    "summary": "Replace the alarm settings whole; in force at once, kept across restarts (audited old -> new)",
+                    "description": "Roles: admin. The body has the shape GET returns; unknown keys, classes, site types, priorities and devices are refused, values are checked like the configuration's [alarms] (deadband 0-50 %, delays at most 86400 s, high_high_factor above 1, low_low_factor below 1).",
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "additionalProperties": false, "properties": { "class": { "type": "object" }, "site": { "type": "object" }, "device": { "type": "object" } } } } } },
+                    "responses": { "200": { "description": "The settings now in force" }, "400": error_response("Bad settings: every problem with its key"), "401": error_response("Not logged in"), "403": error_response("Not an admin") } } },
             "/api/alarms/journal": { "get": {
                 "summary": "The alarm journal: every alarm transition (who, when, what, from, to, value, limit, comment), newest first",
                 "description": format!("Roles: {view}. Each record has `id` (for paging with `before`)."),

@@ -8,6 +8,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
+pub mod alarm_settings;
 pub mod alarms;
 
 use actors::api::{EventsApi, FieldApi, SystemApi, UserInfo, UsersApi};

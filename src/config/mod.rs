@@ -23,6 +23,7 @@ use actors::model::{DeviceId, RegionId};
 use actors::supervisor::RestartPolicy;
 use actors::tree::{RegionSpec, TreeSpec};
 
+mod alarms;
 mod cjt188;
 mod cross;
 mod field;
@@ -62,6 +63,8 @@ pub struct SimulatorSettings {
     pub seed: u64,
     /// Wall-clock travel time of simulated valves.
     pub valve_travel: Duration,
+    /// `incidents`, `incident_length`: the demo breaks something now and then (`crate::incidents`).
+    pub incidents: Option<crate::incidents::IncidentSettings>,
 }
 
 #[derive(Clone, Debug)]
@@ -198,6 +201,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
         },
     );
 
+    let alarms = alarms::resolve_alarms(&mut rs.check, raw.alarms.as_ref(), &raw.region, &regions);
     let Resolver { check, models, lines, device_models, .. } = rs;
     let warnings = check.finish()?;
     let tree = TreeSpec {
@@ -211,6 +215,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
         mqtt,
         lines: lines.settings,
         time,
+        alarms,
     };
     let text_hash = text_hash(text);
     Ok(Config { source: file.to_owned(), text_hash, server, tree, simulator, models, device_models, warnings })
@@ -331,7 +336,11 @@ fn resolve_simulator(check: &mut Check, raw: Option<&RawSimulator>) -> Option<Si
         check.add("simulator.speed", "must be more than 0 and at most 1000000");
     }
     let valve_travel = check.duration("simulator.valve_travel", sim.valve_travel.as_ref(), Duration::from_secs(3));
-    Some(SimulatorSettings { speed, seed: sim.seed.unwrap_or(1), valve_travel })
+    let incidents = sim.incidents.as_ref().map(|_| crate::incidents::IncidentSettings {
+        every: check.duration("simulator.incidents", sim.incidents.as_ref(), Duration::from_secs(20 * 60)),
+        length: check.duration("simulator.incident_length", sim.incident_length.as_ref(), Duration::from_secs(300)),
+    });
+    Some(SimulatorSettings { speed, seed: sim.seed.unwrap_or(1), valve_travel, incidents })
 }
 
 /// `[defaults]`.

@@ -45,6 +45,8 @@ pub(super) struct RawConfig {
     pub(super) line: Vec<RawLine>,
     #[serde(default)]
     pub(super) region: Vec<RawRegion>,
+    /// `[alarms]`, resolved in `alarms.rs` (the shape is the alarm settings' own).
+    pub(super) alarms: Option<actors::alarms::AlarmSettings>,
 }
 
 /// An RS-485 serial line shared by Modbus RTU slaves; devices use it with `address = "rtu:<id>"`.
@@ -221,6 +223,10 @@ pub(super) struct RawSimulator {
     pub(super) seed: Option<u64>,
     /// Wall-clock time a simulated valve takes to travel.
     pub(super) valve_travel: Option<String>,
+    /// The demo breaks something this often (`incidents.rs`); absent: never.
+    pub(super) incidents: Option<String>,
+    /// How long each incident lasts (default 5 minutes).
+    pub(super) incident_length: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -11,7 +11,7 @@ use super::*;
 use crate::clock::{SharedClock, TokioClock};
 use crate::feed::{FeedConsumer, FeedConsumerArgs, FeedMsg};
 use crate::metrics::Metrics;
-use crate::model::{Alarm, AlarmState, MeterId, Priority, Transition};
+use crate::model::{Alarm, AlarmState, MeterId, MeterReading, MeterStatus, Priority, Transition};
 use crate::store::tests::tempdir;
 use crate::store::{AlarmAction, JournalFilter, Store, StoreHandle, StoreWriter, StoreWriterArgs, StoreWriterMsg};
 use crate::supervisor::Slot;
@@ -73,6 +73,18 @@ fn meter_lost(meter: &str, ts: i64) -> Op {
     event(Event::MeterCommLost { device: c1(), meter: MeterId::new(meter), region: r1(), ts: Timestamp(ts), misses: 2 })
 }
 
+fn reading(meter: &str, ts: i64, status: u16) -> Op {
+    Op::Reading(MeterReading {
+        meter: MeterId::new(meter),
+        device: c1(),
+        ts: Timestamp(ts),
+        volume: crate::model::Volume::from_litres(1_000),
+        status: MeterStatus(status),
+        meter_clock: None,
+        settlement_volume: None,
+    })
+}
+
 fn key(class: AlarmClass, device: &DeviceId, detail: &str) -> AlarmKey {
     AlarmKey::new(class, device, detail)
 }
@@ -88,6 +100,11 @@ struct Rig {
 
 impl Rig {
     async fn start(store: Store) -> Rig {
+        Rig::start_with(store, SharedSettings::default()).await
+    }
+
+    /// With alarm settings an administrator may change while it runs; w1 is a network-end logger.
+    async fn start_with(store: Store, settings: SharedSettings) -> Rig {
         let metrics = Arc::new(Metrics::default());
         let slot = Slot::default();
         let args = StoreWriterArgs {
@@ -100,7 +117,9 @@ impl Rig {
         slot.set(writer.clone());
         let handle = StoreHandle::new(slot, metrics.clone());
         let args = FeedConsumerArgs {
-            handler: AlarmEngine::new(chlorine()),
+            handler: AlarmEngine::new(chlorine())
+                .with_regions(HashMap::from([(c1(), r1())]))
+                .with_settings(settings, HashMap::from([(w1(), crate::model::SiteType::NetworkEnd)])),
             stores: store.clone().into(),
             writer: handle.clone(),
             metrics: metrics.clone(),
@@ -320,4 +339,146 @@ async fn a_shelf_expires_on_time_and_re_alarms_while_the_condition_holds() {
     assert_eq!(rig.state(&low), Unacknowledged, "re-alarmed: the condition still holds");
     assert_eq!(rig.state(&dev), Normal, "cleared while shelved: back to normal");
     assert_eq!(rig.journal(&low).last(), Some(&(T::ShelveExpired, Shelved, Unacknowledged)));
+}
+
+#[tokio::test]
+async fn meter_status_bits_raise_and_clear_their_alarms_per_meter() {
+    let rig = Rig::start(Store::open(&tempdir()).unwrap()).await;
+    let k = |class, meter: &str| key(class, &c1(), meter);
+    let tamper = MeterStatus::MAGNETIC_TAMPER;
+    // Every status bit and volume-check flag raises its own class for its meter, with the class's priority.
+    let all: u16 = METER_BITS.iter().map(|(bit, _)| bit).fold(0, |a, b| a | b);
+    rig.feed(vec![reading("m1", 1_000, 0), reading("m2", 1_000, all | MeterStatus::NEEDS_REVIEW)]).await;
+    for (_, class) in METER_BITS {
+        let a = rig.alarm(&k(class, "m2")).unwrap_or_else(|| panic!("{class:?} raised"));
+        assert_eq!((a.state, a.priority, a.region.as_str()), (Unacknowledged, class.default_priority(), "r1"));
+        assert_eq!(rig.state(&k(class, "m1")), Normal, "{class:?}: only the meter that has it");
+    }
+    assert_eq!(rig.store.standing_alarms().unwrap().len(), METER_BITS.len(), "valve_closed and review raise none");
+    // The same bits again: no second alarm. A reading whose status is unreadable keeps the device bits;
+    // the volume flags, which the server sets, clear at the next reading without them.
+    rig.feed(vec![reading("m2", 2_000, all), reading("m2", 3_000, MeterStatus::STATUS_UNREADABLE)]).await;
+    assert_eq!(rig.journal(&k(AlarmClass::MeterTamper, "m2")).len(), 1);
+    assert_eq!(rig.state(&k(AlarmClass::MeterTamper, "m2")), Unacknowledged, "unreadable status changes no device bit");
+    assert_eq!(rig.state(&k(AlarmClass::VolumeFell, "m2")), ReturnedUnacknowledged);
+    assert_eq!(rig.state(&k(AlarmClass::VolumeSuspectedSwap, "m2")), ReturnedUnacknowledged);
+    // A reading dated implausibly changes nothing; the next plausible one without the bit clears it.
+    rig.feed(vec![reading("m2", 4_000, MeterStatus::TIME_FUTURE)]).await;
+    assert_eq!(
+        rig.state(&k(AlarmClass::MeterTamper, "m2")),
+        Unacknowledged,
+        "a time-implausible reading is passed over"
+    );
+    rig.feed(vec![reading("m2", 5_000, MeterStatus::BATTERY_LOW), reading("m1", 5_000, tamper)]).await;
+    assert_eq!(rig.state(&k(AlarmClass::MeterTamper, "m2")), ReturnedUnacknowledged);
+    assert_eq!(rig.state(&k(AlarmClass::MeterBatteryLow, "m2")), Unacknowledged, "still low");
+    assert_eq!(rig.state(&k(AlarmClass::MeterTamper, "m1")), Unacknowledged);
+    let j = rig.journal(&k(AlarmClass::MeterTamper, "m2"));
+    assert_eq!(j, vec![(T::Activated, Normal, Unacknowledged), (T::Cleared, Unacknowledged, ReturnedUnacknowledged)]);
+}
+
+#[tokio::test]
+async fn meter_status_alarms_behind_a_comm_lost_concentrator_are_suppressed_and_survive_a_restart() {
+    let dir = tempdir();
+    let rig = Rig::start(Store::open(&dir).unwrap()).await;
+    let tamper = key(AlarmClass::MeterTamper, &c1(), "m1");
+    let battery = key(AlarmClass::MeterBatteryLow, &c1(), "m2");
+    rig.feed(vec![reading("m1", 1_000, MeterStatus::MAGNETIC_TAMPER), comm_lost(2_000)]).await;
+    assert_eq!(rig.state(&tamper), SuppressedByDesign, "hidden behind its concentrator's comm-lost");
+    // A reading that still comes (a late one) while the concentrator is lost: raised suppressed.
+    rig.feed(vec![reading("m2", 2_500, MeterStatus::BATTERY_LOW)]).await;
+    assert_eq!(rig.state(&battery), SuppressedByDesign);
+    let store = rig.stop().await;
+    drop(store);
+    // The restarted engine knows which bits are alarmed: the same bits raise nothing new, their absence clears.
+    let rig = Rig::start(reopen(&dir).await).await;
+    rig.feed(vec![comm_restored(3_000)]).await;
+    assert_eq!((rig.state(&tamper), rig.state(&battery)), (Unacknowledged, Unacknowledged));
+    rig.feed(vec![reading("m1", 4_000, MeterStatus::MAGNETIC_TAMPER), reading("m2", 4_000, 0)]).await;
+    assert_eq!(rig.state(&battery), ReturnedUnacknowledged);
+    assert_eq!(
+        rig.journal(&tamper).iter().map(|j| j.0).collect::<Vec<_>>(),
+        vec![T::Activated, T::Suppressed, T::Unsuppressed],
+        "no second activation after the restart"
+    );
+}
+
+#[tokio::test]
+async fn valve_faults_and_uncommanded_moves_raise_and_clear_the_valve_alarms() {
+    use crate::model::{FaultClearing, ValveState};
+    let rig = Rig::start(Store::open(&tempdir()).unwrap()).await;
+    let v = DeviceId::new("v1");
+    let failed = key(AlarmClass::ValveCommandFailed, &v, "");
+    let moved = key(AlarmClass::ValveUncommanded, &v, "");
+    let fault = |ts| {
+        event(Event::ValveFault {
+            device: v.clone(),
+            region: r1(),
+            ts: Timestamp(ts),
+            reason: "not confirmed".into(),
+            error_code: None,
+            error_params: None,
+        })
+    };
+    let cleared = |ts, how| event(Event::ValveFaultCleared { device: v.clone(), region: r1(), ts: Timestamp(ts), how });
+    let mv = |ts, to, uncommanded| {
+        let from = if to == ValveState::Open { ValveState::Closed } else { ValveState::Open };
+        event(Event::ValveMoved { device: v.clone(), region: r1(), ts: Timestamp(ts), from, to, uncommanded })
+    };
+    rig.feed(vec![fault(1_000)]).await;
+    assert_eq!(rig.alarm(&failed).map(|a| (a.state, a.priority)), Some((Unacknowledged, Priority::High)));
+    rig.feed(vec![cleared(2_000, FaultClearing::ReadBack { state: ValveState::Closed })]).await;
+    assert_eq!(rig.state(&failed), ReturnedUnacknowledged);
+    // Moved by hand; moved back to where it was commanded: raised and cleared.
+    rig.feed(vec![mv(3_000, ValveState::Open, true), mv(3_500, ValveState::Closed, true)]).await;
+    assert_eq!(rig.state(&moved), Unacknowledged);
+    assert_eq!(rig.journal(&moved).len(), 1, "one alarm while it stays off its commanded position");
+    rig.feed(vec![mv(4_000, ValveState::Open, false)]).await;
+    assert_eq!(rig.state(&moved), ReturnedUnacknowledged);
+    // Moved again, then the operator resets the valve: cleared.
+    let reset = FaultClearing::Reset { by: "duty1".into(), reason: "checked on site".into() };
+    rig.feed(vec![mv(5_000, ValveState::Closed, true), cleared(6_000, reset)]).await;
+    assert_eq!(
+        rig.journal(&moved).iter().map(|j| j.0).collect::<Vec<_>>(),
+        vec![T::Activated, T::Cleared, T::Activated, T::Cleared]
+    );
+}
+
+#[tokio::test]
+async fn settings_set_priorities_enable_classes_and_change_delays_and_levels_without_a_restart() {
+    let settings = SharedSettings::default();
+    let rig = Rig::start_with(Store::open(&tempdir()).unwrap(), settings.clone()).await;
+    let low = key(AlarmClass::QualityLow, &w1(), "chlorine");
+    let low_low = key(AlarmClass::QualityLowLow, &w1(), "chlorine");
+    let battery = key(AlarmClass::MeterBatteryLow, &c1(), "m1");
+    let json = r#"{
+        "class": {
+            "meter_battery_low": { "enabled": false },
+            "meter_tamper": { "priority": "urgent" },
+            "valve_uncommanded": { "enabled": false }
+        },
+        "site": { "network_end": { "on_delay_s": 0, "low_low_factor": 0.5 } },
+        "device": { "w1": { "class": { "quality_low": { "priority": "medium" } } } }
+    }"#;
+    settings.set(serde_json::from_str(json).unwrap());
+    // The site's settings replace the series' one-minute on-delay: raised at once, with the device's priority;
+    // 0.1 is below the low-low level derived from the low limit (0.5 × 0.3).
+    rig.feed(vec![sample(0, 0.1, 0)]).await;
+    assert_eq!(rig.alarm(&low).map(|a| (a.state, a.priority)), Some((Unacknowledged, Priority::Medium)));
+    assert_eq!(rig.alarm(&low_low).map(|a| a.priority), Some(Priority::Urgent), "the class's default");
+    // A disabled class raises nothing; a class's priority applies to meters too.
+    rig.feed(vec![reading("m1", 1_000, MeterStatus::BATTERY_LOW | MeterStatus::MAGNETIC_TAMPER)]).await;
+    assert_eq!(rig.state(&battery), Normal, "disabled");
+    let v = DeviceId::new("v1");
+    let (from, to) = (crate::model::ValveState::Open, crate::model::ValveState::Closed);
+    let moved =
+        Event::ValveMoved { device: v.clone(), region: r1(), ts: Timestamp(1_500), from, to, uncommanded: true };
+    rig.feed(vec![event(moved)]).await;
+    assert_eq!(rig.state(&key(AlarmClass::ValveUncommanded, &v, "")), Normal, "disabled: an event raises nothing");
+    let tamper = rig.alarm(&key(AlarmClass::MeterTamper, &c1(), "m1")).unwrap();
+    assert_eq!(tamper.priority, Priority::Urgent);
+    // The administrator enables it again: the next reading with the bit raises it, no restart.
+    settings.set(AlarmSettings::default());
+    rig.feed(vec![reading("m1", 2_000, MeterStatus::BATTERY_LOW)]).await;
+    assert_eq!(rig.alarm(&battery).map(|a| (a.state, a.priority)), Some((Unacknowledged, Priority::Low)));
 }

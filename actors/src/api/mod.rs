@@ -18,6 +18,7 @@
 //!
 //! **Invariant:** every change made through these handles on behalf of a user is audited (R-G4).
 
+mod alarm_settings;
 mod alarms;
 mod audit;
 mod events;
@@ -41,6 +42,7 @@ use crate::store::{StoreError, StoreHandle, Stores};
 use crate::supervisor::{Slot, SupervisorMsg};
 use crate::valve::{ValveMsg, ValveSpec};
 
+pub use alarm_settings::AlarmSettingsApi;
 pub use alarms::{AlarmsApi, JournalEntry};
 pub use audit::{AuditApi, StartFindings, StartInfo, MAX_PAGE as MAX_AUDIT_PAGE};
 pub use events::EventsApi;
@@ -133,6 +135,8 @@ pub(crate) struct HandleParts {
     pub events: EventBus,
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
+    /// The alarm settings in force, shared with the alarm engine.
+    pub alarm_settings: crate::alarms::SharedSettings,
 }
 
 /// The composite: every domain's handle, built once. Cheap to clone.
@@ -144,6 +148,7 @@ pub struct Handle {
     system: SystemApi,
     audit: AuditApi,
     alarms: AlarmsApi,
+    alarm_settings: AlarmSettingsApi,
     clock: SharedClock,
     metrics: Arc<Metrics>,
 }
@@ -156,7 +161,23 @@ impl Handle {
         let system = SystemApi::new(&parts);
         let audit = AuditApi::new(&parts);
         let alarms = AlarmsApi::new(&parts);
-        Handle { field, events, users, system, audit, alarms, clock: parts.clock, metrics: parts.metrics }
+        let alarm_settings = AlarmSettingsApi::new(&parts);
+        Handle {
+            field,
+            events,
+            users,
+            system,
+            audit,
+            alarms,
+            alarm_settings,
+            clock: parts.clock,
+            metrics: parts.metrics,
+        }
+    }
+
+    /// The alarm settings: read, and replaced by administrators.
+    pub fn alarm_settings(&self) -> &AlarmSettingsApi {
+        &self.alarm_settings
     }
 
     /// Devices, regions, history, valves.

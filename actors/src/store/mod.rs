@@ -39,6 +39,7 @@
 
 pub mod actor_state;
 pub mod alarm_feed;
+mod alarm_settings;
 pub mod alarms;
 pub mod audit;
 pub mod feed;
@@ -183,6 +184,8 @@ pub enum Op {
     ValvePending(DeviceId, Option<PendingValveCommand>),
     /// A change to the alarms: a condition, an operator's action, a shelf's expiry (`alarms.rs`).
     Alarm(alarms::AlarmOp),
+    /// The alarm settings an administrator saved (`alarm_settings.rs`).
+    AlarmSettings(Box<crate::alarms::AlarmSettings>),
 }
 
 /// What a commit produced for the change feed.
@@ -485,6 +488,7 @@ impl Store {
                         Op::ValveStatus(id, st) => valve_status::put(&txn, id, st)?,
                         Op::Session(op) => users::apply_session(&txn, op)?,
                         Op::DeleteUser(name) => _ = users.remove(name.as_str())?,
+                        Op::AlarmSettings(settings) => alarm_settings::put(&txn, settings)?,
                         Op::Alarm(op) => {
                             alarm_ops = true;
                             // An operator's action brings its audit entry, written with the outcome decided in

@@ -131,6 +131,8 @@ pub trait AlarmStore: Send + Sync + 'static {
     fn alarm_start(&self) -> Result<AlarmStart, StoreError>;
     /// Journal records after `after`, oldest first, with their alarms as they stand in the same read.
     fn alarm_changes_after(&self, after: u64, limit: usize) -> Result<AlarmChanges, StoreError>;
+    /// The alarm settings an administrator saved, if any (`alarm_settings.rs`).
+    fn alarm_settings(&self) -> Result<Option<crate::alarms::AlarmSettings>, StoreError>;
 }
 
 /// Where the store writer commits, and the health check.
@@ -319,6 +321,9 @@ impl AlarmStore for Store {
     }
     fn alarm_changes_after(&self, after: u64, limit: usize) -> Result<AlarmChanges, StoreError> {
         Store::alarm_changes_after(self, after, limit)
+    }
+    fn alarm_settings(&self) -> Result<Option<crate::alarms::AlarmSettings>, StoreError> {
+        Store::alarm_settings(self)
     }
 }
 

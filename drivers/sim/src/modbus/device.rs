@@ -142,6 +142,25 @@ impl Device {
         }
     }
 
+    /// Sets or clears a concentrator meter's status bit by name; false when there is no such meter or bit.
+    pub(crate) fn set_meter_flag(&self, slot: u16, name: &str, on: bool) -> bool {
+        match &mut lock(&self.registers).model {
+            Model::Concentrator(c) => c.set_status_flag(slot, name, on),
+            _ => false,
+        }
+    }
+
+    /// Turns a valve by hand (no command); false when the device is not a valve.
+    pub(crate) fn turn_valve_by_hand(&self, open: bool) -> bool {
+        match &mut lock(&self.registers).model {
+            Model::Valve(v) => {
+                v.turn_by_hand(open);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Commands a valve has accepted.
     pub(crate) fn valve_commands(&self) -> Option<u64> {
         match &lock(&self.registers).model {

@@ -162,6 +162,22 @@ impl Concentrator {
         self.meters.get(usize::from(slot)).map(|m| m.status)
     }
 
+    /// Sets or clears the status bit called `name` (the layout's `status_bits`) of the meter in `slot`, as a
+    /// meter that starts or stops reporting it; false for an unknown slot or a name the layout has no bit for.
+    pub(crate) fn set_status_flag(&mut self, slot: u16, name: &str, on: bool) -> bool {
+        let Some(bit) = self.layout.status_bits.iter().find(|(n, _)| n == name).map(|(_, b)| 1u32 << u32::from(*b))
+        else {
+            return false;
+        };
+        let Some(m) = self.meters.get_mut(usize::from(slot)) else { return false };
+        if on {
+            m.status |= bit;
+        } else {
+            m.status &= !bit;
+        }
+        true
+    }
+
     /// Fills the registers this concentrator serves for `function` in the range starting at `start`.
     ///
     /// Every register inside a meter slot's block is served: the volume and status fields with their values,

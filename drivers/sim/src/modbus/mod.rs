@@ -179,6 +179,11 @@ impl ModbusSimHandle {
     pub fn set_fault(&self, id: &str, fault: ModbusFault) -> Result<(), ModbusSimError> {
         self.shared.set_fault(id, fault)
     }
+
+    /// As [`ModbusSim::set_meter_flag`].
+    pub fn set_meter_flag(&self, id: &str, slot: u16, name: &str, on: bool) -> bool {
+        self.shared.device(id).is_some_and(|d| d.set_meter_flag(slot, name, on))
+    }
 }
 
 /// A running set of simulated devices. Dropping it stops them too; [`ModbusSim::shutdown`] also waits.
@@ -276,6 +281,18 @@ impl ModbusSim {
     pub fn valve_open(&self, id: &str) -> Option<bool> {
         let t = self.shared.clock.now();
         self.shared.device(id).and_then(|d| d.valve_open(t))
+    }
+
+    /// Sets or clears the status bit `name` (e.g. `magnetic_tamper`) of the meter in `slot` of a simulated
+    /// concentrator, from its next read on; false for an unknown device, slot or bit.
+    pub fn set_meter_flag(&self, id: &str, slot: u16, name: &str, on: bool) -> bool {
+        self.shared.device(id).is_some_and(|d| d.set_meter_flag(slot, name, on))
+    }
+
+    /// Turns a simulated valve to open or closed at once, without a command (as by hand on site); false
+    /// for an unknown device or one that is not a valve.
+    pub fn turn_valve_by_hand(&self, id: &str, open: bool) -> bool {
+        self.shared.device(id).is_some_and(|d| d.turn_valve_by_hand(open))
     }
 
     /// Commands a simulated valve has accepted.

@@ -120,6 +120,12 @@ impl Valve {
     pub(crate) fn commands(&self) -> u64 {
         self.commands
     }
+
+    /// Someone turned the valve by hand: it is at once at the given end position, no command counted
+    /// (for tests and the demo of an uncommanded change of position, issue 9 §1).
+    pub(crate) fn turn_by_hand(&mut self, open: bool) {
+        self.position = if open { Position::Open } else { Position::Closed };
+    }
 }
 
 #[cfg(test)]
