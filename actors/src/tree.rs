@@ -85,6 +85,8 @@ pub struct TreeSpec {
     pub lines: Vec<(String, drivers::rtu::LineSettings)>,
     /// `[server] timezone`, `defaults.spread`, `defaults.future_tolerance`, `defaults.max_age`.
     pub time: crate::schedule::TimeRules,
+    /// `[usage]` and `[[zone]]`: the usage watch's rules and the zones (issue 9 §1).
+    pub usage: crate::alarms::usage::UsageSettings,
 }
 
 /// The running tree.

@@ -36,6 +36,7 @@ mod raw;
 #[cfg(test)]
 mod testing;
 mod valves;
+mod zones;
 
 pub use models::{DeviceModel, BUILTIN_MODELS};
 pub use problems::{parse_duration, ConfigErrors, DurationError, Problem, Severity};
@@ -183,6 +184,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
         Resolver { check, models, defaults, lines, device_models: HashMap::new(), station_mns: HashSet::new() };
 
     let regions = resolve_regions(&mut rs, &raw.region);
+    let usage = zones::resolve_usage(&mut rs.check, raw.usage.as_ref(), &raw.zone, &regions);
     let hj212_listen = hj212::resolve_listen(&mut rs.check, raw.hj212.as_ref());
     let hj212_limits = hj212::resolve_limits(&mut rs.check, raw.hj212.as_ref());
     let mqtt = raw.mqtt.as_ref().map(|m| mqtt::resolve_broker(&mut rs.check, m, simulator.is_some()));
@@ -210,6 +212,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
         mqtt,
         lines: lines.settings,
         time,
+        usage,
     };
     let text_hash = text_hash(text);
     Ok(Config { source: file.to_owned(), text_hash, server, tree, simulator, models, device_models, warnings })

@@ -45,6 +45,10 @@ pub(super) struct RawConfig {
     pub(super) line: Vec<RawLine>,
     #[serde(default)]
     pub(super) region: Vec<RawRegion>,
+    /// `[usage]` and `[[zone]]` (issue 9 §1), resolved in `zones.rs`.
+    pub(super) usage: Option<super::zones::RawUsage>,
+    #[serde(default)]
+    pub(super) zone: Vec<super::zones::RawZone>,
 }
 
 /// An RS-485 serial line shared by Modbus RTU slaves; devices use it with `address = "rtu:<id>"`.

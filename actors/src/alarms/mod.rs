@@ -26,6 +26,7 @@
 //! [`AlarmStore`]: crate::store::AlarmStore
 
 pub mod shelf;
+pub mod usage;
 
 use std::collections::{HashMap, HashSet};
 
