@@ -47,6 +47,7 @@ mod ports;
 mod reading_key;
 #[cfg(test)]
 mod reading_tests;
+pub mod usage;
 pub mod users;
 mod valve_status;
 pub mod writer;
@@ -67,6 +68,7 @@ pub use alarms::{AlarmAction, AlarmOp, JournalFilter};
 pub use audit::{AuditFilter, AuditPage, AuditRecord, RunMarker, RunOp, TextMatch};
 pub use feed::{EventFilter, FeedEntry, FeedFact};
 pub use ports::{AlarmStore, AuditStore, Backend, CommitStore, EventStore, FieldStore, StateStore, Stores, UserStore};
+pub use usage::{UsageOp, UsageStore, ZoneLeakage};
 pub use valve_status::PendingValveCommand;
 pub use writer::{Committed, StoreHandle, StoreWriter, StoreWriterArgs, StoreWriterMsg};
 
@@ -181,6 +183,8 @@ pub enum Op {
     ValvePending(DeviceId, Option<PendingValveCommand>),
     /// A change to the alarms: a condition, an operator's action, a shelf's expiry (`alarms.rs`).
     Alarm(alarms::AlarmOp),
+    /// The usage watch: how far it evaluated, a zone's leakage for a period (`usage.rs`).
+    Usage(usage::UsageOp),
 }
 
 /// What a commit produced for the change feed.
@@ -479,6 +483,7 @@ impl Store {
                         Op::ValveStatus(id, st) => valve_status::put(&txn, id, st)?,
                         Op::Session(op) => users::apply_session(&txn, op)?,
                         Op::DeleteUser(name) => _ = users.remove(name.as_str())?,
+                        Op::Usage(op) => usage::apply(&txn, op)?,
                         Op::Alarm(op) => {
                             // An operator's action brings its audit entry, written with the outcome decided in
                             // this commit (issue 9: no "done" audited for an action a race made void).
