@@ -28,14 +28,21 @@
 //! What it deliberately does not do: read the change feed (usage needs whole periods of history, which the
 //! store has), acknowledge anything, or decide a reading's flags (the volume check did).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use drivers::calendar::{LocalTime, Zone};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use crate::model::{AbnormalRule, DeviceId, MeterId, MeterStatus, RegionId, Timestamp, UsagePoint, UsageRules, Volume};
-use crate::store::StoredReading;
+use crate::clock::SharedClock;
+use crate::model::{
+    bucket_usage, leakage_rate, night_flow, AbnormalRule, AlarmClass, AlarmKey, BucketUsage, DeviceId, MeterId,
+    MeterStatus, RegionId, Timestamp, UsagePoint, UsageRules, Volume,
+};
+use crate::store::{
+    AlarmOp, AlarmStore, FieldStore, Op, StoreError, StoreHandle, StoredReading, UsageOp, UsageStore, ZoneLeakage,
+};
 use crate::tree::RegionSpec;
 
 /// The most days evaluated after a downtime (older days are not looked at again).
@@ -232,3 +239,253 @@ pub fn rules_for(bucket: Bucket) -> UsageRules {
 
 /// Meter places by id.
 pub type Places = HashMap<MeterId, MeterPlace>;
+
+// ---------------------------------------------------------------------------------------------------------
+// The actor.
+
+/// The longest wait between two looks, by default (a clock set forward is noticed within it).
+pub const DEFAULT_EVERY: Duration = Duration::from_secs(60);
+
+/// The usage watch actor (see the module documentation).
+#[derive(Clone, Copy, Default)]
+pub struct UsageWatch;
+
+impl UsageWatch {
+    pub const NAME: &'static str = "usage-watch";
+}
+
+pub struct UsageWatchArgs {
+    pub field: Arc<dyn FieldStore>,
+    pub usage: Arc<dyn UsageStore>,
+    pub alarms: Arc<dyn AlarmStore>,
+    pub writer: StoreHandle,
+    pub clock: SharedClock,
+    /// The utility's time zone (`[server] timezone`).
+    pub zone: Zone,
+    pub settings: UsageSettings,
+    /// Every meter with its device and region.
+    pub meters: Arc<Vec<(MeterId, MeterPlace)>>,
+    pub every: Duration,
+}
+
+pub enum UsageWatchMsg {
+    Tick,
+}
+
+/// The classes this watch raises.
+const CLASSES: [AlarmClass; 3] = [AlarmClass::AbnormalUsage, AlarmClass::NightFlow, AlarmClass::ZoneLeakage];
+
+impl UsageWatchArgs {
+    /// Evaluates every day due and not yet evaluated (see "Periods and catch-up"); returns the wait until the
+    /// next look.
+    pub async fn look(&self) -> Result<Duration, StoreError> {
+        let now = self.clock.now();
+        let settle = i64::try_from(self.settings.settle.as_millis()).unwrap_or(0);
+        // The end of the last day that may be evaluated now.
+        let due = day_start(&self.zone, now.plus_millis(-settle));
+        let mut ends = Vec::new();
+        match self.usage.usage_through()? {
+            None => ends.push(due),
+            Some(through) => {
+                let mut end = due;
+                while end > through && ends.len() < MAX_CATCH_UP_DAYS {
+                    ends.push(end);
+                    end = add_days(&self.zone, end, -1);
+                }
+                ends.reverse();
+            }
+        }
+        for end in ends {
+            let start = add_days(&self.zone, end, -1);
+            let mut ops = self.evaluate_day(start, end)?;
+            ops.push(Op::Usage(UsageOp::Through(end)));
+            self.writer.submit(ops).await?;
+            tracing::info!(message = "Usage evaluated.", day_start = start.0, day_end = end.0);
+        }
+        let next = add_days(&self.zone, due, 1).plus_millis(settle);
+        let wait = Duration::from_millis(u64::try_from(next.0.saturating_sub(now.0)).unwrap_or(0));
+        Ok(wait.clamp(Duration::from_millis(100), self.every.max(Duration::from_millis(100))))
+    }
+
+    /// The conditions of this watch's classes that hold now.
+    fn active(&self) -> Result<HashSet<AlarmKey>, StoreError> {
+        Ok(self
+            .alarms
+            .standing_alarms()?
+            .into_iter()
+            .filter(|a| a.active && CLASSES.contains(&a.key.class))
+            .map(|a| a.key)
+            .collect())
+    }
+
+    /// A meter's usage per bucket between `edges`, from its stored readings.
+    fn meter_usage(
+        &self,
+        meter: &MeterId,
+        edges: &[Timestamp],
+        bucket: Bucket,
+    ) -> Result<Vec<BucketUsage>, StoreError> {
+        let (Some(first), Some(last)) = (edges.first(), edges.last()) else { return Ok(Vec::new()) };
+        let rules = rules_for(bucket);
+        let readings = self.field.meter_readings(
+            meter,
+            first.plus_millis(-rules.max_gap_ms),
+            last.plus_millis(rules.max_gap_ms),
+            MAX_READINGS,
+        )?;
+        let points: Vec<UsagePoint> = readings.iter().filter_map(point).collect();
+        Ok(bucket_usage(&points, edges, &rules))
+    }
+
+    /// The ops of one day `start..end`: abnormal usage and night flow of each meter (masters of zones
+    /// excepted), and each zone whose period ends with the day.
+    pub fn evaluate_day(&self, start: Timestamp, end: Timestamp) -> Result<Vec<Op>, StoreError> {
+        let s = &self.settings;
+        let mut active = self.active()?;
+        let mut ops = Vec::new();
+        let mut set = |ops: &mut Vec<Op>, key: AlarmKey, region: &RegionId, on: bool, value: f64, limit: f64| {
+            let changed = if on { active.insert(key.clone()) } else { active.remove(&key) };
+            if changed {
+                ops.push(Op::Alarm(AlarmOp::Condition {
+                    priority: key.class.default_priority(),
+                    key,
+                    region: region.clone(),
+                    active: on,
+                    at: end,
+                    value: Some(value),
+                    limit: Some(limit),
+                }));
+            }
+        };
+        let masters: HashSet<&MeterId> = s.zones.iter().flat_map(|z| z.masters.iter()).collect();
+        let weeks = i64::from(s.history_weeks);
+        let mut days: Vec<Timestamp> = (0..=weeks * 7).map(|k| add_days(&self.zone, start, -k)).collect();
+        days.reverse();
+        days.push(end);
+        let day = self.local_day(start);
+        let night: Vec<Timestamp> = (s.night_start_hour..=s.night_end_hour)
+            .filter_map(|h| local(&self.zone, day.0, day.1, day.2, i64::from(h)))
+            .collect();
+        let mut daily: HashMap<&MeterId, BucketUsage> = HashMap::new();
+        for (meter, place) in self.meters.iter() {
+            let usage = self.meter_usage(meter, &days, Bucket::Day)?;
+            let Some(today) = usage.last().copied() else { continue };
+            daily.insert(meter, today);
+            if masters.contains(meter) {
+                continue;
+            }
+            if today.complete() {
+                let n = usage.len();
+                let history: Vec<Option<i64>> = (1..=weeks as usize)
+                    .filter_map(|k| n.checked_sub(1 + 7 * k).map(|i| usage[i]))
+                    .map(|b| b.complete().then_some(b.litres))
+                    .collect();
+                if let Some(v) = s.abnormal.judge(today.litres, &history) {
+                    let key = AlarmKey::new(AlarmClass::AbnormalUsage, &place.device, meter.as_str());
+                    set(&mut ops, key, &place.region, v.abnormal, m3(today.litres), v.limit_litres / 1000.0);
+                }
+            }
+            if night.len() >= 2 {
+                let hours = self.meter_usage(meter, &night, Bucket::Hour)?;
+                if let Some(on) = night_flow(&hours, s.night_min_litres) {
+                    let least = hours.iter().map(|h| h.litres).min().unwrap_or(0);
+                    let key = AlarmKey::new(AlarmClass::NightFlow, &place.device, meter.as_str());
+                    set(&mut ops, key, &place.region, on, m3(least), m3(s.night_min_litres));
+                }
+            }
+        }
+        for zone in &s.zones {
+            let period_start = match zone.period {
+                Period::Day => start,
+                Period::Month if month_start(&self.zone, end, 0) == end => month_start(&self.zone, start, 0),
+                Period::Month => continue,
+            };
+            let of =
+                |m: &MeterId| -> Result<BucketUsage, StoreError> {
+                    match (zone.period, daily.get(m)) {
+                        (Period::Day, Some(b)) => Ok(*b),
+                        _ => Ok(self
+                            .meter_usage(m, &[period_start, end], Bucket::Month)?
+                            .pop()
+                            .unwrap_or(BucketUsage { start: period_start, end, litres: 0, covered_ms: 0 })),
+                    }
+                };
+            let (mut master, mut members, mut incomplete) = (0i64, 0i64, 0usize);
+            for m in &zone.masters {
+                let b = of(m)?;
+                master += b.litres;
+                incomplete += usize::from(!b.complete());
+            }
+            for m in &zone.members {
+                let b = of(m)?;
+                members += b.litres;
+                incomplete += usize::from(!b.complete());
+            }
+            let rate = leakage_rate(master, members);
+            let complete = incomplete == 0;
+            if let (true, Some(r)) = (complete, rate) {
+                let key = AlarmKey::new(AlarmClass::ZoneLeakage, &DeviceId::new(zone.id.clone()), "");
+                set(&mut ops, key, &zone.region, r > zone.threshold, r * 100.0, zone.threshold * 100.0);
+            }
+            ops.push(Op::Usage(UsageOp::Leakage(ZoneLeakage {
+                zone: zone.id.clone(),
+                period: zone.period,
+                start: period_start,
+                end,
+                master_litres: master,
+                members_litres: members,
+                rate,
+                complete,
+                incomplete_meters: incomplete,
+                threshold: zone.threshold,
+            })));
+        }
+        Ok(ops)
+    }
+
+    fn local_day(&self, t: Timestamp) -> (i64, i64, i64) {
+        let l = self.zone.to_local(t.0);
+        (l.year, l.month, l.day)
+    }
+}
+
+fn m3(litres: i64) -> f64 {
+    litres as f64 / 1000.0
+}
+
+impl Actor for UsageWatch {
+    type Msg = UsageWatchMsg;
+    type State = UsageWatchArgs;
+    type Arguments = UsageWatchArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<UsageWatchMsg>,
+        args: UsageWatchArgs,
+    ) -> Result<UsageWatchArgs, ActorProcessingErr> {
+        myself.cast(UsageWatchMsg::Tick)?;
+        Ok(args)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<UsageWatchMsg>,
+        msg: UsageWatchMsg,
+        state: &mut UsageWatchArgs,
+    ) -> Result<(), ActorProcessingErr> {
+        let UsageWatchMsg::Tick = msg;
+        let wait = match state.look().await {
+            Ok(wait) => wait,
+            Err(error) => {
+                tracing::warn!(message = "Usage evaluation failed; trying again.", %error);
+                state.every
+            }
+        };
+        myself.send_after(wait, || UsageWatchMsg::Tick);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "usage_tests.rs"]
+mod tests;
