@@ -210,6 +210,11 @@ pub async fn start(
         events,
         clock,
         metrics,
+        usage: crate::api::UsageParts {
+            zone: spec.time.zone.clone(),
+            zones: spec.usage.zones.clone(),
+            meters: Arc::new(crate::alarms::usage::meter_places(&spec.regions)),
+        },
     });
     let hj212_addr = *hj212_bound.lock().unwrap_or_else(|p| p.into_inner());
     Ok(Tree { root, join, handle, hj212_addr })

@@ -35,6 +35,7 @@ mod routes;
 pub mod serve;
 mod session;
 pub mod tls;
+mod usage;
 mod ws;
 
 use std::sync::Arc;
@@ -133,6 +134,12 @@ impl FromRef<AppState> for UsersApi {
 impl FromRef<AppState> for actors::api::AlarmsApi {
     fn from_ref(state: &AppState) -> Self {
         state.api.alarms().clone()
+    }
+}
+
+impl FromRef<AppState> for actors::api::UsageApi {
+    fn from_ref(state: &AppState) -> Self {
+        state.api.usage().clone()
     }
 }
 
@@ -304,6 +311,12 @@ pub fn router(handle: actors::api::Handle, config: HmiConfig) -> Router {
         .route("/api/alarms/journal", get(routes::alarms::journal))
         .route("/api/alarms/{id}/ack", post(routes::alarms::acknowledge))
         .route("/api/alarms/{id}/shelve", post(routes::alarms::shelve))
+        .route("/api/usage", get(usage::usage))
+        .route("/api/zones", get(usage::zones))
+        .route("/usage", get(usage::usage_page))
+        .route("/zones", get(usage::zones_page))
+        .route("/assets/usage.js", get(usage::script))
+        .route("/assets/usage.css", get(usage::style))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Inside `edge`: the origin refusals `edge` audits itself (`request.refused`) are not audited twice.

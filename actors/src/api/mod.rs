@@ -10,6 +10,8 @@
 //! - [`AuditApi`] (`audit.rs`): the audit journal's query, entries the HTTP layer records (denials, throttled
 //!   logins, Basic access), the server's start (crash and configuration change found) and clean stop.
 //! - [`AlarmsApi`] (`alarms.rs`): standing alarms, the alarm journal, acknowledge, shelve, out of service.
+//! - [`UsageApi`] (`usage.rs`): usage per meter or region by hour/day/month with last year beside it, and
+//!   each zone's leakage per period (issue 9 §1, R-B1, R-B5).
 //!
 //! [`Handle`] is the composite: the tree builds it once from [`HandleParts`], it constructs every domain's
 //! handle, and hands each out by accessor (`handle.field()`, `handle.users()`, …), so that an HTTP route is
@@ -23,6 +25,7 @@ mod audit;
 mod events;
 mod field;
 mod system;
+mod usage;
 mod users;
 
 use std::collections::HashMap;
@@ -46,6 +49,7 @@ pub use audit::{AuditApi, StartFindings, StartInfo, MAX_PAGE as MAX_AUDIT_PAGE};
 pub use events::EventsApi;
 pub use field::{FieldApi, History};
 pub use system::{Health, SupervisorInfo, SystemApi};
+pub use usage::{Target as UsageTarget, UsageApi, UsageParts, UsageReport, ZoneReport};
 pub use users::{reset_admin_offline, OpenedSession, SessionInfo, TotpEnrolment, UserAccount, UserInfo, UsersApi};
 
 /// How long an API call waits for an actor before reporting it unavailable.
@@ -133,6 +137,8 @@ pub(crate) struct HandleParts {
     pub events: EventBus,
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
+    /// The time zone, zones and meter places usage is computed with.
+    pub usage: UsageParts,
 }
 
 /// The composite: every domain's handle, built once. Cheap to clone.
@@ -144,6 +150,7 @@ pub struct Handle {
     system: SystemApi,
     audit: AuditApi,
     alarms: AlarmsApi,
+    usage: UsageApi,
     clock: SharedClock,
     metrics: Arc<Metrics>,
 }
@@ -156,7 +163,13 @@ impl Handle {
         let system = SystemApi::new(&parts);
         let audit = AuditApi::new(&parts);
         let alarms = AlarmsApi::new(&parts);
-        Handle { field, events, users, system, audit, alarms, clock: parts.clock, metrics: parts.metrics }
+        let usage = UsageApi::new(&parts);
+        Handle { field, events, users, system, audit, alarms, usage, clock: parts.clock, metrics: parts.metrics }
+    }
+
+    /// Usage per meter and region, zone leakage.
+    pub fn usage(&self) -> &UsageApi {
+        &self.usage
     }
 
     /// Devices, regions, history, valves.
