@@ -219,8 +219,15 @@
     if (typeof window.uPlot !== 'function') return null;
     const width = Math.max(200, host.clientWidth);
     const height = Math.max(160, Math.min(320, Math.round(width * 0.45)));
+    // Bars and rates read from zero; the x axis shows the utility's dates, not the browser's hours.
+    const scales = { x: { time: true }, y: { range: (u, min, max) => [Math.min(0, min), max > 0 ? max * 1.1 : 1] } };
+    const fmt = (opts && opts.format) || ((ms) => fmtDate(ms, 'day'));
+    const axes = [
+      { space: 90, values: (u, splits) => splits.map((s) => fmt(s * 1000)) },
+      { label: (opts && opts.unit) || '' },
+    ];
     const plot = new window.uPlot(
-      Object.assign({ width, height, legend: { show: true }, scales: { x: { time: true } }, series: [{}].concat(series) }, opts || {}),
+      { width, height, legend: { show: true }, scales, axes, series: [{}].concat(series) },
       [x].concat(ys),
       host,
     );
@@ -311,7 +318,7 @@
     chart(host, x, [
       { label: t('this_period'), stroke: '#3d5a80', fill: 'rgba(61, 90, 128, 0.55)', paths: bars, points: { show: false } },
       { label: t('last_year'), stroke: '#8a8a8a', width: 2, dash: [6, 4] },
-    ], ys, { axes: [{}, { label: 'm³' }] });
+    ], ys, { unit: 'm³', format: (ms) => fmtDate(ms, bucket, report.timezone) });
   }
 
   function startUsage() {
@@ -398,7 +405,7 @@
         ], [
           periods.map((p) => (p.rate === null ? null : Math.round(p.rate * 1000) / 10)),
           periods.map(() => threshold),
-        ], { axes: [{}, { label: '%' }] });
+        ], { unit: '%', format: (ms) => fmtDate(ms, z.period === 'month' ? 'month' : 'day', z.timezone) });
       }
     }
   }
