@@ -262,6 +262,7 @@ async fn simulate(config: PathBuf, faults: Vec<String>, control: Option<SocketAd
         speed: 1.0,
         seed: 1,
         valve_travel: std::time::Duration::from_secs(3),
+        zone_leak: 0.0,
     });
     let mut spec =
         match waterworks::simulation::spec_from_config(&cfg, speed.unwrap_or(settings.speed), settings.seed, None) {

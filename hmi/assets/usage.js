@@ -63,6 +63,7 @@
       rate_chart: '{name} 漏损率图表',
       period_day: '按日',
       period_month: '按月',
+      so_far: '本期至今（估算）：{rate}%',
     },
     en: {
       usage_title: 'Water usage',
@@ -113,6 +114,7 @@
       rate_chart: 'Leakage rate chart of {name}',
       period_day: 'daily',
       period_month: 'monthly',
+      so_far: 'This period so far (estimate): {rate}%',
     },
   };
 
@@ -390,6 +392,11 @@
         verdict.append(el('span', 'muted', ' · ' + t('period_of', { start: fmt(latest.start), end: fmt(latest.end - 1) })));
       }
       tile.append(el('p', 'label', t('latest')), big, verdict);
+      if (z.so_far && z.so_far.rate !== null) {
+        const so = el('p', 'so-far', t('so_far', { rate: (z.so_far.rate * 100).toFixed(1) }));
+        so.dataset.rate = String(z.so_far.rate);
+        tile.append(so);
+      }
       tile.append(el('p', 'muted', t('threshold', { t: threshold.toFixed(1) })));
       tile.append(el('p', 'muted', t('masters', { list: z.masters.join(', ') }) + ' · ' + t('members', { n: z.members })));
       const plotHost = el('div', 'chart small');

@@ -276,7 +276,7 @@ pub fn document() -> Value {
                                "401": error_response("Not logged in"), "404": error_response("No such meter or region") } } },
             "/api/zones": { "get": {
                 "summary": "Every zone (district metered area) with its leakage rate per period, latest first (R-B5)",
-                "description": format!("Roles: {view}. Each zone: `id`, `name`, `region`, `masters`, `members` (count), `threshold` (0–1), `period` (day, month), `periods`: [{{`start`, `end`, `master_litres`, `members_litres`, `rate` ((master − members) / master, or null), `complete`, `incomplete_meters`, `threshold`}}]."),
+                "description": format!("Roles: {view}. Each zone: `id`, `name`, `region`, `masters`, `members` (count), `threshold` (0–1), `period` (day, month), `so_far` (the period under way from each meter's first and latest reading: {{`start`, `at`, `master_litres`, `members_litres`, `rate`, `missing_meters`}}; an estimate, never alarmed), `periods`: [{{`start`, `end`, `master_litres`, `members_litres`, `rate` ((master − members) / master, or null), `complete`, `incomplete_meters`, `threshold`}}]."),
                 "parameters": [ { "name": "periods", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 400, "default": 60 } } ],
                 "responses": { "200": { "description": "OK" }, "400": error_response("Bad query"), "401": error_response("Not logged in") } } },
             "/usage": { "get": op("The usage page (HTML): usage per meter or region with last year beside it", view) },

@@ -87,7 +87,7 @@ pub async fn zones(
         Metrics::inc(&metrics.bad_requests);
         AppError::BadRequest(format!("bad query: {}", e.body_text()))
     })?;
-    Ok(Json(api.zones(q.periods.unwrap_or(60))?).into_response())
+    Ok(Json(api.zones(q.periods.unwrap_or(60)).await?).into_response())
 }
 
 pub async fn usage_page(State(state): State<AppState>, request: Request) -> Response {

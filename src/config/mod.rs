@@ -63,6 +63,8 @@ pub struct SimulatorSettings {
     pub seed: u64,
     /// Wall-clock travel time of simulated valves.
     pub valve_travel: Duration,
+    /// `simulator.zone_leak_percent` / 100: what a zone's simulated master meter measures beyond its members.
+    pub zone_leak: f64,
 }
 
 #[derive(Clone, Debug)]
@@ -333,7 +335,15 @@ fn resolve_simulator(check: &mut Check, raw: Option<&RawSimulator>) -> Option<Si
         check.add("simulator.speed", "must be more than 0 and at most 1000000");
     }
     let valve_travel = check.duration("simulator.valve_travel", sim.valve_travel.as_ref(), Duration::from_secs(3));
-    Some(SimulatorSettings { speed, seed: sim.seed.unwrap_or(1), valve_travel })
+    let zone_leak = match sim.zone_leak_percent {
+        None => 0.0,
+        Some(p) if p.is_finite() && (0.0..90.0).contains(&p) => p / 100.0,
+        Some(p) => {
+            check.add("simulator.zone_leak_percent", format!("{p} is out of range 0–90"));
+            0.0
+        }
+    };
+    Some(SimulatorSettings { speed, seed: sim.seed.unwrap_or(1), valve_travel, zone_leak })
 }
 
 /// `[defaults]`.

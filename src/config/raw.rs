@@ -223,6 +223,8 @@ pub(super) struct RawSimulator {
     pub(super) seed: Option<u64>,
     /// Wall-clock time a simulated valve takes to travel.
     pub(super) valve_travel: Option<String>,
+    /// The leak each zone's simulated master meter measures beyond its members, percent (issue 9 §1).
+    pub(super) zone_leak_percent: Option<f64>,
 }
 
 #[derive(Deserialize, Default)]

@@ -13,8 +13,9 @@ use serde::Serialize;
 
 use super::{ApiError, HandleParts};
 use crate::alarms::usage::{
-    bucket_edges, local, month_start, point, rules_for, Bucket, MeterPlace, Period, ZoneSpec, MAX_READINGS,
+    bucket_edges, day_start, local, month_start, point, rules_for, Bucket, MeterPlace, Period, ZoneSpec, MAX_READINGS,
 };
+use crate::clock::SharedClock;
 use crate::model::{bucket_usage, BucketUsage, MeterId, RegionId, Timestamp, UsagePoint, Volume};
 use crate::store::{FieldStore, UsageStore, ZoneLeakage};
 
@@ -83,7 +84,21 @@ pub struct ZoneReport {
     pub period: Period,
     /// The utility's zone the periods are cut in.
     pub timezone: String,
+    /// The period under way, so far (an estimate from each meter's first and latest reading; not judged).
+    pub so_far: Option<SoFar>,
     pub periods: Vec<ZoneLeakage>,
+}
+
+/// A zone's leakage in the period under way, from its start to the latest readings.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SoFar {
+    pub start: Timestamp,
+    pub at: Timestamp,
+    pub master_litres: i64,
+    pub members_litres: i64,
+    pub rate: Option<f64>,
+    /// Meters without two usable readings in the period (left out of both sums).
+    pub missing_meters: usize,
 }
 
 #[derive(Clone)]
@@ -91,6 +106,7 @@ pub struct UsageApi {
     field: Arc<dyn FieldStore>,
     usage: Arc<dyn UsageStore>,
     parts: Arc<UsageParts>,
+    clock: SharedClock,
 }
 
 /// The same local time a year earlier (29 February → 28 February).
@@ -116,11 +132,38 @@ fn cell(b: &[BucketUsage], start: Timestamp, end: Timestamp) -> UsageCell {
 
 impl UsageApi {
     pub(crate) fn new(parts: &HandleParts) -> UsageApi {
-        UsageApi::with(parts.stores.field.clone(), parts.stores.usage.clone(), parts.usage.clone())
+        let (field, usage) = (parts.stores.field.clone(), parts.stores.usage.clone());
+        UsageApi { field, usage, parts: Arc::new(parts.usage.clone()), clock: parts.clock.clone() }
     }
 
-    pub(crate) fn with(field: Arc<dyn FieldStore>, usage: Arc<dyn UsageStore>, parts: UsageParts) -> UsageApi {
-        UsageApi { field, usage, parts: Arc::new(parts) }
+    /// What a meter measured from its first usable reading at or after `start` to its latest one.
+    fn used_since(&self, meter: &MeterId, start: Timestamp, now: Timestamp) -> Result<Option<i64>, ApiError> {
+        let first = self.field.meter_readings(meter, start, now, 1)?;
+        let Some(first) = first.first().and_then(point).filter(UsagePoint::usable) else { return Ok(None) };
+        let Some((ts, volume, _)) = self.field.latest_reading(meter)? else { return Ok(None) };
+        if ts <= first.ts || volume < first.volume {
+            return Ok(None);
+        }
+        Ok(Some(volume.litres() - first.volume.litres()))
+    }
+
+    fn so_far(&self, z: &ZoneSpec) -> Result<SoFar, ApiError> {
+        let now = self.clock.now();
+        let start = match z.period {
+            Period::Day => day_start(&self.parts.zone, now),
+            Period::Month => month_start(&self.parts.zone, now, 0),
+        };
+        let (mut master, mut members, mut missing) = (0, 0, 0);
+        for (meters, sum) in [(&z.masters, &mut master), (&z.members, &mut members)] {
+            for m in meters {
+                match self.used_since(m, start, now)? {
+                    Some(l) => *sum += l,
+                    None => missing += 1,
+                }
+            }
+        }
+        let rate = crate::model::leakage_rate(master, members);
+        Ok(SoFar { start, at: now, master_litres: master, members_litres: members, rate, missing_meters: missing })
     }
 
     /// The usage of a meter or a region per bucket from `from` to `to`, with last year beside it.
@@ -214,18 +257,16 @@ impl UsageApi {
             Target::Meter(m) => (Some(m), None),
             Target::Region(r) => (None, Some(r)),
         };
-        Ok(UsageReport {
-            meter,
-            region,
-            bucket,
-            timezone: zone.name().to_owned(),
-            meters: meters.len(),
-            rows,
-        })
+        Ok(UsageReport { meter, region, bucket, timezone: zone.name().to_owned(), meters: meters.len(), rows })
     }
 
-    /// Every zone with its leakage per period, latest first, at most `periods` each.
-    pub fn zones(&self, periods: usize) -> Result<Vec<ZoneReport>, ApiError> {
+    /// Every zone with its leakage per period, latest first, at most `periods` each, and the period under way.
+    pub async fn zones(&self, periods: usize) -> Result<Vec<ZoneReport>, ApiError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.zones_blocking(periods)).await.map_err(|_| ApiError::Internal)?
+    }
+
+    fn zones_blocking(&self, periods: usize) -> Result<Vec<ZoneReport>, ApiError> {
         let periods = periods.clamp(1, MAX_PERIODS);
         self.parts
             .zones
@@ -240,6 +281,7 @@ impl UsageApi {
                     threshold: z.threshold,
                     period: z.period,
                     timezone: self.parts.zone.name().to_owned(),
+                    so_far: Some(self.so_far(z)?),
                     periods: self.usage.zone_leakage(&z.id, periods)?,
                 })
             })
