@@ -45,7 +45,7 @@ fn reading(meter: &str, device: &str, ts: Timestamp, litres: i64, status: u16) -
 
 /// Daily readings at local midnight, 2026-02-25 to 2026-03-10 and the same dates in 2025; three days of the
 /// zone's leakage; and the usage watch told it is done (so it adds no rows of its own while the test runs).
-fn prepare(dir: &PathBuf) {
+fn prepare(dir: &std::path::Path) {
     let store = Store::open(dir).expect("store opens");
     let mut ops = Vec::new();
     // (meter, device, litres a day last year, this year)
