@@ -417,6 +417,7 @@ fn meters_layout() -> ConcentratorLayout {
         status_bits: Vec::new(),
         no_data: None,
         no_data_bit: None,
+        district: None,
     }
 }
 

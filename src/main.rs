@@ -263,6 +263,7 @@ async fn simulate(config: PathBuf, faults: Vec<String>, control: Option<SocketAd
         seed: 1,
         valve_travel: std::time::Duration::from_secs(3),
         incidents: None,
+        zone_leak: 0.0,
     });
     let mut spec =
         match waterworks::simulation::spec_from_config(&cfg, speed.unwrap_or(settings.speed), settings.seed, None) {

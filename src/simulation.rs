@@ -74,7 +74,7 @@ pub fn spec_from_config(
     };
     for region in &config.tree.regions {
         for d in &region.devices {
-            add("device", d.id.to_string(), &d.target, sim_kind(d))?;
+            add("device", d.id.to_string(), &d.target, sim_kind(d, config))?;
         }
         for v in &region.valves {
             // A CJ/T 188 valve meter is played by its gateway's simulator.
@@ -105,8 +105,22 @@ fn valve_kind(config: &Config, i: &RegisterValve, speed: f64) -> SimKind {
     })
 }
 
+/// The slot of a concentrator that plays a zone's master meter (`[[zone]] masters`), with the configured
+/// leak (`simulator.zone_leak_percent`): its use is the other slots' use and the leak (issue 9 §1).
+fn district_of(
+    d: &actors::field::DeviceSpec,
+    c: &actors::field::ConcentratorSpec,
+    config: &Config,
+) -> Option<sim::modbus::DistrictMeter> {
+    let leak = config.simulator.as_ref().map_or(0.0, |s| s.zone_leak);
+    let masters = config.tree.usage.zones.iter().flat_map(|z| z.masters.iter());
+    let slot = masters.filter_map(|m| c.meters.iter().find(|x| x.id == *m)).map(|x| x.slot).next()?;
+    tracing::debug!(message = "Simulating a master meter.", device = %d.id, slot, leak);
+    Some(sim::modbus::DistrictMeter { slot, leak })
+}
+
 /// What the simulator plays for a Modbus device: the register layout of its model.
-fn sim_kind(d: &actors::field::DeviceSpec) -> SimKind {
+fn sim_kind(d: &actors::field::DeviceSpec, config: &Config) -> SimKind {
     match &d.kind {
         DeviceKindSpec::Concentrator(c) => {
             let l = &c.layout;
@@ -128,6 +142,7 @@ fn sim_kind(d: &actors::field::DeviceSpec) -> SimKind {
                 status_bits,
                 no_data: l.no_data.volume,
                 no_data_bit: l.no_data.status_bit,
+                district: district_of(d, c, config),
             })
         }
         DeviceKindSpec::Logger(l) => SimKind::Logger(
@@ -262,7 +277,7 @@ pub async fn start_rtu(
         for region in &config.tree.regions {
             for d in &region.devices {
                 if let Some(path) = d.paths().find(|p| p.line() == Some(id.as_str())) {
-                    add(d.id.to_string(), path, sim_kind(d));
+                    add(d.id.to_string(), path, sim_kind(d, config));
                 }
             }
             for v in &region.valves {

@@ -271,7 +271,7 @@ async fn the_supervision_tree_is_laid_out_as_its_diagram_says() {
     let rank = |name: &str| match name {
         "store-writer" => 0,
         "live-hub" => 1,
-        "limit-watcher" | "alarm-engine" | "alarm-shelves" => 2,
+        "limit-watcher" | "alarm-engine" | "alarm-shelves" | "usage-watch" => 2,
         n if n.starts_with("line:") => 3,
         n if n.starts_with("region:") => 4,
         "hj212-gateway" => 5,

@@ -7,6 +7,7 @@
 //! ├─ limit-watcher (FeedConsumer<LimitWatcher>): water-quality limit crossings from the change feed
 //! ├─ alarm-engine (FeedConsumer<AlarmEngine>): alarms raised and cleared from the change feed (issue 9)
 //! ├─ alarm-shelves (ShelfWatch): shelved alarms come back when their shelf ends
+//! ├─ usage-watch (UsageWatch): abnormal usage, night flow and zone leakage at each day's end (issue 9 §1)
 //! ├─ line:<id> (RtuBus), one per RS-485 serial line (except lines a CJ/T 188 gateway owns)
 //! ├─ region:<id> (Supervisor), one per region
 //! │  ├─ <device id> (FieldDevice), one per concentrator and data logger
@@ -23,7 +24,7 @@
 //! others reach it, so a restarted store writer, hub or device is found again at once.
 //!
 //! [`start`] reads as that list: one small function per step (`store_writer`, `live_hub`, `limit_watcher`,
-//! `alarm_engine`, `alarm_shelves`, `lines`, `region`, `hj212_gateway`, `mqtt_gateway`), then `start_root`, then the API handle. This module
+//! `alarm_engine`, `alarm_shelves`, `usage_watch`, `lines`, `region`, `hj212_gateway`, `mqtt_gateway`), then `start_root`, then the API handle. This module
 //! decides only who starts where and how actors find each other; what each actor does is in its own module.
 
 use std::collections::HashMap;
@@ -87,6 +88,8 @@ pub struct TreeSpec {
     pub time: crate::schedule::TimeRules,
     /// `[alarms]` and the site type of each water-quality device (issue 9 §1).
     pub alarms: crate::alarms::settings::AlarmSetup,
+    /// `[usage]` and `[[zone]]`: the usage watch's rules and the zones (issue 9 §1).
+    pub usage: crate::alarms::usage::UsageSettings,
 }
 
 /// The running tree.
@@ -170,6 +173,7 @@ pub async fn start(
         limit_watcher(&all, &stores, &writer, &metrics),
         alarm_engine(&all, &stores, &writer, &metrics, (&alarm_settings, &spec.alarms.sites)),
         alarm_shelves(&stores, &writer, &clock),
+        usage_watch(&spec, &stores, &writer, &clock),
     ];
     let (line_children, buses) = lines(&spec, &all, &metrics);
     children.extend(line_children);
@@ -210,6 +214,11 @@ pub async fn start(
         clock,
         metrics,
         alarm_settings,
+        usage: crate::api::UsageParts {
+            zone: spec.time.zone.clone(),
+            zones: spec.usage.zones.clone(),
+            meters: Arc::new(crate::alarms::usage::meter_places(&spec.regions)),
+        },
     });
     let hj212_addr = *hj212_bound.lock().unwrap_or_else(|p| p.into_inner());
     Ok(Tree { root, join, handle, hj212_addr })
@@ -355,6 +364,26 @@ fn alarm_shelves(stores: &Stores, writer: &StoreHandle, clock: &SharedClock) -> 
         writer: writer.clone(),
         clock: clock.clone(),
         every: crate::alarms::shelf::DEFAULT_EVERY,
+    })
+}
+
+/// The usage watch: abnormal usage, night flow and zone leakage (see `alarms::usage`).
+fn usage_watch(spec: &TreeSpec, stores: &Stores, writer: &StoreHandle, clock: &SharedClock) -> ChildSpec {
+    let meters = Arc::new(crate::alarms::usage::meter_places(&spec.regions));
+    let (stores, writer, clock) = (stores.clone(), writer.clone(), clock.clone());
+    let (zone, settings) = (spec.time.zone.clone(), spec.usage.clone());
+    child(crate::alarms::usage::UsageWatch::NAME, crate::alarms::usage::UsageWatch, move || {
+        crate::alarms::usage::UsageWatchArgs {
+            field: stores.field.clone(),
+            usage: stores.usage.clone(),
+            alarms: stores.alarms.clone(),
+            writer: writer.clone(),
+            clock: clock.clone(),
+            zone: zone.clone(),
+            settings: settings.clone(),
+            meters: meters.clone(),
+            every: crate::alarms::usage::DEFAULT_EVERY,
+        }
     })
 }
 

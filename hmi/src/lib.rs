@@ -36,6 +36,7 @@ mod routes;
 pub mod serve;
 mod session;
 pub mod tls;
+mod usage;
 mod ws;
 
 use std::sync::Arc;
@@ -134,6 +135,12 @@ impl FromRef<AppState> for UsersApi {
 impl FromRef<AppState> for actors::api::AlarmsApi {
     fn from_ref(state: &AppState) -> Self {
         state.api.alarms().clone()
+    }
+}
+
+impl FromRef<AppState> for actors::api::UsageApi {
+    fn from_ref(state: &AppState) -> Self {
+        state.api.usage().clone()
     }
 }
 
@@ -318,6 +325,12 @@ pub fn router(handle: actors::api::Handle, config: HmiConfig) -> Router {
         .route("/alarm-settings", get(routes::alarm_settings::page))
         .route("/assets/alarm-settings.js", get(routes::alarm_settings::script))
         .route("/assets/alarm-settings.css", get(routes::alarm_settings::style))
+        .route("/api/usage", get(usage::usage))
+        .route("/api/zones", get(usage::zones))
+        .route("/usage", get(usage::usage_page))
+        .route("/zones", get(usage::zones_page))
+        .route("/assets/usage.js", get(usage::script))
+        .route("/assets/usage.css", get(usage::style))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Inside `edge`: the origin refusals `edge` audits itself (`request.refused`) are not audited twice.

@@ -100,6 +100,12 @@ pub const AUTHENTICATED: &[(&str, &str)] = &[
     ("GET", "/alarm-settings"),
     ("GET", "/assets/alarm-settings.js"),
     ("GET", "/assets/alarm-settings.css"),
+    ("GET", "/api/usage"),
+    ("GET", "/api/zones"),
+    ("GET", "/usage"),
+    ("GET", "/zones"),
+    ("GET", "/assets/usage.js"),
+    ("GET", "/assets/usage.css"),
 ];
 
 pub fn document() -> Value {
@@ -291,6 +297,24 @@ pub fn document() -> Value {
             "/api/alarms/{id}/out-of-service": { "post": op("Take an alarm out of service with a required `reason` (body `{\"reason\": …}`, audited)", "admin") },
             "/api/alarms/{id}/return-to-service": { "post": op("Return an alarm to service (audited)", "admin") },
             "/alarms": { "get": op("The alarm summary page (HTML): standing alarms with filter, sort and actions, and the journal", view) },
+            "/api/usage": { "get": {
+                "summary": "Usage of a meter or a region per hour, day or month (local time), with the same period last year beside each bucket (R-B1)",
+                "description": format!("Roles: {view}. Each row: `start`, `end`, `m3` (three decimals), `coverage` (0–1: the share of the bucket with readings on both sides; a gap is not zero use), `complete`, and `last_year` with the same fields. Readings flagged needs_review are skipped. At most 800 buckets, and for a region at most 200000 meters × buckets."),
+                "parameters": [
+                    { "name": "meter", "in": "query", "schema": { "type": "string", "maxLength": 64 }, "description": "a meter id (or region)" },
+                    { "name": "region", "in": "query", "schema": { "type": "string", "maxLength": 64 }, "description": "a region id (or meter)" },
+                    { "name": "bucket", "in": "query", "schema": { "enum": ["hour", "day", "month"], "default": "day" } },
+                    { "name": "from", "in": "query", "required": true, "schema": { "type": "integer" }, "description": "ms since the epoch; the bucket holding it is the first" },
+                    { "name": "to", "in": "query", "required": true, "schema": { "type": "integer" }, "description": "ms since the epoch; the bucket holding it is the last" } ],
+                "responses": { "200": { "description": "OK" }, "400": error_response("Bad query, or too many buckets"),
+                               "401": error_response("Not logged in"), "404": error_response("No such meter or region") } } },
+            "/api/zones": { "get": {
+                "summary": "Every zone (district metered area) with its leakage rate per period, latest first (R-B5)",
+                "description": format!("Roles: {view}. Each zone: `id`, `name`, `region`, `masters`, `members` (count), `threshold` (0–1), `period` (day, month), `so_far` (the period under way from each meter's first and latest reading: {{`start`, `at`, `master_litres`, `members_litres`, `rate`, `missing_meters`}}; an estimate, never alarmed), `periods`: [{{`start`, `end`, `master_litres`, `members_litres`, `rate` ((master − members) / master, or null), `complete`, `incomplete_meters`, `threshold`}}]."),
+                "parameters": [ { "name": "periods", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 400, "default": 60 } } ],
+                "responses": { "200": { "description": "OK" }, "400": error_response("Bad query"), "401": error_response("Not logged in") } } },
+            "/usage": { "get": op("The usage page (HTML): usage per meter or region with last year beside it", view) },
+            "/zones": { "get": op("The zones page (HTML): leakage rate per zone and period against its threshold", view) },
             "/api/openapi.json": { "get": op("This document", "any") },
             "/metrics": { "get": op("Prometheus metrics", "admin, operator") },
             "/ws": { "get": op("Live stream (WebSocket): snapshot (devices and standing alarms), then deltas, events and alarm transitions (`{type: alarm, seq, id, journal, alarm|null, record}`, after their commit, in journal order) with rising seq, and `{type: heartbeat, seq, every_ms}` every live.heartbeat; ?since=SEQ&epoch=E resumes", view) }

@@ -37,6 +37,7 @@ mod raw;
 #[cfg(test)]
 mod testing;
 mod valves;
+mod zones;
 
 pub use models::{DeviceModel, BUILTIN_MODELS};
 pub use problems::{parse_duration, ConfigErrors, DurationError, Problem, Severity};
@@ -65,6 +66,8 @@ pub struct SimulatorSettings {
     pub valve_travel: Duration,
     /// `incidents`, `incident_length`: the demo breaks something now and then (`crate::incidents`).
     pub incidents: Option<crate::incidents::IncidentSettings>,
+    /// `simulator.zone_leak_percent` / 100: what a zone's simulated master meter measures beyond its members.
+    pub zone_leak: f64,
 }
 
 #[derive(Clone, Debug)]
@@ -187,6 +190,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
         Resolver { check, models, defaults, lines, device_models: HashMap::new(), station_mns: HashSet::new() };
 
     let regions = resolve_regions(&mut rs, &raw.region);
+    let usage = zones::resolve_usage(&mut rs.check, raw.usage.as_ref(), &raw.zone, &regions);
     let hj212_listen = hj212::resolve_listen(&mut rs.check, raw.hj212.as_ref());
     let hj212_limits = hj212::resolve_limits(&mut rs.check, raw.hj212.as_ref());
     let mqtt = raw.mqtt.as_ref().map(|m| mqtt::resolve_broker(&mut rs.check, m, simulator.is_some()));
@@ -216,6 +220,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
         lines: lines.settings,
         time,
         alarms,
+        usage,
     };
     let text_hash = text_hash(text);
     Ok(Config { source: file.to_owned(), text_hash, server, tree, simulator, models, device_models, warnings })
@@ -340,7 +345,15 @@ fn resolve_simulator(check: &mut Check, raw: Option<&RawSimulator>) -> Option<Si
         every: check.duration("simulator.incidents", sim.incidents.as_ref(), Duration::from_secs(20 * 60)),
         length: check.duration("simulator.incident_length", sim.incident_length.as_ref(), Duration::from_secs(300)),
     });
-    Some(SimulatorSettings { speed, seed: sim.seed.unwrap_or(1), valve_travel, incidents })
+    let zone_leak = match sim.zone_leak_percent {
+        None => 0.0,
+        Some(p) if p.is_finite() && (0.0..90.0).contains(&p) => p / 100.0,
+        Some(p) => {
+            check.add("simulator.zone_leak_percent", format!("{p} is out of range 0–90"));
+            0.0
+        }
+    };
+    Some(SimulatorSettings { speed, seed: sim.seed.unwrap_or(1), valve_travel, incidents, zone_leak })
 }
 
 /// `[defaults]`.

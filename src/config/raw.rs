@@ -47,6 +47,10 @@ pub(super) struct RawConfig {
     pub(super) region: Vec<RawRegion>,
     /// `[alarms]`, resolved in `alarms.rs` (the shape is the alarm settings' own).
     pub(super) alarms: Option<actors::alarms::AlarmSettings>,
+    /// `[usage]` and `[[zone]]` (issue 9 §1), resolved in `zones.rs`.
+    pub(super) usage: Option<super::zones::RawUsage>,
+    #[serde(default)]
+    pub(super) zone: Vec<super::zones::RawZone>,
 }
 
 /// An RS-485 serial line shared by Modbus RTU slaves; devices use it with `address = "rtu:<id>"`.
@@ -227,6 +231,8 @@ pub(super) struct RawSimulator {
     pub(super) incidents: Option<String>,
     /// How long each incident lasts (default 5 minutes).
     pub(super) incident_length: Option<String>,
+    /// The leak each zone's simulated master meter measures beyond its members, percent (issue 9 §1).
+    pub(super) zone_leak_percent: Option<f64>,
 }
 
 #[derive(Deserialize, Default)]

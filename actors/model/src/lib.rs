@@ -12,6 +12,7 @@ pub mod ids;
 pub mod link;
 pub mod quality;
 pub mod reading;
+pub mod usage;
 pub mod user;
 pub mod valve;
 pub mod view;
@@ -30,6 +31,10 @@ pub use link::{LinkSelector, PathSwitch, SwitchReason};
 pub use quality::{default_cycle, default_limits, hj212_factor, Hj212Factor, Limits, SiteType};
 pub use reading::{
     MeterReading, MeterStatus, QualityFlags, QualitySample, TimePlausibility, TimeVerdict, Timestamp, Volume,
+};
+pub use usage::{
+    bucket_usage, leakage_rate, night_flow, usage_between, AbnormalRule, AbnormalVerdict, BucketUsage, UsagePoint,
+    UsageRules,
 };
 pub use user::{Role, Totp, UserRecord};
 pub use valve::{

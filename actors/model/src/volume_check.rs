@@ -52,7 +52,7 @@ impl Default for VolumeLimits {
 
 impl VolumeLimits {
     /// The most a meter can measure in `elapsed_ms`, in litres.
-    fn allowed(&self, elapsed_ms: i64) -> i128 {
+    pub(crate) fn allowed(&self, elapsed_ms: i64) -> i128 {
         i128::from(self.max_flow_litres_per_hour) * i128::from(elapsed_ms.max(0)) / 3_600_000
             + i128::from(self.slack_litres)
     }
@@ -111,6 +111,16 @@ impl VolumeVerdict {
     }
 }
 
+/// The modulus assumed for a register whose size is not known, holding `p` litres: the next power of ten
+/// above `p`, at least [`MIN_DECADE_LITRES`] (a mechanical register of that many digits).
+pub(crate) fn assumed_modulus(p: i128) -> i128 {
+    let mut m = i128::from(MIN_DECADE_LITRES);
+    while m <= p {
+        m *= 10;
+    }
+    m
+}
+
 /// Checks a new reading `(ts, volume)` against the meter's previous one. `register_modulus` is the first
 /// volume the meter's register cannot show (e.g. 100 000 m³ for a 5-digit register), if known.
 pub fn check(
@@ -129,13 +139,7 @@ pub fn check(
     if v >= p {
         return if v - p > allowed { VolumeVerdict::Jump } else { VolumeVerdict::Normal };
     }
-    let decade = {
-        let mut m = i128::from(MIN_DECADE_LITRES);
-        while m <= p {
-            m *= 10;
-        }
-        m
-    };
+    let decade = assumed_modulus(p);
     let wrapped = register_modulus
         .map(|m| i128::from(m.litres()))
         .into_iter()

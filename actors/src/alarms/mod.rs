@@ -45,6 +45,7 @@
 
 pub mod settings;
 pub mod shelf;
+pub mod usage;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

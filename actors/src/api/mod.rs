@@ -10,6 +10,8 @@
 //! - [`AuditApi`] (`audit.rs`): the audit journal's query, entries the HTTP layer records (denials, throttled
 //!   logins, Basic access), the server's start (crash and configuration change found) and clean stop.
 //! - [`AlarmsApi`] (`alarms.rs`): standing alarms, the alarm journal, acknowledge, shelve, out of service.
+//! - [`UsageApi`] (`usage.rs`): usage per meter or region by hour/day/month with last year beside it, and
+//!   each zone's leakage per period (issue 9 §1, R-B1, R-B5).
 //!
 //! [`Handle`] is the composite: the tree builds it once from [`HandleParts`], it constructs every domain's
 //! handle, and hands each out by accessor (`handle.field()`, `handle.users()`, …), so that an HTTP route is
@@ -24,6 +26,7 @@ mod audit;
 mod events;
 mod field;
 mod system;
+mod usage;
 mod users;
 
 use std::collections::HashMap;
@@ -48,6 +51,7 @@ pub use audit::{AuditApi, StartFindings, StartInfo, MAX_PAGE as MAX_AUDIT_PAGE};
 pub use events::EventsApi;
 pub use field::{FieldApi, History};
 pub use system::{Health, SupervisorInfo, SystemApi};
+pub use usage::{Target as UsageTarget, UsageApi, UsageParts, UsageReport, ZoneReport};
 pub use users::{reset_admin_offline, OpenedSession, SessionInfo, TotpEnrolment, UserAccount, UserInfo, UsersApi};
 
 /// How long an API call waits for an actor before reporting it unavailable.
@@ -137,6 +141,8 @@ pub(crate) struct HandleParts {
     pub metrics: Arc<Metrics>,
     /// The alarm settings in force, shared with the alarm engine.
     pub alarm_settings: crate::alarms::SharedSettings,
+    /// The time zone, zones and meter places usage is computed with.
+    pub usage: UsageParts,
 }
 
 /// The composite: every domain's handle, built once. Cheap to clone.
@@ -149,6 +155,7 @@ pub struct Handle {
     audit: AuditApi,
     alarms: AlarmsApi,
     alarm_settings: AlarmSettingsApi,
+    usage: UsageApi,
     clock: SharedClock,
     metrics: Arc<Metrics>,
 }
@@ -162,6 +169,7 @@ impl Handle {
         let audit = AuditApi::new(&parts);
         let alarms = AlarmsApi::new(&parts);
         let alarm_settings = AlarmSettingsApi::new(&parts);
+        let usage = UsageApi::new(&parts);
         Handle {
             field,
             events,
@@ -170,6 +178,7 @@ impl Handle {
             audit,
             alarms,
             alarm_settings,
+            usage,
             clock: parts.clock,
             metrics: parts.metrics,
         }
@@ -178,6 +187,11 @@ impl Handle {
     /// The alarm settings: read, and replaced by administrators.
     pub fn alarm_settings(&self) -> &AlarmSettingsApi {
         &self.alarm_settings
+    }
+
+    /// Usage per meter and region, zone leakage.
+    pub fn usage(&self) -> &UsageApi {
+        &self.usage
     }
 
     /// Devices, regions, history, valves.

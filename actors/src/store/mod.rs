@@ -49,6 +49,7 @@ mod ports;
 mod reading_key;
 #[cfg(test)]
 mod reading_tests;
+pub mod usage;
 pub mod users;
 mod valve_status;
 pub mod writer;
@@ -70,6 +71,7 @@ pub use alarms::{AlarmAction, AlarmOp, JournalFilter};
 pub use audit::{AuditFilter, AuditPage, AuditRecord, RunMarker, RunOp, TextMatch};
 pub use feed::{EventFilter, FeedEntry, FeedFact};
 pub use ports::{AlarmStore, AuditStore, Backend, CommitStore, EventStore, FieldStore, StateStore, Stores, UserStore};
+pub use usage::{UsageOp, UsageStore, ZoneLeakage};
 pub use valve_status::PendingValveCommand;
 pub use writer::{Committed, StoreHandle, StoreWriter, StoreWriterArgs, StoreWriterMsg};
 
@@ -186,6 +188,8 @@ pub enum Op {
     Alarm(alarms::AlarmOp),
     /// The alarm settings an administrator saved (`alarm_settings.rs`).
     AlarmSettings(Box<crate::alarms::AlarmSettings>),
+    /// The usage watch: how far it evaluated, a zone's leakage for a period (`usage.rs`).
+    Usage(usage::UsageOp),
 }
 
 /// What a commit produced for the change feed.
@@ -489,6 +493,7 @@ impl Store {
                         Op::Session(op) => users::apply_session(&txn, op)?,
                         Op::DeleteUser(name) => _ = users.remove(name.as_str())?,
                         Op::AlarmSettings(settings) => alarm_settings::put(&txn, settings)?,
+                        Op::Usage(op) => usage::apply(&txn, op)?,
                         Op::Alarm(op) => {
                             alarm_ops = true;
                             // An operator's action brings its audit entry, written with the outcome decided in

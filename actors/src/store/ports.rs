@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use super::usage::UsageStore;
 use super::users::SessionRecord;
 use super::{
     AlarmChanges, AlarmStart, Applied, AuditEntry, AuditFilter, AuditPage, EventFilter, FeedEntry, JournalFilter, Op,
@@ -147,9 +148,15 @@ pub trait CommitStore: Send + Sync + 'static {
 }
 
 /// Every interface, implemented by one backend.
-pub trait Backend: FieldStore + EventStore + UserStore + AuditStore + StateStore + AlarmStore + CommitStore {}
+pub trait Backend:
+    FieldStore + EventStore + UserStore + AuditStore + StateStore + AlarmStore + UsageStore + CommitStore
+{
+}
 
-impl<T: FieldStore + EventStore + UserStore + AuditStore + StateStore + AlarmStore + CommitStore> Backend for T {}
+impl<T: FieldStore + EventStore + UserStore + AuditStore + StateStore + AlarmStore + UsageStore + CommitStore> Backend
+    for T
+{
+}
 
 /// The backend's interfaces, one per domain, as the tree hands them out. Cheap to clone.
 #[derive(Clone)]
@@ -160,6 +167,8 @@ pub struct Stores {
     pub audit: Arc<dyn AuditStore>,
     pub states: Arc<dyn StateStore>,
     pub alarms: Arc<dyn AlarmStore>,
+    /// The usage watch's progress and zone leakage (`usage.rs`).
+    pub usage: Arc<dyn UsageStore>,
     pub commit: Arc<dyn CommitStore>,
 }
 
@@ -173,6 +182,7 @@ impl Stores {
             audit: backend.clone(),
             states: backend.clone(),
             alarms: backend.clone(),
+            usage: backend.clone(),
             commit: backend,
         }
     }

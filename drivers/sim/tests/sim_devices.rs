@@ -61,6 +61,7 @@ async fn concentrator_volumes_decode_match_the_truth_and_only_rise() {
         status_bits: Vec::new(),
         no_data: None,
         no_data_bit: None,
+        district: None,
     };
     let sim =
         start(vec![concentrator("c-litres", litres.clone()), concentrator("c-floats", floats.clone())], FAST).await;

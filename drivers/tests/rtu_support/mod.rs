@@ -38,6 +38,7 @@ pub fn litres_layout(meters: u16) -> ConcentratorLayout {
         status_bits: vec![("valve_closed".to_owned(), 0), ("battery_low".to_owned(), 1)],
         no_data: None,
         no_data_bit: None,
+        district: None,
     }
 }
 

@@ -142,6 +142,16 @@ impl Concentrator {
     /// Never falls: a `t` earlier than one already seen (two reads racing for the lock) counts as the latest
     /// time seen, and every step adds a non-negative amount.
     pub(crate) fn volume(&mut self, slot: u16, t: f64) -> Option<f64> {
+        if let Some(d) = self.layout.district.filter(|d| d.slot == slot) {
+            // A master meter: what every other slot used since the start, and the leak on top.
+            let initial = self.meters.get(usize::from(slot))?.initial_m3;
+            let mut used = 0.0;
+            for s in (0..self.layout.meters).filter(|s| *s != slot) {
+                let start = self.meters.get(usize::from(s)).map_or(0.0, |m| m.initial_m3);
+                used += self.volume(s, t).map_or(0.0, |v| v - start);
+            }
+            return Some(initial + used / (1.0 - d.leak.clamp(0.0, 0.99)));
+        }
         let t = t.max(self.latest);
         self.latest = t;
         let (first_step, start, profile_mean) = (self.first_step, self.start, self.profile_mean);
@@ -258,6 +268,7 @@ mod tests {
             ],
             no_data: None,
             no_data_bit: None,
+            district: None,
         }
     }
 
@@ -285,6 +296,19 @@ mod tests {
         assert!(with(0) <= 20, "valve_closed on {} meters", with(0));
         assert_eq!(with(2), 1, "exactly one magnetic tamper");
         assert!(c.meters.iter().filter(|m| m.status & 1 != 0).all(|m| m.daily_m3 == 0.0));
+    }
+
+    #[test]
+    fn a_district_slot_measures_the_others_and_the_leak() {
+        let district = Some(super::super::spec::DistrictMeter { slot: 4, leak: 0.2 });
+        let mut c = Concentrator::new(ConcentratorLayout { district, ..layout(5) }, 11, T0);
+        let start: Vec<f64> = (0..5u16).map(|s| c.volume(s, T0).unwrap_or(0.0)).collect();
+        let end = T0 + 3.0 * SECONDS_PER_DAY;
+        let used: Vec<f64> = (0..5u16).map(|s| c.volume(s, end).unwrap_or(0.0) - start[usize::from(s)]).collect();
+        let members: f64 = used[..4].iter().sum();
+        assert!(members > 0.0);
+        let rate = (used[4] - members) / used[4];
+        assert!((rate - 0.2).abs() < 1e-9, "leakage rate {rate}");
     }
 
     #[test]

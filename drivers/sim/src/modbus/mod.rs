@@ -37,7 +37,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use fault::{parse_fault_flag, ModbusFault};
-pub use spec::{ConcentratorLayout, FieldSpec, ModbusSimSpec, SimDeviceSpec, SimKind, SimParameter, ValveLayout};
+pub use spec::{
+    ConcentratorLayout, DistrictMeter, FieldSpec, ModbusSimSpec, SimDeviceSpec, SimKind, SimParameter, ValveLayout,
+};
 
 use crate::rng::{fnv1a, hash2};
 use device::{Device, Model};

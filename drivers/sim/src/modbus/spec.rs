@@ -88,6 +88,18 @@ pub struct ConcentratorLayout {
     pub no_data: Option<u64>,
     /// The status-word bit that says "not read", if the model has one.
     pub no_data_bit: Option<u8>,
+    /// A slot that plays a zone's master (district) meter: it measures what every other slot used, plus a leak
+    /// (issue 9 §1, so the demo shows leakage).
+    pub district: Option<DistrictMeter>,
+}
+
+/// A master (district) meter slot: its use is the sum of the other slots' use divided by `1 − leak`, so the
+/// zone's leakage rate `(master − members) / master` is `leak`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DistrictMeter {
+    pub slot: u16,
+    /// 0 ≤ leak < 1.
+    pub leak: f64,
 }
 
 /// One value inside a meter slot's block.
@@ -211,6 +223,14 @@ fn check_concentrator(layout: &ConcentratorLayout) -> Result<(), String> {
             return Err("volume and status fields overlap".to_owned());
         }
     }
+    if let Some(d) = layout.district {
+        if d.slot >= layout.meters || !(0.0..1.0).contains(&d.leak) {
+            return Err(format!(
+                "the district slot {} needs a slot below {} and a leak in 0..1",
+                d.slot, layout.meters
+            ));
+        }
+    }
     if let Some(bit) = layout.no_data_bit {
         match layout.status.and_then(|s| status_width(s.data_type)) {
             Some(width) if bit < width => {}
@@ -289,6 +309,7 @@ mod tests {
             status_bits: vec![("battery_low".to_owned(), 1)],
             no_data: None,
             no_data_bit: None,
+            district: None,
         }
     }
 

@@ -39,6 +39,7 @@ pub fn litres_layout(meters: u16) -> ConcentratorLayout {
         ],
         no_data: None,
         no_data_bit: None,
+        district: None,
     }
 }
 
