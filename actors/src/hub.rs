@@ -146,6 +146,9 @@ pub struct HubState {
     tx: broadcast::Sender<LiveFrame>,
     forwarder: tokio::task::JoinHandle<()>,
     alarm_forwarder: tokio::task::JoinHandle<()>,
+    /// Dropped with the state however the hub ends (stopped, killed, failed): the alarm forwarder then ends
+    /// too and lets go of the store, so a stopped server releases its database file.
+    _alarm_stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl HubState {
@@ -222,7 +225,14 @@ impl Actor for LiveHub {
         // Subscribed before the start is read, so no commit falls between the two.
         let head = args.alarms.watch_alarm_journal();
         let start = args.alarms.alarm_start()?;
-        let alarm_forwarder = tokio::spawn(forward_alarms(args.alarms.clone(), head, start.through, myself.clone()));
+        let (alarm_stop, stopped) = tokio::sync::oneshot::channel();
+        let forward = forward_alarms(args.alarms.clone(), head, start.through, myself.clone());
+        let alarm_forwarder = tokio::spawn(async move {
+            tokio::select! {
+                () = forward => {}
+                _ = stopped => {}
+            }
+        });
         Ok(HubState {
             epoch: new_epoch(&args.clock),
             seq: 0,
@@ -235,6 +245,7 @@ impl Actor for LiveHub {
             tx,
             forwarder,
             alarm_forwarder,
+            _alarm_stop: alarm_stop,
         })
     }
 
