@@ -40,6 +40,7 @@
       logout: '退出登录',
       account_link: '我的账户',
       admin_link: '用户管理',
+      devices_link: '设备与趋势',
       audit_link: '审计日志',
       sum_devices: '设备总数',
       sum_comm_lost: '通信中断',
@@ -259,6 +260,7 @@
       logout: 'Log out',
       account_link: 'My account',
       admin_link: 'Users',
+      devices_link: 'Devices & trends',
       audit_link: 'Audit journal',
       sum_devices: 'Devices',
       sum_comm_lost: 'Comm lost',
@@ -803,6 +805,8 @@
     v.barLabel = h('span', { class: 'region-progress-label' });
     v.lost = h('span', { class: 'region-lost' });
     v.valveFault = h('span', { class: 'region-lost region-valve-fault alarm', hidden: true });
+    // Issue 9 §4: every abnormal state of the region, counted, linking to its abnormal devices.
+    v.rollup = h('a', { class: 'region-rollup', href: '/devices?abnormal=1' + (id === UNASSIGNED ? '' : '&region=' + encodeURIComponent(id)) });
     v.cards = h('div', { class: 'cards' });
     v.root = h('section', { class: 'region', 'data-region': id === UNASSIGNED ? '' : id, 'aria-labelledby': titleId }, [
       h('header', { class: 'region-head' }, [
@@ -810,6 +814,7 @@
         h('span', { class: 'region-collection' }, [v.barLabel, v.bar, v.barText]),
         v.lost,
         v.valveFault,
+        v.rollup,
       ]),
       v.cards,
     ]);
@@ -872,6 +877,27 @@
     v.root.classList.toggle('has-lost', lost > 0);
     setText(v.valveFault, t('region_valve_fault', { n: valveFault }));
     v.valveFault.hidden = valveFault === 0;
+    updateRollup(v, id);
+  }
+
+  // The region's roll-up (issue 9 §4): per abnormal category (comm, quality, valve fault, meter flags; the one
+  // rule of console-common.js `WW.abnormal`) the count in the region, and how many devices have any.
+  function updateRollup(v, id) {
+    const WW = window.WW;
+    if (!WW) return;
+    const sum = {};
+    let devices = 0;
+    for (const d of state.devices.values()) {
+      if (regionKeyOf(d) !== id) continue;
+      const ab = WW.abnormal(d);
+      if (ab.total > 0) devices++;
+      for (const k of WW.ABNORMAL_KEYS) if (ab[k] > 0) sum[k] = (sum[k] || 0) + ab[k];
+    }
+    const parts = WW.ABNORMAL_KEYS.filter((k) => sum[k] > 0).map((k) => WW.tIn(lang, 'ab_' + k) + ' ' + sum[k]);
+    setText(v.rollup, devices ? WW.tIn(lang, 'rollup_link', { n: devices }) + ': ' + parts.join(' · ') : WW.tIn(lang, 'rollup_none'));
+    v.rollup.classList.toggle('alarm', devices > 0);
+    v.rollup.dataset.abnormal = String(devices);
+    for (const k of WW.ABNORMAL_KEYS) v.rollup.dataset[k] = String(sum[k] || 0);
   }
 
   // ---------------------------------------------------------------------------

@@ -86,6 +86,15 @@ pub const AUTHENTICATED: &[(&str, &str)] = &[
     ("GET", "/api/alarms/journal"),
     ("POST", "/api/alarms/{id}/ack"),
     ("POST", "/api/alarms/{id}/shelve"),
+    // Trends and devices (issue 9 §4).
+    ("GET", "/api/series"),
+    ("GET", "/trends"),
+    ("GET", "/devices"),
+    ("GET", "/devices/{id}"),
+    ("GET", "/assets/trends.js"),
+    ("GET", "/assets/devices.js"),
+    ("GET", "/assets/console-common.js"),
+    ("GET", "/assets/console.css"),
 ];
 
 pub fn document() -> Value {
@@ -257,6 +266,19 @@ pub fn document() -> Value {
                 "responses": { "200": { "description": "The journal record" }, "400": error_response("Bad body, or longer than the role may shelve"),
                                "401": error_response("Not logged in"), "403": error_response("Role not allowed"), "404": error_response("No such standing alarm"),
                                "409": error_response("The alarm's state does not allow it (already shelved, suppressed, out of service)") } } },
+            "/api/series": { "get": {
+                "summary": "Trend series: several pens over one range, each cut into at most `points` buckets keeping the minimum, maximum and last value (with their times), so a short dip is never averaged away",
+                "description": format!("Roles: {view}. The answer has `from`, `to`, `bucket_ms` and `pens`: per pen `pen`, `kind` (volume, rate, param), `device`, `device_name`, `name`, `unit`, `limits` (high_high, high, low, low_low as the alarm engine applies them), the non-empty buckets as parallel arrays `t` (bucket start), `min`, `min_ts`, `max`, `max_ts`, `last`, `last_ts`, `n`, and `rows` and `truncated` (a pen stops after 1,000,000 stored rows). Bad input is a 400 naming it, counted in `/metrics`."),
+                "parameters": [
+                    { "name": "pen", "in": "query", "required": true, "schema": { "type": "array", "maxItems": 8, "items": { "type": "string", "maxLength": 200 } }, "style": "form", "explode": true,
+                      "description": "repeated: meter:ID (volume, m³), rate:ID (usage rate between readings, m³/h) or param:DEVICE/PARAM (a logger's or station's parameter)" },
+                    { "name": "from", "in": "query", "schema": { "type": "integer" }, "description": "ms since the epoch, UTC; default 24 h before `to`" },
+                    { "name": "to", "in": "query", "schema": { "type": "integer" }, "description": "ms since the epoch, UTC; default now; at most 400 days after `from`" },
+                    { "name": "points", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 2000, "default": 600 }, "description": "buckets per pen (at least 10 are used)" } ],
+                "responses": { "200": { "description": "OK" }, "400": error_response("Bad query: no pen, more than 8, an unknown pen, a bad range"), "401": error_response("Not logged in") } } },
+            "/trends": { "get": op("The trends page (HTML); pens in the URL: /trends?pen=param:east-wq/free_chlorine", view) },
+            "/devices": { "get": op("The device list (HTML): search, only abnormal, kind, region, sort; ?region=ID&abnormal=1 filter it", view) },
+            "/devices/{id}": { "get": op("One device's page (HTML): its values, meters, comm history, standing alarms and trend", view) },
             "/api/openapi.json": { "get": op("This document", "any") },
             "/metrics": { "get": op("Prometheus metrics", "admin, operator") },
             "/ws": { "get": op("Live stream (WebSocket): snapshot, then deltas with rising seq; ?since=SEQ&epoch=E resumes", view) }
