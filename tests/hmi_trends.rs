@@ -36,7 +36,11 @@ async fn make_a_dip(server: &TestServer, cookie: &str) -> f64 {
     let forced = ModbusFault { values: [("free_chlorine".into(), DIP)].into(), ..ModbusFault::default() };
     server.sim().set_fault("east-wq", forced).unwrap();
     let chlorine = |d: &Value| {
-        d["values"].as_array().and_then(|v| v.iter().find(|p| p["param"] == "free_chlorine")).cloned().unwrap_or_default()
+        d["values"]
+            .as_array()
+            .and_then(|v| v.iter().find(|p| p["param"] == "free_chlorine"))
+            .cloned()
+            .unwrap_or_default()
     };
     eventually(Duration::from_secs(20), "the dip committed", || async {
         let p = chlorine(&device(server, cookie, "east-wq").await);
@@ -70,7 +74,11 @@ async fn the_series_api_keeps_a_dip_with_its_limit_and_refuses_bad_queries() {
     assert_eq!(r.status, 200, "{}", r.body);
     let body = r.json();
     let pen = &body["pens"][0];
-    assert_eq!((pen["pen"].as_str(), pen["kind"].as_str(), pen["unit"].as_str()), (Some("param:east-wq/free_chlorine"), Some("param"), Some("mg/L")), "{pen}");
+    assert_eq!(
+        (pen["pen"].as_str(), pen["kind"].as_str(), pen["unit"].as_str()),
+        (Some("param:east-wq/free_chlorine"), Some("param"), Some("mg/L")),
+        "{pen}"
+    );
     assert_eq!((pen["limits"]["low"].as_f64(), pen["limits"]["high"].as_f64()), (Some(0.3), Some(2.0)), "{pen}");
     let t = pen["t"].as_array().unwrap();
     assert!(!t.is_empty() && t.len() <= 10, "at most 10 buckets: {pen}");
@@ -173,14 +181,14 @@ async fn a_chlorine_dip_is_drawn_with_its_limit_exported_and_found_from_the_devi
     // Sign in through the form.
     browser.navigate(&format!("{}/login", server.base)).await;
     browser
-        .wait_for("the login form", "!!document.querySelector('#login-form')", "location.href", |v| v.as_bool()?.then_some(()))
+        .wait_for("the login form", "!!document.querySelector('#login-form')", "location.href", |v| {
+            v.as_bool()?.then_some(())
+        })
         .await;
     browser.type_into("#username", "admin").await;
     browser.type_into("#password", ADMIN_PASSWORD).await;
     browser.click("#submit").await;
-    browser
-        .wait_for("the overview", "location.pathname", "location.href", |v| (v == "/").then_some(()))
-        .await;
+    browser.wait_for("the overview", "location.pathname", "location.href", |v| (v == "/").then_some(())).await;
 
     // 1. The trends page, reached by a link with the pen in the URL: the dip and the limit line are drawn.
     browser.set_viewport(1920, 1080, false).await;
@@ -194,10 +202,16 @@ async fn a_chlorine_dip_is_drawn_with_its_limit_exported_and_found_from_the_devi
     assert!(chart["max"].as_f64().unwrap() > 0.3, "the normal values are drawn: {chart}");
     let limit_lines: Vec<&Value> = chart["limits"].as_array().unwrap().iter().collect();
     assert!(
-        limit_lines.iter().any(|l| l["values"] == serde_json::json!([low]) && l["label"].as_str().unwrap().contains("下限")),
+        limit_lines
+            .iter()
+            .any(|l| l["values"] == serde_json::json!([low]) && l["label"].as_str().unwrap().contains("下限")),
         "a low-limit line at {low}: {chart}"
     );
-    assert_eq!((chart["legend_min"].as_f64(), chart["legend_low"].as_f64()), (Some(chart["min"].as_f64().unwrap()), Some(low)), "{chart}");
+    assert_eq!(
+        (chart["legend_min"].as_f64(), chart["legend_low"].as_f64()),
+        (Some(chart["min"].as_f64().unwrap()), Some(low)),
+        "{chart}"
+    );
     assert!(chart["label"].as_str().unwrap().contains("游离氯"), "zh-CN first: {chart}");
     let span = chart["to"].as_f64().unwrap() - chart["from"].as_f64().unwrap();
     assert!((span - 3600.0).abs() < 1.0, "the 1 h range: {chart}");
@@ -209,7 +223,10 @@ async fn a_chlorine_dip_is_drawn_with_its_limit_exported_and_found_from_the_devi
     browser.page("Page.setDownloadBehavior", allow).await.unwrap();
     browser.click("#csv").await;
     let csv = eventually(Duration::from_secs(20), "the downloaded CSV", || async {
-        let file = std::fs::read_dir(&downloads).ok()?.flatten().find(|e| e.file_name().to_string_lossy().ends_with(".csv"))?;
+        let file = std::fs::read_dir(&downloads)
+            .ok()?
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().ends_with(".csv"))?;
         let name = file.file_name().to_string_lossy().into_owned();
         assert!(name.starts_with("trend-"), "{name}");
         std::fs::read_to_string(file.path()).ok().filter(|s| !s.is_empty())
@@ -218,7 +235,9 @@ async fn a_chlorine_dip_is_drawn_with_its_limit_exported_and_found_from_the_devi
     let mut lines = csv.trim_start_matches('\u{feff}').lines();
     let head = lines.next().unwrap();
     assert!(head.starts_with("时间,") && head.contains("游离氯") && head.contains("(mg/L)"), "{head}");
-    let dip_rows = lines.filter(|l| l.split(',').nth(1).and_then(|v| v.parse::<f64>().ok()).is_some_and(|v| (v - DIP).abs() < 1e-6)).count();
+    let dip_rows = lines
+        .filter(|l| l.split(',').nth(1).and_then(|v| v.parse::<f64>().ok()).is_some_and(|v| (v - DIP).abs() < 1e-6))
+        .count();
     assert!(dip_rows > 0, "the dip in the CSV:\n{csv}");
 
     // 3. Zoom by dragging across the middle of the chart: a shorter range, asked from the server again.
@@ -226,9 +245,12 @@ async fn a_chlorine_dip_is_drawn_with_its_limit_exported_and_found_from_the_devi
         .eval("(r => [r.left, r.top, r.width, r.height])(document.querySelector('#chart .u-over').getBoundingClientRect())")
         .await
         .unwrap();
-    let (x, y, w, hgt) = (over[0].as_f64().unwrap(), over[1].as_f64().unwrap(), over[2].as_f64().unwrap(), over[3].as_f64().unwrap());
+    let (x, y, w, hgt) =
+        (over[0].as_f64().unwrap(), over[1].as_f64().unwrap(), over[2].as_f64().unwrap(), over[3].as_f64().unwrap());
     let mid = y + hgt / 2.0;
-    for (kind, at) in [("mouseMoved", 0.3), ("mousePressed", 0.3), ("mouseMoved", 0.45), ("mouseMoved", 0.6), ("mouseReleased", 0.6)] {
+    for (kind, at) in
+        [("mouseMoved", 0.3), ("mousePressed", 0.3), ("mouseMoved", 0.45), ("mouseMoved", 0.6), ("mouseReleased", 0.6)]
+    {
         let event = serde_json::json!({ "type": kind, "x": x + w * at, "y": mid, "button": "left", "buttons": 1, "clickCount": 1 });
         browser.page("Input.dispatchMouseEvent", event).await.unwrap();
     }
@@ -286,10 +308,15 @@ async fn a_chlorine_dip_is_drawn_with_its_limit_exported_and_found_from_the_devi
     browser.click("[data-region=\"east\"] .region-rollup").await;
     let rows = "[location.pathname + location.search, [...document.querySelectorAll('#rows tr')].map(r => [r.dataset.device, Number(r.dataset.abnormal)]), document.querySelector('#f-region').value, document.querySelector('#f-abnormal').checked]";
     let listed = browser
-        .wait_for("the abnormal devices of east", rows, "document.querySelector('main').outerHTML.slice(0, 3000)", |v| {
-            let rows = v[1].as_array()?;
-            rows.iter().any(|r| r[0] == "east-wq").then(|| v.clone())
-        })
+        .wait_for(
+            "the abnormal devices of east",
+            rows,
+            "document.querySelector('main').outerHTML.slice(0, 3000)",
+            |v| {
+                let rows = v[1].as_array()?;
+                rows.iter().any(|r| r[0] == "east-wq").then(|| v.clone())
+            },
+        )
         .await;
     assert_eq!((listed[2].as_str(), listed[3].as_bool()), (Some("east"), Some(true)), "{listed}");
     for r in listed[1].as_array().unwrap() {
@@ -340,7 +367,8 @@ async fn a_chlorine_dip_is_drawn_with_its_limit_exported_and_found_from_the_devi
 
     browser.set_viewport(1920, 1080, false).await;
     browser.navigate(&format!("{}/devices/east-c1", server.base)).await;
-    let meters = "[document.body.dataset.ready, [...document.querySelectorAll('#meters tbody tr')].map(r => r.dataset.meter), \
+    let meters =
+        "[document.body.dataset.ready, [...document.querySelectorAll('#meters tbody tr')].map(r => r.dataset.meter), \
                   document.querySelector('#m-count').textContent]";
     let m = browser
         .wait_for("east-c1's meters", meters, "document.querySelector('main').outerHTML.slice(0, 3000)", |v| {
@@ -358,9 +386,12 @@ async fn a_chlorine_dip_is_drawn_with_its_limit_exported_and_found_from_the_devi
     // A device that does not exist says so.
     browser.navigate(&format!("{}/devices/nobody", server.base)).await;
     browser
-        .wait_for("no such device", "[document.body.dataset.ready, document.querySelector('#status').textContent]", "location.href", |v| {
-            (v[0] == "missing" && v[1].as_str()?.contains("nobody")).then_some(())
-        })
+        .wait_for(
+            "no such device",
+            "[document.body.dataset.ready, document.querySelector('#status').textContent]",
+            "location.href",
+            |v| (v[0] == "missing" && v[1].as_str()?.contains("nobody")).then_some(()),
+        )
         .await;
 
     assert_eq!(browser.page_errors(), Vec::<String>::new(), "no page errors");

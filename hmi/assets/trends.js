@@ -459,6 +459,16 @@
       load();
     });
     byId('csv').addEventListener('click', exportCsv);
+    // A preset range that nobody zoomed or panned follows the clock, as a control-room trend does.
+    setInterval(() => {
+      const v = state.view;
+      const base = baseRange();
+      const following = state.range !== 'custom' && v && Math.abs(v.to - v.from - (base.to - base.from)) < 1000 && base.to - v.to < 60e3;
+      if (!document.hidden && state.pens.length && following && byId('chart').dataset.state === 'ready') {
+        state.view = null;
+        load();
+      }
+    }, 30000);
     let width = 0;
     new ResizeObserver(() => {
       const el = byId('chart');

@@ -44,8 +44,8 @@ use crate::valve::{ValveMsg, ValveSpec};
 pub use alarms::{AlarmsApi, JournalEntry};
 pub use audit::{AuditApi, StartFindings, StartInfo, MAX_PAGE as MAX_AUDIT_PAGE};
 pub use events::EventsApi;
-pub use field::{FieldApi, History};
 pub use field::{Buckets, Pen, PenSeries, Series, MAX_PENS, MAX_POINTS, MAX_SPAN_MS};
+pub use field::{FieldApi, History};
 pub use system::{Health, SupervisorInfo, SystemApi};
 pub use users::{reset_admin_offline, OpenedSession, SessionInfo, TotpEnrolment, UserAccount, UserInfo, UsersApi};
 
