@@ -101,6 +101,19 @@ async fn the_series_api_keeps_a_dip_with_its_limit_and_refuses_bad_queries() {
     assert!(!body["pens"][0]["t"].as_array().unwrap().is_empty(), "the meter has readings: {body}");
     assert_eq!(body["pens"][0]["limits"]["low"], Value::Null);
 
+    // Everyone who watches the plant may draw trends (crew included); the billing role may not.
+    for (name, role, status) in [("crew1", "crew", 200), ("billing1", "billing", 403)] {
+        let body =
+            serde_json::json!({ "username": name, "password": "a long enough password", "role": role }).to_string();
+        let headers = [("content-type", "application/json"), ("cookie", admin.as_str())];
+        let r = http(&server.base, "POST", "/api/users", &headers, &body).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let cookie = server.login(name, "a long enough password").await;
+        for path in ["/api/series?pen=param:east-wq/free_chlorine", "/assets/trends.js", "/assets/devices.js"] {
+            assert_eq!(server.get(path, &cookie).await.status, status, "{role} {path}");
+        }
+    }
+
     // Bad queries: a 400 that names the problem, counted.
     let before = bad_requests(&server, &admin).await;
     let nine = (0..9).map(|_| "pen=param:east-wq/ph").collect::<Vec<_>>().join("&");
@@ -273,6 +286,31 @@ async fn a_chlorine_dip_is_drawn_with_its_limit_exported_and_found_from_the_devi
     browser
         .wait_for("the reset chart", CHART, "document.querySelector('#shown').textContent", |v| {
             (v["state"] == "ready" && ((v["to"].as_f64()? - v["from"].as_f64()?) - 3600.0).abs() < 1.0).then_some(())
+        })
+        .await;
+
+    // A second pen chosen by searching, and the 24 h preset: both in the URL, both on the chart.
+    browser.type_into("#pen-search", "浑浊").await;
+    browser.click("#pen-results button[data-pen=\"param:east-wq/turbidity\"]").await;
+    browser.click(".range button[data-range=\"24h\"]").await;
+    let two = "(u => u && document.querySelector('#chart').dataset.state === 'ready' ? \
+               [u.series.map(s => s.label), (u.scales.x.max - u.scales.x.min), location.search] : null)(document.querySelector('#chart').uplot)";
+    let both = browser
+        .wait_for("two pens over 24 h", two, "document.querySelector('#pens').outerHTML", |v| {
+            let labels = v[0].as_array()?;
+            let ok = labels.iter().any(|l| l.as_str().is_some_and(|l| l.ends_with("浑浊度")))
+                && (v[1].as_f64()? - 86400.0).abs() < 1.0;
+            ok.then(|| v.clone())
+        })
+        .await;
+    assert_eq!(
+        both[2], "?pen=param%3Aeast-wq%2Ffree_chlorine&pen=param%3Aeast-wq%2Fturbidity&range=24h",
+        "the URL names what is shown: {both}"
+    );
+    browser.click("#pens li[data-pen=\"param:east-wq/turbidity\"] .remove").await;
+    browser
+        .wait_for("one pen again", two, "document.querySelector('#pens').outerHTML", |v| {
+            (v[0].as_array()?.iter().all(|l| !l.as_str().unwrap_or("").ends_with("浑浊度"))).then_some(())
         })
         .await;
 

@@ -54,7 +54,8 @@
     base: null, // {from, to} of the range
     view: null, // {from, to} on screen (after zoom and pan)
     series: null, // the last /api/series answer
-    catalogue: [], // [{key, label, search}] from /api/devices
+    devices: [], // from /api/devices, for the search
+    catalogue: [], // [{key, label, search}] built from them
     names: new Map(), // device id -> name
     request: 0, // to drop answers that arrive after a newer request
     csvUrl: null,
@@ -111,26 +112,32 @@
   async function loadCatalogue() {
     try {
       const body = await WW.api('/api/devices');
-      const out = [];
-      for (const d of Array.isArray(body.devices) ? body.devices : []) {
-        state.names.set(d.id, d.name || d.id);
-        for (const v of Array.isArray(d.values) ? d.values : []) {
-          const label = (d.name || d.id) + ' · ' + WW.paramText(v.param);
-          out.push({ key: 'param:' + d.id + '/' + v.param, label: label, search: (label + ' ' + d.id + ' ' + v.param).toLowerCase() });
-        }
-        for (const m of Array.isArray(d.meters) ? d.meters : []) {
-          for (const kind of ['meter', 'rate']) {
-            const label = t('meter') + ' ' + m.id + ' · ' + t(kind === 'rate' ? 'rate' : 'volume') + ' (' + (d.name || d.id) + ')';
-            out.push({ key: kind + ':' + m.id, label: label, search: (label + ' ' + d.id + ' ' + m.id).toLowerCase() });
-          }
-        }
-      }
-      state.catalogue = out;
+      state.devices = Array.isArray(body.devices) ? body.devices : [];
+      buildCatalogue();
       renderPens();
       renderResults();
     } catch (e) {
       setStatus(WW.errorText(e));
     }
+  }
+
+  // What the search finds, in the page's language (rebuilt when it changes).
+  function buildCatalogue() {
+    const out = [];
+    for (const d of state.devices || []) {
+      state.names.set(d.id, d.name || d.id);
+      for (const v of Array.isArray(d.values) ? d.values : []) {
+        const label = (d.name || d.id) + ' · ' + WW.paramText(v.param);
+        out.push({ key: 'param:' + d.id + '/' + v.param, label: label, search: (label + ' ' + d.id + ' ' + v.param).toLowerCase() });
+      }
+      for (const m of Array.isArray(d.meters) ? d.meters : []) {
+        for (const kind of ['meter', 'rate']) {
+          const label = t('meter') + ' ' + m.id + ' · ' + t(kind === 'rate' ? 'rate' : 'volume') + ' (' + (d.name || d.id) + ')';
+          out.push({ key: kind + ':' + m.id, label: label, search: (label + ' ' + d.id + ' ' + m.id).toLowerCase() });
+        }
+      }
+    }
+    state.catalogue = out;
   }
 
   function renderPens() {
@@ -482,6 +489,7 @@
   readUrl();
   wire();
   WW.page(TEXT, () => {
+    buildCatalogue();
     const a = byId('csv-link');
     if (a.dataset.name) a.textContent = t('csv_ready', { name: a.dataset.name });
     renderRange();
