@@ -100,6 +100,9 @@ async fn the_series_api_keeps_a_dip_with_its_limit_and_refuses_bad_queries() {
     assert_eq!(body["pens"][0]["device"], "east-c1");
     assert!(!body["pens"][0]["t"].as_array().unwrap().is_empty(), "the meter has readings: {body}");
     assert_eq!(body["pens"][0]["limits"]["low"], Value::Null);
+    // The simulated meters count up: the usage rate between readings is never negative.
+    let rates = body["pens"][1]["max"].as_array().unwrap();
+    assert!(!rates.is_empty() && rates.iter().all(|r| r.as_f64().is_some_and(|r| r >= 0.0)), "{body}");
 
     // Everyone who watches the plant may draw trends (crew included); the billing role may not.
     for (name, role, status) in [("crew1", "crew", 200), ("billing1", "billing", 403)] {

@@ -30,7 +30,7 @@
       ev_meter_comm_lost: '表计 {meter} 通信中断', ev_meter_comm_restored: '表计 {meter} 通信恢复',
       ev_path_switched: '通信路径切换：{from} → {to}', ev_valve_fault: '阀门故障', ev_valve_fault_cleared: '阀门故障解除',
       ev_limit_crossed: '{param} {value} {unit} 越限', ev_limit_cleared: '{param} {value} {unit} 恢复正常',
-      ev_actor_restart: '采集程序重启',
+      ev_actor_restart: '采集程序重启', valve_open: '开', valve_closed: '关', valve_fault: '故障', valve_unknown: '未知', valve_opening: '正在开', valve_closing: '正在关',
       cl_quality_high_high: '水质高高限', cl_quality_high: '水质超上限', cl_quality_low: '水质低于下限',
       cl_quality_low_low: '水质低低限', cl_sensor_untrusted: '传感器数据不可信', cl_comm_lost: '设备通信中断',
       cl_meter_comm_lost: '表计通信中断', cl_meter_tamper: '表计磁干扰', cl_meter_reverse_flow: '表计倒流',
@@ -59,7 +59,7 @@
       ev_meter_comm_lost: 'Meter {meter} comm lost', ev_meter_comm_restored: 'Meter {meter} comm restored',
       ev_path_switched: 'Path switched: {from} → {to}', ev_valve_fault: 'Valve fault', ev_valve_fault_cleared: 'Valve fault cleared',
       ev_limit_crossed: '{param} {value} {unit} out of limits', ev_limit_cleared: '{param} {value} {unit} back within limits',
-      ev_actor_restart: 'Reader restarted',
+      ev_actor_restart: 'Reader restarted', valve_open: 'Open', valve_closed: 'Closed', valve_fault: 'Fault', valve_unknown: 'Unknown', valve_opening: 'Opening', valve_closing: 'Closing',
       cl_quality_high_high: 'Quality high-high', cl_quality_high: 'Quality high', cl_quality_low: 'Quality low',
       cl_quality_low_low: 'Quality low-low', cl_sensor_untrusted: 'Sensor untrusted', cl_comm_lost: 'Device comm lost',
       cl_meter_comm_lost: 'Meter comm lost', cl_meter_tamper: 'Meter tamper', cl_meter_reverse_flow: 'Reverse flow',
@@ -234,7 +234,7 @@
       ];
       if (typeof c.path === 'string' && c.path) items.push(fact('path', c.path));
       if (typeof c.last_error === 'string' && c.last_error) items.push(fact('last_error', c.last_error));
-      if (d.valve && d.valve.state) items.push(fact('valve_state', String(d.valve.state)));
+      if (d.valve && d.valve.state) items.push(fact('valve_state', known('valve_' + d.valve.state, String(d.valve.state))));
       byId('facts').replaceChildren(...items.flat());
       document.body.dataset.abnormal = String(ab.total);
     }
