@@ -310,6 +310,22 @@ async fn a_chlorine_dip_is_drawn_with_its_limit_exported_and_found_from_the_devi
         both[2], "?pen=param%3Aeast-wq%2Ffree_chlorine&pen=param%3Aeast-wq%2Fturbidity&range=24h",
         "the URL names what is shown: {both}"
     );
+    // A custom range: two hours, ending now (the inputs take local wall-clock time, as a user types it).
+    browser.click(".range button[data-range=\"custom\"]").await;
+    browser
+        .eval(
+            "(() => { const local = ms => new Date(ms - new Date(ms).getTimezoneOffset() * 60e3).toISOString().slice(0, 16); \
+             const to = Math.ceil(Date.now() / 60e3) * 60e3; \
+             document.querySelector('#c-from').value = local(to - 7200e3); document.querySelector('#c-to').value = local(to); })()",
+        )
+        .await
+        .unwrap();
+    browser.click("#custom button[type=\"submit\"]").await;
+    browser
+        .wait_for("the custom two hours", two, "document.querySelector('#custom').outerHTML", |v| {
+            ((v[1].as_f64()? - 7200.0).abs() < 1.0 && v[2].as_str()?.contains("range=custom")).then_some(())
+        })
+        .await;
     browser.click("#pens li[data-pen=\"param:east-wq/turbidity\"] .remove").await;
     browser
         .wait_for("one pen again", two, "document.querySelector('#pens').outerHTML", |v| {
