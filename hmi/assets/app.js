@@ -43,6 +43,7 @@
       account_link: '我的账户',
       admin_link: '用户管理',
       alarm_settings_link: '报警设置',
+      devices_link: '设备与趋势',
       audit_link: '审计日志',
       usage_link: '用水与漏损',
       sum_devices: '设备总数',
@@ -269,6 +270,7 @@
       account_link: 'My account',
       admin_link: 'Users',
       alarm_settings_link: 'Alarm settings',
+      devices_link: 'Devices & trends',
       audit_link: 'Audit journal',
       usage_link: 'Usage and leakage',
       sum_devices: 'Devices',
@@ -826,6 +828,8 @@
     v.barLabel = h('span', { class: 'region-progress-label' });
     v.lost = h('span', { class: 'region-lost' });
     v.valveFault = h('span', { class: 'region-lost region-valve-fault alarm', hidden: true });
+    // Issue 9 §4: every abnormal state of the region, counted, linking to its abnormal devices.
+    v.rollup = h('a', { class: 'region-rollup', href: '/devices?abnormal=1' + (id === UNASSIGNED ? '' : '&region=' + encodeURIComponent(id)) });
     v.cards = h('div', { class: 'cards' });
     v.root = h('section', { class: 'region', 'data-region': id === UNASSIGNED ? '' : id, 'aria-labelledby': titleId }, [
       h('header', { class: 'region-head' }, [
@@ -833,6 +837,7 @@
         h('span', { class: 'region-collection' }, [v.barLabel, v.bar, v.barText]),
         v.lost,
         v.valveFault,
+        v.rollup,
       ]),
       v.cards,
     ]);
@@ -895,6 +900,27 @@
     v.root.classList.toggle('has-lost', lost > 0);
     setText(v.valveFault, t('region_valve_fault', { n: valveFault }));
     v.valveFault.hidden = valveFault === 0;
+    updateRollup(v, id);
+  }
+
+  // The region's roll-up (issue 9 §4): per abnormal category (comm, quality, valve fault, meter flags; the one
+  // rule of console-common.js `WW.abnormal`) the count in the region, and how many devices have any.
+  function updateRollup(v, id) {
+    const WW = window.WW;
+    if (!WW) return;
+    const sum = {};
+    let devices = 0;
+    for (const d of state.devices.values()) {
+      if (regionKeyOf(d) !== id) continue;
+      const ab = WW.abnormal(d);
+      if (ab.total > 0) devices++;
+      for (const k of WW.ABNORMAL_KEYS) if (ab[k] > 0) sum[k] = (sum[k] || 0) + ab[k];
+    }
+    const parts = WW.ABNORMAL_KEYS.filter((k) => sum[k] > 0).map((k) => WW.tIn(lang, 'ab_' + k) + ' ' + sum[k]);
+    setText(v.rollup, devices ? WW.tIn(lang, 'rollup_link', { n: devices }) + ': ' + parts.join(' · ') : WW.tIn(lang, 'rollup_none'));
+    v.rollup.classList.toggle('alarm', devices > 0);
+    v.rollup.dataset.abnormal = String(devices);
+    for (const k of WW.ABNORMAL_KEYS) v.rollup.dataset[k] = String(sum[k] || 0);
   }
 
   // ---------------------------------------------------------------------------

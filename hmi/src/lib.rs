@@ -36,6 +36,7 @@ mod routes;
 pub mod serve;
 mod session;
 pub mod tls;
+mod trends;
 mod usage;
 mod ws;
 
@@ -331,6 +332,15 @@ pub fn router(handle: actors::api::Handle, config: HmiConfig) -> Router {
         .route("/zones", get(usage::zones_page))
         .route("/assets/usage.js", get(usage::script))
         .route("/assets/usage.css", get(usage::style))
+        // Trends and devices (issue 9 §4).
+        .route("/api/series", get(trends::series))
+        .route("/trends", get(trends::trends_page))
+        .route("/devices", get(trends::devices_page))
+        .route("/devices/{id}", get(trends::device_page))
+        .route("/assets/trends.js", get(trends::trends_js))
+        .route("/assets/devices.js", get(trends::devices_js))
+        .route("/assets/console-common.js", get(trends::console_js))
+        .route("/assets/console.css", get(trends::console_css))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Inside `edge`: the origin refusals `edge` audits itself (`request.refused`) are not audited twice.

@@ -106,6 +106,15 @@ pub const AUTHENTICATED: &[(&str, &str)] = &[
     ("GET", "/zones"),
     ("GET", "/assets/usage.js"),
     ("GET", "/assets/usage.css"),
+    // Trends and devices (issue 9 §4).
+    ("GET", "/api/series"),
+    ("GET", "/trends"),
+    ("GET", "/devices"),
+    ("GET", "/devices/{id}"),
+    ("GET", "/assets/trends.js"),
+    ("GET", "/assets/devices.js"),
+    ("GET", "/assets/console-common.js"),
+    ("GET", "/assets/console.css"),
 ];
 
 pub fn document() -> Value {
@@ -315,6 +324,19 @@ pub fn document() -> Value {
                 "responses": { "200": { "description": "OK" }, "400": error_response("Bad query"), "401": error_response("Not logged in") } } },
             "/usage": { "get": op("The usage page (HTML): usage per meter or region with last year beside it", view) },
             "/zones": { "get": op("The zones page (HTML): leakage rate per zone and period against its threshold", view) },
+            "/api/series": { "get": {
+                "summary": "Trend series: several pens over one range, each cut into at most `points` buckets keeping the minimum, maximum and last value (with their times), so a short dip is never averaged away",
+                "description": format!("Roles: {view}. The answer has `from`, `to`, `bucket_ms` and `pens`: per pen `pen`, `kind` (volume, rate, param), `device`, `device_name`, `name`, `unit`, `limits` (high_high, high, low, low_low as the alarm engine applies them), the non-empty buckets as parallel arrays `t` (bucket start), `min`, `min_ts`, `max`, `max_ts`, `last`, `last_ts`, `n`, and `rows` and `truncated` (a pen stops after 1,000,000 stored rows). Bad input is a 400 naming it, counted in `/metrics`."),
+                "parameters": [
+                    { "name": "pen", "in": "query", "required": true, "schema": { "type": "array", "maxItems": 8, "items": { "type": "string", "maxLength": 200 } }, "style": "form", "explode": true,
+                      "description": "repeated: meter:ID (volume, m³), rate:ID (usage rate between readings, m³/h) or param:DEVICE/PARAM (a logger's or station's parameter)" },
+                    { "name": "from", "in": "query", "schema": { "type": "integer" }, "description": "ms since the epoch, UTC; default 24 h before `to`" },
+                    { "name": "to", "in": "query", "schema": { "type": "integer" }, "description": "ms since the epoch, UTC; default now; at most 400 days after `from`" },
+                    { "name": "points", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 2000, "default": 600 }, "description": "buckets per pen (at least 10 are used)" } ],
+                "responses": { "200": { "description": "OK" }, "400": error_response("Bad query: no pen, more than 8, an unknown pen, a bad range"), "401": error_response("Not logged in") } } },
+            "/trends": { "get": op("The trends page (HTML); pens in the URL: /trends?pen=param:east-wq/free_chlorine", view) },
+            "/devices": { "get": op("The device list (HTML): search, only abnormal, kind, region, sort; ?region=ID&abnormal=1 filter it", view) },
+            "/devices/{id}": { "get": op("One device's page (HTML): its values, meters, comm history, standing alarms and trend", view) },
             "/api/openapi.json": { "get": op("This document", "any") },
             "/metrics": { "get": op("Prometheus metrics", "admin, operator") },
             "/ws": { "get": op("Live stream (WebSocket): snapshot (devices and standing alarms), then deltas, events and alarm transitions (`{type: alarm, seq, id, journal, alarm|null, record}`, after their commit, in journal order) with rising seq, and `{type: heartbeat, seq, every_ms}` every live.heartbeat; ?since=SEQ&epoch=E resumes", view) }

@@ -23,6 +23,9 @@ use crate::store::{AuditEntry, FieldStore, Op, StoreError, StoreHandle, StoredRe
 use crate::supervisor::Slot;
 use crate::valve::{ResetError, ValveMsg, ValveSpec};
 
+mod series;
+pub use series::{Buckets, Pen, PenSeries, Series, MAX_PENS, MAX_POINTS, MAX_SPAN_MS};
+
 /// History of one device (or one meter) over a time range.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct History {

@@ -49,6 +49,7 @@ pub use alarm_settings::AlarmSettingsApi;
 pub use alarms::{AlarmsApi, JournalEntry};
 pub use audit::{AuditApi, StartFindings, StartInfo, MAX_PAGE as MAX_AUDIT_PAGE};
 pub use events::EventsApi;
+pub use field::{Buckets, Pen, PenSeries, Series, MAX_PENS, MAX_POINTS, MAX_SPAN_MS};
 pub use field::{FieldApi, History};
 pub use system::{Health, SupervisorInfo, SystemApi};
 pub use usage::{Target as UsageTarget, UsageApi, UsageParts, UsageReport, ZoneReport};
