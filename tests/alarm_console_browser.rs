@@ -121,7 +121,7 @@ address = "127.0.0.1:0"
 model = "acme-nd"
 cycle = "300ms"
 meters = { prefix = "WN-", first = 1, count = 10 }
-"#
+"# + NO_METER_STATUS_ALARMS
 }
 
 async fn create_user(server: &TestServer, admin: &str, name: &str, role: &str) -> String {

@@ -267,7 +267,7 @@ pub fn document() -> Value {
                     { "name": "to", "in": "query", "schema": { "type": "integer" } },
                     { "name": "device", "in": "query", "schema": { "type": "string" } },
                     { "name": "region", "in": "query", "schema": { "type": "string" } },
-                    { "name": "class", "in": "query", "schema": { "enum": ["quality_high_high", "quality_high", "quality_low", "quality_low_low", "sensor_untrusted", "comm_lost", "meter_comm_lost"] } },
+                    { "name": "class", "in": "query", "schema": { "enum": ["quality_high_high", "quality_high", "quality_low", "quality_low_low", "sensor_untrusted", "comm_lost", "meter_comm_lost", "meter_tamper", "meter_reverse_flow", "meter_fault", "meter_battery_low", "meter_valve_fault", "volume_fell", "volume_rollover", "volume_suspected_swap", "valve_command_failed", "valve_uncommanded", "abnormal_usage", "night_flow", "zone_leakage"] } },
                     { "name": "state", "in": "query", "schema": { "enum": ["normal", "unacknowledged", "acknowledged", "returned_unacknowledged", "shelved", "suppressed_by_design", "out_of_service"] }, "description": "the state the transition led to" },
                     { "name": "priority", "in": "query", "schema": { "enum": ["low", "medium", "high", "urgent"] } },
                     { "name": "before", "in": "query", "schema": { "type": "integer" }, "description": "only records with a smaller id (paging back)" },
@@ -351,4 +351,22 @@ pub fn document() -> Value {
                                                     "params": { "type": "object", "description": "values for the code's text (e.g. min, existing)" } } } }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use actors::model::AlarmClass;
+
+    /// The journal's documented `class` values are the engine's classes, all of them (a new class must be
+    /// documented where clients look).
+    #[test]
+    fn the_journal_documents_every_alarm_class() {
+        let doc = super::document();
+        let params = doc["paths"]["/api/alarms/journal"]["get"]["parameters"].as_array().expect("parameters");
+        let class = params.iter().find(|p| p["name"] == "class").expect("a class parameter");
+        let documented: Vec<&str> =
+            class["schema"]["enum"].as_array().expect("an enum").iter().filter_map(|v| v.as_str()).collect();
+        let engine: Vec<&str> = AlarmClass::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(documented, engine);
+    }
 }

@@ -160,6 +160,23 @@ pub struct TestServer {
 }
 
 /// Starts a whole server in-process from config text, with its store in a fresh directory.
+/// Appended to [`VILLAGE`] by tests about one alarm's life: the simulated meters carry status bits (a tampered
+/// meter behind every concentrator, some low batteries, MQTT meters whose tamper bit comes and goes), whose
+/// alarms would stand beside and interleave with the alarm under test. Switched off through `[alarms]`, as a
+/// utility would.
+pub const NO_METER_STATUS_ALARMS: &str = r#"
+[alarms.class.meter_tamper]
+enabled = false
+[alarms.class.meter_battery_low]
+enabled = false
+[alarms.class.meter_reverse_flow]
+enabled = false
+[alarms.class.meter_fault]
+enabled = false
+[alarms.class.meter_valve_fault]
+enabled = false
+"#;
+
 pub async fn start(config_text: &str) -> TestServer {
     start_in(config_text, temp_dir("server")).await
 }
