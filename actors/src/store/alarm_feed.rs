@@ -136,21 +136,10 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{AlarmClass, AlarmKey, AlarmState, DeviceId, Priority, RegionId, Timestamp};
+    use crate::model::{AlarmClass, AlarmKey, AlarmState, DeviceId};
+    use crate::store::alarms::tests::cond;
     use crate::store::tests::tempdir;
-    use crate::store::{AlarmOp, Op};
-
-    fn cond(key: &AlarmKey, active: bool, at: i64) -> Op {
-        Op::Alarm(AlarmOp::Condition {
-            key: key.clone(),
-            region: RegionId::new("r1"),
-            priority: Priority::High,
-            active,
-            at: Timestamp(at),
-            value: Some(0.1),
-            limit: Some(0.3),
-        })
-    }
+    use crate::store::Op;
 
     #[test]
     fn the_head_moves_after_alarm_commits_only_and_changes_come_oldest_first_with_their_rows() {

@@ -303,13 +303,14 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::model::{Level, Transition};
     use crate::store::tests::tempdir;
     use crate::store::Op;
 
-    fn cond(key: &AlarmKey, active: bool, at: i64) -> Op {
+    /// A high-priority condition change of `key` in region `r1` (shared with `alarm_feed`'s tests).
+    pub(in crate::store) fn cond(key: &AlarmKey, active: bool, at: i64) -> Op {
         Op::Alarm(AlarmOp::Condition {
             key: key.clone(),
             region: RegionId::new("r1"),
