@@ -85,6 +85,8 @@ pub struct TreeSpec {
     pub lines: Vec<(String, drivers::rtu::LineSettings)>,
     /// `[server] timezone`, `defaults.spread`, `defaults.future_tolerance`, `defaults.max_age`.
     pub time: crate::schedule::TimeRules,
+    /// `[alarms.positions]`: the operator positions the alarm KPIs count per (issue 9 §3).
+    pub alarm_positions: crate::alarms::kpi::AlarmPositions,
 }
 
 /// The running tree.
@@ -206,6 +208,7 @@ pub async fn start(
         events,
         clock,
         metrics,
+        alarm_positions: spec.alarm_positions.clone(),
     });
     let hj212_addr = *hj212_bound.lock().unwrap_or_else(|p| p.into_inner());
     Ok(Tree { root, join, handle, hj212_addr })

@@ -23,6 +23,7 @@ use actors::model::{DeviceId, RegionId};
 use actors::supervisor::RestartPolicy;
 use actors::tree::{RegionSpec, TreeSpec};
 
+mod alarms;
 mod cjt188;
 mod cross;
 mod field;
@@ -197,6 +198,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
         },
     );
 
+    let alarm_positions = alarms::resolve_positions(&mut rs.check, raw.alarms.as_ref(), &regions);
     let Resolver { check, models, lines, device_models, .. } = rs;
     let warnings = check.finish()?;
     let tree = TreeSpec {
@@ -210,6 +212,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
         mqtt,
         lines: lines.settings,
         time,
+        alarm_positions,
     };
     let text_hash = text_hash(text);
     Ok(Config { source: file.to_owned(), text_hash, server, tree, simulator, models, device_models, warnings })

@@ -45,6 +45,15 @@ pub(super) struct RawConfig {
     pub(super) line: Vec<RawLine>,
     #[serde(default)]
     pub(super) region: Vec<RawRegion>,
+    pub(super) alarms: Option<RawAlarms>,
+}
+
+/// `[alarms]` (issue 9 §3), resolved in `alarms.rs`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAlarms {
+    /// Operator position name -> the regions it answers for.
+    pub(super) positions: Option<BTreeMap<String, Vec<String>>>,
 }
 
 /// An RS-485 serial line shared by Modbus RTU slaves; devices use it with `address = "rtu:<id>"`.

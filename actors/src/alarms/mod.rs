@@ -25,6 +25,7 @@
 //!
 //! [`AlarmStore`]: crate::store::AlarmStore
 
+pub mod kpi;
 pub mod shelf;
 
 use std::collections::{HashMap, HashSet};

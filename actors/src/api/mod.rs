@@ -133,6 +133,8 @@ pub(crate) struct HandleParts {
     pub events: EventBus,
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
+    /// Operator positions for the alarm KPIs (issue 9 §3).
+    pub alarm_positions: crate::alarms::kpi::AlarmPositions,
 }
 
 /// The composite: every domain's handle, built once. Cheap to clone.

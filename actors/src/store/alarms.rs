@@ -28,7 +28,7 @@ use crate::model::{
 };
 
 const ALARMS: TableDefinition<&str, &[u8]> = TableDefinition::new("alarms");
-const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("alarm_journal");
+pub(super) const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("alarm_journal");
 const SERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("alarm_series");
 
 /// At most this many journal records are examined per query, so a filter that matches little stays cheap.

@@ -38,6 +38,7 @@
 //! - `cursors`: `consumer name -> last handled seq`.
 
 pub mod actor_state;
+pub mod alarm_kpi;
 pub mod alarms;
 pub mod audit;
 pub mod feed;
@@ -63,6 +64,7 @@ use crate::model::{
 };
 
 pub use actor_state::{ActorStateOp, ActorStates};
+pub use alarm_kpi::{ActivityRecord, AlarmActivity};
 pub use alarms::{AlarmAction, AlarmOp, JournalFilter};
 pub use audit::{AuditFilter, AuditPage, AuditRecord, RunMarker, RunOp, TextMatch};
 pub use feed::{EventFilter, FeedEntry, FeedFact};
