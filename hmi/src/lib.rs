@@ -21,6 +21,7 @@
 #![recursion_limit = "256"]
 
 mod accounts;
+mod alarm_kpi;
 mod audit;
 pub mod client;
 mod cookie;
@@ -304,6 +305,11 @@ pub fn router(handle: actors::api::Handle, config: HmiConfig) -> Router {
         .route("/api/alarms/journal", get(routes::alarms::journal))
         .route("/api/alarms/{id}/ack", post(routes::alarms::acknowledge))
         .route("/api/alarms/{id}/shelve", post(routes::alarms::shelve))
+        // Alarm KPIs (issue 9 §3).
+        .route("/api/alarms/kpi", get(alarm_kpi::api))
+        .route("/alarm-kpi", get(alarm_kpi::page))
+        .route("/assets/alarm-kpi.js", get(alarm_kpi::script))
+        .route("/assets/alarm-kpi.css", get(alarm_kpi::style))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Inside `edge`: the origin refusals `edge` audits itself (`request.refused`) are not audited twice.

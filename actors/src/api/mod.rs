@@ -41,7 +41,7 @@ use crate::store::{StoreError, StoreHandle, Stores};
 use crate::supervisor::{Slot, SupervisorMsg};
 use crate::valve::{ValveMsg, ValveSpec};
 
-pub use alarms::{AlarmsApi, JournalEntry};
+pub use alarms::{AlarmsApi, JournalEntry, MAX_KPI_WINDOW};
 pub use audit::{AuditApi, StartFindings, StartInfo, MAX_PAGE as MAX_AUDIT_PAGE};
 pub use events::EventsApi;
 pub use field::{FieldApi, History};
