@@ -9,8 +9,16 @@
 //!
 //! The hub keeps nothing that is not in the store: on (re)start it rebuilds every view from the store, under a
 //! new epoch, so resuming clients of the old epoch get a snapshot.
+//!
+//! Alarms (issue 9 §2): the snapshot carries the standing alarms, and every alarm journal record becomes one
+//! `alarm` frame, in journal order, only after the commit that wrote it, whoever wrote it. A forwarder task
+//! waits on the journal head the store moves after each commit with an alarm op
+//! (`AlarmStore::watch_alarm_journal`), reads the records after the last it forwarded together with their
+//! alarms' standing rows (`alarm_changes_after`, one read), and hands them to the hub, which numbers them like
+//! any other frame. It starts from the journal number read with the standing alarms at start, so nothing is
+//! shown twice or skipped, and a restart of the hub starts again from the store.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -20,7 +28,8 @@ use tokio::sync::broadcast;
 use crate::clock::SharedClock;
 use crate::event::EventBus;
 use crate::event::EventView;
-use crate::model::{DeviceId, DeviceView, RegionView};
+use crate::model::{Alarm, DeviceId, DeviceView, JournalRecord, RegionView};
+use crate::store::{AlarmChanges, AlarmStore};
 
 /// One serialised message of the live stream.
 #[derive(Clone, Debug)]
@@ -33,10 +42,39 @@ pub struct LiveFrame {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Wire<'a> {
-    Snapshot { epoch: &'a str, seq: u64, regions: &'a [RegionView], devices: Vec<&'a DeviceView> },
-    Delta { seq: u64, device: &'a DeviceView },
-    Event { seq: u64, event: &'a EventView },
-    Resync { reason: &'a str },
+    Snapshot {
+        epoch: &'a str,
+        seq: u64,
+        regions: &'a [RegionView],
+        devices: Vec<&'a DeviceView>,
+        /// The standing alarms (issue 9 §2), in id order.
+        alarms: Vec<&'a Alarm>,
+    },
+    Delta {
+        seq: u64,
+        device: &'a DeviceView,
+    },
+    Event {
+        seq: u64,
+        event: &'a EventView,
+    },
+    /// One alarm journal record (`journal` is its number) and the alarm `id` as it stands after it; `alarm`
+    /// is null when the alarm returned to normal (it is no longer standing).
+    Alarm {
+        seq: u64,
+        id: &'a str,
+        journal: u64,
+        alarm: Option<&'a Alarm>,
+        record: &'a JournalRecord,
+    },
+    /// The server is alive (issue 9 §4): sent by each live-stream session every `live.heartbeat`, carrying the
+    /// sequence the client is at; it takes no number of its own.
+    Heartbeat {
+        seq: u64,
+    },
+    Resync {
+        reason: &'a str,
+    },
 }
 
 impl Wire<'_> {
@@ -68,6 +106,8 @@ pub enum HubMsg {
     /// The new full view of one device (sent by its actor after each change).
     Device(Box<DeviceView>),
     Event(EventView),
+    /// Alarm journal records after their commit, from the hub's own forwarder.
+    Alarms(AlarmChanges),
     Subscribe(Option<Resume>, RpcReplyPort<Subscription>),
     Snapshot(RpcReplyPort<LiveFrame>),
     Devices(RpcReplyPort<Vec<DeviceView>>),
@@ -82,6 +122,8 @@ pub struct HubArgs {
     pub regions: Vec<RegionView>,
     pub load: ViewLoader,
     pub events: EventBus,
+    /// Where the standing alarms and the alarm journal are read (issue 9 §2).
+    pub alarms: Arc<dyn AlarmStore>,
     pub clock: SharedClock,
     /// Frames kept for `?since=` resumption.
     pub replay: usize,
@@ -95,10 +137,13 @@ pub struct HubState {
     regions: Vec<RegionView>,
     order: Vec<DeviceId>,
     views: HashMap<DeviceId, DeviceView>,
+    /// The standing alarms by id, as of the last journal record forwarded.
+    alarms: BTreeMap<String, Alarm>,
     replay: VecDeque<LiveFrame>,
     replay_cap: usize,
     tx: broadcast::Sender<LiveFrame>,
     forwarder: tokio::task::JoinHandle<()>,
+    alarm_forwarder: tokio::task::JoinHandle<()>,
 }
 
 impl HubState {
@@ -114,7 +159,9 @@ impl HubState {
 
     fn snapshot(&self) -> LiveFrame {
         let devices = self.order.iter().filter_map(|id| self.views.get(id)).collect();
-        let json = Wire::Snapshot { epoch: &self.epoch, seq: self.seq, regions: &self.regions, devices }.to_json();
+        let alarms = self.alarms.values().collect();
+        let json =
+            Wire::Snapshot { epoch: &self.epoch, seq: self.seq, regions: &self.regions, devices, alarms }.to_json();
         LiveFrame { seq: self.seq, json }
     }
 
@@ -170,21 +217,28 @@ impl Actor for LiveHub {
                 }
             }
         });
+        // Subscribed before the start is read, so no commit falls between the two.
+        let head = args.alarms.watch_alarm_journal();
+        let start = args.alarms.alarm_start()?;
+        let alarm_forwarder = tokio::spawn(forward_alarms(args.alarms.clone(), head, start.through, myself.clone()));
         Ok(HubState {
             epoch: new_epoch(&args.clock),
             seq: 0,
             regions: args.regions,
             order,
             views,
+            alarms: start.standing.into_iter().map(|a| (a.key.id(), a)).collect(),
             replay: VecDeque::with_capacity(args.replay.min(4096)),
             replay_cap: args.replay.max(1),
             tx,
             forwarder,
+            alarm_forwarder,
         })
     }
 
     async fn post_stop(&self, _myself: ActorRef<HubMsg>, state: &mut HubState) -> Result<(), ActorProcessingErr> {
         state.forwarder.abort();
+        state.alarm_forwarder.abort();
         Ok(())
     }
 
@@ -213,6 +267,19 @@ impl Actor for LiveHub {
                 let json = Wire::Event { seq: state.seq, event: &event }.to_json();
                 state.push(json);
             }
+            HubMsg::Alarms(changes) => {
+                for (journal, record) in &changes.records {
+                    let id = record.key.id();
+                    match changes.alarms.get(&id) {
+                        Some(alarm) => state.alarms.insert(id.clone(), alarm.clone()),
+                        None => state.alarms.remove(&id),
+                    };
+                    state.seq += 1;
+                    let alarm = changes.alarms.get(&id);
+                    let json = Wire::Alarm { seq: state.seq, id: &id, journal: *journal, alarm, record }.to_json();
+                    state.push(json);
+                }
+            }
             HubMsg::Subscribe(resume, reply) => {
                 let rx = state.tx.subscribe();
                 let replayed = resume.filter(|r| r.epoch == state.epoch).and_then(|r| state.replay_after(r.seq));
@@ -231,5 +298,36 @@ impl Actor for LiveHub {
             }
         }
         Ok(())
+    }
+}
+
+/// Hands the hub every alarm journal record after `through`, in order, after its commit (see the module
+/// documentation). A failed read is logged and tried again a second later; the records wait in the store.
+async fn forward_alarms(
+    store: Arc<dyn AlarmStore>,
+    mut head: tokio::sync::watch::Receiver<u64>,
+    mut through: u64,
+    hub: ActorRef<HubMsg>,
+) {
+    loop {
+        head.borrow_and_update();
+        loop {
+            match store.alarm_changes_after(through, crate::store::alarm_feed::MAX_CHANGES) {
+                Ok(changes) => {
+                    let Some(&(last, _)) = changes.records.last() else { break };
+                    through = last;
+                    if hub.cast(HubMsg::Alarms(changes)).is_err() {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(message = "Live hub cannot read the alarm journal; trying again.", %error);
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        }
+        if head.changed().await.is_err() {
+            return;
+        }
     }
 }

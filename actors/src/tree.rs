@@ -273,6 +273,7 @@ fn live_hub(
     let (devices, gateways, groups) = (all.devices.clone(), all.gateways.clone(), all.groups.clone());
     let (stations, valves) = (all.stations.clone(), all.valves.clone());
     let (store, events, clock) = (stores.field.clone(), events.clone(), clock.clone());
+    let alarms = stores.alarms.clone();
     let load: ViewLoader = Arc::new(move || {
         let store: &dyn FieldStore = store.as_ref();
         devices
@@ -292,6 +293,7 @@ fn live_hub(
             regions: regions.clone(),
             load: load.clone(),
             events: events.clone(),
+            alarms: alarms.clone(),
             clock: clock.clone(),
             replay,
             channel,

@@ -1,5 +1,7 @@
 //! The live stream at `/ws` (issue 2 §8, DESIGN.md §6): a snapshot (or the missed frames when resuming with
-//! `?since=SEQ&epoch=E`), then deltas and events with rising sequence numbers.
+//! `?since=SEQ&epoch=E`), then deltas, events and alarm transitions with rising sequence numbers, and a
+//! `heartbeat` frame every `live.heartbeat` (it carries the client's sequence and takes none of its own), so
+//! a page can tell a stalled server from a quiet plant (issue 9 §4).
 //!
 //! A client that falls behind the hub's broadcast gets `{"type":"resync"}` and a fresh snapshot on the same
 //! socket, never a silent gap; frames it already has through the snapshot are skipped. A client that stops
@@ -38,11 +40,17 @@ pub struct LiveLimits {
     pub ping: Duration,
     /// A send that takes longer than this means the client stopped reading.
     pub write_timeout: Duration,
+    /// A heartbeat frame this often (issue 9 §4): the page tells a stalled server from a quiet plant.
+    pub heartbeat: Duration,
 }
 
 impl Default for LiveLimits {
     fn default() -> Self {
-        LiveLimits { ping: Duration::from_secs(20), write_timeout: Duration::from_secs(10) }
+        LiveLimits {
+            ping: Duration::from_secs(20),
+            write_timeout: Duration::from_secs(10),
+            heartbeat: Duration::from_secs(5),
+        }
     }
 }
 
@@ -139,6 +147,10 @@ async fn session(socket: WebSocket, state: AppState, user: AuthUser, mut resume:
     let limits = state.config.live;
     let mut ping = tokio::time::interval(limits.ping);
     ping.tick().await;
+    let mut heartbeat = tokio::time::interval(limits.heartbeat.max(Duration::from_millis(100)));
+    // After a freeze, one heartbeat, not a burst of the missed ones.
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    heartbeat.tick().await;
     // Whether the client sent anything (a pong, typically) since the last ping.
     let mut heard = true;
     'subscription: loop {
@@ -204,6 +216,11 @@ async fn session(socket: WebSocket, state: AppState, user: AuthUser, mut resume:
                     // The stream is one-way; anything else from the client (pongs) only shows it reads.
                     Some(Ok(_)) => heard = true,
                 },
+                _ = heartbeat.tick() => {
+                    if !send_text(&mut sink, &Wire::Heartbeat { seq: last_seq }.to_json(), &limits, metrics, &user).await {
+                        return;
+                    }
+                }
                 _ = ping.tick() => {
                     if let Some(token) = &user.token {
                         if !state.api.users().session_live(token) {

@@ -174,6 +174,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
     server.live = hmi::LiveLimits {
         ping: check.duration("live.ping", raw.live.ping.as_ref(), d.ping),
         write_timeout: check.duration("live.write_timeout", raw.live.write_timeout.as_ref(), d.write_timeout),
+        heartbeat: check.duration("live.heartbeat", raw.live.heartbeat.as_ref(), d.heartbeat),
     };
     let policy = resolve_supervision(&mut check, &raw.supervision);
     let simulator = resolve_simulator(&mut check, raw.simulator.as_ref());

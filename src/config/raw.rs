@@ -217,6 +217,8 @@ pub(super) struct RawLive {
     /// Clients that stop reading (issue 8 §3): the ping interval and the write timeout.
     pub(super) ping: Option<String>,
     pub(super) write_timeout: Option<String>,
+    /// How often each live-stream session sends a heartbeat frame (issue 9 §4).
+    pub(super) heartbeat: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -27,7 +27,7 @@ use crate::model::{
     Timestamp,
 };
 
-const ALARMS: TableDefinition<&str, &[u8]> = TableDefinition::new("alarms");
+pub(super) const ALARMS: TableDefinition<&str, &[u8]> = TableDefinition::new("alarms");
 pub(super) const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("alarm_journal");
 const SERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("alarm_series");
 

@@ -38,6 +38,7 @@
 //! - `cursors`: `consumer name -> last handled seq`.
 
 pub mod actor_state;
+pub mod alarm_feed;
 pub mod alarm_kpi;
 pub mod alarms;
 pub mod audit;
@@ -64,6 +65,7 @@ use crate::model::{
 };
 
 pub use actor_state::{ActorStateOp, ActorStates};
+pub use alarm_feed::{AlarmChanges, AlarmStart};
 pub use alarm_kpi::{ActivityRecord, AlarmActivity};
 pub use alarms::{AlarmAction, AlarmOp, JournalFilter};
 pub use audit::{AuditFilter, AuditPage, AuditRecord, RunMarker, RunOp, TextMatch};
@@ -225,6 +227,8 @@ pub struct Store {
     db: Arc<Database>,
     path: PathBuf,
     feed: Arc<feed::FeedHead>,
+    /// The alarm journal's newest number, moved after each commit that carried an alarm op (issue 9 §2).
+    alarm_head: Arc<alarm_feed::JournalHead>,
     /// Held by `apply` from `begin_write` until the feed head has moved, so that a second writer (an old
     /// committer finishing while a restarted one begins) never takes a sequence number twice.
     commit: Arc<std::sync::Mutex<()>>,
@@ -297,6 +301,7 @@ impl Store {
             db: Arc::new(db),
             path,
             feed: Arc::new(feed::FeedHead::new(0)),
+            alarm_head: Arc::new(alarm_feed::JournalHead::default()),
             commit: Arc::new(std::sync::Mutex::new(())),
         };
         store.init_schema()?;
@@ -407,6 +412,7 @@ impl Store {
         let txn = self.db.begin_write()?;
         let mut committed = Vec::new();
         let mut seq;
+        let mut alarm_ops = false;
         {
             let mut readings = txn.open_table(READINGS)?;
             let mut extras = txn.open_table(READING_EXTRAS)?;
@@ -482,6 +488,7 @@ impl Store {
                         Op::Session(op) => users::apply_session(&txn, op)?,
                         Op::DeleteUser(name) => _ = users.remove(name.as_str())?,
                         Op::Alarm(op) => {
+                            alarm_ops = true;
                             // An operator's action brings its audit entry, written with the outcome decided in
                             // this commit (issue 9: no "done" audited for an action a race made void).
                             if let Some(entry) = alarms::apply(&txn, op)? {
@@ -522,8 +529,10 @@ impl Store {
                 feed.insert(seq, data.encode().as_slice())?;
             }
         }
+        let alarm_last = if alarm_ops { alarm_feed::journal_last(&txn)? } else { 0 };
         txn.commit()?;
         self.feed.advance(seq);
+        self.alarm_head.advance(alarm_last);
         Ok(Applied { events: committed, head: seq })
     }
 

@@ -18,8 +18,8 @@ use tokio::sync::watch;
 
 use super::users::SessionRecord;
 use super::{
-    Applied, AuditEntry, AuditFilter, AuditPage, EventFilter, FeedEntry, JournalFilter, Op, PendingValveCommand,
-    RunMarker, Store, StoreError, StoredReading, StoredSample,
+    AlarmChanges, AlarmStart, Applied, AuditEntry, AuditFilter, AuditPage, EventFilter, FeedEntry, JournalFilter, Op,
+    PendingValveCommand, RunMarker, Store, StoreError, StoredReading, StoredSample,
 };
 use crate::event::EventRecord;
 use crate::model::{
@@ -127,6 +127,12 @@ pub trait AlarmStore: Send + Sync + 'static {
     fn alarm_series(&self) -> Result<Vec<(String, AnalogState)>, StoreError>;
     /// The journal's annunciations and activations dated in `[from, to]`, newest first, for the KPIs (issue 9 §3).
     fn alarm_activity(&self, from: Timestamp, to: Timestamp) -> Result<super::AlarmActivity, StoreError>;
+    /// The journal's newest number, changing after each commit with an alarm op (`alarm_feed.rs`).
+    fn watch_alarm_journal(&self) -> watch::Receiver<u64>;
+    /// The standing alarms and the journal's newest number, in one read.
+    fn alarm_start(&self) -> Result<AlarmStart, StoreError>;
+    /// Journal records after `after`, oldest first, with their alarms as they stand in the same read.
+    fn alarm_changes_after(&self, after: u64, limit: usize) -> Result<AlarmChanges, StoreError>;
 }
 
 /// Where the store writer commits, and the health check.
@@ -309,6 +315,15 @@ impl AlarmStore for Store {
     }
     fn alarm_activity(&self, from: Timestamp, to: Timestamp) -> Result<super::AlarmActivity, StoreError> {
         Store::alarm_activity(self, from, to)
+    }
+    fn watch_alarm_journal(&self) -> watch::Receiver<u64> {
+        Store::watch_alarm_journal(self)
+    }
+    fn alarm_start(&self) -> Result<AlarmStart, StoreError> {
+        Store::alarm_start(self)
+    }
+    fn alarm_changes_after(&self, after: u64, limit: usize) -> Result<AlarmChanges, StoreError> {
+        Store::alarm_changes_after(self, after, limit)
     }
 }
 
