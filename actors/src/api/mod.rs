@@ -148,6 +148,7 @@ pub struct Handle {
     alarms: AlarmsApi,
     clock: SharedClock,
     metrics: Arc<Metrics>,
+    writer: StoreHandle,
 }
 
 impl Handle {
@@ -158,7 +159,16 @@ impl Handle {
         let system = SystemApi::new(&parts);
         let audit = AuditApi::new(&parts);
         let alarms = AlarmsApi::new(&parts);
-        Handle { field, events, users, system, audit, alarms, clock: parts.clock, metrics: parts.metrics }
+        let writer = parts.writer.clone();
+        Handle { field, events, users, system, audit, alarms, clock: parts.clock, metrics: parts.metrics, writer }
+    }
+
+    /// The store writer, for benchmarks that inject committed data where a device would (`benches/alarm_latency.rs`
+    /// submits water-quality samples and the ingest load through it). Not for HTTP handlers: domains write
+    /// through their own handles.
+    #[doc(hidden)]
+    pub fn store_writer(&self) -> &StoreHandle {
+        &self.writer
     }
 
     /// Devices, regions, history, valves.
