@@ -98,7 +98,7 @@ async fn twelve_thousand_meters_load_compressed_and_update_without_long_tasks() 
     let inflated = miniz_oxide::inflate::decompress_to_vec_zlib(&zipped).expect("zlib");
     let snapshot: Value = serde_json::from_slice(&inflated).unwrap();
     assert_eq!((snapshot["type"].as_str(), meters_in(&snapshot)), (Some("snapshot"), total));
-    println!("hmi_scale snapshot_json_bytes={} compressed_bytes={}", text.len(), zipped.len());
+    eprintln!("hmi_scale snapshot_json_bytes={} compressed_bytes={}", text.len(), zipped.len());
     assert!(zipped.len() * 4 < text.len(), "compressed {} of {} bytes", zipped.len(), text.len());
 
     let browser = Browser::launch().await;
@@ -122,7 +122,7 @@ async fn twelve_thousand_meters_load_compressed_and_update_without_long_tasks() 
         })
         .await;
     assert!(loaded["long"].is_array(), "the browser reports long tasks: {loaded}");
-    println!("hmi_scale after load: {}", loaded["long"]);
+    eprintln!("hmi_scale after load: {}", loaded["long"]);
     assert_eq!(loaded["rows"], 0, "no meter row is built while every device is closed: {loaded}");
 
     // Every device updates twice.
@@ -133,7 +133,7 @@ async fn twelve_thousand_meters_load_compressed_and_update_without_long_tasks() 
         })
         .await;
 
-    println!("hmi_scale after updates: {}", browser.eval("JSON.stringify(window.__longTasks)").await.unwrap());
+    eprintln!("hmi_scale after updates: {}", browser.eval("JSON.stringify(window.__longTasks)").await.unwrap());
     // One device opened: its 250 rows, and they update.
     browser.click("[data-device=\"r05-c2\"] .meters-toggle").await;
     let opened = browser
@@ -151,9 +151,9 @@ async fn twelve_thousand_meters_load_compressed_and_update_without_long_tasks() 
 
     let long: Vec<u64> = last["long"].as_array().unwrap().iter().filter_map(Value::as_u64).collect();
     let worst = long.iter().copied().max().unwrap_or(0);
-    println!("hmi_scale long_tasks={} worst_long_task_ms={worst} all={long:?}", long.len());
+    eprintln!("hmi_scale long_tasks={} worst_long_task_ms={worst} all={long:?}", long.len());
     // Where the time went: long animation frames over 50 ms, [duration, rendering, style and layout, scripts].
-    println!("hmi_scale long_animation_frames {}", browser.eval("JSON.stringify(window.__loaf)").await.unwrap());
+    eprintln!("hmi_scale long_animation_frames {}", browser.eval("JSON.stringify(window.__loaf)").await.unwrap());
     // The 100 ms bound holds on a quiet machine. On a contended one (more runnable threads than cores, as when
     // other builds share it) a task is stretched by waiting for a core, so the run says CONTENDED and only
     // the gross failure is checked: building every meter row (12,000 rows) takes seconds, not 1.
@@ -161,7 +161,7 @@ async fn twelve_thousand_meters_load_compressed_and_update_without_long_tasks() 
     if load <= cores as f64 {
         assert!(worst < 100, "a long task of {worst} ms (all: {long:?}; load {load:.1} on {cores} cores)");
     } else {
-        println!("hmi_scale CONTENDED load={load:.1} cores={cores}: 100 ms bound not judged, worst {worst} ms");
+        eprintln!("hmi_scale CONTENDED load={load:.1} cores={cores}: 100 ms bound not judged, worst {worst} ms");
         assert!(worst < 1000, "a long task of {worst} ms even for a contended machine (all: {long:?})");
     }
     assert_eq!(browser.page_errors(), Vec::<String>::new());

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-use actors::alarms::kpi::AlarmKpi;
+use actors::alarms::kpi::{AlarmKpi, PositionKpi};
 use actors::api::AlarmsApi;
 use actors::metrics::Metrics;
 
@@ -99,8 +99,11 @@ pub async fn render_metrics(out: &mut String, alarms: AlarmsApi) {
     }
 }
 
+/// A per-position gauge: name, help, and its value.
+type PositionGauge = (&'static str, &'static str, fn(&PositionKpi) -> f64);
+
 fn render(out: &mut String, k: &AlarmKpi) {
-    let per_position: [(&str, &str, fn(&actors::alarms::kpi::PositionKpi) -> f64); 6] = [
+    let per_position: [PositionGauge; 6] = [
         (
             "waterworks_alarm_rate_last_10m",
             "Alarms annunciated to the operator position in the last 10 minutes (ISA-18.2 flood: 10 or more).",
