@@ -103,6 +103,8 @@ async fn the_hmi_shows_live_values_and_a_flagged_comm_lost_device() {
         })
         .await;
 
+    // Meter rows are built only when the table is opened (issue 9 §4).
+    browser.click("[data-device=\"east-c1\"] .meters-toggle").await;
     let meter = format!(
         "(r => r && {{ volume: r.querySelector('.volume').textContent, ts: r.querySelector('time').getAttribute('datetime'), \
          seq: Number(document.body.dataset.seq) }})({})",
@@ -682,6 +684,7 @@ async fn the_demo_labels_each_kind_and_renders_errors_in_the_chosen_language() {
 
     // The MQTT group and the gateways keep the meter table of a concentrator.
     for id in ["xc-g1", "xc-m1", "xc-nb"] {
+        browser.click(&format!("[data-device=\"{id}\"] .meters-toggle")).await;
         let meters = format!("{}?.querySelectorAll('[data-meter]').length", card(id));
         browser
             .wait_for(&format!("{id}'s meter rows"), &meters, &card_html(id), |v| (v.as_u64()? > 0).then_some(()))

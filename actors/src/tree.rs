@@ -90,6 +90,8 @@ pub struct TreeSpec {
     pub alarms: crate::alarms::settings::AlarmSetup,
     /// `[usage]` and `[[zone]]`: the usage watch's rules and the zones (issue 9 §1).
     pub usage: crate::alarms::usage::UsageSettings,
+    /// `[alarm_positions]`: the operator positions the alarm KPIs count per (issue 9 §3).
+    pub alarm_positions: crate::alarms::kpi::AlarmPositions,
 }
 
 /// The running tree.
@@ -219,6 +221,7 @@ pub async fn start(
             zones: spec.usage.zones.clone(),
             meters: Arc::new(crate::alarms::usage::meter_places(&spec.regions)),
         },
+        alarm_positions: spec.alarm_positions.clone(),
     });
     let hj212_addr = *hj212_bound.lock().unwrap_or_else(|p| p.into_inner());
     Ok(Tree { root, join, handle, hj212_addr })

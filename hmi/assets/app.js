@@ -41,6 +41,7 @@
       user: '用户',
       logout: '退出登录',
       account_link: '我的账户',
+      kpi_link: '报警绩效',
       admin_link: '用户管理',
       alarm_settings_link: '报警设置',
       devices_link: '设备与趋势',
@@ -268,6 +269,7 @@
       user: 'User',
       logout: 'Log out',
       account_link: 'My account',
+      kpi_link: 'Alarm KPIs',
       admin_link: 'Users',
       alarm_settings_link: 'Alarm settings',
       devices_link: 'Devices & trends',
@@ -1144,6 +1146,15 @@
     v.noMeters.hidden = meters.length > 0;
     v.meterTable.hidden = meters.length === 0;
     setText(v.noMeters, t('no_meters'));
+    if (!open) {
+      // Meter rows exist only while the table is open (issue 9 §4): 12,000 meters in closed cards cost
+      // nothing but their count.
+      if (v.meterRows.size) {
+        v.meterRows.clear();
+        v.meterBody.replaceChildren();
+      }
+      return;
+    }
 
     const seen = new Set();
     const rows = [];
@@ -1293,6 +1304,7 @@
     if (!v || !d) return;
     const open = expanded.has(id);
     v.root.classList.toggle('expanded', open);
+    updateMeters(v, d, Date.now()); // builds the rows on opening, drops them on closing
     v.meters.hidden = !open;
     setAttr(v.toggle, 'aria-expanded', open ? 'true' : 'false');
     if (open) refreshAges(v.meters.querySelectorAll('.age'), Date.now());
@@ -2029,10 +2041,18 @@
   function wsUrl() {
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
     let url = proto + '//' + location.host + '/ws';
+    const q = [];
     if (state.epoch !== null && state.seq !== null) {
-      url += '?since=' + encodeURIComponent(state.seq) + '&epoch=' + encodeURIComponent(state.epoch);
+      q.push('since=' + encodeURIComponent(state.seq), 'epoch=' + encodeURIComponent(state.epoch));
     }
+    // Large frames (the snapshot) come zlib-compressed where the browser can inflate them (issue 9 §4).
+    if (typeof DecompressionStream === 'function') q.push('z=1');
+    if (q.length) url += '?' + q.join('&');
     return url;
+  }
+
+  function inflate(blob) {
+    return new Response(blob.stream().pipeThrough(new DecompressionStream('deflate'))).text();
   }
 
   function connect() {
@@ -2054,9 +2074,29 @@
       state.connState = 'live';
       renderConn();
     };
+    // Binary frames are compressed JSON, inflated off the main thread's hot path; frames are handled in
+    // order, so a delta that arrives while the snapshot inflates waits for it.
+    let inflating = 0;
+    let chain = Promise.resolve();
     ws.onmessage = (ev) => {
       gotMessage = true;
-      if (typeof ev.data === 'string') handleMessage(ev.data);
+      const data = ev.data;
+      if (typeof data === 'string' && inflating === 0) {
+        handleMessage(data);
+        return;
+      }
+      inflating += 1;
+      chain = chain
+        .then(() => (typeof data === 'string' ? data : inflate(data)))
+        .then(
+          (text) => {
+            if (conn.ws === ws) handleMessage(text);
+          },
+          () => ws.close(), // a frame that does not inflate: reconnect for a fresh snapshot
+        )
+        .finally(() => {
+          inflating -= 1;
+        });
     };
     ws.onerror = () => {
       // A close event always follows; it does the work.

@@ -21,6 +21,7 @@
 #![recursion_limit = "256"]
 
 mod accounts;
+mod alarm_kpi;
 mod audit;
 pub mod client;
 mod console;
@@ -341,6 +342,11 @@ pub fn router(handle: actors::api::Handle, config: HmiConfig) -> Router {
         .route("/assets/devices.js", get(trends::devices_js))
         .route("/assets/console-common.js", get(trends::console_js))
         .route("/assets/console.css", get(trends::console_css))
+        // Alarm KPIs (issue 9 §3).
+        .route("/api/alarms/kpi", get(alarm_kpi::api))
+        .route("/alarm-kpi", get(alarm_kpi::page))
+        .route("/assets/alarm-kpi.js", get(alarm_kpi::script))
+        .route("/assets/alarm-kpi.css", get(alarm_kpi::style))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Inside `edge`: the origin refusals `edge` audits itself (`request.refused`) are not audited twice.

@@ -115,6 +115,10 @@ pub const AUTHENTICATED: &[(&str, &str)] = &[
     ("GET", "/assets/devices.js"),
     ("GET", "/assets/console-common.js"),
     ("GET", "/assets/console.css"),
+    ("GET", "/api/alarms/kpi"),
+    ("GET", "/alarm-kpi"),
+    ("GET", "/assets/alarm-kpi.js"),
+    ("GET", "/assets/alarm-kpi.css"),
 ];
 
 pub fn document() -> Value {
@@ -273,6 +277,12 @@ pub fn document() -> Value {
                     { "name": "before", "in": "query", "schema": { "type": "integer" }, "description": "only records with a smaller id (paging back)" },
                     { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000 } } ],
                 "responses": { "200": { "description": "OK" }, "400": error_response("Bad query"), "401": error_response("Not logged in") } } },
+            "/api/alarms/kpi": { "get": {
+                "summary": "Alarm KPIs of a window ending now (ISA-18.2, issue 9 §3): annunciation rate per operator position per 10 minutes and per hour (average, peak, floods of 10 or more in 10 minutes, `per_10min` counts from `buckets_from`), standing, unacknowledged, stale (standing over 24 h), shelved, suppressed, out-of-service counts, chattering alarms (3 or more activations within a minute) and the 10 most frequent, with the `targets`",
+                "description": format!("Roles: {view}. Positions come from `[alarm_positions]` (default one, `control_room`)."),
+                "parameters": [ { "name": "window", "in": "query", "schema": { "type": "string", "pattern": "^[0-9]{1,6}[mhd]$" }, "description": "10m to 31d, default 24h" } ],
+                "responses": { "200": { "description": "OK" }, "400": error_response("Bad window"), "401": error_response("Not logged in") } } },
+            "/alarm-kpi": { "get": op("The alarm KPI page (HTML)", view) },
             "/api/alarms/{id}/ack": { "post": {
                 "summary": "Acknowledge an alarm, with an optional comment (audited)",
                 "description": "Roles: admin, operator. The response is the journal record of the transition.",

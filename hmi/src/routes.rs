@@ -291,12 +291,14 @@ pub async fn metrics(
     State(system): State<SystemApi>,
     State(guard): State<Arc<crate::guard::LoginGuard>>,
     State(edge): State<Arc<crate::edge::EdgeCounters>>,
+    State(alarms): State<actors::api::AlarmsApi>,
     user: AuthUser,
 ) -> Result<Response, AppError> {
     user.require(OPS_ROLES)?;
     let mut body = crate::metrics::render(system.metrics());
     crate::metrics::render_login(&mut body, &guard);
     crate::metrics::render_edge(&mut body, &edge);
+    crate::alarm_kpi::render_metrics(&mut body, alarms).await;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response())
 }
 

@@ -51,6 +51,9 @@ pub(super) struct RawConfig {
     pub(super) usage: Option<super::zones::RawUsage>,
     #[serde(default)]
     pub(super) zone: Vec<super::zones::RawZone>,
+    /// `[alarm_positions]` (issue 9 §3): operator position name -> the regions it answers for, resolved in
+    /// `positions.rs`.
+    pub(super) alarm_positions: Option<BTreeMap<String, Vec<String>>>,
 }
 
 /// An RS-485 serial line shared by Modbus RTU slaves; devices use it with `address = "rtu:<id>"`.

@@ -43,6 +43,7 @@
 //!
 //! [`AlarmStore`]: crate::store::AlarmStore
 
+pub mod kpi;
 pub mod settings;
 pub mod shelf;
 pub mod usage;

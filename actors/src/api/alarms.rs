@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{ApiError, HandleParts};
+use crate::alarms::kpi::{self, AlarmKpi, AlarmPositions};
 use crate::clock::SharedClock;
 use crate::model::{Alarm, AlarmKey, JournalRecord, Role, Timestamp};
 use crate::store::{AlarmAction, AlarmOp, AlarmStore, AuditEntry, JournalFilter, Op, StoreHandle};
@@ -23,6 +24,8 @@ pub const MAX_JOURNAL: usize = 1000;
 pub const MAX_SHELF_OPERATOR: Duration = Duration::from_secs(8 * 3600);
 /// The longest shelf an administrator may set.
 pub const MAX_SHELF_ADMIN: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The longest window the KPIs are computed over.
+pub const MAX_KPI_WINDOW: Duration = Duration::from_secs(31 * 24 * 3600);
 /// Alarm ids are `class~device~detail`; anything longer is no alarm of ours.
 const MAX_ID_CHARS: usize = 128;
 
@@ -32,6 +35,8 @@ pub struct AlarmsApi {
     store: Arc<dyn AlarmStore>,
     writer: StoreHandle,
     clock: SharedClock,
+    /// Operator positions, for the KPIs (issue 9 §3).
+    positions: Arc<AlarmPositions>,
 }
 
 /// A journal record with its number (for paging with `before`).
@@ -44,11 +49,29 @@ pub struct JournalEntry {
 
 impl AlarmsApi {
     pub(crate) fn new(parts: &HandleParts) -> AlarmsApi {
-        AlarmsApi::with(parts.stores.alarms.clone(), parts.writer.clone(), parts.clock.clone())
+        let api = AlarmsApi::with(parts.stores.alarms.clone(), parts.writer.clone(), parts.clock.clone());
+        AlarmsApi { positions: Arc::new(parts.alarm_positions.clone()), ..api }
     }
 
     pub(crate) fn with(store: Arc<dyn AlarmStore>, writer: StoreHandle, clock: SharedClock) -> AlarmsApi {
-        AlarmsApi { store, writer, clock }
+        AlarmsApi { store, writer, clock, positions: Arc::default() }
+    }
+
+    /// The alarm KPIs of the `window` that ends now (issue 9 §3), at most [`MAX_KPI_WINDOW`]: rate per
+    /// operator position against the ISA-18.2 targets, standing, stale, chattering, frequent, shelved and
+    /// out-of-service alarms (`alarms::kpi`).
+    pub fn kpi(&self, window: Duration) -> Result<AlarmKpi, ApiError> {
+        if window.is_zero() || window > MAX_KPI_WINDOW {
+            return Err(ApiError::BadRequest(format!(
+                "a KPI window lasts more than 0 and at most {} days",
+                MAX_KPI_WINDOW.as_secs() / 86_400
+            )));
+        }
+        let to = self.clock.now();
+        let from = Timestamp(to.0 - i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
+        let activity = self.store.alarm_activity(from, to)?;
+        let standing = self.store.standing_alarms()?;
+        Ok(kpi::compute(&self.positions, &activity, &standing, from, to))
     }
 
     /// Every standing alarm, most urgent first, then newest first.

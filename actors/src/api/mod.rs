@@ -46,7 +46,7 @@ use crate::supervisor::{Slot, SupervisorMsg};
 use crate::valve::{ValveMsg, ValveSpec};
 
 pub use alarm_settings::AlarmSettingsApi;
-pub use alarms::{AlarmsApi, JournalEntry};
+pub use alarms::{AlarmsApi, JournalEntry, MAX_KPI_WINDOW};
 pub use audit::{AuditApi, StartFindings, StartInfo, MAX_PAGE as MAX_AUDIT_PAGE};
 pub use events::EventsApi;
 pub use field::{Buckets, Pen, PenSeries, Series, MAX_PENS, MAX_POINTS, MAX_SPAN_MS};
@@ -144,6 +144,8 @@ pub(crate) struct HandleParts {
     pub alarm_settings: crate::alarms::SharedSettings,
     /// The time zone, zones and meter places usage is computed with.
     pub usage: UsageParts,
+    /// Operator positions for the alarm KPIs (issue 9 §3).
+    pub alarm_positions: crate::alarms::kpi::AlarmPositions,
 }
 
 /// The composite: every domain's handle, built once. Cheap to clone.
@@ -159,6 +161,7 @@ pub struct Handle {
     usage: UsageApi,
     clock: SharedClock,
     metrics: Arc<Metrics>,
+    writer: StoreHandle,
 }
 
 impl Handle {
@@ -171,6 +174,7 @@ impl Handle {
         let alarms = AlarmsApi::new(&parts);
         let alarm_settings = AlarmSettingsApi::new(&parts);
         let usage = UsageApi::new(&parts);
+        let writer = parts.writer.clone();
         Handle {
             field,
             events,
@@ -182,6 +186,7 @@ impl Handle {
             usage,
             clock: parts.clock,
             metrics: parts.metrics,
+            writer,
         }
     }
 
@@ -193,6 +198,14 @@ impl Handle {
     /// Usage per meter and region, zone leakage.
     pub fn usage(&self) -> &UsageApi {
         &self.usage
+    }
+
+    /// The store writer, for benchmarks that inject committed data where a device would (`benches/alarm_latency.rs`
+    /// submits water-quality samples and the ingest load through it). Not for HTTP handlers: domains write
+    /// through their own handles.
+    #[doc(hidden)]
+    pub fn store_writer(&self) -> &StoreHandle {
+        &self.writer
     }
 
     /// Devices, regions, history, valves.

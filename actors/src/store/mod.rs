@@ -39,6 +39,7 @@
 
 pub mod actor_state;
 pub mod alarm_feed;
+pub mod alarm_kpi;
 mod alarm_settings;
 pub mod alarms;
 pub mod audit;
@@ -67,6 +68,7 @@ use crate::model::{
 
 pub use actor_state::{ActorStateOp, ActorStates};
 pub use alarm_feed::{AlarmChanges, AlarmStart};
+pub use alarm_kpi::{ActivityRecord, AlarmActivity};
 pub use alarms::{AlarmAction, AlarmOp, JournalFilter};
 pub use audit::{AuditFilter, AuditPage, AuditRecord, RunMarker, RunOp, TextMatch};
 pub use feed::{EventFilter, FeedEntry, FeedFact};

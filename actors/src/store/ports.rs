@@ -126,6 +126,8 @@ pub trait AlarmStore: Send + Sync + 'static {
     fn alarm_journal(&self, filter: &JournalFilter, limit: usize) -> Result<Vec<(u64, JournalRecord)>, StoreError>;
     /// Where each water-quality series the engine watches stands, by `device/parameter`.
     fn alarm_series(&self) -> Result<Vec<(String, AnalogState)>, StoreError>;
+    /// The journal's annunciations and activations dated in `[from, to]`, newest first, for the KPIs (issue 9 §3).
+    fn alarm_activity(&self, from: Timestamp, to: Timestamp) -> Result<super::AlarmActivity, StoreError>;
     /// The journal's newest number, changing after each commit with an alarm op (`alarm_feed.rs`).
     fn watch_alarm_journal(&self) -> watch::Receiver<u64>;
     /// The standing alarms and the journal's newest number, in one read.
@@ -322,6 +324,9 @@ impl AlarmStore for Store {
     }
     fn alarm_series(&self) -> Result<Vec<(String, AnalogState)>, StoreError> {
         Store::alarm_series(self)
+    }
+    fn alarm_activity(&self, from: Timestamp, to: Timestamp) -> Result<super::AlarmActivity, StoreError> {
+        Store::alarm_activity(self, from, to)
     }
     fn watch_alarm_journal(&self) -> watch::Receiver<u64> {
         Store::watch_alarm_journal(self)
