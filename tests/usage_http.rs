@@ -132,6 +132,7 @@ async fn usage_per_day_with_last_year_beside_it_and_zone_leakage_latest_first() 
         (format!("meter=NOPE&from={from}&to={to}"), 404),
         (format!("region=nowhere&from={from}&to={to}"), 404),
         (format!("meter=E1-0001&from=yesterday&to={to}"), 400),
+        (format!("meter=E1-0001&bucket=month&from={}&to={}", i64::MIN, i64::MAX), 400),
         (format!("meter={}&from={from}&to={to}", "x".repeat(65)), 400),
     ] {
         let r = server.get(&usage_path(&query), &admin).await;

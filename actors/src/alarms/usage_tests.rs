@@ -242,3 +242,23 @@ async fn the_actor_evaluates_each_day_on_its_timer() {
     assert!(store.alarm(&key(AlarmClass::AbnormalUsage, "A")).unwrap().is_some_and(|a| a.active));
     actor.stop(None);
 }
+
+#[tokio::test]
+async fn a_monthly_zone_is_evaluated_when_its_month_ends() {
+    let mut rig = rig(d().plus_millis(-DAY + 20 * 60_000)).await;
+    let monthly = ZoneSpec { period: Period::Month, ..(*zone("zm", "MASTER", &["A", "B", "N"])).clone() };
+    rig.args.settings.zones = vec![Arc::new(monthly)];
+    // The day ending 2026-03-01 00:00 is February's last: the month is evaluated.
+    rig.args.look().await.unwrap();
+    let rows = rig.store.zone_leakage("zm", 10).unwrap();
+    assert_eq!(rows.len(), 1);
+    let feb = local(&Zone::default(), 2026, 2, 1, 0).unwrap();
+    assert_eq!((rows[0].start, rows[0].end, rows[0].complete), (feb, d().plus_millis(-DAY), true));
+    // 28 days of 3 000 L by the members and 50 L an hour more by the master.
+    assert_eq!((rows[0].master_litres, rows[0].members_litres), (28 * 4_200, 28 * 3_000));
+    assert!(rig.active(&zone_key("zm")), "28.6 % is above 12 %");
+    // The next day is not a month's end: no new row.
+    rig.clock.set(d().plus_millis(20 * 60_000).plus_millis(DAY));
+    rig.args.look().await.unwrap();
+    assert_eq!(rig.store.zone_leakage("zm", 10).unwrap().len(), 1);
+}
