@@ -139,6 +139,7 @@ const PAGE: &str = "(() => {
         east_peak_ok: pos('east')?.dataset.peakOk ?? null, west_peak_ok: pos('west')?.dataset.peakOk ?? null,
         east_chart: !!pos('east')?.querySelector('.chart canvas'),
         frequent: [...document.querySelectorAll('#frequent tbody tr')].map(r => r.dataset.alarm ?? null),
+        frequent_text: document.querySelector('#frequent tbody tr')?.textContent ?? null,
         chattering: [...document.querySelectorAll('#chattering tbody tr')].map(r => r.dataset.alarm ?? null),
         stale_rows: [...document.querySelectorAll('#stale tbody tr')].map(r => r.dataset.alarm ?? null),
         page: document.documentElement.scrollWidth, inner: innerWidth, out,
@@ -188,6 +189,8 @@ async fn the_kpi_page_charts_the_rate_and_lists_the_bad_actors_on_a_monitor_and_
         assert_eq!((page["east_peak_ok"].as_str(), page["west_peak_ok"].as_str()), (Some("false"), Some("true")));
         assert_eq!(page["east_chart"], true, "uPlot drew the chart: {page}");
         assert_eq!(page["frequent"][0], "comm_lost~gen-chatty~", "{page}");
+        // The class is named as the banner and every other page name it.
+        assert!(page["frequent_text"].as_str().unwrap_or("").contains("设备通信中断"), "{page}");
         assert!(page["chattering"].as_array().unwrap().contains(&"comm_lost~gen-chatty~".into()), "{page}");
         assert!(page["stale_rows"].as_array().unwrap().contains(&"comm_lost~gen-stale~".into()), "{page}");
         assert!(page["page"].as_u64().unwrap() <= u64::from(width), "no horizontal overflow at {width}: {page}");
@@ -205,6 +208,7 @@ async fn the_kpi_page_charts_the_rate_and_lists_the_bad_actors_on_a_monitor_and_
         })
         .await;
     assert_eq!(page["title"], "Alarm KPIs", "{page}");
+    assert!(page["frequent_text"].as_str().unwrap_or("").contains("Device comm lost"), "{page}");
     assert_eq!(browser.page_errors(), Vec::<String>::new());
     server.app.shutdown().await;
 }

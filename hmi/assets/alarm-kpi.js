@@ -42,16 +42,6 @@
       loaded: '统计时段 {from} 至 {to}',
       truncated: '报警日志过多，仅统计了最近的部分记录：数字为下限。',
       failed: '加载失败：{msg}',
-      priorities: { low: '低', medium: '中', high: '高', urgent: '紧急' },
-      classes: {
-        quality_high_high: '水质超高高限', quality_high: '水质超上限', quality_low: '水质低于下限',
-        quality_low_low: '水质低于低低限', sensor_untrusted: '传感器数据不可信', comm_lost: '设备通信中断',
-        meter_comm_lost: '水表通信中断', meter_tamper: '水表磁干扰', meter_reverse_flow: '水表倒流',
-        meter_fault: '水表故障', meter_battery_low: '水表电池欠压', meter_valve_fault: '表阀故障',
-        volume_fell: '读数倒退', volume_rollover: '读数翻转', volume_suspected_swap: '疑似换表或误读',
-        valve_command_failed: '阀门指令失败', valve_uncommanded: '阀门非指令动作', abnormal_usage: '用水异常',
-        night_flow: '夜间持续流量', zone_leakage: '分区漏损',
-      },
     },
     en: {
       title: 'Alarm KPIs',
@@ -82,16 +72,6 @@
       loaded: 'Window {from} to {to}',
       truncated: 'The alarm journal is too large: only its newest records were counted, so the figures are lower bounds.',
       failed: 'Could not load: {msg}',
-      priorities: { low: 'Low', medium: 'Medium', high: 'High', urgent: 'Urgent' },
-      classes: {
-        quality_high_high: 'Quality high-high', quality_high: 'Quality high', quality_low: 'Quality low',
-        quality_low_low: 'Quality low-low', sensor_untrusted: 'Sensor untrusted', comm_lost: 'Comm lost',
-        meter_comm_lost: 'Meter comm lost', meter_tamper: 'Meter tamper', meter_reverse_flow: 'Reverse flow',
-        meter_fault: 'Meter fault', meter_battery_low: 'Meter battery low', meter_valve_fault: 'Meter valve fault',
-        volume_fell: 'Volume fell', volume_rollover: 'Volume rollover', volume_suspected_swap: 'Suspected swap',
-        valve_command_failed: 'Valve command failed', valve_uncommanded: 'Uncommanded valve move',
-        abnormal_usage: 'Abnormal usage', night_flow: 'Night flow', zone_leakage: 'Zone leakage',
-      },
     },
   };
 
@@ -137,8 +117,12 @@
   }
   const fmtRate = (x) => (Math.round(x * 100) / 100).toString();
 
+  // Alarm class and priority names are the banner's (loaded on every page before this script), so every page
+  // names an alarm alike; the banner follows this page's language switch.
+  const named = (table, key) => (window.WaterworksAlarms ? window.WaterworksAlarms.label(table, key) : key);
+
   function alarmLabel(a) {
-    const cls = I18N[lang].classes[a.class] || a.class;
+    const cls = named('class', a.class);
     return cls + ' · ' + a.device + (a.detail ? ' · ' + a.detail : '');
   }
 
@@ -280,7 +264,7 @@
     renderTable('frequent', data.frequent, counts);
     renderTable('chattering', data.chattering, counts);
     renderTable('stale', data.stale_alarms, (s) => [
-      alarmLabel(splitId(s.id)), s.region, I18N[lang].priorities[s.priority] || s.priority, fmtTime(s.raised_at),
+      alarmLabel(splitId(s.id)), s.region, named('priority', s.priority), fmtTime(s.raised_at),
     ]);
   }
 
@@ -310,6 +294,7 @@
   function setLang(next) {
     if (next !== 'zh' && next !== 'en') return;
     lang = next;
+    if (window.WaterworksAlarms) window.WaterworksAlarms.setLang(next);
     try {
       localStorage.setItem(LANG_KEY, next);
     } catch (_) {
