@@ -405,7 +405,8 @@ async fn a_chlorine_dip_is_drawn_with_its_limit_exported_and_found_from_the_devi
     let page = "[document.body.dataset.ready, document.querySelector('h1').textContent, \
                 document.querySelector('[data-param=\"free_chlorine\"] .abn')?.textContent ?? null, \
                 document.querySelectorAll('#alarms li[data-alarm]').length, !!document.querySelector('#chart').uplot, \
-                document.querySelector('#trend-open').getAttribute('href'), Number(document.body.dataset.abnormal)]";
+                document.querySelector('#trend-open').getAttribute('href'), Number(document.body.dataset.abnormal), \
+                document.querySelector('#alarms li[data-alarm]')?.textContent ?? null]";
     let shown = browser
         .wait_for("east-wq's page", page, "document.querySelector('main').outerHTML.slice(0, 3000)", |v| {
             (v[0] == "true" && v[2].is_string() && v[3].as_u64()? > 0).then(|| v.clone())
@@ -416,6 +417,8 @@ async fn a_chlorine_dip_is_drawn_with_its_limit_exported_and_found_from_the_devi
     assert_eq!(shown[4], true, "a trend chart: {shown}");
     assert!(shown[5].as_str().unwrap().starts_with("/trends?pen=param%3Aeast-wq%2Ffree_chlorine"), "{shown}");
     assert!(shown[6].as_f64().unwrap() > 0.0, "{shown}");
+    // The alarm is named as the banner and every other page name its class.
+    assert!(shown[7].as_str().unwrap_or("").contains("水质低于下限"), "{shown}");
     check_layout(&browser, "device 1920", 1920).await;
     browser.screenshot(&shots.join("device-1920.png")).await;
     browser.set_viewport(390, 844, true).await;

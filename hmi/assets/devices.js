@@ -31,13 +31,6 @@
       ev_path_switched: '通信路径切换：{from} → {to}', ev_valve_fault: '阀门故障', ev_valve_fault_cleared: '阀门故障解除',
       ev_limit_crossed: '{param} {value} {unit} 越限', ev_limit_cleared: '{param} {value} {unit} 恢复正常',
       ev_actor_restart: '采集程序重启', valve_open: '开', valve_closed: '关', valve_fault: '故障', valve_unknown: '未知', valve_opening: '正在开', valve_closing: '正在关',
-      cl_quality_high_high: '水质高高限', cl_quality_high: '水质超上限', cl_quality_low: '水质低于下限',
-      cl_quality_low_low: '水质低低限', cl_sensor_untrusted: '传感器数据不可信', cl_comm_lost: '设备通信中断',
-      cl_meter_comm_lost: '表计通信中断', cl_meter_tamper: '表计磁干扰', cl_meter_reverse_flow: '表计倒流',
-      cl_meter_fault: '表计故障', cl_meter_battery_low: '表计电池欠压', cl_meter_valve_fault: '表阀故障',
-      cl_volume_fell: '读数回退', cl_volume_rollover: '读数翻转', cl_volume_suspected_swap: '疑似换表',
-      cl_valve_command_failed: '阀门命令失败', cl_valve_uncommanded: '阀门非指令动作', cl_abnormal_usage: '用水异常',
-      cl_night_flow: '夜间持续流量', cl_zone_leakage: '分区漏损',
     },
     en: {
       title: 'Devices', pages: 'Pages', f_search: 'Search', f_search_hint: 'Name, id or meter', f_kind: 'Kind', f_region: 'Region',
@@ -60,13 +53,6 @@
       ev_path_switched: 'Path switched: {from} → {to}', ev_valve_fault: 'Valve fault', ev_valve_fault_cleared: 'Valve fault cleared',
       ev_limit_crossed: '{param} {value} {unit} out of limits', ev_limit_cleared: '{param} {value} {unit} back within limits',
       ev_actor_restart: 'Reader restarted', valve_open: 'Open', valve_closed: 'Closed', valve_fault: 'Fault', valve_unknown: 'Unknown', valve_opening: 'Opening', valve_closing: 'Closing',
-      cl_quality_high_high: 'Quality high-high', cl_quality_high: 'Quality high', cl_quality_low: 'Quality low',
-      cl_quality_low_low: 'Quality low-low', cl_sensor_untrusted: 'Sensor untrusted', cl_comm_lost: 'Device comm lost',
-      cl_meter_comm_lost: 'Meter comm lost', cl_meter_tamper: 'Meter tamper', cl_meter_reverse_flow: 'Reverse flow',
-      cl_meter_fault: 'Meter fault', cl_meter_battery_low: 'Meter battery low', cl_meter_valve_fault: 'Meter valve fault',
-      cl_volume_fell: 'Volume fell', cl_volume_rollover: 'Volume rollover', cl_volume_suspected_swap: 'Suspected meter swap',
-      cl_valve_command_failed: 'Valve command failed', cl_valve_uncommanded: 'Uncommanded valve change',
-      cl_abnormal_usage: 'Abnormal usage', cl_night_flow: 'Continuous night flow', cl_zone_leakage: 'Zone leakage',
     },
   };
   const { h, t, num } = window.WW;
@@ -75,6 +61,15 @@
   const METER_PAGE = 50;
 
   // A text this page knows, or `fallback`.
+  // Alarm class names are the banner's (every page loads it first), so every page names an alarm alike; the
+  // banner is told this page's language first, since it may not have seen the switch yet.
+  function className(cls) {
+    const W = window.WaterworksAlarms;
+    if (!W) return String(cls);
+    if (W.lang() !== WW.lang()) W.setLang(WW.lang());
+    return W.label('class', cls);
+  }
+
   function known(key, fallback, vars) {
     return TEXT.zh[key] === undefined ? fallback : t(key, vars);
   }
@@ -289,7 +284,7 @@
       const mine = st.alarms.filter((a) => a && a.key && a.key.device === id);
       byId('alarms').replaceChildren(...mine.map((a) => h('li', { class: 'abn', dataset: { alarm: a.key.class } }, [
         h('span', { text: t('prio_' + a.priority) + ' · ' }),
-        h('span', { text: known('cl_' + a.key.class, String(a.key.class)) + (a.key.detail ? ' ' + WW.paramText(a.key.detail) : '') }),
+        h('span', { text: className(a.key.class) + (a.key.detail ? ' ' + WW.paramText(a.key.detail) : '') }),
         h('span', { class: 'ok', text: ' · ' + t('state_' + a.state) + ' · ' + WW.fmtTime(a.since ?? a.raised_at) }),
       ])));
       if (!mine.length) byId('alarms').append(h('li', { class: 'ok', text: t('no_alarms') }));
