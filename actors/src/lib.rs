@@ -43,6 +43,7 @@ pub mod meter_book;
 pub mod metrics;
 pub mod modbus_link;
 pub mod mqtt;
+pub mod notify;
 pub mod plausible;
 pub mod policy;
 pub mod restore;

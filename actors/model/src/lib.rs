@@ -10,6 +10,7 @@ pub mod alarm;
 pub mod comm;
 pub mod ids;
 pub mod link;
+pub mod notify;
 pub mod quality;
 pub mod reading;
 pub mod usage;

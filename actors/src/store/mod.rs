@@ -45,7 +45,10 @@ pub mod alarms;
 pub mod audit;
 pub mod feed;
 pub mod feed_codec;
+pub mod incidents;
+pub mod maintenance;
 mod migrate;
+pub mod outbox;
 mod ports;
 mod reading_key;
 #[cfg(test)]
@@ -53,6 +56,7 @@ mod reading_tests;
 pub mod usage;
 pub mod users;
 mod valve_status;
+pub mod work_orders;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -72,9 +76,13 @@ pub use alarm_kpi::{ActivityRecord, AlarmActivity};
 pub use alarms::{AlarmAction, AlarmOp, JournalFilter};
 pub use audit::{AuditFilter, AuditPage, AuditRecord, RunMarker, RunOp, TextMatch};
 pub use feed::{EventFilter, FeedEntry, FeedFact};
+pub use incidents::{IncidentOp, IncidentStore};
+pub use maintenance::{MaintenanceOp, MaintenanceStore};
+pub use outbox::{NotifyOp, NotifyStore, OutboxEntry, OutboxState};
 pub use ports::{AlarmStore, AuditStore, Backend, CommitStore, EventStore, FieldStore, StateStore, Stores, UserStore};
 pub use usage::{UsageOp, UsageStore, ZoneLeakage};
 pub use valve_status::PendingValveCommand;
+pub use work_orders::{WorkOrderOp, WorkOrderStore};
 pub use writer::{Committed, StoreHandle, StoreWriter, StoreWriterArgs, StoreWriterMsg};
 
 use crate::event::{Event, EventRecord};
@@ -192,6 +200,14 @@ pub enum Op {
     AlarmSettings(Box<crate::alarms::AlarmSettings>),
     /// The usage watch: how far it evaluated, a zone's leakage for a period (`usage.rs`).
     Usage(usage::UsageOp),
+    /// The notification outbox: enqueue, and what became of each attempt (`outbox.rs`, issue 10 §1).
+    Notify(outbox::NotifyOp),
+    /// Work orders: created, each step, SLA deadlines (`work_orders.rs`, issue 10 §3).
+    WorkOrder(work_orders::WorkOrderOp),
+    /// Incidents: opened, progress, closed with the report (`incidents.rs`, issue 10 §5).
+    Incident(incidents::IncidentOp),
+    /// Calibration due dates and records (`maintenance.rs`, issue 10 §5).
+    Maintenance(maintenance::MaintenanceOp),
 }
 
 /// What a commit produced for the change feed.
@@ -496,6 +512,10 @@ impl Store {
                         Op::DeleteUser(name) => _ = users.remove(name.as_str())?,
                         Op::AlarmSettings(settings) => alarm_settings::put(&txn, settings)?,
                         Op::Usage(op) => usage::apply(&txn, op)?,
+                        Op::Notify(op) => outbox::apply(&txn, op)?,
+                        Op::WorkOrder(op) => work_orders::apply(&txn, op)?,
+                        Op::Incident(op) => incidents::apply(&txn, op)?,
+                        Op::Maintenance(op) => maintenance::apply(&txn, op)?,
                         Op::Alarm(op) => {
                             alarm_ops = true;
                             // An operator's action brings its audit entry, written with the outcome decided in

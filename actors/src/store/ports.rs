@@ -16,8 +16,12 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use super::incidents::IncidentStore;
+use super::maintenance::MaintenanceStore;
+use super::outbox::NotifyStore;
 use super::usage::UsageStore;
 use super::users::SessionRecord;
+use super::work_orders::WorkOrderStore;
 use super::{
     AlarmChanges, AlarmStart, Applied, AuditEntry, AuditFilter, AuditPage, EventFilter, FeedEntry, JournalFilter, Op,
     PendingValveCommand, RunMarker, Store, StoreError, StoredReading, StoredSample,
@@ -151,12 +155,34 @@ pub trait CommitStore: Send + Sync + 'static {
 
 /// Every interface, implemented by one backend.
 pub trait Backend:
-    FieldStore + EventStore + UserStore + AuditStore + StateStore + AlarmStore + UsageStore + CommitStore
+    FieldStore
+    + EventStore
+    + UserStore
+    + AuditStore
+    + StateStore
+    + AlarmStore
+    + UsageStore
+    + NotifyStore
+    + WorkOrderStore
+    + IncidentStore
+    + MaintenanceStore
+    + CommitStore
 {
 }
 
-impl<T: FieldStore + EventStore + UserStore + AuditStore + StateStore + AlarmStore + UsageStore + CommitStore> Backend
-    for T
+impl<T> Backend for T where
+    T: FieldStore
+        + EventStore
+        + UserStore
+        + AuditStore
+        + StateStore
+        + AlarmStore
+        + UsageStore
+        + NotifyStore
+        + WorkOrderStore
+        + IncidentStore
+        + MaintenanceStore
+        + CommitStore
 {
 }
 
@@ -171,6 +197,14 @@ pub struct Stores {
     pub alarms: Arc<dyn AlarmStore>,
     /// The usage watch's progress and zone leakage (`usage.rs`).
     pub usage: Arc<dyn UsageStore>,
+    /// The notification outbox (`outbox.rs`, issue 10 §1).
+    pub notify: Arc<dyn NotifyStore>,
+    /// Work orders (`work_orders.rs`, issue 10 §3).
+    pub work_orders: Arc<dyn WorkOrderStore>,
+    /// Incidents (`incidents.rs`, issue 10 §5).
+    pub incidents: Arc<dyn IncidentStore>,
+    /// Calibration and maintenance records (`maintenance.rs`, issue 10 §5).
+    pub maintenance: Arc<dyn MaintenanceStore>,
     pub commit: Arc<dyn CommitStore>,
 }
 
@@ -185,6 +219,10 @@ impl Stores {
             states: backend.clone(),
             alarms: backend.clone(),
             usage: backend.clone(),
+            notify: backend.clone(),
+            work_orders: backend.clone(),
+            incidents: backend.clone(),
+            maintenance: backend.clone(),
             commit: backend,
         }
     }
