@@ -92,6 +92,8 @@ pub struct TreeSpec {
     pub usage: crate::alarms::usage::UsageSettings,
     /// `[alarm_positions]`: the operator positions the alarm KPIs count per (issue 9 §3).
     pub alarm_positions: crate::alarms::kpi::AlarmPositions,
+    /// `[[person]]`: who the notifier may tell (issue 10 §2).
+    pub people: Vec<crate::model::notify::Person>,
 }
 
 /// The running tree.

@@ -32,6 +32,7 @@ mod lines;
 mod meters;
 mod models;
 mod mqtt;
+mod people;
 mod positions;
 mod problems;
 mod raw;
@@ -208,6 +209,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
 
     let alarms = alarms::resolve_alarms(&mut rs.check, raw.alarms.as_ref(), &raw.region, &regions);
     let alarm_positions = positions::resolve_positions(&mut rs.check, raw.alarm_positions.as_ref(), &regions);
+    let people = people::resolve_people(&mut rs.check, &raw.person);
     let Resolver { check, models, lines, device_models, .. } = rs;
     let warnings = check.finish()?;
     let tree = TreeSpec {
@@ -224,6 +226,7 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Config, 
         alarms,
         usage,
         alarm_positions,
+        people,
     };
     let text_hash = text_hash(text);
     Ok(Config { source: file.to_owned(), text_hash, server, tree, simulator, models, device_models, warnings })

@@ -54,6 +54,9 @@ pub(super) struct RawConfig {
     /// `[alarm_positions]` (issue 9 §3): operator position name -> the regions it answers for, resolved in
     /// `positions.rs`.
     pub(super) alarm_positions: Option<BTreeMap<String, Vec<String>>>,
+    /// `[[person]]` (issue 10 §2): the people the notifier may tell, resolved in `people.rs`.
+    #[serde(default)]
+    pub(super) person: Vec<super::people::RawPerson>,
 }
 
 /// An RS-485 serial line shared by Modbus RTU slaves; devices use it with `address = "rtu:<id>"`.

@@ -115,6 +115,35 @@ impl Notification {
     }
 }
 
+/// A person the notifier may tell (`[[person]]`): duty operators, shift leads, managers, crew members, the
+/// technical team. Rosters, escalation chains, crews and incident teams name people by `id`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Person {
+    pub id: String,
+    pub name: String,
+    /// Mobile number, E.164 (`+8613800138000`; an 11-digit Chinese mobile number is written as such).
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    /// Their login, if they have one (a crew member's phone page, acknowledging from the HMI).
+    pub user: Option<String>,
+    /// Groups they belong to (`technical`, `crew-dongcun`, `managers`), as rosters and incidents name them.
+    pub teams: Vec<String>,
+}
+
+/// A phone number in E.164 form: `+` and 8–15 digits; an 11-digit Chinese mobile number (`1…`) gains `+86`.
+/// `None` if it is neither.
+pub fn normalise_phone(raw: &str) -> Option<String> {
+    let s: String = raw.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+    let digits = s.strip_prefix('+').unwrap_or(&s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if !s.starts_with('+') {
+        return (digits.len() == 11 && digits.starts_with('1')).then(|| format!("+86{digits}"));
+    }
+    (8..=15).contains(&digits.len()).then(|| s.clone())
+}
+
 /// A text message received by a modem (issue 10 §2: an acknowledgement by reply carries the alarm's short code).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InboundSms {
@@ -157,6 +186,16 @@ mod tests {
         assert_ne!(base.key(), note(a2, "wang", Channel::Sms).key());
         assert_ne!(base.key(), note(a1.clone(), "li", Channel::Sms).key());
         assert_ne!(base.key(), note(a1, "wang", Channel::Email).key());
+    }
+
+    #[test]
+    fn phone_numbers_are_normalised_to_e164_or_refused() {
+        assert_eq!(normalise_phone("13800138000").as_deref(), Some("+8613800138000"));
+        assert_eq!(normalise_phone("+86 138-0013-8000").as_deref(), Some("+8613800138000"));
+        assert_eq!(normalise_phone("+4420794600").as_deref(), Some("+4420794600"));
+        for bad in ["", "+", "23800138000", "1380013800", "+86abc", "+1234567", "+1234567890123456"] {
+            assert_eq!(normalise_phone(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
